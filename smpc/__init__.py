@@ -1,0 +1,35 @@
+"""smpc: secure multi-party computation for bank consortia.
+
+Three compute parties hold 3-party replicated secret shares; any number of banks input data
+and receive only the results they are allowed. See DESIGN.md for the security model.
+"""
+
+from smpc.context import Context
+from smpc.errors import (
+    InputError,
+    PartyUnavailable,
+    PolicyError,
+    ProtocolError,
+    ProtocolTimeout,
+    RangeError,
+    SmpcError,
+)
+from smpc.runtime import simulate
+from smpc.secret import SecretTensor, cat, stack
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Context",
+    "InputError",
+    "PartyUnavailable",
+    "PolicyError",
+    "ProtocolError",
+    "ProtocolTimeout",
+    "RangeError",
+    "SecretTensor",
+    "SmpcError",
+    "cat",
+    "simulate",
+    "stack",
+]

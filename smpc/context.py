@@ -1,0 +1,186 @@
+"""A party's runtime: rank, transport, PRG streams, communication counters, and the SPMD API.
+
+Every compute party runs the same function with its own ``Context`` (see ``smpc.simulate``
+and the party service). Ranks 0..2 are the compute parties; ranks 3.. are input/result
+parties that own data or receive results but hold no shares.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+import torch
+
+from smpc.errors import SmpcError
+from smpc.fixedpoint import DEFAULTS, encode
+from smpc.prg import PRG, new_key
+from smpc.protocols import arithmetic
+from smpc.ring import ring_for
+from smpc.sharing import N_COMPUTE
+from smpc.transport.base import Transport
+
+DEFAULT_TIMEOUT = 60.0
+
+
+def _key_tensor(key: bytes) -> torch.Tensor:
+    return torch.frombuffer(bytearray(key), dtype=torch.uint8).clone()
+
+
+def _tensor_key(t: torch.Tensor) -> bytes:
+    return bytes(t.to(torch.uint8).tolist())
+
+
+class Context:
+    """One party's view of a job.
+
+    Attributes: ``rank``, ``world_size``, ``ring`` (``smpc.ring.Ring``), ``frac_bits`` (the
+    default for fixed-point values), ``timeout`` (seconds a receive may wait).
+    """
+
+    def __init__(
+        self,
+        rank: int,
+        world_size: int,
+        transport: Transport,
+        ring: int = 128,
+        frac_bits: int | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        party_names: list[str] | None = None,
+    ):
+        if world_size < N_COMPUTE:
+            raise ValueError(f"a job needs {N_COMPUTE} compute parties, got world_size={world_size}")
+        self.rank = rank
+        self.world_size = world_size
+        self.transport = transport
+        self.ring = ring_for(ring)
+        defaults = DEFAULTS[self.ring.bits]
+        self.frac_bits = defaults.frac_bits if frac_bits is None else int(frac_bits)
+        self.default_bound = defaults.bound
+        self.timeout = timeout
+        self.party_names = party_names or [f"party {r}" for r in range(world_size)]
+        self._send_seq: defaultdict[int, int] = defaultdict(int)
+        self._recv_seq: defaultdict[int, int] = defaultdict(int)
+        self._bytes_to: defaultdict[int, int] = defaultdict(int)
+        self._messages = 0
+        self._rounds = 0
+        self.prg_next: PRG | None = None
+        self.prg_prev: PRG | None = None
+        self.input_prgs: list[PRG] | None = None
+        self.input_prgs_of: dict[int, list[PRG]] = {}
+        self._setup_keys()
+
+    # ----- identity ------------------------------------------------------------------
+    @property
+    def is_compute(self) -> bool:
+        return self.rank < N_COMPUTE
+
+    def name_of(self, rank: int) -> str:
+        return self.party_names[rank]
+
+    # ----- communication -------------------------------------------------------------
+    def exchange(
+        self,
+        step: str,
+        sends: dict[int, torch.Tensor] | None = None,
+        recv_from: Iterable[int] = (),
+    ) -> dict[int, torch.Tensor]:
+        """One communication round: send at most one tensor to each peer, then receive one
+        from each peer in ``recv_from``. Counts bytes, messages and the round."""
+        sends = sends or {}
+        recv_from = list(recv_from)
+        for peer, payload in sends.items():
+            seq = self._send_seq[peer]
+            self._send_seq[peer] = seq + 1
+            self.transport.send(peer, f"{step}#{seq}", payload)
+            self._bytes_to[peer] += payload.numel() * payload.element_size()
+            self._messages += 1
+        received = {}
+        for peer in recv_from:
+            seq = self._recv_seq[peer]
+            self._recv_seq[peer] = seq + 1
+            received[peer] = self.transport.recv(peer, f"{step}#{seq}", self.timeout)
+        if sends or recv_from:
+            self._rounds += 1
+        return received
+
+    def comm_stats(self) -> dict:
+        """Traffic this party caused since the session was set up (key agreement excluded):
+        ``bytes_sent`` (payload bytes), ``rounds`` (rounds it sent or received in),
+        ``messages_sent`` and ``bytes_sent_to`` per peer rank."""
+        return {
+            "bytes_sent": sum(self._bytes_to.values()),
+            "rounds": self._rounds,
+            "messages_sent": self._messages,
+            "bytes_sent_to": dict(self._bytes_to),
+        }
+
+    def reset_comm_stats(self) -> None:
+        self._bytes_to.clear()
+        self._messages = 0
+        self._rounds = 0
+
+    # ----- session keys --------------------------------------------------------------
+    def _setup_keys(self) -> None:
+        """Pairwise PRG keys, fresh per session from os.urandom.
+
+        Compute party i draws the key it shares with i+1 and sends it there; input party u
+        draws one key per share index j in {0, 1} and sends it to the two holders of s_j.
+        This is the only traffic not counted in ``comm_stats``.
+        """
+        rank = self.rank
+        if self.is_compute:
+            mine = new_key()
+            nxt, prev = (rank + 1) % N_COMPUTE, (rank - 1) % N_COMPUTE
+            got = self.exchange("keys", sends={nxt: _key_tensor(mine)}, recv_from=[prev])
+            self.prg_next = PRG(mine)
+            self.prg_prev = PRG(_tensor_key(got[prev]))
+            inputs = list(range(N_COMPUTE, self.world_size))
+            got = self.exchange("input-keys", recv_from=inputs)
+            for u in inputs:
+                keys = got[u].reshape(2, -1)
+                # party 0 holds s_0 and s_1, party 1 holds s_1 (and s_2), party 2 holds s_0
+                self.input_prgs_of[u] = [PRG(_tensor_key(keys[0])), PRG(_tensor_key(keys[1]))]
+        else:
+            k0, k1 = new_key(), new_key()
+            zero = bytes(len(k0))
+            packed = {
+                0: _key_tensor(k0 + k1),
+                1: _key_tensor(zero + k1),  # party 1 never learns k0
+                2: _key_tensor(k0 + zero),  # party 2 never learns k1
+            }
+            self.exchange("input-keys", sends=packed)
+            self.input_prgs = [PRG(k0), PRG(k1)]
+        self.reset_comm_stats()
+
+    # ----- the SPMD API --------------------------------------------------------------
+    def share(self, value, owner: int, *, bound: float | None = None, frac_bits: int | None = None, name: str | None = None):
+        """Secret-share ``value`` held by rank ``owner`` (every other rank passes None).
+
+        ``bound`` is the public largest |value| (default: the ring's default input bound),
+        ``frac_bits`` the fixed-point precision (0 for exact integers; default ``ctx.frac_bits``).
+        The owner checks its values first: NaN, infinity, values over the bound or
+        non-integers in integer mode raise before anything is sent, and the job is aborted on
+        every party. Leakage: the shape of the value.
+        Cost: 1 round; 2 ring elements per element from the owner.
+        """
+        from smpc.secret import SecretTensor
+
+        if not 0 <= owner < self.world_size:
+            raise SmpcError(f"owner rank {owner} is not a party of this job (world size {self.world_size})")
+        f = self.frac_bits if frac_bits is None else int(frac_bits)
+        b = self.default_bound if bound is None else float(bound)
+        encoded = None
+        if self.rank == owner:
+            if value is None:
+                raise SmpcError(f"{self.name_of(owner)} owns this input but passed None")
+            who = f"{self.name_of(owner)}" + (f", column '{name}'" if name else "")
+            encoded = encode(value, self.ring, f, b, who=who)
+        shares = arithmetic.share_input(self, encoded, owner)
+        return SecretTensor(self, shares, frac_bits=f, bound=b)
+
+    def constant(self, value, *, frac_bits: int | None = None):
+        """A public value as a (trivially shared) secret, e.g. to start an accumulation."""
+        from smpc.secret import SecretTensor
+
+        return SecretTensor.from_public(self, value, frac_bits=frac_bits)

@@ -1,0 +1,152 @@
+"""Fixed-point encoding of real numbers into Z_2^k, bounds, and the capacity rules.
+
+A value v is stored as round(v * 2^f) in two's complement, f = ``frac_bits``. With f = 0 the
+value is an integer (counts, cents) and arithmetic on it is exact.
+
+Every secret carries a public ``bound`` (the largest |v| it may hold, declared by the owner or
+propagated through operations). An operation whose worst-case result would not fit the ring,
+or whose probabilistic truncation could fail with probability above 2^-SECURITY_BITS per
+element, raises ``RangeError`` before anything is sent. Nothing wraps silently.
+
+Per-ring defaults (``DEFAULTS``):
+
+| ring    | frac_bits | default input bound | resolution | largest safe fixed-point product |
+|---------|-----------|---------------------|------------|----------------------------------|
+| ring64  | 16        | 2^31 (~2.1e9)       | 1.5e-5     | none at 16 bits (use integers)   |
+| ring128 | 20        | 2^40 (~1.1e12)      | 9.5e-7     | 2^47 (~1.4e14)                   |
+
+Error: encoding rounds to nearest, |decode(encode(v)) - v| <= 2^-(f+1); decoding is exact
+(the floor of the signed value plus its fraction, so negative values are never off by one).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from smpc.errors import InputError, RangeError
+from smpc.ring import Ring
+
+SECURITY_BITS = 40
+"""Probabilistic truncation fails with probability <= 2^-SECURITY_BITS per element."""
+
+
+@dataclass(frozen=True)
+class RingDefaults:
+    frac_bits: int
+    bound: float
+
+
+DEFAULTS = {64: RingDefaults(frac_bits=16, bound=2.0**31), 128: RingDefaults(frac_bits=20, bound=2.0**40)}
+
+
+def max_encoded(ring: Ring) -> float:
+    """Largest |encoded integer| a ring holds as a signed value."""
+    return 2.0 ** (ring.bits - 1) - 1
+
+
+def truncatable_encoded(ring: Ring) -> float:
+    """Largest |encoded integer| that probabilistic truncation handles at 2^-SECURITY_BITS.
+
+    The SecureML/ABY3 local truncation of x = A + B (mod 2^k) fails only when the random
+    share A lands within |x| of the wrap point: probability <= 2^(l+1-k) for |x| < 2^l.
+    """
+    return 2.0 ** (ring.bits - 1 - SECURITY_BITS)
+
+
+def check_fits(ring: Ring, bound: float, frac_bits: int, what: str) -> None:
+    """RangeError unless values of magnitude ``bound`` fit the ring at ``frac_bits``."""
+    if not bound * 2.0**frac_bits <= max_encoded(ring):
+        raise RangeError(
+            f"{what}: worst case |value| {bound:.4g} does not fit {ring.name} with "
+            f"{frac_bits} fractional bits (largest {max_encoded(ring) / 2.0**frac_bits:.4g}); "
+            "declare a tighter bound, use fewer fractional bits or the 128-bit ring"
+        )
+
+
+def check_truncatable(ring: Ring, bound: float, frac_bits: int, what: str) -> None:
+    """RangeError unless a value of magnitude ``bound`` at ``frac_bits`` can be truncated safely."""
+    if not bound * 2.0**frac_bits < truncatable_encoded(ring):
+        limit = truncatable_encoded(ring) / 2.0**frac_bits
+        raise RangeError(
+            f"{what}: worst case |value| {bound:.4g} at {frac_bits} fractional bits exceeds "
+            f"{ring.name}'s safe truncation range {limit:.4g} (failure probability would be "
+            f"above 2^-{SECURITY_BITS}); declare tighter bounds with share(..., bound=...), "
+            "use integer mode (frac_bits=0) or the 128-bit ring"
+        )
+
+
+def as_float64(value, who: str = "input") -> torch.Tensor:
+    """Any numeric array-like as a float64 tensor; InputError for anything else."""
+    if isinstance(value, torch.Tensor):
+        if value.is_complex() or value.dtype == torch.bool:
+            return value.to(torch.float64)
+        return value.detach().to(torch.float64)
+    try:
+        array = np.asarray(value)
+        if array.dtype == object or array.dtype.kind in "USV":
+            array = array.astype(np.float64)
+        return torch.as_tensor(array.astype(np.float64))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{who}: values are not numeric ({exc})") from None
+
+
+def _position(shape, flat_index: int):
+    if len(shape) <= 1:
+        return flat_index
+    return tuple(int(i) for i in np.unravel_index(flat_index, tuple(shape)))
+
+
+def encode(value, ring: Ring, frac_bits: int, bound: float, who: str = "input") -> torch.Tensor:
+    """Encode a numeric array as ring elements, refusing NaN, inf, non-integers in integer mode
+    and values beyond ``bound``. The message names the first offending position only."""
+    check_fits(ring, bound, frac_bits, who)
+    integral_input = isinstance(value, torch.Tensor) and not value.is_floating_point()
+    if not integral_input and isinstance(value, np.ndarray) and value.dtype.kind in "iub":
+        integral_input = True
+        value = torch.as_tensor(value.astype(np.int64))
+    if integral_input and value.dtype != torch.bool:
+        ints = value.to(torch.int64)
+        too_big = ints.abs() > bound
+        if bool(too_big.any()):
+            pos = _position(ints.shape, int(too_big.reshape(-1).nonzero()[0]))
+            raise RangeError(f"{who}: value at position {pos} exceeds the declared bound {bound:.4g}")
+        return ring.lshift(ring.from_int64(ints), frac_bits)
+    x = as_float64(value, who)
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        flat = int((~finite).reshape(-1).nonzero()[0])
+        kind = "NaN" if math.isnan(float(x.reshape(-1)[flat])) else "infinite"
+        raise InputError(f"{who}: value at position {_position(x.shape, flat)} is {kind}")
+    over = x.abs() > bound
+    if bool(over.any()):
+        flat = int(over.reshape(-1).nonzero()[0])
+        raise RangeError(
+            f"{who}: value at position {_position(x.shape, flat)} exceeds the declared bound "
+            f"{bound:.4g}"
+        )
+    scaled = x * 2.0**frac_bits
+    rounded = torch.round(scaled)
+    if frac_bits == 0 and not bool((rounded == x).all()):
+        flat = int((rounded != x).reshape(-1).nonzero()[0])
+        raise InputError(
+            f"{who}: value at position {_position(x.shape, flat)} is not a whole number; "
+            "integer mode (frac_bits=0) holds whole numbers such as counts or cents"
+        )
+    return ring.from_float_integral(rounded)
+
+
+def encode_public(value, ring: Ring, frac_bits: int, who: str = "public constant") -> torch.Tensor:
+    """Encode a public constant (no secret bound applies; it must still fit the ring)."""
+    x = as_float64(value, who)
+    if not bool(torch.isfinite(x).all()):
+        raise InputError(f"{who}: NaN or infinite public constant")
+    return encode(x, ring, frac_bits, float(x.abs().max()) if x.numel() else 0.0, who)
+
+
+def decode(a: torch.Tensor, ring: Ring, frac_bits: int) -> torch.Tensor:
+    """Ring elements to float64 (floor-exact, see module docstring)."""
+    return ring.to_float(a, frac_bits)

@@ -1,0 +1,203 @@
+"""Arithmetic protocols on 3-party replicated shares: input, reveal, multiply, truncate.
+
+Costs are per party and per output element, in ring elements (8 bytes on ring64, 16 on
+ring128); ``docs/costs.md`` holds the measured table.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from smpc.sharing import N_COMPUTE, ArithmeticShares
+
+if TYPE_CHECKING:
+    from smpc.context import Context
+
+
+def zero_sharing(ctx: Context, shape) -> torch.Tensor:
+    """This party's term alpha_i of a fresh 3-out-of-3 sharing of zero.
+
+    alpha_i = F(k_{i,i+1}) - F(k_{i-1,i}) sums to 0 over the parties; each alpha_i is uniform
+    to every other single party because it misses one of the two keys. Cost: none.
+    """
+    r = ctx.ring
+    return r.sub(r.random(ctx.prg_next, shape), r.random(ctx.prg_prev, shape))
+
+
+def share_input(ctx: Context, encoded: torch.Tensor | None, owner: int) -> ArithmeticShares | None:
+    """Secret-share ``encoded`` (a ring tensor, given on ``owner`` only).
+
+    A compute owner o draws s_o and s_{o+1} from the PRGs it shares with its neighbours and
+    sends s_{o+2} = x - s_o - s_{o+1} to both others. An input party (rank >= 3) draws s_0 and
+    s_1 from per-session keys it gave to their holders, sends s_2 to parties 1 and 2, and the
+    shape to party 0.
+    Cost: 1 round; 2 ring elements per element from the owner (plus 8 bytes per dimension to
+    party 0 for an input party). Leakage: the shape.
+    Returns this party's shares (None on ranks that are not compute parties).
+    """
+    r = ctx.ring
+    rank = ctx.rank
+    step = f"input{owner}"
+    if owner < N_COMPUTE:
+        s2_holders = [(owner + 1) % N_COMPUTE, (owner + 2) % N_COMPUTE]
+        if rank == owner:
+            shape = r.shape(encoded)
+            s_own = r.random(ctx.prg_prev, shape)
+            s_next = r.random(ctx.prg_next, shape)
+            s_last = r.sub(r.sub(encoded, s_own), s_next)
+            ctx.exchange(step, sends={p: s_last for p in s2_holders})
+            return ArithmeticShares(r, s_own, s_next)
+        if not ctx.is_compute:
+            return None
+        s_last = ctx.exchange(step, recv_from=[owner])[owner]
+        shape = r.shape(s_last)
+        if rank == s2_holders[0]:  # holds (s_{o+1}, s_{o+2}); s_{o+1} is shared with o = prev
+            return ArithmeticShares(r, r.random(ctx.prg_prev, shape), s_last)
+        return ArithmeticShares(r, s_last, r.random(ctx.prg_next, shape))  # (s_{o+2}, s_o)
+    if rank == owner:
+        keys = ctx.input_prgs
+        shape = r.shape(encoded)
+        s0 = r.random(keys[0], shape)
+        s1 = r.random(keys[1], shape)
+        s2 = r.sub(r.sub(encoded, s0), s1)
+        header = torch.tensor(list(shape), dtype=torch.int64)
+        ctx.exchange(step, sends={0: header, 1: s2, 2: s2})
+        return None
+    if not ctx.is_compute:
+        return None
+    got = ctx.exchange(step, recv_from=[owner])[owner]
+    keys = ctx.input_prgs_of[owner]
+    if rank == 0:
+        shape = tuple(got.tolist())
+        return ArithmeticShares(r, r.random(keys[0], shape), r.random(keys[1], shape))
+    shape = r.shape(got)
+    if rank == 1:
+        return ArithmeticShares(r, r.random(keys[1], shape), got)
+    return ArithmeticShares(r, got, r.random(keys[0], shape))
+
+
+def reveal(ctx: Context, x: ArithmeticShares | None, to: list[int]) -> torch.Tensor | None:
+    """Open x to the ranks in ``to`` only; every other rank gets None and is sent nothing.
+
+    Compute party j sends its s_j to party j+1 when that party is a recipient, and to every
+    recipient that is not a compute party. Cost: 1 round; 1 ring element per element to each
+    recipient from each sender (a compute recipient receives from one party, others from three).
+    Leakage: the value, to the recipients.
+    """
+    rank = ctx.rank
+    recipients = set(to)
+    sends = {}
+    if ctx.is_compute:
+        nxt = (rank + 1) % N_COMPUTE
+        if nxt in recipients:
+            sends[nxt] = x.first
+        for u in recipients:
+            if u >= N_COMPUTE:
+                sends[u] = x.first
+    if rank in recipients:
+        senders = [(rank + 2) % N_COMPUTE] if ctx.is_compute else list(range(N_COMPUTE))
+    else:
+        senders = []
+    got = ctx.exchange("reveal", sends=sends, recv_from=senders)
+    if rank not in recipients:
+        return None
+    r = ctx.ring
+    if ctx.is_compute:
+        return r.add(r.add(x.first, x.second), got[senders[0]])
+    return r.add(r.add(got[0], got[1]), got[2])
+
+
+def reshare(ctx: Context, z: torch.Tensor, step: str = "reshare") -> ArithmeticShares:
+    """Turn a 3-out-of-3 sharing (z_i on party i, already masked by a zero-sharing) into RSS:
+    party i sends z_i to party i-1. Cost: 1 round, 1 ring element per element per party."""
+    prev, nxt = (ctx.rank - 1) % N_COMPUTE, (ctx.rank + 1) % N_COMPUTE
+    got = ctx.exchange(step, sends={prev: z}, recv_from=[nxt])
+    return ArithmeticShares(ctx.ring, z, got[nxt])
+
+
+def reshare_truncated(ctx: Context, z: torch.Tensor, d: int, step: str = "trunc") -> ArithmeticShares:
+    """Reshare a masked 3-out-of-3 sharing of x and divide by 2^d in the same round.
+
+    Split x = A + B with A = z_0 (party 0) and B = z_1 + z_2 (parties 1 and 2 swap z_1, z_2),
+    truncate each side locally (SecureML): t_A = A >> d, t_B = -((-B) >> d) as unsigned
+    shifts. New shares: s'_1 = r from the PRG of parties 0 and 1, s'_0 = t_A - r (party 0
+    sends it to party 2), s'_2 = t_B (known to 1 and 2).
+    Cost: 1 round; party 0 sends 1 ring element per element to party 2, parties 1 and 2
+    1 each to one another.
+    Error: floor(x / 2^d) or one more; with probability <= 2^(l+1-k) for |x| < 2^l (the
+    share A landing near the wrap point) the result is wrong by about 2^(k-d) instead;
+    callers keep l <= k - 41 so this is <= 2^-40 (``fixedpoint.check_truncatable``).
+    """
+    r = ctx.ring
+    rank = ctx.rank
+    shape = r.shape(z)
+    if rank == 0:
+        mask = r.random(ctx.prg_next, shape)
+        message = r.sub(r.rshift_logical(z, d), mask)
+        ctx.exchange(step, sends={2: message})
+        return ArithmeticShares(r, message, mask)
+    other = 2 if rank == 1 else 1
+    recv_from = [other] if rank == 1 else [other, 0]
+    got = ctx.exchange(step, sends={other: z}, recv_from=recv_from)
+    both = r.add(z, got[other])
+    truncated = r.truncate_negated(both, d)
+    if rank == 1:
+        return ArithmeticShares(r, r.random(ctx.prg_prev, shape), truncated)
+    return ArithmeticShares(r, truncated, got[0])
+
+
+def _finish(ctx: Context, z: torch.Tensor, trunc_bits: int, step: str) -> ArithmeticShares:
+    r = ctx.ring
+    shape = r.shape(z)
+    # z += alpha_i in place: alpha_i = F(k_{i,i+1}) - F(k_{i-1,i}) (see zero_sharing)
+    r.add_(z, r.random(ctx.prg_next, shape))
+    r.sub_(z, r.random(ctx.prg_prev, shape))
+    if trunc_bits:
+        return reshare_truncated(ctx, z, trunc_bits, step + "+trunc")
+    return reshare(ctx, z, step)
+
+
+def mul(ctx: Context, x: ArithmeticShares, y: ArithmeticShares, trunc_bits: int = 0) -> ArithmeticShares:
+    """Elementwise x * y (broadcasting), optionally divided by 2^trunc_bits in the same round.
+
+    z_i = x_i (y_i + y_{i+1}) + x_{i+1} y_i + alpha_i is a 3-out-of-3 sharing of x*y.
+    Cost: 1 round; 1 ring element per output element per party (with truncation: parties 1
+    and 2 send 1, party 0 sends 1). Error: exact mod 2^k; see ``reshare_truncated``.
+    """
+    z = ctx.ring.rss_product(x.first, x.second, y.first, y.second)
+    return _finish(ctx, z, trunc_bits, "mul")
+
+
+def square(ctx: Context, x: ArithmeticShares, trunc_bits: int = 0) -> ArithmeticShares:
+    """x * x: z_i = x_i (x_i + 2 x_{i+1}), the product formula with y = x. Cost as ``mul``."""
+    z = ctx.ring.rss_product(x.first, x.second, x.first, x.second)
+    return _finish(ctx, z, trunc_bits, "square")
+
+
+def matmul(ctx: Context, x: ArithmeticShares, y: ArithmeticShares, trunc_bits: int = 0) -> ArithmeticShares:
+    """Matrix product x @ y (torch.matmul semantics). Cost: 1 round; 1 ring element per
+    element of the result per party. Error: as ``mul``."""
+    r = ctx.ring
+    z = r.matmul(x.first, r.add(y.first, y.second))
+    r.add_(z, r.matmul(x.second, y.first))
+    return _finish(ctx, z, trunc_bits, "matmul")
+
+
+def mul_sum(ctx: Context, x: ArithmeticShares, y: ArithmeticShares, dim, trunc_bits: int = 0) -> ArithmeticShares:
+    """sum(x * y, dim) with the sum taken before resharing, so only the reduced result
+    crosses the wire (a dot product sends one element). Cost: 1 round; 1 ring element per
+    element of the result per party."""
+    r = ctx.ring
+    z = r.sum(r.rss_product(x.first, x.second, y.first, y.second), dim=dim)
+    return _finish(ctx, z, trunc_bits, "dot")
+
+
+def truncate(ctx: Context, x: ArithmeticShares, d: int) -> ArithmeticShares:
+    """x / 2^d. The RSS pair is first re-randomised into a masked 3-out-of-3 sharing
+    (z_i = s_i + alpha_i) so no party can see both halves of the split.
+    Cost: 1 round, as ``reshare_truncated``."""
+    r = ctx.ring
+    z = r.add(x.first, zero_sharing(ctx, x.shape))
+    return reshare_truncated(ctx, z, d)

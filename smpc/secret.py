@@ -1,0 +1,350 @@
+"""``SecretTensor``: the value type developers program with.
+
+A secret carries this party's replicated shares plus public metadata every party agrees on:
+``frac_bits`` (fixed-point precision; 0 = exact integer) and ``bound`` (largest possible
+|value|). Operators check the worst case against the ring before any message is sent and
+raise ``RangeError`` instead of wrapping.
+
+On ranks that are not compute parties (input/result parties) a secret is "hollow": it has
+metadata but no shares, operations only update the metadata, and ``reveal`` delivers the
+value if the rank is a recipient.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+import torch
+
+from smpc.errors import SmpcError
+from smpc.fixedpoint import as_float64, check_fits, check_truncatable, decode, encode_public, truncatable_encoded
+from smpc.protocols import arithmetic
+from smpc.sharing import ArithmeticShares
+
+_INT_LIMIT = 2.0**62
+
+
+def _public_tensor(value) -> torch.Tensor:
+    return as_float64(value, "public operand")
+
+
+def _is_integral(t: torch.Tensor) -> bool:
+    return bool(torch.isfinite(t).all()) and bool((t == torch.round(t)).all()) and (
+        t.numel() == 0 or float(t.abs().max()) < _INT_LIMIT
+    )
+
+
+class SecretTensor:
+    """A secret-shared tensor. Supports ``+ - *`` (secret or public), ``@``, ``sum``,
+    ``mean``, ``dot``, ``square``, indexing and reshaping, and ``reveal``."""
+
+    __array_priority__ = 1000  # make numpy defer to our reflected operators
+
+    def __init__(self, ctx, shares: ArithmeticShares | None, frac_bits: int, bound: float):
+        self.ctx = ctx
+        self.shares = shares
+        self.frac_bits = int(frac_bits)
+        self.bound = float(bound)
+
+    # ----- construction ----------------------------------------------------------------
+    @classmethod
+    def from_public(cls, ctx, value, frac_bits: int | None = None) -> SecretTensor:
+        t = _public_tensor(value)
+        f = (0 if _is_integral(t) else ctx.frac_bits) if frac_bits is None else int(frac_bits)
+        encoded = encode_public(t, ctx.ring, f)
+        bound = float(t.abs().max()) if t.numel() else 0.0
+        if not ctx.is_compute:
+            return cls(ctx, None, f, bound)
+        zero = torch.zeros_like(encoded)
+        first = encoded if ctx.rank == 0 else zero
+        second = encoded if ctx.rank == 2 else zero.clone()
+        return cls(ctx, ArithmeticShares(ctx.ring, first, second), f, bound)
+
+    def _new(self, shares, frac_bits=None, bound=None) -> SecretTensor:
+        return SecretTensor(
+            self.ctx,
+            shares,
+            self.frac_bits if frac_bits is None else frac_bits,
+            self.bound if bound is None else bound,
+        )
+
+    # ----- metadata --------------------------------------------------------------------
+    @property
+    def shape(self) -> torch.Size | None:
+        return None if self.shares is None else self.shares.shape
+
+    @property
+    def ring(self):
+        return self.ctx.ring
+
+    def numel(self) -> int:
+        return self.shares.numel()
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return (
+            f"SecretTensor(shape={tuple(self.shape) if self.shape is not None else '?'}, "
+            f"{self.ring.name}, frac_bits={self.frac_bits}, bound={self.bound:.4g})"
+        )
+
+    def __bool__(self):
+        raise SmpcError("a secret has no truth value; reveal it, or use it in arithmetic")
+
+    # ----- helpers ---------------------------------------------------------------------
+    def _check_same_job(self, other: SecretTensor) -> None:
+        if other.ctx is not self.ctx:
+            raise SmpcError("secrets from different jobs cannot be combined")
+
+    def rescale(self, frac_bits: int) -> SecretTensor:
+        """The same value at more fractional bits (local, exact)."""
+        if frac_bits == self.frac_bits:
+            return self
+        if frac_bits < self.frac_bits:
+            return self.truncate(self.frac_bits - frac_bits)
+        check_fits(self.ring, self.bound, frac_bits, "rescale")
+        shares = None if self.shares is None else self.shares.lshift(frac_bits - self.frac_bits)
+        return self._new(shares, frac_bits=frac_bits)
+
+    def truncate(self, bits: int) -> SecretTensor:
+        """Drop ``bits`` fractional bits (1 round). Error: <= 1 unit of the new last place."""
+        check_truncatable(self.ring, self.bound, self.frac_bits, "truncation")
+        shares = None if self.shares is None else arithmetic.truncate(self.ctx, self.shares, bits)
+        return self._new(shares, frac_bits=self.frac_bits - bits)
+
+    def _encode_public(self, t: torch.Tensor, frac_bits: int) -> torch.Tensor:
+        return encode_public(t, self.ring, frac_bits)
+
+    # ----- linear operations -----------------------------------------------------------
+    def __add__(self, other) -> SecretTensor:
+        if isinstance(other, SecretTensor):
+            self._check_same_job(other)
+            f = max(self.frac_bits, other.frac_bits)
+            bound = self.bound + other.bound
+            check_fits(self.ring, bound, f, "addition")
+            a, b = self.rescale(f), other.rescale(f)
+            shares = None if a.shares is None else a.shares.add(b.shares)
+            return self._new(shares, frac_bits=f, bound=bound)
+        t = _public_tensor(other)
+        f = self.frac_bits if (self.frac_bits or _is_integral(t)) else self.ctx.frac_bits
+        a = self.rescale(f)
+        bound = self.bound + (float(t.abs().max()) if t.numel() else 0.0)
+        check_fits(self.ring, bound, f, "addition")
+        if a.shares is None:
+            return self._new(None, frac_bits=f, bound=bound)
+        shares = a.shares.add_public(self.ctx.rank, self._encode_public(t, f))
+        return self._new(shares, frac_bits=f, bound=bound)
+
+    __radd__ = __add__
+
+    def __neg__(self) -> SecretTensor:
+        return self._new(None if self.shares is None else self.shares.neg())
+
+    def __sub__(self, other) -> SecretTensor:
+        return self + (-other)
+
+    def __rsub__(self, other) -> SecretTensor:
+        return (-self) + other
+
+    # ----- multiplication --------------------------------------------------------------
+    def __mul__(self, other) -> SecretTensor:
+        if isinstance(other, SecretTensor):
+            self._check_same_job(other)
+            return self._mul_secret(other)
+        return self._mul_public(_public_tensor(other))
+
+    __rmul__ = __mul__
+
+    def _product_plan(self, bound: float, f_left: int, f_right: int, what: str):
+        """(frac bits of the raw product, bits to truncate) after checking the ring."""
+        raw = f_left + f_right
+        trunc = min(f_left, f_right)
+        check_fits(self.ring, bound, raw, what)
+        if trunc:
+            check_truncatable(self.ring, bound, raw, what)
+        return raw, trunc
+
+    def _mul_secret(self, other: SecretTensor) -> SecretTensor:
+        bound = self.bound * other.bound
+        raw, trunc = self._product_plan(bound, self.frac_bits, other.frac_bits, "multiplication")
+        shares = None
+        if self.shares is not None:
+            if other is self:
+                shares = arithmetic.square(self.ctx, self.shares, trunc)
+            else:
+                shares = arithmetic.mul(self.ctx, self.shares, other.shares, trunc)
+        return self._new(shares, frac_bits=raw - trunc, bound=bound)
+
+    def _mul_public(self, t: torch.Tensor) -> SecretTensor:
+        cmax = float(t.abs().max()) if t.numel() else 0.0
+        bound = self.bound * cmax
+        if _is_integral(t):
+            check_fits(self.ring, bound, self.frac_bits, "multiplication by a public integer")
+            if self.shares is None:
+                return self._new(None, bound=bound)
+            k = self.ring.from_int64(t.to(torch.int64))
+            return self._new(self.shares.mul_public(k), bound=bound)
+        f_out = self.frac_bits or self.ctx.frac_bits
+        f_c = self._public_precision(bound, f_out)
+        raw = self.frac_bits + f_c
+        check_fits(self.ring, bound, raw, "multiplication by a public value")
+        if self.shares is None:
+            return self._new(None, frac_bits=f_out, bound=bound)
+        product = self.shares.mul_public(self._encode_public(t, f_c))
+        if raw > f_out:
+            check_truncatable(self.ring, bound, raw, "multiplication by a public value")
+            product = arithmetic.truncate(self.ctx, product, raw - f_out)
+        elif raw < f_out:
+            product = product.lshift(f_out - raw)
+        return self._new(product, frac_bits=f_out, bound=bound)
+
+    def _public_precision(self, bound: float, f_out: int) -> int:
+        """Fractional bits for a public non-integer factor c.
+
+        Encoding c costs up to 2^-(f_c+1) absolute error, multiplied by |x|; with f_c = f_out + log2(bound_x) + 2 that stays under a quarter unit of the result.
+        It is capped so the raw product stays truncatable (fixedpoint.check_truncatable).
+        """
+        want = f_out + max(0, math.ceil(math.log2(self.bound + 1))) + 2
+        limit = math.floor(math.log2(truncatable_encoded(self.ring) / max(bound, 2.0**-60))) - self.frac_bits - 1
+        f_c = min(want, limit)
+        if f_c < 1:
+            check_truncatable(self.ring, bound, self.frac_bits + f_out, "multiplication by a public value")
+        return max(f_c, 1)
+
+    def __truediv__(self, other) -> SecretTensor:
+        if isinstance(other, SecretTensor):
+            return NotImplemented
+        t = _public_tensor(other)
+        if bool((t == 0).any()):
+            raise SmpcError("division of a secret by a public zero")
+        return self._mul_public(1.0 / t)
+
+    def square(self) -> SecretTensor:
+        return self * self
+
+    def __matmul__(self, other: SecretTensor) -> SecretTensor:
+        if not isinstance(other, SecretTensor):
+            other = SecretTensor.from_public(self.ctx, other)
+        self._check_same_job(other)
+        inner = self.shape[-1] if self.shape is not None else other.shape[0]
+        bound = self.bound * other.bound * inner
+        raw, trunc = self._product_plan(bound, self.frac_bits, other.frac_bits, "matmul")
+        shares = None
+        if self.shares is not None:
+            shares = arithmetic.matmul(self.ctx, self.shares, other.shares, trunc)
+        return self._new(shares, frac_bits=raw - trunc, bound=bound)
+
+    def dot(self, other: SecretTensor, dim=-1) -> SecretTensor:
+        """sum(self * other, dim): only the reduced result is communicated."""
+        self._check_same_job(other)
+        count = self._count(dim)
+        bound = self.bound * other.bound * count
+        raw, trunc = self._product_plan(bound, self.frac_bits, other.frac_bits, "dot product")
+        shares = None
+        if self.shares is not None:
+            shares = arithmetic.mul_sum(self.ctx, self.shares, other.shares, dim, trunc)
+        return self._new(shares, frac_bits=raw - trunc, bound=bound)
+
+    # ----- reductions ------------------------------------------------------------------
+    def _count(self, dim) -> int:
+        if self.shape is None:
+            raise SmpcError("this party holds no shares, so it cannot reduce a secret it does not own")
+        if dim is None:
+            return math.prod(self.shape)
+        dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+        return math.prod(self.shape[d] for d in dims)
+
+    def sum(self, dim=None, keepdim: bool = False) -> SecretTensor:
+        """Sum (local, exact). The bound grows by the number of terms."""
+        count = self._count(dim)
+        bound = self.bound * count
+        check_fits(self.ring, bound, self.frac_bits, "sum")
+        return self._new(self.shares.sum(dim=dim, keepdim=keepdim), bound=bound)
+
+    def mean(self, dim=None, keepdim: bool = False) -> SecretTensor:
+        """Mean = sum times the public 1/count (1 round for the truncation)."""
+        count = self._count(dim)
+        total = self.sum(dim=dim, keepdim=keepdim)
+        out = total._mul_public(torch.tensor(1.0 / count, dtype=torch.float64))
+        out.bound = self.bound
+        return out
+
+    # ----- shape -----------------------------------------------------------------------
+    def _shape_op(self, fn) -> SecretTensor:
+        return self._new(None if self.shares is None else fn(self.shares))
+
+    def reshape(self, *shape) -> SecretTensor:
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)):
+            shape = tuple(shape[0])
+        if self.shares is not None and -1 in shape:
+            shape = torch.empty(self.shape, device="meta").reshape(shape).shape
+        return self._shape_op(lambda s: s.reshape(shape))
+
+    def flatten(self) -> SecretTensor:
+        return self.reshape(-1)
+
+    def __getitem__(self, key) -> SecretTensor:
+        return self._shape_op(lambda s: s.getitem(key))
+
+    def transpose(self, d0: int, d1: int) -> SecretTensor:
+        return self._shape_op(lambda s: s.transpose(d0, d1))
+
+    @property
+    def T(self) -> SecretTensor:  # noqa: N802 - torch's name
+        return self.transpose(0, 1) if len(self.shape) == 2 else self
+
+    # ----- output ----------------------------------------------------------------------
+    def _recipients(self, to) -> list[int]:
+        if to is None:
+            return list(range(self.ctx.world_size))
+        ranks = [to] if isinstance(to, numbers.Integral) else list(to)
+        for r in ranks:
+            if not 0 <= r < self.ctx.world_size:
+                raise SmpcError(f"cannot reveal to rank {r}: not a party of this job")
+        return ranks
+
+    def _open(self, to):
+        return arithmetic.reveal(self.ctx, self.shares, self._recipients(to))
+
+    def reveal(self, to=None) -> torch.Tensor | None:
+        """The value as float64 on the ranks in ``to`` (default: every party), None elsewhere.
+        Leakage: the value, to the recipients. Cost: 1 round (see protocols.arithmetic.reveal).
+        """
+        opened = self._open(to)
+        return None if opened is None else decode(opened, self.ring, self.frac_bits)
+
+    def reveal_int(self, to=None) -> np.ndarray | None:
+        """Exact integers (an object array of Python ints) for integer-mode secrets: sums of
+        cents beyond 2^53 stay exact, unlike float64."""
+        if self.frac_bits != 0:
+            raise SmpcError("reveal_int needs an integer-mode secret (frac_bits=0)")
+        opened = self._open(to)
+        if opened is None:
+            return None
+        values = self.ring.to_ints(opened, signed=True)
+        out = np.empty(len(values), dtype=object)
+        out[:] = values
+        return out.reshape(tuple(self.ring.shape(opened)))
+
+
+def cat(items: list[SecretTensor], dim: int = 0) -> SecretTensor:
+    """Concatenate secrets (local). Fractional bits are aligned to the largest."""
+    f = max(x.frac_bits for x in items)
+    aligned = [x.rescale(f) for x in items]
+    bound = max(x.bound for x in items)
+    first = aligned[0]
+    shares = None if first.shares is None else ArithmeticShares.cat([x.shares for x in aligned], dim)
+    return first._new(shares, frac_bits=f, bound=bound)
+
+
+def stack(items: list[SecretTensor], dim: int = 0) -> SecretTensor:
+    """Stack secrets along a new dimension (local)."""
+    f = max(x.frac_bits for x in items)
+    aligned = [x.rescale(f) for x in items]
+    bound = max(x.bound for x in items)
+    first = aligned[0]
+    shares = None if first.shares is None else ArithmeticShares.stack([x.shares for x in aligned], dim)
+    return first._new(shares, frac_bits=f, bound=bound)
