@@ -15,7 +15,7 @@ from smpc.errors import (
     SmpcError,
 )
 from smpc.runtime import simulate
-from smpc.secret import SecretTensor, cat, stack
+from smpc.secret import SecretTensor, cat, maximum, minimum, stack, where
 
 __version__ = "0.1.0"
 
@@ -31,5 +31,8 @@ __all__ = [
     "SmpcError",
     "cat",
     "simulate",
+    "maximum",
+    "minimum",
     "stack",
+    "where",
 ]

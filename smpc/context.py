@@ -154,7 +154,15 @@ class Context:
         self.reset_comm_stats()
 
     # ----- the SPMD API --------------------------------------------------------------
-    def share(self, value, owner: int, *, bound: float | None = None, frac_bits: int | None = None, name: str | None = None):
+    def share(
+        self,
+        value,
+        owner: int,
+        *,
+        bound: float | None = None,
+        frac_bits: int | None = None,
+        name: str | None = None,
+    ):
         """Secret-share ``value`` held by rank ``owner`` (every other rank passes None).
 
         ``bound`` is the public largest |value| (default: the ring's default input bound),

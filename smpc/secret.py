@@ -18,9 +18,9 @@ import numbers
 import numpy as np
 import torch
 
-from smpc.errors import SmpcError
+from smpc.errors import RangeError, SmpcError
 from smpc.fixedpoint import as_float64, check_fits, check_truncatable, decode, encode_public, truncatable_encoded
-from smpc.protocols import arithmetic
+from smpc.protocols import arithmetic, compare
 from smpc.sharing import ArithmeticShares
 
 _INT_LIMIT = 2.0**62
@@ -204,7 +204,8 @@ class SecretTensor:
     def _public_precision(self, bound: float, f_out: int) -> int:
         """Fractional bits for a public non-integer factor c.
 
-        Encoding c costs up to 2^-(f_c+1) absolute error, multiplied by |x|; with f_c = f_out + log2(bound_x) + 2 that stays under a quarter unit of the result.
+        Encoding c costs up to 2^-(f_c+1) absolute error, multiplied by |x|; with
+        f_c = f_out + log2(bound_x) + 2 that stays under a quarter unit of the result.
         It is capped so the raw product stays truncatable (fixedpoint.check_truncatable).
         """
         want = f_out + max(0, math.ceil(math.log2(self.bound + 1))) + 2
@@ -271,6 +272,106 @@ class SecretTensor:
         out = total._mul_public(torch.tensor(1.0 / count, dtype=torch.float64))
         out.bound = self.bound
         return out
+
+    # ----- comparisons -----------------------------------------------------------------
+    # Each returns a secret 0/1 in integer mode. Public operands are encoded at the secret's
+    # precision first, so the comparison is exact on the encoded values.
+    __hash__ = object.__hash__
+
+    def _as_bit(self, shares) -> SecretTensor:
+        return SecretTensor(self.ctx, shares, 0, 1.0)
+
+    def _sign_ready(self, what: str) -> SecretTensor:
+        """self, after checking that it fits 64 bits so the 64-bit adders decide its sign."""
+        if not self.bound * 2.0**self.frac_bits < 2.0**63:
+            raise RangeError(
+                f"{what}: worst case |difference| {self.bound:.4g} at {self.frac_bits} fractional bits "
+                f"does not fit 64 bits ({2.0**63 / 2.0**self.frac_bits:.4g}); comparisons run on the "
+                "low 64 bits of a sharing, so declare tighter bounds or use fewer fractional bits"
+            )
+        return self
+
+    def _ltz(self, what: str = "comparison") -> SecretTensor:
+        d = self._sign_ready(what)
+        return self._as_bit(None if d.shares is None else compare.less_than_zero(self.ctx, d.shares))
+
+    def _eqz(self) -> SecretTensor:
+        d = self._sign_ready("equality")
+        return self._as_bit(None if d.shares is None else compare.equal_zero(self.ctx, d.shares))
+
+    def __lt__(self, other) -> SecretTensor:
+        """self < other. Cost: 9 rounds (see protocols.compare.less_than_zero)."""
+        return (self - other)._ltz()
+
+    def __gt__(self, other) -> SecretTensor:
+        return ((-self) + other)._ltz()
+
+    def __le__(self, other) -> SecretTensor:
+        return 1 - (self > other)
+
+    def __ge__(self, other) -> SecretTensor:
+        return 1 - (self < other)
+
+    def __eq__(self, other) -> SecretTensor:  # type: ignore[override]
+        """self == other as a secret 0/1. Cost: 8 rounds."""
+        return (self - other)._eqz()
+
+    def __ne__(self, other) -> SecretTensor:  # type: ignore[override]
+        return 1 - (self == other)
+
+    def abs(self) -> SecretTensor:
+        """|self| = self * (1 - 2 [self < 0]). Cost: 10 rounds."""
+        negative = self._ltz("abs")
+        return self._new((self * (1 - 2 * negative)).shares)
+
+    __abs__ = abs
+
+    def relu(self) -> SecretTensor:
+        """max(self, 0). Cost: 10 rounds."""
+        return where(self._ltz("relu"), 0, self)
+
+    def _extreme(self, dim, largest: bool, with_index: bool):
+        x = self.flatten() if dim is None else self
+        d = 0 if dim is None else dim
+        x._sign_ready("min/max")
+        (x - x)._sign_ready("min/max")  # differences of two elements: bound 2|x|
+        if x.bound * 2 * 2.0**x.frac_bits >= 2.0**63:
+            raise RangeError("min/max: differences of elements may not fit 64 bits; declare tighter bounds")
+        index = None
+        if with_index:
+            n = x.shape[d] if x.shape is not None else 0
+            shape = [1] * len(x.shape)
+            shape[d] = n
+            positions = torch.arange(n, dtype=torch.float64).reshape(shape).expand(tuple(x.shape))
+            index = SecretTensor.from_public(self.ctx, positions.contiguous(), frac_bits=0)
+        if x.shares is None:
+            value = x._new(None)
+            return value, (None if index is None else index._new(None))
+        values, idx = compare.reduce_extreme(
+            self.ctx, x.shares, d, largest, None if index is None else index.shares
+        )
+        values = values.reshape(values.shape[:d] + values.shape[d + 1 :])
+        value = x._new(values)
+        if idx is None:
+            return value, None
+        idx = idx.reshape(idx.shape[:d] + idx.shape[d + 1 :])
+        return value, SecretTensor(self.ctx, idx, 0, float(max(x.shape[d] - 1, 0)))
+
+    def max(self, dim=None) -> SecretTensor:
+        """Largest element (along ``dim``; all elements when None) by a log-depth tournament.
+        Cost: ceil(log2 n) x 10 rounds. Error: exact."""
+        return self._extreme(dim, True, False)[0]
+
+    def min(self, dim=None) -> SecretTensor:
+        """Smallest element (see ``max``)."""
+        return self._extreme(dim, False, False)[0]
+
+    def argmax(self, dim=None) -> SecretTensor:
+        """A secret index of a largest element (ties: one of them). Cost as ``max``."""
+        return self._extreme(dim, True, True)[1]
+
+    def argmin(self, dim=None) -> SecretTensor:
+        return self._extreme(dim, False, True)[1]
 
     # ----- shape -----------------------------------------------------------------------
     def _shape_op(self, fn) -> SecretTensor:
@@ -348,3 +449,31 @@ def stack(items: list[SecretTensor], dim: int = 0) -> SecretTensor:
     first = aligned[0]
     shares = None if first.shares is None else ArithmeticShares.stack([x.shares for x in aligned], dim)
     return first._new(shares, frac_bits=f, bound=bound)
+
+
+def where(cond: SecretTensor, if_true, if_false) -> SecretTensor:
+    """cond ? if_true : if_false elementwise, for a secret 0/1 ``cond`` (e.g. a comparison).
+    Either branch may be public. Cost: 1 round (one multiplication). Error: exact."""
+    if not isinstance(cond, SecretTensor) or cond.frac_bits != 0 or cond.bound > 1:
+        raise SmpcError("where() needs a secret 0/1 condition, such as the result of a comparison")
+    ctx = cond.ctx
+    a = if_true if isinstance(if_true, SecretTensor) else SecretTensor.from_public(ctx, if_true)
+    b = if_false if isinstance(if_false, SecretTensor) else SecretTensor.from_public(ctx, if_false)
+    f = max(a.frac_bits, b.frac_bits)
+    a, b = a.rescale(f), b.rescale(f)
+    bound = max(a.bound, b.bound)
+    check_fits(cond.ring, a.bound + b.bound, f, "where")
+    if cond.shares is None:
+        return SecretTensor(ctx, None, f, bound)
+    shares = compare.select(ctx, cond.shares, a.shares, b.shares)
+    return SecretTensor(ctx, shares, f, bound)
+
+
+def maximum(a: SecretTensor, b) -> SecretTensor:
+    """Elementwise max. Cost: 10 rounds."""
+    return where(a < b, b, a)
+
+
+def minimum(a: SecretTensor, b) -> SecretTensor:
+    """Elementwise min. Cost: 10 rounds."""
+    return where(a < b, a, b)

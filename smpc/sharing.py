@@ -103,3 +103,58 @@ class ArithmeticShares:
             ring.stack([s.first for s in items], dim),
             ring.stack([s.second for s in items], dim),
         )
+
+
+@dataclass
+class BooleanShares:
+    """This party's pair (b_i, b_{i+1}) of 64-bit words with x = b_0 ^ b_1 ^ b_2 bitwise.
+
+    Each int64 word packs 64 bits of one element (the two's complement bits of a value, or
+    individual flags in bit 0). XOR and shifts are local; AND needs one round.
+    """
+
+    first: torch.Tensor
+    second: torch.Tensor
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.first.shape
+
+    def _map(self, fn) -> BooleanShares:
+        return BooleanShares(fn(self.first), fn(self.second))
+
+    def xor(self, other: BooleanShares) -> BooleanShares:
+        return BooleanShares(self.first ^ other.first, self.second ^ other.second)
+
+    def xor_public(self, rank: int, value) -> BooleanShares:
+        """XOR a public word into component 0 (held by party 0 first and party 2 second)."""
+        first, second = self.first, self.second
+        if rank == 0:
+            first = first ^ value
+        elif rank == 2:
+            second = second ^ value
+        return BooleanShares(first, second)
+
+    def invert(self, rank: int) -> BooleanShares:
+        return self.xor_public(rank, -1)
+
+    def and_public(self, mask) -> BooleanShares:
+        return self._map(lambda s: s & mask)
+
+    def lshift(self, n: int) -> BooleanShares:
+        return self._map(lambda s: s << n)
+
+    def rshift(self, n: int) -> BooleanShares:
+        """Logical right shift by 0 < n < 64."""
+        mask = (1 << (64 - n)) - 1
+        return self._map(lambda s: (s >> n) & mask)
+
+    def reshape(self, shape) -> BooleanShares:
+        return self._map(lambda s: s.reshape(tuple(shape)))
+
+    def getitem(self, key) -> BooleanShares:
+        return self._map(lambda s: s[key])
+
+    @staticmethod
+    def cat(items: list[BooleanShares], dim: int = 0) -> BooleanShares:
+        return BooleanShares(torch.cat([s.first for s in items], dim), torch.cat([s.second for s in items], dim))

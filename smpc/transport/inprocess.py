@@ -10,8 +10,6 @@ import queue
 import threading
 import time
 
-import torch
-
 from smpc.errors import PartyUnavailable, ProtocolError, ProtocolTimeout
 from smpc.transport.base import Transport
 
