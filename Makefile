@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench costs clean
 
 $(STAMP): pyproject.toml setup.py smpc/_ringkernels.c
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test: lint
 bench: $(STAMP)
 	mkdir -p benchmarks/results
 	$(PY) -m pytest benchmarks -q --benchmark-only --benchmark-json=benchmarks/results/kernels.json
+
+# the protocol cost table is measured from code; tests/test_costs.py fails when it is stale
+costs: $(STAMP)
+	$(PY) -m smpc.costs --write docs/costs.md
 
 clean:
 	rm -rf $(VENV) build *.egg-info smpc/*.so

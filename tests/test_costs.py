@@ -1,0 +1,25 @@
+"""docs/costs.md is generated from code; this fails when someone changes a protocol's cost
+without regenerating it (`make costs`)."""
+
+from pathlib import Path
+
+from smpc import costs
+
+COSTS_MD = Path(__file__).resolve().parents[1] / "docs" / "costs.md"
+
+
+def test_cost_table_is_up_to_date():
+    assert COSTS_MD.exists(), "docs/costs.md is missing: run `make costs`"
+    assert COSTS_MD.read_text(encoding="utf-8") == costs.render(), "docs/costs.md is stale: run `make costs`"
+
+
+def test_headline_costs_match_the_documented_protocols():
+    """The numbers the docstrings promise: mul is one round and one ring element per element
+    per party; < is 9 rounds; reveal to one party sends nothing to the others."""
+    table = costs.measure(128)
+    assert table["mul (integer mode)"] == (1, [16.0, 16.0, 16.0])
+    assert table["mul (fixed point)"] == (1, [16.0, 16.0, 16.0])
+    assert table["less than"][0] == 9
+    assert table["equal"][0] == 8
+    rounds, per_party = table["reveal to one party"]
+    assert rounds == 1 and per_party[0] == 0 and per_party[1] == 0
