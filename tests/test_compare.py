@@ -1,0 +1,187 @@
+"""Comparisons, equality, selection and min/max: exact on every element, over both rings,
+with bytes and rounds asserted (the conformance style of tests/test_conformance.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import smpc
+from smpc.fixedpoint import DEFAULTS
+
+RINGS = [64, 128]
+
+
+def encoded(values: torch.Tensor, frac_bits: int) -> torch.Tensor:
+    """What the parties actually compare: inputs rounded to the fixed-point grid."""
+    return torch.round(values.double() * 2.0**frac_bits) / 2.0**frac_bits
+
+
+def adversarial_pairs(n: int, bound: float, frac_bits: int, seed: int):
+    """Random pairs plus equal values, +-1 ulp neighbours, zeros, sign flips and the bound."""
+    gen = np.random.default_rng(seed)
+    ulp = 2.0**-frac_bits
+    x = gen.uniform(-bound, bound, n)
+    y = gen.uniform(-bound, bound, n)
+    k = n // 8
+    y[:k] = x[:k]  # equal
+    y[k : 2 * k] = x[k : 2 * k] + ulp  # one ulp apart, both directions
+    y[2 * k : 3 * k] = x[2 * k : 3 * k] - ulp
+    x[3 * k : 4 * k] = 0.0
+    y[4 * k : 5 * k] = -x[4 * k : 5 * k]
+    x[5 * k] = bound
+    y[5 * k] = -bound
+    x[5 * k + 1] = -bound
+    y[5 * k + 1] = bound
+    x = np.clip(x, -bound, bound)
+    y = np.clip(y, -bound, bound)
+    return torch.tensor(x), torch.tensor(y)
+
+
+@pytest.mark.parametrize("ring", RINGS)
+def test_comparisons_exact_on_adversarial_pairs(ring):
+    frac = DEFAULTS[ring].frac_bits
+    bound = DEFAULTS[ring].bound / 2  # the difference of two inputs must fit 64 bits
+    x, y = adversarial_pairs(100_000, bound, frac, seed=ring)
+
+    def job(ctx, x=None, y=None):
+        a = ctx.share(x, owner=0, bound=bound)
+        b = ctx.share(y, owner=1, bound=bound)
+        return [t.reveal() for t in (a < b, a <= b, a > b, a >= b, a == b, a != b, a < 0.0)]
+
+    got = smpc.simulate(job, ring=ring, inputs={0: {"x": x}, 1: {"y": y}})[2]
+    xe, ye = encoded(x, frac), encoded(y, frac)
+    expected = [xe < ye, xe <= ye, xe > ye, xe >= ye, xe == ye, xe != ye, xe < 0]
+    names = ["<", "<=", ">", ">=", "==", "!=", "< 0"]
+    for name, g, e in zip(names, got, expected, strict=True):
+        wrong = int((g != e.double()).sum())
+        assert wrong == 0, f"{name}: {wrong} wrong elements on ring{ring}"
+        assert set(torch.unique(g).tolist()) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("ring", RINGS)
+def test_integer_mode_comparisons_near_the_64_bit_limit(ring):
+    bound = 2.0**61  # differences up to 2^62 < 2^63
+    gen = np.random.default_rng(7)
+    x = torch.tensor(gen.integers(-(2**61), 2**61, 20_000), dtype=torch.int64)
+    y = x.clone()
+    y[5000:10000] += 1
+    y[10000:] = torch.tensor(gen.integers(-(2**61), 2**61, 10_000), dtype=torch.int64)
+
+    def job(ctx, x=None, y=None):
+        a = ctx.share(x, owner=0, bound=bound, frac_bits=0)
+        b = ctx.share(y, owner=2, bound=bound, frac_bits=0)
+        return (a < b).reveal(), (a == b).reveal()
+
+    lt, eq = smpc.simulate(job, ring=ring, inputs={0: {"x": x}, 2: {"y": y}})[1]
+    assert torch.equal(lt, (x < y).double())
+    assert torch.equal(eq, (x == y).double())
+
+
+def test_comparison_beyond_64_bits_is_refused():
+    def job(ctx):
+        a = ctx.share(torch.zeros(3) if ctx.rank == 0 else None, owner=0, bound=2.0**50)
+        return a < 1.0
+
+    with pytest.raises(smpc.RangeError, match="64 bits"):
+        smpc.simulate(job, ring=128)
+
+
+@pytest.mark.parametrize("ring", RINGS)
+def test_bytes_and_rounds_of_less_than_and_equality(ring):
+    n = 1000
+    word = 8
+    elem = 8 if ring == 64 else 16
+
+    def job(ctx):
+        a = ctx.share(torch.linspace(-5, 5, n) if ctx.rank == 0 else None, owner=0, bound=10)
+        b = ctx.share(torch.linspace(5, -5, n) if ctx.rank == 1 else None, owner=1, bound=10)
+        ctx.reset_comm_stats()
+        _ = a < b
+        lt = ctx.comm_stats()
+        ctx.reset_comm_stats()
+        _ = a == b
+        return lt, ctx.comm_stats()
+
+    stats = smpc.simulate(job, ring=ring)
+    # <: carry-save AND (1 word), G (1 word), 5 Kogge-Stone levels of 2 words and a last of
+    # 1 word, then bit injection (party 0: 4 ring elements, parties 1 and 2: 1)
+    boolean_words = 1 + 1 + 5 * 2 + 1
+    for rank, (lt, eq) in enumerate(stats):
+        assert lt["rounds"] == 9
+        inject = 4 * elem if rank == 0 else elem
+        assert lt["bytes_sent"] == n * (boolean_words * word + inject)
+        # ==: party 0 shares s0+s1 (2 words), 6 AND levels (1 word), bit injection
+        assert eq["rounds"] == 8
+        first = 2 * word if rank == 0 else 0
+        assert eq["bytes_sent"] == n * (first + 6 * word + inject)
+
+
+def test_less_than_on_a_million_elements_takes_at_most_12_rounds():
+    n = 1_000_000
+
+    def job(ctx, x=None):
+        a = ctx.share(x, owner=0, bound=1e6)
+        ctx.reset_comm_stats()
+        flags = a < 0.0
+        rounds = ctx.comm_stats()["rounds"]
+        return rounds, flags.sum().reveal()
+
+    x = torch.linspace(-1e6, 1e6, n)
+    rounds, count = smpc.simulate(job, inputs={0: {"x": x}})[0]
+    assert rounds <= 12
+    assert int(count) == int((encoded(x, 20) < 0).sum())
+
+
+@pytest.mark.parametrize("ring", RINGS)
+def test_where_abs_relu_minimum_maximum(ring):
+    frac = DEFAULTS[ring].frac_bits
+    gen = np.random.default_rng(3)
+    x = torch.tensor(gen.uniform(-1e4, 1e4, 5000))
+    y = torch.tensor(gen.uniform(-1e4, 1e4, 5000))
+
+    def job(ctx, x=None, y=None):
+        a = ctx.share(x, owner=0, bound=1e4)
+        b = ctx.share(y, owner=1, bound=1e4)
+        return [
+            smpc.where(a < b, a, b).reveal(),
+            smpc.where(a < b, 1.5, -2.25).reveal(),
+            a.abs().reveal(),
+            a.relu().reveal(),
+            smpc.minimum(a, b).reveal(),
+            smpc.maximum(a, b).reveal(),
+        ]
+
+    got = smpc.simulate(job, ring=ring, inputs={0: {"x": x}, 1: {"y": y}})[0]
+    xe, ye = encoded(x, frac), encoded(y, frac)
+    expected = [
+        torch.where(xe < ye, xe, ye),
+        torch.where(xe < ye, 1.5, -2.25).double(),
+        xe.abs(),
+        xe.clamp(min=0),
+        torch.minimum(xe, ye),
+        torch.maximum(xe, ye),
+    ]
+    for g, e in zip(got, expected, strict=True):
+        assert torch.equal(g, e)
+
+
+@pytest.mark.parametrize("ring", RINGS)
+def test_min_max_argmax_reductions(ring):
+    frac = DEFAULTS[ring].frac_bits
+    gen = np.random.default_rng(11)
+    x = torch.tensor(gen.uniform(-1e5, 1e5, (37, 5)))  # odd length exercises the leftovers
+
+    def job(ctx, x=None):
+        a = ctx.share(x, owner=0, bound=1e5)
+        return [a.max().reveal(), a.min().reveal(), a.max(dim=0).reveal(), a.min(dim=1).reveal(),
+                a.argmax(dim=0).reveal(), a.argmin().reveal()]
+
+    mx, mn, mx0, mn1, amx0, amn = smpc.simulate(job, ring=ring, inputs={0: {"x": x}})[0]
+    xe = encoded(x, frac)
+    assert float(mx) == float(xe.max()) and float(mn) == float(xe.min())
+    assert torch.equal(mx0, xe.max(dim=0).values)
+    assert torch.equal(mn1, xe.min(dim=1).values)
+    assert torch.equal(xe[amx0.long(), torch.arange(5)], xe.max(dim=0).values)
+    assert float(xe.reshape(-1)[int(amn)]) == float(xe.min())
