@@ -192,3 +192,21 @@ class Context:
         from smpc.secret import SecretTensor
 
         return SecretTensor.from_public(self, value, frac_bits=frac_bits)
+
+    def publish(self, value, owner: int):
+        """Send a public, JSON-serialisable value from ``owner`` to every other rank; all
+        ranks return it. For declared public facts only (schemas, group keys a policy lets
+        banks disclose): the value is sent in the clear. Cost: 1 round; the JSON bytes, to
+        each other rank."""
+        import json
+
+        step = f"publish{owner}"
+        if self.rank == owner:
+            payload = torch.frombuffer(bytearray(json.dumps(value).encode("utf-8")), dtype=torch.uint8)
+            self.exchange(step, sends={r: payload for r in range(self.world_size) if r != owner})
+            return value
+        got = self.exchange(step, recv_from=[owner])[owner]
+        try:
+            return json.loads(bytes(got.tolist()).decode("utf-8"))
+        except ValueError:
+            raise SmpcError(f"{self.name_of(owner)} published a value that is not valid JSON") from None

@@ -89,7 +89,8 @@ def render() -> str:
         "ring64 refuses fixed-point products whose truncation could fail with probability "
         "above 2^-40 per element.",
         "",
-        "| protocol | measures | ring64 rounds | ring64 bytes p0 / p1 / p2 | ring128 rounds | ring128 bytes p0 / p1 / p2 |",
+        "| protocol | measures | ring64 rounds | ring64 bytes p0 / p1 / p2 "
+        "| ring128 rounds | ring128 bytes p0 / p1 / p2 |",
         "|---|---|---|---|---|---|",
     ]
 

@@ -104,6 +104,10 @@ def encode(value, ring: Ring, frac_bits: int, bound: float, who: str = "input") 
     """Encode a numeric array as ring elements, refusing NaN, inf, non-integers in integer mode
     and values beyond ``bound``. The message names the first offending position only."""
     check_fits(ring, bound, frac_bits, who)
+    if isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.dtype == object):
+        exact = _exact_integers(value, ring, frac_bits, bound, who)
+        if exact is not None:
+            return exact
     integral_input = isinstance(value, torch.Tensor) and not value.is_floating_point()
     if not integral_input and isinstance(value, np.ndarray) and value.dtype.kind in "iub":
         integral_input = True
@@ -137,6 +141,20 @@ def encode(value, ring: Ring, frac_bits: int, bound: float, who: str = "input") 
             "integer mode (frac_bits=0) holds whole numbers such as counts or cents"
         )
     return ring.from_float_integral(rounded)
+
+
+def _exact_integers(value, ring: Ring, frac_bits: int, bound: float, who: str) -> torch.Tensor | None:
+    """Python integers of any size (lists or object arrays), embedded exactly; None if the
+    values are not all integers (the float path handles them)."""
+    array = np.asarray(value, dtype=object)
+    flat = array.reshape(-1).tolist()
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in flat):
+        return None
+    for i, v in enumerate(flat):
+        if abs(int(v)) > bound:
+            pos = _position(array.shape, i)
+            raise RangeError(f"{who}: value at position {pos} exceeds the declared bound {bound:.4g}")
+    return ring.lshift(ring.from_ints([int(v) for v in flat], array.shape), frac_bits)
 
 
 def encode_public(value, ring: Ring, frac_bits: int, who: str = "public constant") -> torch.Tensor:

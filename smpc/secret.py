@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -158,10 +159,11 @@ class SecretTensor:
 
     __rmul__ = __mul__
 
-    def _product_plan(self, bound: float, f_left: int, f_right: int, what: str):
-        """(frac bits of the raw product, bits to truncate) after checking the ring."""
+    def _product_plan(self, bound: float, f_left: int, f_right: int, what: str, exact: bool = False):
+        """(frac bits of the raw product, bits to truncate) after checking the ring. An exact
+        product keeps all f_left + f_right fractional bits and is never truncated."""
         raw = f_left + f_right
-        trunc = min(f_left, f_right)
+        trunc = 0 if exact else min(f_left, f_right)
         check_fits(self.ring, bound, raw, what)
         if trunc:
             check_truncatable(self.ring, bound, raw, what)
@@ -227,23 +229,32 @@ class SecretTensor:
         return self * self
 
     def __matmul__(self, other: SecretTensor) -> SecretTensor:
+        return self.matmul(other)
+
+    def matmul(self, other, exact: bool = False) -> SecretTensor:
+        """Matrix product (torch.matmul semantics). With ``exact=True`` the product keeps
+        frac_bits(self) + frac_bits(other) fractional bits and is not truncated (exact, e.g.
+        X^T X of integers or of encoded values). Cost: 1 round, 1 ring element per element
+        of the result per party."""
         if not isinstance(other, SecretTensor):
             other = SecretTensor.from_public(self.ctx, other)
         self._check_same_job(other)
-        inner = self.shape[-1] if self.shape is not None else other.shape[0]
+        inner = self.shape[-1] if self.shape is not None else 0
         bound = self.bound * other.bound * inner
-        raw, trunc = self._product_plan(bound, self.frac_bits, other.frac_bits, "matmul")
+        raw, trunc = self._product_plan(bound, self.frac_bits, other.frac_bits, "matmul", exact)
         shares = None
         if self.shares is not None:
             shares = arithmetic.matmul(self.ctx, self.shares, other.shares, trunc)
         return self._new(shares, frac_bits=raw - trunc, bound=bound)
 
-    def dot(self, other: SecretTensor, dim=-1) -> SecretTensor:
-        """sum(self * other, dim): only the reduced result is communicated."""
+    def dot(self, other: SecretTensor, dim=-1, exact: bool = False) -> SecretTensor:
+        """sum(self * other, dim): only the reduced result is communicated. With
+        ``exact=True`` no truncation (see ``matmul``). Cost: 1 round, 1 ring element per
+        element of the result per party."""
         self._check_same_job(other)
         count = self._count(dim)
         bound = self.bound * other.bound * count
-        raw, trunc = self._product_plan(bound, self.frac_bits, other.frac_bits, "dot product")
+        raw, trunc = self._product_plan(bound, self.frac_bits, other.frac_bits, "dot product", exact)
         shares = None
         if self.shares is not None:
             shares = arithmetic.mul_sum(self.ctx, self.shares, other.shares, dim, trunc)
@@ -252,7 +263,7 @@ class SecretTensor:
     # ----- reductions ------------------------------------------------------------------
     def _count(self, dim) -> int:
         if self.shape is None:
-            raise SmpcError("this party holds no shares, so it cannot reduce a secret it does not own")
+            return 0  # a party without shares cannot know the shape; its bounds are not checked
         if dim is None:
             return math.prod(self.shape)
         dims = dim if isinstance(dim, (tuple, list)) else (dim,)
@@ -263,7 +274,8 @@ class SecretTensor:
         count = self._count(dim)
         bound = self.bound * count
         check_fits(self.ring, bound, self.frac_bits, "sum")
-        return self._new(self.shares.sum(dim=dim, keepdim=keepdim), bound=bound)
+        shares = None if self.shares is None else self.shares.sum(dim=dim, keepdim=keepdim)
+        return self._new(shares, bound=bound)
 
     def mean(self, dim=None, keepdim: bool = False) -> SecretTensor:
         """Mean = sum times the public 1/count (1 round for the truncation)."""
@@ -426,6 +438,18 @@ class SecretTensor:
         if opened is None:
             return None
         values = self.ring.to_ints(opened, signed=True)
+        out = np.empty(len(values), dtype=object)
+        out[:] = values
+        return out.reshape(tuple(self.ring.shape(opened)))
+
+    def reveal_exact(self, to=None) -> np.ndarray | None:
+        """Exact values as an object array of ``fractions.Fraction`` (the encoded integer over
+        2^frac_bits): statistics finish from these without any float rounding."""
+        opened = self._open(to)
+        if opened is None:
+            return None
+        scale = 1 << self.frac_bits
+        values = [Fraction(v, scale) for v in self.ring.to_ints(opened, signed=True)]
         out = np.empty(len(values), dtype=object)
         out[:] = values
         return out.reshape(tuple(self.ring.shape(opened)))
