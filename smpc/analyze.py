@@ -1,0 +1,251 @@
+"""``smpc analyze``: run a catalogue analysis over one CSV or Parquet file per bank, locally.
+
+The three compute parties are simulated in this process (``smpc.simulate``); up to three
+banks are the compute parties themselves, more banks are input parties. Everything a bank's
+file contains is checked on that bank before anything is shared; a bad file stops the job
+with one error naming the bank, the column and the problem, and nothing is revealed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from smpc.errors import InputError, SmpcError
+
+_BANK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
+
+
+def parse_data_args(items: list[str]) -> dict[str, Path]:
+    """{bank: path} from repeated ``BANK=PATH``; InputError for malformed or repeated banks."""
+    out: dict[str, Path] = {}
+    for item in items:
+        bank, sep, path = item.partition("=")
+        if not sep or not path or not _BANK_NAME.fullmatch(bank):
+            raise InputError(f"--data {item!r}: expected BANK=PATH with a bank name such as bank_a")
+        if bank in out:
+            raise InputError(f"--data: bank '{bank}' is given twice")
+        out[bank] = Path(path)
+    if not out:
+        raise InputError("no --data BANK=PATH given: an analysis needs at least one bank's file")
+    return out
+
+
+def load_table(bank: str, path: Path) -> pd.DataFrame:
+    """One bank's file as a DataFrame; InputError naming the bank for anything unusable."""
+    if not path.exists():
+        raise InputError(f"{bank}: file {path} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            table = pd.read_parquet(path)
+        elif suffix in (".csv", ".txt", ""):
+            table = pd.read_csv(path)
+        else:
+            raise InputError(f"{bank}: {path} is neither CSV nor Parquet (by its extension)")
+    except InputError:
+        raise
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{bank}: file {path} is empty") from None
+    except Exception as exc:  # noqa: BLE001 - any parser failure becomes a clear input error
+        raise InputError(f"{bank}: cannot read {path}: {exc}") from None
+    if len(table) == 0:
+        raise InputError(f"{bank}: file {path} has a header but no rows")
+    return table
+
+
+def check_schemas(tables: dict[str, pd.DataFrame], columns: list[str]) -> None:
+    """Every bank must have the analysis' columns, of the same kind (numeric or text)."""
+    for c in columns:
+        kinds = {}
+        for bank, table in tables.items():
+            if c not in table.columns:
+                have = ", ".join(map(str, list(table.columns)[:20]))
+                raise InputError(f"{bank}: column '{c}' is missing from its data (it has: {have})")
+            kinds[bank] = "numeric" if pd.api.types.is_numeric_dtype(table[c]) else "text"
+        if len(set(kinds.values())) > 1:
+            numeric = [b for b, k in kinds.items() if k == "numeric"]
+            text = [b for b, k in kinds.items() if k == "text"]
+            raise InputError(
+                f"mismatched schemas: column '{c}' is numeric at {', '.join(numeric)} but text at {', '.join(text)}"
+            )
+
+
+def run_secure(analysis, tables: dict[str, pd.DataFrame], params: dict, progress=None) -> tuple[dict, dict]:
+    """(result, cost) of the analysis on secret shares; cost = {"rounds", "bytes",
+    "bytes_per_party"} measured from every party's ``comm_stats``."""
+    from smpc.analyses.registry import set_progress_hook
+    from smpc.runtime import simulate
+    from smpc.sharing import N_COMPUTE
+
+    parsed = analysis.parse_params(params)
+    banks = list(tables)
+    if len(banks) <= N_COMPUTE:
+        owners = list(range(len(banks)))
+        names = banks + [f"compute_{r}" for r in range(len(banks), N_COMPUTE)]
+        extra = 0
+    else:
+        owners = list(range(N_COMPUTE, N_COMPUTE + len(banks)))
+        names = [f"compute_{r}" for r in range(N_COMPUTE)] + banks
+        extra = len(banks)
+    inputs = {rank: {"table": tables[bank]} for rank, bank in zip(owners, banks, strict=True)}
+
+    def job(ctx, table=None, **kw):
+        if progress is not None and ctx.rank == 0:
+            set_progress_hook(ctx, progress)
+        result = analysis.fn(ctx, table, owners, **kw)
+        return result, ctx.comm_stats()
+
+    outcomes = simulate(job, ring=analysis.ring, inputs=inputs, input_parties=extra, party_names=names, **parsed)
+    result = next((r for r, _ in outcomes if r is not None), None)
+    if result is None:
+        raise SmpcError(f"{analysis.name}: no party received a result")
+    stats = [s for _, s in outcomes]
+    cost = {
+        "rounds": max(s["rounds"] for s in stats),
+        "bytes": sum(s["bytes_sent"] for s in stats),
+        "bytes_per_party": {names[r]: s["bytes_sent"] for r, s in enumerate(stats)},
+    }
+    return result, cost
+
+
+def leakage_items(text: str) -> list[str]:
+    """The Leakage section as a list of statements."""
+    parts = re.split(r";\s+|\.\s+(?=[A-Z])", text.strip())
+    return [p.strip().rstrip(".") for p in parts if p.strip()]
+
+
+def largest_difference(secure, plain, path: str = "") -> tuple[float, str]:
+    """Largest absolute difference between numeric leaves of two results (and where);
+    inf where the structures differ."""
+    if isinstance(secure, dict) and isinstance(plain, dict):
+        if set(secure) != set(plain):
+            return math.inf, f"{path or 'result'}: keys differ"
+        worst = (0.0, "")
+        for k in secure:
+            d = largest_difference(secure[k], plain[k], f"{path}.{k}" if path else str(k))
+            worst = max(worst, d, key=lambda t: t[0])
+        return worst
+    if isinstance(secure, (list, tuple)) and isinstance(plain, (list, tuple)):
+        if len(secure) != len(plain):
+            return math.inf, f"{path}: lengths differ"
+        worst = (0.0, "")
+        for i, (a, b) in enumerate(zip(secure, plain, strict=True)):
+            worst = max(worst, largest_difference(a, b, f"{path}[{i}]"), key=lambda t: t[0])
+        return worst
+    if isinstance(secure, (int, float)) and isinstance(plain, (int, float)) and not isinstance(secure, bool):
+        if math.isnan(secure) and math.isnan(plain):
+            return 0.0, path
+        return abs(float(secure) - float(plain)), path
+    return (0.0, path) if secure == plain else (math.inf, f"{path}: {secure!r} != {plain!r}")
+
+
+def _json_default(value):
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return str(value)
+
+
+def _clean_nan(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean_nan(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean_nan(v) for v in value]
+    return value
+
+
+class _Progress:
+    """One updating stderr line; silent when stderr is not a terminal and the job is short."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.start = time.monotonic()
+        self.shown = False
+
+    def __call__(self, fraction: float, stage: str) -> None:
+        if time.monotonic() - self.start < 0.5 and fraction < 1.0:
+            return  # short jobs print nothing
+        filled = int(fraction * 24)
+        bar = "#" * filled + "." * (24 - filled)
+        end = "\n" if fraction >= 1.0 else ""
+        self.stream.write(f"\r[{bar}] {fraction * 100:5.1f}% {stage:<40}{end}")
+        self.stream.flush()
+        self.shown = True
+
+    def close(self) -> None:
+        if self.shown:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "analyze",
+        help="run a catalogue analysis over one CSV/Parquet file per bank (three compute parties simulated locally)",
+    )
+    p.add_argument("analysis", help="catalogue name, e.g. describe, default_rate, histogram, quantiles, corr")
+    p.add_argument("--data", action="append", default=[], metavar="BANK=PATH", help="one bank's file (repeat per bank)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="analysis parameter (repeat)")
+    p.add_argument("--json", action="store_true", help="print one JSON object: analysis, result, leakage, cost")
+    p.add_argument("--check", action="store_true", help="also run the plaintext twin and print the largest difference")
+    p.add_argument("--explain", action="store_true", help="print the leakage and cost without running anything")
+    p.set_defaults(func=main)
+
+
+def _params(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--param {item!r}: expected KEY=VALUE")
+        out[key.strip()] = value
+    return out
+
+
+def main(args) -> int:
+    from smpc import analyses
+
+    try:
+        analysis = analyses.get(args.analysis)
+        params = _params(args.param)
+        if args.explain:
+            info = analysis.describe()
+            if args.json:
+                print(json.dumps({"analysis": analysis.name, "leakage": leakage_items(analysis.leakage),
+                                  "cost": analysis.cost, "params": info["params"]}, indent=2))
+            else:
+                print(f"{analysis.name}: {analysis.summary}\n\nLeakage: {analysis.leakage}\n\nCost: {analysis.cost}")
+            return 0
+        parsed = analysis.parse_params(params)
+        paths = parse_data_args(args.data)
+        tables = {bank: load_table(bank, path) for bank, path in paths.items()}
+        check_schemas(tables, analysis.columns(parsed))
+        progress = None if args.json else _Progress()
+        result, cost = run_secure(analysis, tables, params, progress)
+        if progress is not None:
+            progress.close()
+        output = {"analysis": analysis.name, "result": result, "leakage": leakage_items(analysis.leakage), "cost": cost}
+        if args.check:
+            plain = analysis.run_plaintext(tables, **params)
+            diff, where = largest_difference(result, plain)
+            output["check"] = {"largest_difference": diff, "where": where}
+        if args.json:
+            print(json.dumps(_clean_nan(output), indent=2, default=_json_default))
+        else:
+            print(json.dumps(_clean_nan(result), indent=2, default=_json_default))
+            print(f"cost: {cost['rounds']} rounds, {cost['bytes']:,} bytes in all", file=sys.stderr)
+            if args.check:
+                print(f"check: largest difference from the plaintext twin {output['check']['largest_difference']:.3g}"
+                      + (f" at {where}" if where else ""))
+        return 0
+    except SmpcError as exc:
+        print(f"smpc analyze: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2

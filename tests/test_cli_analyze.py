@@ -1,0 +1,126 @@
+"""`smpc analyze` as a user runs it: real files, a real subprocess, JSON shapes, exit codes."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from smpc.cli import main as cli_main
+
+DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
+
+
+def smpc_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "smpc.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def bank_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("banks")
+    german = pd.read_csv(DATA / "german_credit.csv")
+    taiwan = pd.read_csv(DATA / "taiwan_default_sample.csv")
+    files = {}
+    for i, bank in enumerate(["bank_a", "bank_b", "bank_c"]):
+        files[("german", bank)] = root / f"german_{bank}.csv"
+        german.iloc[i::3].to_csv(files[("german", bank)], index=False)
+        files[("taiwan", bank)] = root / f"taiwan_{bank}.parquet"
+        taiwan.iloc[i::3].to_parquet(files[("taiwan", bank)])
+    files["empty"] = root / "empty.csv"
+    german.iloc[0:0].to_csv(files["empty"], index=False)
+    renamed = german.iloc[::3].rename(columns={"credit_amount": "amount"})
+    files["renamed"] = root / "renamed.csv"
+    renamed.to_csv(files["renamed"], index=False)
+    texty = german.iloc[1::3].copy()
+    texty["credit_amount"] = texty["credit_amount"].astype(object)
+    texty.iloc[0, texty.columns.get_loc("credit_amount")] = "lots"
+    files["texty"] = root / "texty.csv"
+    texty.to_csv(files["texty"], index=False)
+    return files
+
+
+def data_args(files, dataset):
+    return [a for bank in ["bank_a", "bank_b", "bank_c"] for a in ("--data", f"{bank}={files[(dataset, bank)]}")]
+
+
+def test_describe_json_shape_and_values(bank_files):
+    out = smpc_cli("analyze", "describe", *data_args(bank_files, "taiwan"), "--param", "columns=LIMIT_BAL,BILL_AMT1",
+                   "--json", "--check")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert set(doc) == {"analysis", "result", "leakage", "cost", "check"}
+    assert doc["analysis"] == "describe"
+    taiwan = pd.read_csv(DATA / "taiwan_default_sample.csv")
+    for column in ("LIMIT_BAL", "BILL_AMT1"):
+        for stat in ("count", "sum", "mean", "var", "std", "min", "max"):
+            want = float(getattr(taiwan[column], stat)())
+            assert abs(doc["result"][column][stat] - want) <= 1e-9 * abs(want)
+    assert isinstance(doc["leakage"], list) and doc["leakage"]
+    assert doc["cost"]["rounds"] > 0 and doc["cost"]["bytes"] > 0
+    assert doc["check"]["largest_difference"] == 0
+
+
+def test_default_rate_json_groups(bank_files, capsys):
+    code = cli_main(["analyze", "default_rate", *data_args(bank_files, "german"), "--param", "label=creditability",
+                     "--param", "positive=bad", "--param", "by=purpose", "--param", "min_cell_size=10", "--json"])
+    assert code == 0
+    groups = json.loads(capsys.readouterr().out)["result"]["groups"]
+    german = pd.read_csv(DATA / "german_credit.csv")
+    for key, series in german.groupby("purpose")["creditability"]:
+        if len(series) < 10:
+            assert groups[key] == {"suppressed": True}
+        else:
+            assert groups[key]["count"] == len(series)
+            assert groups[key]["defaults"] == int((series == "bad").sum())
+            assert groups[key]["rate"] == pytest.approx((series == "bad").mean(), rel=1e-12)
+
+
+def test_quantiles_from_parquet_files(bank_files, capsys):
+    code = cli_main(["analyze", "quantiles", *data_args(bank_files, "taiwan"), "--param", "column=LIMIT_BAL",
+                     "--param", "q=0.1,0.5,0.9", "--json"])
+    assert code == 0
+    taiwan = pd.read_csv(DATA / "taiwan_default_sample.csv")
+    got = json.loads(capsys.readouterr().out)["result"]["quantiles"]
+    assert [got[k] for k in ("0.1", "0.5", "0.9")] == pytest.approx(np.quantile(taiwan["LIMIT_BAL"], [0.1, 0.5, 0.9]))
+
+
+def test_explain_prints_leakage_without_data(capsys):
+    assert cli_main(["analyze", "default_rate", "--explain"]) == 0
+    out = capsys.readouterr().out
+    assert "Leakage:" in out and "Cost:" in out
+
+
+@pytest.mark.parametrize(
+    "case,expected",
+    [
+        ("missing_column", "bank_b: column 'credit_amount' is missing"),
+        ("non_numeric", "mismatched schemas: column 'credit_amount' is numeric at bank_a but text at bank_b"),
+        ("empty", "bank_b: file .* has a header but no rows"),
+        ("unknown_analysis", "unknown analysis 'fraud_magic'"),
+        ("unknown_param", "unknown parameter"),
+        ("no_file", "bank_b: file .* does not exist"),
+    ],
+)
+def test_bad_input_gives_one_clear_error_and_reveals_nothing(bank_files, case, expected, capsys):
+    """In-process through smpc.cli.main (the same code path as the console script, without
+    paying for a Python start per case)."""
+    a = f"bank_a={bank_files[('german', 'bank_a')]}"
+    b = {
+        "missing_column": f"bank_b={bank_files['renamed']}",
+        "non_numeric": f"bank_b={bank_files['texty']}",
+        "empty": f"bank_b={bank_files['empty']}",
+        "no_file": "bank_b=/nonexistent/file.csv",
+    }.get(case, f"bank_b={bank_files[('german', 'bank_b')]}")
+    analysis = "fraud_magic" if case == "unknown_analysis" else "describe"
+    params = ["--param", "columns=credit_amount"] + (["--param", "colour=red"] if case == "unknown_param" else [])
+    code = cli_main(["analyze", analysis, "--data", a, "--data", b, *params, "--json"])
+    out = capsys.readouterr()
+    assert code != 0
+    assert out.out == ""  # nothing revealed
+    assert re.search(expected, out.err), out.err
