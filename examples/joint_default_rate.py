@@ -63,9 +63,11 @@ def main() -> None:
     secure = results[0]
     plain_rate = frame["default"].mean()
     plain_mean = frame["credit_amount"].mean()
-    print("German credit data split across three banks:", ", ".join(f"{b} {len(p)} rows" for b, p in zip(BANKS, parts)))
+    split = ", ".join(f"{b} {len(p)} rows" for b, p in zip(BANKS, parts, strict=True))
+    print("German credit data split across three banks:", split)
     print(f"{'statistic':<22}{'secure (smpc)':>18}{'plaintext (pandas)':>22}{'abs. difference':>18}")
-    print(f"{'default rate':<22}{secure['default_rate']:>18.9f}{plain_rate:>22.9f}{abs(secure['default_rate'] - plain_rate):>18.2e}")
+    rate_diff = abs(secure["default_rate"] - plain_rate)
+    print(f"{'default rate':<22}{secure['default_rate']:>18.9f}{plain_rate:>22.9f}{rate_diff:>18.2e}")
     print(
         f"{'mean credit amount':<22}{secure['mean_credit_amount']:>18.6f}{plain_mean:>22.6f}"
         f"{abs(secure['mean_credit_amount'] - plain_mean):>18.2e}"
