@@ -106,6 +106,7 @@ def run_secure(analysis, tables: dict[str, pd.DataFrame], params: dict, progress
     result = next((r for r, _ in outcomes if r is not None), None)
     if result is None:
         raise SmpcError(f"{analysis.name}: no party received a result")
+    result = merge_by_bank(result, [r for r, _ in outcomes])
     stats = [s for _, s in outcomes]
     cost = {
         "rounds": max(s["rounds"] for s in stats),
@@ -113,6 +114,16 @@ def run_secure(analysis, tables: dict[str, pd.DataFrame], params: dict, progress
         "bytes_per_party": {names[r]: s["bytes_sent"] for r, s in enumerate(stats)},
     }
     return result, cost
+
+
+def merge_by_bank(result: dict, results: list) -> dict:
+    """Analyses whose banks each receive their own part (``multi_lending``: every bank's dict
+    has only its own ``by_bank`` entry) are shown as the consortium view: the ``by_bank``
+    entries of every rank's result merged. Other results are returned unchanged."""
+    parts = [r for r in results if isinstance(r, dict) and isinstance(r.get("by_bank"), dict)]
+    if not isinstance(result, dict) or "by_bank" not in result or len(parts) < 2:
+        return result
+    return {**result, "by_bank": {bank: v for r in parts for bank, v in r["by_bank"].items()}}
 
 
 def leakage_items(text: str) -> list[str]:

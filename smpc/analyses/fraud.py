@@ -1,0 +1,317 @@
+"""Fraud analyses over a private join on customer ids: multi-lending and blacklist hits.
+
+Both run ``smpc.join.private_join``: ids are hashed to 64-bit keys inside each bank, all
+banks' rows are shuffled and sorted by key on secret shares, customers' totals come from
+segmented scans, and results travel back to the banks that hold the rows (see
+``smpc.join``). Each analysis has a plaintext twin computing the same dict in the clear.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
+
+import numpy as np
+import pandas as pd
+import torch
+
+from smpc.analyses.credit import amount_units
+from smpc.analyses.registry import Param, register, report_progress
+from smpc.errors import InputError, RangeError
+from smpc.join import DEFAULT_SALT, aggregate_by_id, hash_ids, private_join, table_ids
+from smpc.protocols import boolean
+from smpc.protocols.segmented import mul
+from smpc.protocols.sort import PackedBits, less_than_words, tree_order
+from smpc.ring import RING64
+from smpc.sharing import ArithmeticShares, BooleanShares
+
+
+# ----- shared helpers ----------------------------------------------------------------------
+def threshold_units(threshold: float, decimals: int) -> int:
+    """floor(threshold * 10^decimals) exactly (from the decimal text of the float), so that
+    total_units > threshold_units  <=>  total > threshold for totals in units of 10^-decimals."""
+    return math.floor(Fraction(repr(float(threshold))) * 10**decimals)
+
+
+def _check_threshold_params(balance_threshold: float, min_lenders: int, decimals: int) -> None:
+    if not math.isfinite(balance_threshold):
+        raise InputError("multi_lending: balance_threshold must be a finite number")
+    if min_lenders < 1:
+        raise InputError(f"multi_lending: min_lenders must be at least 1, got {min_lenders}")
+    if not 0 <= decimals <= 6:
+        raise InputError(f"multi_lending: balance_decimals must be in 0..6, got {decimals}")
+
+
+def _requester_rank(ctx, owners: Sequence[int], requester: str) -> int:
+    names = [ctx.name_of(r) for r in owners]
+    if requester in names:
+        return owners[names.index(requester)]
+    text = str(requester).strip()
+    if text.lstrip("-").isdigit() and int(text) in owners:
+        return int(text)
+    raise InputError(f"blacklist_hits: requester '{requester}' is not one of the banks ({', '.join(names)})")
+
+
+def _plain_ids(tables: Mapping[str, pd.DataFrame], column: str) -> dict[str, list[str]]:
+    return {bank: table_ids(t, bank, column) for bank, t in tables.items()}
+
+
+# ----- multi_lending -------------------------------------------------------------------------
+def multi_lending_plain(
+    tables: Mapping[str, pd.DataFrame], *, id: str, balance: str, balance_threshold: float, min_lenders: int,
+    balance_decimals: int = 2, balance_bound: float = 1e10, salt: str = DEFAULT_SALT,
+) -> dict:
+    """Plaintext twin of ``multi_lending``: the same dict, with every bank's flagged ids."""
+    _check_threshold_params(balance_threshold, min_lenders, balance_decimals)
+    thr = threshold_units(balance_threshold, balance_decimals)
+    frames = []
+    for bank, table in tables.items():
+        ids = table_ids(table, bank, id)
+        units = amount_units(table, bank, balance, balance_decimals, balance_bound)
+        frames.append(pd.DataFrame({"id": pd.Series(ids, dtype=object), "units": units, "bank": bank}))
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"id": [], "units": [], "bank": []})
+    per_customer = rows.groupby("id", sort=False).agg(total=("units", "sum"), lenders=("bank", "nunique"))
+    over = per_customer["total"].to_numpy(dtype=np.int64) > thr
+    many = per_customer["lenders"].to_numpy(dtype=np.int64) >= min_lenders
+    flagged = set(per_customer.index[over | many])
+    return {
+        "flagged_count": len(flagged),
+        "by_bank": {
+            bank: {"flagged_ids": sorted(set(f["id"]) & flagged)} for bank, f in zip(tables, frames, strict=True)
+        },
+    }
+
+
+def multi_lending_check(table: pd.DataFrame, party: str, *, id: str, balance: str, balance_threshold: float,
+                        min_lenders: int, balance_decimals: int = 2, balance_bound: float = 1e10,
+                        salt: str = DEFAULT_SALT) -> None:
+    """One bank's local input check: ids present and well formed, balances numeric and bounded."""
+    _check_threshold_params(balance_threshold, min_lenders, balance_decimals)
+    table_ids(table, party, id)
+    amount_units(table, party, balance, balance_decimals, balance_bound)
+
+
+_ML_PARAMS = [
+    Param("id", "column", required=True, description="customer id column (same meaning at every bank)"),
+    Param("balance", "column", required=True, description="outstanding balance of each loan (row)"),
+    Param("balance_threshold", "float", required=True,
+          description="flag customers whose total balance across all banks exceeds this"),
+    Param("min_lenders", "int", required=True,
+          description="flag customers who borrow from at least this many banks"),
+    Param("balance_decimals", "int", default=2, description="decimal places of balances (shared as exact integers)"),
+    Param("balance_bound", "float", default=1e10,
+          description="public largest total balance of one customer at one bank (and of any single loan)"),
+    Param("salt", "str", default=DEFAULT_SALT,
+          description="consortium-wide secret salt of the id hash (every bank must use the same)"),
+]
+
+
+@register("multi_lending", params=_ML_PARAMS, plaintext=multi_lending_plain, check=multi_lending_check, ring=64)
+def multi_lending(ctx, table, owners, *, id, balance, balance_threshold, min_lenders, balance_decimals=2,
+                  balance_bound=1e10, salt=DEFAULT_SALT) -> dict | None:
+    """Customers over-borrowing across the consortium: total balance above a threshold, or too many lenders.
+
+    Per customer (rows with the same normalised id at any bank; a customer may have several
+    loans, i.e. rows, at one bank) the total balance and the number of distinct lending
+    banks are computed on secret shares, and the customer is flagged when
+    total > balance_threshold or lenders >= min_lenders. Each bank first merges its own
+    loans per customer in the clear (exact integers of 10^-balance_decimals), so it brings
+    one row per customer; the rows are joined on hashed ids (``smpc.join``, unique mode), a
+    customer's rows summed by segmented scans (balance and row count packed in one ring64
+    column: total << c | lenders), and both thresholds tested on one bit decomposition.
+    Every bank receives the number of flagged customers and, for its own customers only,
+    whether each is flagged; it returns {"flagged_count": c, "by_bank": {its name:
+    {"flagged_ids": [its flagged ids, normalised, sorted]}}} (``merge_bank_results`` of all
+    banks' dicts equals the plaintext twin's). Ranks without data get None.
+    Leakage: each bank's number of distinct customers (to the compute parties); to every
+    bank, the number of flagged customers; to each bank, which of its own customers are
+    flagged (so, for a flagged customer, that a threshold is crossed across the
+    consortium; never other banks' balances, lender counts or customers). Nothing else: the
+    join's comparisons are opened only after a secret shuffle on distinct keys.
+    Cost: for N customer rows in all (N = 2.2e5 for three banks of 1e5 loans, measured):
+    178 rounds and ~1.4 kB per row and party (314 MB for party 0). That is 2 rounds to
+    share (2 words per row); the sort (3 + ~120 rounds, ~660 bytes per row); 7 rounds for
+    adjacent equalities and their conversion; ceil(log2 N) rounds of scans (24 bytes per row
+    and round); 17 rounds for the thresholds (bit decomposition, two comparisons, OR, bit
+    injection); 1 for the count; 4 to bring flags back (inverse shuffle, then open).
+    Error: none: sums, counts and comparisons are exact (RangeError before the sort if a
+    customer's total over all banks could exceed 2^62 units given balance_bound, which
+    bounds one customer's total balance at one bank).
+    """
+    _check_threshold_params(balance_threshold, min_lenders, balance_decimals)
+    rank = ctx.rank
+    party = ctx.name_of(rank)
+    bound_units = round(balance_bound * 10**balance_decimals)
+    thr = threshold_units(balance_threshold, balance_decimals)
+    count_bits = len(owners).bit_length()  # a customer has at most one (merged) row per bank
+    ids = keys = packed = None
+    if table is not None and rank in owners:
+        report_progress(ctx, 0.02, "checking, merging and hashing ids")
+        ids, sums = _customer_balances(table, party, id, balance, balance_decimals, balance_bound)
+        keys = hash_ids(ids, salt)
+        packed = (sums << count_bits) + 1  # balance units and a row count in one column
+    report_progress(ctx, 0.05, "sharing customers")
+    join = private_join(ctx, owners, keys, packed, n_values=1, unique=True,
+                        value_bound=(bound_units << count_bits) + 1, bound_extra=(abs(thr) + 1) << count_bits,
+                        what="multi_lending: balance totals")
+    flags = count = None
+    if ctx.is_compute:
+        n = join.total_rows
+        report_progress(ctx, 0.6, "customer totals")
+        totals = join.totals(join.values).reshape((n,))  # total balance << count_bits | lenders
+        report_progress(ctx, 0.75, "threshold comparisons")
+        flags = _flags(ctx, totals, thr, min_lenders, count_bits)
+        starts = join.ones_minus(join.same_customer)
+        count = mul(ctx, starts, flags, "ml-count").sum().reshape((1,))
+        flags = flags.reshape((n, 1))
+    report_progress(ctx, 0.9, "returning flags to the banks")
+    own, extra = join.to_owners(flags, 1, shared_extra=count, n_extra=1)
+    if own is None:
+        return None
+    flagged = sorted(i for i, f in zip(ids, own[:, 0].tolist(), strict=True) if f == 1)
+    report_progress(ctx, 1.0, "done")
+    return {"flagged_count": int(extra[0]), "by_bank": {party: {"flagged_ids": flagged}}}
+
+
+def _flags(ctx, totals: ArithmeticShares, thr: int, min_lenders: int, count_bits: int) -> ArithmeticShares:
+    """[total > thr or lenders >= min_lenders] for packed totals t = total << c | lenders
+    (lenders < 2^c): one conversion of t to bits, then both tests as unsigned comparisons
+    with public words in one call, then their OR and the bit's injection into ring64.
+    total > thr  <=>  t > (thr + 1) 2^c - 1 as signed values (the low c bits are < 2^c);
+    lenders >= min  <=>  (t mod 2^c) > min - 1.
+    Cost: 8 rounds (conversion, 14 words) + 7 (comparisons, ~6 words) + 1 (OR) + 1 (bit
+    injection) per customer row. Error: exact."""
+    n = totals.shape[0]
+    sign = -(1 << 63)
+    padded = max(64, -(-n // 64) * 64)  # so that the two results fill separate words
+    bits = boolean.bit_decompose(ctx, totals)
+    low = (1 << count_bits) - 1
+
+    def lay(first_half: torch.Tensor, second_half: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(2 * padded, dtype=torch.int64)
+        out[:n] = first_half
+        out[padded : padded + n] = second_half
+        return tree_order(out).reshape(-1, 1)
+
+    secret = BooleanShares(lay(bits.first ^ (sign if ctx.rank == 0 else 0), bits.first & low),
+                           lay(bits.second ^ (sign if ctx.rank == 2 else 0), bits.second & low))
+    limit = torch.full((n,), ((thr + 1) << count_bits) - 1, dtype=torch.int64) ^ sign
+    public = lay(limit, torch.full((n,), min_lenders - 1, dtype=torch.int64))
+    zero = torch.zeros_like(public)
+    threshold = BooleanShares(public if ctx.rank == 0 else zero, public if ctx.rank == 2 else zero.clone())
+    above = less_than_words(ctx, threshold, secret, "ml-thresholds")
+    words = above.shares.first.numel() // 2
+    over, enough = above.shares.getitem(slice(0, words)), above.shares.getitem(slice(words, None))
+    both = boolean.and_(ctx, over, enough, "ml-or")
+    flag = PackedBits(over.xor(enough).xor(both), n)
+    return boolean.bit_to_arithmetic(ctx, flag.unpack(), RING64)
+
+
+def _customer_balances(table, party: str, id_column: str, balance: str, decimals: int, bound: float):
+    """(distinct ids, their total balance at this bank in units of 10^-decimals, (n, 1)):
+    a bank's loans merged per customer in the clear, before anything is shared."""
+    ids = table_ids(table, party, id_column)
+    units = amount_units(table, party, balance, decimals, bound)
+    distinct, sums = aggregate_by_id(ids, units)
+    limit = round(bound * 10**decimals)
+    if sums.size and int(np.abs(sums).max()) > limit:
+        raise RangeError(
+            f"{party}, column '{balance}': a customer's loans total more than balance_bound {bound:g} at this bank; "
+            "raise balance_bound (it bounds one customer's total balance at one bank)"
+        )
+    return distinct, sums
+
+
+def merge_bank_results(results: Sequence[dict | None]) -> dict | None:
+    """The consortium view of ``multi_lending``: the banks' own results (one dict per bank,
+    None for ranks without data) merged into {"flagged_count", "by_bank": {every bank}},
+    which is what the plaintext twin returns. Each bank only ever sees its own entry; this
+    is for whoever legitimately collects all banks' results (a CLI run on one machine)."""
+    present = [r for r in results if r is not None]
+    if not present:
+        return None
+    merged = {"flagged_count": present[0]["flagged_count"], "by_bank": {}}
+    for r in present:
+        merged["by_bank"].update(r["by_bank"])
+    return merged
+
+
+# ----- blacklist_hits ------------------------------------------------------------------------
+def blacklist_hits_plain(tables: Mapping[str, pd.DataFrame], *, requester: str, id: str,
+                         salt: str = DEFAULT_SALT) -> dict:
+    """Plaintext twin of ``blacklist_hits``."""
+    if requester not in tables:
+        raise InputError(f"blacklist_hits: requester '{requester}' is not one of the banks ({', '.join(tables)})")
+    ids = _plain_ids(tables, id)
+    listed = [set(v) for bank, v in ids.items() if bank != requester]
+    return {"hits": {i: sum(i in s for s in listed) for i in sorted(set(ids[requester]))}}
+
+
+def blacklist_hits_check(table: pd.DataFrame, party: str, *, requester: str, id: str,
+                         salt: str = DEFAULT_SALT) -> None:
+    """One bank's local input check: the id column present and every id well formed."""
+    table_ids(table, party, id)
+
+
+_BL_PARAMS = [
+    Param("requester", "str", required=True, description="the bank asking: its file lists its applicants"),
+    Param("id", "column", required=True, description="customer id column (applicants / blacklisted ids)"),
+    Param("salt", "str", default=DEFAULT_SALT,
+          description="consortium-wide secret salt of the id hash (every bank must use the same)"),
+]
+
+
+@register("blacklist_hits", params=_BL_PARAMS, plaintext=blacklist_hits_plain, check=blacklist_hits_check, ring=64)
+def blacklist_hits(ctx, table, owners, *, requester, id, salt=DEFAULT_SALT) -> dict | None:
+    """For each of the requester's applicants, how many other banks list the id on their blacklist.
+
+    The requester's file lists its applicants, every other bank's file its blacklisted ids
+    (an id listed twice by one bank counts once). All ids are joined on secret shares
+    (``smpc.join``); for every row the number of distinct banks holding its id is computed,
+    and only the requester's rows are opened, to the requester only: it returns
+    {"hits": {applicant id (normalised): number of other banks listing it}}; every other
+    rank returns None and receives no message after sharing its input.
+    Leakage: each bank's number of distinct ids (to the compute parties); to the
+    requester, for each of its applicants, the number of other banks listing it (not
+    which). The other banks and the compute parties learn nothing about the applicants.
+    Cost: for N distinct ids in all (N = 3e5: three files of 1e5, measured): 168 rounds and
+    ~1.2 kB per id and party. That is 2 rounds to share (1 word per id); the sort (3 + ~120
+    rounds, ~660 bytes per id); 7 rounds for adjacent equalities and their conversion;
+    ceil(log2 N) rounds of scans (24 bytes per id and round); 4 rounds to return the counts
+    (inverse shuffle, then open to the requester).
+    Error: none (exact counts).
+    """
+    rank = ctx.rank
+    party = ctx.name_of(rank)
+    asker = _requester_rank(ctx, owners, requester)
+    ids = keys = None
+    if table is not None and rank in owners:
+        report_progress(ctx, 0.02, "checking and hashing ids")
+        ids, _ = aggregate_by_id(table_ids(table, party, id))
+        keys = hash_ids(ids, salt)
+    report_progress(ctx, 0.05, "sharing ids")
+    join = private_join(ctx, owners, keys, unique=True)
+    hits = None
+    if ctx.is_compute:
+        report_progress(ctx, 0.7, "counting banks per id")
+        banks = join.totals(join.ones())
+        # the requester itself is one of the banks holding its applicants' ids
+        hits = banks.add_public(rank, RING64.from_int64(torch.tensor(-1, dtype=torch.int64)))
+    report_progress(ctx, 0.9, "returning counts to the requester")
+    own, _ = join.to_owners(hits, 1, recipients=[asker])
+    if own is None:
+        return None
+    counts = {i: int(c) for i, c in zip(ids, own[:, 0].tolist(), strict=True)}
+    report_progress(ctx, 1.0, "done")
+    return {"hits": {i: counts[i] for i in sorted(counts)}}
+
+
+__all__ = [
+    "blacklist_hits",
+    "blacklist_hits_plain",
+    "merge_bank_results",
+    "multi_lending",
+    "multi_lending_plain",
+    "threshold_units",
+]

@@ -1,0 +1,189 @@
+"""Segmented (group-by-key) scans over rows sorted by a secret key.
+
+After an oblivious sort (``smpc.protocols.sort``) rows with equal keys are adjacent, but
+where one group ends stays secret. A group is described by the secret 0/1 column
+``cont`` ("this row continues the group of the row before it", cont[0] = 0), which
+``adjacent_equal`` computes by zero-testing the XOR of neighbouring key words.
+
+Scans are Hillis-Steele with a segment flag: with C the product of ``cont`` over the window
+(a row's window reaches across a group border iff C = 0), a step of distance d does
+P_i <- P_i + C_i * P_{i-d} and C_i <- C_i * C_{i-d} for all rows at once, so ceil(log2 n)
+steps compute every inclusive group prefix sum; the suffix sums reuse the same C (shifted),
+and a row's group total is prefix + suffix - its own value. Both directions share the
+rounds.
+
+Arithmetic here is exact modulo 2^k: the sums are exact as long as the true group totals
+fit the ring (callers check the bound).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from smpc.protocols import boolean
+from smpc.protocols.sort import PackedBits, equal_words
+from smpc.sharing import ArithmeticShares, BooleanShares
+
+if TYPE_CHECKING:
+    from smpc.context import Context
+    from smpc.ring import Ring
+
+
+def _rows(x: ArithmeticShares) -> int:
+    return x.shape[0]
+
+
+def adjacent_equal(
+    ctx: Context, keys: BooleanShares, prefixes: int = 1, step: str = "adjacent-eq"
+) -> list[PackedBits]:
+    """For sorted keys of W words (shape (n, W)): bit i of result k is [the first k+1 words
+    of row i equal those of row i - 1] for k < ``prefixes`` (bit 0 is always 0), packed.
+    E.g. with keys (hash, bank field): result 0 = same customer as the row before, result 1 =
+    same customer and same bank.
+    Cost: 6 + (prefixes - 1) rounds; about W words per row per party. Leakage: none."""
+    n, w = keys.shape
+    if n == 0:
+        return [PackedBits(BooleanShares(torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)), 0)
+                for _ in range(prefixes)]
+    # compare row i with row i-1; row 0 with itself is replaced by a forced "different" below
+    prev = BooleanShares(torch.cat([keys.first[:1], keys.first[:-1]]), torch.cat([keys.second[:1], keys.second[:-1]]))
+    per_word = equal_words(ctx, keys, prev, step, combine=False)
+    out = [per_word[0]]
+    for k in range(1, prefixes):  # running AND over the word prefixes, one round each
+        (acc,) = boolean.and_many(ctx, [(out[-1].shares, per_word[k].shares)], f"{step}-and{k}")
+        out.append(PackedBits(acc, n))
+    # row 0 has no predecessor: clear its bit (position POSITION[0] = 0 of word 0)
+    cleared = []
+    for bits in out:
+        first, second = bits.shares.first.clone(), bits.shares.second.clone()
+        first[0] &= ~1
+        second[0] &= ~1
+        cleared.append(PackedBits(BooleanShares(first, second), n))
+    return cleared
+
+
+def bits_to_arithmetic(ctx: Context, bits: list[PackedBits], ring: Ring) -> ArithmeticShares:
+    """Packed secret bits (each of m rows) as arithmetic 0/1 of shape (m, len(bits)) in
+    ``ring``. Cost: 1 round (``boolean.bit_to_arithmetic``): party 0 sends 4 ring elements
+    per bit, parties 1 and 2 one."""
+    unpacked = [b.unpack() for b in bits]
+    stacked = BooleanShares(
+        torch.stack([u.first for u in unpacked], dim=1), torch.stack([u.second for u in unpacked], dim=1)
+    )
+    return boolean.bit_to_arithmetic(ctx, stacked, ring)
+
+
+def mul(ctx: Context, x: ArithmeticShares, y: ArithmeticShares, step: str = "mul") -> ArithmeticShares:
+    """Elementwise x * y (same shapes) in the shares' own ring, which may differ from
+    ``ctx.ring`` (the join computes in Z_2^64 inside a ring128 job): the RSS product
+    z_i = x_i (y_i + y_{i+1}) + x_{i+1} y_i, masked by a zero-sharing and reshared.
+    Cost: 1 round; 1 ring element per element per party. Error: exact mod 2^k."""
+    ring = x.ring
+    shape = ring.shape(x.first)
+    z = ring.rss_product(x.first, x.second, y.first, y.second)
+    ring.add_(z, ring.random(ctx.prg_next, shape))
+    ring.sub_(z, ring.random(ctx.prg_prev, shape))
+    prev, nxt = (ctx.rank - 1) % 3, (ctx.rank + 1) % 3
+    got = ctx.exchange(step, sends={prev: z}, recv_from=[nxt])[nxt]
+    return ArithmeticShares(ring, z, got)
+
+
+def _ones_minus(ctx: Context, x: ArithmeticShares) -> ArithmeticShares:
+    ring = x.ring
+    return x.neg().add_public(ctx.rank, ring.from_int64(torch.ones((), dtype=torch.int64)))
+
+
+def _contig(x: ArithmeticShares) -> ArithmeticShares:
+    return ArithmeticShares(x.ring, x.first.contiguous(), x.second.contiguous())
+
+
+def segmented_scans(
+    ctx: Context, values: ArithmeticShares, cont: ArithmeticShares, forward: bool = True, backward: bool = True,
+    step: str = "segscan",
+) -> tuple[ArithmeticShares | None, ArithmeticShares | None]:
+    """Inclusive per-group prefix sums (forward) and suffix sums (backward) of ``values``
+    (shape (n, k)) over sorted rows, groups given by ``cont`` (shape (n,), secret 0/1,
+    cont[i] = 1 iff row i is in the group of row i-1; cont[0] must be 0).
+
+    Before the step of distance d, C_i = [rows i-d..i are one group]; the forward sums do
+    F_i += C_i F_{i-d}, the backward sums B_{i-d} += C_i B_i (the window of row i-d looking
+    forward is the window of row i looking back, so one C serves both), and
+    C_i <- C_i C_{i-d}. All products of a step are one multiplication.
+    Cost: ceil(log2 n) rounds; per round and row, one ring element per value column and
+    direction plus one for C (none in the last round). Error: exact mod 2^k. Leakage: none.
+    """
+    n = _rows(values)
+    k = values.shape[1]
+    if n == 0 or not (forward or backward):
+        return (values if forward else None), (values if backward else None)
+    fwd = values if forward else None
+    bwd = values if backward else None
+    c = cont.reshape((n, 1))
+    d = 1
+    level = 0
+    while d < n:
+        last = 2 * d >= n
+        operands = []
+        if forward:
+            operands.append(fwd.getitem(slice(0, n - d)))
+        if backward:
+            operands.append(bwd.getitem(slice(d, n)))
+        if not last:
+            operands.append(c.getitem(slice(0, n - d)))
+        y = _contig(ArithmeticShares.cat(operands, dim=1))
+        x = _contig(c.getitem(slice(d, n)).expand(y.shape))
+        prod = mul(ctx, x, y, f"{step}{level}")
+        col = 0
+        if forward:
+            add = prod.getitem((slice(None), slice(col, col + k)))
+            fwd = ArithmeticShares.cat([fwd.getitem(slice(0, d)), fwd.getitem(slice(d, n)).add(add)], dim=0)
+            col += k
+        if backward:
+            add = prod.getitem((slice(None), slice(col, col + k)))
+            bwd = ArithmeticShares.cat([bwd.getitem(slice(0, n - d)).add(add), bwd.getitem(slice(n - d, n))], dim=0)
+            col += k
+        if not last:
+            c = ArithmeticShares.cat([c.getitem(slice(0, d)), prod.getitem((slice(None), slice(col, col + 1)))], dim=0)
+        d *= 2
+        level += 1
+    return (_contig(fwd) if forward else None), (_contig(bwd) if backward else None)
+
+
+def group_totals(
+    ctx: Context, values: ArithmeticShares, cont: ArithmeticShares, step: str = "group-totals"
+) -> ArithmeticShares:
+    """Every row's group total of ``values`` (shape (n, k)): prefix + suffix - own value,
+    both scans sharing their rounds. Cost: ceil(log2 n) rounds; 2k + 1 ring elements per
+    row per round and party (2k in the last). Error: exact mod 2^k. Leakage: none."""
+    prefix, suffix = segmented_scans(ctx, values, cont, True, True, step)
+    return prefix.add(suffix).sub(values)
+
+
+def group_counts(ctx: Context, cont: ArithmeticShares, step: str = "group-counts") -> ArithmeticShares:
+    """Every row's group size (shape (n,)), the group total of a public column of ones.
+    Cost: ceil(log2 n) rounds; 3 ring elements per row and round per party (2 in the last).
+    Error: exact. Leakage: none."""
+    ring = cont.ring
+    n = _rows(cont)
+    ones = ring.from_int64(torch.ones((n, 1), dtype=torch.int64))
+    zero = torch.zeros_like(ones)
+    column = ArithmeticShares(ring, ones if ctx.rank == 0 else zero, ones if ctx.rank == 2 else zero.clone())
+    return group_totals(ctx, column, cont, step).reshape((n,))
+
+
+def group_starts(ctx: Context, cont: ArithmeticShares) -> ArithmeticShares:
+    """1 - cont: 1 on the first row of every group (local)."""
+    return _ones_minus(ctx, cont)
+
+
+__all__ = [
+    "adjacent_equal",
+    "bits_to_arithmetic",
+    "group_counts",
+    "group_starts",
+    "group_totals",
+    "mul",
+    "segmented_scans",
+]
