@@ -59,6 +59,11 @@ def simulate(
         t.join()
     failed = [e for e in errors if e is not None]
     if failed:
-        root = next((e for e in failed if not isinstance(e, PartyUnavailable)), failed[0])
+        # the root is the error of the rank that aborted the job first; the others' errors are
+        # its consequences (a ProtocolTimeout is a PartyUnavailable too, so type alone cannot tell)
+        first = network._abort.rank if network._abort is not None else None
+        root = errors[first] if first is not None and errors[first] is not None else None
+        if root is None:
+            root = next((e for e in failed if not isinstance(e, PartyUnavailable)), failed[0])
         raise root
     return results

@@ -1,0 +1,48 @@
+"""Shared test configuration: a derandomised hypothesis profile and the kernel-path switch.
+
+Hypothesis runs derandomised (a fixed seed per test), so a failure reproduces on every run
+and the suite never flakes; set SMPC_HYPOTHESIS_PROFILE=thorough for a longer local search
+(random seeds, many more examples).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from smpc import ring as ring_module
+
+settings.register_profile(
+    "smpc",
+    derandomize=True,
+    deadline=None,
+    max_examples=40,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
+settings.register_profile(
+    "thorough",
+    deadline=None,
+    max_examples=2000,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+)
+settings.load_profile(os.environ.get("SMPC_HYPOTHESIS_PROFILE", "smpc"))
+
+
+KERNEL_PATHS = ("c", "torch")
+
+
+@pytest.fixture(params=KERNEL_PATHS)
+def kernel_path(request):
+    """Run a test once on the C kernels and once on the pure-torch kernels (the C run is
+    skipped where the extension is not built); restores the previous switch afterwards."""
+    if request.param == "c" and not ring_module.c_kernels_available():
+        pytest.skip("C ring kernels not built on this machine")
+    previous = ring_module.use_c_kernels(request.param == "c")
+    try:
+        yield request.param
+    finally:
+        ring_module.use_c_kernels(previous)

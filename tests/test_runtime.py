@@ -1,0 +1,164 @@
+"""The in-process runtime: failures abort every party promptly with PartyUnavailable naming the
+failed party (simulate re-raises the root error), silent peers cause ProtocolTimeout naming
+the peer, and parties running different steps raise ProtocolError. No test sleeps or times
+anything: "promptly" is checked by giving the job a timeout far beyond the test's run, so a
+party that were left waiting would surface as a ProtocolTimeout, not a PartyUnavailable."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+import smpc
+from smpc.context import Context
+from smpc.errors import PartyUnavailable, ProtocolError, ProtocolTimeout, SmpcError
+from smpc.transport.inprocess import InProcessNetwork
+
+LONG = 120.0  # never reached: a party still waiting at the end would mean the abort failed
+
+
+class Boom(RuntimeError):
+    pass
+
+
+def _recording_job(world: int, body):
+    """Wrap an SPMD body: wait until every context is set up, then record each rank's error."""
+    started = threading.Barrier(world, timeout=LONG)
+    errors: dict = {}
+    lock = threading.Lock()
+
+    def job(ctx, **kwargs):
+        started.wait()
+        try:
+            return body(ctx, **kwargs)
+        except BaseException as exc:
+            with lock:
+                errors[ctx.rank] = exc
+            raise
+
+    return job, errors
+
+
+@pytest.mark.parametrize("failing", [0, 1, 2, 3])
+def test_a_failing_party_aborts_the_others(failing):
+    world = 4
+
+    def body(ctx):
+        x = ctx.share(torch.arange(5.0) if ctx.rank == 0 else None, owner=0, bound=10.0)
+        if ctx.rank == failing:
+            raise Boom(f"bank {failing} crashed")
+        # everyone else now waits for a message from the failing party
+        ctx.exchange("after-crash", recv_from=[failing])
+        return x
+
+    job, errors = _recording_job(world, body)
+    with pytest.raises(Boom, match=f"bank {failing} crashed"):
+        smpc.simulate(job, input_parties=1, timeout=LONG)
+    assert set(errors) == set(range(world))
+    for rank, exc in errors.items():
+        if rank == failing:
+            continue
+        assert type(exc) is PartyUnavailable, f"rank {rank}: {exc!r}"
+        assert exc.peer == failing
+        assert f"party {failing} failed" in str(exc) and "Boom" in str(exc)
+
+
+def test_the_root_error_wins_over_the_aborts():
+    """Whatever rank order the aborts arrive in, simulate raises the error that caused them."""
+
+    def body(ctx):
+        if ctx.rank == 2:
+            raise ValueError("bad parameter on rank 2")
+        ctx.exchange("x", recv_from=[2])
+
+    job, _ = _recording_job(3, body)
+    with pytest.raises(ValueError, match="bad parameter on rank 2"):
+        smpc.simulate(job, timeout=LONG)
+
+
+def test_a_silent_peer_causes_a_timeout_naming_it():
+    def job(ctx):
+        if ctx.rank == 2:
+            return "left early"  # never sends what the others wait for
+        ctx.exchange("step", recv_from=[2])
+
+    with pytest.raises(ProtocolTimeout) as err:
+        smpc.simulate(job, timeout=0.5)
+    assert err.value.peer == 2
+    assert "party 2" in str(err.value) and "0.5 s" in str(err.value) and "'step#" in str(err.value)
+    assert isinstance(err.value, PartyUnavailable) and isinstance(err.value, TimeoutError)
+
+
+def test_transport_recv_times_out():
+    net = InProcessNetwork(3)
+    with pytest.raises(ProtocolTimeout, match="no message from party 1") as err:
+        net.endpoint(0).recv(1, "x#0", 0.05)
+    assert err.value.peer == 1
+
+
+def test_tag_desync_raises_protocol_error():
+    net = InProcessNetwork(3)
+    net.endpoint(1).send(0, "alpha#0", torch.zeros(2))
+    with pytest.raises(ProtocolError, match="expected step 'beta#0' from party 1, got 'alpha#0'"):
+        net.endpoint(0).recv(1, "beta#0", 1.0)
+
+
+def test_parties_running_different_code_fail_loudly():
+    def job(ctx):
+        if ctx.rank == 0:
+            ctx.exchange("mul", sends={1: torch.zeros(3, dtype=torch.int64)})
+        elif ctx.rank == 1:
+            ctx.exchange("reveal", recv_from=[0])
+
+    with pytest.raises(ProtocolError, match=r"party 1: expected step 'reveal#\d+' from party 0, got 'mul#\d+'"):
+        smpc.simulate(job, timeout=LONG)
+
+
+def test_after_an_abort_sends_fail_too():
+    net = InProcessNetwork(3)
+    net.abort(2, "Boom")
+    with pytest.raises(PartyUnavailable, match="party 2 failed") as err:
+        net.endpoint(0).send(1, "x#0", torch.zeros(1))
+    assert err.value.peer == 2
+    with pytest.raises(PartyUnavailable):  # the abort stays visible to later receives
+        for _ in range(2):
+            net.endpoint(1).recv(0, "x#0", LONG)
+
+
+def test_simulate_passes_inputs_and_kwargs_and_returns_per_rank():
+    def job(ctx, scale, value=0):
+        return ctx.rank, ctx.world_size, scale * value
+
+    out = smpc.simulate(job, input_parties=2, inputs={0: {"value": 1}, 4: {"value": 5}}, scale=10)
+    assert out == [(0, 5, 10), (1, 5, 0), (2, 5, 0), (3, 5, 0), (4, 5, 50)]
+
+
+def test_simulate_validates_its_arguments():
+    with pytest.raises(SmpcError, match="exactly 3 compute parties"):
+        smpc.simulate(lambda ctx: None, parties=4)
+    with pytest.raises(SmpcError, match=r"ranks \[5\]"):
+        smpc.simulate(lambda ctx: None, input_parties=1, inputs={5: {}})
+    with pytest.raises(ValueError):
+        Context(0, 2, InProcessNetwork(2).endpoint(0))
+
+
+def test_comm_stats_start_at_zero_and_count_exactly():
+    def job(ctx):
+        fresh = ctx.comm_stats()
+        ctx.exchange("a", sends={(ctx.rank + 1) % 3: torch.zeros(10, dtype=torch.int64)},
+                     recv_from=[(ctx.rank - 1) % 3])
+        return fresh, ctx.comm_stats()
+
+    for rank, (fresh, after) in enumerate(smpc.simulate(job)):
+        assert fresh == {"bytes_sent": 0, "rounds": 0, "messages_sent": 0, "bytes_sent_to": {}}
+        assert after == {"bytes_sent": 80, "rounds": 1, "messages_sent": 1, "bytes_sent_to": {(rank + 1) % 3: 80}}
+
+
+def test_owner_passing_none_is_an_error():
+    def job(ctx):
+        ctx.share(None, owner=0)
+
+    with pytest.raises(SmpcError, match="owns this input but passed None"):
+        smpc.simulate(job, timeout=LONG)
