@@ -27,8 +27,8 @@ def simulate(
 
     Ranks 0..2 are the compute parties; ``input_parties`` extra ranks (3, 4, ...) own inputs or
     receive results without holding shares. If any party raises, the job is aborted on every
-    party (they stop within moments, not at the timeout) and the first party's own error is
-    re-raised; the others' "aborted" errors are attached as ``__context__``.
+    party (they stop within moments, not at the timeout) and the error of the party that
+    failed first is re-raised (the others' errors are only its consequences).
     """
     if parties != N_COMPUTE:
         raise SmpcError(f"smpc runs with exactly {N_COMPUTE} compute parties (got parties={parties})")
