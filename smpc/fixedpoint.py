@@ -59,7 +59,8 @@ def truncatable_encoded(ring: Ring) -> float:
 
 def check_fits(ring: Ring, bound: float, frac_bits: int, what: str) -> None:
     """RangeError unless values of magnitude ``bound`` fit the ring at ``frac_bits``."""
-    if not bound * 2.0**frac_bits <= max_encoded(ring):
+    # strict: max_encoded is 2^(k-1) in float64, and 2^(k-1) itself wraps to -2^(k-1)
+    if not bound * 2.0**frac_bits < 2.0 ** (ring.bits - 1):
         raise RangeError(
             f"{what}: worst case |value| {bound:.4g} does not fit {ring.name} with "
             f"{frac_bits} fractional bits (largest {max_encoded(ring) / 2.0**frac_bits:.4g}); "
@@ -110,11 +111,16 @@ def encode(value, ring: Ring, frac_bits: int, bound: float, who: str = "input") 
             return exact
     integral_input = isinstance(value, torch.Tensor) and not value.is_floating_point()
     if not integral_input and isinstance(value, np.ndarray) and value.dtype.kind in "iub":
+        if value.dtype.kind == "u" and value.size and int(value.max()) > np.iinfo(np.int64).max:
+            return _exact_integers(value.astype(object), ring, frac_bits, bound, who)  # no int64 wrap
         integral_input = True
         value = torch.as_tensor(value.astype(np.int64))
     if integral_input and value.dtype != torch.bool:
         ints = value.to(torch.int64)
-        too_big = ints.abs() > bound
+        # compare as integers: `ints.abs() > bound` promotes to float32 (2^31 + 1 passes a bound
+        # of 2^31) and abs(-2^63) overflows to -2^63
+        limit = math.floor(bound)
+        too_big = (ints > limit) | (ints < -limit) if limit < 2**63 else torch.zeros_like(ints, dtype=torch.bool)
         if bool(too_big.any()):
             pos = _position(ints.shape, int(too_big.reshape(-1).nonzero()[0]))
             raise RangeError(f"{who}: value at position {pos} exceeds the declared bound {bound:.4g}")

@@ -21,7 +21,7 @@ import torch
 
 from smpc.errors import RangeError, SmpcError
 from smpc.fixedpoint import as_float64, check_fits, check_truncatable, decode, encode_public, truncatable_encoded
-from smpc.protocols import arithmetic, compare
+from smpc.protocols import arithmetic, compare, division, functions
 from smpc.sharing import ArithmeticShares
 
 _INT_LIMIT = 2.0**62
@@ -191,6 +191,16 @@ class SecretTensor:
             return self._new(self.shares.mul_public(k), bound=bound)
         f_out = self.frac_bits or self.ctx.frac_bits
         f_c = self._public_precision(bound, f_out)
+        # where the cap leaves c too few bits its rounding, times |x|, is the error: refuse when
+        # that exceeds both one unit of the result and 1e-9 of its bound (ring64 integers times
+        # 0.3 would otherwise become x * 0.25, their mean off by half)
+        c_error = float((t - torch.round(t * 2.0**f_c) / 2.0**f_c).abs().max()) if t.numel() else 0.0
+        if self.bound * c_error > max(2.0**-f_out, 1e-9 * bound):
+            raise RangeError(
+                f"multiplication by a public value: with |x| up to {self.bound:.4g} the constant keeps only "
+                f"{f_c} fractional bits in {self.ring.name} (error up to {self.bound * c_error:.3g}); "
+                "declare a tighter bound, use the 128-bit ring, or reveal an exact sum and divide in float64"
+            )
         raw = self.frac_bits + f_c
         check_fits(self.ring, bound, raw, "multiplication by a public value")
         if self.shares is None:
@@ -219,11 +229,93 @@ class SecretTensor:
 
     def __truediv__(self, other) -> SecretTensor:
         if isinstance(other, SecretTensor):
-            return NotImplemented
+            return self.div(other)
         t = _public_tensor(other)
         if bool((t == 0).any()):
             raise SmpcError("division of a secret by a public zero")
         return self._mul_public(1.0 / t)
+
+    # ----- division by a secret, roots, exp, log, sigmoid (protocols.division / functions) --
+    # Each normalises its argument by its secret bit length first, so accuracy does not depend
+    # on magnitude. Results carry more fractional bits than the inputs (division.output_frac_bits:
+    # the most that keep them truncatable, 31..52 on ring128 defaults; ``frac_bits=`` to choose);
+    # rescale() before further products. See the protocols for rounds, bytes and errors.
+
+    def _broadcast_with(self, other: SecretTensor):
+        if self.shares is None or self.shape == other.shape:
+            return self.shares, other.shares
+        shape = torch.broadcast_shapes(self.shape, other.shape)
+
+        def grow(shares):  # leading singleton dimensions first: expand keeps the lane dimension
+            ones = (1,) * (len(shape) - len(shares.shape))
+            return shares.reshape(ones + tuple(shares.shape)).expand(shape)
+
+        return grow(self.shares), grow(other.shares)
+
+    def div(self, other, *, lower: float | None = None, frac_bits: int | None = None) -> SecretTensor:
+        """self / other. For a secret divisor: ``lower`` is a public lower bound on |other|
+        (default one unit in its last place), used only for the result's public bound;
+        a divisor below it, which cannot be detected without revealing it, still gives the
+        right quotient but one beyond that bound. other == 0 gives 0.
+        Cost: 22 rounds (division.divide). Error: 2^-30 relative + 1 unit of the result."""
+        if not isinstance(other, SecretTensor):
+            return self / other
+        self._check_same_job(other)
+        f, bound = division.plan_divide(
+            self.ring, self.ctx.frac_bits, self.bound, self.frac_bits, other.bound, other.frac_bits, lower, frac_bits
+        )
+        shares = None
+        if self.shares is not None:
+            x, y = self._broadcast_with(other)
+            shares = division.divide(self.ctx, x, self.frac_bits, y, other.frac_bits, f)
+        return SecretTensor(self.ctx, shares, f, bound)
+
+    def __rtruediv__(self, other) -> SecretTensor:
+        """public / secret: the public numerator as a (trivially shared) secret, divided."""
+        return SecretTensor.from_public(self.ctx, _public_tensor(other)).div(self)
+
+    def reciprocal(self, *, lower: float | None = None, frac_bits: int | None = None) -> SecretTensor:
+        """1 / self; ``lower`` as in ``div`` (the public bound is 1 / lower); 1 / 0 gives 0.
+        Cost: 22 rounds. Error: 2^-30 relative + 1 unit of the result."""
+        f, bound = division.plan_reciprocal(self.ring, self.ctx.frac_bits, self.bound, self.frac_bits, lower, frac_bits)
+        shares = None if self.shares is None else division.reciprocal(self.ctx, self.shares, self.frac_bits, f)
+        return self._new(shares, frac_bits=f, bound=bound)
+
+    def sqrt(self, *, frac_bits: int | None = None) -> SecretTensor:
+        """Square root; values <= 0 give 0. Cost: 22 rounds. Error: 1e-8 relative + 1 unit."""
+        f, bound = division.plan_sqrt(self.ring, self.ctx.frac_bits, self.bound, self.frac_bits, frac_bits=frac_bits)
+        shares = None if self.shares is None else division.sqrt(self.ctx, self.shares, self.frac_bits, f)
+        return self._new(shares, frac_bits=f, bound=bound)
+
+    def rsqrt(self, *, lower: float | None = None, frac_bits: int | None = None) -> SecretTensor:
+        """1 / sqrt(self); ``lower`` as in ``div``; values <= 0 give 0.
+        Cost: 22 rounds. Error: 1e-7 relative + 1 unit."""
+        f, bound = division.plan_sqrt(
+            self.ring, self.ctx.frac_bits, self.bound, self.frac_bits, inverse=True, lower=lower, frac_bits=frac_bits
+        )
+        shares = None if self.shares is None else division.rsqrt(self.ctx, self.shares, self.frac_bits, f)
+        return self._new(shares, frac_bits=f, bound=bound)
+
+    def exp(self, *, frac_bits: int | None = None) -> SecretTensor:
+        """e^self, with self clamped to [-44, 44] (below: 0; above: e^44).
+        Cost: 14 rounds (ring64: 15). Error: 1e-9 relative + 1 unit."""
+        f, bound = functions.plan_exp(self.ring, self.ctx.frac_bits, self.bound, self.frac_bits, frac_bits)
+        shares = None if self.shares is None else functions.exp(self.ctx, self.shares, self.frac_bits, f)
+        return self._new(shares, frac_bits=f, bound=bound)
+
+    def log(self, *, frac_bits: int | None = None) -> SecretTensor:
+        """Natural logarithm; log(0) gives log of one unit in the last place, a negative value
+        log|self|. Cost: 22 rounds. Error: 2e-9 + 2 units (absolute)."""
+        f, bound = functions.plan_log(self.ring, self.ctx.frac_bits, self.bound, self.frac_bits, frac_bits)
+        shares = None if self.shares is None else functions.log(self.ctx, self.shares, self.frac_bits, f)
+        return self._new(shares, frac_bits=f, bound=bound)
+
+    def sigmoid(self, *, frac_bits: int | None = None) -> SecretTensor:
+        """1 / (1 + e^-self), never overflowing. Cost: 18 rounds (ring64: 19).
+        Error: 3e-10 + 1 unit (absolute)."""
+        f, bound = functions.plan_sigmoid(self.ring, self.ctx.frac_bits, self.bound, self.frac_bits, frac_bits)
+        shares = None if self.shares is None else functions.sigmoid(self.ctx, self.shares, self.frac_bits, f)
+        return self._new(shares, frac_bits=f, bound=bound)
 
     def square(self) -> SecretTensor:
         return self * self
@@ -281,7 +373,12 @@ class SecretTensor:
         """Mean = sum times the public 1/count (1 round for the truncation)."""
         count = self._count(dim)
         total = self.sum(dim=dim, keepdim=keepdim)
+        f_out = self.frac_bits or self.ctx.frac_bits
+        if self.shares is None:  # a party without shares does not know the count (see _count)
+            return total._new(None, frac_bits=f_out, bound=self.bound)
         out = total._mul_public(torch.tensor(1.0 / count, dtype=torch.float64))
+        if out.frac_bits < f_out:  # count == 1 multiplies by the integer 1: same scale on every rank
+            out = out.rescale(f_out)
         out.bound = self.bound
         return out
 
@@ -407,7 +504,7 @@ class SecretTensor:
 
     @property
     def T(self) -> SecretTensor:  # noqa: N802 - torch's name
-        return self.transpose(0, 1) if len(self.shape) == 2 else self
+        return self.transpose(0, 1) if self.shape is None or len(self.shape) == 2 else self
 
     # ----- output ----------------------------------------------------------------------
     def _recipients(self, to) -> list[int]:

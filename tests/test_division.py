@@ -1,0 +1,276 @@
+"""Division, reciprocal, sqrt and rsqrt of secrets: every element checked against the exact
+result of the encoded inputs on bank-scale magnitudes (ring128), ring64 within its documented
+bound or refused, and bytes and rounds equal to the documented formulas."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import smpc
+from smpc.errors import RangeError
+from smpc.protocols import division
+
+
+def encoded(values, frac_bits: int) -> torch.Tensor:
+    """What the parties hold: inputs rounded to the fixed-point grid."""
+    return torch.round(torch.as_tensor(values, dtype=torch.float64) * 2.0**frac_bits) / 2.0**frac_bits
+
+
+def check(got, expected, rel: float, frac_bits: int, units: float = 1.0, what: str = ""):
+    """Every element within rel * |expected| + units * 2^-frac_bits; returns the worst relative
+    error beyond the absolute allowance (for messages)."""
+    err = (got - expected).abs()
+    allowed = rel * expected.abs() + units * 2.0**-frac_bits
+    bad = err > allowed
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        raise AssertionError(
+            f"{what}: {int(bad.sum())} of {len(got)} elements off; first at {i}: expected "
+            f"{float(expected[i])!r}, got {float(got[i])!r} (allowed {float(allowed[i]):.3g})"
+        )
+
+
+def f64(values) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float64)
+
+
+def log_uniform(gen, lo, hi, n):
+    return 10.0 ** gen.uniform(np.log10(lo), np.log10(hi), n)
+
+
+def test_division_relative_error_on_1e5_bank_scale_pairs():
+    """x in [-1e12, 1e12], y log-uniform in [1e-3, 1e9], ring128 defaults: every one of 1e5
+    quotients within 1e-6 relative (and within the documented 2^-30 relative + 1 unit)."""
+    gen = np.random.default_rng(2024)
+    n = 100_000
+    x = torch.tensor(gen.uniform(-1e12, 1e12, n))
+    y = torch.tensor(log_uniform(gen, 1e-3, 1e9, n))
+
+    def job(ctx, x=None, y=None):
+        q = ctx.share(x, owner=0) / ctx.share(y, owner=1)
+        return q.frac_bits, q.reveal()
+
+    frac, got = smpc.simulate(job, inputs={0: {"x": x}, 1: {"y": y}})[0]
+    assert frac == 31  # the default output precision for these bounds
+    expected = encoded(x, 20) / encoded(y, 20)
+    check(got, expected, 2.0**-30, frac, what="documented bound")
+    # 1e-6 relative on every element: the output grid allows it down to |q| ~ 1e-3
+    assert float(expected.abs().min()) > 2.0**-frac / (1e-6 - 2.0**-30)
+    check(got, expected, 1e-6, frac, units=0.0, what="1e-6 relative")
+
+
+def edge_divisors() -> torch.Tensor:
+    ulp = 2.0**-20
+    powers = [2.0**k for k in range(-10, 31)]
+    values = [1e-3, 1e9, 1e-3 + ulp, 1e9 - 1, ulp, 2 * ulp, 3 * ulp, 2.0**40]
+    for p in powers:
+        values += [p, p + ulp, p - ulp]
+    values = [v for v in values if v >= ulp]
+    return f64(values + [-v for v in values])
+
+
+def test_division_at_the_edges():
+    """Divisors at 1e-3 and 1e9, powers of two and their +-1 ulp neighbours, one ulp, the
+    bound, all with both signs; numerators of both signs from 0 to 1e12."""
+    y = edge_divisors()
+    m = len(y)
+    numerators = f64([1e12, -1e12, 1.0, -1.0, 0.0, 123456.789, -2.0**-20, 7.0 * 2.0**30])
+    x = numerators.repeat_interleave(m)
+    y = y.repeat(len(numerators))
+
+    def job(ctx, x=None, y=None):
+        a = ctx.share(x, owner=0)
+        b = ctx.share(y, owner=1)
+        q = a / b
+        return q.frac_bits, q.reveal(), a.div(b, frac_bits=40).reveal()
+
+    frac, got, got40 = smpc.simulate(job, inputs={0: {"x": x}, 1: {"y": y}})[0]
+    expected = encoded(x, 20) / encoded(y, 20)
+    check(got, expected, 2.0**-30, frac, what="default precision")
+    check(got40, expected, 2.0**-30, 40, what="40 fractional bits")
+    assert bool((got[x == 0] == 0).all())
+
+
+def test_zero_divisor_gives_zero_and_lower_bound_sets_the_public_bound():
+    def job(ctx):
+        a = ctx.share(f64([5.0, -7.0, 0.0, 1e12]), owner=0)
+        b = ctx.share(f64([0.0, 0.0, 0.0, 0.0]), owner=1)
+        c = ctx.share(f64([4.0, 0.5, 2.0, 1e9]), owner=2, bound=1e9)
+        q = a / b
+        r = a.div(c, lower=1e-3)
+        return q.reveal(), q.bound, r.bound, r.frac_bits, r.reveal()
+
+    zero, honest_bound, declared_bound, frac, r = smpc.simulate(job)[0]
+    assert zero.abs().max() == 0
+    assert honest_bound >= 2.0**40 * 2.0**20  # |x| / one ulp: always true
+    assert 2.0**40 / 1e-3 <= declared_bound < 2.0**40 / 1e-3 * (1 + 1e-6)
+    assert frac == 37  # the most that keeps 1.1e15 truncatable (2^49.97 * 2^37 < 2^87)
+    check(r, f64([1.25, -14.0, 0.0, 1000.0]), 2.0**-30, frac)
+
+
+def test_lower_bound_is_validated():
+    def job(ctx, lower):
+        a = ctx.share(f64([1.0]), owner=0)
+        b = ctx.share(f64([2.0]), owner=1, bound=10.0)
+        return a.div(b, lower=lower)
+
+    for lower in (0.0, -1.0, float("nan"), 11.0):
+        with pytest.raises(RangeError):
+            smpc.simulate(job, lower=lower)
+
+
+def test_reciprocal_and_public_numerator():
+    gen = np.random.default_rng(5)
+    y = torch.tensor(log_uniform(gen, 1e-3, 1e9, 4000) * gen.choice([-1.0, 1.0], 4000))
+
+    def job(ctx, y=None):
+        b = ctx.share(y, owner=1)
+        r = b.reciprocal()
+        c = 0.3 / b
+        return r.frac_bits, r.reveal(), c.frac_bits, c.reveal()
+
+    frac, r, cfrac, c = smpc.simulate(job, inputs={1: {"y": y}})[0]
+    ye = encoded(y, 20)
+    check(r, 1 / ye, 2.0**-30, frac, what="reciprocal")
+    check(c, encoded(0.3, 20) / ye, 2.0**-30, cfrac, what="0.3 / y")
+
+
+def test_sqrt_relative_error_from_1e_3_to_1e12():
+    gen = np.random.default_rng(7)
+    y = torch.tensor(np.concatenate([log_uniform(gen, 1e-3, 1e12, 20_000), [1e-3, 1e12, 1.0, 2.0, 0.5]]))
+
+    def job(ctx, y=None):
+        b = ctx.share(y, owner=0, bound=1e12)
+        s = b.sqrt()
+        return s.frac_bits, s.reveal(), b.rsqrt().reveal()
+
+    frac, s, rs = smpc.simulate(job, inputs={0: {"y": y}})[0]
+    ye = encoded(y, 20)
+    check(s, ye.sqrt(), 1e-8, frac, what="sqrt documented")
+    check(s, ye.sqrt(), 1e-6, frac, units=0.0, what="sqrt 1e-6 relative")
+    check(rs, 1 / ye.sqrt(), 1e-7, frac, what="rsqrt documented")
+
+
+def test_sqrt_special_values_and_odd_fractional_bits():
+    y = f64([0.0, -4.0, -2.0**-21, 2.0**-21, 4.0, 2.0**30, 3.0 * 2.0**-21, 1e6])
+
+    def job(ctx, y=None):
+        b = ctx.share(y, owner=0, frac_bits=21, bound=2.0**31)
+        return b.sqrt().reveal(), b.rsqrt().reveal(), b.sqrt().frac_bits
+
+    s, rs, frac = smpc.simulate(job, inputs={0: {"y": y}})[0]
+    ye = encoded(y, 21)
+    pos = ye > 0
+    assert bool((s[~pos].abs() <= 2.0**-frac).all()) and bool((rs[~pos].abs() <= 2.0**-frac).all())
+    check(s[pos], ye[pos].sqrt(), 1e-8, frac)
+    check(rs[pos], 1 / ye[pos].sqrt(), 1e-7, frac)
+
+
+def test_ring64_meets_its_documented_bound_or_refuses():
+    """ring64 lifts its shares into ring128 exactly, so the same error bounds hold at the
+    output precision that fits 64 bits; what does not fit is refused before any message."""
+    gen = np.random.default_rng(64)
+    n = 5000
+    x = torch.tensor(gen.uniform(-2e9, 2e9, n))
+    y = torch.tensor(log_uniform(gen, 1e-3, 1e6, n) * gen.choice([-1.0, 1.0], n))
+
+    def job(ctx, x=None, y=None):
+        a = ctx.share(x, owner=0)
+        b = ctx.share(y, owner=1)
+        q, ql = a / b, a.div(b, lower=1e-3)
+        s = ctx.share(None if y is None else y.abs(), owner=1).sqrt()
+        return (q.frac_bits, q.reveal()), (ql.frac_bits, ql.reveal()), (s.frac_bits, s.reveal())
+
+    (f1, q1), (f2, q2), (f3, s) = smpc.simulate(job, ring=64, inputs={0: {"x": x}, 1: {"y": y}})[0]
+    xe, ye = encoded(x, 16), encoded(y, 16)
+    assert (f1, f2) == (14, 21)  # 2^47 * 2^14 and 2^41 * 2^21 fit 64 bits with a bit to spare
+    check(q1, xe / ye, 2.0**-30, f1, what="ring64 division")
+    check(q2, xe / ye, 2.0**-30, f2, what="ring64 division, lower=1e-3")
+    check(s, ye.abs().sqrt(), 1e-8, f3, what="ring64 sqrt")
+
+    def too_precise(ctx):
+        a = ctx.share(f64([1.0]), owner=0)
+        return a.div(ctx.share(f64([3.0]), owner=1), frac_bits=30)
+
+    with pytest.raises(RangeError, match="do not fit ring64"):
+        smpc.simulate(too_precise, ring=64)
+
+    def too_large(ctx):
+        a = ctx.share(f64([1.0]), owner=0, frac_bits=40, bound=2.0**30)
+        return a.reciprocal()
+
+    with pytest.raises(RangeError, match="62 bits"):
+        smpc.simulate(too_large, ring=128)
+
+
+@pytest.mark.parametrize("ring", [64, 128])
+@pytest.mark.parametrize("name", ["divide", "reciprocal", "sqrt", "rsqrt"])
+def test_bytes_and_rounds_equal_the_documented_formulas(ring, name):
+    n = 300
+    gen = np.random.default_rng(1)
+    x = torch.tensor(gen.uniform(-1e6, 1e6, n))
+    y = torch.tensor(log_uniform(gen, 1e-3, 1e6, n))
+
+    def job(ctx, x=None, y=None):
+        a = ctx.share(x, owner=0)
+        b = ctx.share(y, owner=1)
+        ctx.reset_comm_stats()
+        out = {"divide": lambda: a / b, "reciprocal": b.reciprocal, "sqrt": b.sqrt, "rsqrt": b.rsqrt}[name]()
+        stats = ctx.comm_stats()
+        return out.frac_bits, stats["rounds"], stats["bytes_sent"]
+
+    got = smpc.simulate(job, ring=ring, inputs={0: {"x": x}, 1: {"y": y}})
+    frac = got[0][0]
+    f = 20 if ring == 128 else 16
+    items = 0
+    if name == "divide":
+        items = len(division.plan_scaling(frac, 4)[1])  # f_out + f_y - f_x
+    elif name == "reciprocal":
+        items = len(division.plan_scaling(frac + f, 2)[1])
+    rounds, per_element = division.cost_per_element(name, ring, items)
+    assert [g[1] for g in got] == [rounds] * 3
+    assert [g[2] for g in got] == [n * b for b in per_element]
+
+
+def test_shapes_broadcasting_and_result_parties():
+    """Shapes are kept, a divisor broadcasts against the numerator, and a result party (rank 3,
+    no shares) gets the same metadata and the revealed value."""
+    x = f64([[1.0, -2.0, 3.0], [4.0, 5.0, -6.0]])
+    y = f64([2.0, -4.0, 8.0])
+
+    def job(ctx, x=None, y=None):
+        a = ctx.share(x, owner=0)
+        b = ctx.share(y, owner=1)
+        q = a / b
+        s = b.sqrt()
+        return q.frac_bits, q.bound, q.reveal(to=3), s.frac_bits, s.bound
+
+    got = smpc.simulate(job, inputs={0: {"x": x}, 1: {"y": y}}, input_parties=1)
+    assert len({(g[0], g[1], g[3], g[4]) for g in got}) == 1  # every rank agrees on the metadata
+    frac, _, q, _, _ = got[3]
+    assert q.shape == (2, 3)
+    check(q.reshape(-1), (x / y).reshape(-1), 2.0**-30, frac)
+    assert got[0][2] is None
+
+
+def test_mixed_precisions_keep_the_documented_bound():
+    """Integer-mode counts and other fractional widths: the final mantissa never drops below
+    32 bits, so 2^-30 relative holds whatever the planner picks."""
+    gen = np.random.default_rng(3)
+    cnt = f64(gen.integers(0, 10**6, 2000))
+    tot = f64(gen.integers(1, 10**7, 2000))
+    fx = f64(gen.uniform(-1e6, 1e6, 2000))
+
+    def job(ctx, cnt=None, tot=None, fx=None):
+        a = ctx.share(cnt, owner=0, frac_bits=0, bound=2**40)
+        b = ctx.share(tot, owner=1, frac_bits=0, bound=2**40)
+        c = ctx.share(fx, owner=2, frac_bits=23, bound=2**30)
+        return [(r.frac_bits, r.reveal()) for r in (a / b, c / b, a.div(c, lower=1e-3))]
+
+    got = smpc.simulate(job, inputs={0: {"cnt": cnt}, 1: {"tot": tot}, 2: {"fx": fx}})[0]
+    fxe = encoded(fx, 23)
+    expected = [cnt / tot, fxe / tot, cnt / fxe]
+    for (frac, q), exact, what in zip(got, expected, ["int/int", "f23/int", "int/f23"], strict=True):
+        check(q, exact, 2.0**-30, frac, what=what)
