@@ -8,6 +8,7 @@ mod 2^64 exactly, so comparisons cost the same on both rings.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import torch
@@ -41,23 +42,26 @@ def and_many(ctx: Context, pairs: list[tuple[BooleanShares, BooleanShares]], ste
     z_i = x_i&y_i ^ x_i&y_{i+1} ^ x_{i+1}&y_i ^ alpha_i, then party i sends z_i to party i-1.
     Cost: 1 round; 1 word (8 bytes) per element per pair per party.
     """
-    flats = []
-    sizes = []
-    for x, y in pairs:
-        z = (x.first & y.first) ^ (x.first & y.second) ^ (x.second & y.first)
-        flats.append(z.reshape(-1))
-        sizes.append(z.shape)
-    z = torch.cat(flats) if len(flats) > 1 else flats[0]
-    z ^= _xor_zero_sharing(ctx, z.shape)
+    # every pair's local term goes straight into one message buffer (no concatenation copy),
+    # as x_i & (y_i ^ y_{i+1}) ^ x_{i+1} & y_i: three passes instead of five
+    sizes = [torch.broadcast_shapes(x.shape, y.shape) for x, y in pairs]
+    counts = [math.prod(shape) for shape in sizes]
+    z = torch.empty(sum(counts), dtype=torch.int64)
+    offset = 0
+    for (x, y), shape, n in zip(pairs, sizes, counts, strict=True):
+        segment = z[offset : offset + n].view(shape)
+        torch.bitwise_xor(y.first, y.second, out=segment)
+        segment &= x.first
+        segment ^= x.second & y.first
+        offset += n
+    z ^= ctx.prg_next.int64(z.numel())
+    z ^= ctx.prg_prev.int64(z.numel())
     prev, nxt = (ctx.rank - 1) % N_COMPUTE, (ctx.rank + 1) % N_COMPUTE
     other = ctx.exchange(step, sends={prev: z}, recv_from=[nxt])[nxt]
     out = []
     offset = 0
-    for shape in sizes:
-        n = 1
-        for s in shape:
-            n *= s
-        out.append(BooleanShares(z[offset : offset + n].reshape(shape), other[offset : offset + n].reshape(shape)))
+    for shape, n in zip(sizes, counts, strict=True):
+        out.append(BooleanShares(z[offset : offset + n].view(shape), other[offset : offset + n].view(shape)))
         offset += n
     return out
 
