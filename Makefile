@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench costs clean
+.PHONY: demo test lint bench costs proto clean
 
 $(STAMP): pyproject.toml setup.py smpc/_ringkernels.c
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,11 @@ $(STAMP): pyproject.toml setup.py smpc/_ringkernels.c
 	$(PY) -m pip install -q onnx omegaconf pyyaml
 	touch $(STAMP)
 
+# three party services as subprocesses on loopback, fresh certificates, jobs through the job service
 demo: $(STAMP)
-	$(PY) examples/joint_default_rate.py
+	$(PY) examples/consortium_demo.py
+	$(PY) examples/multi_lending.py
+	$(PY) examples/blacklist_hits.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -30,10 +33,16 @@ test: lint
 bench: $(STAMP)
 	mkdir -p benchmarks/results
 	$(PY) -m pytest benchmarks -q --benchmark-only --benchmark-json=benchmarks/results/kernels.json
+	$(PY) benchmarks/report.py benchmarks/results/kernels.json
 
 # the protocol cost table is measured from code; tests/test_costs.py fails when it is stale
 costs: $(STAMP)
 	$(PY) -m smpc.costs --write docs/costs.md
+
+# the gRPC code in smpc/v1 is generated from protos/ (grpcio-tools pinned in the dev extras);
+# tests/test_service_proto.py regenerates it into a temporary folder and fails on any drift
+proto: $(STAMP)
+	$(PY) protos/generate.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info smpc/*.so

@@ -1,0 +1,207 @@
+"""Credit analyses: consortium-wide default statistics over the banks' loan books."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from fractions import Fraction
+
+import numpy as np
+import pandas as pd
+
+import smpc
+from smpc.analyses.registry import Param, register, report_progress
+from smpc.errors import InputError, RangeError
+from smpc.sharing import N_COMPUTE
+
+COMPUTE_RANKS = list(range(N_COMPUTE))
+
+
+# ----- input checks (shared by the secure function and its plaintext twin) ----------------
+def _column(table: pd.DataFrame, party: str, column: str) -> pd.Series:
+    if column not in table.columns:
+        have = ", ".join(map(str, table.columns[:20]))
+        raise InputError(f"{party}: column '{column}' is missing from its data (it has: {have})")
+    return table[column]
+
+
+def default_flags(table: pd.DataFrame, party: str, label: str, positive: str | None) -> np.ndarray:
+    """0/1 default flags (int64) of one bank's ``label`` column; ``InputError`` naming the
+    party, column, row and problem for anything that is not a clean flag or label."""
+    col = _column(table, party, label)
+    missing = col.isna().to_numpy()
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0])
+        raise InputError(f"{party}, column '{label}': row {row + 1} is empty")
+    if positive is not None:
+        return (col.astype(str) == positive).to_numpy(dtype=np.int64)
+    numeric = pd.to_numeric(col, errors="coerce")
+    bad = numeric.isna().to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"{party}, column '{label}': value {col.iloc[row]!r} in row {row + 1} is not numeric; "
+            "a 0/1 flag column is expected (or pass positive=<label> for a labelled column)"
+        )
+    values = numeric.to_numpy(dtype=np.float64)
+    not_flag = (values != 0) & (values != 1)
+    if not_flag.any():
+        row = int(np.flatnonzero(not_flag)[0])
+        raise InputError(f"{party}, column '{label}': value {values[row]:g} in row {row + 1} is not 0 or 1")
+    return values.astype(np.int64)
+
+
+def amount_units(table: pd.DataFrame, party: str, column: str, decimals: int, bound: float) -> np.ndarray:
+    """Amounts as exact integers of 10^-decimals (cents for 2); ``InputError`` for empty,
+    non-numeric or over-precise values, ``RangeError`` beyond ``bound``."""
+    col = _column(table, party, column)
+    numeric = pd.to_numeric(col, errors="coerce")
+    bad = numeric.isna().to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        what = "is empty" if pd.isna(col.iloc[row]) else f"value {col.iloc[row]!r} is not numeric"
+        raise InputError(f"{party}, column '{column}': row {row + 1} {what}")
+    values = numeric.to_numpy(dtype=np.float64)
+    over = np.abs(values) > bound
+    if over.any():
+        row = int(np.flatnonzero(over)[0])
+        raise RangeError(
+            f"{party}, column '{column}': value {values[row]:g} in row {row + 1} exceeds amount_bound {bound:g}"
+        )
+    scaled = values * 10.0**decimals
+    units = np.round(scaled)
+    off = np.abs(scaled - units) > 1e-6 * np.maximum(1.0, np.abs(scaled))
+    if off.any():
+        row = int(np.flatnonzero(off)[0])
+        raise InputError(
+            f"{party}, column '{column}': value {float(values[row])!r} in row {row + 1} has more than "
+            f"{decimals} decimal places (raise amount_decimals)"
+        )
+    return units.astype(np.int64)
+
+
+MAX_ROWS_PER_BANK = 2**30
+"""Public cap on one bank's rows; it bounds the shared aggregates."""
+
+
+def _local_totals(table: pd.DataFrame, party: str, label: str, positive: str | None, amount: str | None,
+                  decimals: int, bound: float) -> list[int]:
+    """One bank's exact aggregates: [rows, defaults] (+ [sum of amount units])."""
+    flags = default_flags(table, party, label, positive)
+    if len(flags) > MAX_ROWS_PER_BANK:
+        raise InputError(f"{party}: {len(flags)} rows exceed the {MAX_ROWS_PER_BANK} rows a bank may contribute")
+    totals = [len(flags), int(flags.sum())]
+    if amount:
+        totals.append(sum(int(v) for v in amount_units(table, party, amount, decimals, bound)))
+    return totals
+
+
+def _result(rows: int, defaults: int, amount_total: int | None, decimals: int) -> dict:
+    out = {
+        "rows": int(rows),
+        "suppressed": False,
+        "defaults": int(defaults),
+        "default_rate": float(Fraction(int(defaults), int(rows))) if rows else float("nan"),
+    }
+    if amount_total is not None:
+        scale = 10**decimals
+        out["amount_sum"] = float(Fraction(int(amount_total), scale))
+        out["mean_amount"] = float(Fraction(int(amount_total), scale * int(rows))) if rows else float("nan")
+    return out
+
+
+def _suppressed(min_cell_size: int) -> dict:
+    return {"suppressed": True, "min_cell_size": int(min_cell_size)}
+
+
+def _overall_plain(tables: Mapping[str, pd.DataFrame], *, label: str, positive: str | None = None,
+                   amount: str | None = None, amount_decimals: int = 2, amount_bound: float = 1e12,
+                   min_cell_size: int = 1) -> dict:
+    totals = [0, 0, 0]
+    for bank, table in tables.items():
+        for i, v in enumerate(_local_totals(table, bank, label, positive, amount, amount_decimals, amount_bound)):
+            totals[i] += v
+    if totals[0] < min_cell_size:
+        return _suppressed(min_cell_size)
+    return _result(totals[0], totals[1], totals[2] if amount else None, amount_decimals)
+
+
+def _overall_check(table: pd.DataFrame, party: str, *, label: str, positive: str | None = None,
+                   amount: str | None = None, amount_decimals: int = 2, amount_bound: float = 1e12,
+                   min_cell_size: int = 1) -> None:
+    default_flags(table, party, label, positive)
+    if amount:
+        amount_units(table, party, amount, amount_decimals, amount_bound)
+
+
+_PARAMS = [
+    Param("label", "column", required=True,
+          description="loan outcome column: 0/1 flags, or labels together with `positive`"),
+    Param("positive", "str", description="the label value that marks a default (e.g. 'bad'); omit for 0/1 flags"),
+    Param("amount", "column",
+          description="optional amount column (e.g. credit_amount) whose sum and mean are revealed"),
+    Param("amount_decimals", "int", default=2,
+          description="decimal places of the amounts; they are shared exactly as integers of 10^-decimals"),
+    Param("amount_bound", "float", default=1e12, description="public largest |amount| of any single loan"),
+    Param("min_cell_size", "int", default=1, description="reveal nothing (but that fact) below this many loans"),
+]
+
+
+@register("default_rate_overall", params=_PARAMS, plaintext=_overall_plain, check=_overall_check)
+def default_rate_overall(ctx, table, owners, *, label, positive=None, amount=None, amount_decimals=2,
+                         amount_bound=1e12, min_cell_size=1) -> dict | None:
+    """Consortium-wide loan count, number of defaults and default rate, and optionally the total and mean amount.
+
+    Every bank checks its own columns (missing column, empty or non-numeric values, labels,
+    amounts beyond ``amount_bound`` or with more decimals than ``amount_decimals`` raise
+    ``InputError``/``RangeError`` naming the bank, column and row; nothing is revealed), then
+    aggregates its rows locally and exactly (row count, defaults, sum of amounts in integer
+    units of 10^-amount_decimals). Only those 2-3 integers are secret-shared (ring128, integer
+    mode), summed on shares and revealed to the three compute parties; rate and mean are
+    computed from the exact totals. With ``min_cell_size`` > 1 the parties first compare the
+    total count with it on shares and reveal only whether it is too small.
+    Leakage: the total row count, the number of defaults and, with ``amount``, the sum of the
+    amounts (rate and mean follow from them); no bank's own count or sums. Below
+    ``min_cell_size`` loans in total: only that fact.
+    Cost: one round per bank to share 2 ring elements (16 bytes each), one more with
+    ``amount``; one round to reveal; with min_cell_size > 1 one comparison (~9 rounds) and one
+    more reveal round.
+    Error: none: counts and sums are exact; rate and mean are the nearest float64.
+    """
+    party = ctx.name_of(ctx.rank)
+    mine = None
+    if table is not None and ctx.rank in owners:
+        report_progress(ctx, 0.05, "checking and aggregating this bank's loans")
+        mine = _local_totals(table, party, label, positive, amount, amount_decimals, amount_bound)
+    unit_bound = float(max(1.0, amount_bound * 10**amount_decimals))
+    counts = amounts = None
+    for i, owner in enumerate(owners):
+        report_progress(ctx, 0.1 + 0.6 * i / len(owners), f"sharing the totals of {ctx.name_of(owner)}")
+        is_owner = ctx.rank == owner
+        c = ctx.share(mine[:2] if is_owner else None, owner=owner, bound=float(MAX_ROWS_PER_BANK), frac_bits=0,
+                      name="loan counts")
+        a = None
+        if amount:
+            a = ctx.share(mine[2:] if is_owner else None, owner=owner, bound=MAX_ROWS_PER_BANK * unit_bound,
+                          frac_bits=0, name=f"sum of {amount}")
+        if not ctx.is_compute:
+            continue
+        if tuple(c.shape) != (2,) or (a is not None and tuple(a.shape) != (1,)):
+            raise InputError(f"{ctx.name_of(owner)} shared totals of an unexpected shape")
+        counts = c if counts is None else counts + c
+        if a is not None:
+            amounts = a if amounts is None else amounts + a
+    if not ctx.is_compute:
+        return None  # input parties learn nothing
+    if min_cell_size > 1:
+        report_progress(ctx, 0.75, "checking the minimum cell size on shares")
+        small = counts[0:1] < min_cell_size
+        if int(small.reveal_int(to=COMPUTE_RANKS)[0]):
+            report_progress(ctx, 1.0, "suppressed: fewer loans than the minimum cell size")
+            return _suppressed(min_cell_size)
+    report_progress(ctx, 0.85, "revealing the totals")
+    opened = smpc.cat([counts, amounts]) if amounts is not None else counts
+    sums = opened.reveal_int(to=COMPUTE_RANKS)
+    report_progress(ctx, 1.0, "done")
+    return _result(int(sums[0]), int(sums[1]), int(sums[2]) if amount else None, amount_decimals)
+
+__all__ = ["amount_units", "default_flags", "default_rate_overall"]

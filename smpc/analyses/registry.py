@@ -1,0 +1,357 @@
+"""The analysis catalogue: named SPMD functions with typed parameters that banks approve.
+
+An analysis is ``fn(ctx, table, owners, **params) -> dict``:
+
+- ``ctx`` is this rank's ``smpc.Context``;
+- ``table`` is this rank's input as a pandas DataFrame, or None on a rank that holds no data;
+- ``owners`` lists the ranks that hold data, in a fixed order every rank agrees on (in the
+  party service the three banks are the three compute parties, ranks 0..2; in a local
+  simulation banks may also be input parties, ranks >= 3);
+- ``params`` are the typed parameters of its schema, already parsed and validated;
+- the returned dict holds only revealed values (JSON-serialisable numbers, strings, lists),
+  and is the same on every rank that receives the result (ranks that receive nothing may
+  return None).
+
+Every analysis is registered with ``@register`` together with its parameter schema and a
+plaintext twin, ``plaintext(tables: {bank: DataFrame}, **params) -> dict``, that computes
+the same dict in the clear (for tests and ``--check``). An optional
+``check(table, party, **params)`` validates one bank's table locally and raises
+``InputError`` naming the party, column and problem; the party service runs it while every
+party decides whether to accept a job, before any share moves. Its docstring has a one-line summary
+and ``Leakage:`` and ``Cost:`` sections; registration refuses a function without them.
+
+Analyses that release statistics over records declare a ``min_cell_size`` parameter and
+suppress any statistic over fewer records; the party service raises it to the largest of the
+parties' policy minimums, and a party whose policy sets a minimum refuses analyses without one.
+
+Only names from this catalogue travel over the wire: code is never accepted from a peer or a
+client.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import re
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from smpc.errors import InputError, SmpcError
+from smpc.sharing import N_COMPUTE
+
+PARAM_TYPES = ("int", "float", "str", "bool", "column", "columns", "floats", "strs")
+"""``column``: one column name; ``columns``/``strs``: a list of names (comma-separated on the
+command line); ``floats``: a list of numbers."""
+
+MIN_CELL_SIZE = "min_cell_size"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One typed parameter of an analysis."""
+
+    name: str
+    type: str
+    required: bool = False
+    default: Any = None
+    description: str = ""
+    choices: tuple | None = None
+
+    def __post_init__(self):
+        if self.type not in PARAM_TYPES:
+            raise SmpcError(f"parameter '{self.name}': unknown type '{self.type}' (one of {', '.join(PARAM_TYPES)})")
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
+            raise SmpcError(f"parameter name '{self.name}' must be lower_snake_case")
+
+    @property
+    def is_column(self) -> bool:
+        return self.type in ("column", "columns")
+
+    def parse(self, raw: Any, analysis: str = "") -> Any:
+        """The typed value of ``raw`` (a string from the command line or the wire, or an
+        already-typed Python value); ``InputError`` naming the parameter otherwise."""
+        where = f"{analysis}: parameter '{self.name}'" if analysis else f"parameter '{self.name}'"
+        if raw is None:
+            return None
+        try:
+            value = self._convert(raw)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{where}: {exc}") from None
+        if self.choices is not None and value not in self.choices:
+            raise InputError(f"{where}: {value!r} is not one of {', '.join(map(str, self.choices))}")
+        return value
+
+    def _convert(self, raw: Any) -> Any:
+        t = self.type
+        if t == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise ValueError(f"{raw!r} is not a boolean (true/false)")
+        if t == "int":
+            if isinstance(raw, bool):
+                raise ValueError(f"{raw!r} is not an integer")
+            if isinstance(raw, int):
+                return raw
+            if isinstance(raw, float):
+                if not raw.is_integer():
+                    raise ValueError(f"{raw!r} is not an integer")
+                return int(raw)
+            text = str(raw).strip()
+            if not re.fullmatch(r"[+-]?\d+", text):
+                raise ValueError(f"{raw!r} is not an integer")
+            return int(text)
+        if t == "float":
+            if isinstance(raw, bool):
+                raise ValueError(f"{raw!r} is not a number")
+            value = float(raw) if not isinstance(raw, str) else float(raw.strip())
+            if not math.isfinite(value):
+                raise ValueError(f"{raw!r} is not a finite number")
+            return value
+        if t in ("str", "column"):
+            if not isinstance(raw, str):
+                raise ValueError(f"{raw!r} is not a string")
+            if t == "column" and not raw.strip():
+                raise ValueError("an empty column name")
+            return raw
+        items = _as_list(raw)
+        if t == "floats":
+            values = [float(x) for x in items]
+            if not all(math.isfinite(v) for v in values):
+                raise ValueError(f"{raw!r} holds a value that is not a finite number")
+            return values
+        if t == "columns" and not items:
+            raise ValueError("an empty list of columns")
+        return [str(x) for x in items]
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "required": self.required,
+            "default": self.default,
+            "description": self.description,
+            **({"choices": list(self.choices)} if self.choices is not None else {}),
+        }
+
+
+def _as_list(raw: Any) -> list:
+    if isinstance(raw, str):
+        return [x.strip() for x in raw.split(",") if x.strip()]
+    if isinstance(raw, (list, tuple)):
+        return list(raw)
+    raise TypeError(f"{raw!r} is not a list")
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """A registered analysis: its SPMD function, schema, plaintext twin and documentation."""
+
+    name: str
+    fn: Callable
+    params: tuple[Param, ...]
+    plaintext: Callable
+    summary: str
+    leakage: str
+    cost: str
+    ring: int = 128
+    module: str = ""
+    check: Callable | None = None
+    _by_name: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def param(self, name: str) -> Param | None:
+        return self._by_name.get(name)
+
+    @property
+    def has_min_cell_size(self) -> bool:
+        return MIN_CELL_SIZE in self._by_name
+
+    def parse_params(self, raw: Mapping[str, Any]) -> dict:
+        """Typed parameters with defaults filled in. Unknown or missing required parameters
+        and values of the wrong type raise ``InputError`` naming the parameter."""
+        unknown = sorted(set(raw) - set(self._by_name))
+        if unknown:
+            known = ", ".join(p.name for p in self.params) or "none"
+            raise InputError(f"{self.name}: unknown parameter(s) {', '.join(unknown)} (it takes: {known})")
+        out = {}
+        for p in self.params:
+            if p.name in raw and raw[p.name] is not None:
+                out[p.name] = p.parse(raw[p.name], self.name)
+            elif p.required:
+                raise InputError(f"{self.name}: parameter '{p.name}' is required ({p.description})")
+            else:
+                out[p.name] = p.default
+        return out
+
+    def columns(self, params: Mapping[str, Any]) -> list[str]:
+        """The input columns named by (parsed) parameters, in schema order, without repeats."""
+        cols: list[str] = []
+        for p in self.params:
+            if not p.is_column:
+                continue
+            value = params.get(p.name)
+            for c in [value] if isinstance(value, str) else (value or []):
+                if c not in cols:
+                    cols.append(c)
+        return cols
+
+    def describe(self) -> dict:
+        return {
+            "name": self.name,
+            "summary": self.summary,
+            "leakage": self.leakage,
+            "cost": self.cost,
+            "ring": self.ring,
+            "params": [p.describe() for p in self.params],
+        }
+
+    def check_input(self, table, party: str, params: Mapping[str, Any]) -> None:
+        """Run the analysis' local input check (if it has one) on one bank's table."""
+        if self.check is not None and table is not None:
+            self.check(table, party, **params)
+
+    def run_plaintext(self, tables: Mapping[str, Any], **params) -> dict:
+        """The plaintext twin on {bank: DataFrame}, with the same parameter parsing."""
+        return self.plaintext(tables, **self.parse_params(params))
+
+    def run_simulated(self, tables: Mapping[str, Any], *, ring: int | None = None, timeout: float = 60.0,
+                      **params) -> dict:
+        """Run the analysis on secret shares in this process (``smpc.simulate``).
+
+        Up to three banks are the compute parties themselves (ranks 0..n-1); with more banks
+        every bank is an input party (ranks 3..) and the compute parties hold no data.
+        Returns the result of the first rank that received one.
+        """
+        from smpc.runtime import simulate
+
+        parsed = self.parse_params(params)
+        banks = list(tables)
+        if not banks:
+            raise InputError(f"{self.name}: no input tables")
+        if len(banks) <= N_COMPUTE:
+            owners = list(range(len(banks)))
+            names = banks + [f"compute_{r}" for r in range(len(banks), N_COMPUTE)]
+            extra = 0
+        else:
+            owners = list(range(N_COMPUTE, N_COMPUTE + len(banks)))
+            names = [f"compute_{r}" for r in range(N_COMPUTE)] + banks
+            extra = len(banks)
+        inputs = {rank: {"table": tables[bank]} for rank, bank in zip(owners, banks, strict=True)}
+        for rank in range(N_COMPUTE + extra):
+            inputs.setdefault(rank, {"table": None})
+        results = simulate(
+            self.fn, ring=ring or self.ring, inputs=inputs, input_parties=extra, timeout=timeout,
+            party_names=names, owners=owners, **parsed,
+        )
+        for result in results:
+            if result is not None:
+                parts = [r for r in results if isinstance(r, dict) and isinstance(r.get("by_bank"), dict)]
+                if isinstance(result, dict) and "by_bank" in result and len(parts) > 1:
+                    # each bank received only its own part (multi_lending): the consortium view
+                    result = {**result, "by_bank": {b: v for r in parts for b, v in r["by_bank"].items()}}
+                return result
+        raise SmpcError(f"{self.name}: no rank received a result")
+
+
+_REGISTRY: dict[str, Analysis] = {}
+
+_SECTION = re.compile(r"^([A-Z][A-Za-z ]*):\s*(.*)$")
+
+
+def _doc_sections(doc: str) -> tuple[str, dict[str, str]]:
+    """(summary line, {section: text}) of a docstring with ``Name:`` section headings."""
+    lines = doc.strip().splitlines()
+    summary = lines[0].strip() if lines else ""
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in lines[1:]:
+        m = _SECTION.match(line.strip())
+        if m and not line.startswith((" ", "\t")):
+            current = m.group(1)
+            sections[current] = [m.group(2)] if m.group(2) else []
+        elif current is not None:
+            sections[current].append(line.strip())
+    return summary, {k: " ".join(x for x in v if x).strip() for k, v in sections.items()}
+
+
+def register(name: str | None = None, *, params: Sequence[Param] = (), plaintext: Callable, ring: int = 128,
+             check: Callable | None = None, replace: bool = False) -> Callable:
+    """Decorator: add ``fn`` to the catalogue under ``name`` (default: the function's name).
+
+    Refuses a docstring without ``Leakage:`` and ``Cost:`` sections, parameters the function
+    does not accept, and a second analysis of the same name (unless ``replace``).
+    """
+
+    def decorate(fn: Callable) -> Callable:
+        key = name or fn.__name__
+        doc = inspect.getdoc(fn) or ""
+        summary, sections = _doc_sections(doc)
+        missing = [s for s in ("Leakage", "Cost") if not sections.get(s)]
+        if missing:
+            raise SmpcError(f"analysis '{key}': its docstring needs {' and '.join(s + ':' for s in missing)} sections")
+        sig = inspect.signature(fn)
+        accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+        positional = [p for p in sig.parameters.values() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        if len(positional) < 3 or [p.name for p in positional[:3]] != ["ctx", "table", "owners"]:
+            raise SmpcError(f"analysis '{key}': the function must start with (ctx, table, owners)")
+        names = [p.name for p in params]
+        if len(set(names)) != len(names):
+            raise SmpcError(f"analysis '{key}': a parameter is declared twice")
+        for p in params:
+            if not accepts_any and p.name not in sig.parameters:
+                raise SmpcError(f"analysis '{key}': the function does not accept parameter '{p.name}'")
+        if key in _REGISTRY and not replace and _REGISTRY[key].fn is not fn:
+            raise SmpcError(f"an analysis named '{key}' is already registered (from {_REGISTRY[key].module})")
+        _REGISTRY[key] = Analysis(
+            name=key, fn=fn, params=tuple(params), plaintext=plaintext, summary=summary,
+            leakage=sections["Leakage"], cost=sections["Cost"], ring=ring, module=fn.__module__, check=check,
+            _by_name={p.name: p for p in params},
+        )
+        return fn
+
+    return decorate
+
+
+def get(name: str) -> Analysis:
+    """The analysis registered as ``name``; ``InputError`` listing the catalogue otherwise."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise InputError(f"unknown analysis '{name}'; the catalogue has: {', '.join(names()) or 'nothing'}") from None
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def analyses() -> list[Analysis]:
+    return [_REGISTRY[n] for n in names()]
+
+
+# ----- progress --------------------------------------------------------------------------
+_progress_hooks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def set_progress_hook(ctx, hook: Callable[[float, str], None] | None) -> None:
+    """Route ``report_progress(ctx, ...)`` of the job running on ``ctx`` to ``hook``."""
+    if hook is None:
+        _progress_hooks.pop(ctx, None)
+    else:
+        _progress_hooks[ctx] = hook
+
+
+def report_progress(ctx, fraction: float, stage: str) -> None:
+    """Tell whoever runs the job how far it is (0..1) and which stage it is in; a no-op
+    unless a hook is set (the party service turns it into job events)."""
+    hook = _progress_hooks.get(ctx)
+    if hook is not None:
+        hook(min(1.0, max(0.0, float(fraction))), stage)

@@ -1,0 +1,262 @@
+"""The ``smpc`` command.
+
+    smpc party serve --config party.toml [--insecure-dev-plaintext]
+    smpc certs init --parties bank_a,bank_b,bank_c --out DIR
+    smpc job submit --to HOST:PORT --ca CA --cert CERT --key KEY ANALYSIS --param k=v ...
+    smpc job get|watch|cancel --to ... JOB_ID      smpc job analyses --to ...
+    smpc audit verify PATH
+
+Each command group is added by one function in ``COMMANDS`` (argparse subcommands), so a new
+group (``smpc analyze``, ``smpc bench``) is one more function. Exit codes: 0 success,
+1 the job or check failed, 2 bad usage or configuration, 3 refused by a party's policy.
+Nothing here imports grpc; the commands that talk to parties load the service lazily.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+from smpc import analyze as _analyze
+from smpc import bench_cli as _bench
+from smpc.errors import PolicyError, SmpcError
+
+EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 1, 2, 3
+
+
+# ----- smpc party -------------------------------------------------------------------------
+def _party_serve(args) -> int:
+    from smpc.service.server import serve_and_exit
+
+    serve_and_exit(args.config, insecure=args.insecure_dev_plaintext)
+    return 0  # not reached
+
+
+def _add_party(sub) -> None:
+    party = sub.add_parser("party", help="run this institution's party service")
+    psub = party.add_subparsers(dest="party_command", required=True, metavar="COMMAND")
+    serve = psub.add_parser("serve", help="serve the peer and job services (runs until SIGTERM/SIGINT)")
+    serve.add_argument("--config", required=True, help="the party's TOML configuration")
+    serve.add_argument("--insecure-dev-plaintext", action="store_true",
+                       help="DEVELOPMENT ONLY: no TLS, identities unauthenticated (prints a warning)")
+    serve.set_defaults(func=_party_serve)
+
+
+# ----- smpc certs -------------------------------------------------------------------------
+def _certs_init(args) -> int:
+    from smpc.service.pki import init_certs
+
+    parties = [p.strip() for p in args.parties.split(",") if p.strip()]
+    clients = [c.strip() for c in (args.clients or "").split(",") if c.strip()]
+    paths = init_certs(parties, args.out, clients=clients, days=args.days, force=args.force)
+    print(f"development CA and certificates for {', '.join(parties + clients)} in {args.out}:")
+    for name, path in paths.items():
+        print(f"  {name:<12} {path}" + ("" if name == "ca" else f"  (key {path.with_suffix('.key')})"))
+    print("For development and tests only; keys are unencrypted (mode 0600).")
+    return 0
+
+
+def _add_certs(sub) -> None:
+    certs = sub.add_parser("certs", help="development PKI")
+    csub = certs.add_subparsers(dest="certs_command", required=True, metavar="COMMAND")
+    init = csub.add_parser("init", help="make a development CA and a certificate and key per party")
+    init.add_argument("--parties", required=True, help="comma-separated party names, e.g. bank_a,bank_b,bank_c")
+    init.add_argument("--clients", default="", help="comma-separated extra client identities (e.g. analysts)")
+    init.add_argument("--out", required=True, help="output folder")
+    init.add_argument("--days", type=int, default=365, help="validity (default 365 days)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing PKI in --out")
+    init.set_defaults(func=_certs_init)
+
+
+# ----- smpc job ---------------------------------------------------------------------------
+def _client(args):
+    from smpc.service.client import JobClient
+
+    if args.insecure_dev_plaintext:
+        if not args.as_identity:
+            raise SmpcError("--insecure-dev-plaintext needs --as IDENTITY")
+        print("WARNING: --insecure-dev-plaintext: no TLS, development only", file=sys.stderr)
+        return JobClient(args.to, insecure_identity=args.as_identity)
+    missing = [f"--{k}" for k in ("ca", "cert", "key") if not getattr(args, k)]
+    if missing:
+        raise SmpcError(f"missing {', '.join(missing)} (mutual TLS); or --insecure-dev-plaintext for development")
+    return JobClient(args.to, ca=args.ca, cert=args.cert, key=args.key, server_identity=args.server_name)
+
+
+def _parse_params(items: list[str]) -> dict[str, str]:
+    params = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SmpcError(f"--param {item!r}: expected KEY=VALUE")
+        params[key.strip()] = value
+    return params
+
+
+def _progress_line(event, width: int = 24) -> str:
+    from smpc.service.client import STATE_NAMES
+
+    filled = int(round(event.progress * width))
+    bar = "#" * filled + "." * (width - filled)
+    return f"[{event.party}] {STATE_NAMES[event.state]:<9} [{bar}] {event.progress * 100:5.1f}%  {event.stage}"
+
+
+def _print_result(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+        return
+    width = max((len(k) for k in result), default=0)
+    for key, value in result.items():
+        print(f"{key:<{width}}  {value}")
+
+
+def _job_submit(args) -> int:
+    with _client(args) as client:
+        job_id = client.submit(args.analysis, _parse_params(args.param), source=args.source or "",
+                               job_id=args.job_id or "", recipients=args.recipient or [])
+        print(f"job {job_id} accepted by every party and running", file=sys.stderr)
+        if args.no_wait:
+            print(job_id)
+            return 0
+        quiet = args.quiet
+
+        def show(event):
+            if not quiet:
+                print(_progress_line(event), file=sys.stderr, flush=True)
+
+        result = client.wait(job_id, on_event=show)
+        _print_result(result, args.json)
+    return 0
+
+
+def _job_get(args) -> int:
+    from google.protobuf import json_format
+
+    with _client(args) as client:
+        status = client.get(args.job_id)
+        print(json.dumps(json_format.MessageToDict(status, preserving_proto_field_name=True), indent=2))
+    return 0
+
+
+def _job_watch(args) -> int:
+    with _client(args) as client:
+        for event in client.events(args.job_id):
+            print(_progress_line(event), flush=True)
+        result = client.result(args.job_id)
+        _print_result(result, args.json)
+    return 0
+
+
+def _job_cancel(args) -> int:
+    from smpc.service.client import STATE_NAMES
+
+    with _client(args) as client:
+        status = client.cancel(args.job_id)
+        print(f"job {args.job_id}: {STATE_NAMES[status.state]} at {status.party}")
+    return 0
+
+
+def _job_analyses(args) -> int:
+    with _client(args) as client:
+        for a in client.analyses().analyses:
+            print(f"{a.name}{'' if a.allowed else '  (not allowed by this party)'}: {a.summary}")
+            for p in a.params:
+                req = "required" if p.required else f"default {p.default or 'none'}"
+                print(f"    {p.name} ({p.type}, {req}): {p.description}")
+            print(f"    Leakage: {a.leakage}")
+            print(f"    Cost: {a.cost}")
+    return 0
+
+
+def _connection_args(p) -> None:
+    p.add_argument("--to", required=True, metavar="HOST:PORT", help="any compute party's address")
+    p.add_argument("--ca", help="the consortium CA certificate (PEM)")
+    p.add_argument("--cert", help="your certificate (PEM); its identity is the requester")
+    p.add_argument("--key", help="your private key (PEM)")
+    p.add_argument("--server-name", help="pin the party's certificate identity (e.g. bank_a)")
+    p.add_argument("--insecure-dev-plaintext", action="store_true", help="DEVELOPMENT ONLY: no TLS")
+    p.add_argument("--as", dest="as_identity", help="with --insecure-dev-plaintext: the identity to claim")
+
+
+def _add_job(sub) -> None:
+    job = sub.add_parser("job", help="submit and follow jobs on the party services")
+    jsub = job.add_subparsers(dest="job_command", required=True, metavar="COMMAND")
+    submit = jsub.add_parser("submit", help="submit a catalogue analysis to any party and wait for the result")
+    _connection_args(submit)
+    submit.add_argument("analysis", help="a catalogue analysis, e.g. default_rate_overall")
+    submit.add_argument("--param", action="append", metavar="KEY=VALUE", help="an analysis parameter (repeatable)")
+    submit.add_argument("--source", help="the data source every party reads (default: the party's only one)")
+    submit.add_argument("--job-id", help="a unique job id (default: a random one)")
+    submit.add_argument("--recipient", action="append", help="another identity that may fetch the result")
+    submit.add_argument("--no-wait", action="store_true", help="print the job id and return")
+    submit.add_argument("--json", action="store_true", help="print the result as JSON")
+    submit.add_argument("--quiet", action="store_true", help="no progress lines")
+    submit.set_defaults(func=_job_submit)
+    for name, func, help_text in (
+        ("get", _job_get, "a job's status (and result, if you may see it) as JSON"),
+        ("watch", _job_watch, "follow a job's events, then print its result"),
+        ("cancel", _job_cancel, "cancel a job on every party"),
+    ):
+        p = jsub.add_parser(name, help=help_text)
+        _connection_args(p)
+        p.add_argument("job_id")
+        if name == "watch":
+            p.add_argument("--json", action="store_true")
+        p.set_defaults(func=func)
+    lst = jsub.add_parser("analyses", help="the analysis catalogue as a party serves it")
+    _connection_args(lst)
+    lst.set_defaults(func=_job_analyses)
+
+
+# ----- smpc audit -------------------------------------------------------------------------
+def _audit_verify(args) -> int:
+    from smpc.service.audit import verify
+
+    result = verify(args.path)
+    print(f"{args.path}: {result}")
+    return 0 if result.ok else EXIT_FAILED
+
+
+def _add_audit(sub) -> None:
+    audit = sub.add_parser("audit", help="the tamper-evident audit log")
+    asub = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+    verify = asub.add_parser("verify", help="check the hash chain; report the first edited, inserted or deleted record")
+    verify.add_argument("path")
+    verify.set_defaults(func=_audit_verify)
+
+
+COMMANDS: list[Callable] = [_add_party, _add_certs, _add_job, _add_audit, _analyze.add_parser, _bench.add_parser]
+"""Functions that each add one command group to the ``smpc`` parser."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smpc", description="secure multi-party computation for bank consortia")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except PolicyError as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except SmpcError as exc:
+        from_config = type(exc).__name__ in ("ConfigError", "AuditError")
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USAGE if from_config else EXIT_FAILED
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""A client of a party's job service: submit, follow, fetch, cancel (``smpc job ...``).
+
+    client = JobClient("127.0.0.1:50051", ca="certs/ca.pem", cert="certs/bank_a.pem", key="certs/bank_a.key")
+    job_id = client.submit("default_rate_overall", {"label": "creditability", "positive": "bad"})
+    result = client.wait(job_id, on_event=print)      # dict of revealed values, or raises
+
+Job errors come back as the matching ``smpc`` exception: ``PolicyError`` (a party refused;
+the message names it and the rule), ``InputError``, ``PartyUnavailable``, ``ProtocolTimeout``,
+``JobCancelled``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from smpc import errors
+from smpc.errors import PartyUnavailable, SmpcError
+from smpc.transport.grpc import channel_options, secure_channel
+from smpc.v1 import jobs_pb2, jobs_pb2_grpc
+
+STATE_NAMES = {v: k.removeprefix("JOB_STATE_").lower() for k, v in jobs_pb2.JobState.items()}
+TERMINAL = {"succeeded", "failed", "cancelled", "refused"}
+
+
+class JobCancelled(SmpcError):
+    """The job was cancelled (by its requester, or a party shut down)."""
+
+
+class JobFailed(SmpcError):
+    """The job failed for a reason without a more specific smpc error class."""
+
+
+def error_from(err: jobs_pb2.JobError) -> SmpcError:
+    """The smpc exception for a job's error (type name -> class), keeping party and rule."""
+    cls = {"Cancelled": JobCancelled}.get(err.type) or getattr(errors, err.type, None)
+    if not (isinstance(cls, type) and issubclass(cls, SmpcError)):
+        cls = JobFailed
+    message = err.message or err.type
+    exc = cls(message, peer=err.party or None) if issubclass(cls, PartyUnavailable) else cls(message)
+    exc.party = err.party
+    exc.rule = err.rule
+    return exc
+
+
+def _read(path: str | Path | None) -> bytes | None:
+    return None if path is None else Path(path).read_bytes()
+
+
+class JobClient:
+    """One connection to one party's job service (mutual TLS, or plaintext for development)."""
+
+    def __init__(self, address: str, ca: str | Path | None = None, cert: str | Path | None = None,
+                 key: str | Path | None = None, server_identity: str | None = None,
+                 insecure_identity: str | None = None,
+                 timeout: float = 30.0):
+        """``server_identity`` pins the party's certificate identity (default: any certificate
+        of the CA that is valid for the address). ``insecure_identity`` selects plaintext
+        development mode and names the caller."""
+        self.address = address
+        self.timeout = timeout
+        if insecure_identity is not None:
+            self.channel = grpc.insecure_channel(address, options=channel_options())
+            self.metadata = (("x-smpc-identity", insecure_identity),)
+        else:
+            if not (ca and cert and key):
+                raise SmpcError("a job client needs --ca, --cert and --key (mutual TLS)")
+            self.channel = secure_channel(address, _read(ca), _read(cert), _read(key), identity=server_identity)
+            self.metadata = ()
+        self.stub = jobs_pb2_grpc.JobServiceStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> JobClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _call(self, method: str, request, timeout: float | None = None):
+        try:
+            return getattr(self.stub, method)(request, timeout=timeout or self.timeout, metadata=self.metadata)
+        except grpc.RpcError as exc:
+            raise _rpc_error(exc, self.address) from None
+
+    # ----- the job service ---------------------------------------------------------------
+    def submit_status(self, analysis: str, params: Mapping[str, object] | None = None, *, source: str = "",
+                      job_id: str = "", recipients: list[str] = ()) -> jobs_pb2.JobStatus:
+        params = {k: _param_text(v) for k, v in (params or {}).items() if v is not None}
+        req = jobs_pb2.SubmitRequest(job_id=job_id, analysis=analysis, params=params, source=source,
+                                     recipients=list(recipients))
+        return self._call("Submit", req, timeout=max(self.timeout, 60.0))
+
+    def submit(self, analysis: str, params: Mapping[str, object] | None = None, **kw) -> str:
+        """Submit a job; returns its id once every party accepted it and it runs. Raises the
+        job's error (``PolicyError`` naming the refusing party and rule) if it did not start."""
+        status = self.submit_status(analysis, params, **kw)
+        if STATE_NAMES[status.state] in ("refused", "failed", "cancelled"):
+            raise error_from(status.error)
+        return status.job_id
+
+    def get(self, job_id: str) -> jobs_pb2.JobStatus:
+        return self._call("Get", jobs_pb2.JobRef(job_id=job_id))
+
+    def cancel(self, job_id: str) -> jobs_pb2.JobStatus:
+        return self._call("Cancel", jobs_pb2.JobRef(job_id=job_id))
+
+    def events(self, job_id: str, timeout: float | None = None) -> Iterator[jobs_pb2.JobEvent]:
+        """The party's events of the job, from the first until it ends."""
+        try:
+            yield from self.stub.Watch(jobs_pb2.JobRef(job_id=job_id), timeout=timeout, metadata=self.metadata)
+        except grpc.RpcError as exc:
+            raise _rpc_error(exc, self.address) from None
+
+    def wait(self, job_id: str, on_event: Callable[[jobs_pb2.JobEvent], None] | None = None,
+             timeout: float | None = None) -> dict:
+        """Follow the job to its end; the result dict, or the job's error raised."""
+        for event in self.events(job_id, timeout=timeout):
+            if on_event is not None:
+                on_event(event)
+        return self.result(job_id)
+
+    def result(self, job_id: str) -> dict:
+        status = self.get(job_id)
+        state = STATE_NAMES[status.state]
+        if state == "succeeded":
+            if not status.result_json:
+                raise errors.PolicyError(f"{status.party}: this identity may not receive the result of job {job_id}")
+            return json.loads(status.result_json)
+        if state in TERMINAL:
+            raise error_from(status.error)
+        raise SmpcError(f"job {job_id} is still {state} at {status.party}")
+
+    def run(self, analysis: str, params: Mapping[str, object] | None = None, on_event=None, **kw) -> dict:
+        """Submit and wait: the result dict."""
+        return self.wait(self.submit(analysis, params, **kw), on_event=on_event)
+
+    def analyses(self) -> jobs_pb2.ListAnalysesResponse:
+        return self._call("ListAnalyses", jobs_pb2.ListAnalysesRequest())
+
+    def info(self) -> jobs_pb2.ServerInfoResponse:
+        return self._call("ServerInfo", jobs_pb2.ServerInfoRequest())
+
+    def health(self, service: str = "", timeout: float = 5.0) -> str:
+        """SERVING / NOT_SERVING / UNKNOWN from the standard health service."""
+        stub = health_pb2_grpc.HealthStub(self.channel)
+        try:
+            resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout, metadata=self.metadata)
+        except grpc.RpcError as exc:
+            raise _rpc_error(exc, self.address) from None
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+
+
+def _param_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _rpc_error(exc: grpc.RpcError, address: str) -> SmpcError:
+    code = exc.code() if hasattr(exc, "code") else None
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return errors.PolicyError(details)
+    if code == grpc.StatusCode.NOT_FOUND:
+        return SmpcError(details)
+    if code in (grpc.StatusCode.INVALID_ARGUMENT,):
+        return errors.InputError(details)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return errors.ProtocolTimeout(f"{address}: no answer in time ({details})", peer=address)
+    name = code.name if code is not None else "error"
+    return PartyUnavailable(f"{address} is unavailable ({name}: {details})", peer=address)

@@ -1,0 +1,412 @@
+"""The party configuration file (TOML): who this party is, its peers, TLS, data, policy, audit.
+
+``load_config(path)`` checks everything a party needs before it starts serving, and raises
+``ConfigError`` with a message that names the offending key (``peers.bank_b.address``,
+``data.loans.columns.credit_amount``, ...). Relative paths are relative to the file's folder.
+
+Example (services/bank_a.toml is a complete one)::
+
+    [party]
+    name = "bank_a"                 # this party's name = its certificate identity
+    listen = "127.0.0.1:50051"
+
+    [tls]
+    ca = "certs/ca.pem"
+    cert = "certs/bank_a.pem"
+    key = "certs/bank_a.key"
+
+    [compute]
+    ranks = ["bank_a", "bank_b", "bank_c"]   # rank order of the three compute parties
+
+    [peers.bank_b]
+    address = "127.0.0.1:50052"
+    identity = "bank_b"             # the certificate identity bank_b must present
+
+    [data.loans]                    # the first source is the default of a job that names none
+    path = "data/bank_a_loans.csv"  # CSV or Parquet
+    columns = { creditability = "str", credit_amount = "int" }
+
+    [policy]
+    allowed_analyses = ["default_rate_overall"]
+    allowed_columns = { default_rate_overall = ["creditability", "credit_amount"] }
+    min_cell_size = 10
+    allowed_recipients = ["bank_a", "bank_b", "bank_c"]
+    max_rows = 1_000_000
+
+    [audit]
+    path = "audit/bank_a.jsonl"
+
+    [timeouts]                      # seconds
+    step = 60                       # a job step waits this long for a peer's message
+    connect = 10                    # reaching a peer to prepare, start or cancel a job
+    job = 3600                      # the longest a job may run
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from smpc.errors import SmpcError
+from smpc.sharing import N_COMPUTE
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+COLUMN_TYPES = ("int", "float", "str", "bool")
+DATA_FORMATS = ("csv", "parquet")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+
+
+class ConfigError(SmpcError, ValueError):
+    """The party configuration is missing a key or has a wrong value (the message names it)."""
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str
+    address: str
+    identity: str
+
+
+@dataclass(frozen=True)
+class DataSource:
+    name: str
+    path: Path
+    format: str
+    columns: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Policy:
+    allowed_analyses: tuple[str, ...]
+    allowed_columns: dict[str, tuple[str, ...]]
+    min_cell_size: int
+    allowed_recipients: tuple[str, ...]
+    max_rows: int
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    step: float = 60.0
+    connect: float = 10.0
+    job: float = 3600.0
+
+
+@dataclass(frozen=True)
+class PartyConfig:
+    path: Path
+    name: str
+    listen: str
+    ranks: tuple[str, ...]
+    peers: dict[str, Peer]
+    tls_ca: Path
+    tls_cert: Path
+    tls_key: Path
+    data: dict[str, DataSource]
+    policy: Policy
+    audit_path: Path
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    analysis_modules: tuple[str, ...] = ()
+
+    @property
+    def rank(self) -> int:
+        return self.ranks.index(self.name)
+
+
+class _Reader:
+    """Typed access to a TOML table that names the full key in every error."""
+
+    def __init__(self, table: dict, prefix: str, base: Path):
+        self.table = table
+        self.prefix = prefix
+        self.base = base
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else name
+
+    def _get(self, name: str, required: bool):
+        self.used.add(name)
+        if name not in self.table:
+            if required:
+                raise ConfigError(f"missing key '{self.key(name)}'")
+            return None
+        return self.table[name]
+
+    def str(self, name: str, required: bool = True, default: str | None = None) -> str | None:
+        value = self._get(name, required)
+        if value is None:
+            return default
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"key '{self.key(name)}' must be a non-empty string, got {value!r}")
+        return value
+
+    def name(self, name: str, required: bool = True) -> str | None:
+        value = self.str(name, required)
+        if value is not None and not _NAME.fullmatch(value):
+            raise ConfigError(
+                f"key '{self.key(name)}': {value!r} is not a valid party name "
+                "(letters, digits, '_', '.', '-'; at most 63 characters)"
+            )
+        return value
+
+    def names(self, name: str, required: bool = True) -> tuple[str, ...] | None:
+        value = self._get(name, required)
+        if value is None:
+            return None
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"key '{self.key(name)}' must be a list of names, got {value!r}")
+        return tuple(value)
+
+    def number(self, name: str, default: float, integer: bool = False, minimum: float = 0) -> Any:
+        value = self._get(name, False)
+        if value is None:
+            return default
+        ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok or value < minimum or (not integer and value <= 0):
+            kind = "an integer" if integer else "a positive number"
+            raise ConfigError(f"key '{self.key(name)}' must be {kind}" + (f" >= {minimum}" if integer else "")
+                              + f", got {value!r}")
+        return int(value) if integer else float(value)
+
+    def path(self, name: str, must_exist: bool = True) -> Path:
+        value = self.str(name)
+        path = Path(value).expanduser()
+        if not path.is_absolute():
+            path = (self.base / path).resolve()
+        if must_exist and not path.is_file():
+            raise ConfigError(f"key '{self.key(name)}': file {path} does not exist")
+        return path
+
+    def sub(self, name: str, required: bool = True) -> _Reader | None:
+        value = self._get(name, required)
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise ConfigError(f"key '{self.key(name)}' must be a table, got {value!r}")
+        return _Reader(value, self.key(name), self.base)
+
+    def done(self) -> None:
+        unknown = sorted(set(self.table) - self.used)
+        if unknown:
+            raise ConfigError(f"unknown key '{self.key(unknown[0])}' (a typo?)")
+
+
+def _check_address(key: str, address: str) -> None:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"key '{key}': {address!r} is not HOST:PORT")
+
+
+def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
+    """Read and check a party configuration. ``check_files=False`` skips the checks that
+    need the TLS and data files to exist (for validating example configs)."""
+    path = Path(path).resolve()
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    base = path.parent
+    root = _Reader(raw, "", base)
+
+    party = root.sub("party")
+    name = party.name("name")
+    listen = party.str("listen")
+    _check_address("party.listen", listen)
+    party.done()
+
+    tls = root.sub("tls")
+    tls_ca, tls_cert, tls_key = (tls.path(k, must_exist=check_files) for k in ("ca", "cert", "key"))
+    tls.done()
+
+    compute = root.sub("compute")
+    ranks = compute.names("ranks")
+    compute.done()
+    if len(ranks) != N_COMPUTE or len(set(ranks)) != N_COMPUTE:
+        raise ConfigError(f"key 'compute.ranks' must name {N_COMPUTE} different compute parties, got {list(ranks)}")
+    if name not in ranks:
+        raise ConfigError(f"key 'compute.ranks' must include this party ('{name}'), got {list(ranks)}")
+
+    peers_table = root.sub("peers")
+    peers: dict[str, Peer] = {}
+    for peer_name in peers_table.table:
+        entry = peers_table.sub(peer_name)
+        if not _NAME.fullmatch(peer_name):
+            raise ConfigError(f"key 'peers.{peer_name}': not a valid party name")
+        address = entry.str("address")
+        _check_address(f"peers.{peer_name}.address", address)
+        identity = entry.str("identity", required=False, default=peer_name)
+        entry.done()
+        peers[peer_name] = Peer(peer_name, address, identity)
+    peers_table.done()
+    if name in peers:
+        raise ConfigError(f"key 'peers.{name}': a party is not its own peer")
+    for other in ranks:
+        if other != name and other not in peers:
+            raise ConfigError(f"missing key 'peers.{other}' (compute.ranks names it)")
+    for other in peers:
+        if other not in ranks:
+            raise ConfigError(f"key 'peers.{other}': not one of the compute parties in compute.ranks")
+
+    data_table = root.sub("data")
+    data: dict[str, DataSource] = {}
+    for source_name in data_table.table:
+        entry = data_table.sub(source_name)
+        data_path = entry.path("path", must_exist=check_files)
+        fmt = entry.str("format", required=False, default=None)
+        if fmt is None:
+            fmt = "parquet" if data_path.suffix.lower() in (".parquet", ".pq") else "csv"
+        if fmt not in DATA_FORMATS:
+            raise ConfigError(f"key 'data.{source_name}.format' must be one of {', '.join(DATA_FORMATS)}, got {fmt!r}")
+        cols = entry.sub("columns")
+        columns: dict[str, str] = {}
+        for col, kind in cols.table.items():
+            cols.used.add(col)
+            if kind not in COLUMN_TYPES:
+                raise ConfigError(
+                    f"key 'data.{source_name}.columns.{col}' must be one of {', '.join(COLUMN_TYPES)}, got {kind!r}"
+                )
+            columns[col] = kind
+        if not columns:
+            raise ConfigError(f"key 'data.{source_name}.columns' declares no column")
+        entry.done()
+        data[source_name] = DataSource(source_name, data_path, fmt, columns)
+    data_table.done()
+    if not data:
+        raise ConfigError("key 'data' declares no data source")
+
+    pol = root.sub("policy")
+    allowed_analyses = pol.names("allowed_analyses")
+    cols_table = pol.sub("allowed_columns", required=False)
+    allowed_columns: dict[str, tuple[str, ...]] = {}
+    if cols_table is not None:
+        for analysis in cols_table.table:
+            allowed_columns[analysis] = cols_table.names(analysis)
+        cols_table.done()
+    min_cell_size = pol.number("min_cell_size", 1, integer=True, minimum=1)
+    allowed_recipients = pol.names("allowed_recipients")
+    max_rows = pol.number("max_rows", 10_000_000, integer=True, minimum=1)
+    pol.done()
+    policy = Policy(tuple(allowed_analyses), allowed_columns, min_cell_size, tuple(allowed_recipients), max_rows)
+
+    audit = root.sub("audit")
+    audit_path = audit.path("path", must_exist=False)
+    audit.done()
+
+    t = root.sub("timeouts", required=False)
+    timeouts = Timeouts()
+    if t is not None:
+        timeouts = Timeouts(
+            step=t.number("step", timeouts.step), connect=t.number("connect", timeouts.connect),
+            job=t.number("job", timeouts.job),
+        )
+        t.done()
+
+    extra = root.sub("analyses", required=False)
+    modules: tuple[str, ...] = ()
+    if extra is not None:
+        modules = extra.names("modules", required=False) or ()
+        extra.done()
+    root.done()
+
+    config = PartyConfig(
+        path=path, name=name, listen=listen, ranks=tuple(ranks), peers=peers, tls_ca=tls_ca,
+        tls_cert=tls_cert, tls_key=tls_key, data=data, policy=policy, audit_path=audit_path,
+        timeouts=timeouts, analysis_modules=modules,
+    )
+    _check_policy_names(config)
+    if check_files:
+        check_tls_files(config)
+        for source in data.values():
+            check_source_columns(source)
+    return config
+
+
+def _check_policy_names(config: PartyConfig) -> None:
+    from smpc.analyses import registry
+
+    for module in config.analysis_modules:
+        try:
+            __import__(module)
+        except Exception as exc:  # noqa: BLE001 - any failure to load operator code is a config error
+            raise ConfigError(f"key 'analyses.modules': cannot load {module!r} ({type(exc).__name__}: {exc})") from None
+    known = set(registry.names())
+    for analysis in config.policy.allowed_analyses:
+        if analysis not in known:
+            raise ConfigError(
+                f"key 'policy.allowed_analyses': unknown analysis {analysis!r} "
+                f"(the catalogue has: {', '.join(sorted(known))})"
+            )
+    for analysis in config.policy.allowed_columns:
+        if analysis not in known:
+            raise ConfigError(f"key 'policy.allowed_columns.{analysis}': unknown analysis")
+
+
+def check_tls_files(config: PartyConfig) -> None:
+    """The CA, certificate and key are readable PEM, the key matches the certificate, the CA
+    signed it, and its identity is this party's name."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import NameOID
+
+    try:
+        ca = x509.load_pem_x509_certificate(config.tls_ca.read_bytes())
+    except ValueError as exc:
+        raise ConfigError(f"key 'tls.ca': {config.tls_ca} is not a PEM certificate ({exc})") from None
+    try:
+        cert = x509.load_pem_x509_certificate(config.tls_cert.read_bytes())
+    except ValueError as exc:
+        raise ConfigError(f"key 'tls.cert': {config.tls_cert} is not a PEM certificate ({exc})") from None
+    try:
+        key = serialization.load_pem_private_key(config.tls_key.read_bytes(), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"key 'tls.key': {config.tls_key} is not an unencrypted PEM private key ({exc})") from None
+    pub = serialization.PublicFormat.SubjectPublicKeyInfo
+    enc = serialization.Encoding.DER
+    if key.public_key().public_bytes(enc, pub) != cert.public_key().public_bytes(enc, pub):
+        raise ConfigError(f"key 'tls.key': {config.tls_key} is not the key of the certificate {config.tls_cert}")
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"key 'tls.cert': {config.tls_cert} is not signed by the CA in tls.ca ({exc})") from None
+    cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    identity = cn[0].value if cn else None
+    if identity != config.name:
+        raise ConfigError(
+            f"key 'tls.cert': the certificate's identity is {identity!r}, but party.name is {config.name!r}"
+        )
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns = sans.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        dns = []
+    if config.name not in dns:
+        raise ConfigError(f"key 'tls.cert': the certificate has no subject alternative name {config.name!r}")
+
+
+def check_source_columns(source: DataSource) -> None:
+    """The file exists and has every declared column (reads the header only)."""
+    import pandas as pd
+
+    key = f"data.{source.name}"
+    try:
+        if source.format == "csv":
+            header = list(pd.read_csv(source.path, nrows=0).columns)
+        else:
+            import pyarrow.parquet as pq
+
+            header = list(pq.read_schema(source.path).names)
+    except Exception as exc:  # noqa: BLE001 - any reader error is a config error naming the key
+        raise ConfigError(f"key '{key}.path': cannot read {source.path} as {source.format} ({exc})") from None
+    for col in source.columns:
+        if col not in header:
+            raise ConfigError(f"key '{key}.columns.{col}': {source.path} has no column {col!r}")
+

@@ -1,0 +1,285 @@
+"""The party service process: one gRPC server with the peer service, the job service,
+standard health checking and reflection, over mutual TLS.
+
+``PartyServer(config).start()`` binds and serves; ``stop()`` aborts running jobs (peers see
+this party leave), marks health NOT_SERVING and shuts down. ``serve(path)`` is
+``smpc party serve``: it runs until SIGTERM or SIGINT.
+
+Who may call what: the peer service (``smpc.v1.PartyPeer``) only the other configured compute
+parties, identified by their certificate; the job service any client with a certificate from
+the consortium CA -- its identity is what the parties' policies check as requester and
+recipient. A certificate from another CA is refused in the TLS handshake.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent import futures
+from importlib.metadata import PackageNotFoundError, version
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from smpc.analyses import registry
+from smpc.errors import SmpcError
+from smpc.service.audit import AuditLog
+from smpc.service.config import PartyConfig, load_config
+from smpc.service.jobs import JobManager, PeerDirectory
+from smpc.transport.grpc import add_peer_servicer, peer_identity, server_credentials, server_options
+from smpc.v1 import jobs_pb2, jobs_pb2_grpc, peer_pb2, peer_pb2_grpc
+
+SHUTDOWN_LIMIT_S = 30.0
+SERVICE_NAMES = (
+    jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
+    peer_pb2.DESCRIPTOR.services_by_name["PartyPeer"].full_name,
+)
+INSECURE_WARNING = """\
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+!! WARNING: --insecure-dev-plaintext: NO TLS. Shares, results and identities travel in    !!
+!! the clear and any process that can reach this port can claim to be any party.         !!
+!! For development on one machine only. Never use it with real data.                      !!
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!"""
+
+
+def _version() -> str:
+    try:
+        return version("smpc")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
+class _Auth:
+    """The caller's identity: its certificate's, or (plaintext mode) what it claims."""
+
+    def __init__(self, config: PartyConfig, insecure: bool):
+        self.config = config
+        self.insecure = insecure
+        self.peer_by_identity = {p.identity: p.name for p in config.peers.values()}
+
+    def identity(self, context: grpc.ServicerContext) -> str:
+        if self.insecure:
+            claimed = dict(context.invocation_metadata()).get("x-smpc-party") or dict(
+                context.invocation_metadata()).get("x-smpc-identity")
+            if not claimed:
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, "plaintext mode: send x-smpc-identity metadata")
+            return claimed
+        who = peer_identity(context)
+        if not who:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, f"{self.config.name}: no client certificate identity")
+        return who
+
+    def peer(self, context: grpc.ServicerContext) -> str:
+        """The configured peer calling; PERMISSION_DENIED for anyone else."""
+        who = self.identity(context)
+        name = self.peer_by_identity.get(who)
+        if name is None:
+            context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{self.config.name}: certificate identity {who!r} is not a configured peer",
+            )
+        return name
+
+
+class PeerServicer(peer_pb2_grpc.PartyPeerServicer):
+    def __init__(self, manager: JobManager, auth: _Auth):
+        self.manager = manager
+        self.auth = auth
+
+    def Prepare(self, request, context):  # noqa: N802 - gRPC method name
+        return self.manager.prepare(self.auth.peer(context), request.spec)
+
+    def Start(self, request, context):  # noqa: N802
+        return self.manager.start(self.auth.peer(context), request)
+
+    def Cancel(self, request, context):  # noqa: N802
+        return self.manager.peer_cancel(self.auth.peer(context), request)
+
+    def Exchange(self, request_iterator, context):  # noqa: N802
+        caller = self.auth.peer(context)
+        me = self.manager.me
+        try:
+            hello, _ = next(request_iterator)
+        except StopIteration:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{me}: the stream ended before its HELLO frame")
+        if hello.kind != peer_pb2.Frame.HELLO:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{me}: a stream must start with a HELLO frame")
+        if hello.party != caller:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                          f"{me}: HELLO names {hello.party!r} but the certificate is {caller!r}")
+        job = self.manager.get(hello.job_id)
+        if job is None or job.terminal:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"{me}: no running job {hello.job_id[:128]!r}")
+        ranks = list(self.manager.config.ranks)
+        peer_rank = ranks.index(caller)
+        if peer_rank >= self.manager.rank:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                          f"{me}: {caller} has the higher rank, so {me} dials it, not the other way")
+        if not job.transport_ready.wait(self.manager.config.timeouts.connect):
+            context.abort(grpc.StatusCode.UNAVAILABLE, f"{me}: job {job.id} has not started here")
+        transport = job.transport
+        if transport is None or job.terminal:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"{me}: job {job.id} is over")
+        return transport.accept(peer_rank, request_iterator, context)
+
+
+class JobServicer(jobs_pb2_grpc.JobServiceServicer):
+    def __init__(self, manager: JobManager, auth: _Auth):
+        self.manager = manager
+        self.auth = auth
+
+    def _job(self, job_id: str, context, identity: str):
+        job = self.manager.get(job_id)
+        if job is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"{self.manager.me}: no job {job_id[:128]!r}")
+        if identity not in job.request.recipients and identity not in self.auth.peer_by_identity:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                          f"{self.manager.me}: {identity!r} is neither the requester nor a recipient of job {job_id}")
+        return job
+
+    def Submit(self, request, context):  # noqa: N802
+        identity = self.auth.identity(context)
+        job = self.manager.submit(identity, request)
+        return self.manager.status(job)
+
+    def Get(self, request, context):  # noqa: N802
+        identity = self.auth.identity(context)
+        return self.manager.status(self._job(request.job_id, context, identity), identity)
+
+    def Cancel(self, request, context):  # noqa: N802
+        identity = self.auth.identity(context)
+        job = self._job(request.job_id, context, identity)
+        if identity != job.request.requester:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                          f"{self.manager.me}: only the requester {job.request.requester!r} may cancel job {job.id}")
+        self.manager.client_cancel(identity, job)
+        return self.manager.status(job)
+
+    def Watch(self, request, context):  # noqa: N802
+        identity = self.auth.identity(context)
+        job = self._job(request.job_id, context, identity)
+        yield from self.manager.events(job, context.is_active)
+
+    def ListAnalyses(self, request, context):  # noqa: N802
+        self.auth.identity(context)
+        allowed = set(self.manager.config.policy.allowed_analyses)
+        out = jobs_pb2.ListAnalysesResponse()
+        for a in registry.analyses():
+            info = out.analyses.add(name=a.name, summary=a.summary, leakage=a.leakage, cost=a.cost,
+                                    allowed=a.name in allowed)
+            for p in a.params:
+                info.params.add(name=p.name, type=p.type, required=p.required,
+                                default="" if p.default is None else str(p.default), description=p.description)
+        return out
+
+    def ServerInfo(self, request, context):  # noqa: N802
+        self.auth.identity(context)
+        return jobs_pb2.ServerInfoResponse(
+            party=self.manager.me, version=_version(), active_jobs=self.manager.active_jobs(),
+            job_threads=self.manager.job_threads(),
+        )
+
+
+class PartyServer:
+    """One party's gRPC server and job manager."""
+
+    def __init__(self, config: PartyConfig, insecure: bool = False, max_workers: int = 64):
+        self.config = config
+        self.insecure = insecure
+        self.audit = AuditLog(config.audit_path, config.name)
+        self.peers = PeerDirectory(config, insecure=insecure)
+        self.manager = JobManager(config, self.audit, self.peers)
+        auth = _Auth(config, insecure)
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="smpc-rpc"),
+            options=server_options(),
+        )
+        add_peer_servicer(PeerServicer(self.manager, auth), self.server)
+        jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.manager, auth), self.server)
+        self.health = health.HealthServicer(experimental_non_blocking=True)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+        )
+        self.port: int | None = None
+        self._stopped = False
+
+    def start(self) -> int:
+        if self.insecure:
+            port = self.server.add_insecure_port(self.config.listen)
+        else:
+            creds = server_credentials(
+                self.config.tls_ca.read_bytes(), self.config.tls_cert.read_bytes(), self.config.tls_key.read_bytes()
+            )
+            port = self.server.add_secure_port(self.config.listen, creds)
+        if not port:
+            raise SmpcError(f"{self.config.name}: cannot listen on {self.config.listen} (key party.listen)")
+        self.port = port
+        self.server.start()
+        for name in ("", *SERVICE_NAMES):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.audit.record(
+            "service_started", listen=self.config.listen, port=port, tls=not self.insecure, version=_version(),
+            parties=list(self.config.ranks), config=str(self.config.path),
+        )
+        return port
+
+    def stop(self, grace: float = 5.0) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self.health.enter_graceful_shutdown()
+        self.manager.shutdown(timeout=grace)
+        if not self.server.stop(grace).wait(timeout=grace + 5):
+            print(f"smpc party {self.config.name}: gRPC server shutdown did not finish; leaving anyway",
+                  file=sys.stderr, flush=True)
+        self.peers.close()
+        self.audit.record("service_stopped")
+        self.audit.close()
+
+
+def serve(config_path: str, insecure: bool = False) -> int:
+    """``smpc party serve``: run until SIGTERM/SIGINT. Returns the exit code."""
+    if insecure:
+        print(INSECURE_WARNING, file=sys.stderr, flush=True)
+    config = load_config(config_path)
+    server = PartyServer(config, insecure=insecure)
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID`: every thread's stack
+    port = server.start()
+    host = config.listen.rpartition(":")[0]
+    mode = "PLAINTEXT (insecure, development only)" if insecure else "mutual TLS"
+    print(f"smpc party {config.name} (rank {config.rank} of {', '.join(config.ranks)}) serving on {host}:{port} "
+          f"with {mode}; audit log {config.audit_path}", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        print(f"smpc party {config.name}: shutting down", flush=True)
+        # a shutdown that hangs dumps every thread's stack and exits non-zero instead
+        faulthandler.dump_traceback_later(SHUTDOWN_LIMIT_S, exit=True)
+        t0 = time.monotonic()
+        server.stop()
+        faulthandler.cancel_dump_traceback_later()
+        print(f"smpc party {config.name}: stopped in {time.monotonic() - t0:.1f} s", flush=True)
+    return 0
+
+
+def serve_and_exit(config_path: str, insecure: bool = False) -> None:
+    """``serve``, then leave the process at once: every job, stream and file is closed by
+    then, and the interpreter's own teardown (torch's) would add seconds to each restart."""
+    code = serve(config_path, insecure)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

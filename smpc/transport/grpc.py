@@ -1,0 +1,614 @@
+"""gRPC transport: the parties of a job are separate processes, one bidirectional stream per pair.
+
+For one job, the party of lower rank dials each party of higher rank and opens
+``smpc.v1.PartyPeer/Exchange``; the dialed party's service hands the incoming stream to its
+``GrpcTransport`` (``accept``). Both directions of the pair then share that stream. Channels
+are mutually authenticated TLS (``secure_channel`` / ``server_credentials``): a party's
+identity is its certificate, and the dialer pins the certificate identity it expects.
+
+Frames (``smpc/v1/peer.proto``) carry job id, step tag, sequence number, dtype, shape and the
+raw little-endian payload bytes, in chunks of at most ``CHUNK_BYTES``. The receiver checks
+every header field; a malformed frame closes that stream with an error (``ProtocolError``
+here, ``INVALID_ARGUMENT`` to the peer). A receive that waits longer than its timeout raises
+``ProtocolTimeout`` naming the peer; a peer that aborts, disconnects or dies raises
+``PartyUnavailable`` naming the peer.
+
+Only this module and the party service (``smpc.service``) import grpc.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import sys
+import threading
+from collections.abc import Iterator
+
+import grpc
+import numpy as np
+import torch
+
+from smpc.errors import PartyUnavailable, ProtocolError, ProtocolTimeout, SmpcError
+from smpc.transport.base import Transport
+from smpc.v1 import peer_pb2, peer_pb2_grpc
+
+CHUNK_BYTES = 4 * 1024 * 1024
+"""Payload bytes per frame; a larger tensor travels as several frames."""
+
+MAX_FRAME_BYTES = CHUNK_BYTES + 64 * 1024
+"""gRPC's send/receive limit per message on every party channel and server (a chunk plus
+headroom for the header); a bigger frame is refused by gRPC before it is parsed."""
+
+MAX_TENSOR_BYTES = 4 * 1024**3
+"""Largest tensor a peer may announce; a larger ``total_bytes`` is a malformed frame."""
+
+MAX_DIMS = 16
+MAX_TAG_CHARS = 256
+
+_DTYPES: dict[torch.dtype, tuple[int, str]] = {
+    torch.int64: (peer_pb2.DTYPE_INT64, "<i8"),
+    torch.uint8: (peer_pb2.DTYPE_UINT8, "u1"),
+    torch.int32: (peer_pb2.DTYPE_INT32, "<i4"),
+    torch.float64: (peer_pb2.DTYPE_FLOAT64, "<f8"),
+    torch.float32: (peer_pb2.DTYPE_FLOAT32, "<f4"),
+    torch.bool: (peer_pb2.DTYPE_BOOL, "?"),
+    torch.int8: (peer_pb2.DTYPE_INT8, "i1"),
+    torch.int16: (peer_pb2.DTYPE_INT16, "<i2"),
+}
+_WIRE_DTYPES = {code: np.dtype(np_code) for code, np_code in _DTYPES.values()}
+_LITTLE = sys.byteorder == "little"
+
+
+def channel_options(max_frame_bytes: int = MAX_FRAME_BYTES) -> list[tuple[str, int]]:
+    """gRPC options every party channel uses: message limits and keepalive."""
+    return [
+        ("grpc.max_send_message_length", max_frame_bytes),
+        ("grpc.max_receive_message_length", max_frame_bytes),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_timeout_ms", 10_000),
+    ]
+
+
+def server_options(max_frame_bytes: int = MAX_FRAME_BYTES) -> list[tuple[str, int]]:
+    """gRPC options of a party server. ``so_reuseport`` is off so that a second process
+    can never silently share a party's port."""
+    return [
+        ("grpc.max_send_message_length", max_frame_bytes),
+        ("grpc.max_receive_message_length", max_frame_bytes),
+        ("grpc.so_reuseport", 0),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.keepalive_permit_without_calls", 1),
+    ]
+
+
+def secure_channel(address: str, ca: bytes, cert: bytes, key: bytes, identity: str | None = None,
+                   max_frame_bytes: int = MAX_FRAME_BYTES) -> grpc.Channel:
+    """A mutually authenticated TLS channel to ``address``.
+
+    ``identity`` pins the server certificate: it must carry that name (the peer's configured
+    certificate identity) as a subject alternative name, whatever address it is reached at.
+    """
+    creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
+    options = channel_options(max_frame_bytes)
+    if identity:
+        options.append(("grpc.ssl_target_name_override", identity))
+    return grpc.secure_channel(address, creds, options=options)
+
+
+def server_credentials(ca: bytes, cert: bytes, key: bytes) -> grpc.ServerCredentials:
+    """TLS credentials of a party server that requires and verifies a client certificate."""
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=True)
+
+
+def peer_identity(context: grpc.ServicerContext) -> str | None:
+    """The certificate identity (subject common name) of the caller of a TLS call, or None."""
+    auth = context.auth_context()
+    names = auth.get("x509_common_name") or []
+    return names[0].decode() if names else None
+
+
+class FrameError(ProtocolError):
+    """A frame that breaks the wire contract (bad header, size, order or job id)."""
+
+
+def encode_frames(job_id: str, tag: str, seq: int, tensor: torch.Tensor,
+                  chunk_bytes: int = CHUNK_BYTES) -> list[peer_pb2.Frame]:
+    """The DATA frames of one message: a copy of ``tensor`` as little-endian bytes, chunked."""
+    try:
+        code, np_code = _DTYPES[tensor.dtype]
+    except KeyError:
+        raise SmpcError(f"the gRPC transport cannot send tensors of dtype {tensor.dtype}") from None
+    array = tensor.detach().cpu().contiguous().numpy().reshape(-1)
+    if not _LITTLE and array.dtype.itemsize > 1:
+        array = array.astype(np.dtype(np_code))
+    raw = array.view(np.uint8)
+    total = raw.size
+    chunks = max(1, math.ceil(total / chunk_bytes))
+    shape = list(tensor.shape)
+    frames = []
+    for i in range(chunks):
+        frames.append(
+            peer_pb2.Frame(
+                kind=peer_pb2.Frame.DATA, job_id=job_id, tag=tag, seq=seq, dtype=code, shape=shape,
+                total_bytes=total, chunk=i, chunks=chunks,
+                payload=raw[i * chunk_bytes:(i + 1) * chunk_bytes].tobytes(),
+            )
+        )
+    return frames
+
+
+_PAYLOAD_KEY = bytes([(10 << 3) | 2])  # field 10 (payload), wire type 2 (length-delimited)
+_SMALL_FRAME = 64 * 1024
+
+
+def _varint_bytes(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _read_varint(data: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if i >= len(data) or shift > 63:
+            raise ValueError("truncated or overlong varint in a frame")
+        byte = data[i]
+        i += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, i
+        shift += 7
+
+
+def encode_wire(job_id: str, tag: str, seq: int, tensor: torch.Tensor,
+                chunk_bytes: int = CHUNK_BYTES) -> list[bytes]:
+    """The serialized DATA frames of one message, each built with a single copy of the
+    tensor's bytes: the header fields, then the payload field appended (valid protobuf; the
+    same bytes ``encode_frames(...)[i].SerializeToString()`` would give, field order aside)."""
+    try:
+        code, np_code = _DTYPES[tensor.dtype]
+    except KeyError:
+        raise SmpcError(f"the gRPC transport cannot send tensors of dtype {tensor.dtype}") from None
+    array = tensor.detach().cpu().contiguous().numpy().reshape(-1)
+    if not _LITTLE and array.dtype.itemsize > 1:
+        array = array.astype(np.dtype(np_code))
+    raw = array.view(np.uint8)
+    total = raw.size
+    chunks = max(1, math.ceil(total / chunk_bytes))
+    shape = list(tensor.shape)
+    out = []
+    for i in range(chunks):
+        piece = raw[i * chunk_bytes:(i + 1) * chunk_bytes]
+        header = peer_pb2.Frame(
+            kind=peer_pb2.Frame.DATA, job_id=job_id, tag=tag, seq=seq, dtype=code, shape=shape,
+            total_bytes=total, chunk=i, chunks=chunks,
+        ).SerializeToString()
+        out.append(b"".join((header, _PAYLOAD_KEY, _varint_bytes(piece.size), piece)) if piece.size else header)
+    return out
+
+
+def serialize_frame(message) -> bytes:
+    """gRPC serializer of the Exchange stream: pre-encoded frames pass through."""
+    return message if isinstance(message, bytes) else message.SerializeToString()
+
+
+def deserialize_frame(data: bytes) -> tuple[peer_pb2.Frame, memoryview | bytes]:
+    """gRPC deserializer of the Exchange stream: (the frame without its payload, the payload).
+
+    Large frames are split without copying the payload (a memoryview into ``data``); the
+    header is parsed by protobuf. Raises ``ValueError`` on bytes that are not a frame, which
+    gRPC turns into an error status on that stream."""
+    if len(data) <= _SMALL_FRAME:
+        frame = peer_pb2.Frame.FromString(data)
+        payload = frame.payload
+        frame.ClearField("payload")
+        return frame, payload
+    view = memoryview(data)
+    parts, payload, i, n = [], b"", 0, len(data)
+    while i < n:
+        key, j = _read_varint(data, i)
+        wire = key & 7
+        if wire == 0:
+            _, k = _read_varint(data, j)
+        elif wire == 2:
+            length, j = _read_varint(data, j)
+            k = j + length
+            if k > n:
+                raise ValueError("a frame field runs past the end of the message")
+            if key >> 3 == 10:
+                payload = view[j:k]
+                i = k
+                continue
+        elif wire == 1:
+            k = j + 8
+        elif wire == 5:
+            k = j + 4
+        else:
+            raise ValueError(f"wire type {wire} in a frame")
+        if k > n:
+            raise ValueError("a frame field runs past the end of the message")
+        parts.append(data[i:k])
+        i = k
+    return peer_pb2.Frame.FromString(b"".join(parts)), payload
+
+
+def add_peer_servicer(servicer: peer_pb2_grpc.PartyPeerServicer, server: grpc.Server) -> None:
+    """Register the peer service like the generated ``add_PartyPeerServicer_to_server``, but
+    with the Exchange stream on ``serialize_frame``/``deserialize_frame``: the handler gets
+    (frame, payload) pairs and may yield pre-encoded frames."""
+    m = peer_pb2
+    handlers = {
+        "Prepare": grpc.unary_unary_rpc_method_handler(
+            servicer.Prepare, request_deserializer=m.PrepareRequest.FromString,
+            response_serializer=m.PrepareResponse.SerializeToString),
+        "Start": grpc.unary_unary_rpc_method_handler(
+            servicer.Start, request_deserializer=m.StartRequest.FromString,
+            response_serializer=m.PeerAck.SerializeToString),
+        "Cancel": grpc.unary_unary_rpc_method_handler(
+            servicer.Cancel, request_deserializer=m.PeerCancelRequest.FromString,
+            response_serializer=m.PeerAck.SerializeToString),
+        "Exchange": grpc.stream_stream_rpc_method_handler(
+            servicer.Exchange, request_deserializer=deserialize_frame, response_serializer=serialize_frame),
+    }
+    name = peer_pb2.DESCRIPTOR.services_by_name["PartyPeer"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+    server.add_registered_method_handlers(name, handlers)
+
+
+def exchange_method(channel: grpc.Channel):
+    """The client side of the Exchange stream on ``channel``, with the same (de)serializers."""
+    return channel.stream_stream(
+        "/smpc.v1.PartyPeer/Exchange", request_serializer=serialize_frame, response_deserializer=deserialize_frame,
+        _registered_method=True,
+    )
+
+
+class FrameAssembler:
+    """Checks incoming DATA frames of one direction of one stream and reassembles messages."""
+
+    def __init__(self, job_id: str, max_tensor_bytes: int = MAX_TENSOR_BYTES):
+        self.job_id = job_id
+        self.max_tensor_bytes = max_tensor_bytes
+        self.next_seq = 0
+        self._head: peer_pb2.Frame | None = None
+        self._buf: bytearray | None = None
+        self._filled = 0
+        self._next_chunk = 0
+
+    def add(self, frame: peer_pb2.Frame, payload=None) -> tuple[str, torch.Tensor] | None:
+        """Feed one frame (its payload given apart, or in the frame); return (tag, tensor)
+        when it completes a message."""
+        if frame.kind != peer_pb2.Frame.DATA:
+            raise FrameError(f"expected a DATA frame, got kind {frame.kind}")
+        if frame.job_id != self.job_id:
+            raise FrameError(f"frame for job '{frame.job_id[:64]}' on the stream of job '{self.job_id}'")
+        if self._head is None:
+            self._start(frame)
+        else:
+            head = self._head
+            if (frame.tag, frame.seq, frame.dtype, list(frame.shape), frame.total_bytes, frame.chunks) != (
+                head.tag, head.seq, head.dtype, list(head.shape), head.total_bytes, head.chunks
+            ):
+                raise FrameError(f"chunk {frame.chunk} of message {head.seq} changes the message header")
+        if frame.chunk != self._next_chunk:
+            raise FrameError(f"chunk {frame.chunk} arrived where chunk {self._next_chunk} was due")
+        if payload is None:
+            payload = frame.payload  # each access copies: take it once
+        size = len(payload)
+        if self._filled + size > self._head.total_bytes:
+            raise FrameError(f"message {self._head.seq} carries more than its {self._head.total_bytes} bytes")
+        if self._buf is None:  # a message in one chunk: one copy, no zero-filled buffer first
+            self._buf = bytearray(payload)
+        elif size:
+            self._buf[self._filled:self._filled + size] = payload
+        self._filled += size
+        self._next_chunk += 1
+        if self._next_chunk < self._head.chunks:
+            return None
+        if self._filled != self._head.total_bytes:
+            raise FrameError(
+                f"message {self._head.seq} ended after {self._filled} of its {self._head.total_bytes} bytes"
+            )
+        head, buf = self._head, self._buf if self._buf is not None else bytearray()
+        self._head = self._buf = None
+        self._filled = self._next_chunk = 0
+        self.next_seq += 1
+        return head.tag, _tensor_from(buf, head)
+
+    def _start(self, frame: peer_pb2.Frame) -> None:
+        if frame.seq != self.next_seq:
+            raise FrameError(f"message {frame.seq} arrived where message {self.next_seq} was due")
+        if not frame.tag or len(frame.tag) > MAX_TAG_CHARS:
+            raise FrameError("a DATA frame needs a step tag of at most 256 characters")
+        dtype = _WIRE_DTYPES.get(frame.dtype)
+        if dtype is None:
+            raise FrameError(f"unknown dtype {frame.dtype}")
+        if len(frame.shape) > MAX_DIMS:
+            raise FrameError(f"{len(frame.shape)} dimensions (at most {MAX_DIMS})")
+        expected = dtype.itemsize
+        for d in frame.shape:
+            expected *= d
+            if expected > self.max_tensor_bytes:
+                break
+        if expected > self.max_tensor_bytes:
+            raise FrameError(f"a message of {expected} bytes exceeds the limit of {self.max_tensor_bytes}")
+        if frame.total_bytes != expected:
+            raise FrameError(
+                f"total_bytes {frame.total_bytes} does not match dtype and shape {list(frame.shape)} ({expected})"
+            )
+        if frame.chunks < 1 or frame.chunks > max(1, frame.total_bytes):
+            raise FrameError(f"{frame.chunks} chunks for {frame.total_bytes} bytes")
+        self._head = frame
+        self._buf = None if frame.chunks == 1 else bytearray(frame.total_bytes)
+
+
+def _tensor_from(buf: bytearray, head: peer_pb2.Frame) -> torch.Tensor:
+    dtype = _WIRE_DTYPES[head.dtype]
+    shape = tuple(head.shape)
+    if not buf:
+        return torch.from_numpy(np.empty(shape, dtype=dtype.newbyteorder("="))).clone()
+    array = np.frombuffer(buf, dtype=dtype)
+    if not _LITTLE and dtype.itemsize > 1:
+        array = array.astype(dtype.newbyteorder("="))
+    return torch.from_numpy(array.reshape(shape))
+
+
+class _End:
+    """Sentinel: stop sending on this stream (normal close)."""
+
+
+class _Reject:
+    """Sentinel for the server side: end the stream with an error status."""
+
+    def __init__(self, code: grpc.StatusCode, details: str):
+        self.code = code
+        self.details = details
+
+
+class _Failure:
+    """Sentinel in an incoming queue: every later receive from this peer raises ``error``."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+
+_END = _End()
+
+
+class _Link:
+    """This party's end of the stream with one peer, for one job."""
+
+    def __init__(self, peer: int, name: str):
+        self.peer = peer
+        self.name = name
+        self.outgoing: queue.SimpleQueue = queue.SimpleQueue()
+        self.incoming: queue.SimpleQueue = queue.SimpleQueue()
+        self.send_seq = 0
+        self.connected = False
+        self.failure: Exception | None = None
+        self.call = None  # the client-side call object when this party dialed
+        self.reader: threading.Thread | None = None
+
+    def fail(self, error: Exception) -> None:
+        if self.failure is None:
+            self.failure = error
+        self.incoming.put(_Failure(error))
+
+
+class GrpcTransport(Transport):
+    """The ``Transport`` of one job between separate processes, over gRPC streams.
+
+    Create it, connect every peer (``dial`` for peers of higher rank, ``accept`` from the
+    service's Exchange handler for peers of lower rank), build a ``Context`` on it, run the
+    job, then ``close()`` (or ``abort()`` on failure). Sends before a stream is connected are
+    queued; receives wait for it up to their timeout.
+    """
+
+    def __init__(self, rank: int, world_size: int, job_id: str, party_names: list[str],
+                 chunk_bytes: int = CHUNK_BYTES, max_tensor_bytes: int = MAX_TENSOR_BYTES):
+        if len(party_names) != world_size:
+            raise SmpcError(f"{len(party_names)} party names for a world of {world_size}")
+        self.rank = rank
+        self.world_size = world_size
+        self.job_id = job_id
+        self.party_names = list(party_names)
+        self.me = self.party_names[rank]
+        self.chunk_bytes = chunk_bytes
+        self.max_tensor_bytes = max_tensor_bytes
+        self._links = {p: _Link(p, self.party_names[p]) for p in range(world_size) if p != rank}
+        self._lock = threading.Lock()
+        self._aborted: str | None = None
+        self._closed = False
+
+    # ----- connecting ------------------------------------------------------------------
+    def dial(self, peer: int, channel: grpc.Channel, metadata: tuple = ()) -> None:
+        """Open the Exchange stream to ``peer`` on ``channel`` (the service owns the channel)."""
+        link = self._link(peer)
+        with self._lock:
+            if link.connected:
+                raise SmpcError(f"{self.me}: the stream to {link.name} is already open")
+            link.connected = True
+        hello = peer_pb2.Frame(kind=peer_pb2.Frame.HELLO, job_id=self.job_id, party=self.me)
+
+        def requests() -> Iterator[peer_pb2.Frame]:
+            yield hello
+            yield from self._frames_out(link)
+
+        call = exchange_method(channel)(requests(), metadata=metadata)
+        link.call = call
+        call.add_callback(lambda: link.outgoing.put(_END))  # never leave the request thread blocked
+        self._start_reader(link, call)
+
+    def accept(self, peer: int, requests: Iterator, context: grpc.ServicerContext):
+        """Serve the Exchange stream that ``peer`` opened (its HELLO already read and checked);
+        ``requests`` yields (frame, payload) pairs (``add_peer_servicer``).
+
+        Returns the iterator of outgoing frames for the service's handler to return.
+        """
+        link = self._link(peer)
+        with self._lock:
+            if link.connected:
+                context.abort(grpc.StatusCode.ALREADY_EXISTS, f"{link.name} already has a stream for job {self.job_id}")
+            link.connected = True
+        context.add_callback(lambda: link.outgoing.put(_END))
+        self._start_reader(link, requests)
+        return self._serve_frames(link, context)
+
+    def _link(self, peer: int) -> _Link:
+        try:
+            return self._links[peer]
+        except KeyError:
+            raise SmpcError(f"{self.me}: rank {peer} is not a peer of this job") from None
+
+    def _start_reader(self, link: _Link, frames) -> None:
+        link.reader = threading.Thread(
+            target=self._pump, args=(link, frames), daemon=True,
+            name=f"smpc-link-{self.job_id[:12]}-{self.me}<-{link.name}",
+        )
+        link.reader.start()
+
+    # ----- the two directions ----------------------------------------------------------
+    def _frames_out(self, link: _Link) -> Iterator[peer_pb2.Frame]:
+        while True:
+            item = link.outgoing.get()
+            if isinstance(item, (_End, _Reject)):
+                return
+            yield item
+
+    def _serve_frames(self, link: _Link, context: grpc.ServicerContext) -> Iterator[peer_pb2.Frame]:
+        while True:
+            item = link.outgoing.get()
+            if isinstance(item, _End):
+                return
+            if isinstance(item, _Reject):
+                context.abort(item.code, item.details)
+            yield item
+
+    def _pump(self, link: _Link, frames) -> None:
+        """Reader thread: frames from ``link.name`` into its incoming queue, until the stream ends."""
+        assembler = FrameAssembler(self.job_id, self.max_tensor_bytes)
+        try:
+            for frame, payload in frames:
+                if frame.kind == peer_pb2.Frame.ABORT:
+                    error = PartyUnavailable(
+                        f"{self.me}: {link.name} aborted the job"
+                        + (f" ({frame.error_type}: {frame.reason})" if frame.error_type else f" ({frame.reason})"),
+                        peer=link.name,
+                    )
+                    error.peer_rank = link.peer
+                    error.remote_error_type = frame.error_type
+                    error.remote_reason = frame.reason
+                    error.culprit = frame.culprit or link.name
+                    link.fail(error)
+                    return
+                message = assembler.add(frame, payload)
+                if message is not None:
+                    link.incoming.put(message)
+            self._peer_gone(link, "closed the stream")
+        except FrameError as exc:
+            self._reject(link, exc)
+        except grpc.RpcError as exc:
+            code = exc.code() if hasattr(exc, "code") else None
+            name = code.name if code is not None else "error"
+            self._peer_gone(link, f"connection lost ({name})")
+        except Exception as exc:  # noqa: BLE001 - a reader thread must always report and end
+            self._peer_gone(link, f"stream failed ({type(exc).__name__}: {exc})")
+        finally:
+            link.outgoing.put(_END)
+
+    def _peer_gone(self, link: _Link, what: str) -> None:
+        if self._closed:
+            return
+        error = PartyUnavailable(f"{self.me}: {link.name} is unavailable: {what} (job {self.job_id})", peer=link.name)
+        error.peer_rank = link.peer
+        link.fail(error)
+
+    def _reject(self, link: _Link, exc: FrameError) -> None:
+        detail = f"malformed frame from {link.name}: {exc}"
+        error = ProtocolError(f"{self.me}: {detail} (job {self.job_id}); the stream was closed")
+        error.peer = link.name
+        link.fail(error)
+        if link.call is not None:
+            link.call.cancel()
+        else:
+            link.outgoing.put(_Reject(grpc.StatusCode.INVALID_ARGUMENT, detail))
+
+    # ----- Transport -------------------------------------------------------------------
+    def send(self, peer: int, tag: str, payload: torch.Tensor) -> None:
+        link = self._link(peer)
+        if self._aborted is not None:
+            raise self._local_abort_error()
+        if link.failure is not None:
+            raise link.failure
+        frames = encode_wire(self.job_id, tag, link.send_seq, payload, self.chunk_bytes)
+        link.send_seq += 1
+        for frame in frames:
+            link.outgoing.put(frame)
+
+    def recv(self, peer: int, tag: str, timeout: float) -> torch.Tensor:
+        link = self._link(peer)
+        try:
+            item = link.incoming.get(timeout=max(0.0, timeout))
+        except queue.Empty:
+            what = "message" if link.connected else "connection"
+            error = ProtocolTimeout(
+                f"{self.me}: no {what} from {link.name} for step '{tag}' within {timeout:g} s (job {self.job_id})",
+                peer=link.name,
+            )
+            error.peer_rank = peer
+            raise error from None
+        if isinstance(item, _Failure):
+            link.incoming.put(item)  # every later receive fails the same way
+            raise item.error
+        got_tag, tensor = item
+        if got_tag != tag:
+            raise ProtocolError(f"{self.me}: expected step '{tag}' from {link.name}, got '{got_tag}'")
+        return tensor
+
+    def _local_abort_error(self) -> PartyUnavailable:
+        error = PartyUnavailable(f"{self.me}: the job was aborted here ({self._aborted})", peer=self.me)
+        error.peer_rank = self.rank
+        return error
+
+    def abort(self, reason: str, error_type: str = "", culprit: str = "") -> None:
+        """Tell every peer that this party gave up (they raise ``PartyUnavailable`` naming it,
+        carrying ``error_type``, ``reason`` and the ``culprit`` party -- this one by default, or
+        the peer whose loss made it give up), wake up a local receive, and close the streams."""
+        with self._lock:
+            if self._aborted is not None or self._closed:
+                return
+            self._aborted = reason
+        frame = peer_pb2.Frame(kind=peer_pb2.Frame.ABORT, job_id=self.job_id, party=self.me,
+                               error_type=error_type, reason=reason[:1000], culprit=culprit or self.me)
+        local = self._local_abort_error()
+        for link in self._links.values():
+            link.outgoing.put(frame)
+            link.outgoing.put(_END)
+            link.incoming.put(_Failure(local))
+
+    def close(self, timeout: float = 5.0) -> None:
+        """End every stream and wait (up to ``timeout`` seconds per stream) for the reader
+        threads to finish; streams still open after that are cancelled."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        for link in self._links.values():
+            link.outgoing.put(_END)
+        for link in self._links.values():
+            if link.reader is None:
+                continue
+            link.reader.join(timeout)
+            if link.reader.is_alive() and link.call is not None:
+                link.call.cancel()
+                link.reader.join(timeout)
+
+    def threads_alive(self) -> int:
+        """Reader threads of this transport that are still running."""
+        return sum(1 for link in self._links.values() if link.reader is not None and link.reader.is_alive())

@@ -1,0 +1,242 @@
+"""Test harness for the party services: real `smpc party serve` processes on 127.0.0.1.
+
+A ``Cluster`` makes a development PKI with ``smpc certs init`` (the CLI, in a subprocess),
+splits example data between the banks, writes one TOML config per party with free ports,
+starts the three services as subprocesses and waits for them with the standard health check
+(polled against a deadline: no sleeps for timing). Logs go to files next to the configs and
+are shown when a process dies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+BANKS = ["bank_a", "bank_b", "bank_c"]
+GERMAN = ROOT / "examples" / "data" / "german_credit.csv"
+COLUMNS = {"creditability": "str", "credit_amount": "int", "duration_in_month": "int", "age_in_years": "int",
+           "purpose": "str"}
+LOAN_PARAMS = {"label": "creditability", "positive": "bad", "amount": "credit_amount"}
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free TCP ports on 127.0.0.1 (held open together while choosing)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def smpc_cli(*args: str, check: bool = True, env: dict | None = None,
+             timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run ``python -m smpc.cli ARGS`` in a subprocess."""
+    proc = subprocess.run([sys.executable, "-m", "smpc.cli", *args], capture_output=True, text=True, timeout=timeout,
+                          env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"smpc {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def bank_tables(path: Path = GERMAN, banks=BANKS) -> dict[str, pd.DataFrame]:
+    """Every n-th loan to each bank (the same split the demo uses)."""
+    frame = pd.read_csv(path)
+    return {b: frame.iloc[i::len(banks)][list(COLUMNS)].reset_index(drop=True) for i, b in enumerate(banks)}
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, str):
+        return json.dumps(v)
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    return repr(v)
+
+
+class Cluster:
+    """Three party services in subprocesses, with certificates, data and configs in ``root``."""
+
+    def __init__(self, root: Path, *, step_timeout: float = 20.0, policies: dict | None = None,
+                 extra_sources: dict | None = None, analysis_modules: tuple[str, ...] = ("service_test_analyses",),
+                 extra_allowed: tuple[str, ...] = ("test_endless_rounds",), certs_by_cli: bool = True):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.certs = self.root / "certs"
+        if certs_by_cli:  # the real command, as an operator runs it
+            smpc_cli("certs", "init", "--parties", ",".join(BANKS), "--clients", "analyst,outsider",
+                     "--out", str(self.certs))
+        else:
+            from smpc.service.pki import init_certs
+
+            init_certs(BANKS, self.certs, clients=["analyst", "outsider"])
+        self.ports = dict(zip(BANKS, free_ports(len(BANKS)), strict=True))
+        self.tables = bank_tables()
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.configs: dict[str, Path] = {}
+        policies = policies or {}
+        for bank in BANKS:
+            data = self.root / "data" / f"{bank}_loans.csv"
+            data.parent.mkdir(exist_ok=True)
+            self.tables[bank].to_csv(data, index=False)
+            policy = {
+                "allowed_analyses": ["default_rate_overall", *extra_allowed],
+                "min_cell_size": 10,
+                "allowed_recipients": [*BANKS, "analyst"],
+                "max_rows": 1_000_000,
+                "allowed_columns": {"default_rate_overall": list(COLUMNS)},
+            }
+            policy.update(policies.get(bank, {}))
+            self.configs[bank] = self._write_config(bank, policy, (extra_sources or {}).get(bank, {}), step_timeout,
+                                                    analysis_modules)
+
+    def _write_config(self, bank, policy, extra_sources, step_timeout, modules) -> Path:
+        lines = [
+            "[party]", f'name = "{bank}"', f'listen = "127.0.0.1:{self.ports[bank]}"', "",
+            "[tls]", 'ca = "certs/ca.pem"', f'cert = "certs/{bank}.pem"', f'key = "certs/{bank}.key"', "",
+            "[compute]", f"ranks = {_toml_value(BANKS)}", "",
+        ]
+        for other in BANKS:
+            if other != bank:
+                lines += [f"[peers.{other}]", f'address = "127.0.0.1:{self.ports[other]}"', f'identity = "{other}"', ""]
+        lines += ["[data.loans]", f'path = "data/{bank}_loans.csv"', f"columns = {_toml_value(COLUMNS)}", ""]
+        for name, (path, columns) in extra_sources.items():
+            lines += [f"[data.{name}]", f"path = {_toml_value(str(path))}", f"columns = {_toml_value(columns)}", ""]
+        allowed_columns = policy.pop("allowed_columns")
+        lines += ["[policy]"] + [f"{k} = {_toml_value(v)}" for k, v in policy.items()] + [""]
+        lines += ["[policy.allowed_columns]"] + [f"{k} = {_toml_value(v)}" for k, v in allowed_columns.items()] + [""]
+        lines += ["[audit]", f'path = "audit/{bank}.jsonl"', ""]
+        lines += ["[timeouts]", f"step = {step_timeout}", "connect = 10", "job = 600", ""]
+        if modules:
+            lines += ["[analyses]", f"modules = {_toml_value(list(modules))}", ""]
+        path = self.root / f"{bank}.toml"
+        path.write_text("\n".join(lines))
+        return path
+
+    # ----- processes --------------------------------------------------------------------
+    def env(self) -> dict:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def log_path(self, bank: str) -> Path:
+        return self.root / f"{bank}.log"
+
+    def start(self, *banks: str) -> None:
+        for bank in banks or BANKS:
+            log = open(self.log_path(bank), "a")  # noqa: SIM115 - the process owns it
+            self.procs[bank] = subprocess.Popen(
+                [sys.executable, "-m", "smpc.cli", "party", "serve", "--config", str(self.configs[bank])],
+                stdout=log, stderr=subprocess.STDOUT, env=self.env(), cwd=self.root,
+            )
+            log.close()
+        for bank in banks or BANKS:
+            self.wait_healthy(bank)
+
+    def wait_healthy(self, bank: str, deadline_s: float = 120.0) -> None:
+        deadline = time.monotonic() + deadline_s
+        with self.client(bank) as client:
+            while True:
+                proc = self.procs.get(bank)
+                if proc is not None and proc.poll() is not None:
+                    raise AssertionError(f"{bank} exited with {proc.returncode}:\n{self.log(bank)}")
+                try:
+                    if client.health(timeout=2.0) == "SERVING":
+                        return
+                except Exception:  # noqa: BLE001 - not up yet
+                    pass
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{bank} not healthy within {deadline_s} s:\n{self.log(bank)}")
+                try:  # returns as soon as the server accepts connections (bounded, not a sleep)
+                    grpc.channel_ready_future(client.channel).result(timeout=1.0)
+                except grpc.FutureTimeoutError:
+                    pass
+
+    def log(self, bank: str) -> str:
+        path = self.log_path(bank)
+        return path.read_text()[-5000:] if path.exists() else ""
+
+    def kill(self, bank: str) -> None:
+        proc = self.procs.pop(bank)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+
+    def stop(self, bank: str, timeout: float = 30) -> int:
+        proc = self.procs.pop(bank)
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)  # the service dumps every thread's stack to its log
+            try:
+                proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                pass
+            proc.kill()
+            proc.wait()
+            raise AssertionError(f"{bank} did not stop on SIGTERM:\n{self.log(bank)}") from None
+
+    def stop_all(self) -> dict[str, int]:
+        codes = {}
+        for bank in list(self.procs):
+            self.procs[bank].send_signal(signal.SIGTERM)
+        for bank in list(self.procs):
+            codes[bank] = self.stop(bank)
+        return codes
+
+    # ----- clients ----------------------------------------------------------------------
+    def address(self, bank: str) -> str:
+        return f"127.0.0.1:{self.ports[bank]}"
+
+    def cert_args(self, identity: str) -> dict:
+        return {"ca": self.certs / "ca.pem", "cert": self.certs / f"{identity}.pem",
+                "key": self.certs / f"{identity}.key"}
+
+    def client(self, bank: str, identity: str = "bank_a", **kw):
+        from smpc.service.client import JobClient
+
+        return JobClient(self.address(bank), server_identity=bank, **self.cert_args(identity), **kw)
+
+    def audit(self, bank: str) -> list[dict]:
+        path = self.root / "audit" / f"{bank}.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def audit_path(self, bank: str) -> Path:
+        return self.root / "audit" / f"{bank}.jsonl"
+
+
+def wait_for(predicate, deadline_s: float = 60.0, what: str = "condition", poll=None):
+    """Poll ``predicate`` until it returns a truthy value or the deadline passes.
+
+    ``poll`` is a callable that blocks for a short while (e.g. a gRPC call); by default the
+    predicate itself is expected to block (it usually is a remote call)."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        if poll is not None:
+            poll()
+        else:
+            time.sleep(0.05)  # polling interval only; nothing asserts on time

@@ -1,0 +1,121 @@
+"""The analysis registry (typed parameters, documented leakage and cost, plaintext twins)
+and its first analysis, default_rate_overall, against its twin and pandas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from smpc import analyses
+from smpc.analyses.registry import Param, register
+from smpc.errors import InputError, RangeError, SmpcError
+
+ROOT = Path(__file__).resolve().parents[1]
+GERMAN = pd.read_csv(ROOT / "examples" / "data" / "german_credit.csv")
+TAIWAN = pd.read_csv(ROOT / "examples" / "data" / "taiwan_default_sample.csv")
+RATE = analyses.get("default_rate_overall")
+
+
+def split(frame, n):
+    return {f"bank_{chr(97 + i)}": frame.iloc[i::n].reset_index(drop=True) for i in range(n)}
+
+
+def test_every_analysis_documents_leakage_cost_and_typed_parameters():
+    assert "default_rate_overall" in analyses.names()
+    for a in analyses.analyses():
+        assert a.summary and a.leakage and a.cost, a.name
+        assert callable(a.plaintext)
+        for p in a.params:
+            assert p.type in ("int", "float", "str", "bool", "column", "columns", "floats", "strs")
+    described = RATE.describe()
+    assert [p["name"] for p in described["params"]][:3] == ["label", "positive", "amount"]
+    assert described["params"][0]["required"] is True
+
+
+def test_parameters_are_parsed_and_validated_by_their_schema():
+    parsed = RATE.parse_params({"label": "creditability", "amount_decimals": "3", "amount_bound": "1e9"})
+    assert parsed["amount_decimals"] == 3 and parsed["amount_bound"] == 1e9 and parsed["positive"] is None
+    assert parsed["min_cell_size"] == 1
+    with pytest.raises(InputError, match="parameter 'label' is required"):
+        RATE.parse_params({})
+    with pytest.raises(InputError, match="unknown parameter.*colour"):
+        RATE.parse_params({"label": "x", "colour": "red"})
+    with pytest.raises(InputError, match="'amount_decimals'.*not an integer"):
+        RATE.parse_params({"label": "x", "amount_decimals": "2.5"})
+    with pytest.raises(InputError, match="'amount_bound'.*finite"):
+        RATE.parse_params({"label": "x", "amount_bound": "inf"})
+    assert RATE.columns(RATE.parse_params({"label": "a", "amount": "b"})) == ["a", "b"]
+    assert Param("flag", "bool").parse("yes") is True and Param("xs", "floats").parse("1, 2.5") == [1.0, 2.5]
+    with pytest.raises(InputError, match="unknown analysis 'nope'"):
+        analyses.get("nope")
+
+
+def test_registration_refuses_undocumented_or_mismatched_analyses():
+    def undocumented(ctx, table, owners):
+        """No sections."""
+
+    with pytest.raises(SmpcError, match="Leakage: and Cost:"):
+        register("undocumented", plaintext=lambda t: {})(undocumented)
+
+    def wrong_params(ctx, table, owners, *, a):
+        """Something.
+
+        Leakage: nothing.
+        Cost: nothing.
+        """
+
+    with pytest.raises(SmpcError, match="does not accept parameter 'b'"):
+        register("wrong_params", params=[Param("b", "int")], plaintext=lambda t: {})(wrong_params)
+    with pytest.raises(SmpcError, match="already registered"):
+        register("default_rate_overall", plaintext=lambda t: {})(wrong_params)
+    assert "undocumented" not in analyses.names() and "wrong_params" not in analyses.names()
+
+
+@pytest.mark.parametrize("banks", [1, 3, 5])
+def test_default_rate_overall_equals_its_twin_and_pandas(banks):
+    tables = split(GERMAN, banks)
+    params = {"label": "creditability", "positive": "bad", "amount": "credit_amount"}
+    got = RATE.run_simulated(tables, **params)
+    assert got == RATE.run_plaintext(tables, **params)
+    bad = GERMAN["creditability"] == "bad"
+    assert got["rows"] == len(GERMAN) and got["defaults"] == int(bad.sum())
+    assert got["default_rate"] == bad.mean() and got["amount_sum"] == GERMAN["credit_amount"].sum()
+    assert got["mean_amount"] == pytest.approx(GERMAN["credit_amount"].mean(), rel=1e-15)
+
+
+def test_default_rate_overall_on_flags_and_negative_amounts():
+    tables = split(TAIWAN, 3)
+    got = RATE.run_simulated(tables, label="default", amount="BILL_AMT1", amount_decimals=0)
+    assert got == RATE.run_plaintext(tables, label="default", amount="BILL_AMT1", amount_decimals=0)
+    assert got["defaults"] == 1345 and got["amount_sum"] == TAIWAN["BILL_AMT1"].sum()
+
+
+def test_small_totals_are_suppressed_without_revealing_the_count():
+    tables = split(GERMAN.head(12), 3)
+    got = RATE.run_simulated(tables, label="creditability", positive="bad", min_cell_size=13)
+    assert got == {"suppressed": True, "min_cell_size": 13}
+    assert got == RATE.run_plaintext(tables, label="creditability", positive="bad", min_cell_size=13)
+    assert RATE.run_simulated(tables, label="creditability", positive="bad", min_cell_size=12)["rows"] == 12
+
+
+def test_bad_inputs_name_the_party_column_and_problem():
+    tables = split(GERMAN, 3)
+    with pytest.raises(InputError, match=r"bank_[abc]: column 'nope' is missing"):
+        RATE.run_simulated(tables, label="nope")
+    with pytest.raises(InputError, match=r"bank_[abc], column 'creditability': value '(good|bad)' in row 1 is not"):
+        RATE.run_simulated(tables, label="creditability")
+    broken = {k: v.copy() for k, v in tables.items()}
+    broken["bank_b"]["credit_amount"] = broken["bank_b"]["credit_amount"].astype(object)
+    broken["bank_b"].loc[4, "credit_amount"] = "n/a"
+    with pytest.raises(InputError, match=r"bank_b, column 'credit_amount': row 5 value 'n/a' is not numeric"):
+        RATE.run_simulated(broken, label="creditability", positive="bad", amount="credit_amount")
+    with pytest.raises(InputError, match="more than 0 decimal places"):
+        RATE.run_plaintext({"x": pd.DataFrame({"d": [0, 1], "a": [1.5, 2]})}, label="d", amount="a",
+                           amount_decimals=0)
+    with pytest.raises(RangeError, match="exceeds amount_bound"):
+        RATE.run_simulated({"x": pd.DataFrame({"d": [0, 1], "a": [10, 2e6]})}, label="d", amount="a",
+                           amount_bound=1e6)
+    with pytest.raises(InputError, match="value 2 in row 2 is not 0 or 1"):
+        RATE.check_input(pd.DataFrame({"d": [0, 2]}), "bank_z", RATE.parse_params({"label": "d"}))

@@ -1,0 +1,231 @@
+"""Party configuration, development PKI and the CLI's start-up errors (no servers)."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from smpc import cli
+from smpc.errors import SmpcError
+from smpc.service.config import ConfigError, load_config
+from smpc.service.pki import init_certs
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICES = ROOT / "services"
+
+GOOD = """
+[party]
+name = "bank_a"
+listen = "127.0.0.1:0"
+
+[tls]
+ca = "certs/ca.pem"
+cert = "certs/bank_a.pem"
+key = "certs/bank_a.key"
+
+[compute]
+ranks = ["bank_a", "bank_b", "bank_c"]
+
+[peers.bank_b]
+address = "127.0.0.1:50052"
+identity = "bank_b"
+
+[peers.bank_c]
+address = "127.0.0.1:50053"
+
+[data.loans]
+path = "loans.csv"
+columns = { creditability = "str", credit_amount = "int" }
+
+[policy]
+allowed_analyses = ["default_rate_overall"]
+allowed_recipients = ["bank_a", "bank_b", "bank_c"]
+min_cell_size = 5
+max_rows = 1000
+
+[policy.allowed_columns]
+default_rate_overall = ["creditability", "credit_amount"]
+
+[audit]
+path = "audit/bank_a.jsonl"
+
+[timeouts]
+step = 30
+"""
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pki") / "certs"
+    init_certs(["bank_a", "bank_b", "bank_c"], out, clients=["analyst"])
+    return out
+
+
+@pytest.fixture
+def party_dir(tmp_path, pki):
+    (tmp_path / "certs").symlink_to(pki)
+    (tmp_path / "loans.csv").write_text("creditability,credit_amount,extra\ngood,100,1\nbad,250,2\n")
+    return tmp_path
+
+
+def write(party_dir: Path, text: str) -> Path:
+    path = party_dir / "party.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_complete_config_loads(party_dir):
+    config = load_config(write(party_dir, GOOD))
+    assert config.name == "bank_a" and config.rank == 0 and config.ranks == ("bank_a", "bank_b", "bank_c")
+    assert config.peers["bank_c"].identity == "bank_c"  # defaults to the peer's name
+    assert config.data["loans"].format == "csv" and config.data["loans"].columns["credit_amount"] == "int"
+    assert config.policy.min_cell_size == 5 and config.timeouts.step == 30.0 and config.timeouts.connect == 10.0
+    assert config.audit_path == (party_dir / "audit" / "bank_a.jsonl").resolve()
+
+
+@pytest.mark.parametrize(("edit", "key"), [
+    (lambda t: t.replace('name = "bank_a"\n', ""), "party.name"),
+    (lambda t: t.replace('listen = "127.0.0.1:0"', 'listen = "nowhere"'), "party.listen"),
+    (lambda t: t.replace('ca = "certs/ca.pem"', 'ca = "certs/missing.pem"'), "tls.ca"),
+    (lambda t: t.replace('[peers.bank_c]\naddress = "127.0.0.1:50053"\n', ""), "peers.bank_c"),
+    (lambda t: t.replace('address = "127.0.0.1:50052"', "address = 50052"), "peers.bank_b.address"),
+    (lambda t: t.replace('ranks = ["bank_a", "bank_b", "bank_c"]', 'ranks = ["bank_a", "bank_b"]'), "compute.ranks"),
+    (lambda t: t.replace('credit_amount = "int" }', 'credit_amount = "money" }'), "data.loans.columns.credit_amount"),
+    (lambda t: t.replace('creditability = "str"', 'missing_col = "str"'), "data.loans.columns.missing_col"),
+    (lambda t: t.replace('path = "loans.csv"', 'path = "nothing.csv"'), "data.loans.path"),
+    (lambda t: t.replace('allowed_analyses = ["default_rate_overall"]', 'allowed_analyses = ["no_such"]'),
+     "policy.allowed_analyses"),
+    (lambda t: t.replace("min_cell_size = 5", "min_cell_size = 0"), "policy.min_cell_size"),
+    (lambda t: t.replace("max_rows = 1000", 'max_rows = "many"'), "policy.max_rows"),
+    (lambda t: t.replace("step = 30", "step = -1"), "timeouts.step"),
+    (lambda t: t.replace("step = 30", "stepp = 30"), "timeouts.stepp"),
+    (lambda t: t.replace('[audit]\npath = "audit/bank_a.jsonl"\n', ""), "audit"),
+    (lambda t: t + '\n[analyses]\nmodules = ["no_such_module_here"]\n', "analyses.modules"),
+    (lambda t: t.replace('cert = "certs/bank_a.pem"', 'cert = "certs/bank_b.pem"'), "tls.key"),
+    (lambda t: t.replace("[party]", "[party\n"), "not valid TOML"),
+])
+def test_bad_or_incomplete_config_names_the_key(party_dir, edit, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(write(party_dir, edit(GOOD)))
+
+
+def test_certificate_identity_must_be_the_party_name(party_dir):
+    text = GOOD.replace('cert = "certs/bank_a.pem"', 'cert = "certs/bank_b.pem"').replace(
+        'key = "certs/bank_a.key"', 'key = "certs/bank_b.key"')
+    with pytest.raises(ConfigError, match="tls.cert.*'bank_b'.*'bank_a'"):
+        load_config(write(party_dir, text))
+
+
+def test_example_configs_for_three_banks_are_valid():
+    configs = [load_config(SERVICES / f"{b}.toml", check_files=False) for b in ("bank_a", "bank_b", "bank_c")]
+    assert [c.rank for c in configs] == [0, 1, 2]
+    for c in configs:
+        assert c.ranks == configs[0].ranks
+        for name, peer in c.peers.items():
+            other = next(o for o in configs if o.name == name)
+            assert peer.address == other.listen and peer.identity == other.name
+        assert c.data["loans"].path.is_file()
+
+
+def test_certs_init_makes_a_ca_and_party_certificates(tmp_path):
+    out = tmp_path / "pki"
+    assert cli.main(["certs", "init", "--parties", "bank_a,bank_b,bank_c", "--clients", "analyst", "--out",
+                     str(out)]) == 0
+    ca = x509.load_pem_x509_certificate((out / "ca.pem").read_bytes())
+    for name in ("bank_a", "bank_b", "bank_c", "analyst"):
+        cert = x509.load_pem_x509_certificate((out / f"{name}.pem").read_bytes())
+        cert.verify_directly_issued_by(ca)
+        assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == name
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert name in san.get_values_for_type(x509.DNSName) and "localhost" in san.get_values_for_type(x509.DNSName)
+        assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+        assert stat.S_IMODE((out / f"{name}.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((out / "ca.key").stat().st_mode) == 0o600
+    # never silently replaces a PKI
+    assert cli.main(["certs", "init", "--parties", "bank_a", "--out", str(out)]) == cli.EXIT_FAILED
+    with pytest.raises(SmpcError, match="not a valid party name"):
+        init_certs(["bank a"], tmp_path / "other")
+
+
+def test_party_serve_with_a_bad_config_fails_at_start_naming_the_key(party_dir, capsys):
+    path = write(party_dir, GOOD.replace("step = 30", "step = 'soon'"))
+    assert cli.main(["party", "serve", "--config", str(path)]) == cli.EXIT_USAGE
+    assert "timeouts.step" in capsys.readouterr().err
+
+
+def test_cli_has_room_for_more_command_groups():
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert {"party", "certs", "job", "audit"} <= set(sub.choices)
+
+
+# ----- a party's decision on a job (policy.decide), without servers --------------------------
+def _request(**kw):
+    from smpc.service.policy import JobRequest
+
+    base = {"job_id": "j1", "analysis": "default_rate_overall",
+            "params": {"label": "creditability", "positive": "bad", "amount": "credit_amount"},
+            "source": "loans", "requester": "bank_b", "recipients": ["bank_b"], "coordinator": "bank_b",
+            "parties": ["bank_a", "bank_b", "bank_c"]}
+    base.update(kw)
+    return JobRequest(**base)
+
+
+@pytest.mark.parametrize(("change", "rule", "error_type"), [
+    ({"analysis": "quantiles"}, "policy.allowed_analyses", "PolicyError"),
+    ({"requester": "analyst", "recipients": ["analyst"]}, "policy.allowed_recipients", "PolicyError"),
+    ({"recipients": ["bank_b", "outsider"]}, "policy.allowed_recipients", "PolicyError"),
+    ({"params": {"label": "creditability", "amount": "extra"}}, "policy.allowed_columns.default_rate_overall",
+     "PolicyError"),
+    ({"params": {"label": "creditability"}}, "data.loans", "InputError"),  # labels, not 0/1 flags
+    ({"params": {"label": "creditability", "colour": "red"}}, "params", "InputError"),
+    ({"source": "cards"}, "data", "InputError"),
+    ({"parties": ["bank_b", "bank_a", "bank_c"]}, "compute.ranks", "PolicyError"),
+])
+def test_policy_refusals_name_the_party_and_rule(party_dir, change, rule, error_type):
+    from smpc.service.policy import decide
+
+    config = load_config(write(party_dir, GOOD))
+    decision = decide(config, _request(**change))
+    assert not decision.accepted and decision.rule == rule and decision.error_type == error_type
+    assert decision.message.startswith("bank_a refuses job j1:") and f"(rule {rule})" in decision.message
+
+
+def test_policy_accepts_and_raises_the_minimum_cell_size(party_dir):
+    from smpc.service.policy import decide
+
+    config = load_config(write(party_dir, GOOD))
+    decision = decide(config, _request())
+    assert decision.accepted and decision.rows == 2 and decision.columns == ["creditability", "credit_amount"]
+    assert decision.min_cell_size == 5 and decision.params["min_cell_size"] == 5  # the policy's, not 1
+    assert list(decision.table.columns) == ["creditability", "credit_amount"]
+    text = GOOD.replace("max_rows = 1000", "max_rows = 1")
+    refused = decide(load_config(write(party_dir, text)), _request())
+    assert refused.rule == "policy.max_rows" and "2" not in refused.message.split("maximum")[0]  # no row count
+
+
+def test_parquet_sources_and_declared_types(party_dir):
+    from smpc.errors import InputError
+    from smpc.service.config import DataSource
+    from smpc.service.policy import load_table
+
+    frame = pd.DataFrame({"amount": [1, 2, 3], "flag": ["true", "false", "TRUE"], "note": ["a", "b", "c"]})
+    frame.to_parquet(party_dir / "t.parquet")
+    source = DataSource("t", party_dir / "t.parquet", "parquet", {"amount": "int", "flag": "bool", "note": "str"})
+    table = load_table(source, ["amount", "flag"], "bank_a")
+    assert table["amount"].tolist() == [1, 2, 3] and table["flag"].tolist() == [1, 0, 1]
+    bad = pd.DataFrame({"amount": ["1", "x", "3"]})
+    bad.to_parquet(party_dir / "bad.parquet")
+    source = DataSource("b", party_dir / "bad.parquet", "parquet", {"amount": "float"})
+    with pytest.raises(InputError, match=r"bank_a, data source 'b', column 'amount' \(declared float\): "
+                                         r"value 'x' in row 2 is not a number"):
+        load_table(source, ["amount"], "bank_a")
+    (party_dir / "frac.csv").write_text("amount\n1\n2.5\n")
+    source = DataSource("f", party_dir / "frac.csv", "csv", {"amount": "int"})
+    with pytest.raises(InputError, match="value 2.5 in row 2 is not a whole number"):
+        load_table(source, ["amount"], "bank_a")
