@@ -119,3 +119,12 @@ def test_bad_inputs_name_the_party_column_and_problem():
                            amount_bound=1e6)
     with pytest.raises(InputError, match="value 2 in row 2 is not 0 or 1"):
         RATE.check_input(pd.DataFrame({"d": [0, 2]}), "bank_z", RATE.parse_params({"label": "d"}))
+
+
+def test_per_bank_results_are_released_to_their_bank_only():
+    from smpc.service.jobs import addressed_to
+
+    result = {"flagged_count": 3, "by_bank": {"bank_a": {"flagged_ids": ["x"]}, "bank_b": {"flagged_ids": ["y"]}}}
+    assert addressed_to(result, "bank_a") == {"flagged_count": 3, "by_bank": {"bank_a": {"flagged_ids": ["x"]}}}
+    assert addressed_to(result, "auditor") == {"flagged_count": 3, "by_bank": {}}
+    assert addressed_to({"rate": 0.3}, "bank_a") == {"rate": 0.3}

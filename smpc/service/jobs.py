@@ -575,9 +575,10 @@ class JobManager:
         with job.cond:
             first = identity not in job.released_to
             job.released_to.add(identity)
+        result = addressed_to(job.result, identity)
         if first:
-            self.audit.record("outputs_released", job_id=job.id, to=identity, keys=sorted(job.result or {}))
-        return json.dumps(job.result, allow_nan=True)
+            self.audit.record("outputs_released", job_id=job.id, to=identity, keys=sorted(result or {}))
+        return json.dumps(result, allow_nan=True)
 
     def status(self, job: Job, identity: str | None = None) -> jobs_pb2.JobStatus:
         with job.cond:
@@ -649,3 +650,12 @@ def _jsonable(value):
     if isinstance(value, float) and not math.isfinite(value):
         return value
     return value
+
+
+def addressed_to(result, identity: str):
+    """What ``identity`` may receive of a result. Analyses with per-bank parts (``by_bank``,
+    e.g. multi_lending: each bank's flags are for that bank only) are released with only the
+    recipient's own part, so a party never hands another bank's part on."""
+    if isinstance(result, dict) and isinstance(result.get("by_bank"), dict):
+        return {**result, "by_bank": {k: v for k, v in result["by_bank"].items() if k == identity}}
+    return result
