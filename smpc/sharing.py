@@ -50,14 +50,13 @@ class ArithmeticShares:
         """Add a public ring tensor: it goes into s_0, held by party 0 (first) and party 2
         (second)."""
         r = self.ring
-        first, second = self.first, self.second
+        # both shares take the broadcast shape on every party, whichever one holds s_0
+        shape = torch.broadcast_shapes(r.shape(self.first), r.shape(value))
+        first, second = r.expand(self.first, shape), r.expand(self.second, shape)
         if rank == 0:
             first = r.add(first, value)
         elif rank == 2:
             second = r.add(second, value)
-        else:
-            shape = torch.broadcast_shapes(r.shape(first), r.shape(value))
-            first, second = r.expand(first, shape), r.expand(second, shape)
         return ArithmeticShares(r, first, second)
 
     def mul_int(self, k) -> ArithmeticShares:
