@@ -4,22 +4,36 @@ Everything a party's view depends on comes from here: AES-128 in counter mode (t
 `cryptography` package, AES-NI), keyed by 16 bytes from ``os.urandom`` or agreed between a
 pair of parties at session start. torch, numpy and ``random`` generators are never used for
 shares, masks or seeds.
+
+Speed: the keystream is written straight into the memory of the torch tensor that is
+returned (no intermediate ``bytearray``, whose zero-filling and copy cost as much as the
+AES itself), and ``chunks`` hands out the stream piece by piece in a small reused buffer so
+a ring kernel can add it into an existing tensor without materialising it
+(``smpc.ring.Ring.add_random_``).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import torch
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 KEY_BYTES = 16
-_ZERO_CHUNK = bytes(1 << 22)  # encrypting zeros yields the raw keystream
+_ZERO_CHUNK = memoryview(bytes(1 << 22))  # encrypting zeros yields the raw keystream
+_SPARE = 16  # update_into wants block_size - 1 spare bytes after the data it writes
+CHUNK_WORDS = 1 << 15  # 256 KiB pieces for ``chunks``: stays in L2 between AES and the add
 
 
 def new_key() -> bytes:
     """A fresh 128-bit key from the operating system's CSPRNG."""
     return os.urandom(KEY_BYTES)
+
+
+def _byte_view(t: torch.Tensor) -> memoryview:
+    """A writable byte view of a contiguous CPU tensor's memory."""
+    return memoryview(t.numpy()).cast("B")
 
 
 class PRG:
@@ -32,23 +46,53 @@ class PRG:
         self._encryptor = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor()
         self.bytes_drawn = 0
 
-    def bytes(self, n: int) -> bytearray:
-        """n keystream bytes in a fresh writable buffer."""
-        out = bytearray(n + 15)  # update_into wants block_size - 1 spare bytes
-        view = memoryview(out)
+    def _fill(self, view: memoryview, n: int) -> None:
+        """Write the next n keystream bytes to view[:n] (len(view) >= n)."""
+        # update_into wants 15 spare bytes after what it writes: the last 16 bytes go
+        # through a small buffer so the destination can be exactly n bytes long
+        head = max(0, n - _SPARE) if len(view) < n + _SPARE else n
         done = 0
-        while done < n:
-            step = min(n - done, len(_ZERO_CHUNK))
+        while done < head:
+            step = min(head - done, len(_ZERO_CHUNK))
             self._encryptor.update_into(_ZERO_CHUNK[:step], view[done:])
             done += step
+        if head < n:
+            tail = bytearray(2 * _SPARE)
+            self._encryptor.update_into(_ZERO_CHUNK[: n - head], tail)
+            view[head:n] = tail[: n - head]
         self.bytes_drawn += n
+
+    def bytes(self, n: int) -> bytearray:
+        """n keystream bytes in a fresh writable buffer."""
+        out = bytearray(n)
+        self._fill(memoryview(out), n)
         return out
 
     def int64(self, n: int) -> torch.Tensor:
         """n uniformly random int64 values (uniform bit patterns, i.e. uniform in Z_2^64)."""
         if n == 0:
             return torch.empty(0, dtype=torch.int64)
-        return torch.frombuffer(self.bytes(8 * n), dtype=torch.int64, count=n)
+        out = torch.empty(n, dtype=torch.int64)
+        self._fill(_byte_view(out), 8 * n)
+        return out
+
+    def chunks(self, n: int, scratch: torch.Tensor | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
+        """The next n int64 stream words as (start, count, words) pieces, in order.
+
+        ``words`` is a reused buffer (``scratch`` if given: an int64 tensor of at least
+        ``CHUNK_WORDS + 2`` elements) that is overwritten by the next piece, so consume each
+        piece before advancing. Draws exactly the stream ``int64(n)`` would.
+        """
+        if scratch is None:
+            scratch = torch.empty(CHUNK_WORDS + _SPARE // 8, dtype=torch.int64)
+        size = min(CHUNK_WORDS, scratch.numel() - _SPARE // 8)
+        view = _byte_view(scratch)
+        start = 0
+        while start < n:
+            count = min(size, n - start)
+            self._fill(view, 8 * count)
+            yield start, count, scratch
+            start += count
 
 
 def private_prg() -> PRG:

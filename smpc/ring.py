@@ -9,17 +9,25 @@ Every kernel is exact modulo 2^k. Nothing here knows about secrets or parties: t
 arithmetic primitives the share types and protocols are built from. Kernels allocate as little
 as they can; on this class of machine an int64 op on 1e6 elements costs ~1 ms in place but
 ~5 ms when it allocates.
+
+Matmul: torch has no BLAS for int64 (a 1000x1000 int64 matmul takes ~4.5 s here), so large
+inner dimensions go through float64 BLAS on signed limbs (``_matmul_blas``), and small ones
+(the n x d design-matrix shapes) through a direct C kernel.
 """
 
 from __future__ import annotations
 
+import ctypes
 import math
+import os
+import platform
+import threading
 from collections.abc import Sequence
 
 import torch
 
 try:  # optional C kernels (setup.py builds them; identical results, ~10x faster on ring128)
-    from smpc import _ringkernels as _C
+    from smpc import _ringkernels as _C  # noqa: N812 - the usual name for a C extension
 except ImportError:  # pragma: no cover - exercised on machines without a compiler
     _C = None
 
@@ -49,6 +57,46 @@ def _ult(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 _use_c = _C is not None
+
+# ----- allocator tuning ---------------------------------------------------------------------
+# Measured here (3 party threads, 1e6-element ops): with glibc's defaults every op allocates
+# its big tensors from fresh pages: blocks over the (dynamic, at most 32 MiB) mmap threshold
+# are mmap'ed and unmapped on free, and each party thread gets its own arena whose heaps are
+# trimmed or deleted when freed. A page fault on this VM costs ~3.5 us, so a 16 MiB result
+# costs ~4-12 ms of faults before the kernel that fills it runs in ~2 ms; an RSS matmul of
+# 1e6x8 @ 8x8 on ring128 took 4.4 s of CPU, 2.6 s of it in 718k page faults per op.
+# One arena, no mmap'ed chunks and a high trim threshold make freed blocks come straight
+# back from the heap: 0 faults per op in steady state, RSS mul on ring128 -16..21% CPU,
+# that matmul 4.4 s -> 1.8 s of CPU. The price: the process keeps up to 512 MiB of freed
+# memory mapped for reuse (peak RSS is unchanged), and the threads share one malloc arena
+# (smpc's allocations are few and large). SMPC_MALLOC_TUNING=0 in the environment keeps
+# glibc's defaults. No effect on other C libraries.
+_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
+_TRIM_BYTES = 512 << 20
+_malloc_tuning: str | None = None
+
+
+def _tune_allocator() -> str | None:
+    if os.environ.get("SMPC_MALLOC_TUNING", "1") == "0" or platform.system() != "Linux":
+        return None
+    if platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = (libc.mallopt(_M_ARENA_MAX, 1), libc.mallopt(_M_MMAP_MAX, 0), libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_BYTES))
+    except (OSError, AttributeError):
+        return None
+    if not all(ok):
+        return None
+    return f"glibc mallopt: M_ARENA_MAX=1, M_MMAP_MAX=0, M_TRIM_THRESHOLD={_TRIM_BYTES >> 20} MiB"
+
+
+def allocator_tuning() -> str | None:
+    """The malloc settings smpc applied at import (None: glibc's defaults are in force)."""
+    return _malloc_tuning
+
+
+_malloc_tuning = _tune_allocator()
 
 
 def use_c_kernels(enabled: bool) -> bool:
@@ -118,6 +166,45 @@ class Ring:
         out = self.mul(x1, self.add(y1, y2))
         return self.add_(out, self.mul(x2, y1))
 
+    def add_random_(self, z: torch.Tensor, prg, sign: int = 1) -> torch.Tensor:
+        """z += random(prg, shape(z)) in place (sign=-1: z -= ...), drawing exactly the stream
+        ``random`` would, without materialising it: the C path adds 256 KiB keystream pieces
+        as they come out of AES (one pass over z instead of allocate + write + add)."""
+        if _fast(z):
+            n = self.numel(z)
+            for start, count, words in prg.chunks(self.lanes * n, _scratch(0)):
+                _C.add_stream(z.data_ptr(), n, self.lanes, words.data_ptr(), start, count, sign)
+            return z
+        r = self.random(prg, self.shape(z))
+        return self.add_(z, r) if sign > 0 else self.sub_(z, r)
+
+    def add_zero_sharing_(self, z: torch.Tensor, prg_plus, prg_minus) -> torch.Tensor:
+        """z += random(prg_plus) - random(prg_minus) in place: a party's term of a 3-out-of-3
+        sharing of zero, the two streams interleaved piece by piece so z is read once."""
+        if _fast(z):
+            n = self.numel(z)
+            total = self.lanes * n
+            plus = prg_plus.chunks(total, _scratch(0))
+            minus = prg_minus.chunks(total, _scratch(1))
+            for (start, count, w_plus), (_, _, w_minus) in zip(plus, minus, strict=True):
+                _C.add_stream(z.data_ptr(), n, self.lanes, w_plus.data_ptr(), start, count, 1)
+                _C.add_stream(z.data_ptr(), n, self.lanes, w_minus.data_ptr(), start, count, -1)
+            return z
+        self.add_(z, self.random(prg_plus, self.shape(z)))
+        return self.sub_(z, self.random(prg_minus, self.shape(z)))
+
+    def rshift_logical_(self, a: torch.Tensor, n: int) -> torch.Tensor:
+        """a >>> n in place (one C pass, no allocation)."""
+        if _fast(a) and n < self.bits:
+            return self._shift_c(a, n, 1, out=a)
+        return a.copy_(self.rshift_logical(a, n))
+
+    def truncate_negated_(self, a: torch.Tensor, n: int) -> torch.Tensor:
+        """-((-a) >>> n) in place (one C pass, no allocation)."""
+        if _fast(a) and n < self.bits:
+            return self._shift_c(a, n, 3, out=a)
+        return a.copy_(self.truncate_negated(a, n))
+
     def __repr__(self) -> str:
         return self.name
 
@@ -150,23 +237,30 @@ class Ring64(Ring):
             return flat
         return [v & ((1 << 64) - 1) for v in flat]
 
+    # add / sub / mul run in C when both operands have the same shape (single-threaded: see
+    # arith64 in _ringkernels.c for why torch's threaded ops stall here); torch otherwise
+    def _arith_c(self, a, b, op: int, out=None):
+        out = torch.empty_like(a) if out is None else out
+        _C.arith64(out.data_ptr(), a.data_ptr(), b.data_ptr(), a.numel(), op)
+        return out
+
     def add(self, a, b):
-        return a + b
+        return self._arith_c(a, b, 0) if _fast(a, b) else a + b
 
     def add_(self, a, b):
-        return a.add_(b)
+        return self._arith_c(a, b, 0, out=a) if _fast(a, b) else a.add_(b)
 
     def sub(self, a, b):
-        return a - b
+        return self._arith_c(a, b, 1) if _fast(a, b) else a - b
 
     def sub_(self, a, b):
-        return a.sub_(b)
+        return self._arith_c(a, b, 1, out=a) if _fast(a, b) else a.sub_(b)
 
     def neg(self, a):
         return -a
 
     def mul(self, a, b):
-        return a * b
+        return self._arith_c(a, b, 2) if _fast(a, b) else a * b
 
     def rss_product(self, x1, x2, y1, y2):
         if _fast(x1, x2, y1, y2):
@@ -182,6 +276,8 @@ class Ring64(Ring):
         return a * k
 
     def matmul(self, a, b):
+        if _use_c and a.dim() and b.dim():
+            return _matmul_c(self, a, b)
         if a.shape[-1] <= 16 or a.dim() == 1 or b.dim() == 1:
             return torch.matmul(a, b)
         return _matmul_limbs(a, b, 64)[0]
@@ -192,11 +288,22 @@ class Ring64(Ring):
     def rshift_arith(self, a, n: int):
         return a >> min(n, 63)
 
+    def _shift_c(self, a, n: int, kind: int, out=None):
+        out = torch.empty_like(a) if out is None else out
+        _C.shift64(out.data_ptr(), a.data_ptr(), a.numel(), n, kind)
+        return out
+
     def rshift_logical(self, a, n: int):
-        return _lrs(a, n) if n < 64 else torch.zeros_like(a)
+        if n >= 64:
+            return torch.zeros_like(a)
+        if _fast(a):
+            return self._shift_c(a, n, 1)
+        return _lrs(a, n)
 
     def truncate_negated(self, a, n: int):
         """-((-a) >>> n): the second party's half of a probabilistic truncation."""
+        if _fast(a) and n < 64:
+            return self._shift_c(a, n, 3)
         return -self.rshift_logical(-a, n)
 
     def bit(self, a, i: int) -> torch.Tensor:
@@ -247,6 +354,10 @@ class Ring64(Ring):
         """
         if frac_bits == 0:
             return a.to(torch.float64)
+        if frac_bits > _FLOAT_EXACT_BITS:
+            # whole + fraction would cancel for tiny negatives (-1 + (1 - 3 2^-63) -> 0.0):
+            # scale the signed value instead (one rounding, then an exact power of two)
+            return a.to(torch.float64) * 2.0**-frac_bits
         whole = (a >> frac_bits).to(torch.float64)
         frac = (a & ((1 << frac_bits) - 1)).to(torch.float64)
         return whole + frac / float(1 << frac_bits)
@@ -283,7 +394,7 @@ class Ring128(Ring):
         lo = a[0].reshape(-1).tolist()
         hi = a[1].reshape(-1).tolist()
         out = []
-        for low, high in zip(lo, hi):
+        for low, high in zip(lo, hi, strict=True):
             v = ((high & ((1 << 64) - 1)) << 64) | (low & ((1 << 64) - 1))
             if signed and v >= 1 << 127:
                 v -= 1 << 128
@@ -346,6 +457,9 @@ class Ring128(Ring):
 
     def neg(self, a):
         out = torch.empty_like(a)
+        if _fast(a):
+            _C.neg128(out.data_ptr(), a.data_ptr(), a[0].numel())
+            return out
         torch.neg(a[0], out=out[0])
         torch.bitwise_not(a[1], out=out[1])
         out[1] += a[0] == 0
@@ -368,14 +482,16 @@ class Ring128(Ring):
         return self.mul(a, k)
 
     def matmul(self, a, b):
+        if _use_c and a.dim() > 1 and b.dim() > 1:
+            return _matmul_c(self, a, b)
         low, carry_high = _matmul_limbs(a[0], b[0], 128)
         high = carry_high
         high += _matmul64(a[0], b[1])
         high += _matmul64(a[1], b[0])
         return torch.stack([low, high])
 
-    def _shift_c(self, a, n: int, kind: int):
-        out = torch.empty_like(a)
+    def _shift_c(self, a, n: int, kind: int, out=None):
+        out = torch.empty_like(a) if out is None else out
         _C.shift128(out.data_ptr(), a.data_ptr(), a[0].numel(), n, kind)
         return out
 
@@ -432,7 +548,14 @@ class Ring128(Ring):
         return (a[1] >> 63) & 1
 
     def sum(self, a, dim=None, keepdim: bool = False):
-        count = a[0].numel() if dim is None else a.shape[self._dim(dim)]
+        if dim is None and _fast(a):
+            low, high = _C.sum128(a.data_ptr(), a[0].numel())
+            return torch.tensor([_wrap64(low), _wrap64(high)], dtype=INT64)
+        if dim is None:
+            count = a[0].numel()
+        else:
+            dims = tuple(dim) if isinstance(dim, (tuple, list)) else (dim,)
+            count = math.prod(a[0].shape[d] for d in dims)
         if count >= 1 << 31:
             raise ValueError("ring128 sums are exact up to 2^31 terms per reduction")
         kwargs = {} if dim is None else {"dim": dim, "keepdim": keepdim}
@@ -468,7 +591,11 @@ class Ring128(Ring):
         return a.transpose(self._dim(d0), self._dim(d1))
 
     def expand(self, a, shape):
-        return a.expand((2, *tuple(shape)))
+        shape = tuple(shape)
+        extra = len(shape) - (a.dim() - 1)
+        if extra > 0:  # torch.expand prepends new dims: put them after the lane dim
+            a = a.reshape((2,) + (1,) * extra + tuple(a.shape[1:]))
+        return a.expand((2, *shape))
 
     def random(self, prg, shape):
         n = math.prod(shape)
@@ -490,7 +617,16 @@ class Ring128(Ring):
         return out
 
     def to_float(self, a, frac_bits: int):
-        """Decode the signed value a / 2^frac_bits to float64 (floor-exact as in Ring64)."""
+        """Decode the signed value a / 2^frac_bits to float64 (floor-exact as in Ring64).
+
+        Beyond 53 fractional bits whole + fraction could cancel (a tiny negative would lose
+        its sign) or count bit 63 twice, so there the signed 128-bit value is converted with
+        the same balanced split and scaled by 2^-frac_bits: relative error <= 2^-52.
+        """
+        if frac_bits > _FLOAT_EXACT_BITS:
+            top = a[1] + (a[0] < 0)  # a = top * 2^64 + a[0] read as signed
+            value = top.to(torch.float64) * 2.0**64 + a[0].to(torch.float64)
+            return value * 2.0**-frac_bits
         whole = self.rshift_arith(a, frac_bits)
         # balanced split whole = top * 2^64 + low (low signed): top is 0 whenever the value
         # fits int64, so no float cancellation can occur there
@@ -538,11 +674,11 @@ def _matmul_limbs(a: torch.Tensor, b: torch.Tensor, out_bits: int):
         shift = limb * t
         if shift >= out_bits:
             break
-        acc = None
+        column = None
         for i in range(max(0, t - n_limbs + 1), min(t, n_limbs - 1) + 1):
-            p = torch.matmul(a_limbs[i], b_limbs[t - i])
-            acc = p if acc is None else acc.add_(p)
-        column = acc.to(INT64)  # < n_limbs * 2^53 <= 2^56: exact
+            # each limb product is exact (< 2^53); their sum may not be, so add in int64
+            p = torch.matmul(a_limbs[i], b_limbs[t - i]).to(INT64)
+            column = p if column is None else column.add_(p)  # < n_limbs * 2^53 <= 2^56
         if low is None:
             low = torch.zeros_like(column)
             high = torch.zeros_like(column)
@@ -556,6 +692,136 @@ def _matmul_limbs(a: torch.Tensor, b: torch.Tensor, out_bits: int):
         low += part_low
         high += _ult(low, part_low)
     return low, (high if out_bits > 64 else None)
+
+
+# ----- C-path matmul ------------------------------------------------------------------------
+# 2-D products with any of n, k, m up to this size use the direct C kernel (one multiply-add
+# per term, ~0.75 ns on Z_2^64 and ~2.4 ns on Z_2^128 here); the others the float64-BLAS limb
+# decomposition (~6 and ~21 BLAS multiply-adds per term, but at BLAS speed). Measured single
+# threaded on the 2-core dev machine: BLAS wins only when all three dimensions are large
+# (256^3: 7.7 vs 12.6 ms on Z_2^64, 33 vs 40 ms on Z_2^128); with a skinny dimension the
+# limb conversions of the large operands dominate (1e5x8 @ 8x8: direct 15 ms, BLAS 280 ms
+# on Z_2^128; 1000x1000 @ 1000x64: 123 vs 230 ms).
+_DIRECT_MAX_DIM = 64
+# The BLAS path splits the inner dimension into chunks of at most this size: the limb width
+# depends on the chunk (each product must stay below 2^53), so shorter chunks allow wider
+# limbs and fewer limb products (Z_2^128: 21 at any chunk <= 2048 instead of 36 at k = 1e6).
+_BLAS_CHUNK_K = 2048
+_FLOAT_EXACT = 1 << _FLOAT_EXACT_BITS
+
+
+def _matmul_shape(sa, sb) -> torch.Size:
+    """torch.matmul's result shape (and its error for mismatched operands)."""
+    return torch.matmul(torch.empty(sa, device="meta"), torch.empty(sb, device="meta")).shape
+
+
+def _matmul_c(ring: Ring, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b mod 2^k with torch.matmul semantics (1-D operands, broadcast batch dimensions)."""
+    lanes = ring.lanes
+    sa, sb = ring.shape(a), ring.shape(b)
+    out_shape = _matmul_shape(sa, sb)
+    # 1-D operands become a row / a column, squeezed away again at the end (torch's rule)
+    if len(sa) == 1:
+        a = ring.reshape(a, (1, sa[0]))
+    if len(sb) == 1:
+        b = ring.reshape(b, (sb[0], 1))
+    sa, sb = ring.shape(a), ring.shape(b)
+    a, b = a.contiguous(), b.contiguous()
+    n, k, m = sa[-2], sa[-1], sb[-1]
+    if len(sa) == 2 and len(sb) == 2 and min(n, k, m) <= _DIRECT_MAX_DIM:
+        out = torch.empty((2, n, m) if lanes == 2 else (n, m), dtype=INT64)
+        kernel = _C.matmul128 if lanes == 2 else _C.matmul64
+        kernel(out.data_ptr(), a.data_ptr(), b.data_ptr(), n, k, m)
+    else:
+        out = _matmul_blas(ring, a, b)
+    return ring.reshape(out, out_shape)
+
+
+def _limb_layout(k: int, bits: int) -> tuple[int, int, int]:
+    """(limb width L, limb count, inner-dimension chunk) for the signed-limb BLAS matmul.
+
+    Signed limbs lie in [-2^(L-1), 2^(L-1)), so one limb product summed over a chunk of kc
+    terms is below kc * 2^(2L-2), which must not exceed 2^53 for float64 to be exact. Then L
+    is lowered as far as the same limb count allows, leaving room to sum several products
+    in one float64 accumulator.
+    """
+    kc = max(1, min(k, _BLAS_CHUNK_K))
+    width = 1
+    while width < 26 and kc << (2 * width) <= _FLOAT_EXACT:  # kc * 2^(2(width+1)-2) <= 2^53
+        width += 1
+    count = -(-bits // width)
+    return -(-bits // count), count, kc
+
+
+def _to_limbs(x: torch.Tensor, ring: Ring, width: int, count: int) -> torch.Tensor:
+    """float64 planes (count, *shape) of x's signed limbs (C kernel ``to_limbs``)."""
+    out = torch.empty((count, *ring.shape(x)), dtype=torch.float64)
+    _C.to_limbs(out.data_ptr(), x.data_ptr(), ring.numel(x), ring.lanes, width, count)
+    return out
+
+
+def _matmul_blas(ring: Ring, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Exact a @ b mod 2^k (contiguous, at least 2-D) from float64 BLAS on signed limbs.
+
+    a = sum_i A_i 2^(L i), b = sum_j B_j 2^(L j) (mod 2^k) with |A_i|, |B_j| <= 2^(L-1);
+    a @ b = sum over i + j < k / L of (A_i @ B_j) 2^(L (i + j)) mod 2^k. Every BLAS result is
+    an exact integer (below 2^53), products of equal shift share a float64 accumulator as
+    long as their sum stays below 2^53, and each accumulator is added into the int64 lanes
+    exactly (C kernel ``add_limb_product``). Z_2^64 at k = 1000 takes 6 BLAS calls (unsigned
+    22-bit limbs would need 10), Z_2^128 takes 21 (the former path: 36).
+    """
+    bits, lanes = ring.bits, ring.lanes
+    k = ring.shape(a)[-1]
+    width, count, kc = _limb_layout(k, bits)
+    per_sum = max(1, _FLOAT_EXACT // (kc << (2 * width - 2)))  # products one accumulator holds
+    a_limbs, b_limbs = _to_limbs(a, ring, width, count), _to_limbs(b, ring, width, count)
+    out = None
+    two_d = a_limbs.dim() == 3 and b_limbs.dim() == 3
+    for t in range(count):
+        shift = width * t
+        if shift >= bits:
+            break
+        pairs = [(i, t - i) for i in range(t + 1) if i < count and t - i < count]
+        for c0 in range(0, max(k, 1), kc):
+            w = min(kc, k - c0)
+            acc, held = None, 0
+            for i, j in pairs:
+                ai = a_limbs[i].narrow(-1, c0, w)
+                bj = b_limbs[j].narrow(-2, c0, w)
+                if acc is None:
+                    acc = torch.matmul(ai, bj)
+                elif two_d:
+                    acc.addmm_(ai, bj)  # BLAS adds into acc: exact while the sum is < 2^53
+                else:
+                    acc += torch.matmul(ai, bj)
+                held += 1
+                if held == per_sum:
+                    out = _add_limb_product(out, acc, lanes, shift)
+                    acc, held = None, 0
+            if acc is not None:
+                out = _add_limb_product(out, acc, lanes, shift)
+    return out  # t = 0 always has the product A_0 @ B_0, so out is set
+
+
+def _add_limb_product(out: torch.Tensor | None, acc: torch.Tensor, lanes: int, shift: int) -> torch.Tensor:
+    acc = acc.contiguous()
+    if out is None:
+        out = torch.zeros((2, *acc.shape) if lanes == 2 else acc.shape, dtype=INT64)
+    _C.add_limb_product(out.data_ptr(), acc.data_ptr(), acc.numel(), lanes, shift)
+    return out
+
+
+_tls = threading.local()
+
+
+def _scratch(i: int) -> torch.Tensor:
+    """Per-thread keystream buffers for ``add_random_`` (parties are threads in simulate)."""
+    bufs = getattr(_tls, "bufs", None)
+    if bufs is None:
+        from smpc.prg import CHUNK_WORDS
+
+        bufs = _tls.bufs = [torch.empty(CHUNK_WORDS + 2, dtype=INT64) for _ in range(2)]
+    return bufs[i]
 
 
 RING64 = Ring64()

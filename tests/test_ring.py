@@ -376,13 +376,7 @@ def test_sum_many_terms_ring128():
 
 @pytest.mark.parametrize(
     "ring",
-    [RING64, pytest.param(RING128, marks=pytest.mark.xfail(
-        strict=True,
-        raises=TypeError,
-        reason="BUG smpc/ring.py Ring128.sum: `a.shape[self._dim(dim)]` and `_dim` compare a tuple "
-        "with 0, so sums over several dims (dim=(0, 1)), which ring64 and SecretTensor.sum accept, "
-        "raise TypeError on ring128. Fix: count = prod(a.shape[self._dim(d)] for d in dims).",
-    ))],
+    [RING64, RING128],
     ids=RING_IDS,
 )
 def test_sum_over_several_dims(ring):
@@ -423,13 +417,7 @@ def test_structural_ops_keep_lanes_together(ring):
 
 @pytest.mark.parametrize(
     "ring",
-    [RING64, pytest.param(RING128, marks=pytest.mark.xfail(
-        strict=True, raises=RuntimeError,
-        reason="BUG smpc/ring.py Ring128.expand: expand((2, *shape)) aligns the lane dim with a data "
-        "dim when the target has more dims (torch expand prepends), so (4,) -> (3, 4) fails; this "
-        "breaks secret + public of higher rank on parties 1 (sharing.add_public). Fix: reshape to "
-        "(2, 1, ..., *shape_of_a) before expanding.",
-    ))],
+    [RING64, RING128],
     ids=RING_IDS,
 )
 def test_expand_adds_leading_dims(ring):
@@ -497,15 +485,7 @@ def test_to_float(ring, data):
                 assert abs(Fraction(value) - exact) <= abs(exact) * Fraction(1, 2**50), (path, raw, f)
 
 
-_TO_FLOAT_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="BUG smpc/ring.py Ring128.to_float, frac_bits > 53: tiny negatives lose their sign "
-    "(-3/2^64 -> 0.0), and at f = 63 bit 63 counts twice ((2^63+1)/2^63 -> 2.0)",
-)
-
-
-@pytest.mark.parametrize("f", [53, pytest.param(60, marks=_TO_FLOAT_BUG), pytest.param(63, marks=_TO_FLOAT_BUG),
-                               pytest.param(64, marks=_TO_FLOAT_BUG)])
+@pytest.mark.parametrize("f", [53, 60, 63, 64])
 def test_to_float_many_fraction_bits_ring128(f):
     """Large fractional widths: decoding must stay within one unit of the last place (2^-f)
     of the exact value, also for tiny negative values (far beyond the defaults, f = 20)."""
