@@ -53,11 +53,14 @@ JOBS = [
     ("Credit amount and duration", "describe", "loans", {"columns": "credit_amount,duration_in_month"}),
     ("Card defaults and credit limits", "default_rate_overall", "cards",
      {"label": "default", "amount": "LIMIT_BAL", "amount_decimals": 0}),
+    ("Statement balance bands", "histogram", "cards",
+     {"column": "BILL_AMT1", "edges": "-200000,0,10000,50000,100000,250000,700000"}),
 ]
 ALLOWED_COLUMNS = {
     "default_rate_overall": ["creditability", "credit_amount", "age_in_years", "default", "LIMIT_BAL"],
     "default_rate": ["creditability", "purpose", "default", "EDUCATION"],
     "describe": ["credit_amount", "duration_in_month", "LIMIT_BAL", "BILL_AMT1"],
+    "histogram": ["BILL_AMT1", "credit_amount"],
 }
 
 
