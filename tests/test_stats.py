@@ -25,8 +25,10 @@ def run_columns(parts: list[np.ndarray], fn, *, bound, frac_bits=0, ring=128):
     """Share one column per bank (ranks 0..2) and run fn(columns) on the consortium column."""
 
     def job(ctx, data=None):
-        pieces = [stats.share_column(ctx, data if ctx.rank == r else None, r, bound=bound, frac_bits=frac_bits, name="x")
-                  for r in range(len(parts))]
+        pieces = [
+            stats.share_column(ctx, data if ctx.rank == r else None, r, bound=bound, frac_bits=frac_bits, name="x")
+            for r in range(len(parts))
+        ]
         return fn(stats.concat(pieces))
 
     return smpc.simulate(job, ring=ring, inputs={r: {"data": p} for r, p in enumerate(parts)})
