@@ -51,13 +51,14 @@ def execute(args, command: str = "") -> int:
         "seed": args.seed, "threads": args.threads, "wan": args.wan, "decode_fix": args.crypten_decode_fix,
         "timeout": args.timeout, "start_timeout": min(args.timeout, 600.0), "command": command,
     }
+    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results"
+    stem = args.name or ("compare-wan" if args.wan else "compare")
+    settings["on_op"] = lambda partial: report.save_json(partial, out / f"{stem}.json")
     log = (lambda *a, **k: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     results = harness.run(settings, log=log)
     if args.baseline:
         results["baseline"] = report.load_baseline(args.baseline)
         results["baseline_file"] = str(args.baseline)
-    out = Path(args.out) if args.out else ROOT / "benchmarks" / "results"
-    stem = args.name or ("compare-wan" if args.wan else "compare")
     paths = report.write(results, out, stem)
     print(report.markdown(results))
     print("wrote " + ", ".join(str(p) for p in paths.values()), file=sys.stderr)

@@ -293,6 +293,7 @@ def run(settings: dict, log=print) -> dict:
 
     if threading_is_main():
         signal.signal(signal.SIGTERM, on_term)
+    finished = False
     try:
         if shape is not None:
             relay = RelayProcess(shape)
@@ -312,10 +313,14 @@ def run(settings: dict, log=print) -> dict:
             op = ops[key]
             log(f"[{key}] {op.label}: {op.elements:,} elements")
             results["ops"][key] = _run_op(op, groups, settings, relay, log)
+            if settings.get("on_op") is not None:
+                settings["on_op"](results)  # e.g. save what is measured so far
+        finished = True
     finally:
         for g in groups.values():
             with contextlib.suppress(Exception):
-                g.close()
+                # after a failure or an interrupt the parties may be deep in an op: end them now
+                g.close() if finished else g.kill()
         if relay is not None:
             relay.close()
         shutil.rmtree(workdir, ignore_errors=True)

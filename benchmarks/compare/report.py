@@ -253,10 +253,18 @@ def chart(results: dict, path: Path) -> Path | None:
     return path
 
 
+def save_json(results: dict, path: Path) -> Path:
+    """Write the results (also the partial ones after each op: a failed run keeps them)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
 def write(results: dict, out_dir: Path, stem: str) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out_dir / f"{stem}.json", "markdown": out_dir / f"{stem}.md"}
-    paths["json"].write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
+    paths = {"json": save_json(results, out_dir / f"{stem}.json"), "markdown": out_dir / f"{stem}.md"}
     paths["markdown"].write_text(markdown(results))
     png = chart(results, out_dir / f"{stem}.png")
     if png is not None:
