@@ -80,20 +80,12 @@ def check_schemas(tables: dict[str, pd.DataFrame], columns: list[str]) -> None:
 def run_secure(analysis, tables: dict[str, pd.DataFrame], params: dict, progress=None) -> tuple[dict, dict]:
     """(result, cost) of the analysis on secret shares; cost = {"rounds", "bytes",
     "bytes_per_party"} measured from every party's ``comm_stats``."""
-    from smpc.analyses.registry import set_progress_hook
+    from smpc.analyses.registry import bank_layout, merge_by_bank, set_progress_hook
     from smpc.runtime import simulate
-    from smpc.sharing import N_COMPUTE
 
     parsed = analysis.parse_params(params)
     banks = list(tables)
-    if len(banks) <= N_COMPUTE:
-        owners = list(range(len(banks)))
-        names = banks + [f"compute_{r}" for r in range(len(banks), N_COMPUTE)]
-        extra = 0
-    else:
-        owners = list(range(N_COMPUTE, N_COMPUTE + len(banks)))
-        names = [f"compute_{r}" for r in range(N_COMPUTE)] + banks
-        extra = len(banks)
+    owners, names, extra = bank_layout(banks)
     inputs = {rank: {"table": tables[bank]} for rank, bank in zip(owners, banks, strict=True)}
 
     def job(ctx, table=None, **kw):
@@ -114,16 +106,6 @@ def run_secure(analysis, tables: dict[str, pd.DataFrame], params: dict, progress
         "bytes_per_party": {names[r]: s["bytes_sent"] for r, s in enumerate(stats)},
     }
     return result, cost
-
-
-def merge_by_bank(result: dict, results: list) -> dict:
-    """Analyses whose banks each receive their own part (``multi_lending``: every bank's dict
-    has only its own ``by_bank`` entry) are shown as the consortium view: the ``by_bank``
-    entries of every rank's result merged. Other results are returned unchanged."""
-    parts = [r for r in results if isinstance(r, dict) and isinstance(r.get("by_bank"), dict)]
-    if not isinstance(result, dict) or "by_bank" not in result or len(parts) < 2:
-        return result
-    return {**result, "by_bank": {bank: v for r in parts for bank, v in r["by_bank"].items()}}
 
 
 def leakage_items(text: str) -> list[str]:

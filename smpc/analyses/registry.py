@@ -237,14 +237,7 @@ class Analysis:
         banks = list(tables)
         if not banks:
             raise InputError(f"{self.name}: no input tables")
-        if len(banks) <= N_COMPUTE:
-            owners = list(range(len(banks)))
-            names = banks + [f"compute_{r}" for r in range(len(banks), N_COMPUTE)]
-            extra = 0
-        else:
-            owners = list(range(N_COMPUTE, N_COMPUTE + len(banks)))
-            names = [f"compute_{r}" for r in range(N_COMPUTE)] + banks
-            extra = len(banks)
+        owners, names, extra = bank_layout(banks)
         inputs = {rank: {"table": tables[bank]} for rank, bank in zip(owners, banks, strict=True)}
         for rank in range(N_COMPUTE + extra):
             inputs.setdefault(rank, {"table": None})
@@ -254,12 +247,27 @@ class Analysis:
         )
         for result in results:
             if result is not None:
-                parts = [r for r in results if isinstance(r, dict) and isinstance(r.get("by_bank"), dict)]
-                if isinstance(result, dict) and "by_bank" in result and len(parts) > 1:
-                    # each bank received only its own part (multi_lending): the consortium view
-                    result = {**result, "by_bank": {b: v for r in parts for b, v in r["by_bank"].items()}}
-                return result
+                return merge_by_bank(result, results)
         raise SmpcError(f"{self.name}: no rank received a result")
+
+
+def bank_layout(banks: Sequence[str]) -> tuple[list[int], list[str], int]:
+    """(owner ranks, party names by rank, number of input parties) for a local simulation:
+    up to three banks are the compute parties themselves, more banks are input parties."""
+    banks = list(banks)
+    if len(banks) <= N_COMPUTE:
+        return list(range(len(banks))), banks + [f"compute_{r}" for r in range(len(banks), N_COMPUTE)], 0
+    owners = list(range(N_COMPUTE, N_COMPUTE + len(banks)))
+    return owners, [f"compute_{r}" for r in range(N_COMPUTE)] + banks, len(banks)
+
+
+def merge_by_bank(result, results: list):
+    """Analyses whose banks each receive their own part (``by_bank``: multi_lending) are shown
+    as the consortium view, every rank's ``by_bank`` entries merged; others are unchanged."""
+    parts = [r for r in results if isinstance(r, dict) and isinstance(r.get("by_bank"), dict)]
+    if not isinstance(result, dict) or "by_bank" not in result or len(parts) < 2:
+        return result
+    return {**result, "by_bank": {bank: v for r in parts for bank, v in r["by_bank"].items()}}
 
 
 _REGISTRY: dict[str, Analysis] = {}
