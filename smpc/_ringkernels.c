@@ -143,30 +143,6 @@ static PyObject *rss_product64(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* Plain Z_2^64 add / sub / mul. torch has these, but its intra-op threads wait at a barrier
- * for every op over 32k elements: with three party threads on two cores (or any other load)
- * that barrier often waits for a descheduled worker, measured 16-20 ms at the 90th
- * percentile for a 1e5-element add that takes 0.07 ms on one thread. out may alias a. */
-MULTIVERSION
-static void arith64_loop(uint64_t *out, const uint64_t *a, const uint64_t *b, Py_ssize_t n, int op) {
-    if (op == 0) for (Py_ssize_t i = 0; i < n; i++) out[i] = a[i] + b[i];
-    else if (op == 1) for (Py_ssize_t i = 0; i < n; i++) out[i] = a[i] - b[i];
-    else for (Py_ssize_t i = 0; i < n; i++) out[i] = a[i] * b[i];
-}
-
-static PyObject *arith64(PyObject *self, PyObject *args) {
-    unsigned long long out_, a_, b_; Py_ssize_t n; int op;
-    if (!PyArg_ParseTuple(args, "KKKni", &out_, &a_, &b_, &n, &op)) return NULL;
-    if (op < 0 || op > 2) {
-        PyErr_SetString(PyExc_ValueError, "arith64: op must be 0 (add), 1 (sub) or 2 (mul)");
-        return NULL;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    arith64_loop(PTR(uint64_t, out_), PTR(const uint64_t, a_), PTR(const uint64_t, b_), n, op);
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
-}
-
 /* kind: 1 logical right, 3 -((-a) >>> d); 0 <= d < 64. */
 static PyObject *shift64(PyObject *self, PyObject *args) {
     unsigned long long out_, a_; Py_ssize_t n; int d, kind;
@@ -349,7 +325,6 @@ static PyMethodDef methods[] = {
     {"rss_product128", rss_product128, METH_VARARGS, "out = x1*(y1+y2) + x2*y1 mod 2^128"},
     {"rss_product64", rss_product64, METH_VARARGS, "out = x1*(y1+y2) + x2*y1 mod 2^64"},
     {"shift128", shift128, METH_VARARGS, "shifts mod 2^128"},
-    {"arith64", arith64, METH_VARARGS, "out = a + b, a - b or a * b mod 2^64 (op 0, 1, 2)"},
     {"shift64", shift64, METH_VARARGS, "logical / negated logical right shifts mod 2^64"},
     {"add_stream", add_stream, METH_VARARGS, "add or subtract PRG stream words into a ring tensor"},
     {"matmul64", matmul64, METH_VARARGS, "out = a @ b mod 2^64 (direct, small inner dimension)"},

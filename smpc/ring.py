@@ -59,36 +59,43 @@ def _ult(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 _use_c = _C is not None
 
 # ----- allocator tuning ---------------------------------------------------------------------
-# Measured here (3 party threads, 1e6-element ops): with glibc's defaults every op allocates
-# its big tensors from fresh pages: blocks over the (dynamic, at most 32 MiB) mmap threshold
-# are mmap'ed and unmapped on free, and each party thread gets its own arena whose heaps are
-# trimmed or deleted when freed. A page fault on this VM costs ~3.5 us, so a 16 MiB result
-# costs ~4-12 ms of faults before the kernel that fills it runs in ~2 ms; an RSS matmul of
-# 1e6x8 @ 8x8 on ring128 took 4.4 s of CPU, 2.6 s of it in 718k page faults per op.
-# One arena, no mmap'ed chunks and a high trim threshold make freed blocks come straight
-# back from the heap: 0 faults per op in steady state, RSS mul on ring128 -16..21% CPU,
-# that matmul 4.4 s -> 1.8 s of CPU. The price: the process keeps up to 512 MiB of freed
-# memory mapped for reuse (peak RSS is unchanged), and the threads share one malloc arena
-# (smpc's allocations are few and large). SMPC_MALLOC_TUNING=0 in the environment keeps
-# glibc's defaults. No effect on other C libraries.
-_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
+# With glibc's defaults big tensors come from fresh pages: blocks over the (dynamic) mmap
+# threshold are mmap'ed and unmapped on free, and each party thread gets its own arena whose
+# heaps are trimmed or deleted when freed. A page fault costs ~3.5 us on the dev VM, so a
+# 16 MiB result can pay 4-12 ms of faults before the kernel that fills it runs in ~2 ms.
+# Default tuning: one arena, the largest fixed mmap threshold glibc allows (32 MiB: a 1e6
+# element ring128 tensor is 16 MiB) and a 512 MiB trim threshold, so freed blocks up to
+# 32 MiB come straight back from the heap. Measured against glibc's defaults (runs
+# alternated, 3 party threads on 2 cores, 1e6 elements): RSS mul ring128 fixed point 78 vs
+# 91 ms, ring128 integers 47 vs 56 ms, ring64 integers 37 vs 44 ms, no page faults in steady
+# state, peak RSS within 8 %. The price: up to 512 MiB of freed memory stays mapped for
+# reuse, and the threads share one malloc arena (smpc's allocations are few and large).
+# SMPC_MALLOC_TUNING=nommap also serves blocks over 32 MiB from the heap: the RSS matmul
+# 1e6x8 @ 8x8 on ring128 (128 MiB tensors) then takes 1.1 s instead of 2.5 s, but the peak
+# RSS of that job grew from 2.4 to 5.1 GB (heap fragmentation), hence not the default.
+# SMPC_MALLOC_TUNING=0 keeps glibc's defaults.
+_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -4, -3, -8
 _TRIM_BYTES = 512 << 20
+_MMAP_BYTES = 32 << 20  # glibc refuses more (HEAP_MAX_SIZE / 2 on 64-bit)
 _malloc_tuning: str | None = None
 
 
 def _tune_allocator() -> str | None:
-    if os.environ.get("SMPC_MALLOC_TUNING", "1") == "0" or platform.system() != "Linux":
-        return None
-    if platform.libc_ver()[0] != "glibc":
+    mode = os.environ.get("SMPC_MALLOC_TUNING", "1")
+    if mode == "0" or platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
     try:
         libc = ctypes.CDLL("libc.so.6")
-        ok = (libc.mallopt(_M_ARENA_MAX, 1), libc.mallopt(_M_MMAP_MAX, 0), libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_BYTES))
+        if mode == "nommap":
+            big, what = libc.mallopt(_M_MMAP_MAX, 0), "M_MMAP_MAX=0"
+        else:
+            big, what = libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_BYTES), f"M_MMAP_THRESHOLD={_MMAP_BYTES >> 20} MiB"
+        ok = (libc.mallopt(_M_ARENA_MAX, 1), big, libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_BYTES))
     except (OSError, AttributeError):
         return None
     if not all(ok):
         return None
-    return f"glibc mallopt: M_ARENA_MAX=1, M_MMAP_MAX=0, M_TRIM_THRESHOLD={_TRIM_BYTES >> 20} MiB"
+    return f"glibc mallopt: M_ARENA_MAX=1, {what}, M_TRIM_THRESHOLD={_TRIM_BYTES >> 20} MiB"
 
 
 def allocator_tuning() -> str | None:
@@ -237,37 +244,26 @@ class Ring64(Ring):
             return flat
         return [v & ((1 << 64) - 1) for v in flat]
 
-    # add / sub / mul run in C when both operands have the same shape (single-threaded: see
-    # arith64 in _ringkernels.c for why torch's threaded ops stall here); torch otherwise
-    def _arith_c(self, a, b, op: int, out=None):
-        out = torch.empty_like(a) if out is None else out
-        _C.arith64(out.data_ptr(), a.data_ptr(), b.data_ptr(), a.numel(), op)
-        return out
-
+    # add / sub / mul stay torch ops: torch runs them on all cores (a C loop here would be
+    # single-threaded); with more threads than cores, as in simulate (three party threads on
+    # two cores), torch's intra-op barrier can stall, see README "Performance"
     def add(self, a, b):
-        return self._arith_c(a, b, 0) if _fast(a, b) else a + b
+        return a + b
 
     def add_(self, a, b):
-        return self._arith_c(a, b, 0, out=a) if _fast(a, b) else a.add_(b)
+        return a.add_(b)
 
     def sub(self, a, b):
-        return self._arith_c(a, b, 1) if _fast(a, b) else a - b
+        return a - b
 
     def sub_(self, a, b):
-        return self._arith_c(a, b, 1, out=a) if _fast(a, b) else a.sub_(b)
+        return a.sub_(b)
 
     def neg(self, a):
         return -a
 
     def mul(self, a, b):
-        return self._arith_c(a, b, 2) if _fast(a, b) else a * b
-
-    def rss_product(self, x1, x2, y1, y2):
-        if _fast(x1, x2, y1, y2):
-            out = torch.empty_like(x1)
-            _C.rss_product64(out.data_ptr(), x1.data_ptr(), x2.data_ptr(), y1.data_ptr(), y2.data_ptr(), x1.numel())
-            return out
-        return super().rss_product(x1, x2, y1, y2)
+        return a * b
 
     def mul_int(self, a: torch.Tensor, k: int | torch.Tensor) -> torch.Tensor:
         """Multiply by public integers (Python int mod 2^64, or an int64 tensor)."""
