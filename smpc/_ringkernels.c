@@ -316,6 +316,116 @@ static PyObject *add_limb_product(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* ----- the carry tree of boolean.msb (natural bit order) ---------------------------------
+ * One level works on w-bit fields (h = w/2; mlo has the low h bits of every field set):
+ * x = [p_hi | p_hi] and y = [p_lo | g_lo] per field, so one AND yields p_hi & g_lo (low
+ * half) and p_hi & p_lo (high half). carry_terms writes this party's 3-out-of-3 term of
+ * x & y, x1 & (y1 ^ y2) ^ x2 & y1 (the caller XORs the zero-sharing in); carry_update forms
+ * g' = g_hi ^ (p_hi & g_lo) and p' = p_hi & p_lo in the low halves and, with compact,
+ * interleaves words 2j and 2j+1 into word j (the odd one shifted up by h). */
+
+static PyObject *carry_terms(PyObject *self, PyObject *args) {
+    unsigned long long out_, g1_, p1_, g2_, p2_, mlo; Py_ssize_t n; int h;
+    if (!PyArg_ParseTuple(args, "KKKKKnKi", &out_, &g1_, &p1_, &g2_, &p2_, &n, &mlo, &h)) return NULL;
+    if (h < 1 || h > 32) {
+        PyErr_SetString(PyExc_ValueError, "carry_terms: bad half width");
+        return NULL;
+    }
+    uint64_t *out = PTR(uint64_t, out_);
+    const uint64_t *g1 = PTR(const uint64_t, g1_), *p1 = PTR(const uint64_t, p1_);
+    const uint64_t *g2 = PTR(const uint64_t, g2_), *p2 = PTR(const uint64_t, p2_);
+    const uint64_t lo = mlo, hi = ~mlo;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t x1 = (p1[i] & hi) | ((p1[i] >> h) & lo), y1 = ((p1[i] & lo) << h) | (g1[i] & lo);
+        uint64_t x2 = (p2[i] & hi) | ((p2[i] >> h) & lo), y2 = ((p2[i] & lo) << h) | (g2[i] & lo);
+        out[i] = (x1 & (y1 ^ y2)) ^ (x2 & y1);
+    }
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *carry_update(PyObject *self, PyObject *args) {
+    unsigned long long og_, op_, g_, z_, mlo; Py_ssize_t n; int h, compact;
+    if (!PyArg_ParseTuple(args, "KKKKnKii", &og_, &op_, &g_, &z_, &n, &mlo, &h, &compact)) return NULL;
+    if (h < 1 || h > 32 || (compact && (n % 2))) {
+        PyErr_SetString(PyExc_ValueError, "carry_update: bad half width or odd word count");
+        return NULL;
+    }
+    uint64_t *og = PTR(uint64_t, og_), *op = PTR(uint64_t, op_);
+    const uint64_t *g = PTR(const uint64_t, g_), *z = PTR(const uint64_t, z_);
+    const uint64_t lo = mlo;
+    Py_BEGIN_ALLOW_THREADS
+    if (compact) {
+        for (Py_ssize_t j = 0; j < n / 2; j++) {
+            Py_ssize_t a = 2 * j, b = a + 1;
+            uint64_t ga = ((g[a] >> h) & lo) ^ (z[a] & lo), gb = ((g[b] >> h) & lo) ^ (z[b] & lo);
+            og[j] = ga | (gb << h);
+            if (op) op[j] = ((z[a] >> h) & lo) | (((z[b] >> h) & lo) << h);
+        }
+    } else {
+        for (Py_ssize_t i = 0; i < n; i++) {
+            og[i] = ((g[i] >> h) & lo) ^ (z[i] & lo);
+            if (op) op[i] = (z[i] >> h) & lo;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* AND-fold of the equality tree: words 2j and 2j+1 of one level (h = w/2) become word j of
+ * the next, x = [b_hi | a_hi] and y = [b_lo | a_lo] per field, so that x & y holds
+ * a_hi & a_lo (low half) and b_hi & b_lo (high half); writes this party's term
+ * x1 & (y1 ^ y2) ^ x2 & y1. */
+static PyObject *fold_terms(PyObject *self, PyObject *args) {
+    unsigned long long out_, z1_, z2_, mlo; Py_ssize_t n; int h;
+    if (!PyArg_ParseTuple(args, "KKKnKi", &out_, &z1_, &z2_, &n, &mlo, &h)) return NULL;
+    if (h < 1 || h > 32 || (n % 2)) {
+        PyErr_SetString(PyExc_ValueError, "fold_terms: bad half width or odd word count");
+        return NULL;
+    }
+    uint64_t *out = PTR(uint64_t, out_);
+    const uint64_t *z1 = PTR(const uint64_t, z1_), *z2 = PTR(const uint64_t, z2_);
+    const uint64_t lo = mlo, hi = ~mlo;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t j = 0; j < n / 2; j++) {
+        Py_ssize_t a = 2 * j, b = a + 1;
+        uint64_t x1 = ((z1[a] >> h) & lo) | (z1[b] & hi), y1 = (z1[a] & lo) | ((z1[b] & lo) << h);
+        uint64_t x2 = ((z2[a] >> h) & lo) | (z2[b] & hi), y2 = (z2[a] & lo) | ((z2[b] & lo) << h);
+        out[j] = (x1 & (y1 ^ y2)) ^ (x2 & y1);
+    }
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+/* The start of boolean.msb on one party: with t = this party's share words of x (as boolean
+ * words, x = t_0 ^ t_1 ^ t_2 + carries) and m = its shares of maj(t_0, t_1, t_2), c = m << 1:
+ * z = this party's term of g = t & c with bit 63 cleared, p_k = (t_k ^ c_k) with bit 63
+ * cleared (and set where set63_k: component 0 carries the public 1), top_k = bit 63 of
+ * t_k ^ c_k. */
+static PyObject *msb_prepare(PyObject *self, PyObject *args) {
+    unsigned long long z_, p1_, p2_, top1_, top2_, t1_, t2_, m1_, m2_; Py_ssize_t n; int set1, set2;
+    if (!PyArg_ParseTuple(args, "KKKKKKKKKnii", &z_, &p1_, &p2_, &top1_, &top2_, &t1_, &t2_, &m1_, &m2_, &n,
+                          &set1, &set2)) return NULL;
+    uint64_t *z = PTR(uint64_t, z_), *p1 = PTR(uint64_t, p1_), *p2 = PTR(uint64_t, p2_);
+    uint64_t *top1 = PTR(uint64_t, top1_), *top2 = PTR(uint64_t, top2_);
+    const uint64_t *t1 = PTR(const uint64_t, t1_), *t2 = PTR(const uint64_t, t2_);
+    const uint64_t *m1 = PTR(const uint64_t, m1_), *m2 = PTR(const uint64_t, m2_);
+    const uint64_t low63 = ~(1ULL << 63), s1 = set1 ? 1ULL << 63 : 0, s2 = set2 ? 1ULL << 63 : 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t c1 = m1[i] << 1, c2 = m2[i] << 1, a1 = t1[i], a2 = t2[i];
+        z[i] = (((c1 ^ c2) & a1) ^ (a2 & c1)) & low63;
+        uint64_t q1 = a1 ^ c1, q2 = a2 ^ c2;
+        top1[i] = q1 >> 63;
+        top2[i] = q2 >> 63;
+        p1[i] = (q1 & low63) | s1;
+        p2[i] = (q2 & low63) | s2;
+    }
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"add128", add128, METH_VARARGS, "out = a + b mod 2^128"},
     {"sub128", sub128, METH_VARARGS, "out = a - b mod 2^128"},
@@ -331,6 +441,10 @@ static PyMethodDef methods[] = {
     {"matmul128", matmul128, METH_VARARGS, "out = a @ b mod 2^128 (direct, small inner dimension)"},
     {"to_limbs", to_limbs, METH_VARARGS, "balanced signed limbs as float64 planes"},
     {"add_limb_product", add_limb_product, METH_VARARGS, "z += p * 2^shift mod 2^bits"},
+    {"carry_terms", carry_terms, METH_VARARGS, "AND terms of one carry-tree level"},
+    {"carry_update", carry_update, METH_VARARGS, "g, p after one carry-tree level, compacted"},
+    {"fold_terms", fold_terms, METH_VARARGS, "AND terms of one equality-tree level"},
+    {"msb_prepare", msb_prepare, METH_VARARGS, "g term, p and top bits of boolean.msb"},
     {NULL, NULL, 0, NULL},
 };
 

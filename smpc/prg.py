@@ -68,6 +68,24 @@ class PRG:
         self._fill(memoryview(out), n)
         return out
 
+    def xor_into(self, t: torch.Tensor) -> None:
+        """XOR the next ``8 * t.numel()`` stream bytes into a contiguous int64 tensor in place:
+        the stream ``int64(t.numel())`` would draw, without materialising it (AES-CTR
+        encrypts in place)."""
+        view = _byte_view(t)
+        n = len(view)
+        head = max(0, n - _SPARE)
+        done = 0
+        while done < head:
+            step = min(head - done, len(_ZERO_CHUNK))
+            self._encryptor.update_into(view[done : done + step], view[done:])
+            done += step
+        if head < n:
+            tail = bytearray(2 * _SPARE)
+            self._encryptor.update_into(view[head:n], tail)
+            view[head:n] = tail[: n - head]
+        self.bytes_drawn += n
+
     def int64(self, n: int) -> torch.Tensor:
         """n uniformly random int64 values (uniform bit patterns, i.e. uniform in Z_2^64)."""
         if n == 0:

@@ -118,6 +118,12 @@ def c_kernels_available() -> bool:
     return _C is not None
 
 
+def c_kernels():
+    """The C kernel module while it is built and switched on (``use_c_kernels``), else None:
+    for protocol modules with their own fused kernels and a torch path beside them."""
+    return _C if _use_c else None
+
+
 def _fast(*tensors: torch.Tensor) -> bool:
     """True when the C kernels apply: same shape, contiguous, int64, non-empty."""
     if not _use_c:

@@ -61,7 +61,7 @@ def test_comparisons_exact_on_adversarial_pairs(ring):
 
 
 @pytest.mark.parametrize("ring", RINGS)
-def test_integer_mode_comparisons_near_the_64_bit_limit(ring):
+def test_integer_mode_comparisons_near_the_64_bit_limit(ring, kernel_path):
     bound = 2.0**61  # differences up to 2^62 < 2^63
     gen = np.random.default_rng(7)
     x = torch.tensor(gen.integers(-(2**61), 2**61, 20_000), dtype=torch.int64)
@@ -77,6 +77,27 @@ def test_integer_mode_comparisons_near_the_64_bit_limit(ring):
     lt, eq = smpc.simulate(job, ring=ring, inputs={0: {"x": x}, 2: {"y": y}})[1]
     assert torch.equal(lt, (x < y).double())
     assert torch.equal(eq, (x == y).double())
+
+
+@pytest.mark.parametrize("shape", [(1,), (31,), (33,), (65,), (3, 7, 5)])
+def test_packed_trees_on_sizes_that_do_not_fill_words(shape, kernel_path):
+    """The carry and equality trees pad to whole words and interleave words pairwise: every
+    element must come back from its own position, for any size and shape."""
+    gen = np.random.default_rng(sum(shape))
+    x = torch.tensor(gen.integers(-(2**40), 2**40, shape), dtype=torch.int64)
+    y = torch.where(torch.tensor(gen.random(shape) < 0.3), x, torch.tensor(gen.integers(-(2**40), 2**40, shape)))
+    y.view(-1)[0] = x.view(-1)[0] - 1
+
+    def job(ctx, x=None, y=None):
+        a = ctx.share(x, owner=0, bound=2.0**41, frac_bits=0)
+        b = ctx.share(y, owner=1, bound=2.0**41, frac_bits=0)
+        return (a < b).reveal(), (a == b).reveal(), (a >= b).reveal()
+
+    lt, eq, ge = smpc.simulate(job, ring=64, inputs={0: {"x": x}, 1: {"y": y}})[0]
+    assert lt.shape == shape
+    assert torch.equal(lt, (x < y).double())
+    assert torch.equal(eq, (x == y).double())
+    assert torch.equal(ge, (x >= y).double())
 
 
 def test_comparison_beyond_64_bits_is_refused():
@@ -105,17 +126,21 @@ def test_bytes_and_rounds_of_less_than_and_equality(ring):
         return lt, ctx.comm_stats()
 
     stats = smpc.simulate(job, ring=ring)
-    # <: carry-save AND (1 word), G (1 word), 5 Kogge-Stone levels of 2 words and a last of
-    # 1 word, then bit injection (party 0: 4 ring elements, parties 1 and 2: 1)
-    boolean_words = 1 + 1 + 5 * 2 + 1
+    # <: carry-save AND (n words), g (n padded to 32: 1024 words), the carry tree (1024 words
+    # halving over 6 levels: 1024 + 512 + ... + 32), then bit injection (party 0: 4 ring
+    # elements, parties 1 and 2: 1)
+    padded = 1024
+    boolean_words = n + padded + sum(padded >> k for k in range(6))
     for rank, (lt, eq) in enumerate(stats):
         assert lt["rounds"] == 9
         inject = 4 * elem if rank == 0 else elem
-        assert lt["bytes_sent"] == n * (boolean_words * word + inject)
-        # ==: party 0 shares s0+s1 (2 words), 6 AND levels (1 word), bit injection
+        assert lt["bytes_sent"] == boolean_words * word + n * inject
+        # ==: party 0 shares s0+s1 (2 words), the AND tree (n padded to 64: 1024 words,
+        # halved at each of 6 levels: 512 + 256 + ... + 16), bit injection
         assert eq["rounds"] == 8
         first = 2 * word if rank == 0 else 0
-        assert eq["bytes_sent"] == n * (first + 6 * word + inject)
+        tree_words = sum(padded >> k for k in range(1, 7))
+        assert eq["bytes_sent"] == n * (first + inject) + tree_words * word
 
 
 def test_less_than_on_a_million_elements_takes_at_most_12_rounds():

@@ -49,6 +49,21 @@ def test_deterministic_per_key_and_split_invariant():
     assert torch.equal(torch.cat([first, second]), PRG(KEY_A).int64(8))
 
 
+@pytest.mark.parametrize("n", [0, 1, 2, 3, 1000, (1 << 19) + 3])
+def test_xor_into_draws_the_same_stream_in_place(n):
+    key = bytes(range(16))
+    data = torch.arange(n, dtype=torch.int64) * 7919
+    expected = data ^ PRG(key).int64(n) if n else data.clone()
+    prg = PRG(key)
+    target = data.clone()
+    prg.xor_into(target)
+    assert torch.equal(target, expected)
+    reference = PRG(key)
+    reference.int64(n)
+    assert torch.equal(prg.int64(5), reference.int64(5))  # the stream continues in step
+    assert prg.bytes_drawn == reference.bytes_drawn
+
+
 def test_different_keys_differ():
     streams = [PRG(k).int64(1024) for k in (KEY_A, KEY_B, bytes(16), bytes(15) + b"\x01")]
     for i in range(len(streams)):

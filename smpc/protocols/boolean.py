@@ -15,6 +15,7 @@ import torch
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from smpc.prg import PRG
+from smpc.ring import c_kernels
 from smpc.sharing import N_COMPUTE, ArithmeticShares, BooleanShares
 
 if TYPE_CHECKING:
@@ -54,8 +55,8 @@ def and_many(ctx: Context, pairs: list[tuple[BooleanShares, BooleanShares]], ste
         segment &= x.first
         segment ^= x.second & y.first
         offset += n
-    z ^= ctx.prg_next.int64(z.numel())
-    z ^= ctx.prg_prev.int64(z.numel())
+    ctx.prg_next.xor_into(z)
+    ctx.prg_prev.xor_into(z)
     prev, nxt = (ctx.rank - 1) % N_COMPUTE, (ctx.rank + 1) % N_COMPUTE
     other = ctx.exchange(step, sends={prev: z}, recv_from=[nxt])[nxt]
     out = []
@@ -71,25 +72,14 @@ def and_(ctx: Context, x: BooleanShares, y: BooleanShares, step: str = "and") ->
     return and_many(ctx, [(x, y)], step)[0]
 
 
-def _component(ctx: Context, x: ArithmeticShares, j: int) -> BooleanShares:
-    """The boolean sharing whose only non-zero component is s_j (low 64 bits): local."""
-    ring = x.ring
-    rank = ctx.rank
-    zero = torch.zeros_like(low_words(ring, x.first))
-    first = low_words(ring, x.first) if rank == j else zero
-    second = low_words(ring, x.second) if (rank + 1) % N_COMPUTE == j else zero
-    return BooleanShares(first, second)
-
-
 def _carry_save(ctx: Context, x: ArithmeticShares) -> tuple[BooleanShares, BooleanShares]:
     """x = s_0 + s_1 + s_2 (mod 2^64) as two boolean-shared words (sum, carry) with
     x = sum + carry: sum = s_0^s_1^s_2 is local, carry = maj(s_0,s_1,s_2) << 1 costs one AND
-    via maj(a,b,c) = (a^c)&(b^c) ^ c. Cost: 1 round, 1 word per element per party."""
+    (``_majority``). Cost: 1 round, 1 word per element per party."""
     ring = x.ring
-    total = BooleanShares(low_words(ring, x.first), low_words(ring, x.second))
-    a, b, c = (_component(ctx, x, j) for j in range(3))
-    maj = and_(ctx, a.xor(c), b.xor(c), "a2b-csa").xor(c)
-    return total, maj.lshift(1)
+    t1, t2 = low_words(ring, x.first), low_words(ring, x.second)
+    m1, m2 = _majority(ctx, t1.reshape(-1), t2.reshape(-1), "a2b-csa")
+    return BooleanShares(t1, t2), BooleanShares(m1.view(t1.shape), m2.view(t1.shape)).lshift(1)
 
 
 def _prefix_carries(ctx: Context, x: BooleanShares, y: BooleanShares, need_all: bool):
@@ -120,18 +110,168 @@ def bit_decompose(ctx: Context, x: ArithmeticShares) -> BooleanShares:
 
 def msb(ctx: Context, x: ArithmeticShares) -> BooleanShares:
     """Bit 63 of x mod 2^64 (the sign of a value known to fit 64 bits), in bit 0 of the
-    result. Cost: 8 rounds; 13 words per element per party. Error: exact."""
-    total, carry = _carry_save(ctx, x)
-    g, p0 = _prefix_carries(ctx, total, carry, need_all=False)
-    top = p0.xor(g.lshift(1)).rshift(63)
-    return top
+    result. The three shares' low words t_0, t_1, t_2 sum to x mod 2^64; as boolean words,
+    t = t_0 ^ t_1 ^ t_2 is already shared and c = maj(t_0, t_1, t_2) << 1 costs one AND
+    (``_majority``), so x = t + c. Bit 63 of x is t_63 ^ c_63 ^ (the carry into bit 63), the
+    group generate of bits 0..62 under g = t & c, p = t ^ c: one AND for g, then a packed
+    carry-lookahead tree (``_carry_tree``) with bit 63 entered as a neutral group (g = 0,
+    p = 1) so that the tree runs over whole words.
+    Cost: 8 rounds; 1 (majority) + 1 (g) + ~2 (tree: 1 + 1/2 + ... + 1/32) words, about
+    32 bytes, per element per party. Error: exact."""
+    ring = x.ring
+    shape = x.shape
+    t1 = low_words(ring, x.first).reshape(-1)
+    t2 = low_words(ring, x.second).reshape(-1)
+    m1, m2 = _majority(ctx, t1, t2, "msb-maj")
+    n = t1.numel()
+    padded = max(32, -(-n // 32) * 32)
+    z = torch.zeros(padded, dtype=torch.int64)
+    p1 = torch.zeros(padded, dtype=torch.int64)
+    p2 = torch.zeros(padded, dtype=torch.int64)
+    top1 = torch.empty(n, dtype=torch.int64)
+    top2 = torch.empty(n, dtype=torch.int64)
+    set1, set2 = ctx.rank == 0, ctx.rank == 2  # component 0 takes the public p_63 = 1
+    kernels = c_kernels()
+    if kernels is not None and n:
+        t1, t2 = t1.contiguous(), t2.contiguous()
+        kernels.msb_prepare(z.data_ptr(), p1.data_ptr(), p2.data_ptr(), top1.data_ptr(), top2.data_ptr(),
+                            t1.data_ptr(), t2.data_ptr(), m1.data_ptr(), m2.data_ptr(), n, int(set1), int(set2))
+    else:
+        c1, c2 = m1 << 1, m2 << 1
+        torch.bitwise_xor(c1, c2, out=z[:n])
+        z[:n] &= t1
+        z[:n] ^= t2 & c1
+        z[:n] &= _NOT_BIT63
+        for p, top, t, c, set63 in ((p1, top1, t1, c1, set1), (p2, top2, t2, c2, set2)):
+            q = t ^ c
+            torch.bitwise_and(q >> 63, 1, out=top)
+            torch.bitwise_and(q, _NOT_BIT63, out=p[:n])
+            if set63:
+                p[:n] |= _BIT63
+    g = _reshare_terms(ctx, z, "msb-g")
+    carries = _carry_tree(ctx, g, BooleanShares(p1, p2), "msb-c")
+    top1 ^= _unpack_carries(carries.first, n)
+    top2 ^= _unpack_carries(carries.second, n)
+    return BooleanShares(top1.view(shape), top2.view(shape))
+
+
+def _majority(ctx: Context, s1: torch.Tensor, s2: torch.Tensor, step: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boolean shares of maj(t_0, t_1, t_2) for the three share words t_k of which this
+    party holds (s1, s2) = (t_i, t_(i+1)): maj = t_0 t_1 ^ t_1 t_2 ^ t_2 t_0, so party i's
+    3-out-of-3 term is simply s1 & s2. Cost: 1 round, 1 word per element per party."""
+    z = torch.bitwise_and(s1, s2)
+    shares = _reshare_terms(ctx, z, step)
+    return shares.first, shares.second
+
+
+_BIT63 = -(1 << 63)
+_NOT_BIT63 = (1 << 63) - 1
+_CARRY_FIELDS = (2, 4, 8, 16, 32, 64)
+
+
+def _field_low_halves(field: int) -> int:
+    """The word with the low field/2 bits of every ``field``-bit field set (positive)."""
+    word = 0
+    for k in range(0, 64, field):
+        word |= ((1 << (field // 2)) - 1) << k
+    return word
+
+
+_CARRY_LOW = {f: _field_low_halves(f) for f in _CARRY_FIELDS}
+
+
+def _reshare_terms(ctx: Context, z: torch.Tensor, step: str) -> BooleanShares:
+    """Turn this party's 3-out-of-3 term of an AND (contiguous int64, modified in place) into
+    replicated shares: mask it with the zero-sharing of the pairwise streams, send it to the
+    previous party. Cost: 1 round, one word per word."""
+    ctx.prg_next.xor_into(z)
+    ctx.prg_prev.xor_into(z)
+    prev, nxt = (ctx.rank - 1) % N_COMPUTE, (ctx.rank + 1) % N_COMPUTE
+    other = ctx.exchange(step, sends={prev: z}, recv_from=[nxt])[nxt]
+    return BooleanShares(z, other)
+
+
+def _carry_operands(g: torch.Tensor, p: torch.Tensor, h: int, mlo: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """x = [p_hi | p_hi] and y = [p_lo | g_lo] in every field (one share component)."""
+    x = p >> h
+    x &= mlo
+    x |= p & ~mlo
+    y = p & mlo
+    y <<= h
+    y |= g & mlo
+    return x, y
+
+
+def _carry_step(g: torch.Tensor, z: torch.Tensor, h: int, mlo: int, compact: bool, need_p: bool):
+    """g' = g_hi ^ (p_hi & g_lo) and p' = p_hi & p_lo in the low halves of every field (one
+    share component), with ``compact`` words 2j and 2j+1 interleaved into word j."""
+    m = g.numel()
+    words = m // 2 if compact else m
+    out_g = torch.empty(words, dtype=torch.int64)
+    out_p = torch.empty(words, dtype=torch.int64) if need_p else None
+    kernels = c_kernels()
+    if kernels is not None:
+        kernels.carry_update(out_g.data_ptr(), 0 if out_p is None else out_p.data_ptr(), g.data_ptr(),
+                             z.data_ptr(), m, mlo, h, int(compact))
+        return out_g, out_p
+    new_g = g >> h
+    new_g &= mlo
+    new_g ^= z & mlo
+    new_p = (z >> h) & mlo if need_p else None
+    if not compact:
+        return new_g, new_p
+
+    def interleave(t: torch.Tensor) -> torch.Tensor:
+        out = t[1::2] << h
+        out |= t[0::2]
+        return out
+
+    return interleave(new_g), None if new_p is None else interleave(new_p)
+
+
+def _carry_tree(ctx: Context, g: BooleanShares, p: BooleanShares, step: str) -> BooleanShares:
+    """Group generate over all 64 bits of every word, from per-bit generate g and propagate p
+    (mutually exclusive, as for g = a & b, p = a ^ b) of M words (M a multiple of 32).
+
+    Level f (field width f = 2, 4, ..., 64) combines the two halves of every f-bit field
+    (g <- g_hi ^ p_hi & g_lo, p <- p_hi & p_lo; XOR since g_hi and p_hi exclude each
+    other), both products in one AND. The results fill only the low halves, so two words
+    interleave into one (``_carry_step``): level f runs on M / f * 2 words and every bit on
+    the wire is live. Element e's carry ends in bit e % 32 of word e // 32.
+    Cost: 6 rounds; M (1 + 1/2 + ... + 1/32) words per party."""
+    kernels = c_kernels()
+    for f in _CARRY_FIELDS:
+        h, mlo = f // 2, _CARRY_LOW[f]
+        last = f == _CARRY_FIELDS[-1]
+        m = g.first.numel()
+        z = torch.empty(m, dtype=torch.int64)
+        if kernels is not None:
+            kernels.carry_terms(z.data_ptr(), g.first.data_ptr(), p.first.data_ptr(), g.second.data_ptr(),
+                                p.second.data_ptr(), m, mlo, h)
+        else:
+            x1, y1 = _carry_operands(g.first, p.first, h, mlo)
+            x2, y2 = _carry_operands(g.second, p.second, h, mlo)
+            torch.bitwise_xor(y1, y2, out=z)
+            z &= x1
+            z ^= x2 & y1
+        zs = _reshare_terms(ctx, z, f"{step}{f}")
+        g1, p1 = _carry_step(g.first, zs.first, h, mlo, compact=not last, need_p=not last)
+        g2, p2 = _carry_step(g.second, zs.second, h, mlo, compact=not last, need_p=not last)
+        g, p = BooleanShares(g1, g2), BooleanShares(p1, p2)
+    return g
+
+
+def _unpack_carries(words: torch.Tensor, n: int) -> torch.Tensor:
+    """Bit e % 32 of word e // 32, for e < n, as 0/1 words."""
+    return ((words.reshape(-1, 1) >> _BIT_SHIFTS[:32]) & 1).reshape(-1)[:n]
 
 
 def equals_zero(ctx: Context, x: ArithmeticShares) -> BooleanShares:
     """[x == 0 mod 2^64] in bit 0. Party 0 knows u = s_0 + s_1, parties 1 and 2 know
-    v = -s_2; x == 0 iff u == v. Party 0 boolean-shares u, e = u ^ v is local, and an AND
-    tree over the 64 bits of ~e tests it. Cost: 7 rounds; party 0 sends 2 words per element
-    in the first, then 1 word per element per party per level. Error: exact."""
+    v = -s_2; x == 0 iff u == v. Party 0 boolean-shares u, e = u ^ v is local, and a packed
+    AND tree over the 64 bits of ~e tests it (``_all_ones``). Cost: 7 rounds; party 0 sends
+    2 words per element in the first, then every party ~1 word per element over the six
+    levels (1/2 + 1/4 + ... + 1/64). Error: exact."""
     ring = x.ring
     rank = ctx.rank
     shape = ring.shape(x.first)
@@ -151,10 +291,58 @@ def equals_zero(ctx: Context, x: ArithmeticShares) -> BooleanShares:
         else:
             v = -low_words(ring, x.first)
             e = BooleanShares(masked ^ v, ctx.prg_next.int64(masked.numel()).reshape(shape))
-    z = e.invert(rank)
-    for shift in (32, 16, 8, 4, 2, 1):
-        z = and_(ctx, z, z.rshift(shift), f"eqz-and{shift}")
-    return z.and_public(1)
+    return BooleanShares(*(_unpack_bits(t, e.first.numel()).view(shape) for t in _all_ones(ctx, e.invert(rank))))
+
+
+def _all_ones(ctx: Context, z: BooleanShares, step: str = "eqz") -> tuple[torch.Tensor, torch.Tensor]:
+    """Per word of z: [all 64 bits set], as packed words (element e in bit e % 64 of word
+    e // 64; both share components). Level f (field width f = 2, ..., 64) ANDs the halves
+    of every field of words 2j and 2j+1 into the two halves of word j's fields
+    (``_fold_operands``), so each level halves the words and every bit sent is live.
+    Cost: 6 rounds; M (1/2 + 1/4 + ... + 1/64) words per party for M words."""
+    n = z.first.numel()
+    padded = max(64, -(-n // 64) * 64)
+    state = []
+    for t in (z.first, z.second):
+        word = torch.full((padded,), -1, dtype=torch.int64)
+        word[:n] = t.reshape(-1)
+        state.append(word)
+    kernels = c_kernels()
+    for f in _CARRY_FIELDS:
+        h, mlo = f // 2, _CARRY_LOW[f]
+        m = state[0].numel()
+        out = torch.empty(m // 2, dtype=torch.int64)
+        if kernels is not None:
+            kernels.fold_terms(out.data_ptr(), state[0].data_ptr(), state[1].data_ptr(), m, mlo, h)
+        else:
+            x1, y1 = _fold_operands(state[0], h, mlo)
+            x2, y2 = _fold_operands(state[1], h, mlo)
+            torch.bitwise_xor(y1, y2, out=out)
+            out &= x1
+            out ^= x2 & y1
+        folded = _reshare_terms(ctx, out, f"{step}{f}")
+        state = [folded.first, folded.second]
+    return state[0], state[1]
+
+
+def _fold_operands(t: torch.Tensor, h: int, mlo: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """x = [b_hi | a_hi], y = [b_lo | a_lo] per field, for words a = t[0::2], b = t[1::2]."""
+    a, b = t[0::2], t[1::2]
+    x = a >> h
+    x &= mlo
+    x |= b & ~mlo
+    y = b & mlo
+    y <<= h
+    y |= a & mlo
+    return x, y
+
+
+def _unpack_bits(words: torch.Tensor, n: int) -> torch.Tensor:
+    """Bit e % 64 of word e // 64, for e < n, as 0/1 words."""
+    return ((words.reshape(-1, 1) >> _BIT_SHIFTS) & 1).reshape(-1)[:n]
+
+
+_BIT_SHIFTS = torch.arange(64, dtype=torch.int64)
 
 
 def bit_to_arithmetic(ctx: Context, b: BooleanShares, ring: Ring) -> ArithmeticShares:
@@ -162,49 +350,48 @@ def bit_to_arithmetic(ctx: Context, b: BooleanShares, ring: Ring) -> ArithmeticS
 
     Party 0 knows c = b_0 ^ b_1, parties 1 and 2 know b_2; b = c ^ b_2. With r_0 (key of
     parties 0,2) and r_1 (key of 0,1) as two shares, the third is m_{b_2} where
-    m_j = (c ^ j) - r_0 - r_1. Party 0 sends both m_0, m_1 to party 1 masked with w_0, w_1
-    from the key it shares with party 2, who sends w_{b_2} (three-party OT, ABY3); the same
-    towards party 2 with the roles of 1 and 2 swapped.
+    m_j = (c ^ j) - r_0 - r_1. Party 0 sends both m_0, m_1 to party 1 XOR-masked with pads
+    w_0, w_1 from the key it shares with party 2, who sends w_{b_2} (three-party OT, ABY3);
+    the same towards party 2 with the roles of 1 and 2 swapped. The pads are drawn as one
+    block in the message's memory layout, so masking is one in-place keystream pass.
     Cost: 1 round; party 0 sends 4 ring elements per element, parties 1 and 2 one each.
     Error: exact. Leakage: none (each receiver learns m_{b_2}, masked by a share it lacks).
     """
     rank = ctx.rank
-    shape = b.shape
+    shape = tuple(b.shape)
     step = "b2a"
     if rank == 0:
         c = (b.first ^ b.second) & 1
         r0 = ring.random(ctx.prg_prev, shape)
-        w_to1 = [ring.random(ctx.prg_prev, shape) for _ in range(2)]
         r1 = ring.random(ctx.prg_next, shape)
-        w_to2 = [ring.random(ctx.prg_next, shape) for _ in range(2)]
         base = ring.neg(ring.add(r0, r1))
-        m = [ring.add(ring.from_int64(c ^ j), base) for j in (0, 1)]
-        to1 = ring.stack([ring.add(m[j], w_to1[j]) for j in (0, 1)])
-        to2 = ring.stack([ring.add(m[j], w_to2[j]) for j in (0, 1)])
+        to2 = ring.stack([ring.add(base, ring.from_int64(c)), ring.add(base, ring.from_int64(1 - c))])
+        to1 = to2.clone()
+        ctx.prg_prev.xor_into(to1)  # pads known to party 2
+        ctx.prg_next.xor_into(to2)  # pads known to party 1
         ctx.exchange(step, sends={1: to1, 2: to2})
         return ArithmeticShares(ring, r0, r1)
     choice = (b.second if rank == 1 else b.first) & 1
     other = 2 if rank == 1 else 1
+    prg = ctx.prg_prev if rank == 1 else ctx.prg_next  # the key shared with party 0
+    mine = ring.random(prg, shape)  # r1 on party 1, r0 on party 2
+    pads = prg.int64(2 * ring.lanes * math.prod(shape)).view(_pair_tensor_shape(ring, shape))
+    got = ctx.exchange(step, sends={other: _choose(ring, pads, choice)}, recv_from=[0, other])
+    last = _choose(ring, got[0].view(_pair_tensor_shape(ring, shape)), choice)
+    last ^= got[other].view(last.shape)
     if rank == 1:
-        r1 = ring.random(ctx.prg_prev, shape)
-        w_to2 = [ring.random(ctx.prg_prev, shape) for _ in range(2)]
-        help_other = _select(ring, choice, w_to2[0], w_to2[1])
-    else:
-        r0 = ring.random(ctx.prg_next, shape)
-        w_to1 = [ring.random(ctx.prg_next, shape) for _ in range(2)]
-        help_other = _select(ring, choice, w_to1[0], w_to1[1])
-    got = ctx.exchange(step, sends={other: help_other}, recv_from=[0, other])
-    pair = got[0]
-    masked = _select(ring, choice, ring.getitem(pair, 0), ring.getitem(pair, 1))
-    last = ring.sub(masked, got[other])
-    if rank == 1:
-        return ArithmeticShares(ring, r1, last)
-    return ArithmeticShares(ring, last, r0)
+        return ArithmeticShares(ring, mine, last)
+    return ArithmeticShares(ring, last, mine)
 
 
-def _select(ring: Ring, choice: torch.Tensor, if0: torch.Tensor, if1: torch.Tensor) -> torch.Tensor:
-    """Elementwise choice ? if1 : if0 for a public-to-this-party 0/1 int64 tensor."""
-    return torch.where(choice.bool(), if1, if0)
+def _pair_tensor_shape(ring: Ring, shape: tuple) -> tuple:
+    """The torch shape of a ring tensor of ring shape (2, *shape) (lanes first on ring128)."""
+    return (2, *shape) if ring.lanes == 1 else (ring.lanes, 2, *shape)
+
+
+def _choose(ring: Ring, pair: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
+    """pair[choice] elementwise, for a ring tensor of ring shape (2, *S) and 0/1 choices."""
+    return torch.where(choice.bool(), ring.getitem(pair, 1), ring.getitem(pair, 0))
 
 
 # ----- normalisation and multi-bit B2A (used by smpc.protocols.division / functions) -------
@@ -219,9 +406,10 @@ def a2b_with_carries(ctx: Context, x: ArithmeticShares) -> tuple[BooleanShares, 
     Cost: 8 rounds; 14 words (112 bytes) per element per party. Error: exact.
     """
     ring = x.ring
-    total = BooleanShares(low_words(ring, x.first), low_words(ring, x.second))
-    a, b, c = (_component(ctx, x, j) for j in range(3))
-    maj = and_(ctx, a.xor(c), b.xor(c), "a2bc-csa").xor(c)
+    t1, t2 = low_words(ring, x.first), low_words(ring, x.second)
+    total = BooleanShares(t1, t2)
+    m1, m2 = _majority(ctx, t1.reshape(-1), t2.reshape(-1), "a2bc-csa")
+    maj = BooleanShares(m1.view(t1.shape), m2.view(t1.shape))
     g, p0 = _prefix_carries(ctx, total, maj.lshift(1), need_all=True)
     bits = p0.xor(g.lshift(1))
     return bits, maj.rshift(63), g.rshift(63)
