@@ -66,6 +66,7 @@ class Context:
         self._rounds = 0
         self.prg_next: PRG | None = None
         self.prg_prev: PRG | None = None
+        self.prg_common: PRG | None = None
         self.input_prgs: list[PRG] | None = None
         self.input_prgs_of: dict[int, list[PRG]] = {}
         self._setup_keys()
@@ -124,7 +125,8 @@ class Context:
     def _setup_keys(self) -> None:
         """Pairwise PRG keys, fresh per session from os.urandom.
 
-        Compute party i draws the key it shares with i+1 and sends it there; input party u
+        Compute party i draws the key it shares with i+1 and sends it there, party 0 one key
+        for all three compute parties (``prg_common``); input party u
         draws one key per share index j in {0, 1} and sends it to the two holders of s_j.
         This is the only traffic not counted in ``comm_stats``.
         """
@@ -135,6 +137,14 @@ class Context:
             got = self.exchange("keys", sends={nxt: _key_tensor(mine)}, recv_from=[prev])
             self.prg_next = PRG(mine)
             self.prg_prev = PRG(_tensor_key(got[prev]))
+            # a stream all three compute parties know: the input shares a compute owner knows
+            # anyway (``arithmetic.share_input``); party 0 draws its key
+            if rank == 0:
+                common = new_key()
+                self.exchange("common-key", sends={1: _key_tensor(common), 2: _key_tensor(common)})
+            else:
+                common = _tensor_key(self.exchange("common-key", recv_from=[0])[0])
+            self.prg_common = PRG(common)
             inputs = list(range(N_COMPUTE, self.world_size))
             got = self.exchange("input-keys", recv_from=inputs)
             for u in inputs:
@@ -170,7 +180,8 @@ class Context:
         The owner checks its values first: NaN, infinity, values over the bound or
         non-integers in integer mode raise before anything is sent, and the job is aborted on
         every party. Leakage: the shape of the value.
-        Cost: 1 round; 2 ring elements per element from the owner.
+        Cost: 1 round; a compute owner sends 1 ring element per element (to one party; the
+        third gets the shape), an input party 2 (``protocols.arithmetic.share_input``).
         """
         from smpc.secret import SecretTensor
 

@@ -306,8 +306,8 @@ def test_share_and_reveal_traffic(ring, input_parties):
             kind, key, stats = entry[:3]
             if kind == "share":
                 owner = key
-                if rank == owner and owner < 3:
-                    want = {(owner + 1) % 3: n * eb, (owner + 2) % 3: n * eb}
+                if rank == owner and owner < 3:  # the share its other holder lacks, the shape to the third
+                    want = {(owner + 1) % 3: n * eb, (owner + 2) % 3: 8 * len(shape)}
                 elif rank == owner:
                     want = {0: 8 * len(shape), 1: n * eb, 2: n * eb}  # the shape header to party 0
                 else:

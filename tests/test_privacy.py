@@ -137,7 +137,7 @@ def scenario_truncate(ctx, x=None):
 
 # (scenario, world, step tag prefix, ranks that receive in that step)
 SCENARIOS = {
-    "share": (scenario_share, 3, "input0#", [1, 2]),
+    "share": (scenario_share, 3, "input0#", [1]),
     "share-from-input-party": (scenario_share_input_party, 4, "input3#", [1, 2]),
     "mul-with-truncation": (scenario_mul, 3, "mul", [1, 2]),
     "truncation": (scenario_truncate, 3, "trunc", [1, 2]),
@@ -169,6 +169,9 @@ def test_single_party_views_are_uniform_and_independent_of_the_secret(name, ring
     if name == "share-from-input-party":  # party 0 gets only the shape header
         header = views["constant"][0]
         assert len(header) == 1 and header[0].tolist() == [N]
+    if name == "share":  # party 2 draws both its shares and gets only the shape
+        header = views["constant"][2]
+        assert len(header) == 1 and header[0].tolist() == [N]
     if name in ("mul-with-truncation", "truncation"):
         assert views["constant"][0] == [], "party 0 receives nothing in a fused truncation"
 
@@ -192,9 +195,9 @@ def test_sharing_the_same_value_twice_sends_fresh_masks(ring):
         ctx.share(x, owner=0, bound=10.0)
 
     _, received = run_recorded(job, ring, inputs={0: {"x": torch.zeros(64)}})
-    for rank in (1, 2):
-        first, second = (m[2] for m in view(received[rank], "input0#"))
-        assert not bool((first == second).any())
+    first, second = (m[2] for m in view(received[1], "input0#"))  # party 1 receives the masked share
+    assert not bool((first == second).any())
+    assert [m[2].tolist() for m in view(received[2], "input0#")] == [[64], [64]]  # party 2: the shape
 
 
 @pytest.mark.parametrize("ring", [64, 128])

@@ -29,33 +29,38 @@ def zero_sharing(ctx: Context, shape) -> torch.Tensor:
 def share_input(ctx: Context, encoded: torch.Tensor | None, owner: int) -> ArithmeticShares | None:
     """Secret-share ``encoded`` (a ring tensor, given on ``owner`` only).
 
-    A compute owner o draws s_o and s_{o+1} from the PRGs it shares with its neighbours and
-    sends s_{o+2} = x - s_o - s_{o+1} to both others. An input party (rank >= 3) draws s_0 and
-    s_1 from per-session keys it gave to their holders, sends s_2 to parties 1 and 2, and the
-    shape to party 0.
-    Cost: 1 round; 2 ring elements per element from the owner (plus 8 bytes per dimension to
-    party 0 for an input party). Leakage: the shape.
+    A compute owner o (holding s_o, s_(o+1)) draws s_o from the stream it shares with o+2
+    and s_(o+2) from the stream all compute parties share (``ctx.prg_common``), and sends
+    s_(o+1) = x - s_o - s_(o+2) to party o+1, its only other holder; party o+2 draws both
+    its shares and gets only the shape. Knowing s_(o+2) is harmless: each of o+1 and o+2
+    misses one of the two other shares, and the owner knows x. An input party (rank >= 3)
+    draws s_0 and s_1 from per-session keys it gave to their holders, sends s_2 to parties 1
+    and 2, and the shape to party 0.
+    Cost: 1 round; a compute owner sends 1 ring element per element (plus 8 bytes per
+    dimension to party o+2), an input party 2 (plus 8 bytes per dimension to party 0).
+    Leakage: the shape.
     Returns this party's shares (None on ranks that are not compute parties).
     """
     r = ctx.ring
     rank = ctx.rank
     step = f"input{owner}"
     if owner < N_COMPUTE:
-        s2_holders = [(owner + 1) % N_COMPUTE, (owner + 2) % N_COMPUTE]
+        holder, drawer = (owner + 1) % N_COMPUTE, (owner + 2) % N_COMPUTE
         if rank == owner:
             shape = r.shape(encoded)
             s_own = r.random(ctx.prg_prev, shape)
-            s_next = r.random(ctx.prg_next, shape)
-            s_last = r.sub(r.sub(encoded, s_own), s_next)
-            ctx.exchange(step, sends={p: s_last for p in s2_holders})
+            s_far = r.random(ctx.prg_common, shape)
+            s_next = r.sub(r.sub(encoded, s_own), s_far)
+            header = torch.tensor(list(shape), dtype=torch.int64)
+            ctx.exchange(step, sends={holder: s_next, drawer: header})
             return ArithmeticShares(r, s_own, s_next)
         if not ctx.is_compute:
             return None
-        s_last = ctx.exchange(step, recv_from=[owner])[owner]
-        shape = r.shape(s_last)
-        if rank == s2_holders[0]:  # holds (s_{o+1}, s_{o+2}); s_{o+1} is shared with o = prev
-            return ArithmeticShares(r, r.random(ctx.prg_prev, shape), s_last)
-        return ArithmeticShares(r, s_last, r.random(ctx.prg_next, shape))  # (s_{o+2}, s_o)
+        got = ctx.exchange(step, recv_from=[owner])[owner]
+        if rank == holder:  # (s_(o+1), s_(o+2))
+            return ArithmeticShares(r, got, r.random(ctx.prg_common, r.shape(got)))
+        shape = tuple(got.tolist())  # (s_(o+2), s_o); s_o is shared with o = next
+        return ArithmeticShares(r, r.random(ctx.prg_common, shape), r.random(ctx.prg_next, shape))
     if rank == owner:
         keys = ctx.input_prgs
         shape = r.shape(encoded)
