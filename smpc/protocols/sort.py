@@ -166,8 +166,8 @@ def _and_local(ctx: Context, x: BooleanShares, y: BooleanShares) -> torch.Tensor
     z &= x.first
     z ^= x.second & y.first
     words = z.view(torch.int64).reshape(-1)
-    words ^= ctx.prg_next.int64(words.numel())
-    words ^= ctx.prg_prev.int64(words.numel())
+    ctx.prg_next.xor_into(words)
+    ctx.prg_prev.xor_into(words)
     return z
 
 
