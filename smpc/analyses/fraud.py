@@ -107,7 +107,8 @@ _ML_PARAMS = [
 ]
 
 
-@register("multi_lending", params=_ML_PARAMS, plaintext=multi_lending_plain, check=multi_lending_check, ring=64)
+@register("multi_lending", params=_ML_PARAMS, plaintext=multi_lending_plain, check=multi_lending_check, ring=64,
+          releases_cells=False)
 def multi_lending(ctx, table, owners, *, id, balance, balance_threshold, min_lenders, balance_decimals=2,
                   balance_bound=1e10, salt=DEFAULT_SALT) -> dict | None:
     """Customers over-borrowing across the consortium: total balance above a threshold, or too many lenders.
@@ -262,7 +263,8 @@ _BL_PARAMS = [
 ]
 
 
-@register("blacklist_hits", params=_BL_PARAMS, plaintext=blacklist_hits_plain, check=blacklist_hits_check, ring=64)
+@register("blacklist_hits", params=_BL_PARAMS, plaintext=blacklist_hits_plain, check=blacklist_hits_check, ring=64,
+          releases_cells=False)
 def blacklist_hits(ctx, table, owners, *, requester, id, salt=DEFAULT_SALT) -> dict | None:
     """For each of the requester's applicants, how many other banks list the id on their blacklist.
 

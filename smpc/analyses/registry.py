@@ -23,6 +23,14 @@ and ``Leakage:`` and ``Cost:`` sections; registration refuses a function without
 Analyses that release statistics over records declare a ``min_cell_size`` parameter and
 suppress any statistic over fewer records; the party service raises it to the largest of the
 parties' policy minimums, and a party whose policy sets a minimum refuses analyses without one.
+Analyses that release no per-group statistics -- the private-join analyses, whose answers are
+about the receiving bank's own customers -- register with ``releases_cells=False``: a
+minimum cell size does not apply to them, and a bank approves them (and their ``Leakage:``)
+by naming them in its policy's ``allowed_analyses``.
+
+An analysis with a ``requester`` parameter answers that bank only (``blacklist_hits``): the
+party service binds the parameter to the authenticated identity of the job's requester and
+refuses any other recipient.
 
 Only names from this catalogue travel over the wire: code is never accepted from a peer or a
 client.
@@ -46,6 +54,7 @@ PARAM_TYPES = ("int", "float", "str", "bool", "column", "columns", "floats", "st
 command line); ``floats``: a list of numbers."""
 
 MIN_CELL_SIZE = "min_cell_size"
+REQUESTER = "requester"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -166,6 +175,7 @@ class Analysis:
     ring: int = 128
     module: str = ""
     check: Callable | None = None
+    releases_cells: bool = True
     _by_name: dict = field(default_factory=dict, compare=False, repr=False)
 
     def param(self, name: str) -> Param | None:
@@ -174,6 +184,11 @@ class Analysis:
     @property
     def has_min_cell_size(self) -> bool:
         return MIN_CELL_SIZE in self._by_name
+
+    @property
+    def requester_only(self) -> bool:
+        """Its result is for the bank named by its ``requester`` parameter only."""
+        return REQUESTER in self._by_name
 
     def parse_params(self, raw: Mapping[str, Any]) -> dict:
         """Typed parameters with defaults filled in. Unknown or missing required parameters
@@ -292,9 +307,11 @@ def _doc_sections(doc: str) -> tuple[str, dict[str, str]]:
 
 
 def register(name: str | None = None, *, params: Sequence[Param] = (), plaintext: Callable, ring: int = 128,
-             check: Callable | None = None, replace: bool = False) -> Callable:
+             check: Callable | None = None, replace: bool = False, releases_cells: bool = True) -> Callable:
     """Decorator: add ``fn`` to the catalogue under ``name`` (default: the function's name).
 
+    ``releases_cells=False`` declares that the analysis releases no statistics over groups of
+    records, so a policy's minimum cell size does not apply to it (see the module docstring).
     Refuses a docstring without ``Leakage:`` and ``Cost:`` sections, parameters the function
     does not accept, and a second analysis of the same name (unless ``replace``).
     """
@@ -322,7 +339,7 @@ def register(name: str | None = None, *, params: Sequence[Param] = (), plaintext
         _REGISTRY[key] = Analysis(
             name=key, fn=fn, params=tuple(params), plaintext=plaintext, summary=summary,
             leakage=sections["Leakage"], cost=sections["Cost"], ring=ring, module=fn.__module__, check=check,
-            _by_name={p.name: p for p in params},
+            releases_cells=releases_cells, _by_name={p.name: p for p in params},
         )
         return fn
 

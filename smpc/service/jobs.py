@@ -15,7 +15,12 @@ A client submits a job to any compute party, which becomes its coordinator:
    records ``inputs_used`` and ``job_finished`` (bytes, rounds, error).
 
 Results are revealed to the compute parties and handed out (``Get``) only to the requester
-and the recipients every party allowed; each hand-out writes ``outputs_released``.
+and the recipients every party allowed; each hand-out writes ``outputs_released``. A party
+hands out only what was revealed to it: a per-bank part (``by_bank``, multi_lending's flags)
+only to that bank, and a result revealed to one bank alone (blacklist_hits' hits, to the
+requester) only by that bank's own party -- every other party finishes with an empty result.
+So a bank fetches its own part from its own party. ``job_finished`` records which result
+keys this party received.
 
 A failing party aborts its transport, so its peers stop at once with ``PartyUnavailable``
 naming it (or with its ``InputError``); a dead peer is noticed by the broken stream, a hung one
@@ -274,7 +279,10 @@ class JobManager:
                 self.me, "job_id"))
         source = req.source or next(iter(self.config.data))  # default: the first [data.*] source
         recipients = [requester] + [r for r in dict.fromkeys(req.recipients) if r != requester]
-        request = JobRequest(job_id, req.analysis, dict(req.params), source, requester, recipients, self.me,
+        params = dict(req.params)
+        if _answers_requester(req.analysis) and not params.get(registry.REQUESTER):
+            params[registry.REQUESTER] = requester  # the requesting bank is the authenticated caller
+        request = JobRequest(job_id, req.analysis, params, source, requester, recipients, self.me,
                              list(self.config.ranks))
         job = self._reserve(request)
         if job is None:
@@ -525,6 +533,8 @@ class JobManager:
                           party_names=list(self.config.ranks))
             registry.set_progress_hook(ctx, lambda f, s: job.emit(self.me, progress=f, stage=s))
             result = analysis.fn(ctx, decision.table, list(range(len(self.config.ranks))), **params)
+            if result is None:  # nothing was revealed to this party (blacklist_hits at another bank)
+                result = {}
             if not isinstance(result, dict):
                 raise SmpcError(f"{self.me}: analysis {analysis.name} returned {type(result).__name__}, not a dict")
             job.result = _jsonable(result)
@@ -560,6 +570,7 @@ class JobManager:
             self.audit.record(
                 "job_finished", job_id=job.id, state=STATE_NAMES[state], bytes_sent=job.bytes_sent,
                 rounds=job.rounds, seconds=round(time.monotonic() - t0, 3), **(error.audit() if error else {}),
+                **({"result_keys": sorted(job.result)} if job.result is not None else {}),
             )
             if state == jobs_pb2.JOB_STATE_SUCCEEDED:
                 job.emit(self.me, progress=1.0)
@@ -633,6 +644,13 @@ def _spec(r: JobRequest) -> peer_pb2.JobSpec:
         job_id=r.job_id, analysis=r.analysis, params=dict(r.params), source=r.source, requester=r.requester,
         recipients=list(r.recipients), coordinator=r.coordinator, parties=list(r.parties),
     )
+
+
+def _answers_requester(name: str) -> bool:
+    try:
+        return registry.get(name).requester_only
+    except SmpcError:
+        return False  # an unknown analysis: every party's decision refuses it
 
 
 def _refusal_state(error_type: str) -> int:

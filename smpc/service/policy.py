@@ -3,8 +3,12 @@
 ``decide(config, spec)`` applies this party's policy to a job (allowed analyses, allowed
 columns per analysis, allowed result recipients, minimum cell size, maximum rows), parses the
 parameters against the catalogue's schema, loads the input columns with their declared types
-and runs the analysis' own input check. A refusal names this party and the rule; policy
-refusals are ``PolicyError``, data problems ``InputError``. No grpc here.
+and runs the analysis' own input check. An analysis that answers its requester only
+(a ``requester`` parameter: ``blacklist_hits``) must name the job's authenticated requester,
+a bank with data, and have no other recipient; one that releases no per-group statistics
+(``multi_lending``, ``blacklist_hits``) is not subject to the minimum cell size. A refusal
+names this party and the rule; policy refusals are ``PolicyError``, data problems
+``InputError``. No grpc here.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from smpc.analyses import registry
-from smpc.analyses.registry import MIN_CELL_SIZE
+from smpc.analyses.registry import MIN_CELL_SIZE, REQUESTER
 from smpc.errors import InputError, RangeError, SmpcError
 from smpc.service.config import DataSource, PartyConfig
 
@@ -81,12 +85,28 @@ def decide(config: PartyConfig, req: JobRequest) -> Decision:
     for who in [req.requester, *req.recipients]:
         if who not in pol.allowed_recipients:
             return refuse("policy.allowed_recipients", f"'{who}' may not receive results from this party")
+    if analysis.requester_only:
+        # the result is for the requesting bank only: it is the authenticated requester, and
+        # nobody else may be handed the result
+        if params.get(REQUESTER) != req.requester:
+            return refuse("params.requester",
+                          f"{analysis.name} answers its requester only: parameter 'requester' is "
+                          f"{params.get(REQUESTER)!r} but the job was requested by '{req.requester}'")
+        if req.requester not in req.parties:
+            return refuse("params.requester",
+                          f"{analysis.name} answers a bank about its own data: the requester '{req.requester}' "
+                          f"is not one of the banks ({', '.join(req.parties)})")
+        others = [who for who in req.recipients if who != req.requester]
+        if others:
+            return refuse("recipients.requester_only",
+                          f"{analysis.name} reveals its result to its requester only; "
+                          f"{', '.join(repr(w) for w in others)} may not be a recipient")
     min_cell = 1
     if analysis.has_min_cell_size:
         requested = params.get(MIN_CELL_SIZE) or 1
         min_cell = max(int(requested), pol.min_cell_size)
         params[MIN_CELL_SIZE] = min_cell
-    elif pol.min_cell_size > 1:
+    elif pol.min_cell_size > 1 and analysis.releases_cells:
         return refuse(
             "policy.min_cell_size",
             f"analysis '{analysis.name}' has no minimum cell size, and this party requires {pol.min_cell_size}",
