@@ -274,3 +274,38 @@ def test_mixed_precisions_keep_the_documented_bound():
     expected = [cnt / tot, fxe / tot, cnt / fxe]
     for (frac, q), exact, what in zip(got, expected, ["int/int", "f23/int", "int/f23"], strict=True):
         check(q, exact, 2.0**-30, frac, what=what)
+
+
+def test_onehot_position_is_the_xor_of_set_bit_positions():
+    """The 16-bit lookup (byte XOR + byte parities) equals the XOR of the positions of the set
+    bits on arbitrary words (shares are arbitrary, only their XOR is one-hot)."""
+    gen = torch.Generator().manual_seed(11)
+    words = torch.randint(-(2**63), 2**63 - 1, (4000,), generator=gen, dtype=torch.int64)
+    words = torch.cat([words, torch.tensor([0, 1, -1, -(2**63), 2**62, 255, 1 << 40])])
+    onehots = torch.tensor([1 << i for i in range(63)] + [-(2**63)], dtype=torch.int64)
+    for w in (words, onehots):
+        expected = []
+        for v in w.tolist():
+            acc = 0
+            for i in range(64):
+                if (v >> i) & 1:
+                    acc ^= i
+            expected.append(acc)
+        assert division._onehot_position(w).tolist() == expected
+
+
+def test_table_index_fields_merge_and_match_bits():
+    """Adjacent fields of one word merge into one extraction; the index equals the one made
+    from separate bit sharings (b_0 + 2 b_1 + ...)."""
+    from smpc.sharing import BooleanShares
+
+    gen = torch.Generator().manual_seed(3)
+    word = BooleanShares(*(torch.randint(0, 128, (50,), generator=gen, dtype=torch.int64) for _ in range(2)))
+    flag = BooleanShares(*(torch.randint(0, 2, (50,), generator=gen, dtype=torch.int64) for _ in range(2)))
+    parts = [division.Field(word, 4), division.Field(word, 5), flag, division.Field(word, 0, 2)]
+    fields = division._fields(parts)
+    assert [(f.shift, f.width) for f in fields] == [(4, 2), (0, 1), (0, 2)]
+    for pick in (lambda w: w.first, lambda w: w.second):
+        w, fl = pick(word), pick(flag)
+        expected = ((w >> 4) & 1) | (((w >> 5) & 1) << 1) | ((fl & 1) << 2) | ((w & 3) << 3)
+        assert torch.equal(division._index_of(fields, pick), expected)

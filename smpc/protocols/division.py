@@ -12,8 +12,10 @@ Pipeline of ``divide`` (the others reuse its pieces)::
     rounds  1-8   A2B of [x, y] (ring64: with the carries that lift shares to ring128)
     rounds  9-14  prefix-OR from the top of |v| - [v < 0] (local ones' complement); the
                   one-hot of its leading one; the 6 bits a (of x), m (of y) of its position
-                  (local byte lookups); [y != 0] and the sign bits (local)
-    round  15     table B2A (``boolean.table_b2a``) of pairs of exponent bits: the exact
+                  (local: one 16-bit lookup per share, ``_onehot_position``); [y != 0] and
+                  the sign bits (local)
+    round  15     table B2A (``Table``: ``boolean.table_b2a``'s protocol, indexed by bit
+                  fields of the exponent words) of pairs of exponent bits: the exact
                   factors 2^(63-a), 2^(63-m) as products of three table outputs each, a
                   table over two bits giving a product of two factors in one go; the sign of
                   y as the factor +-45 2^P of Goldschmidt's start; a boolean adder starts on
@@ -60,14 +62,18 @@ structure; the tests assert ``ctx.comm_stats()`` equals them).
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from smpc.errors import RangeError
 from smpc.fixedpoint import SECURITY_BITS
+from smpc.prg import PRG
 from smpc.protocols import boolean
 from smpc.ring import RING128, Ring
 from smpc.sharing import N_COMPUTE, ArithmeticShares, BooleanShares
@@ -124,20 +130,21 @@ class Mul:
                 return ArithmeticShares(r, z, got[nxt].view(z.shape))
 
             return _Prepared({prev: z.reshape(-1)}, {nxt: words}, finish)
+        # (every transport copies a payload when it is sent: z is reused in place after)
         if rank == 0:
             mask = r.random(ctx.prg_next, shape)
-            message = r.sub_(r.rshift_logical(z, d), mask)
+            message = r.sub_(r.rshift_logical_(z, d), mask)
             return _Prepared({2: message.reshape(-1)}, {}, lambda got: ArithmeticShares(r, message, mask))
         if rank == 1:
             mask = r.random(ctx.prg_prev, shape)
 
             def finish1(got):
-                return ArithmeticShares(r, mask, r.truncate_negated(r.add(z, got[2].view(z.shape)), d))
+                return ArithmeticShares(r, mask, r.truncate_negated_(r.add_(z, got[2].view(z.shape)), d))
 
             return _Prepared({2: z.reshape(-1)}, {2: words}, finish1)
 
         def finish2(got):
-            return ArithmeticShares(r, r.truncate_negated(r.add(z, got[1].view(z.shape)), d), got[0].view(z.shape))
+            return ArithmeticShares(r, r.truncate_negated_(r.add_(z, got[1].view(z.shape)), d), got[0].view(z.shape))
 
         return _Prepared({1: z.reshape(-1)}, {1: words, 0: words}, finish2)
 
@@ -156,7 +163,7 @@ class And:
             z ^= x.second & y.first
             flats.append(z.reshape(-1))
             shapes.append(z.shape)
-        z = torch.cat(flats) if len(flats) > 1 else flats[0].clone()
+        z = torch.cat(flats) if len(flats) > 1 else flats[0]  # a fresh tensor either way
         z ^= ctx.prg_next.int64(z.numel()) ^ ctx.prg_prev.int64(z.numel())
         prev, nxt = (ctx.rank - 1) % N_COMPUTE, (ctx.rank + 1) % N_COMPUTE
 
@@ -172,16 +179,127 @@ class And:
         return _Prepared({prev: z}, {nxt: z.numel()}, finish)
 
 
-class Table:
-    """Table B2A (``boolean.table_b2a``): arithmetic sharings of T[bits] for each table;
-    returns a list."""
+@dataclass(frozen=True)
+class Field:
+    """Bits ``shift`` .. ``shift + width - 1`` of a boolean-shared word, as one part of a
+    table index (a plain ``BooleanShares`` part is its bit 0)."""
 
-    def __init__(self, bits: list[BooleanShares], tables: list[list[int]], ring: Ring, sender: int = 0):
-        self.bits, self.tables, self.ring, self.sender = bits, tables, ring, sender % N_COMPUTE
+    word: BooleanShares
+    shift: int = 0
+    width: int = 1
+
+
+def _fields(parts: list) -> list[Field]:
+    """The parts as fields, adjacent bits of one word merged (one extraction instead of two)."""
+    out: list[Field] = []
+    for part in parts:
+        f = part if isinstance(part, Field) else Field(part, 0, 1)
+        last = out[-1] if out else None
+        if last is not None and last.word is f.word and last.shift + last.width == f.shift:
+            out[-1] = Field(f.word, last.shift, last.width + f.width)
+        else:
+            out.append(f)
+    return out
+
+
+def _index_of(fields: list[Field], pick) -> torch.Tensor:
+    """The table index b_0 + 2 b_1 + ... of the fields, on the share tensors ``pick`` selects
+    (XOR-linear: index(first) ^ index(second) is the index of first ^ second)."""
+    out, pos = None, 0
+    for f in fields:
+        w = pick(f.word)
+        term = (w >> f.shift) if f.shift else w
+        term = term & ((1 << f.width) - 1)
+        if pos:
+            term <<= pos
+        out = term if out is None else out.bitwise_or_(term)
+        pos += f.width
+    return out.reshape(-1)
+
+
+class Table:
+    """Table B2A (the protocol of ``boolean.table_b2a``): arithmetic sharings of T[index] for
+    each table, the index made of ``parts`` (bit sharings, bit 0 each, or ``Field``s of
+    words: b_0 + 2 b_1 + ..., in order); returns a list.
+    Cost: 1 round; the sender sends 2 * 2^k ring elements per element and table, each
+    receiver 1. Error: exact. Leakage: none (as ``boolean.table_b2a``)."""
+
+    def __init__(self, parts: list, tables: list[list[int]], ring: Ring, sender: int = 0):
+        self.fields = _fields(parts)
+        self.tables, self.ring, self.sender = tables, ring, sender % N_COMPUTE
 
     def prepare(self, ctx) -> _Prepared:
-        sends, expect, finish = boolean.table_b2a_messages(ctx, self.bits, self.tables, self.ring, self.sender)
-        return _Prepared(sends, expect, finish)
+        ring, sender, rank = self.ring, self.sender, ctx.rank
+        a_rank, b_rank = (sender + 1) % N_COMPUTE, (sender + 2) % N_COMPUTE
+        size = 1 << sum(f.width for f in self.fields)
+        n_out, lanes = len(self.tables), ring.lanes
+        n = self.fields[0].word.first.numel()
+        shape = (n,)
+        words = n_out * size * lanes * n  # entries (t, j), each a ring tensor (lanes, n)
+        if rank == sender:  # c = b_S ^ b_(S+1): both its components
+            c = _index_of(self.fields, lambda w: w.first) ^ _index_of(self.fields, lambda w: w.second)
+            r0 = [ring.random(ctx.prg_prev, shape) for _ in range(n_out)]  # key with B
+            key_to_a = bytes(ctx.prg_prev.bytes(16))
+            r1 = [ring.random(ctx.prg_next, shape) for _ in range(n_out)]  # key with A
+            key_to_b = bytes(ctx.prg_next.bytes(16))
+            plain = torch.empty((n_out, size, lanes, n), dtype=torch.int64)
+            idx = [c] + [c ^ j for j in range(1, size)]
+            for t, table in enumerate(self.tables):
+                values = _table_lanes(ring, table)
+                base = ring.add(r0[t], r1[t])
+                for j in range(size):  # T[c ^ j] - r0 - r1
+                    for lane in range(lanes):
+                        torch.index_select(values[lane], 0, idx[j], out=plain[t, j, lane])
+                    ring.sub_(plain[t, j].view(base.shape), base)
+            sends = {
+                a_rank: _aes_ctr(key_to_a, plain).view(-1),
+                b_rank: _aes_ctr(key_to_b, plain).view(-1),
+            }
+            return _Prepared(sends, {}, lambda got: [ArithmeticShares(ring, r0[t], r1[t]) for t in range(n_out)])
+        is_a = rank == a_rank
+        d = _index_of(self.fields, (lambda w: w.second) if is_a else (lambda w: w.first))
+        prg = ctx.prg_prev if is_a else ctx.prg_next  # the key shared with the sender
+        mine = [ring.random(prg, shape) for _ in range(n_out)]
+        other_key = bytes(prg.bytes(16))  # encrypts the other receiver's message
+        gather_at = d.view(1, 1, 1, n).expand(n_out, 1, lanes, n)
+        stream = PRG(other_key).int64(words).view(n_out, size, lanes, n)
+        other = b_rank if is_a else a_rank
+
+        def finish(got):
+            chosen = torch.gather(got[sender].view(n_out, size, lanes, n), 1, gather_at)[:, 0]
+            chosen ^= got[other].view(n_out, lanes, n)
+            out = []
+            for t in range(n_out):
+                last = chosen[t].view(mine[t].shape)
+                out.append(ArithmeticShares(ring, mine[t], last) if is_a else ArithmeticShares(ring, last, mine[t]))
+            return out
+
+        sends = {other: torch.gather(stream, 1, gather_at).view(-1)}
+        return _Prepared(sends, {sender: words, other: n_out * lanes * n}, finish)
+
+
+def _aes_ctr(key: bytes, plain: torch.Tensor) -> torch.Tensor:
+    """AES-128-CTR (counter from 0) of a contiguous int64 tensor: ``PRG(key)``'s keystream
+    XOR the plaintext, in one pass."""
+    words = plain.numel()
+    out = torch.empty(words + 2, dtype=torch.int64)  # update_into wants 15 spare bytes
+    encryptor = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor()
+    encryptor.update_into(memoryview(plain.numpy()).cast("B"), memoryview(out.numpy()).cast("B"))
+    return out[:words].view(plain.shape)
+
+
+_TABLE_CACHE: dict[tuple[int, tuple[int, ...]], list[torch.Tensor]] = {}
+
+
+def _table_lanes(ring: Ring, table: list[int]) -> list[torch.Tensor]:
+    """A public table as one contiguous int64 tensor per lane (cached: read only)."""
+    key = (ring.bits, tuple(table))
+    got = _TABLE_CACHE.get(key)
+    if got is None:
+        values = ring.from_ints([v % (1 << ring.bits) for v in table]).reshape(ring.lanes, len(table))
+        got = [values[lane].contiguous() for lane in range(ring.lanes)]
+        _TABLE_CACHE[key] = got
+    return got
 
 
 Protocol = Generator[list, list, object]
@@ -255,10 +373,31 @@ def parallel(*protocols: Protocol) -> Protocol:
 R128 = RING128
 
 
+_CONSTS: OrderedDict[tuple[int, int, int], torch.Tensor] = OrderedDict()
+_CONSTS_LOCK = threading.Lock()
+_CONSTS_BYTES = 96 << 20  # the most memory kept for public constants (the newest always kept)
+
+
 def _const(ring: Ring, value: int, n: int) -> torch.Tensor:
-    """A public constant (mod 2^k) as a full, contiguous ring tensor of n elements."""
-    t = ring.from_ints([value % (1 << ring.bits)])
-    return t.reshape(ring.lanes, 1).expand(ring.lanes, n).reshape(ring.zeros((n,)).shape).contiguous()
+    """A public constant (mod 2^k) as a full, contiguous ring tensor of n elements (what the
+    C kernels take). The most recent ones are kept and shared between calls and party
+    threads (a Goldschmidt step or a polynomial reuses its constants): READ ONLY, never an
+    in-place operand."""
+    key = (ring.bits, value % (1 << ring.bits), n)
+    with _CONSTS_LOCK:
+        got = _CONSTS.get(key)
+        if got is not None:
+            _CONSTS.move_to_end(key)
+            return got
+    t = ring.from_ints([key[1]])
+    got = t.reshape(ring.lanes, 1).expand(ring.lanes, n).reshape(ring.zeros((n,)).shape).contiguous()
+    with _CONSTS_LOCK:
+        _CONSTS[key] = got
+        total = sum(c.numel() * 8 for c in _CONSTS.values())
+        while total > _CONSTS_BYTES and len(_CONSTS) > 1:
+            _, old = _CONSTS.popitem(last=False)
+            total -= old.numel() * 8
+    return got
 
 
 def _affine(ctx, x: ArithmeticShares, a: int, b: int) -> ArithmeticShares:
@@ -266,6 +405,14 @@ def _affine(ctx, x: ArithmeticShares, a: int, b: int) -> ArithmeticShares:
     ring, n = x.ring, x.numel()
     out = x.mul_public(_const(ring, a, n)) if a != 1 else x
     return out.add_public(ctx.rank, _const(ring, b, n)) if b else out
+
+
+def _public_minus(ctx, c: torch.Tensor, x: ArithmeticShares) -> ArithmeticShares:
+    """c - x for a public ring tensor c (local; one pass per share)."""
+    r = x.ring
+    first = r.sub(c, x.first) if ctx.rank == 0 else r.neg(x.first)
+    second = r.sub(c, x.second) if ctx.rank == 2 else r.neg(x.second)
+    return ArithmeticShares(r, first, second)
 
 
 def _contiguous(x: ArithmeticShares) -> ArithmeticShares:
@@ -310,25 +457,56 @@ def fits_normalisation(bound: float, frac_bits: int) -> bool:
 # ----- normalisation: bit length of secrets ---------------------------------------------
 
 
+def _xor_of_positions(byte: int) -> int:
+    out = 0
+    for k in range(8):
+        if (byte >> k) & 1:
+            out ^= k
+    return out
+
+
+# position index of a one-hot word, by 16-bit lookup: low byte = the XOR of the word's 8
+# bytes, high byte = their 8 parities (see _onehot_position)
+_POSITION_LUT = torch.tensor(
+    [_xor_of_positions(i & 255) | (_xor_of_positions(i >> 8) << 3) for i in range(1 << 16)], dtype=torch.int64
+)
+
+
+def _onehot_position(word: torch.Tensor) -> torch.Tensor:
+    """L(w) = the XOR of the positions of the set bits of w (the position of a one-hot word),
+    per share (L is XOR-linear). Position 8b + k contributes k to the low three bits and b to
+    the high three, and b only through the parity of byte b: L(w) = L8(XOR of the bytes) +
+    8 L8(byte parities), one lookup on 16 bits instead of one per byte."""
+    f = word ^ (word >> 32)
+    f ^= f >> 16
+    f ^= f >> 8
+    p = word ^ (word >> 4)
+    p ^= p >> 2
+    p ^= p >> 1
+    p &= 0x0101010101010101  # bit 8b: parity of byte b
+    p *= 0x0102040810204080  # gathers them into bits 56..63 (parity of byte b at 56 + b)
+    idx = (p >> 48) & 0xFF00
+    idx |= f & 255
+    return _POSITION_LUT.index_select(0, idx.reshape(-1)).view(word.shape)
+
+
 @dataclass
 class Normalised:
     """Boolean facts about v (a secret fitting 62 bits), each in bit 0 of a word: ``sign``
-    [v < 0]; ``nonzero`` [|v| - [v < 0] != 0]; ``exp_bits`` the 6 bits of m, the position of
-    the leading one of |v| - [v < 0] (0 if none), so that |v| lies in [2^m, 2^(m+1)] for
-    v != 0; ``lift`` (c1, c2, sign) for ``boolean.lift_table`` (ring64 only)."""
+    [v < 0]; ``nonzero`` [|v| - [v < 0] != 0]; ``exp_word`` the 6 bits of m (bits 0..5),
+    the position of the leading one of |v| - [v < 0] (0 if none), so that |v| lies in
+    [2^m, 2^(m+1)] for v != 0; ``lift`` (c1, c2, sign) for ``boolean.lift_table`` (ring64
+    only)."""
 
     sign: BooleanShares
     nonzero: BooleanShares
-    exp_bits: list[BooleanShares]
+    exp_word: BooleanShares
     lift: list[BooleanShares] | None
 
     @property
-    def exp_word(self) -> BooleanShares:
-        f = s = None
-        for i, b in enumerate(self.exp_bits):
-            f = (b.first << i) if f is None else f ^ (b.first << i)
-            s = (b.second << i) if s is None else s ^ (b.second << i)
-        return BooleanShares(f, s)
+    def exp_bits(self) -> list[Field]:
+        """The bits m_0..m_5 as table index parts (no extraction until a table reads them)."""
+        return [Field(self.exp_word, i) for i in range(6)]
 
 
 def normalise(ctx, values: list[ArithmeticShares]) -> list[Normalised]:
@@ -343,7 +521,9 @@ def normalise(ctx, values: list[ArithmeticShares]) -> list[Normalised]:
         bits, c1, c2 = boolean.bit_decompose(ctx, stacked), None, None
     sign = bits.rshift(63)
     prefix = boolean.prefix_or(ctx, boolean.ones_complement_abs(bits))
-    index = boolean.onehot_index_bits(prefix.xor(prefix.rshift(1)))
+    # one-hot of the leading one: prefix ^ (prefix >> 1) (bit 63 of prefix is 0, so the
+    # shares' arithmetic shifts share the logical one); its position, per share (local)
+    index = BooleanShares(*(_onehot_position(w ^ (w >> 1)) for w in (prefix.first, prefix.second)))
     nonzero = prefix.and_public(1)
     out, offset = [], 0
     for n in sizes:
@@ -352,7 +532,7 @@ def normalise(ctx, values: list[ArithmeticShares]) -> list[Normalised]:
             Normalised(
                 sign=sign.getitem(sl),
                 nonzero=nonzero.getitem(sl),
-                exp_bits=[b.getitem(sl) for b in index],
+                exp_word=index.getitem(sl),
                 lift=None if c1 is None else [c1.getitem(sl), c2.getitem(sl), sign.getitem(sl)],
             )
         )
@@ -515,7 +695,7 @@ def _goldschmidt_gen(
     num, extra = (got[1], 0) if x_n is not None else (w, in_bits + _START_BITS + 1 - P)
     two = _const(R128, 2 << P, n)
     for k in range(iterations):
-        factor = d.neg().add_public(ctx.rank, two)  # 2 - D
+        factor = _public_minus(ctx, two, d)  # 2 - D
         last = k == iterations - 1
         ops = [Mul([(num, factor)], trunc=P + extra + (P - p_final if last else 0))]
         if not last:
@@ -573,7 +753,7 @@ def divide(ctx, x: ArithmeticShares, f_x: int, y: ArithmeticShares, f_y: int, f_
     def exponent() -> Protocol:
         mbar = ny.exp_word.xor_public(ctx.rank, 63)  # 63 - m
         e_word, nonzero = yield from parallel(_add6_gen(nx.exp_word, mbar), _nonzero_gen(ny))
-        bits = [_bit(e_word, i) for i in range(7)]
+        bits = [Field(e_word, i) for i in range(7)]
         return (yield from _scale_gen(bits[:5], bits[5:7], items, nonzero))
 
     def protocol() -> Protocol:
