@@ -1,5 +1,5 @@
 """The gRPC transport between two parties over mutual TLS on loopback (issue 4's aim:
->= 500 MB/s per link with 8 MB tensors, <= 1 ms overhead per round).
+>= 500 MB/s per link with 8 MB (ring64) and 16 MB (ring128) tensors, <= 1 ms per round).
 
 Both parties live in this process (two TLS servers, one stream), so on a small machine the
 sender, the receiver and TLS share the cores; the party services run one process per party.
@@ -72,9 +72,12 @@ def link(tmp_path_factory):
     server.stop(0)
 
 
-def test_throughput_8mb(benchmark, link):
+@pytest.mark.parametrize("ring,elements", [(64, 1_000_000), (128, 1_000_000)], ids=["ring64-8mb", "ring128-16mb"])
+def test_throughput(benchmark, link, ring, elements):
+    """One direction: 8 messages of a 1e6-element share (8 MB ring64, 16 MB ring128)."""
     a, b = link
-    x = torch.randint(0, 2**62, (1_000_000,), dtype=torch.int64)  # 8 MB
+    shape = (elements,) if ring == 64 else (elements, 2)
+    x = torch.randint(0, 2**62, shape, dtype=torch.int64)
     per_round = 8
 
     def one_way():
@@ -86,6 +89,29 @@ def test_throughput_8mb(benchmark, link):
     benchmark.pedantic(one_way, rounds=5, warmup_rounds=1)
     mb = per_round * x.numel() * 8 / 1e6
     benchmark.extra_info.update(mb_per_s=round(mb / benchmark.stats.stats.median, 1), chunk_bytes=CHUNK_BYTES)
+
+
+def test_throughput_both_ways_16mb(benchmark, link):
+    """Both directions at once, as in a round where each party sends its share and receives
+    the peer's: MB/s per direction."""
+    a, b = link
+    x = torch.randint(0, 2**62, (1_000_000, 2), dtype=torch.int64)  # 16 MB
+    per_round = 4
+
+    def side(peer, t):
+        for i in range(per_round):
+            t.send(peer, f"w{i}", x)
+            t.recv(peer, f"w{i}", 60)
+
+    def both():
+        other = threading.Thread(target=side, args=(0, b))
+        other.start()
+        side(1, a)
+        other.join()
+
+    benchmark.pedantic(both, rounds=5, warmup_rounds=1)
+    mb = per_round * x.numel() * 8 / 1e6
+    benchmark.extra_info.update(mb_per_s_each_way=round(mb / benchmark.stats.stats.median, 1))
 
 
 def test_small_round_latency(benchmark, link):

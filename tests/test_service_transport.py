@@ -20,7 +20,9 @@ from smpc.errors import PartyUnavailable, ProtocolError, ProtocolTimeout
 from smpc.runtime import simulate
 from smpc.service.pki import init_certs
 from smpc.transport.grpc import (
+    CHUNK_BYTES,
     MAX_DIMS,
+    PAYLOAD_ALIGN,
     FrameAssembler,
     FrameError,
     GrpcTransport,
@@ -311,11 +313,56 @@ def test_wire_encoding_is_the_protobuf_frame_and_splits_without_copies(n):
     asm = FrameAssembler("job")
     asm.next_seq = 5
     for wire, frame in zip(wires, frames, strict=True):
-        assert peer_pb2.Frame.FromString(wire) == frame  # plain protobuf, readable by any implementation
+        parsed = peer_pb2.Frame.FromString(wire)  # plain protobuf, readable by any implementation
+        parsed.ClearField("pad")
+        assert parsed == frame
         header, payload = deserialize_frame(wire)
-        assert header.payload == b"" and bytes(payload) == frame.payload
+        assert header.payload == b"" and header.pad == b"" and bytes(payload) == frame.payload
+        if len(frame.payload) > 64 * 1024:  # large payloads start aligned within their frame
+            assert wire.index(frame.payload[:64]) % PAYLOAD_ALIGN == 0
         done = asm.add(header, payload)
     assert done is not None and torch.equal(done[1], x)
+
+
+def _within(tensor: torch.Tensor, data: bytes) -> bool:
+    start = torch.frombuffer(data, dtype=torch.uint8).data_ptr()
+    return start <= tensor.data_ptr() < start + len(data)
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.float64, torch.bool, torch.int16])
+def test_a_message_in_one_frame_becomes_a_tensor_over_the_received_bytes(dtype):
+    x = (torch.arange(300_000) * 7919).to(dtype).reshape(3, -1)
+    (wire,) = encode_wire("job", "s", 0, x)
+    header, payload = deserialize_frame(wire)
+    tag, got = FrameAssembler("job").add(header, payload)
+    assert tag == "s" and torch.equal(got, x) and got.data_ptr() % 16 == 0
+    assert _within(got, wire)  # no copy: the tensor's memory is the received frame's
+    got.zero_()  # a normal, writable tensor (nothing else holds that frame)
+    assert not got.any()
+
+
+def test_a_misaligned_payload_is_copied_not_used_in_place():
+    x = torch.arange(20_000, dtype=torch.int64)
+    frame = encode_frames("job", "s", 0, x)[0]
+    raw = bytes(3) + frame.payload
+    frame.ClearField("payload")
+    _, got = FrameAssembler("job").add(frame, memoryview(raw)[3:])
+    assert torch.equal(got, x) and not _within(got, raw) and got.data_ptr() % 8 == 0
+
+
+def test_a_16mb_message_travels_as_one_frame(net):
+    assert CHUNK_BYTES >= 16_000_000
+    a, b, c = connect(net)
+    x = torch.randint(-(2**62), 2**62, (1_000_000, 2), dtype=torch.int64)  # a 1e6-element ring128 share
+    assert len(encode_wire("j", "t", 0, x)) == 1
+    a.send(2, "big", x)
+    y = x.clone()
+    x.zero_()  # the sender may reuse its buffer at once
+    got = c.recv(0, "big", timeout=30)
+    assert torch.equal(got, y)
+    got += 1  # received tensors are writable
+    for t in (a, b, c):
+        t.close()
 
 
 def test_wire_decoding_refuses_truncated_bytes():

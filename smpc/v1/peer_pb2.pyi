@@ -29,7 +29,7 @@ DTYPE_INT8: DType
 DTYPE_INT16: DType
 
 class Frame(_message.Message):
-    __slots__ = ("kind", "job_id", "tag", "seq", "dtype", "shape", "total_bytes", "chunk", "chunks", "payload", "party", "error_type", "reason", "culprit")
+    __slots__ = ("kind", "job_id", "tag", "seq", "dtype", "shape", "total_bytes", "chunk", "chunks", "payload", "party", "error_type", "reason", "culprit", "pad")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[Frame.Kind]
@@ -54,6 +54,7 @@ class Frame(_message.Message):
     ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     CULPRIT_FIELD_NUMBER: _ClassVar[int]
+    PAD_FIELD_NUMBER: _ClassVar[int]
     kind: Frame.Kind
     job_id: str
     tag: str
@@ -68,7 +69,8 @@ class Frame(_message.Message):
     error_type: str
     reason: str
     culprit: str
-    def __init__(self, kind: _Optional[_Union[Frame.Kind, str]] = ..., job_id: _Optional[str] = ..., tag: _Optional[str] = ..., seq: _Optional[int] = ..., dtype: _Optional[_Union[DType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., total_bytes: _Optional[int] = ..., chunk: _Optional[int] = ..., chunks: _Optional[int] = ..., payload: _Optional[bytes] = ..., party: _Optional[str] = ..., error_type: _Optional[str] = ..., reason: _Optional[str] = ..., culprit: _Optional[str] = ...) -> None: ...
+    pad: bytes
+    def __init__(self, kind: _Optional[_Union[Frame.Kind, str]] = ..., job_id: _Optional[str] = ..., tag: _Optional[str] = ..., seq: _Optional[int] = ..., dtype: _Optional[_Union[DType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., total_bytes: _Optional[int] = ..., chunk: _Optional[int] = ..., chunks: _Optional[int] = ..., payload: _Optional[bytes] = ..., party: _Optional[str] = ..., error_type: _Optional[str] = ..., reason: _Optional[str] = ..., culprit: _Optional[str] = ..., pad: _Optional[bytes] = ...) -> None: ...
 
 class JobSpec(_message.Message):
     __slots__ = ("job_id", "analysis", "params", "source", "requester", "recipients", "coordinator", "parties")
