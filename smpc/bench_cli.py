@@ -27,10 +27,15 @@ Side-by-side benchmark of smpc (3 party processes, gRPC with mutual TLS) against
   smpc bench --n 1e4 --no-crypten     quick, smpc only
   smpc bench --wan 20,100 --baseline benchmarks/results/compare.json
                                       20 ms RTT, 100 Mbit/s per link, growth against a LAN run
+  smpc bench --no-crypten --ops shuffle,sort,multi_lending --lending-rows 1e6
+                                      the private-join ops (smpc only), multi_lending at 1e6 rows per bank
 
 Writes a markdown report, the JSON and a PNG chart (--out, default benchmarks/results/)."""
 
 OPS = ["share", "mul", "lt", "sum", "div", "matmul256", "matmul1000", "lending"]
+"""The default op list (both systems)."""
+JOIN_OPS = ["shuffle", "sort", "multi_lending"]
+"""Opt-in private-join ops (issue 7), smpc only: CrypTen has no oblivious shuffle or sort."""
 SYSTEMS = ["smpc", "crypten-tfp", "crypten-ttp"]
 
 
@@ -59,7 +64,11 @@ def _list(choices: list[str]):
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The harness's options (shared by ``smpc bench`` and ``python benchmarks/compare``)."""
     p.add_argument("--n", type=_count, default=10**6, help="elements per input (default 1e6; x/y uses min(n, 1e5))")
-    p.add_argument("--ops", type=_list(OPS), default=OPS, help=f"comma-separated subset of {','.join(OPS)}")
+    p.add_argument("--ops", type=_list(OPS + JOIN_OPS), default=OPS,
+                   help=f"comma-separated subset of {','.join(OPS + JOIN_OPS)} (default: {','.join(OPS)}; "
+                        f"{','.join(JOIN_OPS)} run on smpc only)")
+    p.add_argument("--lending-rows", type=_count, default=None,
+                   help="multi_lending's rows per bank (default min(n, 1e5); e.g. 1e6)")
     p.add_argument("--systems", type=_list(SYSTEMS), default=SYSTEMS,
                    help="comma-separated subset of smpc,crypten-tfp,crypten-ttp (default: all)")
     p.add_argument("--no-crypten", action="store_true", help="smpc only (e.g. when CrypTen is not installed)")

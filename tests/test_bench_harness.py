@@ -107,6 +107,58 @@ def test_quick_mode_smpc_over_grpc(tmp_path):
     _no_leftovers(token)
 
 
+def test_quick_mode_join_ops_smpc_only(tmp_path):
+    """`python benchmarks/compare --n 1e4 --ops shuffle,sort,multi_lending`: the private-join
+    ops (issue 7) run over gRPC and are exact (the shuffled rows are the input rows, the
+    sorted rows the input sorted by key, multi_lending equals its plaintext twin, every
+    bank's flagged ids included); CrypTen, named or not, gets "n/a" columns (its parties are
+    not even started)."""
+    token = uuid.uuid4().hex
+    ops = "shuffle,sort,multi_lending"
+    systems = "smpc,crypten-tfp" if _crypten_installed() else "smpc"
+    env = dict(os.environ, SMPC_BENCH_TEST_TOKEN=token)
+    proc = subprocess.run([sys.executable, str(BENCH / "compare"), "--n", "1e4", "--systems", systems,
+                           "--reps", "1", "--warmup", "0", "--ops", ops, "--out", str(tmp_path), "--quiet"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads((tmp_path / "compare.json").read_text())
+    assert list(data["ops"]) == ops.split(",") and data["lending_rows"] == 10_000
+    for op, o in data["ops"].items():
+        rec = o["systems"]["smpc"]
+        assert rec["status"] == "ok", (op, rec.get("message"))
+        assert len(rec["seconds"]) == 1 and rec["median_s"] > 0
+        assert min(rec["peak_rss_per_party"]) > 0
+        assert min(rec["bytes_sent_per_party"]) > 0 and max(rec["rounds_per_party"]) > 0
+        assert rec["errors"]["max_abs_err"] == 0 and rec["errors"]["wrong"] == 0, (op, rec["errors"])
+        if "crypten-tfp" in systems:
+            assert o["systems"]["crypten-tfp"]["status"] == "n/a"
+    assert data["ops"]["shuffle"]["systems"]["smpc"]["errors"]["unmoved_rows"] < 100  # ~1: it did permute
+    assert max(data["ops"]["shuffle"]["systems"]["smpc"]["rounds_per_party"]) == 3
+    ml = data["ops"]["multi_lending"]
+    assert ml["systems"]["smpc"]["errors"]["flagged_count"] == ml["reference"]["flagged_count"] > 0
+    assert sum(ml["reference"]["rows_per_bank"]) > 25_000  # three banks of ~1e4 rows
+    md = (tmp_path / "compare.md").read_text()
+    assert "| multi_lending: 3 banks x 10,000 rows |" in md and "multi_lending: 10,000 rows per bank" in md
+    if "crypten-tfp" in systems:
+        assert "| n/a |" in md
+    assert proc.stdout.strip() == md.strip()
+    _no_leftovers(token)
+
+
+def test_join_ops_options():
+    """The private-join ops are selectable and opt-in; --lending-rows sets multi_lending's size."""
+    from compare import cli as harness_cli
+    from compare import workload
+
+    args = harness_cli.build_parser().parse_args(["--ops", "shuffle,sort,multi_lending", "--lending-rows", "1e6"])
+    assert args.ops == ["shuffle", "sort", "multi_lending"] and args.lending_rows == 10**6
+    assert "--lending-rows 1000000" in harness_cli.command_line(args)
+    assert not set(workload.SMPC_ONLY) & set(harness_cli.build_parser().parse_args([]).ops)
+    assert workload.ops_for(10**6)["multi_lending"].size == 10**5
+    assert workload.ops_for(10**4)["multi_lending"].size == 10**4
+    assert workload.ops_for(10**6, 10**6)["multi_lending"].size == 10**6
+
+
 def test_wan_mode_relays_every_system_and_a_killed_run_leaves_no_process(tmp_path):
     """`--wan`: every party-to-party connection crosses the relay (smpc's gRPC streams and,
     when CrypTen is installed, its gloo pairs), and the report says which mode ran. The run

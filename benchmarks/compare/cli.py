@@ -50,6 +50,7 @@ def execute(args, command: str = "") -> int:
         "n": args.n, "ops": list(args.ops), "systems": systems, "reps": args.reps, "warmup": args.warmup,
         "seed": args.seed, "threads": args.threads, "wan": args.wan, "decode_fix": args.crypten_decode_fix,
         "timeout": args.timeout, "start_timeout": min(args.timeout, 600.0), "command": command,
+        "lending_rows": getattr(args, "lending_rows", None),
     }
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results"
     stem = args.name or ("compare-wan" if args.wan else "compare")
@@ -65,15 +66,28 @@ def execute(args, command: str = "") -> int:
     return 0
 
 
+def build_parser():
+    from smpc import bench_cli
+
+    parser = bench_cli.build_parser()
+    parser.prog = "python benchmarks/compare"
+    return parser
+
+
+def command_line(args) -> str:
+    """The options that differ from the defaults, as a command to copy."""
+    from smpc.bench_cli import command_line as smpc_command_line
+
+    return smpc_command_line(args, prefix="python benchmarks/compare")
+
+
 def main(argv: list[str] | None = None) -> int:
-    from smpc.bench_cli import build_parser, command_line
     from smpc.errors import SmpcError
 
     parser = build_parser()
-    parser.prog = "python benchmarks/compare"
     args = parser.parse_args(argv)
     try:
-        return execute(args, command=command_line(args, prefix="python benchmarks/compare"))
+        return execute(args, command=command_line(args))
     except SmpcError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -8,7 +8,7 @@ is the max over the parties of their own time from a barrier to the revealed res
 table shows the median over the timed runs. Errors are checked on every run (warm-up
 included) against float64, and the worst is reported. Peak RSS is per party and per op
 (Linux's VmHWM, reset before each op's set-up), so it includes the interpreter, torch and
-the transport.
+the transport, and whatever earlier ops left resident (the JSON's ``rss_before_setup_per_party``).
 
 A failing op is reported with its error and the run goes on; a system whose parties hang or
 die is restarted for the next op. Every child process (parties, TTP, relay) is ended on the
@@ -266,7 +266,7 @@ def run(settings: dict, log=print) -> dict:
     n = int(settings["n"])
     seed = int(settings["seed"])
     systems = list(settings["systems"])
-    ops = workload.ops_for(n)
+    ops = workload.ops_for(n, settings.get("lending_rows"))
     op_keys = list(settings["ops"])
     reps, warmup = int(settings["reps"]), int(settings["warmup"])
     wan = settings.get("wan")
@@ -277,6 +277,7 @@ def run(settings: dict, log=print) -> dict:
                              if shape else "loopback (127.0.0.1), no delay"),
         "wan": None if shape is None else {"rtt_ms": shape.rtt_ms, "rate_mbit": shape.rate_mbit},
         "n": n, "seed": seed, "reps": reps, "warmup": warmup, "systems": systems,
+        "lending_rows": workload.lending_rows_for(n, settings.get("lending_rows")),
         "system_labels": {s: SYSTEMS[s] for s in systems},
         "crypten_decode_fix": bool(settings.get("decode_fix")),
         "command": settings.get("command", ""),
@@ -299,6 +300,9 @@ def run(settings: dict, log=print) -> dict:
             relay = RelayProcess(shape)
             log(f"WAN mode: {shape.describe()} (relay control on port {relay.control[1]})")
         for s in systems:
+            if s in CRYPTEN_SYSTEMS and all(k in workload.SMPC_ONLY for k in op_keys):
+                groups[s] = None  # every op is n/a for it: no processes to start
+                continue
             log(f"starting {SYSTEMS[s]} parties ...")
             g = Group(s, settings, workdir, relay)
             groups[s] = g
@@ -312,12 +316,12 @@ def run(settings: dict, log=print) -> dict:
         for key in op_keys:
             op = ops[key]
             log(f"[{key}] {op.label}: {op.elements:,} elements")
-            results["ops"][key] = _run_op(op, groups, settings, relay, log)
+            results["ops"][key] = _run_op(op, groups, settings, relay, log, workdir)
             if settings.get("on_op") is not None:
                 settings["on_op"](results)  # e.g. save what is measured so far
         finished = True
     finally:
-        for g in groups.values():
+        for g in filter(None, groups.values()):
             with contextlib.suppress(Exception):
                 # after a failure or an interrupt the parties may be deep in an op: end them now
                 g.close() if finished else g.kill()
@@ -336,23 +340,33 @@ def threading_is_main() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _run_op(op: workload.Op, groups: dict[str, Group], settings: dict, relay, log) -> dict:
+def _run_op(op: workload.Op, groups: dict[str, Group | None], settings: dict, relay, log,
+            workdir: Path | None = None) -> dict:
     seed = int(settings["seed"])
     timeout = float(settings["timeout"])
-    ref = workload.reference(op, seed)
+    data_dir = None if workdir is None else workdir / "data"
+    if op.key == "multi_lending":
+        log(f"  generating the banks' books and the plaintext answer ({op.size:,} rows per bank) ...")
+    ref = workload.reference(op, seed, data_dir)
+    options = {"lending_rows": settings.get("lending_rows"), "data_dir": None if data_dir is None else str(data_dir)}
     out = {"op": op.to_json(), "systems": {}}
     active = []
     for s, g in groups.items():
         rec = {"status": "ok", "seconds": [], "seconds_per_party": [], "peak_rss_per_party": [0, 0, 0],
                "comm_per_party": None, "errors": {}, "errors_stock_decode": {}, "errors_decode_fix": {}}
         out["systems"][s] = rec
+        if s in CRYPTEN_SYSTEMS and op.key in workload.SMPC_ONLY:
+            rec["status"] = "n/a"
+            rec["message"] = "CrypTen 0.4.1 has no oblivious shuffle or sort (smpc only)"
+            continue
         try:
             if not g.alive:
                 log(f"  {s}: restarting its parties")
                 g.restart()
             job_id = f"bench-{op.key}-{uuid.uuid4().hex[:12]}"
-            setup = g.call(("setup", op.key, int(settings["n"]), seed, job_id), timeout)
+            setup = g.call(("setup", op.key, int(settings["n"]), seed, job_id, options), timeout)
             rec["peak_rss_per_party"] = [r["peak_rss"] for r in setup]
+            rec["rss_before_setup_per_party"] = [r.get("rss_before_setup") for r in setup]
             active.append(s)
         except PartyErrors as exc:
             rec["status"] = "unavailable" if exc.kind == "unavailable" else "error"
@@ -396,7 +410,9 @@ def _run_op(op: workload.Op, groups: dict[str, Group], settings: dict, relay, lo
                 rec["seconds"].append(max(per_party))
                 rec["seconds_per_party"].append(per_party)
             result = replies[0]["result"]
-            if result is not None and ref is not None:
+            if op.key in workload.EXACT_OPS:
+                _worst(rec["errors"], workload.exact_errors(op, [r["result"] for r in replies], ref))
+            elif result is not None and ref is not None:
                 _worst(rec["errors"], workload.errors(result["value"], ref))
                 if "stock" in result:
                     _worst(rec["errors_stock_decode"], workload.errors(result["stock"], ref))
@@ -417,7 +433,11 @@ def _run_op(op: workload.Op, groups: dict[str, Group], settings: dict, relay, lo
         if not rec["errors_stock_decode"]:
             rec.pop("errors_stock_decode")
             rec.pop("errors_decode_fix")
-    if ref is not None and op.key == "lending":
+    if op.key == "multi_lending":
+        out["reference"] = {"flagged_count": ref["flagged_count"], "rows_per_bank": ref["rows_per_bank"]}
+        if data_dir is not None:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    elif ref is not None and op.key == "lending":
         out["reference"] = float(ref[0])
     elif op.key == "sum" and ref is not None:
         out["reference"] = float(ref[0])
@@ -435,7 +455,7 @@ def _worst(acc: dict, new: dict) -> None:
     for k, v in new.items():
         if k == "finite":
             acc[k] = acc.get(k, True) and v
-        elif k == "elements":
+        elif k == "elements" or not isinstance(v, (int, float)) or not isinstance(acc.get(k, v), (int, float)):
             acc[k] = v
         else:
             acc[k] = max(acc.get(k, v), v)

@@ -58,6 +58,18 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def rss_bytes() -> int:
+    """Current resident set size (Linux VmRSS; 0 where unknown)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def set_threads(threads: int) -> None:
     """Pin torch's intra-op threads (and OpenMP's) for this party process."""
     os.environ["OMP_NUM_THREADS"] = str(threads)

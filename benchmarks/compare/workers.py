@@ -2,7 +2,8 @@
 
 The driver sends each party of a system the same commands over a pipe:
 
-    ("setup", op_key, n, seed, job_id)  share the op's inputs (untimed); reset the peak-RSS counter
+    ("setup", op_key, n, seed, job_id[, options])  share the op's inputs (untimed); reset the
+                                 peak-RSS counter (options: lending_rows, data_dir)
     ("run", want_result)         barrier, then time the op on this party; reply with seconds,
                                  the communication counters, peak RSS (and rank 0 the result)
     ("teardown",)                drop the op's state
@@ -22,7 +23,7 @@ import traceback
 import numpy as np
 
 from compare import workload
-from compare.procs import die_with_parent, peak_rss_bytes, reset_peak_rss, set_threads, trim_memory
+from compare.procs import die_with_parent, peak_rss_bytes, reset_peak_rss, rss_bytes, set_threads, trim_memory
 
 
 def _loop(conn, backend) -> None:
@@ -36,12 +37,14 @@ def _loop(conn, backend) -> None:
                 conn.send(("ok", None))
                 return
             if cmd == "setup":
-                _, key, n, seed, job_id = msg
-                op = workload.ops_for(n)[key]
+                _, key, n, seed, job_id, *rest = msg
+                options = rest[0] if rest else {}
+                op = workload.ops_for(n, options.get("lending_rows"))[key]
                 trim_memory()
                 reset_peak_rss()
-                backend.setup(op, workload.owned_inputs(op, seed, backend.rank), job_id)
-                conn.send(("ok", {"peak_rss": peak_rss_bytes()}))
+                before = rss_bytes()  # what earlier ops left behind is part of this op's peak
+                backend.setup(op, workload.owned_inputs(op, seed, backend.rank, options.get("data_dir")), job_id)
+                conn.send(("ok", {"peak_rss": peak_rss_bytes(), "rss_before_setup": before}))
             elif cmd == "run":
                 seconds, comm, result = backend.run(op, want_result=msg[1])
                 conn.send(("ok", {"seconds": seconds, "comm": comm, "peak_rss": peak_rss_bytes(), "result": result}))
@@ -98,7 +101,9 @@ class SmpcBackend:
         stats = self.ctx.comm_stats()
         comm = {"bytes_sent": int(stats["bytes_sent"]), "rounds": int(stats["rounds"])}
         result = None
-        if want_result and self.rank == 0 and out is not None:
+        if op.key in workload.EXACT_OPS:  # every party: opening the rows is collective (untimed)
+            result = workload.smpc_collect(self.ctx, op, out) if want_result else None
+        elif want_result and self.rank == 0 and out is not None:
             result = {"value": out.to("cpu").double().numpy().copy()}
         return seconds, comm, result
 
