@@ -409,7 +409,7 @@ class SecretTensor:
         return self._as_bit(None if d.shares is None else compare.equal_zero(self.ctx, d.shares))
 
     def __lt__(self, other) -> SecretTensor:
-        """self < other. Cost: 9 rounds (see protocols.compare.less_than_zero)."""
+        """self < other. Cost: 10 rounds (see protocols.compare.less_than_zero)."""
         return (self - other)._ltz()
 
     def __gt__(self, other) -> SecretTensor:
@@ -422,21 +422,21 @@ class SecretTensor:
         return 1 - (self < other)
 
     def __eq__(self, other) -> SecretTensor:  # type: ignore[override]
-        """self == other as a secret 0/1. Cost: 8 rounds."""
+        """self == other as a secret 0/1. Cost: 9 rounds."""
         return (self - other)._eqz()
 
     def __ne__(self, other) -> SecretTensor:  # type: ignore[override]
         return 1 - (self == other)
 
     def abs(self) -> SecretTensor:
-        """|self| = self * (1 - 2 [self < 0]). Cost: 10 rounds."""
+        """|self| = self * (1 - 2 [self < 0]). Cost: 11 rounds."""
         negative = self._ltz("abs")
         return self._new((self * (1 - 2 * negative)).shares)
 
     __abs__ = abs
 
     def relu(self) -> SecretTensor:
-        """max(self, 0). Cost: 10 rounds."""
+        """max(self, 0). Cost: 11 rounds."""
         return where(self._ltz("relu"), 0, self)
 
     def _extreme(self, dim, largest: bool, with_index: bool):
@@ -468,7 +468,7 @@ class SecretTensor:
 
     def max(self, dim=None) -> SecretTensor:
         """Largest element (along ``dim``; all elements when None) by a log-depth tournament.
-        Cost: ceil(log2 n) x 10 rounds. Error: exact."""
+        Cost: ceil(log2 n) x 11 rounds. Error: exact."""
         return self._extreme(dim, True, False)[0]
 
     def min(self, dim=None) -> SecretTensor:
@@ -591,10 +591,10 @@ def where(cond: SecretTensor, if_true, if_false) -> SecretTensor:
 
 
 def maximum(a: SecretTensor, b) -> SecretTensor:
-    """Elementwise max. Cost: 10 rounds."""
+    """Elementwise max. Cost: 11 rounds."""
     return where(a < b, b, a)
 
 
 def minimum(a: SecretTensor, b) -> SecretTensor:
-    """Elementwise min. Cost: 10 rounds."""
+    """Elementwise min. Cost: 11 rounds."""
     return where(a < b, a, b)

@@ -163,7 +163,7 @@ def default_rate_overall(ctx, table, owners, *, label, positive=None, amount=Non
     amounts (rate and mean follow from them); no bank's own count or sums. Below
     ``min_cell_size`` loans in total: only that fact.
     Cost: one round per bank to share 2 ring elements (16 bytes each), one more with
-    ``amount``; one round to reveal; with min_cell_size > 1 one comparison (~9 rounds) and one
+    ``amount``; one round to reveal; with min_cell_size > 1 one comparison (~10 rounds) and one
     more reveal round.
     Error: none: counts and sums are exact; rate and mean are the nearest float64.
     """

@@ -63,7 +63,7 @@ def secure_total(ctx, owners, local, bound: float, name: str) -> SecretTensor:
 def suppression_flags(counts: SecretTensor, min_cell_size: int, to) -> list[bool] | None:
     """Which cells hold between 1 and min_cell_size - 1 records, revealed as flags only.
 
-    Cost: 2 batched comparisons (9 rounds) and 1 reveal. Leakage: the flags (which cells are
+    Cost: 2 batched comparisons (10 rounds) and 1 reveal. Leakage: the flags (which cells are
     suppressed), not the counts."""
     if min_cell_size <= 1:
         return None
@@ -231,7 +231,7 @@ def histogram(ctx, table, owners, *, column, edges, min_cell_size=1) -> dict | N
     with 1..min_cell_size-1 records are reported as suppressed, decided on shares.
     Leakage: the unsuppressed bin counts and which bins are suppressed.
     Cost: one round per bank (2 ring elements per bin from it), with suppression 2 batched
-    comparisons (9 rounds), and 1-2 reveals; independent of row counts.
+    comparisons (10 rounds), and 1-2 reveals; independent of row counts.
     Error: none (counts are exact).
     """
     _check_edges(edges)
@@ -300,7 +300,7 @@ def quantiles(ctx, table, owners, *, column, q, decimals=2, bound=1e12) -> dict 
     Leakage: the total count n and, per level, the two order statistics x_(k) and x_(k+1)
     (the revealed search outcomes are determined by them).
     Cost: ceil(log_17(2 bound 10^decimals + 1)) steps, each one round per bank, one batched
-    comparison (9 rounds) and one reveal; bytes independent of row counts.
+    comparison (10 rounds) and one reveal; bytes independent of row counts.
     Error: none: exact order statistics, one rounding to float64.
     """
     _check_q(q)
@@ -501,7 +501,7 @@ def default_rate(ctx, table, owners, *, label, by, positive=None, groups=None, m
     groups are suppressed; the set of group keys: the declared ``groups`` list, or else every
     bank's own set of keys (each bank discloses which keys occur in its data).
     Cost: one round per bank (4 ring elements per group from it), 2 batched comparisons
-    (9 rounds) when min_cell_size > 1, one or two reveals; independent of row counts.
+    (10 rounds) when min_cell_size > 1, one or two reveals; independent of row counts.
     Error: none (exact counts; rates are the nearest float64).
     """
     keys = groups

@@ -20,14 +20,15 @@ if TYPE_CHECKING:
 
 def less_than_zero(ctx: Context, x: ArithmeticShares) -> ArithmeticShares:
     """[x < 0] as arithmetic 0/1, for |x| < 2^63 (checked by the caller from the bound).
-    Cost: 9 rounds; ~32 bytes (``boolean.msb``) + B2A (party 0: 4 ring elements, others 1)
-    per element per party: ring64 64 / 40 / 40 bytes. Error: exact."""
+    Cost: 10 rounds; ~32 bytes (``boolean.msb``, 8 rounds) + one ring element (bit injection,
+    2 rounds) per element per party: ring64 ~40 bytes. Error: exact."""
     return boolean.bit_to_arithmetic(ctx, boolean.msb(ctx, x), x.ring)
 
 
 def equal_zero(ctx: Context, x: ArithmeticShares) -> ArithmeticShares:
-    """[x == 0] as arithmetic 0/1, for |x| < 2^64. Cost: 8 rounds; party 0 16 bytes, then
-    ~8 bytes (``boolean.equals_zero``) + B2A per element per party. Error: exact."""
+    """[x == 0] as arithmetic 0/1, for |x| < 2^64. Cost: 9 rounds; party 0 16 bytes, then
+    ~8 bytes (``boolean.equals_zero``) + one ring element (bit injection) per element per
+    party. Error: exact."""
     return boolean.bit_to_arithmetic(ctx, boolean.equals_zero(ctx, x), x.ring)
 
 
@@ -77,7 +78,7 @@ def reduce_extreme(
 ) -> tuple[ArithmeticShares, ArithmeticShares | None]:
     """Max (or min) along ``dim`` by a log-depth tournament; optionally carries an index
     sharing along (argmax). Cost: ceil(log2 n) levels of (comparison + selection), i.e.
-    10 rounds per level. Error: exact. Leakage: none beyond the result."""
+    11 rounds per level. Error: exact. Leakage: none beyond the result."""
     dim = dim % len(x.shape)
     while x.shape[dim] > 1:
         a, b, rest = _halves(x, dim)

@@ -13,7 +13,7 @@ def histogram(col: Column, edges, to=None) -> list[int] | None:
     values outside the edges not counted — as ``numpy.histogram(x, bins=edges)``.
 
     All n x (m+1) comparisons with the edges run in one batched comparison.
-    Leakage: the counts. Cost: 9 rounds for the comparisons + 1 round (exact masked sum) +
+    Leakage: the counts. Cost: 10 rounds for the comparisons + 1 round (exact masked sum) +
     1 reveal; bytes ~ (m+1) comparisons per row.
     """
     edges_t = torch.as_tensor(edges, dtype=torch.float64).reshape(-1)
