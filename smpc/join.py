@@ -55,7 +55,7 @@ import torch
 
 from smpc.errors import InputError, ProtocolError, RangeError
 from smpc.protocols.segmented import adjacent_equal, bits_to_arithmetic, group_totals
-from smpc.protocols.sort import SortedRows, sort_rows, tree_order
+from smpc.protocols.sort import SortedRows, sort_rows_from, tree_order
 from smpc.ring import RING64
 from smpc.sharing import N_COMPUTE, ArithmeticShares, BooleanShares
 
@@ -146,10 +146,10 @@ def hash_ids(ids: Sequence[str], salt: str | bytes = DEFAULT_SALT) -> np.ndarray
     """64-bit keyed BLAKE2b of normalised ids (int64 bit patterns). Every bank must use the
     same salt; keep it secret from the compute parties as defence in depth (keys are never
     opened anyway). Collision bound: N distinct ids collide with probability <= N^2 / 2^65."""
-    base = hashlib.blake2b(digest_size=8, key=_salt_key(salt), person=_PERSON)
+    copy = hashlib.blake2b(digest_size=8, key=_salt_key(salt), person=_PERSON).copy
 
     def digest(ident: str) -> bytes:
-        h = base.copy()  # the keyed state, without re-absorbing the key block
+        h = copy()  # the keyed state, without re-absorbing the key block
         h.update(ident.encode("utf-8"))
         return h.digest()
 
@@ -473,7 +473,7 @@ def private_join(
     Cost: 2 rounds to share; the sort (``sort_rows``: 3 rounds of shuffle, then 7 or 8
     rounds per quicksort level: ~120 rounds and ~660 bytes per row for unique keys at
     N = 1e5, about twice the bytes with two words); 6 (unique) or 7 rounds and ~1 or ~2
-    words per row for the adjacent equalities; 1 round for their conversion to arithmetic.
+    words per row for the adjacent equalities; 2 rounds for their conversion to arithmetic.
     Leakage: every bank's row count, to the compute parties.
     """
     rank = ctx.rank
@@ -496,12 +496,17 @@ def private_join(
             (hashed.first[:, 0] ^ field.first).reshape(n, 1), (hashed.second[:, 0] ^ field.second).reshape(n, 1)
         )
         compare_mask = ~bank_field_mask(len(owners))
+        del bank_index, field
     else:
         tb = _public_words(ctx, tie_breakers(counts))
         key_words = BooleanShares(
             torch.stack([hashed.first[:, 0], tb.first], dim=1), torch.stack([hashed.second[:, 0], tb.second], dim=1)
         )
-    join.sorted = sort_rows(ctx, key_words, [vals])
+        del tb
+    del hashed
+    rows = [key_words, vals]
+    del key_words, vals  # the sort drops the unsorted rows once they are shuffled
+    join.sorted = sort_rows_from(ctx, rows)
     join.values = join.sorted.items[0]
     sk = join.sorted.keys
     adjacency = BooleanShares(sk.first.clone(), sk.second.clone())

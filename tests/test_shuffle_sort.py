@@ -289,6 +289,60 @@ def test_less_than_open_fuses_the_opening_into_the_last_round(w):
         assert stats["rounds"] == 7 + math.ceil(math.log2(w))
 
 
+@pytest.mark.parametrize("w", [1, 2])
+def test_comparisons_set_up_in_small_pieces_give_the_same_bits_and_costs(w, monkeypatch):
+    """The first round is built piece by piece (``_CHUNK_ROWS`` rows at a time, never across
+    a word column); tiny pieces, a row count that is a multiple of 64 (operands used in
+    place) and the quicksort's gathered operands give the same bits and one message per
+    peer and round."""
+    import smpc.protocols.sort as sort_mod
+
+    monkeypatch.setattr(sort_mod, "_CHUNK_ROWS", 48)
+    a, b = _edge_pairs(640, w, seed=20 + w)
+    at, bt = tree_order(a), tree_order(b)
+    g = np.random.default_rng(30 + w)
+    keys = torch.from_numpy(g.integers(-(2**63), 2**63 - 1, size=(700, w), dtype=np.int64))
+
+    def job(ctx):
+        x, y = share_words(ctx, at), share_words(ctx, bt)
+        ctx.reset_comm_stats()
+        opened = less_than_open(ctx, x, y)
+        stats = ctx.comm_stats()
+        sigma = sort_permutation(ctx, share_words(ctx, tree_order(keys)))
+        return opened, stats, sigma
+
+    want = [ult(a[i].tolist(), b[i].tolist()) for i in range(len(a))]
+    order = sorted(range(len(keys)), key=lambda i: [v & U64 for v in keys[i].tolist()])
+    for opened, stats, sigma in smpc.simulate(job, ring=64):
+        assert opened.tolist() == want
+        assert stats["rounds"] == 7 + math.ceil(math.log2(w))
+        assert stats["messages_sent"] == stats["rounds"] + 1  # the opening goes to both peers
+        assert sigma.tolist() == order
+
+
+def test_opened_bits_unpack_like_unpack_bits():
+    from smpc.protocols.sort import _open_bits
+
+    g = np.random.default_rng(5)
+    words = torch.from_numpy(g.integers(-(2**63), 2**63 - 1, size=7, dtype=np.int64))
+    for m in (1, 63, 64, 65, 300, 448):
+        assert _open_bits(words, m).tolist() == (unpack_bits(words, m) != 0).tolist()
+
+
+def test_sort_rows_from_drops_the_callers_rows():
+    from smpc.protocols.sort import sort_rows_from
+
+    keys = torch.tensor([[5], [1], [9], [3]], dtype=torch.int64)
+
+    def job(ctx):
+        rows = [share_words(ctx, tree_order(keys))]
+        out = sort_rows_from(ctx, rows)
+        return rows, open_words(ctx, out.keys)
+
+    rows, opened = smpc.simulate(job, ring=64)[0]
+    assert rows == [] and tree_order(opened).reshape(-1).tolist() == [1, 3, 5, 9]
+
+
 def test_tree_order_is_an_involution_and_packed_bits_round_trip():
     g = np.random.default_rng(5)
     x = torch.from_numpy(g.integers(-(2**63), 2**63 - 1, size=1000, dtype=np.int64))

@@ -131,11 +131,12 @@ def multi_lending(ctx, table, owners, *, id, balance, balance_threshold, min_len
     consortium; never other banks' balances, lender counts or customers). Nothing else: the
     join's comparisons are opened only after a secret shuffle on distinct keys.
     Cost: for N customer rows in all (N = 2.2e5 for three banks of 1e5 loans, measured):
-    178 rounds and ~1.4 kB per row and party (314 MB for party 0). That is 2 rounds to
-    share (2 words per row); the sort (3 + ~120 rounds, ~660 bytes per row); 7 rounds for
-    adjacent equalities and their conversion; ceil(log2 N) rounds of scans (24 bytes per row
-    and round); 17 rounds for the thresholds (bit decomposition, two comparisons, OR, bit
-    injection); 1 for the count; 4 to bring flags back (inverse shuffle, then open).
+    ~165 rounds (the quicksort's depth varies with the secret shuffle) and ~1.3 kB per row
+    and party (287 MB for party 0). That is 2 rounds to share (2 words per row); the sort
+    (3 + ~110 rounds, ~660 bytes per row); 8 rounds for adjacent equalities and their
+    conversion; ceil(log2 N) rounds of scans (24 bytes per row and round); 18 rounds for the
+    thresholds (bit decomposition, two comparisons, OR, bit injection); 1 for the count; 4
+    to bring flags back (inverse shuffle, then open).
     Error: none: sums, counts and comparisons are exact (RangeError before the sort if a
     customer's total over all banks could exceed 2^62 units given balance_bound, which
     bounds one customer's total balance at one bank).
@@ -181,8 +182,8 @@ def _flags(ctx, totals: ArithmeticShares, thr: int, min_lenders: int, count_bits
     with public words in one call, then their OR and the bit's injection into ring64.
     total > thr  <=>  t > (thr + 1) 2^c - 1 as signed values (the low c bits are < 2^c);
     lenders >= min  <=>  (t mod 2^c) > min - 1.
-    Cost: 8 rounds (conversion, 14 words) + 7 (comparisons, ~6 words) + 1 (OR) + 1 (bit
-    injection) per customer row. Error: exact."""
+    Cost: 8 rounds (conversion, 8 words) + 7 (comparisons, ~6 words) + 1 (OR) + 2 (bit
+    injection, 1 ring element) per customer row. Error: exact."""
     n = totals.shape[0]
     sign = -(1 << 63)
     padded = max(64, -(-n // 64) * 64)  # so that the two results fill separate words
@@ -197,11 +198,14 @@ def _flags(ctx, totals: ArithmeticShares, thr: int, min_lenders: int, count_bits
 
     secret = BooleanShares(lay(bits.first ^ (sign if ctx.rank == 0 else 0), bits.first & low),
                            lay(bits.second ^ (sign if ctx.rank == 2 else 0), bits.second & low))
+    del bits
     limit = torch.full((n,), ((thr + 1) << count_bits) - 1, dtype=torch.int64) ^ sign
     public = lay(limit, torch.full((n,), min_lenders - 1, dtype=torch.int64))
-    zero = torch.zeros_like(public)
-    threshold = BooleanShares(public if ctx.rank == 0 else zero, public if ctx.rank == 2 else zero.clone())
+    del limit
+    zero = torch.zeros((), dtype=torch.int64).expand(public.shape)  # read only: no memory per row
+    threshold = BooleanShares(public if ctx.rank == 0 else zero, public if ctx.rank == 2 else zero)
     above = less_than_words(ctx, threshold, secret, "ml-thresholds")
+    del threshold, secret, public
     words = above.shares.first.numel() // 2
     over, enough = above.shares.getitem(slice(0, words)), above.shares.getitem(slice(words, None))
     both = boolean.and_(ctx, over, enough, "ml-or")

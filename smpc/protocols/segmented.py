@@ -66,8 +66,8 @@ def adjacent_equal(
 
 def bits_to_arithmetic(ctx: Context, bits: list[PackedBits], ring: Ring) -> ArithmeticShares:
     """Packed secret bits (each of m rows) as arithmetic 0/1 of shape (m, len(bits)) in
-    ``ring``. Cost: 1 round (``boolean.bit_to_arithmetic``): party 0 sends 4 ring elements
-    per bit, parties 1 and 2 one."""
+    ``ring``. Cost: 2 rounds (``boolean.bit_to_arithmetic``): every party sends 1 ring
+    element per bit."""
     unpacked = [b.unpack() for b in bits]
     stacked = BooleanShares(
         torch.stack([u.first for u in unpacked], dim=1), torch.stack([u.second for u in unpacked], dim=1)
@@ -81,13 +81,17 @@ def mul(ctx: Context, x: ArithmeticShares, y: ArithmeticShares, step: str = "mul
     z_i = x_i (y_i + y_{i+1}) + x_{i+1} y_i, masked by a zero-sharing and reshared.
     Cost: 1 round; 1 ring element per element per party. Error: exact mod 2^k."""
     ring = x.ring
-    shape = ring.shape(x.first)
-    z = ring.rss_product(x.first, x.second, y.first, y.second)
-    ring.add_(z, ring.random(ctx.prg_next, shape))
-    ring.sub_(z, ring.random(ctx.prg_prev, shape))
+    z = _product_term(ctx, ring, x.first, x.second, y.first, y.second)
     prev, nxt = (ctx.rank - 1) % 3, (ctx.rank + 1) % 3
     got = ctx.exchange(step, sends={prev: z}, recv_from=[nxt])[nxt]
     return ArithmeticShares(ring, z, got)
+
+
+def _product_term(ctx: Context, ring: Ring, x1, x2, y1, y2) -> torch.Tensor:
+    """This party's masked term of x * y: the RSS product plus random(next) - random(prev),
+    the two streams added in place (the values ``ring.random`` would draw, in that order)."""
+    z = ring.rss_product(x1, x2, y1, y2)
+    return ring.add_zero_sharing_(z, ctx.prg_next, ctx.prg_prev)
 
 
 def _ones_minus(ctx: Context, x: ArithmeticShares) -> ArithmeticShares:
@@ -118,6 +122,8 @@ def segmented_scans(
     k = values.shape[1]
     if n == 0 or not (forward or backward):
         return (values if forward else None), (values if backward else None)
+    if values.ring.lanes == 1:
+        return _scans_in_place(ctx, values, cont, forward, backward, step)
     fwd = values if forward else None
     bwd = values if backward else None
     c = cont.reshape((n, 1))
@@ -149,6 +155,62 @@ def segmented_scans(
         d *= 2
         level += 1
     return (_contig(fwd) if forward else None), (_contig(bwd) if backward else None)
+
+
+def _scans_in_place(
+    ctx: Context, values: ArithmeticShares, cont: ArithmeticShares, forward: bool, backward: bool, step: str
+) -> tuple[ArithmeticShares | None, ArithmeticShares | None]:
+    """``segmented_scans`` for one-lane rings (ring64), the same messages and results with
+    less local work: the sums are updated in place, every round's operands are written into
+    one buffer, and C broadcasts in the product instead of being expanded."""
+    ring = values.ring
+    n, k = values.shape
+    prev, nxt = (ctx.rank - 1) % 3, (ctx.rank + 1) % 3
+    fwd = [values.first.clone(), values.second.clone()] if forward else None
+    bwd = [values.first.clone(), values.second.clone()] if backward else None
+    c = [cont.first.reshape(n, 1), cont.second.reshape(n, 1)]
+    d = 1
+    level = 0
+    while d < n:
+        last = 2 * d >= n
+        width = k * (int(forward) + int(backward)) + (0 if last else 1)
+        ys = []
+        for s in range(2):
+            y = torch.empty((n - d, width), dtype=values.first.dtype)
+            col = 0
+            if forward:
+                y[:, col : col + k] = fwd[s][: n - d]
+                col += k
+            if backward:
+                y[:, col : col + k] = bwd[s][d:]
+                col += k
+            if not last:
+                y[:, col : col + 1] = c[s][: n - d]
+            ys.append(y)
+        z = _product_term(ctx, ring, c[0][d:], c[1][d:], ys[0], ys[1])
+        del ys
+        got = ctx.exchange(f"{step}{level}", sends={prev: z}, recv_from=[nxt])[nxt]
+        prod = [z, got.reshape(z.shape)]
+        for s in range(2):
+            col = 0
+            if forward:
+                ring.add_(fwd[s][d:], prod[s][:, col : col + k])
+                col += k
+            if backward:
+                ring.add_(bwd[s][: n - d], prod[s][:, col : col + k])
+                col += k
+            if not last:
+                cs = torch.empty((n, 1), dtype=c[s].dtype)
+                cs[:d] = c[s][:d]
+                cs[d:] = prod[s][:, col : col + 1]
+                c[s] = cs
+        del prod, z, got
+        d *= 2
+        level += 1
+    return (
+        ArithmeticShares(ring, fwd[0], fwd[1]) if forward else None,
+        ArithmeticShares(ring, bwd[0], bwd[1]) if backward else None,
+    )
 
 
 def group_totals(

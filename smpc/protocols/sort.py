@@ -35,8 +35,12 @@ Sort (``sort_permutation``): each level splits every unfinished segment of more 
 comparing all their pairs, all in one batched, opened comparison. Measured at n = 1e5
 random keys: W = 1, 119 rounds (17 levels of 7) and 659 bytes per row and party; W = 2,
 136 rounds and 1344 bytes (n = 1e4: 84 rounds, 529 bytes for W = 1). Plain quicksort
-(``PIVOTS = 1``) takes ~2.5x the levels for ~25% fewer bytes. Local work: gathers of the key
-words and numpy bookkeeping per level.
+(``PIVOTS = 1``) takes ~2.5x the levels for ~25% fewer bytes. Local work per level: the
+compared rows' key words are gathered piece by piece straight into the circuit's state
+(``_lt_start``: no full-size operand copies; the level's first AND still travels as one
+message per peer), int32 row indices, and a linear (counting) move of rows to their buckets.
+Memory: a level of M comparisons (M ~ 3n for the big levels) holds about 4M words of circuit
+state plus its messages (the state, messages and indices, not the operands, bound the peak).
 Leakage: none beyond n, provided the keys are distinct and the rows were shuffled by a
 secret uniformly random permutation first (``sort_rows`` shuffles; distinct keys are the
 caller's duty). With duplicate keys the opened outcomes would reveal equalities.
@@ -141,6 +145,18 @@ def unpack_bits(words: torch.Tensor, m: int) -> torch.Tensor:
     return ((words.reshape(-1, 1) >> POSITION) & 1).reshape(-1)[:m]
 
 
+_POSITION_NP = POSITION.numpy()
+
+
+def _open_bits(words: torch.Tensor, m: int) -> np.ndarray:
+    """``unpack_bits(words, m) != 0`` as a bool numpy array, one byte per bit on the way
+    (not eight, as the int64 shifts of ``unpack_bits`` take)."""
+    if not _LITTLE_ENDIAN:
+        return (unpack_bits(words, m) != 0).numpy()
+    bits = np.unpackbits(words.contiguous().numpy().view(np.uint8), bitorder="little").reshape(-1, 64)
+    return bits[:, _POSITION_NP].reshape(-1)[:m].view(np.bool_)
+
+
 def pack_bits(bits: torch.Tensor) -> torch.Tensor:
     """Inverse of ``unpack_bits``: 0/1 int64 bits (m,) into packed words."""
     m = bits.numel()
@@ -217,6 +233,8 @@ def _column_major(x: BooleanShares) -> BooleanShares:
     with zeros to mp = a multiple of 64 rows."""
     m, w = x.shape
     mp = _padded_rows(m)
+    if w == 1 and m == mp:  # already the layout: a view where possible (the circuits never write to it)
+        return _map(x, lambda t: t.reshape(-1))
 
     def lay(t: torch.Tensor) -> torch.Tensor:
         out = torch.zeros((w, mp), dtype=torch.int64)
@@ -226,37 +244,93 @@ def _column_major(x: BooleanShares) -> BooleanShares:
     return _map(x, lay)
 
 
-def _gather_column_major(columns: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """Rows ``index`` of column-major words (W, n) as the flat padded layout of
-    ``_column_major``."""
-    w = columns.shape[0]
-    m = index.numel()
-    out = torch.zeros((w, _padded_rows(m)), dtype=torch.int64)
-    for k in range(w):
-        torch.index_select(columns[k], 0, index, out=out[k, :m])
-    return out.reshape(-1)
+_CHUNK_ROWS = 1 << 16
+"""Rows of local work per piece when a comparison batch is set up (``_lt_start``): the
+gathered key words and the first AND's terms are built piece by piece straight into the
+circuit's state, so no full-size copies of the operands exist (one message per peer and
+round all the same)."""
 
 
-def _lt_tree(ctx: Context, a: BooleanShares, b: BooleanShares, step: str, open_g: bool = False):
-    """Per 64-bit word of flat (M,) words (M a multiple of 64): (G, P) = ([a < b], [a == b]),
-    packed (M/64,) in ``POSITION`` order; bit significance: see ``tree_order``. With
-    ``open_g``, G is opened to the compute parties instead, fused with the last AND:
-    returns (the public packed G words, None).
-    Cost: 7 rounds; M + M + M/2 + ... + M/32 words per party (the last doubled to open)."""
+def _flat_chunks(fa: BooleanShares, fb: BooleanShares):
+    """Piece source of ``_lt_start`` for operands already in the flat padded layout."""
+
+    def get(lo: int, hi: int):
+        return fa.first[lo:hi], fa.second[lo:hi], fb.first[lo:hi], fb.second[lo:hi]
+
+    return get
+
+
+def _gather_chunks(key_first: torch.Tensor, key_second: torch.Tensor, idx_a: torch.Tensor, idx_b: torch.Tensor):
+    """Piece source of ``_lt_start``: rows ``idx_a`` / ``idx_b`` of column-major key words
+    (W, n) in the flat padded layout of ``_column_major`` (zero words in the padding)."""
+    m = idx_a.numel()
+    mp = _padded_rows(m)
+
+    def get(lo: int, hi: int):
+        k, r0 = divmod(lo, mp)
+        r1 = r0 + (hi - lo)
+        real = min(r1, m)
+        parts = []
+        for cols, idx in ((key_first, idx_a), (key_first, idx_b), (key_second, idx_a), (key_second, idx_b)):
+            if r0 >= real:
+                t = torch.zeros(hi - lo, dtype=torch.int64)
+            else:
+                t = cols[k].index_select(0, idx[r0:real])
+                if real < r1:
+                    t = torch.cat([t, torch.zeros(r1 - real, dtype=torch.int64)])
+            parts.append(t)
+        a1, b1, a2, b2 = parts
+        return a1, a2, b1, b2
+
+    return get, mp
+
+
+def _lt_start(ctx: Context, size: int, get, step: str, column: int | None = None) -> list[torch.Tensor]:
+    """The comparison circuit's first round on flat (size,) words a, b delivered piece by
+    piece by ``get(lo, hi)`` (pieces never cross a multiple of ``column``): per component a
+    (2, size) state, row 0 = g = ~a & b (1 AND round), row 1 = p = ~(a ^ b). Every piece's
+    p and AND term are computed straight into the state; the term is then masked (the
+    zero-sharing streams, in the order ``_and_local`` draws them) and sent in ONE message.
+    Cost: 1 round; 1 word per word per party."""
     rank = ctx.rank
-    m = a.first.numel()
-    # state: (2, M) words per share, row 0 = g (a < b so far), row 1 = p (equal so far)
-    state = []
-    for comp in ("first", "second"):
-        t = torch.empty((2, m), dtype=torch.int64)
-        torch.bitwise_xor(getattr(a, comp), getattr(b, comp), out=t[1])
-        state.append(t)
-    if rank == 0:  # p = ~(a ^ b): NOT acts on component 0 (party 0's first, party 2's second)
-        state[0][1] ^= -1
-    if rank == 2:
-        state[1][1] ^= -1
-    g = _and(ctx, a.invert(rank), b, f"{step}-g")
-    state[0][0], state[1][0] = g.first, g.second
+    s1 = torch.empty((2, size), dtype=torch.int64)
+    s2 = torch.empty((2, size), dtype=torch.int64)
+    column = size if column is None else column
+    lo = 0
+    while lo < size:
+        hi = min(lo + _CHUNK_ROWS, size, (lo // column + 1) * column)
+        a1, a2, b1, b2 = get(lo, hi)
+        p1, p2, z = s1[1, lo:hi], s2[1, lo:hi], s1[0, lo:hi]
+        torch.bitwise_xor(a1, b1, out=p1)
+        torch.bitwise_xor(a2, b2, out=p2)
+        # g = x & y with x = ~a (NOT on component 0: party 0's first, party 2's second), y = b:
+        # z = x_1 & (y_1 ^ y_2) ^ x_2 & y_1 (``_and_local`` before masking)
+        if rank == 0:
+            p1 ^= -1
+            a1 = torch.bitwise_not(a1)
+        if rank == 2:
+            p2 ^= -1
+            a2 = torch.bitwise_not(a2)
+        torch.bitwise_xor(b1, b2, out=z)
+        z &= a1
+        z ^= torch.bitwise_and(a2, b1)
+        lo = hi
+    z = s1[0]
+    ctx.prg_next.xor_into(z)
+    ctx.prg_prev.xor_into(z)
+    prev, nxt = (rank - 1) % N_COMPUTE, (rank + 1) % N_COMPUTE
+    got = ctx.exchange(f"{step}-g", sends={prev: z}, recv_from=[nxt])[nxt]
+    s2[0].copy_(got.reshape(-1))
+    return [s1, s2]
+
+
+def _lt_tree(ctx: Context, state: list[torch.Tensor], step: str, open_g: bool = False):
+    """Per 64-bit word of flat (M,) words (M a multiple of 64), given the first round's
+    state (``_lt_start``): (G, P) = ([a < b], [a == b]), packed (M/64,) in ``POSITION``
+    order; bit significance: see ``tree_order``. With ``open_g``, G is opened to the compute
+    parties instead, fused with the last AND: returns (the public packed G words, None).
+    Cost (with ``_lt_start``): 7 rounds; M + M + M/2 + ... + M/32 words per party (the last
+    doubled to open)."""
     for level in range(3):  # 64 -> 32 -> 16 -> 8 bits per word, by dtype views
         h1, h2 = _split(state[0]), _split(state[1])  # (2, M, 2): [g|p][word][lo|hi]
         # one AND gives p_hi & g_lo (row 0) and p_hi & p_lo (row 1)
@@ -264,10 +338,13 @@ def _lt_tree(ctx: Context, a: BooleanShares, b: BooleanShares, step: str, open_g
                  f"{step}-h{level}")
         z.first[0] ^= h1[0, :, 1]  # g <- g_hi ^ (p_hi & g_lo); p <- p_hi & p_lo
         z.second[0] ^= h2[0, :, 1]
+        del h1, h2
         state = [z.first, z.second]
+        del z
     # m bytes per row: one 8-bit field per original word, 8 to an int64 word
     g = BooleanShares(state[0][0].view(torch.int64), state[1][0].view(torch.int64))
     p = BooleanShares(state[0][1].view(torch.int64), state[1][1].view(torch.int64))
+    del state
     for f in _TAIL_FIELDS:
         h = f // 2
         mlo = _LOW[f]
@@ -349,18 +426,24 @@ def less_than_words(ctx: Context, a: BooleanShares, b: BooleanShares, step: str 
     if a.shape != b.shape or len(a.shape) != 2:
         raise ProtocolError(f"less_than_words: keys must both be (m, W), got {tuple(a.shape)}, {tuple(b.shape)}")
     m, w = a.shape
-    return _less_than_flat(ctx, _column_major(a), _column_major(b), w, m, step)
+    return _less_than_flat(ctx, _start_flat(ctx, a, b, step), w, m, step)
 
 
-def _less_than_flat(ctx: Context, fa: BooleanShares, fb: BooleanShares, w: int, m: int, step: str,
+def _start_flat(ctx: Context, a: BooleanShares, b: BooleanShares, step: str) -> list[torch.Tensor]:
+    """``_lt_start`` on (m, W) keys laid out flat (``_column_major``)."""
+    fa, fb = _column_major(a), _column_major(b)
+    return _lt_start(ctx, fa.first.numel(), _flat_chunks(fa, fb), step)
+
+
+def _less_than_flat(ctx: Context, state: list[torch.Tensor], w: int, m: int, step: str,
                     open_result: bool = False):
-    """``less_than_words`` on the flat padded column-major layout. Returns ``PackedBits``,
-    or with ``open_result`` the opened bits (bool (m,)) on every compute party, the opening
-    fused into the last round."""
+    """``less_than_words`` on the flat padded column-major layout, from the first round's
+    state (``_lt_start``). Returns ``PackedBits``, or with ``open_result`` the opened bits
+    (bool numpy (m,)) on every compute party, the opening fused into the last round."""
     if w == 1 and open_result:
-        words, _ = _lt_tree(ctx, fa, fb, step, open_g=True)
-        return unpack_bits(words, m) != 0
-    g, p = _lt_tree(ctx, fa, fb, step)
+        words, _ = _lt_tree(ctx, state, step, open_g=True)
+        return _open_bits(words, m)
+    g, p = _lt_tree(ctx, state, step)
     gs, ps = _blocks(g, w), _blocks(p, w)
     level = 0
     while len(gs) > 1:
@@ -371,7 +454,7 @@ def _less_than_flat(ctx: Context, fa: BooleanShares, fb: BooleanShares, w: int, 
         if len(gs) == 2 and open_result:  # G = G_0 ^ (P_0 & G_1), opened in the same round
             z = _and_local(ctx, his_p[0], los_g[0])
             words = _open_terms(ctx, his_g[0].first ^ z, f"{step}-open")
-            return unpack_bits(words, m) != 0
+            return _open_bits(words, m)
         need_p = len(gs) > 2
         pairs = [(hp, lg) for hp, lg in zip(his_p, los_g, strict=True)]
         if need_p:
@@ -382,7 +465,7 @@ def _less_than_flat(ctx: Context, fa: BooleanShares, fb: BooleanShares, w: int, 
         ps = out[k:] if need_p else []
         level += 1
     if open_result:
-        return reveal_bits(ctx, PackedBits(gs[0], m), step=f"{step}-open")
+        return reveal_bits(ctx, PackedBits(gs[0], m), step=f"{step}-open").numpy()
     return PackedBits(gs[0], m)
 
 
@@ -393,7 +476,7 @@ def less_than_open(ctx: Context, a: BooleanShares, b: BooleanShares, step: str =
     Cost: 7 + ceil(log2 W) rounds (one fewer than comparing, then opening); ~3W words per
     row per party. Leakage: the bits."""
     m, w = a.shape
-    return _less_than_flat(ctx, _column_major(a), _column_major(b), w, m, step, open_result=True)
+    return torch.from_numpy(_less_than_flat(ctx, _start_flat(ctx, a, b, step), w, m, step, open_result=True))
 
 
 def equal_words(ctx: Context, a: BooleanShares, b: BooleanShares, step: str = "eq",
@@ -462,6 +545,9 @@ def sort_permutation(ctx: Context, keys: BooleanShares, step: str = "qsort", piv
     uniformly random order unknown to every party — shuffle first (``sort_rows`` does).
     Cost: per level 7 + ceil(log2 W) rounds (the opening is fused into the last round of the
     comparisons: ``less_than_open``); ~3W words per comparison per party.
+    Local work per level: the compared rows' key words are gathered piece by piece straight
+    into the circuit's state (``_lt_start``; no full copies of the operands), the row indices
+    are int32, and rows move to their buckets by counting (linear, no sort).
     Leakage: none under the precondition: the opened bits are a function of the relative
     order of distinct keys in a uniformly random arrangement, which a simulator draws from n
     alone.
@@ -471,78 +557,97 @@ def sort_permutation(ctx: Context, keys: BooleanShares, step: str = "qsort", piv
     if pivots < 1 or small < pivots + 1:
         raise ProtocolError(f"sort_permutation: need pivots >= 1 and small > pivots, got {pivots}, {small}")
     n, w = keys.shape
+    idt = np.int32 if n < 2**31 else np.int64  # row indices: half the bytes where they fit
     perm = np.arange(n, dtype=np.int64)
     starts = np.zeros(1 if n > 1 else 0, dtype=np.int64)
     lengths = np.full(starts.shape, n, dtype=np.int64)
     key_first, key_second = keys.first.T.contiguous(), keys.second.T.contiguous()  # (W, n)
     piv_i, piv_j = _pairs_upper(pivots)
+    n_pairs = piv_i.size
+    piv_range = np.arange(pivots, dtype=np.int64)
     level = 0
     while starts.size:
         big = lengths > small
         b_starts, b_lengths = starts[big], lengths[big]
         s_starts, s_lengths = starts[~big], lengths[~big]
-        # --- the comparisons of this level, as (position a, position b) pairs: [a < b]
-        # big segments: each non-pivot row vs each pivot, then pivot pairs
+        nb = b_starts.size
+        # --- the comparisons of this level, as rows (a, b) of the input: [key a < key b]
+        # big segments: each non-pivot row vs each pivot (row-major (rows, pivots)), then
+        # the pivot pairs; small segments: all pairs, grouped by length
         others = b_lengths - pivots
-        seg_e = np.repeat(np.arange(b_starts.size), others)
-        first_e = np.cumsum(others) - others
-        within_e = np.arange(seg_e.size, dtype=np.int64) - np.repeat(first_e, others) + pivots
-        pos_e = b_starts[seg_e] + within_e
-        a_rows = [np.repeat(pos_e, pivots)]
-        b_rows = [(b_starts[seg_e][:, None] + np.arange(pivots)[None, :]).reshape(-1)]
-        a_rows.append((b_starts[:, None] + piv_i[None, :]).reshape(-1))
-        b_rows.append((b_starts[:, None] + piv_j[None, :]).reshape(-1))
-        # small segments: all pairs, grouped by length
+        n_rows = int(others.sum())
+        n_e = n_rows * pivots
         small_groups = []
+        m = n_e + nb * n_pairs
         for length in np.unique(s_lengths):
             seg_starts = s_starts[s_lengths == length]
             i, j = _pairs_upper(int(length))
-            small_groups.append((int(length), seg_starts, i, j))
-            a_rows.append((seg_starts[:, None] + i[None, :]).reshape(-1))
-            b_rows.append((seg_starts[:, None] + j[None, :]).reshape(-1))
-        a_pos, b_pos = np.concatenate(a_rows), np.concatenate(b_rows)
-        idx_a, idx_b = torch.from_numpy(perm[a_pos]), torch.from_numpy(perm[b_pos])
-        a = BooleanShares(_gather_column_major(key_first, idx_a), _gather_column_major(key_second, idx_a))
-        b = BooleanShares(_gather_column_major(key_first, idx_b), _gather_column_major(key_second, idx_b))
-        lt = _less_than_flat(ctx, a, b, w, a_pos.size, f"{step}{level}", open_result=True).numpy()
+            small_groups.append((int(length), seg_starts, i, j, m))
+            m += seg_starts.size * i.size
+        idx_a = np.empty(m, dtype=idt)
+        idx_b = np.empty(m, dtype=idt)
+        seg_e = np.repeat(np.arange(nb, dtype=idt), others)
+        shift = np.repeat(b_starts + pivots - (np.cumsum(others) - others), others)
+        shift += np.arange(n_rows, dtype=np.int64)
+        rows_e = perm[shift]  # the non-pivot rows, in position order
+        del shift
+        piv_rows = perm[b_starts[:, None] + piv_range[None, :]]  # (nb, pivots)
+        idx_a[:n_e].reshape(n_rows, pivots)[:] = rows_e[:, None]
+        for c in range(pivots):
+            idx_b[c:n_e:pivots] = piv_rows[:, c][seg_e]
+        idx_a[n_e : n_e + nb * n_pairs] = piv_rows[:, piv_i].reshape(-1)
+        idx_b[n_e : n_e + nb * n_pairs] = piv_rows[:, piv_j].reshape(-1)
+        for _, seg_starts, i, j, at in small_groups:
+            size = seg_starts.size * i.size
+            idx_a[at : at + size] = perm[(seg_starts[:, None] + i[None, :]).reshape(-1)]
+            idx_b[at : at + size] = perm[(seg_starts[:, None] + j[None, :]).reshape(-1)]
+        get, mp = _gather_chunks(key_first, key_second, torch.from_numpy(idx_a), torch.from_numpy(idx_b))
+        state = _lt_start(ctx, w * mp, get, f"{step}{level}", column=mp)
+        del idx_a, idx_b, get
+        lt = _less_than_flat(ctx, state, w, m, f"{step}{level}", open_result=True)
+        del state
         new_perm = perm.copy()
         next_starts, next_lengths = [], []
         # --- big segments: buckets between sorted pivots
-        n_e = pos_e.size * pivots
-        if b_starts.size:
-            e_less = lt[:n_e].reshape(-1, pivots)  # [row < pivot j]
-            bucket = pivots - e_less.sum(axis=1)
-            n_pairs = piv_i.size
-            p_less = lt[n_e : n_e + b_starts.size * n_pairs].reshape(b_starts.size, n_pairs)
-            p_rank = np.zeros((b_starts.size, pivots), dtype=np.int64)
+        if nb:
+            bucket = (pivots - lt[:n_e].reshape(n_rows, pivots).sum(axis=1, dtype=np.int64)).astype(idt)
+            p_less = lt[n_e : n_e + nb * n_pairs].reshape(nb, n_pairs)
+            p_rank = np.zeros((nb, pivots), dtype=np.int64)
             for c in range(n_pairs):  # pivots is small: a loop over pivot pairs, not rows
                 p_rank[:, piv_j[c]] += p_less[:, c]
                 p_rank[:, piv_i[c]] += 1 - p_less[:, c]
-            # members of every big segment in position order: pivots first, then the others
-            seg_all = np.concatenate([np.repeat(np.arange(b_starts.size), pivots), seg_e])
-            pos_all = np.concatenate([(b_starts[:, None] + np.arange(pivots)[None, :]).reshape(-1), pos_e])
-            slot_all = np.concatenate([2 * p_rank.reshape(-1) + 1, 2 * bucket])
-            order = np.lexsort((pos_all, slot_all, seg_all))
-            targets = np.sort(pos_all)  # every segment's positions, ascending
-            new_perm[targets] = perm[pos_all[order]]
-            counts = np.bincount(seg_e * (pivots + 1) + bucket, minlength=b_starts.size * (pivots + 1))
-            counts = counts.reshape(b_starts.size, pivots + 1)
+            counts = np.bincount(seg_e.astype(np.int64) * (pivots + 1) + bucket, minlength=nb * (pivots + 1))
+            counts = counts.reshape(nb, pivots + 1)
             offsets = np.cumsum(counts + 1, axis=1) - (counts + 1)  # each bucket followed by a pivot
+            # a segment's new order: bucket 0, pivot of rank 0, bucket 1, ..., bucket `pivots`,
+            # each bucket's rows in their old position order. A row's place in its bucket is
+            # its running count among rows of that bucket, less the count in earlier segments.
+            before = np.cumsum(counts, axis=0) - counts
+            base = b_starts[:, None] + offsets - before - 1
+            for k in range(pivots + 1):
+                mask = bucket == k
+                place = np.cumsum(mask, dtype=np.int64)
+                sel = np.flatnonzero(mask)
+                del mask
+                new_perm[base[:, k][seg_e[sel]] + place[sel]] = rows_e[sel]
+                del place, sel
+            segs = np.arange(nb)[:, None]
+            new_perm[b_starts[:, None] + offsets[segs, p_rank] + counts[segs, p_rank]] = piv_rows
             keep = counts >= 2
             next_starts.append((b_starts[:, None] + offsets)[keep])
             next_lengths.append(counts[keep])
+            del bucket, seg_e, rows_e
         # --- small segments: the full order is known
-        offset = n_e + b_starts.size * piv_i.size
-        for length, seg_starts, i, j in small_groups:
+        for length, seg_starts, i, j, at in small_groups:
             size = seg_starts.size * i.size
-            less = lt[offset : offset + size].reshape(seg_starts.size, i.size).astype(np.int64)
-            offset += size
+            less = lt[at : at + size].reshape(seg_starts.size, i.size).astype(np.int64)
             rank = np.zeros((seg_starts.size, length), dtype=np.int64)
             for c in range(i.size):  # length <= small: a loop over pairs of a tiny segment shape
                 rank[:, j[c]] += less[:, c]
                 rank[:, i[c]] += 1 - less[:, c]
             src = seg_starts[:, None] + np.arange(length)[None, :]
             new_perm[seg_starts[:, None] + rank] = perm[src]
+        del lt
         perm = new_perm
         starts = np.concatenate(next_starts) if next_starts else np.zeros(0, dtype=np.int64)
         lengths = np.concatenate(next_lengths) if next_lengths else np.zeros(0, dtype=np.int64)
@@ -594,11 +699,20 @@ def sort_rows(ctx: Context, keys: BooleanShares, items: Sequence[Shares] = ()) -
     Cost: 3 rounds (shuffle) + the quicksort (~120 rounds and ~660 bytes per row and party
     for W = 1 at n = 1e5). Leakage: none beyond n.
     """
-    n = keys.shape[0]
+    return sort_rows_from(ctx, [keys, *items])
+
+
+def sort_rows_from(ctx: Context, rows: list[Shares]) -> SortedRows:
+    """``sort_rows(ctx, rows[0], rows[1:])`` that empties the list ``rows`` once the rows are
+    shuffled, so that a caller who keeps no other reference to them (the join) does not hold
+    the unsorted rows through the quicksort."""
+    n = rows[0].shape[0]
     perm = Shuffle(ctx, n)
-    shuffled = perm.apply([keys, *items], "sort-shuffle")
+    shuffled = perm.apply(rows, "sort-shuffle")
+    rows.clear()
     sigma = sort_permutation(ctx, shuffled[0])
     ordered = gather_rows(shuffled, sigma)
+    del shuffled
     return SortedRows(ctx, ordered[0], ordered[1:], perm, sigma)
 
 
@@ -632,6 +746,7 @@ __all__ = [
     "reveal_bits",
     "sort_permutation",
     "sort_rows",
+    "sort_rows_from",
     "sort_values",
     "tree_order",
     "unpack_bits",
