@@ -426,6 +426,61 @@ static PyObject *msb_prepare(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* One level l of the Sklansky prefix adder of boolean.bit_decompose (h = 2^l): bit i with bit l
+ * set (mask m) takes the group (g, p) of the top bit j of the lower half of its 2h-block, so
+ * x = p & m, y_g / y_p = g_j / p_j spread over the upper half (top: the j bits; a bit at j+1
+ * times a run of h ones). Both products travel in one word: x' = x | x >> h, y' = y_g | y_p >> h
+ * (the shifted copies land in the lower halves). sklansky_terms writes this party's term
+ * x1' & (y1' ^ y2') ^ x2' & y1'; sklansky_update applies z to one component in place:
+ * g ^= z & m, p = (p & ~m) | (z & ~m) << h. */
+static inline void sk_operands(uint64_t g, uint64_t p, uint64_t m, uint64_t top, uint64_t run, int h,
+                               uint64_t *x, uint64_t *y) {
+    uint64_t xm = p & m;
+    uint64_t yg = ((g & top) << 1) * run, yp = ((p & top) << 1) * run;
+    *x = xm | (xm >> h);
+    *y = yg | (yp >> h);
+}
+
+static PyObject *sklansky_terms(PyObject *self, PyObject *args) {
+    unsigned long long out_, g1_, p1_, g2_, p2_, m, top; Py_ssize_t n; int h;
+    if (!PyArg_ParseTuple(args, "KKKKKnKKi", &out_, &g1_, &p1_, &g2_, &p2_, &n, &m, &top, &h)) return NULL;
+    if (h < 1 || h > 32) {
+        PyErr_SetString(PyExc_ValueError, "sklansky_terms: bad half width");
+        return NULL;
+    }
+    uint64_t *out = PTR(uint64_t, out_);
+    const uint64_t *g1 = PTR(const uint64_t, g1_), *p1 = PTR(const uint64_t, p1_);
+    const uint64_t *g2 = PTR(const uint64_t, g2_), *p2 = PTR(const uint64_t, p2_);
+    const uint64_t run = (h == 64) ? ~0ULL : ((1ULL << h) - 1);
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        uint64_t x1, y1, x2, y2;
+        sk_operands(g1[i], p1[i], m, top, run, h, &x1, &y1);
+        sk_operands(g2[i], p2[i], m, top, run, h, &x2, &y2);
+        out[i] = (x1 & (y1 ^ y2)) ^ (x2 & y1);
+    }
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
+static PyObject *sklansky_update(PyObject *self, PyObject *args) {
+    unsigned long long g_, p_, z_, m; Py_ssize_t n; int h;
+    if (!PyArg_ParseTuple(args, "KKKnKi", &g_, &p_, &z_, &n, &m, &h)) return NULL;
+    if (h < 1 || h > 32) {
+        PyErr_SetString(PyExc_ValueError, "sklansky_update: bad half width");
+        return NULL;
+    }
+    uint64_t *g = PTR(uint64_t, g_), *p = PTR(uint64_t, p_);
+    const uint64_t *z = PTR(const uint64_t, z_);
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        g[i] ^= z[i] & m;
+        p[i] = (p[i] & ~m) | ((z[i] & ~m) << h);
+    }
+    Py_END_ALLOW_THREADS
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"add128", add128, METH_VARARGS, "out = a + b mod 2^128"},
     {"sub128", sub128, METH_VARARGS, "out = a - b mod 2^128"},
@@ -445,6 +500,8 @@ static PyMethodDef methods[] = {
     {"carry_update", carry_update, METH_VARARGS, "g, p after one carry-tree level, compacted"},
     {"fold_terms", fold_terms, METH_VARARGS, "AND terms of one equality-tree level"},
     {"msb_prepare", msb_prepare, METH_VARARGS, "g term, p and top bits of boolean.msb"},
+    {"sklansky_terms", sklansky_terms, METH_VARARGS, "AND terms of one Sklansky adder level"},
+    {"sklansky_update", sklansky_update, METH_VARARGS, "g, p after one Sklansky adder level, in place"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from smpc.context import Context
     from smpc.ring import Ring
 
-_LEVELS = (1, 2, 4, 8, 16, 32)  # Kogge-Stone shifts covering 64 bits
+_LEVELS = (1, 2, 4, 8, 16, 32)  # prefix-OR shifts covering 64 bits
 
 
 def low_words(ring: Ring, t: torch.Tensor) -> torch.Tensor:
@@ -82,29 +82,97 @@ def _carry_save(ctx: Context, x: ArithmeticShares) -> tuple[BooleanShares, Boole
     return BooleanShares(t1, t2), BooleanShares(m1.view(t1.shape), m2.view(t1.shape)).lshift(1)
 
 
-def _prefix_carries(ctx: Context, x: BooleanShares, y: BooleanShares, need_all: bool):
-    """Kogge-Stone parallel prefix: returns (G, P0) where G bit i is the carry out of bit i
-    of x + y and P0 = x ^ y. Cost: 1 + 6 rounds; 1 word for the first, 2 per level (1 for
-    the last when only carries are needed)."""
-    p0 = x.xor(y)
-    g = and_(ctx, x, y, "a2b-g")
-    p = p0
-    for level, shift in enumerate(_LEVELS):
-        last = level == len(_LEVELS) - 1
-        if last and not need_all:
-            (pg,) = and_many(ctx, [(p, g.lshift(shift))], f"a2b-ks{shift}")
+def _prefix_carries(ctx: Context, x: BooleanShares, y: BooleanShares, step: str = "a2b"):
+    """All carries of x + y: returns (G, P0) where G bit i is the carry out of bit i and
+    P0 = x ^ y. g = x & y (1 round), then a Sklansky prefix over (g, p) (``_sklansky_level``):
+    6 levels of 1 word each, since at level l only the 32 bits in the upper halves of the
+    2^(l+1)-blocks change and their two products (p_i & g_j, p_i & p_j) share one word.
+    Cost: 7 rounds; 7 words (56 bytes) per element per party (Kogge-Stone: 12)."""
+    shape = x.shape
+    flat = [t.reshape(-1) for t in (x.first, x.second, y.first, y.second)]
+    z = torch.bitwise_xor(flat[2], flat[3])
+    z &= flat[0]
+    z ^= flat[1] & flat[2]
+    g = _reshare_terms(ctx, z, f"{step}-g")
+    p0 = BooleanShares(flat[0] ^ flat[2], flat[1] ^ flat[3])
+    g1, g2 = g.first, g.second  # fresh buffers: updated in place below
+    p1, p2 = p0.first.clone(), p0.second.clone()
+    for level in range(6):
+        g1, g2, p1, p2 = _sklansky_level(ctx, g1, g2, p1, p2, level, f"{step}-sk{level}")
+    return BooleanShares(g1.view(shape), g2.view(shape)), p0.reshape(shape)
+
+
+def _as_int64(word: int) -> int:
+    word &= (1 << 64) - 1
+    return word - (1 << 64) if word >> 63 else word
+
+
+def _sklansky_masks(level: int) -> tuple[int, int]:
+    """(upper: bits with bit ``level`` of their position set, top: the top bit of every lower
+    half of a 2^(level+1)-block), as int64 words."""
+    upper = sum(1 << i for i in range(64) if (i >> level) & 1)
+    top = sum(1 << i for i in range(64) if i % (2 << level) == (1 << level) - 1)
+    return _as_int64(upper), _as_int64(top)
+
+
+_SKLANSKY = [_sklansky_masks(level) for level in range(6)]
+
+
+def _sklansky_level(ctx: Context, g1, g2, p1, p2, level: int, step: str):
+    """One Sklansky level (h = 2^level): for every bit i in an upper half (mask m), with j the
+    top bit of its block's lower half, g_i ^= p_i & g_j and p_i &= p_j (XOR: g_i and p_i
+    exclude each other). One AND of x' = x | x >> h and y' = y_g | y_p >> h, where x = p & m
+    and y_g, y_p are g_j, p_j spread over the upper half (a bit at j + 1 times a run of h
+    ones): the products of p_i & g_j land in the upper half, those of p_i & p_j in the lower.
+    Cost: 1 round, 1 word per element per party."""
+    h = 1 << level
+    upper, top = _SKLANSKY[level]
+    n = g1.numel()
+    z = torch.empty(n, dtype=torch.int64)
+    kernels = c_kernels()
+    if kernels is not None:
+        kernels.sklansky_terms(z.data_ptr(), g1.data_ptr(), p1.data_ptr(), g2.data_ptr(), p2.data_ptr(), n,
+                               upper & _MASK64, top & _MASK64, h)
+    else:
+        x1, y1 = _sklansky_operands(g1, p1, upper, top, h)
+        x2, y2 = _sklansky_operands(g2, p2, upper, top, h)
+        torch.bitwise_xor(y1, y2, out=z)
+        z &= x1
+        z ^= x2 & y1
+    zs = _reshare_terms(ctx, z, step)
+    for g, p, t in ((g1, p1, zs.first), (g2, p2, zs.second)):
+        if kernels is not None:
+            kernels.sklansky_update(g.data_ptr(), p.data_ptr(), t.data_ptr(), n, upper & _MASK64, h)
         else:
-            pg, p = and_many(ctx, [(p, g.lshift(shift)), (p, p.lshift(shift))], f"a2b-ks{shift}")
-        g = g.xor(pg)
-    return g, p0
+            g ^= t & upper
+            p &= ~upper
+            p |= (t & ~upper) << h
+    return g1, g2, p1, p2
+
+
+_MASK64 = (1 << 64) - 1
+
+
+def _sklansky_operands(g: torch.Tensor, p: torch.Tensor, upper: int, top: int, h: int):
+    """x' and y' of ``_sklansky_level`` for one share component (torch path; int64 right
+    shifts are arithmetic, so shifted copies are masked to the lower halves)."""
+    run = (1 << h) - 1
+    xm = p & upper
+    x = (xm >> h) & ~upper
+    x |= xm
+    yg = ((g & top) << 1) * run
+    yp = ((p & top) << 1) * run
+    y = (yp >> h) & ~upper
+    y |= yg
+    return x, y
 
 
 def bit_decompose(ctx: Context, x: ArithmeticShares) -> BooleanShares:
     """Arithmetic-to-boolean conversion of the low 64 bits of x: a carry-save layer, then a
-    log-depth (Kogge-Stone) adder. Cost: 8 rounds; 14 words (112 bytes) per element per
-    party. Error: exact."""
+    log-depth (Sklansky) adder. Cost: 8 rounds; 8 words (64 bytes) per element per party.
+    Error: exact."""
     total, carry = _carry_save(ctx, x)
-    g, p0 = _prefix_carries(ctx, total, carry, need_all=True)
+    g, p0 = _prefix_carries(ctx, total, carry)
     return p0.xor(g.lshift(1))
 
 
@@ -445,16 +513,16 @@ def a2b_with_carries(ctx: Context, x: ArithmeticShares) -> tuple[BooleanShares, 
     """``bit_decompose`` that also returns the two carries out of bit 63 (in bit 0).
 
     With the shares read as unsigned 64-bit words, s_0 + s_1 + s_2 = bits + 2^64 (c1 + c2)
-    as integers: c1 leaves the carry-save layer, c2 the Kogge-Stone adder. Injecting c1, c2
-    and the sign bit lifts a ring64 sharing exactly into ring128 (``lift_table``).
-    Cost: 8 rounds; 14 words (112 bytes) per element per party. Error: exact.
+    as integers: c1 leaves the carry-save layer, c2 the adder. Injecting c1, c2 and the sign
+    bit lifts a ring64 sharing exactly into ring128 (``lift_table``).
+    Cost: 8 rounds; 8 words (64 bytes) per element per party. Error: exact.
     """
     ring = x.ring
     t1, t2 = low_words(ring, x.first), low_words(ring, x.second)
     total = BooleanShares(t1, t2)
     m1, m2 = _majority(ctx, t1.reshape(-1), t2.reshape(-1), "a2bc-csa")
     maj = BooleanShares(m1.view(t1.shape), m2.view(t1.shape))
-    g, p0 = _prefix_carries(ctx, total, maj.lshift(1), need_all=True)
+    g, p0 = _prefix_carries(ctx, total, maj.lshift(1), "a2bc")
     bits = p0.xor(g.lshift(1))
     return bits, maj.rshift(63), g.rshift(63)
 

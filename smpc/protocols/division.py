@@ -511,7 +511,7 @@ class Normalised:
 
 def normalise(ctx, values: list[ArithmeticShares]) -> list[Normalised]:
     """Bit lengths of several flat secrets at once (their words travel together).
-    Cost: 14 rounds (8 for A2B, 6 for the prefix-OR); 20 words (160 bytes) per element per
+    Cost: 14 rounds (8 for A2B, 6 for the prefix-OR); 14 words (112 bytes) per element per
     party. Error: exact."""
     sizes = [v.numel() for v in values]
     stacked = ArithmeticShares.cat(values, 0) if len(values) > 1 else values[0]
@@ -720,7 +720,7 @@ def divide(ctx, x: ArithmeticShares, f_x: int, y: ArithmeticShares, f_y: int, f_
     Both must fit 62 bits as encoded integers (``fits_normalisation``; callers check the
     bounds). Algorithm, zero-divisor rule and magnitudes: module docstring.
     Cost: 22 rounds; ``cost_per_element("divide", ...)`` bytes per element (ring128 at the
-    default 31 fractional bits: 1496 / 1224 / 1224 bytes from parties 0 / 1 / 2).
+    default 31 fractional bits: 1400 / 1128 / 1128 bytes from parties 0 / 1 / 2).
     Error: |q' - q| <= 2^-30 |q| + 1 ulp for every y != 0 (q = x / y of the encoded values,
     ulp = 2^-f_out; measured 4.1e-10 |q| over 1e5 bank-scale pairs); x / 0 = 0.
     Wrong with probability <= 2^-41 per element (11 truncations, each below 2^82).
@@ -1051,44 +1051,44 @@ def cost_per_element(name: str, ring_bits: int, items: int = 0) -> tuple[int, li
     Internal arithmetic is ring128 on both rings: L = 16 bytes per ring element; boolean
     words are 8 bytes. A table over k bits with t outputs costs its sender 2 * 2^k * t * L
     and each receiver t * L; a product costs every party L (truncated: also L). Common parts:
-    normalising one value (A2B + prefix-OR) costs 160 bytes per party, the A2B of exp's
-    three words 336. ring64 adds the exact lift of each input (a 3-bit table).
+    normalising one value (A2B + prefix-OR) costs 112 bytes per party, the A2B of exp's
+    three words 192. ring64 adds the exact lift of each input (a 3-bit table).
 
     ================  ======  ============================================================
     protocol          rounds  bytes per element, parties 0 / 1 / 2 (T = items)
     ================  ======  ============================================================
-    divide            22      376 + L(48 + 11T) / 376 + L(45 + 4T) / 376 + L(45 + 4T);
+    divide            22      280 + L(48 + 11T) / 280 + L(45 + 4T) / 280 + L(45 + 4T);
                               ring64: + 2L / + 17L / + 17L
-    reciprocal        22      168 + L(25 + 4T) / 168 + L(25 + 4T) / 168 + L(22 + 11T);
+    reciprocal        22      120 + L(25 + 4T) / 120 + L(25 + 4T) / 120 + L(22 + 11T);
                               ring64: + L / + 16L / + L
-    sqrt, rsqrt       22      168 + 47L / 168 + 43L / 168 + 40L; ring64: + 16L / + L / + L
-    exp               14      336 + L(39 + 11T) / 336 + L(32 + 4T) / 336 + L(35 + 4T);
+    sqrt, rsqrt       22      120 + 47L / 120 + 43L / 120 + 40L; ring64: + 16L / + L / + L
+    exp               14      192 + L(39 + 11T) / 192 + L(32 + 4T) / 192 + L(35 + 4T);
                               ring64: 15 rounds, + L / + 16L / + L
-    log               22      168 + 49L / 168 + 30L / 168 + 34L; ring64: + L / + 16L / + L
-    sigmoid           18      336 + 102L / 336 + 67L / 336 + 82L; ring64: 19 rounds,
+    log               22      120 + 49L / 120 + 30L / 120 + 34L; ring64: + L / + 16L / + L
+    sigmoid           18      192 + 102L / 192 + 67L / 192 + 82L; ring64: 19 rounds,
                               + L / + 16L / + L
     ================  ======  ============================================================
 
-    ring128 defaults (f = 20): divide T = 2 at 31 bits (1496 / 1224 / 1224 bytes), T = 3 at
-    37 (``lower=1e-3``: 1672 / 1288 / 1288); reciprocal T = 2 (696 / 696 / 872); sqrt 920 /
-    856 / 808; exp (|x| <= 20, 52 bits) T = 3 (1488 / 1040 / 1088); log 952 / 648 / 712;
-    sigmoid 1968 / 1408 / 1648.
+    ring128 defaults (f = 20): divide T = 2 at 31 bits (1400 / 1128 / 1128 bytes), T = 3 at
+    37 (``lower=1e-3``: 1576 / 1192 / 1192); reciprocal T = 2 (648 / 648 / 824); sqrt 872 /
+    808 / 760; exp (|x| <= 20, 52 bits) T = 3 (1344 / 896 / 944); log 904 / 600 / 664;
+    sigmoid 1824 / 1264 / 1504.
     """
     L = 16  # noqa: N806 - the ring element size in the formulas above
     lift = ring_bits == 64
     T = items  # noqa: N806
     if name == "divide":
-        return 22, [376 + L * (48 + 11 * T) + lift * 2 * L] + [376 + L * (45 + 4 * T) + lift * 17 * L] * 2
+        return 22, [280 + L * (48 + 11 * T) + lift * 2 * L] + [280 + L * (45 + 4 * T) + lift * 17 * L] * 2
     if name == "reciprocal":
-        base = [168 + L * (25 + 4 * T), 168 + L * (25 + 4 * T), 168 + L * (22 + 11 * T)]
+        base = [120 + L * (25 + 4 * T), 120 + L * (25 + 4 * T), 120 + L * (22 + 11 * T)]
         return 22, [b + lift * e for b, e in zip(base, (L, 16 * L, L), strict=True)]
     if name in ("sqrt", "rsqrt"):
-        return 22, [168 + L * k + lift * e for k, e in zip((47, 43, 40), (16 * L, L, L), strict=True)]
+        return 22, [120 + L * k + lift * e for k, e in zip((47, 43, 40), (16 * L, L, L), strict=True)]
     if name == "exp":
-        base = [336 + L * (39 + 11 * T), 336 + L * (32 + 4 * T), 336 + L * (35 + 4 * T)]
+        base = [192 + L * (39 + 11 * T), 192 + L * (32 + 4 * T), 192 + L * (35 + 4 * T)]
         return 14 + lift, [b + lift * e for b, e in zip(base, (L, 16 * L, L), strict=True)]
     if name == "log":
-        return 22, [168 + L * k + lift * e for k, e in zip((49, 30, 34), (L, 16 * L, L), strict=True)]
+        return 22, [120 + L * k + lift * e for k, e in zip((49, 30, 34), (L, 16 * L, L), strict=True)]
     if name == "sigmoid":
-        return 18 + lift, [336 + L * k + lift * e for k, e in zip((102, 67, 82), (L, 16 * L, L), strict=True)]
+        return 18 + lift, [192 + L * k + lift * e for k, e in zip((102, 67, 82), (L, 16 * L, L), strict=True)]
     raise ValueError(f"no cost formula for {name!r}")
