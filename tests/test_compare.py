@@ -100,6 +100,33 @@ def test_packed_trees_on_sizes_that_do_not_fill_words(shape, kernel_path):
     assert torch.equal(ge, (x >= y).double())
 
 
+@pytest.mark.parametrize("ring", RINGS)
+def test_bit_decomposition_is_exact_on_both_kernel_paths(ring, kernel_path):
+    """The Sklansky adder (C kernels and torch path): every bit of x mod 2^64, and the two
+    carries out of bit 63 that lift ring64 shares into ring128."""
+    from smpc.protocols import boolean
+
+    gen = np.random.default_rng(11)
+    x = torch.tensor(gen.integers(-(2**62), 2**62, 2049), dtype=torch.int64)
+    x[:6] = torch.tensor([0, -1, 1, -(2**62), 2**62 - 1, -(2**61)])
+
+    def job(ctx, x=None):
+        a = ctx.share(x, owner=0, bound=2.0**62, frac_bits=0)
+        bits, c1, c2 = boolean.a2b_with_carries(ctx, a.shares)
+        return bits, c1, c2, a.shares
+
+    res = smpc.simulate(job, ring=ring, inputs={0: {"x": x}})
+    bits = res[0][0].first ^ res[1][0].first ^ res[2][0].first  # party i holds (b_i, b_i+1)
+    assert torch.equal(bits, x)
+    if ring == 64:  # shares as unsigned words sum to bits + 2^64 (c1 + c2)
+        carries = (res[0][1].first ^ res[1][1].first ^ res[2][1].first) + (
+            res[0][2].first ^ res[1][2].first ^ res[2][2].first)
+        words = [res[r][3].first.tolist() for r in range(3)]
+        for i in range(0, 2049, 97):
+            total = sum(w[i] % 2**64 for w in words)
+            assert total == (int(x[i]) % 2**64) + 2**64 * int(carries[i])
+
+
 def test_comparison_beyond_64_bits_is_refused():
     def job(ctx):
         a = ctx.share(torch.zeros(3) if ctx.rank == 0 else None, owner=0, bound=2.0**50)
