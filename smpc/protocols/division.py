@@ -14,7 +14,7 @@ Pipeline of ``divide`` (the others reuse its pieces)::
                   one-hot of its leading one; the 6 bits a (of x), m (of y) of its position
                   (local: one 16-bit lookup per share, ``_onehot_position``); [y != 0] and
                   the sign bits (local)
-    round  15     table B2A (``Table``: ``boolean.table_b2a``'s protocol, indexed by bit
+    round  15     table B2A (``Table``: a three-party OT over a table, indexed by bit
                   fields of the exponent words) of pairs of exponent bits: the exact
                   factors 2^(63-a), 2^(63-m) as products of three table outputs each, a
                   table over two bits giving a product of two factors in one go; the sign of
@@ -218,11 +218,21 @@ def _index_of(fields: list[Field], pick) -> torch.Tensor:
 
 
 class Table:
-    """Table B2A (the protocol of ``boolean.table_b2a``): arithmetic sharings of T[index] for
-    each table, the index made of ``parts`` (bit sharings, bit 0 each, or ``Field``s of
-    words: b_0 + 2 b_1 + ..., in order); returns a list.
+    """Table B2A: arithmetic sharings of T[index] for each table, the index made of ``parts``
+    (bit sharings, bit 0 each, or ``Field``s of words: b_0 + 2 b_1 + ..., in order);
+    returns a list. With T = [0, 1] this is bit injection; with T = [1, 2^j] it injects a
+    power-of-two factor; a table over two bits delivers a product of two factors without a
+    multiplication.
+
+    Protocol (a three-party OT over 2^k choices, as ABY3's bit injection): the sender S knows
+    c = b_S ^ b_(S+1) of the index bits, the other two (A, B) know b_(S+2). Shares r0 (S, B)
+    and r1 (S, A) come from the pairwise PRGs; S encrypts the table of T[c ^ j] - r0 - r1
+    over all j once for A, under AES-CTR with a fresh key it shares with B, and once for B,
+    under a key shared with A (one pass each); each receiver hands the other the keystream
+    at their common choice j = b_(S+2).
     Cost: 1 round; the sender sends 2 * 2^k ring elements per element and table, each
-    receiver 1. Error: exact. Leakage: none (as ``boolean.table_b2a``)."""
+    receiver 1. Error: exact. Leakage: none (each receiver learns one table entry masked by
+    a share it lacks)."""
 
     def __init__(self, parts: list, tables: list[list[int]], ring: Ring, sender: int = 0):
         self.fields = _fields(parts)
