@@ -106,6 +106,19 @@ def allocator_tuning() -> str | None:
 _malloc_tuning = _tune_allocator()
 
 
+def broadcast_shape(*shapes: Sequence[int]) -> torch.Size:
+    """The shape several shapes broadcast to (numpy rules). Pure Python: the first call of
+    ``torch.broadcast_shapes`` imports sympy (~0.7 s per process, on a party's first op)."""
+    ndim = max((len(s) for s in shapes), default=0)
+    out = []
+    for i in range(ndim):
+        sizes = {int(s[len(s) - ndim + i]) for s in shapes if len(s) - ndim + i >= 0} - {1}
+        if len(sizes) > 1:
+            raise ValueError(f"shapes {', '.join(str(tuple(s)) for s in shapes)} do not broadcast")
+        out.append(sizes.pop() if sizes else 1)
+    return torch.Size(out)
+
+
 def use_c_kernels(enabled: bool) -> bool:
     """Switch the C kernels on or off (tests compare both paths); returns the previous state."""
     global _use_c
@@ -404,7 +417,7 @@ class Ring128(Ring):
         return out
 
     def _out(self, a, b):
-        return torch.empty((2, *torch.broadcast_shapes(a.shape[1:], b.shape[1:])), dtype=INT64)
+        return torch.empty((2, *broadcast_shape(a.shape[1:], b.shape[1:])), dtype=INT64)
 
     def _binary_c(self, kernel, a, b):
         out = torch.empty_like(a)

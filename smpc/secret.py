@@ -22,6 +22,7 @@ import torch
 from smpc.errors import RangeError, SmpcError
 from smpc.fixedpoint import as_float64, check_fits, check_truncatable, decode, encode_public, truncatable_encoded
 from smpc.protocols import arithmetic, compare, division, functions
+from smpc.ring import broadcast_shape
 from smpc.sharing import ArithmeticShares
 
 _INT_LIMIT = 2.0**62
@@ -244,7 +245,7 @@ class SecretTensor:
     def _broadcast_with(self, other: SecretTensor):
         if self.shares is None or self.shape == other.shape:
             return self.shares, other.shares
-        shape = torch.broadcast_shapes(self.shape, other.shape)
+        shape = broadcast_shape(self.shape, other.shape)
 
         def grow(shares):  # leading singleton dimensions first: expand keeps the lane dimension
             ones = (1,) * (len(shape) - len(shares.shape))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from smpc.ring import Ring
+from smpc.ring import Ring, broadcast_shape
 
 N_COMPUTE = 3
 
@@ -51,7 +51,7 @@ class ArithmeticShares:
         (second)."""
         r = self.ring
         # both shares take the broadcast shape on every party, whichever one holds s_0
-        shape = torch.broadcast_shapes(r.shape(self.first), r.shape(value))
+        shape = broadcast_shape(r.shape(self.first), r.shape(value))
         first, second = r.expand(self.first, shape), r.expand(self.second, shape)
         if rank == 0:
             first = r.add(first, value)

@@ -507,3 +507,18 @@ def test_mulhi_matches_python():
     got = [v & M64 for v in mulhi_unsigned(a, b).tolist()]
     assert got == [(x * y) >> 64 for x in vals for y in vals]
 
+
+
+@pytest.mark.parametrize("shapes", [((3,), (3,)), ((2, 1), (3,)), ((), (4,)), ((0,), (1,)), ((2, 3, 1), (1, 5)),
+                                    ((4, 1, 2), (3, 1), (2,))])
+def test_broadcast_shape_matches_torch(shapes):
+    from smpc.ring import broadcast_shape
+
+    assert broadcast_shape(*shapes) == torch.broadcast_shapes(*shapes)
+
+
+def test_broadcast_shape_refuses_mismatches():
+    from smpc.ring import broadcast_shape
+
+    with pytest.raises(ValueError, match="do not broadcast"):
+        broadcast_shape((2,), (3,))

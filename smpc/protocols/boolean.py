@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from smpc.ring import c_kernels
+from smpc.ring import broadcast_shape, c_kernels
 from smpc.sharing import N_COMPUTE, ArithmeticShares, BooleanShares
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def and_many(ctx: Context, pairs: list[tuple[BooleanShares, BooleanShares]], ste
     """
     # every pair's local term goes straight into one message buffer (no concatenation copy),
     # as x_i & (y_i ^ y_{i+1}) ^ x_{i+1} & y_i: three passes instead of five
-    sizes = [torch.broadcast_shapes(x.shape, y.shape) for x, y in pairs]
+    sizes = [broadcast_shape(x.shape, y.shape) for x, y in pairs]
     counts = [math.prod(shape) for shape in sizes]
     z = torch.empty(sum(counts), dtype=torch.int64)
     offset = 0
