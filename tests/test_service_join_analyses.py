@@ -12,6 +12,7 @@ every job. One cluster serves the module; the last test brings bank_c back with 
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pandas as pd
@@ -153,7 +154,8 @@ def test_multi_lending_through_the_job_cli_each_bank_receives_its_own_flags_only
 
 
 def test_multi_lending_submitted_through_another_party_and_on_other_thresholds(cluster):
-    params = {**ML, "balance_threshold": 100_000, "min_lenders": 2}
+    salt = "consortium-salt-4f1c"  # a secret parameter: the audit logs keep a fingerprint only
+    params = {**ML, "balance_threshold": 100_000, "min_lenders": 2, "salt": salt}
     plain = multi_lending_plain(cluster.books, **params)
     with cluster.client("bank_b", identity="bank_c") as client:  # bank_c's operator, bank_b coordinates
         via_b = client.run("multi_lending", params, source="book", job_id="ml-via-b")
@@ -166,6 +168,12 @@ def test_multi_lending_submitted_through_another_party_and_on_other_thresholds(c
             with pytest.raises(PolicyError, match=NOT_YOURS):
                 fetch(cluster, party, bank, "ml-via-b")
     assert records(cluster, "bank_b", "ml-via-b")[0]["via"] == "submit"
+    fingerprint = "sha256:" + hashlib.sha256(salt.encode()).hexdigest()[:16]
+    for bank in BANKS:
+        assert salt not in cluster.audit_path(bank).read_text()
+        recs = records(cluster, bank, "ml-via-b")
+        assert recs[0]["params"]["salt"] == fingerprint
+        assert next(r for r in recs if r["event"] == "job_started")["params"]["salt"] == fingerprint
 
 
 # ----- blacklist_hits --------------------------------------------------------------------------

@@ -102,7 +102,7 @@ _ML_PARAMS = [
     Param("balance_decimals", "int", default=2, description="decimal places of balances (shared as exact integers)"),
     Param("balance_bound", "float", default=1e10,
           description="public largest total balance of one customer at one bank (and of any single loan)"),
-    Param("salt", "str", default=DEFAULT_SALT,
+    Param("salt", "str", default=DEFAULT_SALT, secret=True,
           description="consortium-wide secret salt of the id hash (every bank must use the same)"),
 ]
 
@@ -262,7 +262,7 @@ def blacklist_hits_check(table: pd.DataFrame, party: str, *, requester: str, id:
 _BL_PARAMS = [
     Param("requester", "str", required=True, description="the bank asking: its file lists its applicants"),
     Param("id", "column", required=True, description="customer id column (applicants / blacklisted ids)"),
-    Param("salt", "str", default=DEFAULT_SALT,
+    Param("salt", "str", default=DEFAULT_SALT, secret=True,
           description="consortium-wide secret salt of the id hash (every bank must use the same)"),
 ]
 

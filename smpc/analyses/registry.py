@@ -38,6 +38,7 @@ client.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import math
 import re
@@ -70,6 +71,8 @@ class Param:
     default: Any = None
     description: str = ""
     choices: tuple | None = None
+    secret: bool = False
+    """A value the audit logs must not hold (e.g. the join's salt): they record a fingerprint."""
 
     def __post_init__(self):
         if self.type not in PARAM_TYPES:
@@ -304,6 +307,23 @@ def _doc_sections(doc: str) -> tuple[str, dict[str, str]]:
         elif current is not None:
             sections[current].append(line.strip())
     return summary, {k: " ".join(x for x in v if x).strip() for k, v in sections.items()}
+
+
+def audit_params(name: str, params: Mapping[str, Any]) -> dict:
+    """``params`` as an audit log may hold them: the value of every ``secret`` parameter of
+    analysis ``name`` is replaced by a fingerprint (the first 16 hex digits of its SHA-256),
+    so operators can check that every party used the same value without storing it."""
+    try:
+        analysis = get(name)
+    except SmpcError:
+        return dict(params)
+    out = {}
+    for key, value in params.items():
+        param = analysis.param(key)
+        if param is not None and param.secret and value is not None:
+            value = "sha256:" + hashlib.sha256(str(value).encode("utf-8")).hexdigest()[:16]
+        out[key] = value
+    return out
 
 
 def register(name: str | None = None, *, params: Sequence[Param] = (), plaintext: Callable, ring: int = 128,

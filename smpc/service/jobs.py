@@ -381,7 +381,8 @@ class JobManager:
     def _received(self, job: Job, via: str) -> None:
         r = job.request
         self.audit.record(
-            "job_received", job_id=r.job_id, via=via, analysis=r.analysis, params=dict(r.params), source=r.source,
+            "job_received", job_id=r.job_id, via=via, analysis=r.analysis,
+            params=registry.audit_params(r.analysis, r.params), source=r.source,
             requester=r.requester, recipients=list(r.recipients), coordinator=r.coordinator, parties=list(r.parties),
         )
         job.emit(self.me, stage="received")
@@ -522,7 +523,8 @@ class JobManager:
         state, error = jobs_pb2.JOB_STATE_FAILED, None
         try:
             self.audit.record("job_started", job_id=job.id, rank=self.rank, parties=list(self.config.ranks),
-                              params={k: v for k, v in params.items() if v is not None})
+                              params=registry.audit_params(job.request.analysis,
+                                                           {k: v for k, v in params.items() if v is not None}))
             self.audit.record("inputs_used", job_id=job.id, source=job.request.source, columns=decision.columns,
                               rows=decision.rows)
             for peer in range(self.rank + 1, len(self.config.ranks)):
