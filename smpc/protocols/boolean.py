@@ -547,15 +547,14 @@ def prefix_or(ctx: Context, w: BooleanShares, step: str = "por") -> BooleanShare
     Cost: 6 rounds; 1 word (8 bytes) per element per party per round. Error: exact."""
     prev, nxt = (ctx.rank - 1) % N_COMPUTE, (ctx.rank + 1) % N_COMPUTE
     a1, a2 = w.first, w.second
-    n = a1.numel()
     for shift in _LEVELS:
         b1, b2 = a1 >> shift, a2 >> shift
         z = a1 & (b1 ^ b2)
         z ^= a2 & b1
         z ^= a1
         z ^= b1
-        z ^= ctx.prg_next.int64(n).view(z.shape)
-        z ^= ctx.prg_prev.int64(n).view(z.shape)
+        ctx.prg_next.xor_into(z)
+        ctx.prg_prev.xor_into(z)
         got = ctx.exchange(f"{step}{shift}", sends={prev: z}, recv_from=[nxt])
         a1, a2 = z, got[nxt].view(z.shape)
     return BooleanShares(a1, a2)
