@@ -99,6 +99,7 @@ class Job:
     started: float | None = None
     cancel_audited: bool = False
     _last_event: float = 0.0
+    _partial_shown: bool = False
 
     @property
     def id(self) -> str:
@@ -112,19 +113,22 @@ class Job:
              message: str = "", error: JobError | None = None) -> None:
         """Record an event. Progress and stage updates are coalesced to at most one event per
         ``PROGRESS_EVERY`` seconds (the status always has the latest), so a long job keeps a
-        short history."""
+        short history; the first update with a partial progress (0 < p < 1) is always kept, so
+        a watcher sees progress even of a job faster than ``PROGRESS_EVERY``."""
         with self.cond:
             if self.terminal:
                 return
             now = time.monotonic()
             progress_only = state is None and error is None and not message
-            if progress_only and self.events and now - self._last_event < PROGRESS_EVERY:
+            first_partial = progress is not None and 0 < progress < 1 and not self._partial_shown
+            if progress_only and self.events and not first_partial and now - self._last_event < PROGRESS_EVERY:
                 if progress is not None:
                     self.progress = progress
                 if stage is not None:
                     self.stage = stage
                 return
             self._last_event = now
+            self._partial_shown = self._partial_shown or first_partial
             if state is not None:
                 self.state = state
             if progress is not None:
