@@ -73,7 +73,8 @@ def test_job_across_three_processes_matches_simulate_and_plaintext(cluster):
     assert result["rows"] == 1000 and result["defaults"] == 300 and result["amount_sum"] == 3271258.0
     states = [STATE_NAMES[e.state] for e in events]
     assert states[0] == "prepared" and "running" in states and states[-1] == "succeeded"
-    assert any(0 < e.progress < 1 for e in events), [(STATE_NAMES[e.state], e.progress, e.stage, e.party) for e in events]
+    seen = [(STATE_NAMES[e.state], e.progress, e.stage, e.party) for e in events]
+    assert any(0 < e.progress < 1 for e in events), seen
     for bank in BANKS:
         assert STATE_NAMES[follow(cluster, bank, "job-first").state] == "succeeded"  # every party is done
         recs = records(cluster, bank, "job-first")
