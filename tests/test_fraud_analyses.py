@@ -5,12 +5,10 @@ receives carries no result (every message is recorded)."""
 
 from __future__ import annotations
 
-import threading
-
 import pandas as pd
 import pytest
+import recording
 
-import smpc
 from smpc import analyses, datasets
 from smpc.analyses.fraud import (
     blacklist_hits,
@@ -19,26 +17,11 @@ from smpc.analyses.fraud import (
     multi_lending,
     multi_lending_plain,
 )
-from smpc.context import Context
 from smpc.errors import InputError, RangeError
-from smpc.transport.inprocess import InProcessNetwork, InProcessTransport
 
 THRESHOLD = 500_000.0
 MIN_LENDERS = 3
 ML = {"id": "customer_id", "balance": "balance", "balance_threshold": THRESHOLD, "min_lenders": MIN_LENDERS}
-
-
-class RecordingTransport(InProcessTransport):
-    """The in-process transport, keeping (peer, tag, payload) of every message received."""
-
-    def __init__(self, network: InProcessNetwork, rank: int):
-        super().__init__(network, rank)
-        self.received: list[tuple[int, str, object]] = []
-
-    def recv(self, peer, tag, timeout):
-        payload = super().recv(peer, tag, timeout)
-        self.received.append((peer, tag, payload.clone()))
-        return payload
 
 
 def run_banks(fn, tables: dict[str, pd.DataFrame], as_input_parties: bool, **params):
@@ -52,29 +35,14 @@ def run_banks(fn, tables: dict[str, pd.DataFrame], as_input_parties: bool, **par
         owners = list(range(len(banks)))
         names = banks + [f"compute_{r}" for r in range(len(banks), 3)]
     world = len(names)
-    network = InProcessNetwork(world)
-    transports = [RecordingTransport(network, r) for r in range(world)]
-    results: list = [None] * world
-    errors: list = []
 
-    def run(rank):
-        try:
-            ctx = Context(rank, world, transports[rank], ring=64, timeout=120, party_names=names)
-            table = tables[names[rank]] if rank in owners else None
-            results[rank] = fn(ctx, table, owners, **params)
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            errors.append(exc)
-            network.abort(rank, type(exc).__name__)
+    def job(ctx, table=None):
+        return fn(ctx, table, owners, **params)
 
-    threads = [threading.Thread(target=run, args=(r,)) for r in range(world)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise next((e for e in errors if not isinstance(e, smpc.PartyUnavailable)), errors[0])
+    results, messages = recording.run_recorded(
+        job, world, 64, party_names=names, args=lambda rank: {"table": tables[names[rank]] if rank in owners else None})
     by_bank = {names[r]: results[r] for r in owners}
-    received = {names[r]: transports[r].received for r in owners}
+    received = {names[r]: messages[r] for r in owners}
     others = [results[r] for r in range(world) if r not in owners]
     return by_bank, received, others
 

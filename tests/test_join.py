@@ -4,15 +4,13 @@ travelling back to the banks that own the rows, and nowhere else."""
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pandas as pd
 import pytest
+import recording
 import torch
 
 import smpc
-from smpc.context import Context
 from smpc.errors import InputError, RangeError
 from smpc.join import (
     aggregate_by_id,
@@ -25,47 +23,14 @@ from smpc.join import (
 )
 from smpc.protocols.sort import tree_order
 from smpc.sharing import N_COMPUTE, ArithmeticShares
-from smpc.transport.inprocess import InProcessNetwork, InProcessTransport
 
 U64 = (1 << 64) - 1
 
 
-class RecordingTransport(InProcessTransport):
-    """The in-process transport, keeping (peer, tag, number of words) of every message this
-    rank receives."""
-
-    def __init__(self, network: InProcessNetwork, rank: int):
-        super().__init__(network, rank)
-        self.received: list[tuple[int, str, int]] = []
-
-    def recv(self, peer, tag, timeout):
-        payload = super().recv(peer, tag, timeout)
-        self.received.append((peer, tag, payload.numel()))
-        return payload
-
-
 def run_recorded(fn, world: int, inputs: dict, names: list[str] | None = None, **kwargs):
-    network = InProcessNetwork(world)
-    transports = [RecordingTransport(network, r) for r in range(world)]
-    results: list = [None] * world
-    errors: list = []
-
-    def run(rank):
-        try:
-            ctx = Context(rank, world, transports[rank], ring=64, timeout=120, party_names=names)
-            results[rank] = fn(ctx, **kwargs, **inputs.get(rank, {}))
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            errors.append(exc)
-            network.abort(rank, type(exc).__name__)
-
-    threads = [threading.Thread(target=run, args=(r,)) for r in range(world)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return results, [t.received for t in transports]
+    """Run ``fn(ctx, **kwargs, **inputs[rank])`` on ring64; return (results, received)."""
+    return recording.run_recorded(fn, world, 64, party_names=names,
+                                  args=lambda rank: {**kwargs, **inputs.get(rank, {})})
 
 
 def _open_keys(ctx, join):
@@ -179,7 +144,7 @@ def test_join_groups_rows_by_customer_and_returns_each_bank_its_rows_only(unique
     for b in (2, 3):
         got = received[rank_of_bank[b]]
         assert sorted(p for p, _, _ in got) == [0, 1, 2]
-        assert all(tag.startswith("join-open") and words == 2 * len(ids[b]) for _, tag, words in got)
+        assert all(tag.startswith("join-open") and m.numel() == 2 * len(ids[b]) for _, tag, m in got)
 
 
 def test_join_with_only_input_party_banks_and_a_single_recipient():

@@ -7,56 +7,20 @@ p ~ 0."""
 
 from __future__ import annotations
 
-import threading
-
 import pytest
+import recording
 import torch
 
-from smpc.context import Context
 from smpc.fixedpoint import DEFAULTS, encode
 from smpc.ring import ring_for
-from smpc.transport.inprocess import InProcessNetwork, InProcessTransport
 
 P_MIN = 1e-9
 N = 1 << 15
 
 
-class RecordingTransport(InProcessTransport):
-    """The in-process transport, keeping a copy of every message this rank receives."""
-
-    def __init__(self, network: InProcessNetwork, rank: int):
-        super().__init__(network, rank)
-        self.received: list[tuple[int, str, torch.Tensor]] = []
-
-    def recv(self, peer, tag, timeout):
-        payload = super().recv(peer, tag, timeout)
-        self.received.append((peer, tag, payload.clone()))
-        return payload
-
-
 def run_recorded(fn, ring: int, world: int = 3, inputs: dict | None = None):
     """Run ``fn(ctx, **inputs[rank])`` on every rank in threads; return (results, received)."""
-    network = InProcessNetwork(world)
-    transports = [RecordingTransport(network, r) for r in range(world)]
-    results: list = [None] * world
-    errors: list = []
-
-    def run(rank):
-        try:
-            ctx = Context(rank, world, transports[rank], ring=ring, timeout=120)
-            results[rank] = fn(ctx, **(inputs or {}).get(rank, {}))
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            errors.append(exc)
-            network.abort(rank, type(exc).__name__)
-
-    threads = [threading.Thread(target=run, args=(r,)) for r in range(world)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return results, [t.received for t in transports]
+    return recording.run_recorded(fn, world, ring, args=lambda rank: (inputs or {}).get(rank, {}))
 
 
 def view(received, prefix: str) -> list[tuple[int, str, torch.Tensor]]:

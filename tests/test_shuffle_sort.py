@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import itertools
 import math
-import threading
 
 import numpy as np
 import pandas as pd
 import pytest
+import recording
 import torch
 
 import smpc
-from smpc.context import Context
 from smpc.protocols.segmented import (
     adjacent_equal,
     bits_to_arithmetic,
@@ -40,7 +39,6 @@ from smpc.protocols.sort import (
 )
 from smpc.ring import RING64, RING128
 from smpc.sharing import N_COMPUTE, ArithmeticShares, BooleanShares
-from smpc.transport.inprocess import InProcessNetwork, InProcessTransport
 
 U64 = (1 << 64) - 1
 
@@ -81,41 +79,9 @@ def open_ring(ctx, x: ArithmeticShares) -> list[int]:
     return ring.to_ints(ring.add(ring.add(x.first, x.second), got))
 
 
-class RecordingTransport(InProcessTransport):
-    """The in-process transport, keeping a copy of every message this rank receives."""
-
-    def __init__(self, network: InProcessNetwork, rank: int):
-        super().__init__(network, rank)
-        self.received: list[tuple[int, str, torch.Tensor]] = []
-
-    def recv(self, peer, tag, timeout):
-        payload = super().recv(peer, tag, timeout)
-        self.received.append((peer, tag, payload.clone()))
-        return payload
-
-
 def run_recorded(fn, world: int = 3, ring: int = 64):
     """Run ``fn(ctx)`` on every rank in threads; return (results, messages received per rank)."""
-    network = InProcessNetwork(world)
-    transports = [RecordingTransport(network, r) for r in range(world)]
-    results: list = [None] * world
-    errors: list = []
-
-    def run(rank):
-        try:
-            results[rank] = fn(Context(rank, world, transports[rank], ring=ring, timeout=120))
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            errors.append(exc)
-            network.abort(rank, type(exc).__name__)
-
-    threads = [threading.Thread(target=run, args=(r,)) for r in range(world)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return results, [t.received for t in transports]
+    return recording.run_recorded(fn, world, ring)
 
 
 def chi_square_z(observed: np.ndarray, expected: np.ndarray) -> float:
