@@ -129,14 +129,7 @@ class FrameError(ProtocolError):
 def encode_frames(job_id: str, tag: str, seq: int, tensor: torch.Tensor,
                   chunk_bytes: int = CHUNK_BYTES) -> list[peer_pb2.Frame]:
     """The DATA frames of one message: a copy of ``tensor`` as little-endian bytes, chunked."""
-    try:
-        code, np_code = _DTYPES[tensor.dtype]
-    except KeyError:
-        raise SmpcError(f"the gRPC transport cannot send tensors of dtype {tensor.dtype}") from None
-    array = tensor.detach().cpu().contiguous().numpy().reshape(-1)
-    if not _LITTLE and array.dtype.itemsize > 1:
-        array = array.astype(np.dtype(np_code))
-    raw = array.view(np.uint8)
+    code, raw = _wire_bytes(tensor)
     total = raw.size
     chunks = max(1, math.ceil(total / chunk_bytes))
     shape = list(tensor.shape)
@@ -194,6 +187,19 @@ def _host_array(tensor: torch.Tensor) -> np.ndarray:
         return tensor.detach().cpu().contiguous().numpy().reshape(-1)
 
 
+def _wire_bytes(tensor: torch.Tensor) -> tuple[int, np.ndarray]:
+    """(dtype code, the tensor's elements as little-endian bytes): a uint8 view of its memory
+    where possible (a contiguous CPU tensor on a little-endian host)."""
+    try:
+        code, np_code = _DTYPES[tensor.dtype]
+    except KeyError:
+        raise SmpcError(f"the gRPC transport cannot send tensors of dtype {tensor.dtype}") from None
+    array = _host_array(tensor)
+    if not _LITTLE and array.dtype.itemsize > 1:
+        array = array.astype(np.dtype(np_code))
+    return code, array.view(np.uint8)
+
+
 def encode_wire(job_id: str, tag: str, seq: int, tensor: torch.Tensor,
                 chunk_bytes: int = CHUNK_BYTES) -> list[bytes]:
     """The serialized DATA frames of one message, each built with a single copy of the
@@ -204,14 +210,7 @@ def encode_wire(job_id: str, tag: str, seq: int, tensor: torch.Tensor,
     A large chunk gets a ``pad`` field that puts its payload at a multiple of
     ``PAYLOAD_ALIGN`` bytes from the start of the frame, so that the receiver can use the
     received frame as the tensor's memory (``FrameAssembler``) without copying it."""
-    try:
-        code, np_code = _DTYPES[tensor.dtype]
-    except KeyError:
-        raise SmpcError(f"the gRPC transport cannot send tensors of dtype {tensor.dtype}") from None
-    array = _host_array(tensor)
-    if not _LITTLE and array.dtype.itemsize > 1:
-        array = array.astype(np.dtype(np_code))
-    raw = array.view(np.uint8)
+    code, raw = _wire_bytes(tensor)
     total = raw.size
     chunks = max(1, math.ceil(total / chunk_bytes))
     shape = list(tensor.shape)
