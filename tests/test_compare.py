@@ -239,37 +239,3 @@ def test_min_max_argmax_reductions(ring):
     assert torch.equal(mn1, xe.min(dim=1).values)
     assert torch.equal(xe[amx0.long(), torch.arange(5)], xe.max(dim=0).values)
     assert float(xe.reshape(-1)[int(amn)]) == float(xe.min())
-
-
-@pytest.mark.parametrize("ring", RINGS)
-def test_both_bit_injections_agree_and_cost_what_they_say(ring):
-    """bit_to_arithmetic (2 rounds, 1 ring element per party) and bit_to_arithmetic_one_round
-    (party 0 sends 4) inject the same bits."""
-    from smpc.protocols import boolean
-    from smpc.sharing import BooleanShares
-
-    n = 257
-    elem = ring // 8
-    bits = torch.tensor(np.random.default_rng(ring).integers(0, 2, n), dtype=torch.int64)
-
-    def job(ctx):
-        # a boolean sharing of the bits: random words with bit 0 cleared (their XOR is junk in
-        # bits 1..63 only), and the bits XORed into component 2 (party 1's second, party 2's first)
-        first, second = ctx.prg_prev.int64(n) & ~1, ctx.prg_next.int64(n) & ~1
-        if ctx.rank == 1:
-            second ^= bits
-        if ctx.rank == 2:
-            first ^= bits
-        share = BooleanShares(first, second)
-        out = []
-        for inject in (boolean.bit_to_arithmetic, boolean.bit_to_arithmetic_one_round):
-            ctx.reset_comm_stats()
-            shares = inject(ctx, share, ctx.ring)
-            out.append((ctx.comm_stats(), smpc.SecretTensor(ctx, shares, frac_bits=0, bound=1).reveal()))
-        return out
-
-    results = smpc.simulate(job, ring=ring)
-    for rank, ((two, v2), (one, v1)) in enumerate(results):
-        assert two["bytes_sent"] == n * elem and two["rounds"] == (2 if rank == 1 else 1)
-        assert one["bytes_sent"] == n * elem * (4 if rank == 0 else 1) and one["rounds"] == 1
-        assert torch.equal(v2, bits.double()) and torch.equal(v1, bits.double())

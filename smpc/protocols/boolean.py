@@ -53,10 +53,7 @@ def and_many(ctx: Context, pairs: list[tuple[BooleanShares, BooleanShares]], ste
         segment &= x.first
         segment ^= x.second & y.first
         offset += n
-    ctx.prg_next.xor_into(z)
-    ctx.prg_prev.xor_into(z)
-    prev, nxt = (ctx.rank - 1) % N_COMPUTE, (ctx.rank + 1) % N_COMPUTE
-    other = ctx.exchange(step, sends={prev: z}, recv_from=[nxt])[nxt]
+    other = _reshare_terms(ctx, z, step).second
     out = []
     offset = 0
     for shape, n in zip(sizes, counts, strict=True):
@@ -100,7 +97,8 @@ def _prefix_carries(ctx: Context, x: BooleanShares, y: BooleanShares, step: str 
     return BooleanShares(g1.view(shape), g2.view(shape)), p0.reshape(shape)
 
 
-def _as_int64(word: int) -> int:
+def as_int64(word: int) -> int:
+    """A 64-bit pattern (any Python int, taken mod 2^64) as the int64 value torch stores."""
     word &= (1 << 64) - 1
     return word - (1 << 64) if word >> 63 else word
 
@@ -110,7 +108,7 @@ def _sklansky_masks(level: int) -> tuple[int, int]:
     half of a 2^(level+1)-block), as int64 words."""
     upper = sum(1 << i for i in range(64) if (i >> level) & 1)
     top = sum(1 << i for i in range(64) if i % (2 << level) == (1 << level) - 1)
-    return _as_int64(upper), _as_int64(top)
+    return as_int64(upper), as_int64(top)
 
 
 _SKLANSKY = [_sklansky_masks(level) for level in range(6)]
@@ -216,8 +214,8 @@ def msb(ctx: Context, x: ArithmeticShares) -> BooleanShares:
                 p[:n] |= _BIT63
     g = _reshare_terms(ctx, z, "msb-g")
     carries = _carry_tree(ctx, g, BooleanShares(p1, p2), "msb-c")
-    top1 ^= _unpack_carries(carries.first, n)
-    top2 ^= _unpack_carries(carries.second, n)
+    top1 ^= _unpack_bits(carries.first, n, per_word=32)
+    top2 ^= _unpack_bits(carries.second, n, per_word=32)
     return BooleanShares(top1.view(shape), top2.view(shape))
 
 
@@ -235,15 +233,15 @@ _NOT_BIT63 = (1 << 63) - 1
 _CARRY_FIELDS = (2, 4, 8, 16, 32, 64)
 
 
-def _field_low_halves(field: int) -> int:
-    """The word with the low field/2 bits of every ``field``-bit field set (positive)."""
+def field_low_halves(field: int) -> int:
+    """The int64 word with the low field/2 bits of every ``field``-bit field set."""
     word = 0
     for k in range(0, 64, field):
         word |= ((1 << (field // 2)) - 1) << k
-    return word
+    return as_int64(word)
 
 
-_CARRY_LOW = {f: _field_low_halves(f) for f in _CARRY_FIELDS}
+_CARRY_LOW = {f: field_low_halves(f) for f in _CARRY_FIELDS}
 
 
 def _reshare_terms(ctx: Context, z: torch.Tensor, step: str) -> BooleanShares:
@@ -327,11 +325,6 @@ def _carry_tree(ctx: Context, g: BooleanShares, p: BooleanShares, step: str) -> 
     return g
 
 
-def _unpack_carries(words: torch.Tensor, n: int) -> torch.Tensor:
-    """Bit e % 32 of word e // 32, for e < n, as 0/1 words."""
-    return ((words.reshape(-1, 1) >> _BIT_SHIFTS[:32]) & 1).reshape(-1)[:n]
-
-
 def equals_zero(ctx: Context, x: ArithmeticShares) -> BooleanShares:
     """[x == 0 mod 2^64] in bit 0. Party 0 knows u = s_0 + s_1, parties 1 and 2 know
     v = -s_2; x == 0 iff u == v. Party 0 boolean-shares u, e = u ^ v is local, and a packed
@@ -403,9 +396,9 @@ def _fold_operands(t: torch.Tensor, h: int, mlo: int) -> tuple[torch.Tensor, tor
     return x, y
 
 
-def _unpack_bits(words: torch.Tensor, n: int) -> torch.Tensor:
-    """Bit e % 64 of word e // 64, for e < n, as 0/1 words."""
-    return ((words.reshape(-1, 1) >> _BIT_SHIFTS) & 1).reshape(-1)[:n]
+def _unpack_bits(words: torch.Tensor, n: int, per_word: int = 64) -> torch.Tensor:
+    """Bit e % per_word of word e // per_word, for e < n, as 0/1 words."""
+    return ((words.reshape(-1, 1) >> _BIT_SHIFTS[:per_word]) & 1).reshape(-1)[:n]
 
 
 _BIT_SHIFTS = torch.arange(64, dtype=torch.int64)
@@ -422,8 +415,9 @@ def bit_to_arithmetic(ctx: Context, b: BooleanShares, ring: Ring) -> ArithmeticS
     T_1 = e X - s_1 to party 2 and party 2 sends T_2 = -s_0 - e rho to party 1, and both set
     s_2 = b_2 + T_1 + T_2. Party 1 sees X and T_2, each masked by a value it lacks (rho, s_0);
     party 2 sees T_1, masked by s_1; party 0 receives nothing.
-    Cost: 2 rounds; 1 ring element per element per party. (``bit_to_arithmetic_one_round``
-    takes one round but party 0 sends 4 elements: on a byte-bound link this one is faster.)
+    Cost: 2 rounds; 1 ring element per element per party. (ABY3's one-round three-party OT
+    has party 0 send 4 elements per element: over mTLS gRPC, where bytes cost more than
+    rounds, this is faster.)
     Error: exact. Leakage: none.
     """
     rank = ctx.rank
@@ -453,58 +447,6 @@ def bit_to_arithmetic(ctx: Context, b: BooleanShares, ring: Ring) -> ArithmeticS
 def _times_sign(ring: Ring, v: torch.Tensor, bit: torch.Tensor) -> torch.Tensor:
     """v * (1 - 2 bit) for 0/1 int64 bits: v where the bit is 0, -v where it is 1."""
     return torch.where(bit.bool(), ring.neg(v), v)
-
-
-def bit_to_arithmetic_one_round(ctx: Context, b: BooleanShares, ring: Ring) -> ArithmeticShares:
-    """Bit injection: bit 0 of a boolean sharing as an arithmetic 0/1 in ``ring``, in one round.
-
-    Party 0 knows c = b_0 ^ b_1, parties 1 and 2 know b_2; b = c ^ b_2. With r_0 (key of
-    parties 0,2) and r_1 (key of 0,1) as two shares, the third is m_{b_2} where
-    m_j = (c ^ j) - r_0 - r_1. Party 0 sends both m_0, m_1 to party 1 XOR-masked with pads
-    w_0, w_1 from the key it shares with party 2, who sends w_{b_2} (three-party OT, ABY3);
-    the same towards party 2 with the roles of 1 and 2 swapped. The pads are drawn as one
-    block in the message's memory layout, so masking is one in-place keystream pass.
-    Cost: 1 round; party 0 sends 4 ring elements per element, parties 1 and 2 one each.
-    Error: exact. Leakage: none (each receiver learns m_{b_2}, masked by a share it lacks).
-    """
-    rank = ctx.rank
-    shape = tuple(b.shape)
-    step = "b2a"
-    if rank == 0:
-        c = (b.first ^ b.second) & 1
-        r0 = ring.random(ctx.prg_prev, shape)
-        r1 = ring.random(ctx.prg_next, shape)
-        base = ring.neg(ring.add(r0, r1))
-        to2 = ring.stack([ring.add(base, ring.from_int64(c)), ring.add(base, ring.from_int64(1 - c))])
-        to1 = to2.clone()
-        ctx.prg_prev.xor_into(to1)  # pads known to party 2
-        ctx.prg_next.xor_into(to2)  # pads known to party 1
-        ctx.exchange(step, sends={1: to1, 2: to2})
-        return ArithmeticShares(ring, r0, r1)
-    choice = (b.second if rank == 1 else b.first) & 1
-    other = 2 if rank == 1 else 1
-    prg = ctx.prg_prev if rank == 1 else ctx.prg_next  # the key shared with party 0
-    mine = ring.random(prg, shape)  # r1 on party 1, r0 on party 2
-    pads = prg.int64(2 * ring.lanes * math.prod(shape)).view(_pair_tensor_shape(ring, shape))
-    got = ctx.exchange(step, sends={other: _choose(ring, pads, choice)}, recv_from=[0, other])
-    last = _choose(ring, got[0].view(_pair_tensor_shape(ring, shape)), choice)
-    last ^= got[other].view(last.shape)
-    if rank == 1:
-        return ArithmeticShares(ring, mine, last)
-    return ArithmeticShares(ring, last, mine)
-
-
-def _pair_tensor_shape(ring: Ring, shape: tuple) -> tuple:
-    """The torch shape of a ring tensor of ring shape (2, *shape) (lanes first on ring128)."""
-    return (2, *shape) if ring.lanes == 1 else (ring.lanes, 2, *shape)
-
-
-def _choose(ring: Ring, pair: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
-    """pair[choice] elementwise, for a ring tensor of ring shape (2, *S) and 0/1 choices."""
-    return torch.where(choice.bool(), ring.getitem(pair, 1), ring.getitem(pair, 0))
-
-
-# ----- normalisation and multi-bit B2A (used by smpc.protocols.division / functions) -------
 
 
 def a2b_with_carries(ctx: Context, x: ArithmeticShares) -> tuple[BooleanShares, BooleanShares, BooleanShares]:
@@ -545,7 +487,6 @@ def prefix_or(ctx: Context, w: BooleanShares, step: str = "por") -> BooleanShare
     the logical shift. Each level reshares a | (a >> k) = a ^ b ^ (a & b) directly: party i's
     term is a_i & (b_i ^ b_(i+1)) ^ a_(i+1) & b_i ^ a_i ^ b_i plus a zero-sharing.
     Cost: 6 rounds; 1 word (8 bytes) per element per party per round. Error: exact."""
-    prev, nxt = (ctx.rank - 1) % N_COMPUTE, (ctx.rank + 1) % N_COMPUTE
     a1, a2 = w.first, w.second
     for shift in _LEVELS:
         b1, b2 = a1 >> shift, a2 >> shift
@@ -553,8 +494,6 @@ def prefix_or(ctx: Context, w: BooleanShares, step: str = "por") -> BooleanShare
         z ^= a2 & b1
         z ^= a1
         z ^= b1
-        ctx.prg_next.xor_into(z)
-        ctx.prg_prev.xor_into(z)
-        got = ctx.exchange(f"{step}{shift}", sends={prev: z}, recv_from=[nxt])
-        a1, a2 = z, got[nxt].view(z.shape)
+        shares = _reshare_terms(ctx, z, f"{step}{shift}")
+        a1, a2 = z, shares.second.view(z.shape)
     return BooleanShares(a1, a2)

@@ -67,21 +67,7 @@ if TYPE_CHECKING:
 _TAIL_FIELDS = (8, 4, 2)
 
 
-def _as_int64(value: int) -> int:
-    value &= (1 << 64) - 1
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
-def _low_halves(field: int) -> int:
-    """The int64 word with the low field/2 bits of every ``field``-bit field set."""
-    half = field // 2
-    word = 0
-    for k in range(0, 64, field):
-        word |= ((1 << half) - 1) << k
-    return _as_int64(word)
-
-
-_LOW = {f: _low_halves(f) for f in _TAIL_FIELDS}
+_LOW = {f: boolean.field_low_halves(f) for f in _TAIL_FIELDS}
 _HALF = {torch.int64: torch.int32, torch.int32: torch.int16, torch.int16: torch.int8}
 _LITTLE_ENDIAN = sys.byteorder == "little"
 
@@ -106,7 +92,7 @@ def _index_swaps() -> list[tuple[int, int]]:
         for pos in range(64):
             if (pos >> i) & 1 and not (pos >> j) & 1:
                 mask |= 1 << pos
-        swaps.append((d, _as_int64(mask)))
+        swaps.append((d, boolean.as_int64(mask)))
     return swaps
 
 
