@@ -18,7 +18,7 @@ from smpc.prg import PRG, new_key
 from smpc.protocols import arithmetic
 from smpc.ring import ring_for
 from smpc.sharing import N_COMPUTE
-from smpc.transport.base import Transport
+from smpc.transport.base import Transport, payload_bytes
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -83,18 +83,20 @@ class Context:
     def exchange(
         self,
         step: str,
-        sends: dict[int, torch.Tensor] | None = None,
+        sends: dict[int, torch.Tensor | list[torch.Tensor]] | None = None,
         recv_from: Iterable[int] = (),
     ) -> dict[int, torch.Tensor]:
-        """One communication round: send at most one tensor to each peer, then receive one
-        from each peer in ``recv_from``. Counts bytes, messages and the round."""
+        """One communication round: send at most one message to each peer (a tensor, or a
+        list of tensors sent as their flattened concatenation without concatenating them
+        first), then receive one from each peer in ``recv_from``. Counts bytes, messages and
+        the round."""
         sends = sends or {}
         recv_from = list(recv_from)
         for peer, payload in sends.items():
             seq = self._send_seq[peer]
             self._send_seq[peer] = seq + 1
             self.transport.send(peer, f"{step}#{seq}", payload)
-            self._bytes_to[peer] += payload.numel() * payload.element_size()
+            self._bytes_to[peer] += payload_bytes(payload)
             self._messages += 1
         received = {}
         for peer in recv_from:

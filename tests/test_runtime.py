@@ -162,3 +162,21 @@ def test_owner_passing_none_is_an_error():
 
     with pytest.raises(SmpcError, match="owns this input but passed None"):
         smpc.simulate(job, timeout=LONG)
+
+
+def test_a_list_payload_is_one_message_copied_once():
+    net = InProcessNetwork(3)
+    a, b = net.endpoint(0), net.endpoint(1)
+    parts = [torch.arange(4, dtype=torch.int64), torch.arange(6, dtype=torch.int64).reshape(2, 3)]
+    a.send(1, "t", parts)
+    parts[1].zero_()  # the sender may reuse its buffers at once
+    assert torch.equal(b.recv(0, "t", timeout=1), torch.cat([torch.arange(4), torch.arange(6)]))
+
+
+def test_comm_stats_count_list_payloads_by_their_bytes():
+    def job(ctx):
+        parts = [torch.zeros(3, dtype=torch.int64), torch.zeros(2, dtype=torch.int64)]
+        ctx.exchange("s", sends={(ctx.rank + 1) % 3: parts}, recv_from=[(ctx.rank + 2) % 3])
+        return ctx.comm_stats()["bytes_sent"]
+
+    assert smpc.simulate(job) == [40, 40, 40]

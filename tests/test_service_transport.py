@@ -371,3 +371,28 @@ def test_wire_decoding_refuses_truncated_bytes():
         deserialize_frame(wire[:-1])
     with pytest.raises(ValueError):
         deserialize_frame(b"\xff" * 70_000)
+
+
+@pytest.mark.parametrize("sizes", [(3, 5), (0, 40_000, 7), (300_000, 300_000)])
+def test_a_list_of_tensors_is_one_message_of_their_concatenation(sizes):
+    parts = [torch.arange(n, dtype=torch.int64) * (i + 3) for i, n in enumerate(sizes)]
+    parts[-1] = parts[-1].reshape(-1, 1)  # any shape: the message is flat
+    want = torch.cat([p.reshape(-1) for p in parts])
+    for chunk_bytes in (1 << 26, 1 << 20):  # one frame, or concatenated and chunked
+        wires = encode_wire("job", "s", 0, parts, chunk_bytes=chunk_bytes)
+        asm = FrameAssembler("job")
+        for wire in wires:
+            done = asm.add(*deserialize_frame(wire))
+        assert done[0] == "s" and torch.equal(done[1], want)
+
+
+def test_a_list_message_travels_between_parties(net):
+    a, b, c = connect(net)
+    parts = [torch.arange(10, dtype=torch.int64), torch.full((2, 3), -5, dtype=torch.int64)]
+    a.send(1, "parts", parts)
+    parts[0].zero_()  # the sender may reuse its buffers at once
+    assert torch.equal(b.recv(0, "parts", timeout=30), torch.cat([torch.arange(10), torch.full((6,), -5)]))
+    with pytest.raises(ValueError, match="share a dtype"):
+        a.send(1, "mixed", [torch.zeros(2, dtype=torch.int64), torch.zeros(2, dtype=torch.int32)])
+    for t in (a, b, c):
+        t.close()

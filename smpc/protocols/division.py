@@ -328,7 +328,7 @@ def execute(ctx, ops: list, step: str) -> list:
             parts.setdefault(peer, []).append(payload)
         for peer, words in p.expect.items():
             expect[peer] = expect.get(peer, 0) + words
-    sends = {peer: (torch.cat(ts) if len(ts) > 1 else ts[0]) for peer, ts in parts.items()}
+    sends = {peer: (ts if len(ts) > 1 else ts[0]) for peer, ts in parts.items()}  # parts: no concatenation
     got = ctx.exchange(step, sends=sends, recv_from=sorted(expect))
     offsets = dict.fromkeys(expect, 0)
     results = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 import torch
 
@@ -20,8 +21,11 @@ class Transport(ABC):
     world_size: int
 
     @abstractmethod
-    def send(self, peer: int, tag: str, payload: torch.Tensor) -> None:
-        """Queue a tensor for ``peer``; the caller may reuse ``payload`` afterwards."""
+    def send(self, peer: int, tag: str, payload: torch.Tensor | Sequence[torch.Tensor]) -> None:
+        """Queue a tensor for ``peer``; the caller may reuse ``payload`` afterwards. A sequence
+        of tensors (one dtype) is one message: the concatenation of their flattened elements,
+        received as one 1-D tensor. Passing the parts instead of concatenating them first
+        saves a copy: each transport copies the parts once, straight into what it sends."""
 
     @abstractmethod
     def recv(self, peer: int, tag: str, timeout: float) -> torch.Tensor:
@@ -33,3 +37,19 @@ class Transport(ABC):
 
     def close(self) -> None:
         """Release resources; the default has none."""
+
+
+def payload_parts(payload: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """The parts of a payload (a single tensor is one part), checked for one dtype."""
+    if isinstance(payload, torch.Tensor):
+        return [payload]
+    parts = list(payload)
+    if not parts:
+        raise ValueError("a message needs at least one tensor")
+    if any(t.dtype != parts[0].dtype for t in parts):
+        raise ValueError("the parts of one message must share a dtype")
+    return parts
+
+
+def payload_bytes(payload: torch.Tensor | Sequence[torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in payload_parts(payload))

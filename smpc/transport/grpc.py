@@ -25,14 +25,14 @@ import queue
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import grpc
 import numpy as np
 import torch
 
 from smpc.errors import PartyUnavailable, ProtocolError, ProtocolTimeout, SmpcError
-from smpc.transport.base import Transport
+from smpc.transport.base import Transport, payload_parts
 from smpc.v1 import peer_pb2, peer_pb2_grpc
 
 CHUNK_BYTES = 64 * 1024 * 1024
@@ -200,37 +200,49 @@ def _wire_bytes(tensor: torch.Tensor) -> tuple[int, np.ndarray]:
     return code, array.view(np.uint8)
 
 
-def encode_wire(job_id: str, tag: str, seq: int, tensor: torch.Tensor,
+def encode_wire(job_id: str, tag: str, seq: int, tensor: torch.Tensor | Sequence[torch.Tensor],
                 chunk_bytes: int = CHUNK_BYTES) -> list[bytes]:
     """The serialized DATA frames of one message, each built with a single copy of the
-    tensor's bytes: the header fields, then the payload field appended (valid protobuf; the
-    same bytes ``encode_frames(...)[i].SerializeToString()`` would give, field order and the
-    ``pad`` field aside).
+    tensor's bytes (a list of tensors: one flat message, the parts joined straight into it):
+    the header fields, then the payload field appended (valid protobuf; the same bytes
+    ``encode_frames(...)[i].SerializeToString()`` would give, field order and the ``pad``
+    field aside).
 
     A large chunk gets a ``pad`` field that puts its payload at a multiple of
     ``PAYLOAD_ALIGN`` bytes from the start of the frame, so that the receiver can use the
     received frame as the tensor's memory (``FrameAssembler``) without copying it."""
-    code, raw = _wire_bytes(tensor)
-    total = raw.size
-    chunks = max(1, math.ceil(total / chunk_bytes))
-    shape = list(tensor.shape)
-    out = []
-    for i in range(chunks):
-        piece = raw[i * chunk_bytes:(i + 1) * chunk_bytes]
-        header = peer_pb2.Frame(
-            kind=peer_pb2.Frame.DATA, job_id=job_id, tag=tag, seq=seq, dtype=code, shape=shape,
-            total_bytes=total, chunk=i, chunks=chunks,
-        ).SerializeToString()
-        if not piece.size:
-            out.append(header)
-            continue
-        length = _varint_bytes(piece.size)
-        if piece.size > _SMALL_FRAME:
-            # pad field: key, length (one byte), filler; sized so the payload lands aligned
-            gap = -(len(header) + 2 + len(_PAYLOAD_KEY) + len(length)) % PAYLOAD_ALIGN
-            header += _PAD_KEY + bytes((gap,)) + bytes(gap)
-        out.append(b"".join((header, _PAYLOAD_KEY, length, piece)))
-    return out
+    parts = payload_parts(tensor)
+    if len(parts) > 1 and sum(t.numel() * t.element_size() for t in parts) > chunk_bytes:
+        parts = [torch.cat([t.reshape(-1) for t in parts])]  # chunked below: rare, one copy more
+    if len(parts) > 1:  # one frame that joins the parts: the only copy of their bytes
+        wired = [_wire_bytes(t) for t in parts]
+        code, pieces = wired[0][0], [raw for _, raw in wired]
+        return [_data_frame(job_id, tag, seq, code, [sum(t.numel() for t in parts)], 0, 1, pieces)]
+    code, raw = _wire_bytes(parts[0])
+    chunks = max(1, math.ceil(raw.size / chunk_bytes))
+    shape = list(parts[0].shape)
+    return [
+        _data_frame(job_id, tag, seq, code, shape, i, chunks, [raw[i * chunk_bytes:(i + 1) * chunk_bytes]], raw.size)
+        for i in range(chunks)
+    ]
+
+
+def _data_frame(job_id: str, tag: str, seq: int, code: int, shape: list[int], chunk: int, chunks: int,
+                pieces: list[np.ndarray], total: int | None = None) -> bytes:
+    """One serialized DATA frame whose payload is the concatenation of ``pieces``."""
+    size = sum(piece.size for piece in pieces)
+    header = peer_pb2.Frame(
+        kind=peer_pb2.Frame.DATA, job_id=job_id, tag=tag, seq=seq, dtype=code, shape=shape,
+        total_bytes=size if total is None else total, chunk=chunk, chunks=chunks,
+    ).SerializeToString()
+    if not size:
+        return header
+    length = _varint_bytes(size)
+    if size > _SMALL_FRAME:
+        # pad field: key, length (one byte), filler; sized so the payload lands aligned
+        gap = -(len(header) + 2 + len(_PAYLOAD_KEY) + len(length)) % PAYLOAD_ALIGN
+        header += _PAD_KEY + bytes((gap,)) + bytes(gap)
+    return b"".join((header, _PAYLOAD_KEY, length, *pieces))
 
 
 def serialize_frame(message) -> bytes:

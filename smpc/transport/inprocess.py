@@ -1,7 +1,8 @@
 """In-process transport: one thread per party, a queue per ordered pair of ranks.
 
 Used by ``smpc.simulate`` and the tests. Payloads are copied on send, as a wire would, so a
-receiver can never alias a sender's buffer.
+receiver can never alias a sender's buffer (a multi-part payload is copied once, by
+concatenating it).
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ import queue
 import threading
 import time
 
+import torch
+
 from smpc.errors import PartyUnavailable, ProtocolError, ProtocolTimeout
-from smpc.transport.base import Transport
+from smpc.transport.base import Transport, payload_parts
 
 
 class _Abort:
@@ -55,7 +58,11 @@ class InProcessTransport(Transport):
     def send(self, peer, tag, payload):
         if self.network._abort is not None:
             self._raise_abort(self.network._abort)
-        self.network._queues[(self.rank, peer)].put((tag, payload.detach().clone()))
+        if isinstance(payload, torch.Tensor):
+            copy = payload.detach().clone()
+        else:  # one copy: the concatenation is already a fresh buffer
+            copy = torch.cat([t.detach().reshape(-1) for t in payload_parts(payload)])
+        self.network._queues[(self.rank, peer)].put((tag, copy))
 
     def recv(self, peer, tag, timeout):
         q = self.network._queues[(peer, self.rank)]
