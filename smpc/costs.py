@@ -27,8 +27,9 @@ def _ops() -> list[tuple[str, str, Callable | None]]:
 
     return [
         ("share (owner = compute party)", "one input", None),
-        ("reveal to all", "", lambda v: v.x.reveal()),
+        ("reveal to all", "abs(x) <= 1e3", lambda v: v.x.reveal()),
         ("reveal to one party", "to rank 0", lambda v: v.x.reveal(to=0)),
+        ("reveal a 0/1 secret", "a comparison's result", lambda v: v.bit.reveal()),
         ("add / sub / public ops", "local", lambda v: v.x + v.y - 3),
         ("mul (integer mode)", "x*y, frac_bits=0", lambda v: v.xi * v.yi),
         ("mul (fixed point)", "x*y with truncation", lambda v: v.x * v.y),
@@ -98,6 +99,9 @@ def render() -> str:
         "Fixed-point rows use the ring's default fractional bits (ring64: 16, ring128: 20); "
         "ring64 refuses fixed-point products whose truncation could fail with probability "
         "above 2^-40 per element.",
+        "A reveal to compute parties sends the fewest low bytes of each share (1, 2, 4 or 8) "
+        "that the public bound at the secret's fractional bits allows, else the whole ring "
+        "element (`fixedpoint.open_width`).",
         "The oblivious sort is not listed: its quicksort opens comparison outcomes of shuffled "
         "distinct keys, so its rounds and bytes vary with the random order (expected ~120 "
         "rounds and ~700 bytes per row for 1e5 one-word keys; see smpc/protocols/sort.py).",

@@ -57,6 +57,23 @@ def truncatable_encoded(ring: Ring) -> float:
     return 2.0 ** (ring.bits - 1 - SECURITY_BITS)
 
 
+OPEN_WIDTHS = (1, 2, 4, 8)
+"""Bytes per element a reveal may send instead of whole ring elements (int8 .. int64)."""
+
+
+def open_width(ring: Ring, bound: float, frac_bits: int) -> int:
+    """Bytes per element that determine a value of public magnitude ``bound`` at
+    ``frac_bits``: the fewest of ``OPEN_WIDTHS`` whose signed range holds every encoded value
+    with two units to spare (a probabilistic truncation may round up by one), else the ring
+    element. Shares reduce mod 2^(8w) like the value, so the low w bytes of each share sum to
+    the value mod 2^(8w), which the bound makes unique."""
+    encoded = float(bound) * 2.0**frac_bits
+    for width in OPEN_WIDTHS:
+        if width < ring.bits // 8 and encoded + 2.0 < 2.0 ** (8 * width - 1):
+            return width
+    return ring.bits // 8
+
+
 def check_fits(ring: Ring, bound: float, frac_bits: int, what: str) -> None:
     """RangeError unless values of magnitude ``bound`` fit the ring at ``frac_bits``."""
     # strict: max_encoded is 2^(k-1) in float64, and 2^(k-1) itself wraps to -2^(k-1)

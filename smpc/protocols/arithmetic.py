@@ -83,23 +83,51 @@ def share_input(ctx: Context, encoded: torch.Tensor | None, owner: int) -> Arith
     return ArithmeticShares(r, got, r.random(keys[0], shape))
 
 
-def reveal(ctx: Context, x: ArithmeticShares | None, to: list[int]) -> torch.Tensor | None:
+_WIDTH_DTYPES = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _low_bytes(ring, t: torch.Tensor, width: int) -> torch.Tensor:
+    """The low ``width`` bytes of every element of a ring tensor, as a tensor of its shape
+    and of the signed integer type of that width (the value mod 2^(8 width))."""
+    low = t[0] if ring.lanes == 2 else t
+    if width == 8:
+        return low
+    as_bytes = low.reshape(-1).contiguous().view(torch.uint8).view(-1, 8)[:, :width]  # little-endian: low first
+    return as_bytes.contiguous().view(_WIDTH_DTYPES[width]).view(low.shape)
+
+
+def _from_low_bytes(ring, total: torch.Tensor, width: int) -> torch.Tensor:
+    """The ring tensor of the signed value whose low ``width`` bytes are ``total`` (an int64
+    sum of narrow shares, correct mod 2^(8 width)): sign-extended from bit 8 width - 1."""
+    spare = 64 - 8 * width
+    value = total.bitwise_left_shift(spare).bitwise_right_shift(spare) if spare else total
+    return torch.stack([value, value >> 63]) if ring.lanes == 2 else value
+
+
+def reveal(ctx: Context, x: ArithmeticShares | None, to: list[int], width: int | None = None) -> torch.Tensor | None:
     """Open x to the ranks in ``to`` only; every other rank gets None and is sent nothing.
 
     Compute party j sends its s_j to party j+1 when that party is a recipient, and to every
-    recipient that is not a compute party. Cost: 1 round; 1 ring element per element to each
-    recipient from each sender (a compute recipient receives from one party, others from three).
+    recipient that is not a compute party. With ``width`` (bytes, < a ring element: the
+    value is known to lie in the signed range of that many bytes, ``fixedpoint.open_width``)
+    only the low ``width`` bytes of s_j travel to compute recipients: they sum to the value
+    mod 2^(8 width), which determines it (other ranks get whole elements: without shares
+    they cannot know every bound, e.g. of a sum over a shape they never see).
+    Cost: 1 round; 1 ring element (or ``width`` bytes) per element to each recipient from
+    each sender (a compute recipient receives from one party, others from three).
     Leakage: the value, to the recipients.
     """
+    r = ctx.ring
+    narrow = width is not None and width < r.bits // 8
     rank = ctx.rank
     recipients = set(to)
     sends = {}
     if ctx.is_compute:
         nxt = (rank + 1) % N_COMPUTE
         if nxt in recipients:
-            sends[nxt] = x.first
+            sends[nxt] = _low_bytes(r, x.first, width) if narrow else x.first
         for u in recipients:
-            if u >= N_COMPUTE:
+            if u >= N_COMPUTE:  # whole elements: a rank without shares cannot know the bound
                 sends[u] = x.first
     if rank in recipients:
         senders = [(rank + 2) % N_COMPUTE] if ctx.is_compute else list(range(N_COMPUTE))
@@ -108,7 +136,10 @@ def reveal(ctx: Context, x: ArithmeticShares | None, to: list[int]) -> torch.Ten
     got = ctx.exchange("reveal", sends=sends, recv_from=senders)
     if rank not in recipients:
         return None
-    r = ctx.ring
+    if ctx.is_compute and narrow:
+        total = got[senders[0]].to(torch.int64) + _low_bytes(r, x.first, 8)
+        total += _low_bytes(r, x.second, 8)
+        return _from_low_bytes(r, total, width)
     if ctx.is_compute:
         return r.add(r.add(x.first, x.second), got[senders[0]])
     return r.add(r.add(got[0], got[1]), got[2])

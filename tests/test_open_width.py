@@ -1,0 +1,97 @@
+"""Reveals send only the low bytes of each share that the public bound needs
+(``fixedpoint.open_width``): values exact at the edges of every width, bytes exact."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import smpc
+from smpc.fixedpoint import open_width
+from smpc.ring import ring_for
+
+
+@pytest.mark.parametrize(
+    "ring, bound, frac_bits, width",
+    [
+        (64, 1, 0, 1),
+        (64, 125, 0, 1),  # 125 + 2 units of slack < 2^7
+        (64, 126, 0, 2),
+        (64, 2.0**15 - 3, 0, 2),
+        (64, 2.0**15 - 2, 0, 4),
+        (64, 1e4, 16, 4),
+        (64, 2.0**31, 0, 8),
+        (64, 2.0**40, 16, 8),  # no narrower width holds it: the whole element
+        (128, 1, 0, 1),
+        (128, 2.0**40, 20, 8),
+        (128, 2.0**62, 0, 8),
+        (128, 2.0**63, 0, 16),
+        (128, 1e9, 40, 16),
+    ],
+)
+def test_open_width(ring, bound, frac_bits, width):
+    assert open_width(ring_for(ring), bound, frac_bits) == width
+
+
+def _edge_values(bound: float, frac_bits: int) -> torch.Tensor:
+    """The bound itself, its negative, one unit inside, zero and one unit either side."""
+    ulp = 2.0**-frac_bits
+    return torch.tensor([bound, -bound, bound - ulp, -bound + ulp, 0.0, ulp, -ulp], dtype=torch.float64)
+
+
+@pytest.mark.parametrize("ring", [64, 128])
+@pytest.mark.parametrize("bound, frac_bits", [(100.0, 0), (125.0, 0), (3.0e4, 0), (2.0e9, 0), (1e5, 16), (2.0**46, 16)])
+def test_edges_reveal_exactly_with_the_narrow_width(ring, bound, frac_bits):
+    values = _edge_values(bound, frac_bits)
+    n = values.numel()
+    width = open_width(ring_for(ring), bound, frac_bits)
+
+    def job(ctx):
+        s = ctx.share(values if ctx.rank == 0 else None, owner=0, bound=bound, frac_bits=frac_bits)
+        ctx.reset_comm_stats()
+        out = s.reveal()
+        return out, ctx.comm_stats()
+
+    for rank, (out, stats) in enumerate(smpc.simulate(job, ring=ring)):
+        assert torch.equal(out, values), rank
+        assert stats["bytes_sent_to"] == {(rank + 1) % 3: n * width}
+
+
+@pytest.mark.parametrize("ring", [64, 128])
+def test_products_and_comparisons_open_narrow(ring):
+    """A truncated product at its bound (truncation may round up by one unit) and a
+    comparison bit (1 byte per element) open exactly; an input-party recipient gets whole
+    ring elements and the same values."""
+    gen = torch.Generator().manual_seed(5)
+    n = 2000
+    bound = 1000.0
+    x = (torch.rand(n, generator=gen, dtype=torch.float64) * 2 - 1) * bound
+    y = (torch.rand(n, generator=gen, dtype=torch.float64) * 2 - 1) * bound
+    x[:4] = torch.tensor([bound, -bound, bound, -bound])
+    y[:4] = torch.tensor([bound, bound, -bound, -bound])
+    f = 8 if ring == 128 else 0  # ring64 cannot truncate a product this large safely
+    x, y = torch.round(x * 2**f) / 2**f, torch.round(y * 2**f) / 2**f  # exact inputs
+
+    def job(ctx):
+        xs = ctx.share(x if ctx.rank == 0 else None, owner=0, bound=bound, frac_bits=f)
+        ys = ctx.share(y if ctx.rank == 1 else None, owner=1, bound=bound, frac_bits=f)
+        product = xs * ys
+        ctx.reset_comm_stats()
+        got_product = product.reveal()
+        product_stats = ctx.comm_stats()
+        less = xs < ys
+        ctx.reset_comm_stats()
+        got_less = less.reveal()
+        return got_product, product_stats, got_less, ctx.comm_stats()
+
+    results = smpc.simulate(job, ring=ring, input_parties=1)
+    want_product = x * y  # exact in float64; the truncated product is floor or one unit more
+    width = open_width(ring_for(ring), bound**2, f)
+    for rank, (product, product_stats, less, less_stats) in enumerate(results):
+        assert (product - want_product).abs().max() <= 2.0**-f, rank
+        assert torch.equal(product[:4], want_product[:4]), rank  # +-bound^2: no rounding
+        assert torch.equal(less, (x < y).to(torch.float64)), rank
+        if rank < 3:
+            element = ring // 8
+            assert product_stats["bytes_sent_to"] == {(rank + 1) % 3: n * width, 3: n * element}
+            assert less_stats["bytes_sent_to"] == {(rank + 1) % 3: n * 1, 3: n * element}
