@@ -622,6 +622,10 @@ class Ring128(Ring):
         v = high * 2^64 + mid * 2^32 + low with each part an exact float truncated toward
         zero (each is a subset of v's mantissa bits), then summed in the ring.
         """
+        if v.numel():
+            low, high = torch.aminmax(v)
+            if -(2.0**63) <= float(low) and float(high) < 2.0**63:  # the common case: one conversion
+                return self.from_int64(v.to(INT64))
         high = torch.trunc(v / 2.0**64)
         rest = v - high * 2.0**64
         mid = torch.trunc(rest / 2.0**32)

@@ -526,9 +526,11 @@ class SecretTensor:
         return ranks
 
     def _open(self, to):
+        return arithmetic.reveal(self.ctx, self.shares, self._recipients(to), self._open_width())
+
+    def _open_width(self) -> int:
         # the public bound says how many low bytes of each share determine the value
-        width = open_width(self.ring, self.bound, self.frac_bits)
-        return arithmetic.reveal(self.ctx, self.shares, self._recipients(to), width)
+        return open_width(self.ring, self.bound, self.frac_bits)
 
     def reveal(self, to=None) -> torch.Tensor | None:
         """The value as float64 on the ranks in ``to`` (default: every party), None elsewhere.
@@ -537,7 +539,10 @@ class SecretTensor:
         protocols.arithmetic.reveal and fixedpoint.open_width).
         """
         opened = self._open(to)
-        return None if opened is None else decode(opened, self.ring, self.frac_bits)
+        if opened is None:
+            return None
+        # ranks without shares cannot trust the bound (see arithmetic.reveal)
+        return decode(opened, self.ring, self.frac_bits, fits_int64=self.ctx.is_compute and self._open_width() <= 8)
 
     def reveal_int(self, to=None) -> np.ndarray | None:
         """Exact integers (an object array of Python ints) for integer-mode secrets: sums of
