@@ -455,6 +455,15 @@ def _integral_floats(max_bits: int):
     )
 
 
+@given(vals=st.lists(_integral_floats(62), min_size=1, max_size=12))
+def test_from_float_integral_ring128_within_int64(vals):
+    """ring128's one-conversion path (every value in [-2^63, 2^63)), at its edges too, and
+    the general path once one value leaves that range."""
+    for extra in ([], [-(2.0**63)], [2.0**63 - 1024], [2.0**63], [-(2.0**63) - 2048]):
+        v = torch.tensor(vals + extra, dtype=torch.float64)
+        check(RING128, lambda v=v: RING128.from_float_integral(v), [int(x) for x in vals + extra], (v,))
+
+
 @ring_param
 @given(data=st.data())
 def test_from_float_integral(ring, data):
