@@ -265,7 +265,9 @@ class SecretTensor:
         """self / other. For a secret divisor: ``lower`` is a public lower bound on |other|
         (default one unit in its last place), used only for the result's public bound;
         a divisor below it, which cannot be detected without revealing it, still gives the
-        right quotient but one beyond that bound. other == 0 gives 0.
+        right quotient but one beyond that bound, which later range checks and reveals trust
+        (a reveal sends only the low bytes the bound needs): declare only a true lower bound.
+        other == 0 gives 0.
         Cost: 22 rounds (division.divide). Error: 2^-30 relative + 1 unit of the result."""
         if not isinstance(other, SecretTensor):
             return self / other
