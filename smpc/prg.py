@@ -9,7 +9,10 @@ Speed: the keystream is written straight into the memory of the torch tensor tha
 returned (no intermediate ``bytearray``, whose zero-filling and copy cost as much as the
 AES itself), and ``chunks`` hands out the stream piece by piece in a small reused buffer so
 a ring kernel can add it into an existing tensor without materialising it
-(``smpc.ring.Ring.add_random_``).
+(``smpc.ring.Ring.add_random_``). Hot kernels go further: ``claim`` hands them a stream's
+key and position and they compute the same AES-128-CTR blocks with AES-NI where they are
+consumed (``smpc.ring.aes_kernels``, switched on only after reproducing this module's
+stream); the keys and the streams are this module's either way.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class PRG:
         if len(key) != KEY_BYTES:
             raise ValueError(f"PRG key must be {KEY_BYTES} bytes, got {len(key)}")
         self._encryptor = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor()
+        self._key = bytes(key)  # for ``claim``: the C kernels compute the same stream
         self.bytes_drawn = 0
 
     def _fill(self, view: memoryview, n: int) -> None:
@@ -94,6 +98,20 @@ class PRG:
         self._fill(_byte_view(out), 8 * n)
         return out
 
+    def claim(self, n: int) -> tuple[bytes, int] | None:
+        """(key, w) for the next n int64 stream words, which are words w .. w + n - 1 of the
+        key's AES-128-CTR stream (counter from 0, word w is half w & 1 of block w >> 1), for a
+        caller that computes them itself (the C kernels: they add the
+        keystream where it is consumed); the stream moves past them as ``int64(n)`` would
+        move it. None, drawing nothing, when the stream is not at a word boundary."""
+        if self.bytes_drawn % 8:
+            return None
+        start = self.bytes_drawn // 8
+        self.bytes_drawn += 8 * n
+        end = self.bytes_drawn
+        self._encryptor = _Resume(self, end)
+        return self._key, start
+
     def chunks(self, n: int, scratch: torch.Tensor | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
         """The next n int64 stream words as (start, count, words) pieces, in order.
 
@@ -111,6 +129,30 @@ class PRG:
             self._fill(view, 8 * count)
             yield start, count, scratch
             start += count
+
+
+class _Resume:
+    """Stands in for a PRG's encryptor after ``claim``: CTR is seekable, so the encryptor
+    for the words after the claimed ones is built (at the block holding the position,
+    advanced within it) only when a draw through ``cryptography`` comes next."""
+
+    def __init__(self, prg: PRG, position: int):
+        self._prg, self._position = prg, position
+
+    def _resume(self):
+        encryptor = Cipher(
+            algorithms.AES(self._prg._key), modes.CTR((self._position // 16).to_bytes(16, "big"))
+        ).encryptor()
+        if self._position % 16:
+            encryptor.update(bytes(self._position % 16))
+        self._prg._encryptor = encryptor
+        return encryptor
+
+    def update_into(self, data, buf) -> int:
+        return self._resume().update_into(data, buf)
+
+    def update(self, data) -> bytes:
+        return self._resume().update(data)
 
 
 def private_prg() -> PRG:

@@ -46,3 +46,18 @@ def kernel_path(request):
         yield request.param
     finally:
         ring_module.use_c_kernels(previous)
+
+
+@pytest.fixture(params=("wide", "narrow"))
+def aes_width(request):
+    """Run a test with the C AES kernels on their VAES path (where the CPU has it) and on the
+    128-bit AES-NI path, so both are checked on a VAES machine; restores the CPU's choice."""
+    kernels = ring_module.c_kernels()
+    if kernels is None or not hasattr(kernels, "aes_use_wide"):
+        yield request.param
+        return
+    kernels.aes_use_wide(request.param == "wide")
+    try:
+        yield request.param
+    finally:
+        kernels.aes_use_wide(True)

@@ -309,3 +309,157 @@ def test_table_index_fields_merge_and_match_bits():
         w, fl = pick(word), pick(flag)
         expected = ((w >> 4) & 1) | (((w >> 5) & 1) << 1) | ((fl & 1) << 2) | ((w & 3) << 3)
         assert torch.equal(division._index_of(fields, pick), expected)
+
+
+def test_table_and_truncated_products_are_the_same_protocol_on_both_kernel_paths(aes_width):
+    """``Table`` and ``Mul`` run party by party with fixed pairwise keys: the C path (AES
+    computed in the kernels) sends exactly the messages of the torch path, and the shares
+    reconstruct T[index] (tables over 1, 2 and 3 bits, two outputs) and the truncated sum of
+    products (floor or one more)."""
+    from types import SimpleNamespace
+
+    from smpc.prg import PRG
+    from smpc.ring import RING128, use_c_kernels
+    from smpc.sharing import ArithmeticShares, BooleanShares
+
+    n = 777
+    gen = torch.Generator().manual_seed(5)
+    keys = [bytes([7 + k]) * 16 for k in range(3)]  # key k: parties k and k + 1
+
+    def share_bits(values):  # a boolean sharing: party i holds (s_i, s_(i+1))
+        s = [torch.randint(0, 256, (n,), generator=gen) for _ in range(2)]
+        s.append(values ^ s[0] ^ s[1])
+        return [BooleanShares(s[i], s[(i + 1) % 3]) for i in range(3)]
+
+    def share_arith(values: list[int]):
+        m = 1 << 128
+        a = [[int(v) for v in torch.randint(-(2**62), 2**62, (n,), generator=gen)] for _ in range(2)]
+        s = [[x % m for x in a[0]], [x % m for x in a[1]]]
+        s.append([(v - x - y) % m for v, x, y in zip(values, s[0], s[1], strict=True)])
+        t = [RING128.from_ints(col) for col in s]
+        return [ArithmeticShares(RING128, t[i], t[(i + 1) % 3]) for i in range(3)]
+
+    word_values = torch.randint(0, 64, (n,), generator=gen)
+    flag_values = torch.randint(0, 2, (n,), generator=gen)
+    word, flag = share_bits(word_values), share_bits(flag_values)
+    x_values = [int(v) for v in torch.randint(-(2**60), 2**60, (n,), generator=gen)]
+    y_values = [int(v) for v in torch.randint(-(2**19), 2**19, (n,), generator=gen)]
+    xs, ys = share_arith(x_values), share_arith(y_values)
+    cases = [
+        ([lambda i: division.Field(word[i], 3)], (word_values >> 3) & 1),
+        ([lambda i: division.Field(word[i], 1, 2)], (word_values >> 1) & 3),
+        ([lambda i: division.Field(word[i], 4, 2), lambda i: flag[i]], ((word_values >> 4) & 3) | (flag_values << 2)),
+    ]
+
+    def run():
+        ctxs = [SimpleNamespace(rank=i, prg_next=PRG(keys[i]), prg_prev=PRG(keys[i - 1])) for i in range(3)]
+        messages, results = [], []
+        ops = [
+            (lambda i, k=k, parts=parts: division.Table([p(i) for p in parts], tables[k], RING128, sender=k))
+            for k, (parts, _) in enumerate(cases)
+        ] + [
+            lambda i: division.Mul([(xs[i], ys[i])], trunc=23),
+            lambda i: division.Mul([(xs[i], ys[i])]),
+            lambda i: division.And((word[i], flag[i]), (flag[i], word[i].lshift(3))),
+        ]
+        for op in ops:
+            prepared = [op(i).prepare(ctxs[i]) for i in range(3)]
+            for p in prepared:
+                messages += [p.sends[peer].clone() for peer in sorted(p.sends)]
+            # copied before any finish, as a transport does (senders reuse their buffers)
+            got = [{peer: prepared[peer].sends[i].clone() for peer in p.expect} for i, p in enumerate(prepared)]
+            results.append([p.finish(g) for p, g in zip(prepared, got, strict=True)])
+        return messages, results
+
+    tables = [[[int(v) for v in torch.randint(-(2**62), 2**62, (1 << k + 1,), generator=gen)] for _ in range(2)]
+              for k in range(3)]
+    paths = {}
+    for path in ("c", "torch"):
+        previous = use_c_kernels(path == "c")
+        try:
+            paths[path] = run()
+        finally:
+            use_c_kernels(previous)
+    for a, b in zip(paths["c"][0], paths["torch"][0], strict=True):
+        assert torch.equal(a, b), "the kernel paths send different messages"
+
+    def opened(shares):
+        assert all(torch.equal(shares[i].second, shares[(i + 1) % 3].first) for i in range(3))
+        total = RING128.add(RING128.add(shares[0].first, shares[1].first), shares[2].first)
+        return RING128.to_ints(total, signed=False)
+
+    for path, (_, results) in paths.items():
+        for (_, index), got, table_pair in zip(cases, results, tables, strict=False):
+            for t, table in enumerate(table_pair):
+                want = [table[i] % (1 << 128) for i in index.tolist()]
+                assert opened([g[t] for g in got]) == want, path
+        exact = [x * y for x, y in zip(x_values, y_values, strict=True)]
+        assert opened(results[4]) == [v % (1 << 128) for v in exact], path
+        for got, v in zip(opened(results[3]), exact, strict=True):
+            assert (got - (v >> 23)) % (1 << 128) in (0, 1), path
+        for k, want in enumerate((word_values & flag_values, flag_values & (word_values << 3))):
+            parties = [r[k] for r in results[5]]
+            assert all(torch.equal(parties[i].second, parties[(i + 1) % 3].first) for i in range(3))
+            assert torch.equal(parties[0].first ^ parties[1].first ^ parties[2].first, want), path
+
+
+def test_leading_position_kernel_matches_the_lookup():
+    """``xor_positions`` (C) equals ``_onehot_position`` of w ^ (w >> 1) and of w."""
+    from smpc.ring import c_kernels
+
+    kernels = c_kernels()
+    if kernels is None:
+        pytest.skip("C kernels not built")
+    gen = torch.Generator().manual_seed(13)
+    w = torch.randint(-(2**63), 2**63 - 1, (5000,), generator=gen, dtype=torch.int64)
+    for leading, v in ((1, w ^ (w >> 1)), (0, w)):
+        out = torch.empty_like(w)
+        kernels.xor_positions(out.data_ptr(), w.data_ptr(), w.numel(), leading)
+        assert torch.equal(out, division._onehot_position(v))
+    assert torch.equal(division._leading_position(w), division._onehot_position(w ^ (w >> 1)))
+
+
+@pytest.mark.parametrize("ring", [64, 128])
+def test_division_and_reciprocal_on_both_kernel_paths(ring, kernel_path):
+    """The torch path (no C kernels, PRG draws through ``cryptography``) and the C path (AES
+    in the kernels) both meet the documented bound."""
+    gen = np.random.default_rng(7)
+    n = 3000
+    x = torch.tensor(gen.uniform(-1e6, 1e6, n))
+    y = torch.tensor(log_uniform(gen, 1e-2, 1e6, n) * gen.choice([-1.0, 1.0], n))
+
+    def job(ctx, x=None, y=None):
+        a, b = ctx.share(x, owner=0), ctx.share(y, owner=1)
+        q, r = a / b, b.reciprocal()
+        return q.frac_bits, q.reveal(), r.frac_bits, r.reveal()
+
+    fq, q, fr, r = smpc.simulate(job, ring=ring, inputs={0: {"x": x}, 1: {"y": y}})[0]
+    f = 20 if ring == 128 else 16
+    check(q, encoded(x, f) / encoded(y, f), 2.0**-30, fq, what=f"divide, {kernel_path} path")
+    check(r, 1 / encoded(y, f), 2.0**-30, fr, what=f"reciprocal, {kernel_path} path")
+
+
+def test_prefix_or_level_kernel_matches_its_definition():
+    """``por_terms`` (one level of ``division._prefix_or_abs``) equals boolean.prefix_or's
+    term a1 & (b1 ^ b2) ^ a2 & b1 ^ a1 ^ b1 (b = a >> s) XOR the two keystreams, with and
+    without the ones' complement applied first."""
+    from smpc.prg import PRG
+    from smpc.ring import aes_kernels
+
+    kernels = aes_kernels()
+    if kernels is None:
+        pytest.skip("no AES kernels here")
+    gen = torch.Generator().manual_seed(9)
+    n = 5000
+    a1, a2 = (torch.randint(-(2**63), 2**63 - 1, (n,), generator=gen, dtype=torch.int64) for _ in range(2))
+    k1, k2 = bytes([1]) * 16, bytes([2]) * 16
+    for shift in (1, 8, 32):
+        for ones in (0, 1):
+            u1, u2 = (a1 ^ (a1 >> 63), a2 ^ (a2 >> 63)) if ones else (a1, a2)
+            b1, b2 = u1 >> shift, u2 >> shift
+            p1, p2 = PRG(k1), PRG(k2)
+            p1.bytes(24)
+            want = (u1 & (b1 ^ b2)) ^ (u2 & b1) ^ u1 ^ b1 ^ p1.int64(n) ^ p2.int64(n)
+            z = torch.empty(n, dtype=torch.int64)
+            kernels.por_terms(z.data_ptr(), a1.data_ptr(), a2.data_ptr(), n, shift, ones, k1, 3, k2, 0)
+            assert torch.equal(z, want), (shift, ones)

@@ -531,3 +531,99 @@ def test_broadcast_shape_refuses_mismatches():
 
     with pytest.raises(ValueError, match="do not broadcast"):
         broadcast_shape((2,), (3,))
+
+
+@ring_param
+@pytest.mark.parametrize("offset", [0, 1, 8, 3])  # bytes already drawn: 3 is off a word boundary
+def test_prg_draws_computed_in_c_equal_the_prg_streams(ring, offset, aes_width):
+    """``random_``, ``add_random2_``, ``xor_random2_``, ``rss_product_random``,
+    ``rss_product_truncated`` and ``add_truncate_negated_`` equal their definitions through
+    ``PRG`` and the ring ops on both kernel paths (and both AES widths), and leave each
+    stream where the plain draws would (the next draw continues it)."""
+    from smpc.ring import (
+        add_random2_,
+        add_truncate_negated_,
+        random_,
+        rss_product_random,
+        rss_product_truncated,
+        xor_random2_,
+    )
+
+    keys = [bytes([k]) * 16 for k in (1, 2, 3)]
+    gen = torch.Generator().manual_seed(offset)
+
+    def prgs():
+        out = [PRG(k) for k in keys]
+        for p in out:
+            p.bytes(offset)
+        return out
+
+    def tail(ps):  # where the streams stand afterwards
+        return torch.cat([p.int64(5) for p in ps])
+
+    n = 1000 + offset
+    shape = ring.zeros((n,)).shape
+    x = [torch.randint(-(2**62), 2**62, shape, generator=gen) for _ in range(5)]
+
+    def reference():
+        ps = prgs()
+        r = [ring.random(ps[0], (n,)), ring.random(ps[1], (n,))]
+        prod = ring.rss_product(x[0], x[1], x[2], x[3])
+        out = [
+            ring.random(ps[2], (n,)),
+            ring.sub(ring.add(x[4], r[0]), r[1]),
+            ring.add(ring.add(prod, ring.random(ps[0], (n,))), ring.random(ps[1], (n,))),
+        ]
+        a, b = ring.random(ps[0], (n,)), ring.random(ps[1], (n,))
+        mask = ring.random(ps[0], (n,))
+        z = ring.add(ring.add(prod, a), b)
+        out += [ring.sub(ring.rshift_logical(z, 37), mask), mask]
+        out.append(ring.truncate_negated(ring.add(x[0], x[1]), 29))
+        words = [p.int64(n) for p in ps[:2]]
+        out.append(x[4].reshape(-1)[:n] ^ words[0] ^ words[1])
+        return torch.cat([t.reshape(-1) for t in out] + [tail(ps)])
+
+    def computed():
+        ps = prgs()
+        out = [random_(ring, ps[2], (n,))]
+        out.append(add_random2_(ring, x[4].clone(), ps[0], 1, ps[1], -1))
+        out.append(rss_product_random(ring, None, x[0], x[1], x[2], x[3], ps[0], 1, ps[1], 1))
+        out += list(rss_product_truncated(ring, x[0], x[1], x[2], x[3], 37, ps[0], ps[1], ps[0]))
+        out.append(add_truncate_negated_(ring, x[0].clone(), x[1], 29))
+        out.append(xor_random2_(x[4].reshape(-1)[:n].clone(), ps[0], ps[1]))
+        return torch.cat([t.reshape(-1) for t in out] + [tail(ps)])
+
+    want = reference()
+    for path, got in on_paths(computed).items():
+        assert torch.equal(got, want), f"{ring.name} on the {path} kernel path"
+
+
+def test_prg_claim_moves_the_stream_past_the_claimed_words():
+    key = bytes(range(16))
+    stream = PRG(key).int64(100)
+    p = PRG(key)
+    assert p.claim(3) == (key, 0)
+    assert torch.equal(p.int64(2), stream[3:5])
+    assert p.claim(7) == (key, 5)
+    assert bytes(p.bytes(16)) == stream[12:14].numpy().tobytes()
+    p.bytes(4)
+    assert p.claim(1) is None  # off a word boundary: nothing claimed
+    assert p.bytes_drawn == 8 * 14 + 4
+
+
+def test_aes_kernel_keystream_equals_the_prg_at_every_start_and_length(aes_width):
+    """The C keystream word by word against ``cryptography``'s, from odd and even starts and
+    over lengths around the 8- and 16-block batches, into buffers at any 8-byte offset."""
+    from smpc.ring import aes_kernels
+
+    kernels = aes_kernels()
+    if kernels is None:
+        pytest.skip("no AES-NI kernels on this machine")
+    key = bytes(range(16))
+    stream = PRG(key).int64(6000)
+    for start in (0, 1, 2, 3, 31, 32, 33):
+        for count in (1, 2, 15, 16, 17, 31, 32, 33, 63, 64, 65, 1001, 4097):
+            buffer = torch.zeros(count + 1, dtype=torch.int64)
+            kernels.aes_fill(buffer[1:].data_ptr(), key, start, count)  # 8, not 16, byte aligned
+            assert torch.equal(buffer[1:], stream[start : start + count]), (start, count)
+            assert buffer[0] == 0

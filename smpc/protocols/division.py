@@ -75,7 +75,20 @@ from smpc.errors import RangeError
 from smpc.fixedpoint import SECURITY_BITS
 from smpc.prg import PRG
 from smpc.protocols import boolean
-from smpc.ring import RING128, Ring
+from smpc.ring import (
+    RING64,
+    RING128,
+    Ring,
+    add_random2_,
+    add_truncate_negated_,
+    aes_kernels,
+    broadcast_shape,
+    c_kernels,
+    random_,
+    rss_product_random,
+    rss_product_truncated,
+    xor_random2_,
+)
 from smpc.sharing import N_COMPUTE, ArithmeticShares, BooleanShares
 
 P = 38
@@ -96,9 +109,16 @@ class _Prepared:
 
 class Mul:
     """sum_k x_k * y_k (+ ``add``, a sharing at the product's scale), reshared in one round,
-    optionally divided by 2^trunc in the same round (``arithmetic.reshare_truncated``). Every
-    PRG draw happens in ``prepare`` (see ``execute``); the sharings' own ring is used, so a
-    ring64 job can compute in ring128.
+    optionally divided by 2^trunc in the same round. Every PRG draw happens in ``prepare``
+    (see ``execute``); the sharings' own ring is used, so a ring64 job can compute in ring128.
+
+    Truncation (``arithmetic.reshare_truncated``'s two-party truncation, with lighter masks):
+    party i's term t_i becomes z_0 = t_0 + F01 + F20, z_1 = t_1 - F01, z_2 = t_2 - F20 (F_ij
+    fresh from the PRG of parties i and j; sum z = sum t = v). Parties 1 and 2 swap z_1, z_2
+    (each masked by the stream its receiver lacks) and hold B = z_1 + z_2; A = z_0 never
+    leaves party 0 but as (A >>> d) - R, R from F01, sent to party 2. A = t_0 + F01 + F20 is
+    uniform and independent of v (as with a zero-sharing), which is all the failure bound
+    uses; four draws instead of six.
     Cost: 1 ring element per element per party (with truncation: party 0 sends to party 2,
     parties 1 and 2 to each other). Error: exact; with truncation floor or one more,
     wrong with probability <= 2^(l+1-k) for |value| < 2^l."""
@@ -112,17 +132,26 @@ class Mul:
 
     def prepare(self, ctx) -> _Prepared:
         r = self.ring
-        z = None
-        for x, y in self.terms:
-            t = r.rss_product(x.first, x.second, y.first, y.second)
-            z = t if z is None else r.add_(z, t)
-        if self.add is not None:
-            z = self.add.first.clone() if z is None else r.add_(z, self.add.first)
-        shape = r.shape(z)
-        r.add_zero_sharing_(z, ctx.prg_next, ctx.prg_prev)
-        words = z.numel()
         rank = ctx.rank
         d = self.trunc
+        if d == 0:  # a 3-out-of-3 sharing of zero: + F(i, i+1) - F(i-1, i)
+            masks = (ctx.prg_next, 1, ctx.prg_prev, -1)
+        else:  # z_0 = t_0 + F01 + F20, z_1 = t_1 - F01, z_2 = t_2 - F20
+            masks = {0: (ctx.prg_next, 1, ctx.prg_prev, 1), 1: (ctx.prg_prev, -1), 2: (ctx.prg_next, -1)}[rank]
+        if d and rank == 0 and len(self.terms) == 1 and self.add is None:  # one pass (C)
+            (x, y), = self.terms
+            message, mask = rss_product_truncated(
+                r, x.first, x.second, y.first, y.second, d, ctx.prg_next, ctx.prg_prev, ctx.prg_next
+            )
+            return _Prepared({2: message.reshape(-1)}, {}, lambda got: ArithmeticShares(r, message, mask))
+        z = None
+        for k, (x, y) in enumerate(self.terms):  # the masks go in with the last product
+            last = k == len(self.terms) - 1 and self.add is None
+            z = rss_product_random(r, z, x.first, x.second, y.first, y.second, *(masks if last else ()))
+        if self.add is not None:
+            z = self.add.first.clone() if z is None else r.add_(z, self.add.first)
+            add_random2_(r, z, *masks)
+        shape, words = r.shape(z), z.numel()
         if d == 0:
             prev, nxt = (rank - 1) % N_COMPUTE, (rank + 1) % N_COMPUTE
 
@@ -132,19 +161,19 @@ class Mul:
             return _Prepared({prev: z.reshape(-1)}, {nxt: words}, finish)
         # (every transport copies a payload when it is sent: z is reused in place after)
         if rank == 0:
-            mask = r.random(ctx.prg_next, shape)
+            mask = random_(r, ctx.prg_next, shape)
             message = r.sub_(r.rshift_logical_(z, d), mask)
             return _Prepared({2: message.reshape(-1)}, {}, lambda got: ArithmeticShares(r, message, mask))
         if rank == 1:
-            mask = r.random(ctx.prg_prev, shape)
+            mask = random_(r, ctx.prg_prev, shape)
 
             def finish1(got):
-                return ArithmeticShares(r, mask, r.truncate_negated_(r.add_(z, got[2].view(z.shape)), d))
+                return ArithmeticShares(r, mask, add_truncate_negated_(r, z, got[2].view(z.shape), d))
 
             return _Prepared({2: z.reshape(-1)}, {2: words}, finish1)
 
         def finish2(got):
-            return ArithmeticShares(r, r.truncate_negated_(r.add_(z, got[1].view(z.shape)), d), got[0].view(z.shape))
+            return ArithmeticShares(r, add_truncate_negated_(r, z, got[1].view(z.shape), d), got[0].view(z.shape))
 
         return _Prepared({1: z.reshape(-1)}, {1: words, 0: words}, finish2)
 
@@ -157,14 +186,33 @@ class And:
         self.pairs = pairs
 
     def prepare(self, ctx) -> _Prepared:
-        flats, shapes = [], []
-        for x, y in self.pairs:
-            z = x.first & (y.first ^ y.second)
-            z ^= x.second & y.first
-            flats.append(z.reshape(-1))
-            shapes.append(z.shape)
-        z = torch.cat(flats) if len(flats) > 1 else flats[0]  # a fresh tensor either way
-        z ^= ctx.prg_next.int64(z.numel()) ^ ctx.prg_prev.int64(z.numel())
+        kernels = aes_kernels()
+        shapes = [broadcast_shape(x.first.shape, y.first.shape) for x, y in self.pairs]
+        total = sum(math.prod(shape) for shape in shapes)
+        tensors = [t for x, y in self.pairs for t in (x.first, x.second, y.first, y.second)]
+        aligned = ctx.prg_next.bytes_drawn % 8 == 0 and ctx.prg_prev.bytes_drawn % 8 == 0
+        if kernels is not None and aligned and total and all(
+            t.is_contiguous() and t.dtype == torch.int64 and t.shape == shape
+            for t, shape in zip(tensors, [s for s in shapes for _ in range(4)], strict=True)
+        ):  # one pass per pair, the zero-sharing computed in place
+            z = torch.empty(total, dtype=torch.int64)
+            (key1, start1), (key2, start2) = ctx.prg_next.claim(total), ctx.prg_prev.claim(total)
+            offset = 0
+            for (x, y), shape in zip(self.pairs, shapes, strict=True):
+                n = math.prod(shape)
+                kernels.and_terms(
+                    z[offset:].data_ptr(), x.first.data_ptr(), x.second.data_ptr(), y.first.data_ptr(),
+                    y.second.data_ptr(), n, key1, start1 + offset, key2, start2 + offset,
+                )
+                offset += n
+        else:
+            flats = []
+            for x, y in self.pairs:
+                t = x.first & (y.first ^ y.second)
+                t ^= x.second & y.first
+                flats.append(t.reshape(-1))
+            z = torch.cat(flats) if len(flats) > 1 else flats[0]  # a fresh tensor either way
+            xor_random2_(z, ctx.prg_next, ctx.prg_prev)
         prev, nxt = (ctx.rank - 1) % N_COMPUTE, (ctx.rank + 1) % N_COMPUTE
 
         def finish(got):
@@ -224,15 +272,18 @@ class Table:
     power-of-two factor; a table over two bits delivers a product of two factors without a
     multiplication.
 
-    Protocol (a three-party OT over 2^k choices, as ABY3's bit injection): the sender S knows
-    c = b_S ^ b_(S+1) of the index bits, the other two (A, B) know b_(S+2). Shares r0 (S, B)
-    and r1 (S, A) come from the pairwise PRGs; S encrypts the table of T[c ^ j] - r0 - r1
-    over all j once for A, under AES-CTR with a fresh key it shares with B, and once for B,
-    under a key shared with A (one pass each); each receiver hands the other the keystream
-    at their common choice j = b_(S+2).
-    Cost: 1 round; the sender sends 2 * 2^k ring elements per element and table, each
-    receiver 1. Error: exact. Leakage: none (each receiver learns one table entry masked by
-    a share it lacks)."""
+    Protocol (a three-party OT over 2^k choices, after ABY3's bit injection): the sender S
+    knows c = b_S ^ b_(S+1) of the index bits, the other two (A, B) know b_(S+2). Shares r0
+    (S, B) and r1 (S, A) come from the pairwise PRGs, and so do fresh AES keys k_A (S, A) and
+    k_B (S, B). S sends both receivers the table of T[c ^ j] - r0 - r1 over all j, entry j
+    XORed with the blocks E_A(j) and E_B(j) of the two AES-CTR keystreams; A hands B its
+    block at their common choice j = b_(S+2), B hands A its block there, and each removes
+    both from entry j. Entry j of element i of table t is block (t n + i) 2^k + j (one
+    ring128 element), so a receiver computes only the block it hands over.
+    Cost: 1 round; the sender sends 2 * 2^k ring elements per element and table (2^k to
+    each receiver), each receiver 1. Error: exact. Leakage: none (every other entry stays
+    masked by a block of the stream the receiver lacks; the one it learns, T[index] - r0 -
+    r1, is masked by the share it lacks)."""
 
     def __init__(self, parts: list, tables: list[list[int]], ring: Ring, sender: int = 0):
         self.fields = _fields(parts)
@@ -244,48 +295,100 @@ class Table:
         size = 1 << sum(f.width for f in self.fields)
         n_out, lanes = len(self.tables), ring.lanes
         n = self.fields[0].word.first.numel()
-        shape = (n,)
-        words = n_out * size * lanes * n  # entries (t, j), each a ring tensor (lanes, n)
+        words = n_out * n * size * lanes  # entries (t, i, j), each a ring element (lanes words)
+        ring_shape = (lanes, n) if lanes > 1 else (n,)
+        kernels = aes_kernels() if lanes == 2 else None
+
+        def draw(prg) -> torch.Tensor:  # n_out ring tensors of n elements, one after the other
+            return random_(RING64, prg, (n_out * lanes * n,)).view(n_out, lanes, n)
+
+        def shares(t: int, first: torch.Tensor, second: torch.Tensor) -> ArithmeticShares:
+            return ArithmeticShares(ring, first[t].view(ring_shape), second[t].view(ring_shape))
+
         if rank == sender:  # c = b_S ^ b_(S+1): both its components
-            c = _index_of(self.fields, lambda w: w.first) ^ _index_of(self.fields, lambda w: w.second)
-            r0 = [ring.random(ctx.prg_prev, shape) for _ in range(n_out)]  # key with B
-            key_to_a = bytes(ctx.prg_prev.bytes(16))
-            r1 = [ring.random(ctx.prg_next, shape) for _ in range(n_out)]  # key with A
-            key_to_b = bytes(ctx.prg_next.bytes(16))
-            plain = torch.empty((n_out, size, lanes, n), dtype=torch.int64)
-            idx = [c] + [c ^ j for j in range(1, size)]
-            for t, table in enumerate(self.tables):
-                values = _table_lanes(ring, table)
-                base = ring.add(r0[t], r1[t])
-                for j in range(size):  # T[c ^ j] - r0 - r1
-                    for lane in range(lanes):
-                        torch.index_select(values[lane], 0, idx[j], out=plain[t, j, lane])
-                    ring.sub_(plain[t, j].view(base.shape), base)
-            sends = {
-                a_rank: _aes_ctr(key_to_a, plain).view(-1),
-                b_rank: _aes_ctr(key_to_b, plain).view(-1),
-            }
-            return _Prepared(sends, {}, lambda got: [ArithmeticShares(ring, r0[t], r1[t]) for t in range(n_out)])
+            c = (_index_of(self.fields, lambda w: w.first) ^ _index_of(self.fields, lambda w: w.second)).contiguous()
+            r0 = draw(ctx.prg_prev)  # shared with B
+            key_b = bytes(ctx.prg_prev.bytes(16))
+            r1 = draw(ctx.prg_next)  # shared with A
+            key_a = bytes(ctx.prg_next.bytes(16))
+            if kernels is not None:
+                message = torch.empty(words, dtype=torch.int64)
+                values = _table_words(ring, self.tables)
+                kernels.table_send128(
+                    message.data_ptr(), c.data_ptr(), values.data_ptr(), r0.data_ptr(), r1.data_ptr(),
+                    n_out, n, size, key_a, key_b,
+                )
+            else:
+                plain = _table_plain(ring, self.tables, c, r0, r1, size)
+                message = _aes_ctr(key_b, _aes_ctr(key_a, plain)).view(-1)
+            return _Prepared(
+                {a_rank: message, b_rank: message}, {}, lambda got: [shares(t, r0, r1) for t in range(n_out)]
+            )
         is_a = rank == a_rank
-        d = _index_of(self.fields, (lambda w: w.second) if is_a else (lambda w: w.first))
-        prg = ctx.prg_prev if is_a else ctx.prg_next  # the key shared with the sender
-        mine = [ring.random(prg, shape) for _ in range(n_out)]
-        other_key = bytes(prg.bytes(16))  # encrypts the other receiver's message
-        gather_at = d.view(1, 1, 1, n).expand(n_out, 1, lanes, n)
-        stream = PRG(other_key).int64(words).view(n_out, size, lanes, n)
+        d = _index_of(self.fields, (lambda w: w.second) if is_a else (lambda w: w.first)).contiguous()
+        prg = ctx.prg_prev if is_a else ctx.prg_next  # shared with the sender
+        mine = draw(prg)
+        key = bytes(prg.bytes(16))
         other = b_rank if is_a else a_rank
+        if kernels is not None:
+            block = torch.empty(n_out * lanes * n, dtype=torch.int64)
+            kernels.table_keys128(block.data_ptr(), d.data_ptr(), n_out, n, size, key)
+        else:
+            block = _pick(PRG(key).int64(words).view(n_out, n, size, lanes), d).reshape(-1)
 
         def finish(got):
-            chosen = torch.gather(got[sender].view(n_out, size, lanes, n), 1, gather_at)[:, 0]
-            chosen ^= got[other].view(n_out, lanes, n)
-            out = []
-            for t in range(n_out):
-                last = chosen[t].view(mine[t].shape)
-                out.append(ArithmeticShares(ring, mine[t], last) if is_a else ArithmeticShares(ring, last, mine[t]))
-            return out
+            if kernels is not None:
+                chosen = torch.empty((n_out, lanes, n), dtype=torch.int64)
+                kernels.table_pick128(
+                    chosen.data_ptr(), got[sender].data_ptr(), block.data_ptr(), got[other].data_ptr(),
+                    d.data_ptr(), n_out, n, size,
+                )
+            else:
+                chosen = _pick(got[sender].view(n_out, n, size, lanes), d)
+                chosen ^= block.view(n_out, lanes, n)
+                chosen ^= got[other].view(n_out, lanes, n)
+            return [shares(t, mine, chosen) if is_a else shares(t, chosen, mine) for t in range(n_out)]
 
-        sends = {other: torch.gather(stream, 1, gather_at).view(-1)}
-        return _Prepared(sends, {sender: words, other: n_out * lanes * n}, finish)
+        # (every transport copies a payload when it is sent: block is read again in finish)
+        return _Prepared({other: block}, {sender: n_out * n * size * lanes, other: n_out * lanes * n}, finish)
+
+
+def _pick(entries: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """Entry d_i of each element of (n_out, n, size, lanes) words, as (n_out, lanes, n)."""
+    n_out, n, _, lanes = entries.shape
+    at = d.view(1, n, 1, 1).expand(n_out, n, 1, lanes)
+    return torch.gather(entries, 2, at)[:, :, 0].permute(0, 2, 1).contiguous()
+
+
+def _table_plain(ring: Ring, tables: list[list[int]], c: torch.Tensor, r0, r1, size: int) -> torch.Tensor:
+    """The sender's plaintext T_t[c_i ^ j] - r0_t[i] - r1_t[i] as (n_out, n, size, lanes) words
+    (the torch path of ``table_send128``)."""
+    n_out, lanes, n = r0.shape
+    ring_shape = ring.zeros((n,)).shape
+    plain = torch.empty((n_out, n, size, lanes), dtype=torch.int64)
+    for t, table in enumerate(tables):
+        values = _table_lanes(ring, table)
+        base = ring.add(r0[t].view(ring_shape), r1[t].view(ring_shape))
+        for j in range(size):
+            at = c ^ j
+            entry = torch.stack([values[lane].index_select(0, at) for lane in range(lanes)]).view(ring_shape)
+            plain[t, :, j, :] = ring.sub(entry, base).reshape(lanes, n).T
+    return plain
+
+
+_TABLE_WORDS: dict[tuple[int, tuple[tuple[int, ...], ...]], torch.Tensor] = {}
+
+
+def _table_words(ring: Ring, tables: list[list[int]]) -> torch.Tensor:
+    """Public tables as (n_out, size, lanes) words: entry e of table t at [t, e] (cached:
+    read only)."""
+    key = (ring.bits, tuple(tuple(t) for t in tables))
+    got = _TABLE_WORDS.get(key)
+    if got is None:
+        lanes = [_table_lanes(ring, t) for t in tables]
+        got = torch.stack([torch.stack(per, dim=1) for per in lanes]).contiguous()
+        _TABLE_WORDS[key] = got
+    return got
 
 
 def _aes_ctr(key: bytes, plain: torch.Tensor) -> torch.Tensor:
@@ -500,6 +603,16 @@ def _onehot_position(word: torch.Tensor) -> torch.Tensor:
     return _POSITION_LUT.index_select(0, idx.reshape(-1)).view(word.shape)
 
 
+def _leading_position(word: torch.Tensor) -> torch.Tensor:
+    """``_onehot_position(word ^ (word >> 1))``: one C pass (popcounts) where built."""
+    kernels = c_kernels()
+    if kernels is None or not word.is_contiguous() or word.numel() == 0:
+        return _onehot_position(word ^ (word >> 1))
+    out = torch.empty_like(word)
+    kernels.xor_positions(out.data_ptr(), word.data_ptr(), word.numel(), 1)
+    return out
+
+
 @dataclass
 class Normalised:
     """Boolean facts about v (a secret fitting 62 bits), each in bit 0 of a word: ``sign``
@@ -519,21 +632,48 @@ class Normalised:
         return [Field(self.exp_word, i) for i in range(6)]
 
 
+_POR_LEVELS = (1, 2, 4, 8, 16, 32)
+
+
+def _prefix_or_abs(ctx, bits: BooleanShares) -> BooleanShares:
+    """``boolean.prefix_or(ctx, boolean.ones_complement_abs(bits))`` (the same messages and
+    PRG draws, so the parties may mix both): with the AES kernels each level's term and
+    its zero-sharing come from one pass (``por_terms``) instead of ten tensor passes and
+    two keystream draws. Cost: 6 rounds, 1 word per element per round."""
+    kernels = aes_kernels()
+    a1, a2 = bits.first.reshape(-1), bits.second.reshape(-1)
+    aligned = ctx.prg_next.bytes_drawn % 8 == 0 and ctx.prg_prev.bytes_drawn % 8 == 0  # claims succeed
+    if kernels is None or not (aligned and a1.is_contiguous() and a2.is_contiguous()) or a1.numel() == 0:
+        return boolean.prefix_or(ctx, boolean.ones_complement_abs(bits))
+    n = a1.numel()
+    prev, nxt = (ctx.rank - 1) % N_COMPUTE, (ctx.rank + 1) % N_COMPUTE
+    for level, shift in enumerate(_POR_LEVELS):
+        mask_next, mask_prev = ctx.prg_next.claim(n), ctx.prg_prev.claim(n)
+        z = torch.empty(n, dtype=torch.int64)
+        kernels.por_terms(
+            z.data_ptr(), a1.data_ptr(), a2.data_ptr(), n, shift, int(level == 0), *mask_next, *mask_prev
+        )
+        a1, a2 = z, ctx.exchange(f"por{shift}", sends={prev: z}, recv_from=[nxt])[nxt]
+    return BooleanShares(a1.view(bits.first.shape), a2.view(bits.first.shape))
+
+
 def normalise(ctx, values: list[ArithmeticShares]) -> list[Normalised]:
     """Bit lengths of several flat secrets at once (their words travel together).
     Cost: 14 rounds (8 for A2B, 6 for the prefix-OR); 14 words (112 bytes) per element per
     party. Error: exact."""
     sizes = [v.numel() for v in values]
-    stacked = ArithmeticShares.cat(values, 0) if len(values) > 1 else values[0]
-    if stacked.ring.bits == 64:
+    if values[0].ring.bits == 64:
+        stacked = ArithmeticShares.cat(values, 0) if len(values) > 1 else values[0]
         bits, c1, c2 = boolean.a2b_with_carries(ctx, stacked)
-    else:  # no lifting needed: the plain decomposition (same cost, possibly faster kernels)
+    else:  # no lifting needed: the plain decomposition of the low words (their ring64 sharing)
+        low = [ArithmeticShares(RING64, v.first[0], v.second[0]) for v in values]
+        stacked = ArithmeticShares.cat(low, 0) if len(low) > 1 else _contiguous(low[0])
         bits, c1, c2 = boolean.bit_decompose(ctx, stacked), None, None
     sign = bits.rshift(63)
-    prefix = boolean.prefix_or(ctx, boolean.ones_complement_abs(bits))
+    prefix = _prefix_or_abs(ctx, bits)
     # one-hot of the leading one: prefix ^ (prefix >> 1) (bit 63 of prefix is 0, so the
     # shares' arithmetic shifts share the logical one); its position, per share (local)
-    index = BooleanShares(*(_onehot_position(w ^ (w >> 1)) for w in (prefix.first, prefix.second)))
+    index = BooleanShares(*(_leading_position(w) for w in (prefix.first, prefix.second)))
     nonzero = prefix.and_public(1)
     out, offset = [], 0
     for n in sizes:
@@ -644,13 +784,15 @@ def _scale_gen(
 ) -> Protocol:
     """F_i = [flag] 2^(low5) T_i[top] for each item (``invert``: 2^(31 - low5)).
     Round 1: table B2A of (b0,b1), (b2,b3), (b4, flag) and of the top bits (one table per
-    item); rounds 2-3: a product tree. Cost: 3 rounds. Error: exact."""
+    item); rounds 2-3: a product tree. Senders: party 0 sends (b0,b1), party 1 (b2,b3) and
+    (b4, flag), party 2 the top table: party 0 does the most work in the truncated products
+    of the same round (``Mul``). Cost: 3 rounds. Error: exact."""
     ops = [Table(b, [t], R128, i) for i, (b, t) in enumerate(_low_tables(low, invert))]
     if flag is not None:
-        ops.append(Table([low[4], flag], [_table(2, lambda b4, f: f * _factor(b4, 4, invert))], R128, 2))
+        ops.append(Table([low[4], flag], [_table(2, lambda b4, f: f * _factor(b4, 4, invert))], R128, 1))
     else:
-        ops.append(Table([low[4]], [_table(1, lambda b4: _factor(b4, 4, invert))], R128, 2))
-    ops.append(Table(top, [t for t, _ in items], R128, 0))
+        ops.append(Table([low[4]], [_table(1, lambda b4: _factor(b4, 4, invert))], R128, 1))
+    ops.append(Table(top, [t for t, _ in items], R128, 2))
     (g01,), (g23,), (g4,), tops = yield ops
     got = yield [Mul([(g01, g23)]), *[Mul([(g4, t)]) for t in tops]]
     return (yield [Mul([(got[0], r)]) for r in got[1:]])
@@ -730,7 +872,7 @@ def divide(ctx, x: ArithmeticShares, f_x: int, y: ArithmeticShares, f_y: int, f_
     Both must fit 62 bits as encoded integers (``fits_normalisation``; callers check the
     bounds). Algorithm, zero-divisor rule and magnitudes: module docstring.
     Cost: 22 rounds; ``cost_per_element("divide", ...)`` bytes per element (ring128 at the
-    default 31 fractional bits: 1400 / 1128 / 1128 bytes from parties 0 / 1 / 2).
+    default 31 fractional bits: 1128 / 1240 / 1288 bytes from parties 0 / 1 / 2).
     Error: |q' - q| <= 2^-30 |q| + 1 ulp for every y != 0 (q = x / y of the encoded values,
     ulp = 2^-f_out; measured 4.1e-10 |q| over 1e5 bank-scale pairs); x / 0 = 0.
     Wrong with probability <= 2^-41 per element (11 truncations, each below 2^82).
@@ -748,7 +890,7 @@ def divide(ctx, x: ArithmeticShares, f_x: int, y: ArithmeticShares, f_y: int, f_
             Table(info.exp_bits[i : i + 2], [_pair_table(i, invert=True)], R128, k)
             for k, (info, i) in enumerate((info, i) for info in (nx, ny) for i in (0, 2, 4))
         ]
-        ops += [Table([ny.sign], [_sign_alpha_table()], R128, 0), *_lift_op(nx, 1), *_lift_op(ny, 2)]
+        ops += [Table([ny.sign], [_sign_alpha_table()], R128, 2), *_lift_op(nx, 1), *_lift_op(ny, 2)]
         got = yield ops
         fx, fy, (alpha,) = [g[0] for g in got[0:3]], [g[0] for g in got[3:6]], got[6]
         lifts = got[7:]
@@ -1067,7 +1209,7 @@ def cost_per_element(name: str, ring_bits: int, items: int = 0) -> tuple[int, li
     ================  ======  ============================================================
     protocol          rounds  bytes per element, parties 0 / 1 / 2 (T = items)
     ================  ======  ============================================================
-    divide            22      280 + L(48 + 11T) / 280 + L(45 + 4T) / 280 + L(45 + 4T);
+    divide            22      280 + L(45 + 4T) / 280 + L(52 + 4T) / 280 + L(41 + 11T);
                               ring64: + 2L / + 17L / + 17L
     reciprocal        22      120 + L(25 + 4T) / 120 + L(25 + 4T) / 120 + L(22 + 11T);
                               ring64: + L / + 16L / + L
@@ -1079,8 +1221,8 @@ def cost_per_element(name: str, ring_bits: int, items: int = 0) -> tuple[int, li
                               + L / + 16L / + L
     ================  ======  ============================================================
 
-    ring128 defaults (f = 20): divide T = 2 at 31 bits (1400 / 1128 / 1128 bytes), T = 3 at
-    37 (``lower=1e-3``: 1576 / 1192 / 1192); reciprocal T = 2 (648 / 648 / 824); sqrt 872 /
+    ring128 defaults (f = 20): divide T = 2 at 31 bits (1128 / 1240 / 1288 bytes), T = 3 at
+    37 (``lower=1e-3``: 1192 / 1304 / 1464); reciprocal T = 2 (648 / 648 / 824); sqrt 872 /
     808 / 760; exp (|x| <= 20, 52 bits) T = 3 (1344 / 896 / 944); log 904 / 600 / 664;
     sigmoid 1824 / 1264 / 1504.
     """
@@ -1088,7 +1230,8 @@ def cost_per_element(name: str, ring_bits: int, items: int = 0) -> tuple[int, li
     lift = ring_bits == 64
     T = items  # noqa: N806
     if name == "divide":
-        return 22, [280 + L * (48 + 11 * T) + lift * 2 * L] + [280 + L * (45 + 4 * T) + lift * 17 * L] * 2
+        base = [280 + L * (45 + 4 * T), 280 + L * (52 + 4 * T), 280 + L * (41 + 11 * T)]
+        return 22, [b + lift * e for b, e in zip(base, (2 * L, 17 * L, 17 * L), strict=True)]
     if name == "reciprocal":
         base = [120 + L * (25 + 4 * T), 120 + L * (25 + 4 * T), 120 + L * (22 + 11 * T)]
         return 22, [b + lift * e for b, e in zip(base, (L, 16 * L, L), strict=True)]
