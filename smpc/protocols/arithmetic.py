@@ -10,20 +10,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from smpc.ring import add_random2_, add_truncate_negated_, random_, rss_product_random, rss_product_truncated
 from smpc.sharing import N_COMPUTE, ArithmeticShares
 
 if TYPE_CHECKING:
     from smpc.context import Context
-
-
-def zero_sharing(ctx: Context, shape) -> torch.Tensor:
-    """This party's term alpha_i of a fresh 3-out-of-3 sharing of zero.
-
-    alpha_i = F(k_{i,i+1}) - F(k_{i-1,i}) sums to 0 over the parties; each alpha_i is uniform
-    to every other single party because it misses one of the two keys. Cost: none.
-    """
-    r = ctx.ring
-    return r.sub(r.random(ctx.prg_next, shape), r.random(ctx.prg_prev, shape))
 
 
 def share_input(ctx: Context, encoded: torch.Tensor | None, owner: int) -> ArithmeticShares | None:
@@ -146,15 +137,17 @@ def reveal(ctx: Context, x: ArithmeticShares | None, to: list[int], width: int |
 
 
 def reshare(ctx: Context, z: torch.Tensor, step: str = "reshare") -> ArithmeticShares:
-    """Turn a 3-out-of-3 sharing (z_i on party i, already masked by a zero-sharing) into RSS:
-    party i sends z_i to party i-1. Cost: 1 round, 1 ring element per element per party."""
+    """Turn a 3-out-of-3 sharing (z_i on party i, masked as ``product_masks(ctx, False)``)
+    into RSS: party i sends z_i to party i-1. Cost: 1 round, 1 ring element per element per
+    party."""
     prev, nxt = (ctx.rank - 1) % N_COMPUTE, (ctx.rank + 1) % N_COMPUTE
     got = ctx.exchange(step, sends={prev: z}, recv_from=[nxt])
     return ArithmeticShares(ctx.ring, z, got[nxt])
 
 
 def reshare_truncated(ctx: Context, z: torch.Tensor, d: int, step: str = "trunc") -> ArithmeticShares:
-    """Reshare a masked 3-out-of-3 sharing of x and divide by 2^d in the same round.
+    """Reshare a 3-out-of-3 sharing of x, masked as ``product_masks(ctx, True)`` says, and
+    divide by 2^d in the same round.
 
     Split x = A + B with A = z_0 (party 0) and B = z_1 + z_2 (parties 1 and 2 swap z_1, z_2),
     truncate each side locally (SecureML): t_A = A >> d, t_B = -((-B) >> d) as unsigned
@@ -170,46 +163,79 @@ def reshare_truncated(ctx: Context, z: torch.Tensor, d: int, step: str = "trunc"
     rank = ctx.rank
     shape = r.shape(z)
     if rank == 0:
-        mask = r.random(ctx.prg_next, shape)
-        message = r.sub(r.rshift_logical(z, d), mask)
+        mask = random_(r, ctx.prg_next, shape)
+        message = r.sub_(r.rshift_logical(z, d), mask)
         ctx.exchange(step, sends={2: message})
         return ArithmeticShares(r, message, mask)
     other = 2 if rank == 1 else 1
     recv_from = [other] if rank == 1 else [other, 0]
-    got = ctx.exchange(step, sends={other: z}, recv_from=recv_from)
-    both = r.add(z, got[other])
-    truncated = r.truncate_negated(both, d)
+    got = ctx.exchange(step, sends={other: z}, recv_from=recv_from)  # (sent: a copy)
+    truncated = add_truncate_negated_(r, z, got[other].view(z.shape), d)
     if rank == 1:
-        return ArithmeticShares(r, r.random(ctx.prg_prev, shape), truncated)
-    return ArithmeticShares(r, truncated, got[0])
+        return ArithmeticShares(r, random_(r, ctx.prg_prev, shape), truncated)
+    return ArithmeticShares(r, truncated, got[0].view(z.shape))
+
+
+def product_masks(ctx: Context, truncating: bool) -> tuple:
+    """The PRG masks party i adds to its term of a product before resharing, as
+    ``ring.add_random2_`` arguments (prg, sign[, prg, sign]).
+
+    Plain reshare: a fresh 3-out-of-3 sharing of zero, alpha_i = F(k_{i,i+1}) - F(k_{i-1,i}):
+    it sums to 0, and each alpha_i is uniform to every other single party because it misses
+    one of the two keys.
+    Truncating reshare (``reshare_truncated``): z_0 = t_0 + F01 + F20, z_1 = t_1 - F01,
+    z_2 = t_2 - F20 (F_ij from the stream of parties i and j; the z still sum to the
+    value). The two messages that leave parties 1 and 2 are each masked by a stream their
+    receiver lacks, party 0's message by its own mask, and A = z_0 is uniform and
+    independent of the value (F20 alone makes it so), which is all the failure bound uses:
+    four draws instead of six.
+    """
+    if not truncating:
+        return (ctx.prg_next, 1, ctx.prg_prev, -1)
+    return {0: (ctx.prg_next, 1, ctx.prg_prev, 1), 1: (ctx.prg_prev, -1), 2: (ctx.prg_next, -1)}[ctx.rank]
 
 
 def _finish(ctx: Context, z: torch.Tensor, trunc_bits: int, step: str) -> ArithmeticShares:
-    r = ctx.ring
-    shape = r.shape(z)
-    # z += alpha_i in place: alpha_i = F(k_{i,i+1}) - F(k_{i-1,i}) (see zero_sharing)
-    r.add_(z, r.random(ctx.prg_next, shape))
-    r.sub_(z, r.random(ctx.prg_prev, shape))
+    """Mask party i's product term z in place (``product_masks``) and reshare it."""
+    add_random2_(ctx.ring, z, *product_masks(ctx, bool(trunc_bits)))
+    return _reshare_masked(ctx, z, trunc_bits, step)
+
+
+def _reshare_masked(ctx: Context, z: torch.Tensor, trunc_bits: int, step: str) -> ArithmeticShares:
     if trunc_bits:
         return reshare_truncated(ctx, z, trunc_bits, step + "+trunc")
     return reshare(ctx, z, step)
 
 
+def _product(ctx: Context, x: ArithmeticShares, y: ArithmeticShares, trunc_bits: int, step: str) -> ArithmeticShares:
+    """The elementwise product term, its masks and the reshare; the term and its masks in one
+    pass (C kernels), and party 0's truncating term, masks, shift and mask in one."""
+    r = ctx.ring
+    if trunc_bits and ctx.rank == 0:
+        message, mask = rss_product_truncated(
+            r, x.first, x.second, y.first, y.second, trunc_bits, ctx.prg_next, ctx.prg_prev, ctx.prg_next
+        )
+        ctx.exchange(step + "+trunc", sends={2: message})
+        return ArithmeticShares(r, message, mask)
+    masks = product_masks(ctx, bool(trunc_bits))
+    z = rss_product_random(r, None, x.first, x.second, y.first, y.second, *masks)
+    return _reshare_masked(ctx, z, trunc_bits, step)
+
+
 def mul(ctx: Context, x: ArithmeticShares, y: ArithmeticShares, trunc_bits: int = 0) -> ArithmeticShares:
     """Elementwise x * y (broadcasting), optionally divided by 2^trunc_bits in the same round.
 
-    z_i = x_i (y_i + y_{i+1}) + x_{i+1} y_i + alpha_i is a 3-out-of-3 sharing of x*y.
+    z_i = x_i (y_i + y_{i+1}) + x_{i+1} y_i plus its masks (``product_masks``) is a
+    3-out-of-3 sharing of x*y.
     Cost: 1 round; 1 ring element per output element per party (with truncation: parties 1
     and 2 send 1, party 0 sends 1). Error: exact mod 2^k; see ``reshare_truncated``.
     """
-    z = ctx.ring.rss_product(x.first, x.second, y.first, y.second)
-    return _finish(ctx, z, trunc_bits, "mul")
+    return _product(ctx, x, y, trunc_bits, "mul")
 
 
 def square(ctx: Context, x: ArithmeticShares, trunc_bits: int = 0) -> ArithmeticShares:
     """x * x: z_i = x_i (x_i + 2 x_{i+1}), the product formula with y = x. Cost as ``mul``."""
-    z = ctx.ring.rss_product(x.first, x.second, x.first, x.second)
-    return _finish(ctx, z, trunc_bits, "square")
+    return _product(ctx, x, x, trunc_bits, "square")
 
 
 def matmul(ctx: Context, x: ArithmeticShares, y: ArithmeticShares, trunc_bits: int = 0) -> ArithmeticShares:
@@ -232,8 +258,8 @@ def mul_sum(ctx: Context, x: ArithmeticShares, y: ArithmeticShares, dim, trunc_b
 
 def truncate(ctx: Context, x: ArithmeticShares, d: int) -> ArithmeticShares:
     """x / 2^d. The RSS pair is first re-randomised into a masked 3-out-of-3 sharing
-    (z_i = s_i + alpha_i) so no party can see both halves of the split.
+    (z_i = s_i plus its masks, ``product_masks``) so no party can see both halves of the split.
     Cost: 1 round, as ``reshare_truncated``."""
-    r = ctx.ring
-    z = r.add(x.first, zero_sharing(ctx, x.shape))
+    z = x.first.clone()
+    add_random2_(ctx.ring, z, *product_masks(ctx, True))
     return reshare_truncated(ctx, z, d)

@@ -74,7 +74,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from smpc.errors import RangeError
 from smpc.fixedpoint import SECURITY_BITS
 from smpc.prg import PRG
-from smpc.protocols import boolean
+from smpc.protocols import arithmetic, boolean
 from smpc.ring import (
     RING64,
     RING128,
@@ -112,13 +112,8 @@ class Mul:
     optionally divided by 2^trunc in the same round. Every PRG draw happens in ``prepare``
     (see ``execute``); the sharings' own ring is used, so a ring64 job can compute in ring128.
 
-    Truncation (``arithmetic.reshare_truncated``'s two-party truncation, with lighter masks):
-    party i's term t_i becomes z_0 = t_0 + F01 + F20, z_1 = t_1 - F01, z_2 = t_2 - F20 (F_ij
-    fresh from the PRG of parties i and j; sum z = sum t = v). Parties 1 and 2 swap z_1, z_2
-    (each masked by the stream its receiver lacks) and hold B = z_1 + z_2; A = z_0 never
-    leaves party 0 but as (A >>> d) - R, R from F01, sent to party 2. A = t_0 + F01 + F20 is
-    uniform and independent of v (as with a zero-sharing), which is all the failure bound
-    uses; four draws instead of six.
+    The masks and the truncation are ``arithmetic.product_masks`` and
+    ``arithmetic.reshare_truncated``'s (same streams, same messages), deferred into a round.
     Cost: 1 ring element per element per party (with truncation: party 0 sends to party 2,
     parties 1 and 2 to each other). Error: exact; with truncation floor or one more,
     wrong with probability <= 2^(l+1-k) for |value| < 2^l."""
@@ -134,10 +129,7 @@ class Mul:
         r = self.ring
         rank = ctx.rank
         d = self.trunc
-        if d == 0:  # a 3-out-of-3 sharing of zero: + F(i, i+1) - F(i-1, i)
-            masks = (ctx.prg_next, 1, ctx.prg_prev, -1)
-        else:  # z_0 = t_0 + F01 + F20, z_1 = t_1 - F01, z_2 = t_2 - F20
-            masks = {0: (ctx.prg_next, 1, ctx.prg_prev, 1), 1: (ctx.prg_prev, -1), 2: (ctx.prg_next, -1)}[rank]
+        masks = arithmetic.product_masks(ctx, bool(d))
         if d and rank == 0 and len(self.terms) == 1 and self.add is None:  # one pass (C)
             (x, y), = self.terms
             message, mask = rss_product_truncated(
