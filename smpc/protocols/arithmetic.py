@@ -147,7 +147,7 @@ def reshare(ctx: Context, z: torch.Tensor, step: str = "reshare") -> ArithmeticS
 
 def reshare_truncated(ctx: Context, z: torch.Tensor, d: int, step: str = "trunc") -> ArithmeticShares:
     """Reshare a 3-out-of-3 sharing of x, masked as ``product_masks(ctx, True)`` says, and
-    divide by 2^d in the same round.
+    divide by 2^d in the same round. ``z`` is consumed: parties 1 and 2 truncate in place.
 
     Split x = A + B with A = z_0 (party 0) and B = z_1 + z_2 (parties 1 and 2 swap z_1, z_2),
     truncate each side locally (SecureML): t_A = A >> d, t_B = -((-B) >> d) as unsigned
