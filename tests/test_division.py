@@ -440,8 +440,8 @@ def test_division_and_reciprocal_on_both_kernel_paths(ring, kernel_path):
 
 
 def test_prefix_or_level_kernel_matches_its_definition():
-    """``por_terms`` (one level of ``division._prefix_or_abs``) equals boolean.prefix_or's
-    term a1 & (b1 ^ b2) ^ a2 & b1 ^ a1 ^ b1 (b = a >> s) XOR the two keystreams, with and
+    """``por_terms`` (one level of ``boolean.prefix_or`` with the AES kernels) equals the
+    torch path's term a1 & (b1 ^ b2) ^ a2 & b1 ^ a1 ^ b1 (b = a >> s) XOR the two keystreams, with and
     without the ones' complement applied first."""
     from smpc.prg import PRG
     from smpc.ring import aes_kernels

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from smpc.ring import broadcast_shape, c_kernels
+from smpc.ring import aes_kernels, broadcast_shape, c_kernels
 from smpc.sharing import N_COMPUTE, ArithmeticShares, BooleanShares
 
 if TYPE_CHECKING:
@@ -480,20 +480,39 @@ def ones_complement_abs(bits: BooleanShares) -> BooleanShares:
     return BooleanShares(bits.first ^ (bits.first >> 63), bits.second ^ (bits.second >> 63))
 
 
-def prefix_or(ctx: Context, w: BooleanShares, step: str = "por") -> BooleanShares:
+def prefix_or(ctx: Context, w: BooleanShares, step: str = "por", of_abs: bool = False) -> BooleanShares:
     """Bit i of the result is the OR of bits i..63 of w (a suffix-OR from the top bit down), so
     it is all ones up to the leading one of w and zero above. Requires bit 63 of w to be 0
     (as for ``ones_complement_abs``): then arithmetic shifts of the shares are a sharing of
-    the logical shift. Each level reshares a | (a >> k) = a ^ b ^ (a & b) directly: party i's
-    term is a_i & (b_i ^ b_(i+1)) ^ a_(i+1) & b_i ^ a_i ^ b_i plus a zero-sharing.
+    the logical shift. ``of_abs``: the prefix-OR of ``ones_complement_abs(w)`` instead, the
+    complement taken inside the first level. Each level reshares a | (a >> k) = a ^ b ^
+    (a & b) directly: party i's term is a_i & (b_i ^ b_(i+1)) ^ a_(i+1) & b_i ^ a_i ^ b_i
+    plus a zero-sharing; with the AES kernels the term and its zero-sharing come from one
+    pass (``por_terms``: the same messages and PRG draws).
     Cost: 6 rounds; 1 word (8 bytes) per element per party per round. Error: exact."""
-    a1, a2 = w.first, w.second
-    for shift in _LEVELS:
-        b1, b2 = a1 >> shift, a2 >> shift
-        z = a1 & (b1 ^ b2)
-        z ^= a2 & b1
-        z ^= a1
-        z ^= b1
-        shares = _reshare_terms(ctx, z, f"{step}{shift}")
-        a1, a2 = z, shares.second.view(z.shape)
-    return BooleanShares(a1, a2)
+    kernels = aes_kernels()
+    a1, a2 = w.first.reshape(-1), w.second.reshape(-1)
+    aligned = ctx.prg_next.bytes_drawn % 8 == 0 and ctx.prg_prev.bytes_drawn % 8 == 0  # claims succeed
+    if kernels is None or not (aligned and a1.is_contiguous() and a2.is_contiguous()) or a1.numel() == 0:
+        if of_abs:
+            w = ones_complement_abs(w)
+        a1, a2 = w.first, w.second
+        for shift in _LEVELS:
+            b1, b2 = a1 >> shift, a2 >> shift
+            z = a1 & (b1 ^ b2)
+            z ^= a2 & b1
+            z ^= a1
+            z ^= b1
+            shares = _reshare_terms(ctx, z, f"{step}{shift}")
+            a1, a2 = z, shares.second.view(z.shape)
+        return BooleanShares(a1, a2)
+    n = a1.numel()
+    prev, nxt = (ctx.rank - 1) % N_COMPUTE, (ctx.rank + 1) % N_COMPUTE
+    for level, shift in enumerate(_LEVELS):
+        mask_next, mask_prev = ctx.prg_next.claim(n), ctx.prg_prev.claim(n)
+        z = torch.empty(n, dtype=torch.int64)
+        kernels.por_terms(
+            z.data_ptr(), a1.data_ptr(), a2.data_ptr(), n, shift, int(of_abs and level == 0), *mask_next, *mask_prev
+        )
+        a1, a2 = z, ctx.exchange(f"{step}{shift}", sends={prev: z}, recv_from=[nxt])[nxt]
+    return BooleanShares(a1.view(w.first.shape), a2.view(w.first.shape))

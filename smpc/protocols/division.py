@@ -624,31 +624,6 @@ class Normalised:
         return [Field(self.exp_word, i) for i in range(6)]
 
 
-_POR_LEVELS = (1, 2, 4, 8, 16, 32)
-
-
-def _prefix_or_abs(ctx, bits: BooleanShares) -> BooleanShares:
-    """``boolean.prefix_or(ctx, boolean.ones_complement_abs(bits))`` (the same messages and
-    PRG draws, so the parties may mix both): with the AES kernels each level's term and
-    its zero-sharing come from one pass (``por_terms``) instead of ten tensor passes and
-    two keystream draws. Cost: 6 rounds, 1 word per element per round."""
-    kernels = aes_kernels()
-    a1, a2 = bits.first.reshape(-1), bits.second.reshape(-1)
-    aligned = ctx.prg_next.bytes_drawn % 8 == 0 and ctx.prg_prev.bytes_drawn % 8 == 0  # claims succeed
-    if kernels is None or not (aligned and a1.is_contiguous() and a2.is_contiguous()) or a1.numel() == 0:
-        return boolean.prefix_or(ctx, boolean.ones_complement_abs(bits))
-    n = a1.numel()
-    prev, nxt = (ctx.rank - 1) % N_COMPUTE, (ctx.rank + 1) % N_COMPUTE
-    for level, shift in enumerate(_POR_LEVELS):
-        mask_next, mask_prev = ctx.prg_next.claim(n), ctx.prg_prev.claim(n)
-        z = torch.empty(n, dtype=torch.int64)
-        kernels.por_terms(
-            z.data_ptr(), a1.data_ptr(), a2.data_ptr(), n, shift, int(level == 0), *mask_next, *mask_prev
-        )
-        a1, a2 = z, ctx.exchange(f"por{shift}", sends={prev: z}, recv_from=[nxt])[nxt]
-    return BooleanShares(a1.view(bits.first.shape), a2.view(bits.first.shape))
-
-
 def normalise(ctx, values: list[ArithmeticShares]) -> list[Normalised]:
     """Bit lengths of several flat secrets at once (their words travel together).
     Cost: 14 rounds (8 for A2B, 6 for the prefix-OR); 14 words (112 bytes) per element per
@@ -662,7 +637,7 @@ def normalise(ctx, values: list[ArithmeticShares]) -> list[Normalised]:
         stacked = ArithmeticShares.cat(low, 0) if len(low) > 1 else _contiguous(low[0])
         bits, c1, c2 = boolean.bit_decompose(ctx, stacked), None, None
     sign = bits.rshift(63)
-    prefix = _prefix_or_abs(ctx, bits)
+    prefix = boolean.prefix_or(ctx, bits, of_abs=True)
     # one-hot of the leading one: prefix ^ (prefix >> 1) (bit 63 of prefix is 0, so the
     # shares' arithmetic shifts share the logical one); its position, per share (local)
     index = BooleanShares(*(_leading_position(w) for w in (prefix.first, prefix.second)))
