@@ -162,7 +162,7 @@ def test_join_ops_options():
 def test_wan_mode_relays_every_system_and_a_killed_run_leaves_no_process(tmp_path):
     """`--wan`: every party-to-party connection crosses the relay (smpc's gRPC streams and,
     when CrypTen is installed, its gloo pairs), and the report says which mode ran. The run
-    is then killed (SIGTERM) in its third op: what was measured is kept, and the parties and
+    is then killed (SIGTERM, twice) in its third op: what was measured is kept, and the parties and
     the relay end with the driver."""
     token = uuid.uuid4().hex
     systems = "smpc,crypten-tfp" if _crypten_installed() else "smpc"
@@ -180,6 +180,7 @@ def test_wan_mode_relays_every_system_and_a_killed_run_leaves_no_process(tmp_pat
                 break
         assert len(_processes_with(token)) >= 5, "".join(log)  # driver, relay, three parties (at least)
         proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)  # a repeat must not cut the cleanup short
         proc.wait(60)
     finally:
         if proc.poll() is None:

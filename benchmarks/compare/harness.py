@@ -290,6 +290,8 @@ def run(settings: dict, log=print) -> dict:
     previous = signal.getsignal(signal.SIGTERM)
 
     def on_term(signum, frame):
+        # a repeated SIGTERM must not interrupt the cleanup below, which ends the parties
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt(f"signal {signum}")
 
     if threading_is_main():

@@ -17,7 +17,6 @@ import faulthandler
 import os
 import signal
 import sys
-import threading
 import time
 from concurrent import futures
 from importlib.metadata import PackageNotFoundError, version
@@ -249,10 +248,14 @@ def serve(config_path: str, insecure: bool = False) -> int:
         print(INSECURE_WARNING, file=sys.stderr, flush=True)
     config = load_config(config_path)
     server = PartyServer(config, insecure=insecure)
-    stop = threading.Event()
+    # The handler only appends to a list: it runs in the main thread between any two bytecodes,
+    # so one that takes a lock (Event.set) deadlocks when a second signal lands while the first
+    # handler, or the main thread's own wait, holds that lock - systemd's SIGTERM followed by an
+    # operator's Ctrl-C did exactly that.
+    signals: list[int] = []
 
     def on_signal(signum, frame):
-        stop.set()
+        signals.append(signum)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -263,8 +266,8 @@ def serve(config_path: str, insecure: bool = False) -> int:
     print(f"smpc party {config.name} (rank {config.rank} of {', '.join(config.ranks)}) serving on {host}:{port} "
           f"with {mode}; audit log {config.audit_path}", flush=True)
     try:
-        while not stop.wait(0.5):
-            pass
+        while not signals:
+            time.sleep(0.1)  # the loop sees a signal within 0.1 s (PEP 475 resumes the sleep)
     finally:
         print(f"smpc party {config.name}: shutting down", flush=True)
         # a shutdown that hangs dumps every thread's stack and exits non-zero instead
