@@ -19,7 +19,7 @@ from fractions import Fraction
 import numpy as np
 import torch
 
-from smpc.errors import RangeError, SmpcError
+from smpc.errors import InputError, RangeError, SmpcError
 from smpc.fixedpoint import (
     as_float64,
     check_fits,
@@ -394,12 +394,27 @@ class SecretTensor:
         return out
 
     # ----- comparisons -----------------------------------------------------------------
-    # Each returns a secret 0/1 in integer mode. Public operands are encoded at the secret's
-    # precision first, so the comparison is exact on the encoded values.
+    # Each returns a secret 0/1 in integer mode, exact. A public operand c is moved onto the
+    # secret's grid in the direction that keeps the answer: for x = X / 2^f, x < c exactly when
+    # X < ceil(c 2^f) and x > c exactly when X > floor(c 2^f) (rounding c to the nearest grid
+    # point instead gets 0.69999981 < 0.7 wrong), and x == c is 0 where c is off the grid.
     __hash__ = object.__hash__
 
     def _as_bit(self, shares) -> SecretTensor:
         return SecretTensor(self.ctx, shares, 0, 1.0)
+
+    def _not(self) -> SecretTensor:
+        """1 - a 0/1 secret, still bounded by 1 (``where`` needs that)."""
+        flipped = 1 - self
+        return SecretTensor(self.ctx, flipped.shares, 0, 1.0)
+
+    def _on_grid(self, other, rounding):
+        """A public ``other`` rounded by ``rounding`` (torch.ceil or torch.floor) to a multiple
+        of 2^-frac_bits: exact in float64 (power-of-two scaling); a secret passes unchanged."""
+        if isinstance(other, SecretTensor):
+            return other
+        scale = 2.0**self.frac_bits
+        return rounding(_public_tensor(other) * scale) / scale
 
     def _sign_ready(self, what: str) -> SecretTensor:
         """self, after checking that it fits 64 bits so the 64-bit adders decide its sign."""
@@ -420,34 +435,51 @@ class SecretTensor:
         return self._as_bit(None if d.shares is None else compare.equal_zero(self.ctx, d.shares))
 
     def __lt__(self, other) -> SecretTensor:
-        """self < other. Cost: 10 rounds (see protocols.compare.less_than_zero)."""
-        return (self - other)._ltz()
+        """self < other as a secret 0/1 (exact). Cost: 10 rounds; bytes per element in
+        docs/costs.md (protocols.compare.less_than_zero)."""
+        return (self - self._on_grid(other, torch.ceil))._ltz()
 
     def __gt__(self, other) -> SecretTensor:
-        return ((-self) + other)._ltz()
+        """self > other (exact). Cost: as ``<``."""
+        return ((-self) + self._on_grid(other, torch.floor))._ltz()
 
     def __le__(self, other) -> SecretTensor:
-        return 1 - (self > other)
+        """self <= other (exact). Cost: as ``<``."""
+        return (self > other)._not()
 
     def __ge__(self, other) -> SecretTensor:
-        return 1 - (self < other)
+        """self >= other (exact). Cost: as ``<``."""
+        return (self < other)._not()
 
     def __eq__(self, other) -> SecretTensor:  # type: ignore[override]
-        """self == other as a secret 0/1. Cost: 9 rounds."""
-        return (self - other)._eqz()
+        """self == other as a secret 0/1 (exact). Cost: 9 rounds; bytes per element in
+        docs/costs.md (protocols.compare.equal_zero)."""
+        if isinstance(other, SecretTensor):
+            return (self - other)._eqz()
+        scale = 2.0**self.frac_bits
+        scaled = _public_tensor(other) * scale
+        on_grid = torch.floor(scaled) == scaled
+        equal = (self - torch.floor(scaled) / scale)._eqz()
+        # where c is off the grid no x equals it: a public 0/1 factor, a local product
+        return equal if bool(on_grid.all()) else equal * on_grid.to(torch.float64)
 
     def __ne__(self, other) -> SecretTensor:  # type: ignore[override]
-        return 1 - (self == other)
+        """self != other (exact). Cost: as ``==``."""
+        return (self == other)._not()
 
     def abs(self) -> SecretTensor:
-        """|self| = self * (1 - 2 [self < 0]). Cost: 11 rounds."""
+        """|self| = self * (1 - 2 [self < 0]). Cost: 11 rounds (a comparison, then one
+        product); bytes per element in docs/costs.md. Error: exact."""
         negative = self._ltz("abs")
-        return self._new((self * (1 - 2 * negative)).shares)
+        sign = 1 - 2 * negative
+        sign.bound = 1.0  # it is +-1: the product is no larger than self
+        return self._new((self * sign).shares)
 
     __abs__ = abs
 
     def relu(self) -> SecretTensor:
-        """max(self, 0). Cost: 11 rounds."""
+        """max(self, 0). Cost: 11 rounds (a comparison, then ``where``); bytes per element in
+        docs/costs.md. Error: exact."""
         return where(self._ltz("relu"), 0, self)
 
     def _extreme(self, dim, largest: bool, with_index: bool):
@@ -457,16 +489,20 @@ class SecretTensor:
         (x - x)._sign_ready("min/max")  # differences of two elements: bound 2|x|
         if x.bound * 2 * 2.0**x.frac_bits >= 2.0**63:
             raise RangeError("min/max: differences of elements may not fit 64 bits; declare tighter bounds")
+        if x.shares is None:  # a rank without shares knows no shape: like sum's, its bounds are 0
+            return x._new(None), (SecretTensor(self.ctx, None, 0, 0.0) if with_index else None)
+        if not -len(x.shape) <= d < len(x.shape):
+            raise SmpcError(f"min/max: dim {dim} is out of range for a secret of shape {tuple(x.shape)}")
+        d %= len(x.shape)
+        if x.shape[d] == 0:
+            raise InputError("min/max/argmax/argmin of an empty secret: there is no element to pick")
         index = None
         if with_index:
-            n = x.shape[d] if x.shape is not None else 0
+            n = x.shape[d]
             shape = [1] * len(x.shape)
             shape[d] = n
             positions = torch.arange(n, dtype=torch.float64).reshape(shape).expand(tuple(x.shape))
             index = SecretTensor.from_public(self.ctx, positions.contiguous(), frac_bits=0)
-        if x.shares is None:
-            value = x._new(None)
-            return value, (None if index is None else index._new(None))
         values, idx = compare.reduce_extreme(
             self.ctx, x.shares, d, largest, None if index is None else index.shares
         )
@@ -479,7 +515,8 @@ class SecretTensor:
 
     def max(self, dim=None) -> SecretTensor:
         """Largest element (along ``dim``; all elements when None) by a log-depth tournament.
-        Cost: ceil(log2 n) x 11 rounds. Error: exact."""
+        Cost: ceil(log2 n) x 11 rounds; bytes per element in docs/costs.md
+        (protocols.compare.reduce_extreme). Error: exact."""
         return self._extreme(dim, True, False)[0]
 
     def min(self, dim=None) -> SecretTensor:
@@ -594,7 +631,8 @@ def stack(items: list[SecretTensor], dim: int = 0) -> SecretTensor:
 
 def where(cond: SecretTensor, if_true, if_false) -> SecretTensor:
     """cond ? if_true : if_false elementwise, for a secret 0/1 ``cond`` (e.g. a comparison).
-    Either branch may be public. Cost: 1 round (one multiplication). Error: exact."""
+    Either branch may be public. Cost: 1 round (one multiplication); bytes per element in
+    docs/costs.md (protocols.compare.select). Error: exact."""
     if not isinstance(cond, SecretTensor) or cond.frac_bits != 0 or cond.bound > 1:
         raise SmpcError("where() needs a secret 0/1 condition, such as the result of a comparison")
     ctx = cond.ctx
@@ -611,10 +649,11 @@ def where(cond: SecretTensor, if_true, if_false) -> SecretTensor:
 
 
 def maximum(a: SecretTensor, b) -> SecretTensor:
-    """Elementwise max. Cost: 11 rounds."""
+    """Elementwise max. Cost: 11 rounds (``<`` then ``where``); bytes per element in
+    docs/costs.md. Error: exact."""
     return where(a < b, b, a)
 
 
 def minimum(a: SecretTensor, b) -> SecretTensor:
-    """Elementwise min. Cost: 11 rounds."""
+    """Elementwise min. Cost: as ``maximum``."""
     return where(a < b, a, b)

@@ -239,3 +239,86 @@ def test_min_max_argmax_reductions(ring):
     assert torch.equal(mn1, xe.min(dim=1).values)
     assert torch.equal(xe[amx0.long(), torch.arange(5)], xe.max(dim=0).values)
     assert float(xe.reshape(-1)[int(amn)]) == float(xe.min())
+
+
+@pytest.mark.parametrize("ring", RINGS)
+@pytest.mark.parametrize("frac", [0, 20])
+def test_public_operands_off_the_grid_compare_exactly(ring, frac):
+    """x < 0.7 for x = 0.69999981 (the grid point just below 0.7) is 1: a public operand is not
+    rounded to the nearest grid point before comparing. Secrets sit on and next to the
+    grid points around each constant; constants sit on, between and off the grid."""
+    ulp = 2.0**-frac
+    constants = [0.7, 0.3, 1e-7, -1e-7, -0.3, 0.5, 2.5, -2.5, 3.0, 0.0, 1234.56789, -1e6 - 0.5]
+    x = []
+    for c in constants:
+        below = np.floor(c / ulp) * ulp
+        x += [below - ulp, below, below + ulp, below + 2 * ulp]
+    x = torch.tensor(x, dtype=torch.float64)
+    c = torch.tensor([v for v in constants for _ in range(4)], dtype=torch.float64)
+
+    def job(ctx, x=None):
+        a = ctx.share(x, owner=0, bound=2e6, frac_bits=frac)
+        return [t.reveal() for t in (a < c, a <= c, a > c, a >= c, a == c, a != c, a < 0.7, a == 2.5)]
+
+    got = smpc.simulate(job, ring=ring, inputs={0: {"x": x}})[1]
+    expected = [x < c, x <= c, x > c, x >= c, x == c, x != c, x < 0.7, x == 2.5]
+    for name, g, e in zip(["<", "<=", ">", ">=", "==", "!=", "< 0.7", "== 2.5"], got, expected, strict=True):
+        assert torch.equal(g, e.double()), (name, g, e)
+
+
+def test_derived_conditions_select_and_reductions_take_negative_dims():
+    """`where` takes every comparison's result (<=, >=, != included); max/argmax accept
+    negative dims like torch; an empty reduction and a bad dim are refused clearly."""
+    a_vals = torch.tensor([[1.0, 5.0, 3.0], [4.0, 2.0, 0.0]], dtype=torch.float64)
+    b_vals = torch.tensor([[2.0, 2.0, 3.0], [1.0, 2.0, 9.0]], dtype=torch.float64)
+
+    def job(ctx, a=None, b=None):
+        x = ctx.share(a, owner=0, bound=10)
+        y = ctx.share(b, owner=1, bound=10)
+        picks = [smpc.where(cond, x, y).reveal() for cond in (x <= y, x >= y, x != y)]
+        return picks, x.max(dim=-1).reveal(), x.argmax(dim=-1).reveal(), x.min(dim=-2).reveal()
+
+    picks, mx, amx, mn = smpc.simulate(job, inputs={0: {"a": a_vals}, 1: {"b": b_vals}})[0]
+    for got, cond in zip(picks, (a_vals <= b_vals, a_vals >= b_vals, a_vals != b_vals), strict=True):
+        assert torch.equal(got, torch.where(cond, a_vals, b_vals))
+    assert torch.equal(mx, a_vals.max(dim=-1).values)
+    assert torch.equal(amx, a_vals.argmax(dim=-1).double())
+    assert torch.equal(mn, a_vals.min(dim=-2).values)
+
+    def empty(ctx):
+        return ctx.share(torch.zeros(0, dtype=torch.float64) if ctx.rank == 0 else None, owner=0, bound=1).max()
+
+    with pytest.raises(smpc.InputError, match="empty"):
+        smpc.simulate(empty)
+
+    def bad_dim(ctx):
+        return ctx.share(a_vals if ctx.rank == 0 else None, owner=0, bound=10).max(dim=2)
+
+    with pytest.raises(smpc.SmpcError, match="dim 2 is out of range"):
+        smpc.simulate(bad_dim)
+
+
+def test_argmax_reaches_an_input_party_that_holds_no_shares():
+    values = torch.tensor([1.0, 5.0, 3.0, -2.0], dtype=torch.float64)
+
+    def job(ctx, x=None):
+        a = ctx.share(x, owner=0, bound=10)
+        return a.argmax().reveal(), a.argmin().reveal()
+
+    # rank 0 is the input party (no shares); ranks 1..3 compute
+    for got in smpc.simulate(job, input_parties=1, inputs={0: {"x": values}}):
+        assert (float(got[0]), float(got[1])) == (1.0, 3.0)
+
+
+def test_abs_holds_for_every_value_a_comparison_holds_on_ring64():
+    """abs multiplies by a +-1 sign, so it accepts the same bound as < (2^62 - 2^10 integers)."""
+    big = 2**62 - 2**10
+    values = np.array([big, -big, 0, 1, -1, big - 1, -(big - 1)], dtype=object)
+
+    def job(ctx, x=None):
+        a = ctx.share(x, owner=0, bound=float(big), frac_bits=0)
+        return a.abs().reveal_exact(), a.relu().reveal_exact()
+
+    got_abs, got_relu = smpc.simulate(job, ring=64, inputs={0: {"x": values}})[0]
+    assert list(got_abs) == [abs(v) for v in values]
+    assert list(got_relu) == [max(v, 0) for v in values]
