@@ -307,12 +307,19 @@ class SecretTensor:
         shares = None if self.shares is None else division.rsqrt(self.ctx, self.shares, self.frac_bits, f)
         return self._new(shares, frac_bits=f, bound=bound)
 
+    def _exp_ready(self) -> SecretTensor:
+        """self at no more than functions.EXP_MAX_FRAC_BITS fractional bits (1 round if finer)."""
+        extra = self.frac_bits - functions.EXP_MAX_FRAC_BITS
+        return self.truncate(extra) if extra > 0 else self
+
     def exp(self, *, frac_bits: int | None = None) -> SecretTensor:
         """e^self, with self clamped to [-44, 44] (below: 0; above: e^44).
-        Cost: 14 rounds (ring64: 15). Error: 1e-9 relative + 1 unit."""
-        f, bound = functions.plan_exp(self.ring, self.ctx.frac_bits, self.bound, self.frac_bits, frac_bits)
-        shares = None if self.shares is None else functions.exp(self.ctx, self.shares, self.frac_bits, f)
-        return self._new(shares, frac_bits=f, bound=bound)
+        Cost: 14 rounds (ring64: 15; one more for inputs with over 40 fractional bits, which are
+        truncated to 40 first). Error: 1e-9 relative + 1 unit."""
+        x = self._exp_ready()
+        f, bound = functions.plan_exp(x.ring, x.ctx.frac_bits, x.bound, x.frac_bits, frac_bits)
+        shares = None if x.shares is None else functions.exp(x.ctx, x.shares, x.frac_bits, f)
+        return x._new(shares, frac_bits=f, bound=bound)
 
     def log(self, *, frac_bits: int | None = None) -> SecretTensor:
         """Natural logarithm; log(0) gives log of one unit in the last place, a negative value
@@ -322,11 +329,12 @@ class SecretTensor:
         return self._new(shares, frac_bits=f, bound=bound)
 
     def sigmoid(self, *, frac_bits: int | None = None) -> SecretTensor:
-        """1 / (1 + e^-self), never overflowing. Cost: 18 rounds (ring64: 19).
-        Error: 3e-10 + 1 unit (absolute)."""
-        f, bound = functions.plan_sigmoid(self.ring, self.ctx.frac_bits, self.bound, self.frac_bits, frac_bits)
-        shares = None if self.shares is None else functions.sigmoid(self.ctx, self.shares, self.frac_bits, f)
-        return self._new(shares, frac_bits=f, bound=bound)
+        """1 / (1 + e^-self), never overflowing. Cost: 18 rounds (ring64: 19; one more for
+        inputs with over 40 fractional bits, as ``exp``). Error: 3e-10 + 1 unit (absolute)."""
+        z = self._exp_ready()
+        f, bound = functions.plan_sigmoid(z.ring, z.ctx.frac_bits, z.bound, z.frac_bits, frac_bits)
+        shares = None if z.shares is None else functions.sigmoid(z.ctx, z.shares, z.frac_bits, f)
+        return z._new(shares, frac_bits=f, bound=bound)
 
     def square(self) -> SecretTensor:
         return self * self

@@ -144,6 +144,27 @@ def test_ring64_within_its_bound_or_refused():
         smpc.simulate(overflowing, ring=64)
 
 
+@pytest.mark.parametrize("frac", [40, 44, 52])
+def test_exp_and_sigmoid_of_finely_scaled_inputs_keep_their_bounds(frac):
+    """A quotient carries up to 52 fractional bits; exp of it once lost all accuracy there
+    (log2(e) kept 55 - f bits). Inputs over 40 bits are truncated to 40 first (one round)."""
+    gen = np.random.default_rng(frac)
+    x = f64(np.concatenate([gen.uniform(-40, 40, 2000), [-40.0, 40.0, 0.0, 2.0**-frac, 30.0, -30.0]]))
+
+    def job(ctx, x=None):
+        a = ctx.share(x, owner=0, bound=40.0, frac_bits=frac)
+        ctx.reset_comm_stats()
+        e = a.exp()
+        rounds = ctx.comm_stats()["rounds"]
+        return rounds, e.frac_bits, e.reveal(), a.sigmoid().reveal()
+
+    rounds, f_e, got_exp, got_sig = smpc.simulate(job, inputs={0: {"x": x}})[0]
+    assert rounds == 14 + (frac > functions.EXP_MAX_FRAC_BITS)
+    xe = encoded(x, frac)
+    check(got_exp, torch.exp(xe), 1e-9, 2.0**-f_e, "exp")  # truncating x to 40 bits: 1e-12 relative
+    check(got_sig, torch.sigmoid(xe), 0.0, 3e-10 + 2.0**-38, "sigmoid")
+
+
 def test_refused_ranges():
     def too_wide(ctx):  # x + 44 must fit 62 bits
         return ctx.share(f64([1.0]), owner=0, bound=2.0**50, frac_bits=20).exp()

@@ -72,10 +72,17 @@ _LOG_DEGREE = 10
 _LOG_POLY = chebyshev_coefficients(np.log, 0.5, 1.0, _LOG_DEGREE)  # log y_n, y_n in [1/2, 1]
 
 
+EXP_MAX_FRAC_BITS = 40
+"""The most fractional bits exp and sigmoid take. t = x log2(e) multiplies x by log2(e)
+encoded at _T_HI_BITS - f_x bits, so that constant's error, times |x| <= 44, grows with f_x:
+ln 2 x 22 x 2^(f_x - 75) is 4.4e-10 relative at 40 bits (within exp's 1e-9) but 7e-9 at 44
+and all of it at 55. ``SecretTensor.exp`` truncates finer inputs to 40 bits first."""
+
+
 def fits_exp(bound: float, frac_bits: int) -> bool:
-    """Whether x (|x| <= bound at frac_bits) can be split: x +- 44 must fit 62 bits, and t
-    must keep _T_BITS fractional bits."""
-    return bound * 2.0**frac_bits + EXP_CLAMP * 2.0**frac_bits < 2.0**62 and frac_bits <= _T_BITS
+    """Whether x (|x| <= bound at frac_bits) can be split: x +- 44 must fit 62 bits, and x
+    must have at most EXP_MAX_FRAC_BITS fractional bits."""
+    return bound * 2.0**frac_bits + EXP_CLAMP * 2.0**frac_bits < 2.0**62 and frac_bits <= EXP_MAX_FRAC_BITS
 
 
 # ----- the split t = x log2(e) = n + f ----------------------------------------------------
@@ -161,7 +168,8 @@ def exp(ctx, x: ArithmeticShares, f_x: int, f_out: int) -> ArithmeticShares:
     bits; x is clamped to [-44, 44] (see module docstring).
     Cost: 14 rounds (ring64: 15); ``cost_per_element("exp", ...)`` bytes per element.
     Error: |e' - e^x| <= 1e-9 e^x + 1 ulp for |x| < 44 (polynomial 1.1e-12, the fraction of
-    t at 2^-38, log2(e) to 2^-(76 - f_x); measured 5e-12). Wrong with probability <= 2^-40."""
+    t at 2^-38, log2(e) to 2^-(76 - f_x) with f_x <= EXP_MAX_FRAC_BITS; measured 5e-12 at 20
+    bits). Wrong with probability <= 2^-40."""
     shape = x.shape
     x = _flat(x)
     split = _Split(ctx, x, f_x)
@@ -292,7 +300,8 @@ def _require_exp_range(bound: float, frac_bits: int, what: str) -> None:
     if not fits_exp(bound, frac_bits):
         raise RangeError(
             f"{what}: |value| up to {bound:.4g} at {frac_bits} fractional bits is too large to split (|x| + 44 "
-            "must fit 62 bits, at most 55 fractional bits): declare a tighter bound or use fewer fractional bits"
+            f"must fit 62 bits, at most {EXP_MAX_FRAC_BITS} fractional bits): declare a tighter bound or use "
+            "fewer fractional bits"
         )
 
 
