@@ -887,8 +887,8 @@ def reciprocal(ctx, y: ArithmeticShares, f_y: int, f_out: int) -> ArithmeticShar
     """1 / y for a secret y (f_y fractional bits), result at f_out bits: ``divide`` with the
     numerator 1 public, so no second decomposition and no adder (e' = 63 - m is local), and
     the exponent factors 2^(63 - m mod 32) are extra outputs of the normalisation tables.
-    Cost: 22 rounds; ``cost_per_element("reciprocal", ...)`` bytes per element (ring128,
-    f_out = 52: 696 / 696 / 872).
+    Cost: 22 rounds; ``cost_per_element("reciprocal", ...)`` bytes per element (ring128
+    defaults, T = 2: 648 / 648 / 824).
     Error: |r' - 1/y| <= 2^-30 / |y| + 1 ulp for every y != 0; 1 / 0 = 0. Wrong with
     probability <= 2^-41 per element."""
     shape = y.shape
@@ -1053,8 +1053,8 @@ def _sqrt_entry(ctx, y: ArithmeticShares, f_y: int, f_out: int, inverse: bool) -
 def sqrt(ctx, y: ArithmeticShares, f_y: int, f_out: int) -> ArithmeticShares:
     """sqrt(y) for a secret y (f_y fractional bits; y must fit 62 bits, 61 for odd f_y),
     result at f_out bits. y <= 0 gives 0.
-    Cost: 22 rounds; ``cost_per_element("sqrt", ...)`` bytes per element (ring128: 920 / 856
-    / 808).
+    Cost: 22 rounds; ``cost_per_element("sqrt", ...)`` bytes per element (ring128: 872 / 808
+    / 760).
     Error: |s' - sqrt(y)| <= 1e-8 sqrt(y) + 1 ulp (polynomial 4.5e-9, fixed point below 2e-9);
     wrong with probability <= 2^-41 per element."""
     return _sqrt_entry(ctx, y, f_y, f_out, inverse=False)
