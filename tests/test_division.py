@@ -1,6 +1,7 @@
 """Division, reciprocal, sqrt and rsqrt of secrets: every element checked against the exact
-result of the encoded inputs on bank-scale magnitudes (ring128), ring64 within its documented
-bound or refused, and bytes and rounds equal to the documented formulas."""
+result of the encoded inputs on bank-scale magnitudes (ring128), and against the real float64
+inputs where they are shared finely enough for 1e-6 to be possible; ring64 within its
+documented bound or refused; bytes and rounds equal to the documented formulas."""
 
 from __future__ import annotations
 
@@ -59,6 +60,25 @@ def test_division_relative_error_on_1e5_bank_scale_pairs():
     # 1e-6 relative on every element: the output grid allows it down to |q| ~ 1e-3
     assert float(expected.abs().min()) > 2.0**-frac / (1e-6 - 2.0**-30)
     check(got, expected, 1e-6, frac, units=0.0, what="1e-6 relative")
+
+
+def test_division_against_the_real_inputs_when_divisors_are_shared_finely():
+    """The 1e-6 target against float64 of the raw x and y, not the encoded ones: at the
+    default 20 bits y = 1e-3 itself is off by 5e-4 relative, so y is shared at 31 fractional
+    bits (1e9 x 2^31 < 2^61), as the README tells a user who needs that accuracy."""
+    gen = np.random.default_rng(2025)
+    n = 20_000
+    x = torch.tensor(np.concatenate([gen.uniform(-1e12, 1e12, n), [1e12, -1e12, 1.0, -3.5]]))
+    y = torch.tensor(np.concatenate([log_uniform(gen, 1e-3, 1e9, n), [1e-3, 1e9, 1e-3, 2e-3]]))
+
+    def job(ctx, x=None, y=None):
+        q = ctx.share(x, owner=0) / ctx.share(y, owner=1, bound=1e9, frac_bits=31)
+        return q.frac_bits, q.reveal()
+
+    frac, got = smpc.simulate(job, inputs={0: {"x": x}, 1: {"y": y}})[0]
+    expected = x / y
+    assert float(expected.abs().min()) > 2.0**-frac / (1e-6 - 2.0**-30)  # the output grid allows it
+    check(got, expected, 1e-6, frac, units=0.0, what="1e-6 relative to the real quotient")
 
 
 def edge_divisors() -> torch.Tensor:
@@ -151,6 +171,25 @@ def test_sqrt_relative_error_from_1e_3_to_1e12():
     check(s, ye.sqrt(), 1e-8, frac, what="sqrt documented")
     check(s, ye.sqrt(), 1e-6, frac, units=0.0, what="sqrt 1e-6 relative")
     check(rs, 1 / ye.sqrt(), 1e-7, frac, what="rsqrt documented")
+
+
+def test_sqrt_against_the_real_inputs_from_1e_3_to_1e12():
+    """1e-6 relative to sqrt of the raw inputs. No one precision holds the whole range (1e12 at
+    over 22 fractional bits exceeds the 62 bits sqrt normalises, and 20 bits put 2.4e-4 of
+    rounding error on sqrt(1e-3)), so small values are shared at 40 bits, large ones at 20."""
+    gen = np.random.default_rng(8)
+    small = torch.tensor(np.concatenate([log_uniform(gen, 1e-3, 1e3, 5000), [1e-3, 1e3, 0.1]]))
+    large = torch.tensor(np.concatenate([log_uniform(gen, 1e3, 1e12, 5000), [1e3, 1e12, 999_999.5]]))
+
+    def job(ctx, small=None, large=None):
+        a = ctx.share(small, owner=0, bound=1e3, frac_bits=40)
+        b = ctx.share(large, owner=0, bound=1e12, frac_bits=20)
+        sa, sb = a.sqrt(), b.sqrt()
+        return sa.frac_bits, sa.reveal(), sb.frac_bits, sb.reveal()
+
+    fa, got_small, fb, got_large = smpc.simulate(job, inputs={0: {"small": small, "large": large}})[0]
+    check(got_small, small.sqrt(), 1e-6, fa, units=0.0, what="sqrt on [1e-3, 1e3] at 40 bits")
+    check(got_large, large.sqrt(), 1e-6, fb, units=0.0, what="sqrt on [1e3, 1e12] at 20 bits")
 
 
 def test_sqrt_special_values_and_odd_fractional_bits():
