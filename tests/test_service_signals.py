@@ -1,4 +1,5 @@
-"""A party service stops cleanly however its stop signals arrive.
+"""A party service stops cleanly however its stop signals arrive, and whatever reaches it
+while it stops.
 
 systemd sends SIGTERM and an impatient operator adds Ctrl-C; a supervisor may repeat
 SIGTERM. A handler that takes a lock deadlocks when a second signal lands inside the first
@@ -11,7 +12,12 @@ import os
 import signal
 import time
 
-from service_harness import Cluster
+import grpc
+import pytest
+from service_harness import BANKS, LOAN_PARAMS, Cluster
+
+from smpc.errors import PartyUnavailable
+from smpc.transport.grpc import secure_channel
 
 
 def test_a_burst_of_stop_signals_stops_the_service_once_and_cleanly(tmp_path):
@@ -30,3 +36,34 @@ def test_a_burst_of_stop_signals_stops_the_service_once_and_cleanly(tmp_path):
     log = cluster.log("bank_a")
     assert log.count("shutting down") == 1, log
     assert "stopped in" in log, log
+
+
+def test_a_job_that_arrives_while_the_service_stops_is_refused_cleanly(tmp_path):
+    """PartyServer.stop ends the job manager before the gRPC server: a Submit or a peer's
+    Prepare in between is answered UNAVAILABLE ("shutting down"), and no job is left behind
+    half made (no audit record of it, nothing active)."""
+    from smpc.service.config import load_config
+    from smpc.service.server import PartyServer
+    from smpc.v1 import peer_pb2, peer_pb2_grpc
+
+    cluster = Cluster(tmp_path, certs_by_cli=False)
+    server = PartyServer(load_config(cluster.configs["bank_a"]))
+    server.start()
+    try:
+        server.manager.shutdown(timeout=1)  # what stop() does first, while the server still serves
+        with cluster.client("bank_a", identity="analyst") as client:
+            with pytest.raises(PartyUnavailable, match="bank_a is shutting down"):
+                client.submit_status("default_rate_overall", LOAN_PARAMS, job_id="late-job")
+        spec = peer_pb2.JobSpec(job_id="late-peer-job", analysis="default_rate_overall", coordinator="bank_b",
+                                requester="bank_b", recipients=["bank_b"], parties=BANKS, source="loans")
+        with secure_channel(cluster.address("bank_a"), *(p.read_bytes() for p in cluster.cert_args("bank_b").values()),
+                            identity="bank_a") as channel:
+            with pytest.raises(grpc.RpcError) as refused:
+                peer_pb2_grpc.PartyPeerStub(channel).Prepare(peer_pb2.PrepareRequest(spec=spec), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "shutting down" in refused.value.details()
+        assert server.manager.active_jobs() == 0
+        assert server.manager.get("late-job") is None and server.manager.get("late-peer-job") is None
+    finally:
+        server.stop(grace=1)
+    assert not [r for r in cluster.audit("bank_a") if r.get("job_id") in ("late-job", "late-peer-job")]

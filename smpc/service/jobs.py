@@ -38,7 +38,7 @@ import time
 import traceback
 import uuid
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import grpc
@@ -60,6 +60,10 @@ TERMINAL = (
 STATE_NAMES = {v: k.removeprefix("JOB_STATE_").lower() for k, v in jobs_pb2.JobState.items()}
 CANCELLED = "Cancelled"
 PROGRESS_EVERY = 0.1
+
+
+class ServiceStopping(SmpcError):
+    """A new job reached a party that is shutting down (the RPC answers UNAVAILABLE)."""
 
 
 @dataclass
@@ -228,9 +232,17 @@ class JobManager:
         with self._lock:
             return self._jobs.get(job_id)
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
     def _reserve(self, req: JobRequest) -> Job | None:
-        """Register a new job id; None when it was used before (a replay)."""
+        """Register a new job id; None when it was used before (a replay). Raises
+        ``ServiceStopping`` once shutdown began: ``shutdown`` sets the flag under the same lock
+        before it lists the jobs to end, so every job is either on that list or never made."""
         with self._lock:
+            if self._stopping.is_set():
+                raise ServiceStopping(f"{self.me} is shutting down")
             if req.job_id in self._jobs or req.job_id in self.audit.job_ids:
                 return None
             job = Job(req)
@@ -303,10 +315,7 @@ class JobManager:
             return job
         job.emit(self.me, stage="waiting for the other parties to accept", progress=0.0)
         spec = _spec(request)
-        futures = {
-            name: self._pool.submit(self._call_peer, name, "Prepare", peer_pb2.PrepareRequest(spec=spec))
-            for name in self._peer_names()
-        }
+        futures = self._call_peers(self._peer_names(), "Prepare", peer_pb2.PrepareRequest(spec=spec))
         answers: dict[str, peer_pb2.PrepareResponse | Exception] = {n: f.result() for n, f in futures.items()}
         unreachable = {n: a for n, a in answers.items() if isinstance(a, Exception)}
         refusals = [a for n, a in answers.items() if not isinstance(a, Exception) and not a.accepted]
@@ -329,13 +338,11 @@ class JobManager:
             self._finish(job, _refusal_state(error.type) if why == "refused" else jobs_pb2.JOB_STATE_FAILED, error)
             return job
         min_cell = max([decision.min_cell_size] + [a.min_cell_size for a in answers.values()])
-        futures = {
-            name: self._pool.submit(self._call_peer, name, "Start",
-                                    peer_pb2.StartRequest(job_id=job_id, min_cell_size=min_cell))
-            for name in self._peer_names()
-        }
-        self._start_local(job, min_cell)
+        futures = self._call_peers(self._peer_names(), "Start",
+                                   peer_pb2.StartRequest(job_id=job_id, min_cell_size=min_cell))
         failed = {}
+        if not self._start_local(job, min_cell):  # it ended here first (a shutdown): stop the others
+            failed[self.me] = "it ended before it could start"
         for name, fut in futures.items():
             ack = fut.result()
             if isinstance(ack, Exception) or not ack.ok:
@@ -362,6 +369,18 @@ class JobManager:
     def _peer_names(self) -> list[str]:
         return [n for n in self.config.ranks if n != self.me]
 
+    def _call_peers(self, names: list[str], method: str, request) -> dict[str, Future]:
+        """``method`` on each peer in parallel; each future's result is the answer or a
+        PartyUnavailable. Once shutdown closed the pool they resolve at once to the latter."""
+        futures = {}
+        for name in names:
+            try:
+                futures[name] = self._pool.submit(self._call_peer, name, method, request)
+            except RuntimeError:  # "cannot schedule new futures after shutdown"
+                futures[name] = Future()
+                futures[name].set_result(PartyUnavailable(f"{self.me} is shutting down", peer=self.me))
+        return futures
+
     def _call_peer(self, name: str, method: str, request):
         try:
             stub = self.peers.stub(name)
@@ -377,8 +396,7 @@ class JobManager:
         names = [n for n in self._peer_names() if (only is None or n in only) and (not skip or n not in skip)]
         req = peer_pb2.PeerCancelRequest(job_id=job.id, why=why, reason=reason[:2000], party=party, rule=rule,
                                          error_type=error_type)
-        futures = [self._pool.submit(self._call_peer, n, "Cancel", req) for n in names]
-        for f in futures:
+        for f in self._call_peers(names, "Cancel", req).values():
             f.result()
 
     # ----- every party -------------------------------------------------------------------
@@ -439,7 +457,8 @@ class JobManager:
             self._finish(job, jobs_pb2.JOB_STATE_REFUSED,
                          JobError("PolicyError", reason, self.me, "policy.min_cell_size"))
             return peer_pb2.PeerAck(ok=False, message=reason)
-        self._start_local(job, req.min_cell_size)
+        if not self._start_local(job, req.min_cell_size):
+            return peer_pb2.PeerAck(ok=False, message=f"{self.me}: job {req.job_id} ended before it could start")
         return peer_pb2.PeerAck(ok=True)
 
     def peer_cancel(self, caller: str, req: peer_pb2.PeerCancelRequest) -> peer_pb2.PeerAck:
@@ -494,25 +513,28 @@ class JobManager:
             transport.abort(reason, error_type=error_type)
 
     # ----- execution --------------------------------------------------------------------
-    def _start_local(self, job: Job, min_cell: int) -> None:
+    def _start_local(self, job: Job, min_cell: int) -> bool:
+        """Start the job's thread here; False when the job ended first (cancelled, shut down)."""
         decision = job.decision
         if decision is None or job.terminal:
-            return
+            return False
         analysis = registry.get(job.request.analysis)
         params = dict(decision.params)
         if analysis.has_min_cell_size:
             params[registry.MIN_CELL_SIZE] = max(min_cell, decision.min_cell_size)
-        with job.cond:
+        with job.cond:  # shutdown reads transport and thread under this lock: it sees both or neither
             if job.terminal:
-                return
+                return False
             job.started = time.monotonic()
             job.transport = GrpcTransport(self.rank, len(self.config.ranks), job.id, list(self.config.ranks))
-        job.emit(self.me, state=jobs_pb2.JOB_STATE_RUNNING, stage="starting", progress=0.0)
-        job.thread = threading.Thread(
-            target=self._execute, args=(job, analysis, params, decision), name=f"smpc-job-{job.id[:24]}", daemon=True
-        )
-        job.transport_ready.set()
-        job.thread.start()
+            job.emit(self.me, state=jobs_pb2.JOB_STATE_RUNNING, stage="starting", progress=0.0)
+            job.thread = threading.Thread(
+                target=self._execute, args=(job, analysis, params, decision), name=f"smpc-job-{job.id[:24]}",
+                daemon=True,
+            )
+            job.transport_ready.set()
+            job.thread.start()
+        return True
 
     def _execute(self, job: Job, analysis, params: dict, decision: Decision) -> None:
         transport = job.transport
@@ -627,16 +649,21 @@ class JobManager:
     # ----- shutdown ---------------------------------------------------------------------
     def shutdown(self, timeout: float = 10.0) -> None:
         """Abort every running job (peers see this party leave) and wait for the job threads."""
-        self._stopping.set()
-        with self._lock:
+        with self._lock:  # see _reserve: no job is made after this
+            self._stopping.set()
             jobs = [j for j in self._jobs.values() if not j.terminal]
         for job in jobs:
             job.cancel_reason = job.cancel_reason or f"{self.me} is shutting down"
-            if job.transport is not None:
-                job.transport.abort(f"{self.me} is shutting down", error_type="PartyUnavailable")
-            else:
-                self._finish(job, jobs_pb2.JOB_STATE_CANCELLED, JobError(CANCELLED, f"{self.me} is shutting down",
-                                                                         self.me))
+            # under the job's lock, _start_local either has given the job its transport (abort
+            # it) or will find the job over and not start it; the job thread's own cleanup may
+            # clear job.transport at any time, so it is read once
+            with job.cond:
+                transport = job.transport
+                if transport is None:
+                    self._finish(job, jobs_pb2.JOB_STATE_CANCELLED,
+                                 JobError(CANCELLED, f"{self.me} is shutting down", self.me))
+            if transport is not None:
+                transport.abort(f"{self.me} is shutting down", error_type="PartyUnavailable")
         deadline = time.monotonic() + timeout
         for job in jobs:
             if job.thread is not None:

@@ -29,7 +29,7 @@ from smpc.analyses import registry
 from smpc.errors import SmpcError
 from smpc.service.audit import AuditLog
 from smpc.service.config import PartyConfig, load_config
-from smpc.service.jobs import JobManager, PeerDirectory
+from smpc.service.jobs import JobManager, PeerDirectory, ServiceStopping
 from smpc.transport.grpc import add_peer_servicer, peer_identity, server_credentials, server_options
 from smpc.v1 import jobs_pb2, jobs_pb2_grpc, peer_pb2, peer_pb2_grpc
 
@@ -91,7 +91,11 @@ class PeerServicer(peer_pb2_grpc.PartyPeerServicer):
         self.auth = auth
 
     def Prepare(self, request, context):  # noqa: N802 - gRPC method name
-        return self.manager.prepare(self.auth.peer(context), request.spec)
+        caller = self.auth.peer(context)
+        try:
+            return self.manager.prepare(caller, request.spec)
+        except ServiceStopping as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
 
     def Start(self, request, context):  # noqa: N802
         return self.manager.start(self.auth.peer(context), request)
@@ -143,7 +147,10 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
 
     def Submit(self, request, context):  # noqa: N802
         identity = self.auth.identity(context)
-        job = self.manager.submit(identity, request)
+        try:
+            job = self.manager.submit(identity, request)
+        except ServiceStopping as exc:
+            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         return self.manager.status(job)
 
     def Get(self, request, context):  # noqa: N802

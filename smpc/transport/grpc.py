@@ -75,12 +75,18 @@ with warnings.catch_warnings():
 
 
 def channel_options(max_frame_bytes: int = MAX_FRAME_BYTES) -> list[tuple[str, int]]:
-    """gRPC options every party channel uses: message limits and keepalive."""
+    """gRPC options every party channel uses: message limits, keepalive, and a reconnect
+    backoff capped at 2 s. gRPC's default grows to 120 s, and while it runs every call fails
+    at once with UNAVAILABLE: a party restarted after a minute's outage would stay
+    unreachable from its peers for up to two more."""
     return [
         ("grpc.max_send_message_length", max_frame_bytes),
         ("grpc.max_receive_message_length", max_frame_bytes),
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.initial_reconnect_backoff_ms", 250),
+        ("grpc.min_reconnect_backoff_ms", 250),
+        ("grpc.max_reconnect_backoff_ms", 2_000),
     ]
 
 
