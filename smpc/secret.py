@@ -237,6 +237,11 @@ class SecretTensor:
         return max(f_c, 1)
 
     def __truediv__(self, other) -> SecretTensor:
+        """self / other. A secret divisor: ``div``. A public one c (never 0): self times 1/c,
+        as ``_mul_public``. Cost: 1 round, one ring element per element per party (the
+        truncation). Error: 1 unit of the result's last place (truncation) plus 1/c's rounding
+        times |self|: under a quarter unit where the ring has the bits, and refused
+        (RangeError) where it would exceed both 1 unit and 1e-9 of the result's bound."""
         if isinstance(other, SecretTensor):
             return self.div(other)
         t = _public_tensor(other)
