@@ -27,6 +27,8 @@ BANKS = ["bank_a", "bank_b", "bank_c"]
 GERMAN = ROOT / "examples" / "data" / "german_credit.csv"
 COLUMNS = {"creditability": "str", "credit_amount": "int", "duration_in_month": "int", "age_in_years": "int",
            "purpose": "str"}
+# the service's own message, and gRPC's (whose add_secure_port raises rather than returning 0)
+PORT_TAKEN = ("cannot listen", "Address already in use")
 LOAN_PARAMS = {"label": "creditability", "positive": "bad", "amount": "credit_amount"}
 
 
@@ -92,6 +94,8 @@ class Cluster:
         self.tables = bank_tables()
         self.procs: dict[str, subprocess.Popen] = {}
         self.configs: dict[str, Path] = {}
+        # every config names every party's port: kept so that new ports can be written to all
+        self._config_inputs: dict[str, tuple] = {}
         policies = policies or {}
         for bank in BANKS:
             data = self.root / "data" / f"{bank}_loans.csv"
@@ -105,8 +109,12 @@ class Cluster:
                 "allowed_columns": {"default_rate_overall": list(COLUMNS)},
             }
             policy.update(policies.get(bank, {}))
-            self.configs[bank] = self._write_config(bank, policy, (extra_sources or {}).get(bank, {}), step_timeout,
-                                                    analysis_modules)
+            self._config_inputs[bank] = (policy, (extra_sources or {}).get(bank, {}), step_timeout, analysis_modules)
+        self._write_configs()
+
+    def _write_configs(self) -> None:
+        for bank in BANKS:
+            self.configs[bank] = self._write_config(bank, *self._config_inputs[bank])
 
     def _write_config(self, bank, policy, extra_sources, step_timeout, modules) -> Path:
         lines = [
@@ -120,6 +128,7 @@ class Cluster:
         lines += ["[data.loans]", f'path = "data/{bank}_loans.csv"', f"columns = {_toml_value(COLUMNS)}", ""]
         for name, (path, columns) in extra_sources.items():
             lines += [f"[data.{name}]", f"path = {_toml_value(str(path))}", f"columns = {_toml_value(columns)}", ""]
+        policy = dict(policy)  # kept for a rewrite: not to be changed here
         allowed_columns = policy.pop("allowed_columns")
         lines += ["[policy]"] + [f"{k} = {_toml_value(v)}" for k, v in policy.items()] + [""]
         lines += ["[policy.allowed_columns]"] + [f"{k} = {_toml_value(v)}" for k, v in allowed_columns.items()] + [""]
@@ -141,16 +150,43 @@ class Cluster:
     def log_path(self, bank: str) -> Path:
         return self.root / f"{bank}.log"
 
-    def start(self, *banks: str) -> None:
-        for bank in banks or BANKS:
-            log = open(self.log_path(bank), "a")  # noqa: SIM115 - the process owns it
-            self.procs[bank] = subprocess.Popen(
-                [sys.executable, "-m", "smpc.cli", "party", "serve", "--config", str(self.configs[bank])],
-                stdout=log, stderr=subprocess.STDOUT, env=self.env(), cwd=self.root,
-            )
-            log.close()
-        for bank in banks or BANKS:
-            self.wait_healthy(bank)
+    def start(self, *banks: str, attempts: int = 3) -> None:
+        """Start ``banks`` (default: all) and wait until they serve. The full start retries on
+        fresh ports when a service cannot listen: ``free_ports`` lets its ports go, and another
+        process may take one before the service binds it. A single bank restarts on its port."""
+        if banks or self.procs:
+            self._start(banks or BANKS)
+            return
+        for attempt in range(1, attempts + 1):
+            logs_at = {bank: self._log_size(bank) for bank in BANKS}
+            try:
+                self._start(BANKS)
+                return
+            except AssertionError:
+                taken = any(mark in self.log(bank, since=logs_at[bank]) for bank in BANKS for mark in PORT_TAKEN)
+                if not taken or attempt == attempts:
+                    raise
+            self.ports = dict(zip(BANKS, free_ports(len(BANKS)), strict=True))
+            self._write_configs()
+
+    def _start(self, banks) -> None:
+        """Start ``banks``; on any failure kill what was started here (a fixture that raises
+        before its ``yield`` gets no teardown), then re-raise."""
+        started = []
+        try:
+            for bank in banks:
+                with open(self.log_path(bank), "a") as log:  # the child keeps its own descriptor
+                    self.procs[bank] = subprocess.Popen(
+                        [sys.executable, "-m", "smpc.cli", "party", "serve", "--config", str(self.configs[bank])],
+                        stdout=log, stderr=subprocess.STDOUT, env=self.env(), cwd=self.root,
+                    )
+                started.append(bank)
+            for bank in banks:
+                self.wait_healthy(bank)
+        except BaseException:
+            for bank in started:
+                self.kill(bank)
+            raise
 
     def wait_healthy(self, bank: str, deadline_s: float = 120.0) -> None:
         deadline = time.monotonic() + deadline_s
@@ -171,9 +207,18 @@ class Cluster:
                 except grpc.FutureTimeoutError:
                     pass
 
-    def log(self, bank: str) -> str:
+    def log(self, bank: str, since: int = 0) -> str:
+        """The end of ``bank``'s log (from byte ``since`` on)."""
         path = self.log_path(bank)
-        return path.read_text()[-5000:] if path.exists() else ""
+        if not path.exists():
+            return ""
+        with open(path, "rb") as f:
+            f.seek(since)
+            return f.read().decode(errors="replace")[-5000:]
+
+    def _log_size(self, bank: str) -> int:
+        path = self.log_path(bank)
+        return path.stat().st_size if path.exists() else 0
 
     def kill(self, bank: str) -> None:
         proc = self.procs.pop(bank)
@@ -196,11 +241,18 @@ class Cluster:
             raise AssertionError(f"{bank} did not stop on SIGTERM:\n{self.log(bank)}") from None
 
     def stop_all(self) -> dict[str, int]:
+        """Stop every bank, also when stopping one fails; then raise the first failure."""
         codes = {}
+        first_error = None
         for bank in list(self.procs):
             self.procs[bank].send_signal(signal.SIGTERM)
         for bank in list(self.procs):
-            codes[bank] = self.stop(bank)
+            try:
+                codes[bank] = self.stop(bank)
+            except Exception as exc:  # noqa: BLE001 - raised below, once the others are stopped
+                first_error = first_error or exc
+        if first_error is not None:
+            raise first_error
         return codes
 
     # ----- clients ----------------------------------------------------------------------
