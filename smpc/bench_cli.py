@@ -82,7 +82,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crypten-decode-fix", action="store_true",
                    help="decode CrypTen's results with its negative-decode bug fixed (errors are always "
                         "reported both ways in the JSON)")
-    p.add_argument("--timeout", type=float, default=3600.0, help="seconds a party may take for one step (default 3600)")
+    p.add_argument("--timeout", type=float, default=3600.0,
+                   help="seconds the parties may take for one step, and a party may wait for one message from "
+                        "a peer (default 3600; a stalled op fails after this and the run goes on)")
     p.add_argument("--out", help="output folder (default: benchmarks/results/ of the checkout)")
     p.add_argument("--name", help="file stem of the outputs (default compare, or compare-wan)")
     p.add_argument("--repo", help="the source checkout holding benchmarks/compare/ (default: found from smpc's path)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import queue
 import signal
 import socket
 import struct
@@ -63,6 +64,20 @@ def _no_leftovers(token: str) -> None:
     while _processes_with(token) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _processes_with(token) == []
+
+
+def _lines_of(stream) -> queue.Queue:
+    """The lines of ``stream``, read by a thread (then None at its end), so a reader can wait
+    with a deadline: iterating over a pipe blocks until the next line, however long."""
+    lines: queue.Queue = queue.Queue()
+
+    def pump():
+        for line in stream:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
 
 
 def _crypten_installed() -> bool:
@@ -167,16 +182,24 @@ def test_wan_mode_relays_every_system_and_a_killed_run_leaves_no_process(tmp_pat
     token = uuid.uuid4().hex
     systems = "smpc,crypten-tfp" if _crypten_installed() else "smpc"
     env = dict(os.environ, SMPC_BENCH_TEST_TOKEN=token)
+    # --timeout: a stalled op ends itself well within this test's deadline
     proc = subprocess.Popen([sys.executable, "-m", "smpc.cli", "bench", "--n", "1e3", "--systems", systems,
                              "--ops", "lt,lending,matmul1000", "--reps", "1", "--warmup", "0", "--wan", "4,200",
-                             "--out", str(tmp_path)],
+                             "--timeout", "120", "--out", str(tmp_path)],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     log = []
     try:
+        lines = _lines_of(proc.stderr)
         deadline = time.monotonic() + 240
-        for line in proc.stderr:  # until two ops are done and the third has begun
+        while True:  # until two ops are done and the third has begun
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail("no [matmul1000] line within 240 s:\n" + "".join(log))
+            if line is None:
+                pytest.fail(f"the bench exited ({proc.poll()}) before [matmul1000]:\n" + "".join(log))
             log.append(line)
-            if line.startswith("[matmul1000]") or time.monotonic() > deadline:
+            if line.startswith("[matmul1000]"):
                 break
         assert len(_processes_with(token)) >= 5, "".join(log)  # driver, relay, three parties (at least)
         proc.send_signal(signal.SIGTERM)
@@ -236,7 +259,10 @@ def _echo_server() -> tuple[socket.socket, int]:
     srv.listen()
 
     def serve():
-        conn, _ = srv.accept()
+        try:
+            conn, _ = srv.accept()
+        except OSError:  # closed by the test before anyone connected
+            return
         with conn:
             while data := conn.recv(65536):
                 conn.sendall(data)

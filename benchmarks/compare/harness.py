@@ -78,7 +78,8 @@ class Group:
                 make_certs(certs)
             for rank in range(3):
                 parent, child = ctx.Pipe()
-                p = ctx.Process(target=workers.smpc_party, args=(rank, child, str(certs), threads),
+                p = ctx.Process(target=workers.smpc_party,
+                                args=(rank, child, str(certs), threads, float(self.settings["timeout"])),
                                 name=f"smpc-bench-smpc-{rank}", daemon=True)
                 p.start()
                 child.close()

@@ -65,9 +65,10 @@ def _loop(conn, backend) -> None:
 
 # ----- smpc ------------------------------------------------------------------------------
 class SmpcBackend:
-    def __init__(self, rank: int, node):
+    def __init__(self, rank: int, node, timeout: float):
         self.rank = rank
         self.node = node
+        self.timeout = timeout  # per receive: a stalled peer ends the op instead of hanging the run
         self.transport = None
         self.ctx = None
         self.state = None
@@ -82,8 +83,6 @@ class SmpcBackend:
         self.ctx = Context(self.rank, 3, self.transport, ring=op.smpc_ring, frac_bits=op.smpc_frac,
                            timeout=self.timeout, party_names=NAMES)
         self.state = workload.smpc_setup(self.ctx, op, mine)
-
-    timeout = 1800.0
 
     def _barrier(self) -> None:
         import torch
@@ -123,7 +122,7 @@ class SmpcBackend:
         self.node.stop()
 
 
-def smpc_party(rank: int, conn, certs: str, threads: int) -> None:
+def smpc_party(rank: int, conn, certs: str, threads: int, timeout: float) -> None:
     """Entry point of an smpc party process."""
     die_with_parent()
     set_threads(threads)
@@ -134,7 +133,7 @@ def smpc_party(rank: int, conn, certs: str, threads: int) -> None:
     msg = conn.recv()  # ("connect", {peer: address})
     node.connect(msg[1])
     conn.send(("ok", None))
-    _loop(conn, SmpcBackend(rank, node))
+    _loop(conn, SmpcBackend(rank, node, timeout))
 
 
 # ----- CrypTen ---------------------------------------------------------------------------
