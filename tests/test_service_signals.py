@@ -67,3 +67,22 @@ def test_a_job_that_arrives_while_the_service_stops_is_refused_cleanly(tmp_path)
     finally:
         server.stop(grace=1)
     assert not [r for r in cluster.audit("bank_a") if r.get("job_id") in ("late-job", "late-peer-job")]
+
+
+def test_a_port_in_use_is_refused_with_the_config_key_named(tmp_path):
+    import socket
+
+    from smpc.errors import SmpcError
+    from smpc.service.config import load_config
+    from smpc.service.server import PartyServer
+
+    cluster = Cluster(tmp_path, certs_by_cli=False)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", cluster.ports["bank_a"]))
+        squatter.listen()
+        server = PartyServer(load_config(cluster.configs["bank_a"]))
+        try:
+            with pytest.raises(SmpcError, match=r"bank_a: cannot listen on 127\.0\.0\.1:\d+ \(key party\.listen"):
+                server.start()
+        finally:
+            server.server.stop(0)

@@ -216,15 +216,21 @@ class PartyServer:
         self._stopped = False
 
     def start(self) -> int:
-        if self.insecure:
-            port = self.server.add_insecure_port(self.config.listen)
+        try:
+            if self.insecure:
+                port = self.server.add_insecure_port(self.config.listen)
+            else:
+                creds = server_credentials(
+                    self.config.tls_ca.read_bytes(), self.config.tls_cert.read_bytes(), self.config.tls_key.read_bytes()
+                )
+                port = self.server.add_secure_port(self.config.listen, creds)
+        except RuntimeError as exc:  # grpcio >= 1.60 raises "Failed to bind" where older ones returned 0
+            port, why = 0, f": {exc}"
         else:
-            creds = server_credentials(
-                self.config.tls_ca.read_bytes(), self.config.tls_cert.read_bytes(), self.config.tls_key.read_bytes()
-            )
-            port = self.server.add_secure_port(self.config.listen, creds)
+            why = ""
         if not port:
-            raise SmpcError(f"{self.config.name}: cannot listen on {self.config.listen} (key party.listen)")
+            raise SmpcError(f"{self.config.name}: cannot listen on {self.config.listen} (key party.listen; "
+                            f"is the port in use?){why}")
         self.port = port
         self.server.start()
         for name in ("", *SERVICE_NAMES):
