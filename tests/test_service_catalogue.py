@@ -104,21 +104,59 @@ def test_bad_inputs_name_the_party_column_and_problem():
     tables = split(GERMAN, 3)
     with pytest.raises(InputError, match=r"bank_[abc]: column 'nope' is missing"):
         RATE.run_simulated(tables, label="nope")
-    with pytest.raises(InputError, match=r"bank_[abc], column 'creditability': value '(good|bad)' in row 1 is not"):
+    with pytest.raises(InputError, match=r"bank_[abc], column 'creditability': row 1 is not numeric"):
         RATE.run_simulated(tables, label="creditability")
     broken = {k: v.copy() for k, v in tables.items()}
     broken["bank_b"]["credit_amount"] = broken["bank_b"]["credit_amount"].astype(object)
     broken["bank_b"].loc[4, "credit_amount"] = "n/a"
-    with pytest.raises(InputError, match=r"bank_b, column 'credit_amount': row 5 value 'n/a' is not numeric"):
+    with pytest.raises(InputError, match=r"bank_b, column 'credit_amount': row 5 is not numeric$"):
         RATE.run_simulated(broken, label="creditability", positive="bad", amount="credit_amount")
     with pytest.raises(InputError, match="more than 0 decimal places"):
         RATE.run_plaintext({"x": pd.DataFrame({"d": [0, 1], "a": [1.5, 2]})}, label="d", amount="a",
                            amount_decimals=0)
-    with pytest.raises(RangeError, match="exceeds amount_bound"):
+    with pytest.raises(RangeError, match=r"x, column 'a': row 2 exceeds the declared bound 1e\+06$"):
         RATE.run_simulated({"x": pd.DataFrame({"d": [0, 1], "a": [10, 2e6]})}, label="d", amount="a",
                            amount_bound=1e6)
-    with pytest.raises(InputError, match="value 2 in row 2 is not 0 or 1"):
+    with pytest.raises(InputError, match=r"bank_z, column 'd': row 2 is not 0 or 1$"):
         RATE.check_input(pd.DataFrame({"d": [0, 2]}), "bank_z", RATE.parse_params({"label": "d"}))
+
+
+def test_refusals_never_quote_the_cell():
+    """A refusal reaches the other banks and the requester: it names bank, column, row and
+    problem, never the value (a balance, or whatever landed in the wrong column)."""
+    secret_cells = {"d": ["0", "ACME-4711"], "a": [1.0, 2.0]}
+    with pytest.raises(InputError) as refused:
+        RATE.check_input(pd.DataFrame(secret_cells), "bank_z", RATE.parse_params({"label": "d"}))
+    assert "ACME" not in str(refused.value)
+    for column, values, params in (
+        ("a", [1.0, 123456.789], {"amount_decimals": 2}),
+        ("a", [1.0, 98765432.5], {"amount_bound": 1e6}),
+        ("a", [1.0, "ACME-4711"], {}),
+    ):
+        table = pd.DataFrame({"d": [0, 1], column: values})
+        with pytest.raises((InputError, RangeError)) as refused:
+            RATE.check_input(table, "bank_z", RATE.parse_params({"label": "d", "amount": "a", **params}))
+        text = str(refused.value)
+        assert "bank_z, column 'a': row 2" in text
+        assert all(str(v) not in text for v in ("123456", "98765432", "ACME")), text
+
+
+def test_amount_precision_is_exact_at_bank_scale_and_the_scale_is_checked():
+    """Over-precise amounts are refused at any magnitude (a relative tolerance let
+    1234567.891 through as .89); a bound whose units pass 2^53 is refused before any data
+    is read (int64 wrapped, and float64 drops cents, beyond it)."""
+    ok = pd.DataFrame({"d": [0, 1, 1], "a": [1234567.89, -999999999999.99, 0.01]})
+    params = {"label": "d", "amount": "a", "amount_decimals": 2}
+    assert RATE.run_plaintext({"x": ok}, **params)["amount_sum"] == pytest.approx(1234567.89 - 999999999999.99 + 0.01)
+    for value in (1234567.891, 15000.499, 2500000.4, 1e11 + 0.001):
+        over = pd.DataFrame({"d": [0, 1], "a": [1.0, value]})
+        decimals = 0 if value == 2500000.4 else 2
+        with pytest.raises(InputError, match=f"row 2 has more than {decimals} decimal places"):
+            RATE.run_plaintext({"x": over}, **{**params, "amount_decimals": decimals})
+    with pytest.raises(RangeError, match="below 2\\^53"):
+        RATE.run_plaintext({"x": ok}, **params, amount_bound=1e17)
+    with pytest.raises(InputError, match="decimals must be in 0..6, got -1"):
+        RATE.run_plaintext({"x": ok}, **{**params, "amount_decimals": -1})
 
 
 def test_per_bank_results_are_released_to_their_bank_only():

@@ -17,6 +17,8 @@ COMPUTE_RANKS = list(range(N_COMPUTE))
 
 
 # ----- input checks (shared by the secure function and its plaintext twin) ----------------
+# A refusal travels to the coordinator, the other banks and the requester, so messages name
+# the bank, column, row and problem but never the value in the cell.
 def _column(table: pd.DataFrame, party: str, column: str) -> pd.Series:
     if column not in table.columns:
         have = ", ".join(map(str, table.columns[:20]))
@@ -39,42 +41,63 @@ def default_flags(table: pd.DataFrame, party: str, label: str, positive: str | N
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise InputError(
-            f"{party}, column '{label}': value {col.iloc[row]!r} in row {row + 1} is not numeric; "
+            f"{party}, column '{label}': row {row + 1} is not numeric; "
             "a 0/1 flag column is expected (or pass positive=<label> for a labelled column)"
         )
     values = numeric.to_numpy(dtype=np.float64)
     not_flag = (values != 0) & (values != 1)
     if not_flag.any():
         row = int(np.flatnonzero(not_flag)[0])
-        raise InputError(f"{party}, column '{label}': value {values[row]:g} in row {row + 1} is not 0 or 1")
+        raise InputError(f"{party}, column '{label}': row {row + 1} is not 0 or 1")
     return values.astype(np.int64)
+
+
+MAX_DECIMALS = 6
+EXACT_UNITS = 2**53
+"""Amount units below this convert between float64 and integers exactly."""
+
+
+def check_amount_scale(column: str, decimals: int, bound: float) -> None:
+    """The public scale of an amount column: 0..6 decimals, and a bound whose units stay
+    below 2^53 so that every amount converts to an integer exactly (beyond, int64 wraps or
+    float64 drops cents without a word)."""
+    if not 0 <= decimals <= MAX_DECIMALS:
+        raise InputError(f"column '{column}': decimals must be in 0..{MAX_DECIMALS}, got {decimals}")
+    if not 0 < bound * 10.0**decimals < EXACT_UNITS:
+        raise RangeError(
+            f"column '{column}': a bound of {bound:g} at {decimals} decimals is {bound * 10.0**decimals:.4g} units; "
+            f"it must be positive and below 2^53 ({EXACT_UNITS:.4g}) so amounts convert exactly: declare a tighter "
+            "bound or fewer decimals"
+        )
 
 
 def amount_units(table: pd.DataFrame, party: str, column: str, decimals: int, bound: float) -> np.ndarray:
     """Amounts as exact integers of 10^-decimals (cents for 2); ``InputError`` for empty,
-    non-numeric or over-precise values, ``RangeError`` beyond ``bound``."""
+    non-numeric or over-precise values, ``RangeError`` beyond ``bound``.
+
+    A value is over-precise unless it is the float nearest some k / 10^decimals: then
+    k / 10^decimals, correctly rounded, gives the value back (exact for k < 2^53), so
+    1234567.891 at 2 decimals is refused however large the amount, not rounded to .89."""
+    check_amount_scale(column, decimals, bound)
     col = _column(table, party, column)
     numeric = pd.to_numeric(col, errors="coerce")
     bad = numeric.isna().to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        what = "is empty" if pd.isna(col.iloc[row]) else f"value {col.iloc[row]!r} is not numeric"
+        what = "is empty" if pd.isna(col.iloc[row]) else "is not numeric"
         raise InputError(f"{party}, column '{column}': row {row + 1} {what}")
     values = numeric.to_numpy(dtype=np.float64)
     over = np.abs(values) > bound
     if over.any():
         row = int(np.flatnonzero(over)[0])
-        raise RangeError(
-            f"{party}, column '{column}': value {values[row]:g} in row {row + 1} exceeds amount_bound {bound:g}"
-        )
-    scaled = values * 10.0**decimals
-    units = np.round(scaled)
-    off = np.abs(scaled - units) > 1e-6 * np.maximum(1.0, np.abs(scaled))
+        raise RangeError(f"{party}, column '{column}': row {row + 1} exceeds the declared bound {bound:g}")
+    units = np.round(values * 10.0**decimals)
+    off = units / 10.0**decimals != values
     if off.any():
         row = int(np.flatnonzero(off)[0])
         raise InputError(
-            f"{party}, column '{column}': value {float(values[row])!r} in row {row + 1} has more than "
-            f"{decimals} decimal places (raise amount_decimals)"
+            f"{party}, column '{column}': row {row + 1} has more than {decimals} decimal places "
+            "(declare more decimals)"
         )
     return units.astype(np.int64)
 
