@@ -161,8 +161,9 @@ def check_total_bound(rows: int, bound: float, what: str, extra: float = 0.0) ->
     """RangeError unless ``rows`` values of magnitude ``bound`` (plus ``extra``) stay below
     2^62, so that group totals and differences with a threshold fit 64-bit shares."""
     if not rows * float(bound) + abs(float(extra)) < MAX_TOTAL:
+        plus = f" (plus {abs(float(extra)):.4g} for the comparison)" if extra else ""
         raise RangeError(
-            f"{what}: {rows} rows of up to {bound:.4g} could total {rows * float(bound):.4g}, beyond the "
+            f"{what}: {rows} rows of up to {bound:.4g} could total {rows * float(bound):.4g}{plus}, beyond the "
             f"{MAX_TOTAL:.4g} that the join's 64-bit arithmetic holds; declare a tighter bound"
         )
 

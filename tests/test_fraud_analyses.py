@@ -102,6 +102,22 @@ def test_multi_lending_several_loans_at_one_bank_and_ids_absent_elsewhere():
     assert merge_bank_results(list(by_bank.values())) == plain2
 
 
+@pytest.mark.parametrize("threshold", [1e17, -1e17, 3e10, -3e10 - 0.01, -1e10, 0.0])
+def test_multi_lending_thresholds_beyond_any_total_flag_everyone_or_no_one(threshold):
+    """No total can pass +-(banks x balance_bound): a threshold out there is clamped, not
+    refused for not fitting the join's arithmetic, and the answer equals the twin's."""
+    tables = {
+        "bank_a": pd.DataFrame({"cid": ["a", "b", "c"], "bal": [1e10, -1e10, 0.0]}),
+        "bank_b": pd.DataFrame({"cid": ["a", "b"], "bal": [1e10, -1e10]}),
+        "bank_c": pd.DataFrame({"cid": ["a", "b", "d"], "bal": [1e10, -1e10, 12.5]}),
+    }
+    params = {"id": "cid", "balance": "bal", "balance_threshold": threshold, "min_lenders": 4}
+    plain = multi_lending_plain(tables, **params)
+    by_bank, _, _ = run_banks(multi_lending, tables, False, **params)
+    assert merge_bank_results(list(by_bank.values())) == plain
+    assert plain["flagged_count"] == {1e17: 0, -1e17: 4, 3e10: 0, -3e10 - 0.01: 4, -1e10: 3, 0.0: 2}[threshold]
+
+
 def test_multi_lending_refuses_malformed_ids_naming_bank_and_column():
     tables = datasets.synthetic_consortium(3, 30, seed=1)
     tables["bank_b"].loc[4, "customer_id"] = "  "

@@ -145,7 +145,10 @@ def multi_lending(ctx, table, owners, *, id, balance, balance_threshold, min_len
     rank = ctx.rank
     party = ctx.name_of(rank)
     bound_units = round(balance_bound * 10**balance_decimals)
-    thr = threshold_units(balance_threshold, balance_decimals)
+    # no customer's total lies outside +-(banks x bound): a threshold beyond that flags everyone
+    # or no one, so it is clamped rather than refused for not fitting the join's arithmetic
+    reach = len(owners) * bound_units
+    thr = min(max(threshold_units(balance_threshold, balance_decimals), -reach - 1), reach)
     count_bits = len(owners).bit_length()  # a customer has at most one (merged) row per bank
     ids = keys = packed = None
     if table is not None and rank in owners:
