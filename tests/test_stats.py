@@ -83,6 +83,27 @@ def test_histogram_matches_numpy_including_edges_and_outside_values():
     assert got == np.histogram(x[~np.isnan(x)], bins=edges)[0].tolist()
 
 
+@pytest.mark.parametrize("ring, frac_bits", [(64, 0), (64, 16), (128, 20)])
+def test_histogram_edges_beyond_the_bound_and_infinite_work_like_numpy(ring, frac_bits):
+    """No value lies past the column's bound, so edges out there (and +-inf) need no ring
+    room: they are answered like numpy instead of refused."""
+    x = np.array([-9.0, -2.0, 0.0, 3.0, 9.0, 10.0, np.nan])
+    present = x[~np.isnan(x)]
+    for edges in ([0.0, 10.0, 1e15], [-np.inf, 0.0, np.inf], [-1e300, -5.0, 5.0, 1e300], [11.0, 12.0]):
+        got = run_columns([x[:3], x[3:5], x[5:]], lambda c, e=edges: stats.histogram(c, e), bound=10, ring=ring,
+                          frac_bits=frac_bits)[0]
+        assert got == np.histogram(present, bins=edges)[0].tolist(), edges
+
+
+def test_min_max_equal_to_an_off_grid_bound_are_not_mistaken_for_missing():
+    """99.99 at 16 bits encodes as 99.990005, just past the bound 99.99: still a value."""
+    x = np.array([99.99, -99.99, 5.0])
+    got = run_columns([x[:1], x[1:2], x[2:]], lambda c: (stats.max(c), stats.min(c)), bound=99.99, frac_bits=16,
+                      ring=64)[0]
+    encoded = np.round(x * 2**16) / 2**16
+    assert got == (encoded.max(), encoded.min())
+
+
 def test_cov_and_corr_match_pandas_pairwise_complete():
     gen = np.random.default_rng(9)
     n = 900

@@ -86,13 +86,16 @@ def std(col: Column, ddof: int = 1, to=None) -> float | None:
 
 
 def _extreme(col: Column, largest: bool, to):
-    sentinel = -(col.bound + 1) if largest else col.bound + 1
+    # an integer past every value (they reach bound + 1/2 unit at most: 99.99 at 16 bits is
+    # 99.990005), encoded exactly, so "no value" is equality with it and not |v| > bound
+    far = math.floor(col.bound) + 2
+    sentinel = -far if largest else far
     masked = where(col.present, col.values, sentinel)
     result = masked.max() if largest else masked.min()
     value = _first(result.reveal_exact(to))
     if value is None:
         return None
-    return math.nan if abs(value) > col.bound else float(value)
+    return math.nan if value == sentinel else float(value)
 
 
 def max(col: Column, to=None) -> float | None:  # noqa: A001

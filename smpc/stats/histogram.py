@@ -19,6 +19,10 @@ def histogram(col: Column, edges, to=None) -> list[int] | None:
     edges_t = torch.as_tensor(edges, dtype=torch.float64).reshape(-1)
     if edges_t.numel() < 2 or not bool((edges_t[1:] > edges_t[:-1]).all()):
         raise InputError(f"histogram of '{col.name}': edges must be at least two increasing numbers")
+    # no value lies beyond +-(bound + 1/2 unit): an edge out there (inf included) compares the
+    # same at +-(bound + 1), which the ring holds, so numpy's open-ended bins work too
+    reach = float(col.bound) + 1.0
+    edges_t = edges_t.clamp(-reach, reach)
     values = col.values
     rows = values.shape[0] if values.shape is not None else 0
     column = values.reshape(rows, 1) if values.shape is not None else values
