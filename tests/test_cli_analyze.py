@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 
 from smpc.cli import main as cli_main
+from smpc.context import Context
+from smpc.secret import SecretTensor
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
 
@@ -42,6 +44,14 @@ def bank_files(tmp_path_factory):
     texty.iloc[0, texty.columns.get_loc("credit_amount")] = "lots"
     files["texty"] = root / "texty.csv"
     texty.to_csv(files["texty"], index=False)
+    # 0/1 default flags; bank_b's file has one flag that is neither
+    flagged = german.assign(flag=(german["creditability"] == "bad").astype(int))
+    for i, bank in enumerate(["bank_a", "bank_b", "bank_c"]):
+        part = flagged.iloc[i::3].copy()
+        if bank == "bank_b":
+            part.iloc[4, part.columns.get_loc("flag")] = 2
+        files[("flags", bank)] = root / f"flags_{bank}.csv"
+        part.to_csv(files[("flags", bank)], index=False)
     return files
 
 
@@ -124,3 +134,29 @@ def test_bad_input_gives_one_clear_error_and_reveals_nothing(bank_files, case, e
     assert code != 0
     assert out.out == ""  # nothing revealed
     assert re.search(expected, out.err), out.err
+
+
+def test_a_bad_label_stops_default_rate_before_anything_is_published_or_opened(bank_files, capsys, monkeypatch):
+    """The file passes loading and the schema check (the flag column is numeric everywhere);
+    bank_b's label 2 is found inside the job, and must stop it before any bank's group keys
+    are published or any value is opened."""
+    disclosed = []
+    publish, open_ = Context.publish, SecretTensor._open
+
+    def spy_publish(self, value, owner):
+        disclosed.append(("publish", self.name_of(owner)))
+        return publish(self, value, owner)
+
+    def spy_open(self, to):
+        disclosed.append(("open", self.ctx.name_of(self.ctx.rank)))
+        return open_(self, to)
+
+    monkeypatch.setattr(Context, "publish", spy_publish)
+    monkeypatch.setattr(SecretTensor, "_open", spy_open)
+    code = cli_main(["analyze", "default_rate", *data_args(bank_files, "flags"), "--param", "label=flag",
+                     "--param", "by=purpose", "--json"])
+    out = capsys.readouterr()
+    assert code != 0
+    assert out.out == ""
+    assert re.search(r"InputError: bank_b, column 'flag': row 5 is not 0 or 1", out.err), out.err
+    assert disclosed == []

@@ -4,6 +4,7 @@ numpy directly (not only against the plaintext twins), plus suppression and bad 
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ import pytest
 
 import smpc
 from smpc import analyses
+from smpc.context import Context
+from smpc.secret import SecretTensor
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
 GERMAN = pd.read_csv(DATA / "german_credit.csv")
@@ -25,6 +28,38 @@ def split(frame: pd.DataFrame, banks: int, how: str = "rows") -> dict[str, pd.Da
         frame = frame.iloc[order]
     parts = np.array_split(np.arange(len(frame)), banks)
     return {f"bank_{i}": frame.iloc[idx].reset_index(drop=True) for i, idx in enumerate(parts)}
+
+
+@pytest.fixture
+def opened(monkeypatch):
+    """Every vector compute party 0 opens during the test, as exact integers, in order."""
+    log: list[list[int]] = []
+    original = SecretTensor._open
+
+    def spy(self, to):
+        out = original(self, to)
+        if out is not None and self.ctx.rank == 0:
+            log.append([int(v) for v in self.ring.to_ints(out, signed=True)])
+        return out
+
+    monkeypatch.setattr(SecretTensor, "_open", spy)
+    return log
+
+
+@pytest.fixture
+def published(monkeypatch):
+    """(receiving party, owner, value) of every value published during the test."""
+    log: list[tuple[str, str, object]] = []
+    original = Context.publish
+
+    def spy(self, value, owner):
+        out = original(self, value, owner)
+        if self.rank != owner:
+            log.append((self.name_of(self.rank), self.name_of(owner), out))
+        return out
+
+    monkeypatch.setattr(Context, "publish", spy)
+    return log
 
 
 def close(a, b):
@@ -55,10 +90,46 @@ def test_describe_german_credit_amounts_and_suppression():
     assert close(got["credit_amount"]["std"], GERMAN["credit_amount"].std())
 
 
+def test_describe_opens_no_count_or_sum_of_a_suppressed_column(opened):
+    """Column b has 3 values (< min_cell_size 5): only its flag may be opened, never its
+    count 3 nor its values; empty column c is reported (count 0), opening only sentinels."""
+    tables = {"bank_a": pd.DataFrame({"a": [1.0, 2, 3, 4], "b": [100.0, None, None, None], "c": [None] * 4}),
+              "bank_b": pd.DataFrame({"a": [5.0, 6, 7], "b": [200.0, None, None], "c": [None] * 3}),
+              "bank_c": pd.DataFrame({"a": [8.0, 9], "b": [300.0, None], "c": [None] * 2})}
+    got = analyses.get("describe").run_simulated(tables, columns=["a", "b", "c"], min_cell_size=5)
+    assert got["b"] == {"count": None, "suppressed": True}
+    assert got["a"]["count"] == 9 and got["a"]["sum"] == 45 and got["a"]["max"] == 9
+    assert got["c"]["count"] == 0 and math.isnan(got["c"]["mean"])
+    sentinel = 10**12 * 100 + 1
+    assert opened == [[0, 1, 0], [9, 4500, 2850000, 100, 900, 0, 0, 0, sentinel, -sentinel]]
+
+
+def test_corr_opens_nothing_of_pairs_below_the_minimum(opened):
+    """One customer's salary (a single row) never reaches the compute parties, whatever
+    min_cell_size: pairs under max(2, min_cell_size) rows open only their flag."""
+    salary_units = 9876543
+    tables = {"bank_a": pd.DataFrame({"bal": [1.0, 2, 3, 4], "salary": [None] * 4}),
+              "bank_b": pd.DataFrame({"bal": [5.0, 6, 7], "salary": [salary_units / 100, None, None]}),
+              "bank_c": pd.DataFrame({"bal": [8.0, 9, 10], "salary": [None] * 3})}
+    bal = pd.Series(np.arange(1.0, 11))
+    for min_cell_size in (1, 10):
+        opened.clear()
+        got = analyses.get("corr").run_simulated(tables, columns=["bal", "salary"], min_cell_size=min_cell_size)
+        assert got["corr"][0][0] == 1.0 and close(got["cov"][0][0], bal.var())
+        assert all(math.isnan(v) for v in (got["corr"][0][1], got["corr"][1][0], got["corr"][1][1], got["cov"][1][1]))
+        assert opened == [[0, 1, 1], [10, 5500, 3850000, 3850000]], min_cell_size
+    # a pair at the threshold is opened and finished as pandas does
+    got = analyses.get("corr").run_simulated(split(TAIWAN.head(40), 3), columns=["LIMIT_BAL", "BILL_AMT1"],
+                                             min_cell_size=40)
+    assert np.allclose(got["corr"], TAIWAN.head(40)[["LIMIT_BAL", "BILL_AMT1"]].corr().to_numpy(), rtol=REL)
+
+
 def test_histogram_equals_numpy_with_small_bins_suppressed():
-    edges = [-2e5, 0, 1e4, 1e5, 5e5, 7e5]
+    edges = [-2e5, -1e5, 0, 1e4, 1e5, 4e5, 5e5, 6e5, 7e5, 8e5]
     got = analyses.get("histogram").run_simulated(split(TAIWAN, 3), column="BILL_AMT1", edges=edges, min_cell_size=10)
     want = np.histogram(TAIWAN["BILL_AMT1"], bins=edges)[0]
+    # the data must exercise every case: small bins, an empty bin and bins at or over the minimum
+    assert sum(0 < c < 10 for c in want) >= 2 and 0 in want and sum(c >= 10 for c in want) >= 2
     for cell, count in zip(got["counts"], want, strict=True):
         if 0 < count < 10:
             assert cell == {"suppressed": True}
@@ -138,3 +209,70 @@ def test_bad_inputs_name_the_bank_and_column():
         analyses.get("describe").run_simulated(tables, columns=["LIMIT_BAL"], colour="red")
     with pytest.raises(smpc.InputError, match="unknown analysis"):
         analyses.get("no_such_analysis")
+
+
+def test_default_rate_refuses_a_bad_label_before_any_key_is_published(published):
+    tables = {"bank_a": pd.DataFrame({"g": ["vip-customer-7781"], "d": [1]}),
+              "bank_b": pd.DataFrame({"g": ["car"], "d": [0]}),
+              "bank_c": pd.DataFrame({"g": ["car"], "d": ["oops"]})}
+    with pytest.raises(smpc.InputError, match="bank_c, column 'd': row 1 is not numeric"):
+        analyses.get("default_rate").run_simulated(tables, label="d", by="g", min_cell_size=5)
+    assert published == []
+    tables["bank_c"] = pd.DataFrame({"g": ["boat"], "d": [1]})
+    with pytest.raises(smpc.InputError, match="bank_c, column 'g': row 1 has a group key not in the declared"):
+        analyses.get("default_rate").run_simulated(tables, label="d", by="g", groups=["car", "vip-customer-7781"])
+    assert published == []
+
+
+STATISTICS = ["describe", "histogram", "quantiles", "corr", "default_rate"]
+
+
+@pytest.mark.parametrize("name,params,column", [
+    ("describe", {"columns": ["x"]}, "x"),
+    ("histogram", {"column": "x", "edges": [0, 10, 100]}, "x"),
+    ("quantiles", {"column": "x", "q": [0.5]}, "x"),
+    ("corr", {"columns": ["y", "x"]}, "x"),
+    ("default_rate", {"label": "d", "by": "g"}, "d"),
+])
+def test_every_statistic_checks_a_bank_table_before_the_job_is_accepted(name, params, column):
+    """The party service runs ``check`` while deciding whether to accept a job, before any
+    share moves; an analysis without one lets a bad file in until it fails mid-job."""
+    analysis = analyses.get(name)
+    assert analysis.check is not None
+    good = pd.DataFrame({"x": [1.5, 20.0], "y": [1.0, 2.0], "d": [0, 1], "g": ["a", "b"]})
+    analysis.check_input(good, "bank_z", analysis.parse_params(params))
+    bad = good.astype(object)
+    bad.loc[1, column] = "oops"
+    with pytest.raises(smpc.InputError, match=f"bank_z, column '{column}': row 2 is not numeric"):
+        analysis.check_input(bad, "bank_z", analysis.parse_params(params))
+
+
+@pytest.mark.parametrize("name,params", [
+    ("describe", {"columns": ["x"]}), ("quantiles", {"column": "x", "q": [0.5]}), ("corr", {"columns": ["x"]}),
+])
+@pytest.mark.parametrize("decimals", [-2, -1, 7, 40])
+def test_decimals_outside_0_to_6_are_refused_by_name(name, params, decimals):
+    tables = {b: pd.DataFrame({"x": [100.0, 250.0]}) for b in ("bank_a", "bank_b", "bank_c")}
+    analysis = analyses.get(name)
+    message = f"{name}: parameter 'decimals' must be in 0..6, got {decimals}"
+    with pytest.raises(smpc.InputError, match=re.escape(message)):
+        analysis.run_simulated(tables, **params, decimals=decimals)
+    with pytest.raises(smpc.InputError, match=re.escape(message)):
+        analysis.run_plaintext(tables, **params, decimals=decimals)
+    with pytest.raises(smpc.InputError, match=re.escape(message)):
+        analysis.check_input(tables["bank_a"], "bank_a", analysis.parse_params({**params, "decimals": decimals}))
+
+
+def test_quantiles_leakage_names_what_input_party_banks_receive(published):
+    """With four banks the banks are input parties: each receives n and every search
+    outcome (so the order statistics), and the Leakage section must say so."""
+    tables = {b: pd.DataFrame({"x": v}) for b, v in
+              {"bank_a": [1.0, 2.0], "bank_b": [1000.0], "bank_c": [55.5, 7.0], "bank_d": [3.0]}.items()}
+    got = analyses.get("quantiles").run_simulated(tables, column="x", q=[1.0], bound=1e4)
+    assert got == {"count": 6, "quantiles": {"1.0": 1000.0}}
+    to_banks = [(who, value) for who, owner, value in published if who in tables]
+    assert {who for who, _ in to_banks} == set(tables)
+    assert all(owner == "compute_0" for _, owner, _ in published)
+    assert [v for who, v in to_banks if who == "bank_a"][0] == 6
+    leakage = analyses.get("quantiles").leakage
+    assert "input parties" in leakage and "receives n and every search outcome" in leakage

@@ -25,13 +25,22 @@ import smpc
 from smpc.analyses.credit import _column, amount_units, default_flags
 from smpc.analyses.registry import Param, register, report_progress
 from smpc.errors import InputError
-from smpc.secret import SecretTensor, where
+from smpc.secret import SecretTensor, cat, where
 from smpc.sharing import N_COMPUTE
 from smpc.stats import var_from_moments
 
 COMPUTE_RANKS = list(range(N_COMPUTE))
 MAX_ROWS_PER_BANK = 2**30
 """Public cap on a bank's rows; it bounds the shared aggregates (sums of squares)."""
+MAX_DECIMALS = 6
+
+
+def _check_scale(analysis: str, decimals: int, bound: float) -> None:
+    """The public scale parameters, refused by name before any data is read."""
+    if not 0 <= decimals <= MAX_DECIMALS:
+        raise InputError(f"{analysis}: parameter 'decimals' must be in 0..{MAX_DECIMALS}, got {decimals}")
+    if not bound > 0:
+        raise InputError(f"{analysis}: parameter 'bound' must be positive, got {bound:g}")
 
 
 # ----- shared machinery ----------------------------------------------------------------
@@ -58,6 +67,25 @@ def secure_total(ctx, owners, local, bound: float, name: str) -> SecretTensor:
         shared = ctx.share(mine, owner=owner, bound=bound, frac_bits=0, name=name)
         total = shared if total is None else total + shared
     return total
+
+
+def _count_view(x: SecretTensor, owners) -> SecretTensor:
+    """Record counts sliced out of wider aggregates, with the bound of a count.
+
+    A comparison needs a bound under 2^63, which sums of squares exceed; every bank checked
+    its row count against MAX_ROWS_PER_BANK before sharing, so the tighter bound holds."""
+    return SecretTensor(x.ctx, x.shares, x.frac_bits, float(len(owners) * MAX_ROWS_PER_BANK))
+
+
+def inputs_checked(ctx, owners) -> None:
+    """Barrier: every bank tells every party that its own input passed its checks.
+
+    A bank whose input fails raises before sending, which aborts the job on every party, so
+    nothing that follows (a published value) leaves any bank while another bank's input is
+    bad. Cost: 1 round; 1 byte from each bank to each other party. Leakage: none."""
+    ok = torch.ones(1, dtype=torch.uint8)
+    sends = {r: ok for r in range(ctx.world_size) if r != ctx.rank} if ctx.rank in owners else {}
+    ctx.exchange("inputs_checked", sends=sends, recv_from=[o for o in owners if o != ctx.rank])
 
 
 def suppression_flags(counts: SecretTensor, min_cell_size: int, to) -> list[bool] | None:
@@ -119,6 +147,7 @@ def _describe_result(n: int, s1: Fraction, s2: Fraction, lo, hi, scale: int, min
 
 
 def _describe_plain(tables: Mapping[str, pd.DataFrame], *, columns, decimals=2, bound=1e12, min_cell_size=1) -> dict:
+    _check_scale("describe", decimals, bound)
     out = {}
     scale = 10**decimals
     for c in columns:
@@ -132,22 +161,33 @@ def _describe_plain(tables: Mapping[str, pd.DataFrame], *, columns, decimals=2, 
     return out
 
 
+def _describe_check(table, party, *, columns, decimals=2, bound=1e12, min_cell_size=1) -> None:
+    _check_scale("describe", decimals, bound)
+    for c in columns:
+        _units(table, party, c, decimals, bound)
+
+
 @register("describe", params=[Param("columns", "columns", required=True, description="numeric columns to describe"),
-                              *_AMOUNT_PARAMS], plaintext=_describe_plain)
+                              *_AMOUNT_PARAMS], plaintext=_describe_plain, check=_describe_check)
 def describe(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_size=1) -> dict | None:
     """Per column: count, sum, mean, var (ddof=1, as pandas), std, min and max over all banks' rows.
 
     Each bank computes, per column, its count, sum and sum of squares of the exact integer
     units and its own min and max; these are shared, summed on shares, the min and max found
-    by a secure tournament over the banks, and revealed to the compute parties. Missing
-    values are skipped (pandas skipna). A column with fewer than ``min_cell_size`` (but some)
-    values reveals nothing but that it is suppressed.
-    Leakage: per column the count, sum, sum of squares (determined by count, mean and var),
-    min and max; for a suppressed column only that it has 1..min_cell_size-1 values.
-    Cost: one round per bank (3 ring elements per column for the moments and 3 for min/max),
-    ceil(log2 banks) tournament levels of 10 rounds, 2 reveals; independent of row counts.
+    by a secure tournament over the banks. Missing values are skipped (pandas skipna). Which
+    columns have fewer than ``min_cell_size`` (but some) values is decided on the shared
+    counts and only those flags are opened; the count, sums, min and max of the other
+    columns are then revealed to the compute parties in one batch.
+    Leakage: per unsuppressed column the count, sum, sum of squares (determined by count,
+    mean and var), min and max; for a suppressed column only that it has 1..min_cell_size-1
+    values (its count is never opened).
+    Cost: three rounds per bank (3 ring elements per column for the moments and 3 for
+    min/max), ceil(log2 banks) tournament levels of 10 rounds, with min_cell_size > 1 two
+    batched comparisons (10 rounds) and a reveal of the flags, then one reveal; independent
+    of row counts.
     Error: none: exact rational arithmetic, one rounding to float64 per output.
     """
+    _check_scale("describe", decimals, bound)
     unit = 10**decimals
     bound_units = bound * unit
     moments = flags = extremes = None
@@ -173,21 +213,22 @@ def describe(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_si
     lo = lows.min(dim=0)
     hi = highs.max(dim=0)
     report_progress(ctx, 0.8, "revealing")
-    counts = totals.reshape(d, 3)[:, 0]
-    n = [int(v) for v in counts.reveal_int(COMPUTE_RANKS).reshape(-1)]
-    keep = [j for j in range(d) if not (0 < n[j] < min_cell_size) and n[j] > 0]
+    per_column = totals.reshape(d, 3)
+    suppressed = suppression_flags(_count_view(per_column[:, 0], owners), min_cell_size, COMPUTE_RANKS) or [False] * d
+    keep = [j for j in range(d) if not suppressed[j]]
     revealed = {}
     if keep:
-        table3 = totals.reshape(d, 3)[keep]
-        sums = table3.reveal_int(COMPUTE_RANKS)
-        los = lo[keep].reveal_int(COMPUTE_RANKS)
-        his = hi[keep].reveal_int(COMPUTE_RANKS)
+        # an empty column opens min/max as the public sentinels +-(bound + 1), nothing else
+        batch = cat([per_column[keep], lo[keep].reshape(-1, 1), hi[keep].reshape(-1, 1)], dim=1)
+        opened = batch.reveal_int(COMPUTE_RANKS)
         for i, j in enumerate(keep):
-            revealed[j] = (int(sums[i, 1]), int(sums[i, 2]), int(los[i]), int(his[i]))
+            revealed[j] = [int(v) for v in opened[i]]
     out = {}
     for j, c in enumerate(columns):
-        s1, s2, low, high = revealed.get(j, (0, 0, 0, 0))
-        out[c] = _describe_result(n[j], s1, s2, low, high, unit, min_cell_size)
+        if suppressed[j]:
+            out[c] = {"count": None, "suppressed": True}
+        else:
+            out[c] = _describe_result(*revealed[j], unit, min_cell_size)
     report_progress(ctx, 1.0, "done")
     return out
 
@@ -199,7 +240,7 @@ def _histogram_local(table, party, column, edges):
     bad = numeric.isna() & col.notna()
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InputError(f"{party}, column '{column}': value {col.iloc[row]!r} in row {row + 1} is not numeric")
+        raise InputError(f"{party}, column '{column}': row {row + 1} is not numeric")
     values = numeric.dropna().to_numpy(dtype=np.float64)
     return np.histogram(values, bins=np.asarray(edges, dtype=np.float64))[0]
 
@@ -219,11 +260,16 @@ def _histogram_plain(tables, *, column, edges, min_cell_size=1) -> dict:
     return {"edges": list(edges), "counts": _cells([int(v) for v in total], min_cell_size)}
 
 
+def _histogram_check(table, party, *, column, edges, min_cell_size=1) -> None:
+    _check_edges(edges)
+    _histogram_local(table, party, column, edges)
+
+
 @register("histogram", params=[
     Param("column", "column", required=True, description="numeric column"),
     Param("edges", "floats", required=True, description="public bin edges, increasing (numpy.histogram semantics)"),
     Param("min_cell_size", "int", default=1, description="suppress bins with fewer (but more than zero) records"),
-], plaintext=_histogram_plain)
+], plaintext=_histogram_plain, check=_histogram_check)
 def histogram(ctx, table, owners, *, column, edges, min_cell_size=1) -> dict | None:
     """Counts per public bin [e_k, e_k+1) (the last bin closed), as numpy.histogram, over all banks.
 
@@ -267,6 +313,7 @@ def _interpolate(lo: int, hi: int, frac: Fraction, scale: int) -> float:
 
 def _quantiles_plain(tables, *, column, q, decimals=2, bound=1e12) -> dict:
     _check_q(q)
+    _check_scale("quantiles", decimals, bound)
     units = sorted(int(v) for bank, t in tables.items() for v in _units(t, bank, column, decimals, bound)[1])
     if not units:
         return {"count": 0, "quantiles": {str(p): math.nan for p in q}}
@@ -283,11 +330,17 @@ def _check_q(q):
         raise InputError("quantiles: parameter 'q' needs numbers in [0, 1]")
 
 
+def _quantiles_check(table, party, *, column, q, decimals=2, bound=1e12) -> None:
+    _check_q(q)
+    _check_scale("quantiles", decimals, bound)
+    _units(table, party, column, decimals, bound)
+
+
 @register("quantiles", params=[
     Param("column", "column", required=True, description="numeric column"),
     Param("q", "floats", required=True, description="quantile levels in [0, 1]"),
     *_AMOUNT_PARAMS[:2],
-], plaintext=_quantiles_plain)
+], plaintext=_quantiles_plain, check=_quantiles_check)
 def quantiles(ctx, table, owners, *, column, q, decimals=2, bound=1e12) -> dict | None:
     """Exact quantiles (numpy 'linear' interpolation) over all banks' rows, by secure selection.
 
@@ -298,12 +351,16 @@ def quantiles(ctx, table, owners, *, column, q, decimals=2, bound=1e12) -> dict 
     thresholds, the counts are shared and summed, and only the comparisons "total >= k+1" are
     revealed; every order statistic of every level is searched at once.
     Leakage: the total count n and, per level, the two order statistics x_(k) and x_(k+1)
-    (the revealed search outcomes are determined by them).
+    (the revealed search outcomes are determined by them), to the compute parties. With more
+    than three banks the banks are input parties, and each of them also receives n and every
+    search outcome (it counts its own values at the next thresholds, which follow from them),
+    hence the same order statistics, although its call returns None.
     Cost: ceil(log_17(2 bound 10^decimals + 1)) steps, each one round per bank, one batched
     comparison (10 rounds) and one reveal; bytes independent of row counts.
     Error: none: exact order statistics, one rounding to float64.
     """
     _check_q(q)
+    _check_scale("quantiles", decimals, bound)
     scale = 10**decimals
     bound_units = int(round(bound * scale))
     units = None
@@ -359,8 +416,10 @@ def quantiles(ctx, table, owners, *, column, q, decimals=2, bound=1e12) -> dict 
 
 
 # ----- corr ------------------------------------------------------------------------------
-def _corr_local(table, party, columns, decimals, bound):
-    d = len(columns)
+def _corr_columns(table, party, columns, decimals, bound):
+    """Per column (present mask, exact units with 0 where missing); refuses bad input."""
+    if len(table) > MAX_ROWS_PER_BANK:
+        raise InputError(f"{party}: {len(table)} rows exceed the {MAX_ROWS_PER_BANK} rows a bank may contribute")
     data = []
     for c in columns:
         col = _column(table, party, c)
@@ -369,6 +428,12 @@ def _corr_local(table, party, columns, decimals, bound):
         if present.any():
             units[present] = [int(v) for v in amount_units(table[present], party, c, decimals, bound)]
         data.append((present, units))
+    return data
+
+
+def _corr_local(table, party, columns, decimals, bound):
+    d = len(columns)
+    data = _corr_columns(table, party, columns, decimals, bound)
     stats = []
     for i in range(d):
         for j in range(d):
@@ -400,6 +465,7 @@ def _corr_result(columns, totals, scale, min_cell_size):
 
 
 def _corr_plain(tables, *, columns, decimals=2, bound=1e12, min_cell_size=1) -> dict:
+    _check_scale("corr", decimals, bound)
     totals = None
     for bank, t in tables.items():
         local = _corr_local(t, bank, columns, decimals, bound)
@@ -407,21 +473,32 @@ def _corr_plain(tables, *, columns, decimals=2, bound=1e12, min_cell_size=1) -> 
     return _corr_result(columns, totals, 10**decimals, min_cell_size)
 
 
+def _corr_check(table, party, *, columns, decimals=2, bound=1e12, min_cell_size=1) -> None:
+    _check_scale("corr", decimals, bound)
+    _corr_columns(table, party, columns, decimals, bound)
+
+
 @register("corr", params=[Param("columns", "columns", required=True, description="numeric columns"), *_AMOUNT_PARAMS],
-          plaintext=_corr_plain)
+          plaintext=_corr_plain, check=_corr_check)
 def corr(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_size=1) -> dict | None:
     """Pearson correlation matrix (pairwise-complete rows, as pandas.DataFrame.corr) and the covariance matrix.
 
     Each bank computes for every pair of columns, over its rows where both are present, the
     count, sum, sum of squares and sum of products of the exact integer units; these are
-    shared, summed on shares and revealed, and the matrices are finished exactly.
-    Leakage: per pair of columns the pairwise count, sums, sums of squares and sum of
+    shared and summed on shares. Which pairs have fewer than max(2, min_cell_size) rows is
+    decided on the shared pairwise counts and only those flags are opened; such pairs give
+    NaN and nothing else of theirs is opened. The aggregates of the other pairs are revealed
+    in one batch and the matrices are finished exactly.
+    Leakage: which pairs of columns have fewer than max(2, min_cell_size) pairwise-complete
+    rows; for every other pair the pairwise count, sums, sums of squares and sum of
     products, i.e. exactly the means, variances and covariance matrix (which this analysis
-    returns beside the correlations). Pairs with fewer than max(2, min_cell_size) rows give NaN.
-    Cost: one round per bank (8 d^2 ring elements from it) and one reveal of 4 d^2 values;
-    independent of row counts.
+    returns beside the correlations).
+    Cost: one round per bank (8 d^2 ring elements from it), one batched comparison of the
+    d(d+1)/2 pairwise counts (10 rounds) and a reveal of the flags, then one reveal of at
+    most 4 d^2 values; independent of row counts.
     Error: the ratio is exact; one float64 square root (relative error ~1e-16).
     """
+    _check_scale("corr", decimals, bound)
     local = None
     if table is not None and ctx.rank in owners:
         local = _corr_local(table, ctx.name_of(ctx.rank), columns, decimals, bound)
@@ -429,7 +506,19 @@ def corr(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_size=1
     totals = secure_total(ctx, owners, local, big, "cross moments")
     if not ctx.is_compute:
         return None
-    opened = [int(v) for v in totals.reveal_int(COMPUTE_RANKS).reshape(-1)]
+    d = len(columns)
+    cells = totals.reshape(d * d, 4)
+    # the count of pair (i, j) is the count of (j, i): one comparison per unordered pair
+    pairs = [(i, j) for i in range(d) for j in range(i, d)]
+    counts = _count_view(cells[[i * d + j for i, j in pairs]][:, 0], owners)
+    small = (counts < max(2, min_cell_size)).reveal_int(COMPUTE_RANKS)
+    keep = sorted({e for (i, j), s in zip(pairs, small.reshape(-1), strict=True) if not s
+                   for e in (i * d + j, j * d + i)})
+    opened = [0] * (4 * d * d)
+    if keep:
+        values = cells[keep].reveal_int(COMPUTE_RANKS)
+        for row, e in enumerate(keep):
+            opened[4 * e : 4 * e + 4] = [int(v) for v in values[row]]
     return _corr_result(columns, opened, 10**decimals, min_cell_size)
 
 
@@ -448,13 +537,26 @@ def _key(v) -> str:
     return str(v)
 
 
-def _rate_local(table, party, label, positive, by, groups):
+def _rate_inputs(table, party, label, positive, by, groups):
+    """(default flags, group keys) of one bank; refuses bad labels, missing keys and keys
+    outside the declared ``groups`` (when declared)."""
     flags = default_flags(table, party, label, positive)
     keys = _group_keys(table, party, by).to_numpy()
+    if groups is not None:
+        rows = np.flatnonzero(~np.isin(keys, np.asarray(list(groups), dtype=object)))
+        if len(rows):
+            # the key itself may be a customer's identifier: name the row only
+            raise InputError(f"{party}, column '{by}': row {rows[0] + 1} has a group key not in the declared groups")
+    return flags, keys
+
+
+def _rate_check(table, party, *, label, by, positive=None, groups=None, min_cell_size=1) -> None:
+    _rate_inputs(table, party, label, positive, by, groups)
+
+
+def _rate_local(table, party, label, positive, by, groups):
+    flags, keys = _rate_inputs(table, party, label, positive, by, groups)
     index = {g: i for i, g in enumerate(groups)}
-    unknown = sorted(set(keys) - set(index))
-    if unknown:
-        raise InputError(f"{party}, column '{by}': group key {unknown[0]!r} is not in the declared groups")
     counts = np.zeros(len(groups), dtype=np.int64)
     defaults = np.zeros(len(groups), dtype=np.int64)
     codes = np.array([index[k] for k in keys], dtype=np.int64)
@@ -490,25 +592,31 @@ def _rate_plain(tables, *, label, by, positive=None, groups=None, min_cell_size=
     Param("positive", "str", description="the label value that marks a default (e.g. 'bad'); omit for 0/1 flags"),
     Param("groups", "strs", description="declared list of group keys; if omitted each bank discloses its set of keys"),
     Param("min_cell_size", "int", default=1, description="suppress groups with fewer (but more than zero) loans"),
-], plaintext=_rate_plain)
+], plaintext=_rate_plain, check=_rate_check)
 def default_rate(ctx, table, owners, *, label, by, positive=None, groups=None, min_cell_size=1) -> dict | None:
     """Per group: number of loans, number of defaults and default rate, small groups suppressed.
 
-    Each bank counts loans and defaults per group key locally; the per-group vectors are
-    shared and summed on shares. Groups with 1..min_cell_size-1 loans are found on shares
-    and reported as {"suppressed": true}: their counts are never opened.
+    Every bank checks its labels and group keys first; without declared ``groups`` all banks
+    confirm that to each other before any bank publishes its keys, so a bad file stops the
+    job before anything is disclosed. Each bank counts loans and defaults per group key
+    locally; the per-group vectors are shared and summed on shares. Groups with
+    1..min_cell_size-1 loans are found on shares and reported as {"suppressed": true}: their
+    counts are never opened.
     Leakage: for each unsuppressed group its count and defaults (the rate follows); which
     groups are suppressed; the set of group keys: the declared ``groups`` list, or else every
     bank's own set of keys (each bank discloses which keys occur in its data).
-    Cost: one round per bank (4 ring elements per group from it), 2 batched comparisons
-    (10 rounds) when min_cell_size > 1, one or two reveals; independent of row counts.
+    Cost: one round per bank (4 ring elements per group from it), without declared groups
+    one round to confirm the checks and one round per bank to publish its keys, 2 batched
+    comparisons (10 rounds) when min_cell_size > 1, one or two reveals; independent of row
+    counts.
     Error: none (exact counts; rates are the nearest float64).
     """
     keys = groups
     mine_keys = None
     if table is not None and ctx.rank in owners:
-        mine_keys = sorted(set(_group_keys(table, ctx.name_of(ctx.rank), by)))
+        mine_keys = sorted(set(_rate_inputs(table, ctx.name_of(ctx.rank), label, positive, by, groups)[1]))
     if keys is None:
+        inputs_checked(ctx, owners)
         union = set()
         for o in owners:
             union |= set(ctx.publish(mine_keys if ctx.rank == o else None, owner=o))
@@ -532,4 +640,5 @@ def default_rate(ctx, table, owners, *, label, by, positive=None, groups=None, m
     return {"by": by, "groups": groups_out, "min_cell_size": min_cell_size}
 
 
-__all__ = ["corr", "default_rate", "describe", "histogram", "quantiles", "secure_total", "suppression_flags"]
+__all__ = ["corr", "default_rate", "describe", "histogram", "inputs_checked", "quantiles", "secure_total",
+           "suppression_flags"]
