@@ -221,6 +221,8 @@ def main(args) -> int:
         paths = parse_data_args(args.data)
         tables = {bank: load_table(bank, path) for bank, path in paths.items()}
         check_schemas(tables, analysis.columns(parsed))
+        for bank, table in tables.items():  # each bank's own checks, before any job starts
+            analysis.check_input(table, bank, parsed)
         progress = None if args.json else _Progress()
         result, cost = run_secure(analysis, tables, params, progress)
         if progress is not None:

@@ -160,3 +160,28 @@ def test_a_bad_label_stops_default_rate_before_anything_is_published_or_opened(b
     assert out.out == ""
     assert re.search(r"InputError: bank_b, column 'flag': row 5 is not 0 or 1", out.err), out.err
     assert disclosed == []
+
+
+@pytest.mark.parametrize("analysis, params", [
+    ("describe", ["--param", "columns=credit_amount", "--param", "decimals=0"]),
+    ("default_rate_overall", ["--param", "label=creditability", "--param", "positive=bad",
+                              "--param", "amount=credit_amount", "--param", "amount_decimals=0"]),
+])
+def test_every_banks_checks_run_before_any_job_starts(bank_files, tmp_path, capsys, monkeypatch, analysis, params):
+    """bank_c's 1.5 in an integer column is caught by the analysis' own check, before the
+    parties are even started: nothing can have been shared."""
+    import smpc.runtime
+
+    german = pd.read_csv(DATA / "german_credit.csv")
+    part = german.iloc[2::3].copy()
+    part["credit_amount"] = part["credit_amount"].astype(float)
+    part.iloc[3, part.columns.get_loc("credit_amount")] = 1.5
+    bad = tmp_path / "bank_c.csv"
+    part.to_csv(bad, index=False)
+    started = []
+    monkeypatch.setattr(smpc.runtime, "simulate", lambda *a, **k: started.append(1))
+    code = cli_main(["analyze", analysis, "--data", f"bank_a={bank_files[('german', 'bank_a')]}",
+                     "--data", f"bank_b={bank_files[('german', 'bank_b')]}", "--data", f"bank_c={bad}", *params])
+    out = capsys.readouterr()
+    assert code != 0 and out.out == "" and not started
+    assert "bank_c, column 'credit_amount': row 4 has more than 0 decimal places" in out.err, out.err
