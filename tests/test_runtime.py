@@ -180,3 +180,42 @@ def test_comm_stats_count_list_payloads_by_their_bytes():
         return ctx.comm_stats()["bytes_sent"]
 
     assert smpc.simulate(job) == [40, 40, 40]
+
+
+@pytest.mark.parametrize("ring", [64, 128])
+def test_share_each_shares_every_owners_value_in_one_round(ring):
+    """Compute parties 0 and 2 and input parties 3 and 4 share at once: the values come back
+    exactly, the round is one, and each owner sends exactly what ``share`` would, minus the
+    shape header that a public shape makes unnecessary."""
+    owners = [0, 2, 3, 4]
+    values = {o: [o * 1000 - 7, -(2**40) + o, 0, 5, o] for o in owners}
+    eb = ring // 8
+
+    def job(ctx):
+        ctx.reset_comm_stats()
+        parts = ctx.share_each(values.get(ctx.rank), owners, shape=(5,), bound=2.0**41, frac_bits=0, name="v")
+        stats = ctx.comm_stats()
+        opened = [p.reveal_int() for p in parts]
+        return stats, opened, ctx.publish_each({"rank": ctx.rank}, owners)
+
+    results = smpc.simulate(job, ring=ring, input_parties=2)
+    for rank, (stats, opened, published) in enumerate(results):
+        assert stats["rounds"] == 1
+        if rank in (0, 2):  # a compute owner: one element per entry to the next party only
+            assert stats["bytes_sent_to"] == {(rank + 1) % 3: 5 * eb}
+        elif rank in (3, 4):  # an input party: one element per entry to parties 1 and 2
+            assert stats["bytes_sent_to"] == {1: 5 * eb, 2: 5 * eb}
+        else:
+            assert stats["bytes_sent"] == 0
+        assert [[int(v) for v in o.reshape(-1)] for o in opened] == [values[o] for o in owners]
+        assert published == [{"rank": o} for o in owners]
+
+
+def test_share_each_refuses_a_value_of_another_shape_naming_the_party():
+    def job(ctx):
+        mine = [1, 2, 3] if ctx.rank == 1 else [1, 2]
+        return ctx.share_each(mine if ctx.rank in (0, 1) else None, [0, 1], shape=(2,), bound=10, frac_bits=0,
+                              name="counts")
+
+    with pytest.raises(smpc.InputError, match=r"party 1, column 'counts': a value of shape \(3,\)"):
+        smpc.simulate(job)

@@ -276,3 +276,33 @@ def test_quantiles_leakage_names_what_input_party_banks_receive(published):
     assert [v for who, v in to_banks if who == "bank_a"][0] == 6
     leakage = analyses.get("quantiles").leakage
     assert "input parties" in leakage and "receives n and every search outcome" in leakage
+
+
+def _german_banks(k: int) -> dict:
+    german = pd.read_csv(DATA / "german_credit.csv")
+    return {f"bank_{i}": german.iloc[i::k].reset_index(drop=True) for i in range(k)}
+
+
+@pytest.mark.parametrize("banks", [1, 3, 5])
+def test_rounds_are_the_ones_the_cost_sections_state(banks):
+    """Every bank shares its aggregates in the same round (one round, not one per bank), and
+    the rounds equal the Cost formulas: 1 to 3 banks are compute parties, 5 are input parties."""
+    from smpc.analyze import run_secure
+
+    levels = math.ceil(math.log2(banks)) if banks > 1 else 0
+    cases = [
+        ("describe", {"columns": "credit_amount,age_in_years"}, 3 + 11 * levels),
+        ("describe", {"columns": "credit_amount,age_in_years", "min_cell_size": "10"}, 14 + 11 * levels),
+        ("histogram", {"column": "credit_amount", "edges": "0,1000,5000,20000"}, 2),
+        ("histogram", {"column": "credit_amount", "edges": "0,1000,5000,20000", "min_cell_size": "10"}, 13),
+        ("default_rate", {"label": "creditability", "positive": "bad", "by": "purpose"}, 4),
+        ("default_rate", {"label": "creditability", "positive": "bad", "by": "purpose", "min_cell_size": "20"}, 15),
+        ("corr", {"columns": "credit_amount,age_in_years"}, 13),
+        ("default_rate_overall", {"label": "creditability", "positive": "bad", "amount": "credit_amount"}, 2),
+        ("quantiles", {"column": "credit_amount", "q": "0.5", "bound": "1e5", "decimals": "0"},
+         2 + 12 * 5 if banks <= 3 else 3 + 13 * 5),
+    ]
+    tables = _german_banks(banks)
+    for name, params, rounds in cases:
+        _, cost = run_secure(analyses.get(name), tables, params)
+        assert cost["rounds"] == rounds, (name, params, cost["rounds"], rounds)

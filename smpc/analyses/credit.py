@@ -185,9 +185,9 @@ def default_rate_overall(ctx, table, owners, *, label, positive=None, amount=Non
     Leakage: the total row count, the number of defaults and, with ``amount``, the sum of the
     amounts (rate and mean follow from them); no bank's own count or sums. Below
     ``min_cell_size`` loans in total: only that fact.
-    Cost: one round per bank to share 2 ring elements (16 bytes each), one more with
-    ``amount``; one round to reveal; with min_cell_size > 1 one comparison (~10 rounds) and one
-    more reveal round.
+    Cost: one round in which every bank shares its 2-3 ring elements (16 bytes each); one
+    round to reveal; with min_cell_size > 1 one comparison (10 rounds) and one more reveal
+    round.
     Error: none: counts and sums are exact; rate and mean are the nearest float64.
     """
     party = ctx.name_of(ctx.rank)
@@ -196,25 +196,19 @@ def default_rate_overall(ctx, table, owners, *, label, positive=None, amount=Non
         report_progress(ctx, 0.05, "checking and aggregating this bank's loans")
         mine = _local_totals(table, party, label, positive, amount, amount_decimals, amount_bound)
     unit_bound = float(max(1.0, amount_bound * 10**amount_decimals))
-    counts = amounts = None
-    for i, owner in enumerate(owners):
-        report_progress(ctx, 0.1 + 0.6 * i / len(owners), f"sharing the totals of {ctx.name_of(owner)}")
-        is_owner = ctx.rank == owner
-        c = ctx.share(mine[:2] if is_owner else None, owner=owner, bound=float(MAX_ROWS_PER_BANK), frac_bits=0,
-                      name="loan counts")
-        a = None
-        if amount:
-            a = ctx.share(mine[2:] if is_owner else None, owner=owner, bound=MAX_ROWS_PER_BANK * unit_bound,
-                          frac_bits=0, name=f"sum of {amount}")
-        if not ctx.is_compute:
-            continue
-        if tuple(c.shape) != (2,) or (a is not None and tuple(a.shape) != (1,)):
-            raise InputError(f"{ctx.name_of(owner)} shared totals of an unexpected shape")
-        counts = c if counts is None else counts + c
-        if a is not None:
-            amounts = a if amounts is None else amounts + a
+    report_progress(ctx, 0.1, "sharing every bank's totals")
+    width = 3 if amount else 2
+    parts = ctx.share_each(mine, owners, shape=(width,), bound=MAX_ROWS_PER_BANK * unit_bound, frac_bits=0,
+                           name="loan totals")
     if not ctx.is_compute:
         return None  # input parties learn nothing
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    # the counts are counts (each bank checked its rows against MAX_ROWS_PER_BANK): their own
+    # bound, which the comparison with min_cell_size needs
+    counts = smpc.SecretTensor(ctx, total[:2].shares, 0, float(len(owners) * MAX_ROWS_PER_BANK))
+    amounts = total[2:] if amount else None
     if min_cell_size > 1:
         report_progress(ctx, 0.75, "checking the minimum cell size on shares")
         small = counts[0:1] < min_cell_size

@@ -56,25 +56,31 @@ def _units(table: pd.DataFrame, party: str, column: str, decimals: int, bound: f
     return present, values
 
 
-def secure_total(ctx, owners, local, bound: float, name: str) -> SecretTensor:
-    """Every owner shares its local vector of exact integers; the sum over owners, on shares.
+def secure_total(ctx, owners, local, bound: float, name: str, length: int) -> SecretTensor:
+    """Every owner shares its local vector of ``length`` exact integers; the sum over owners,
+    on shares.
 
-    Cost: one round per owner (2 ring elements per entry from it). Leakage: none (the vector
-    length is public by the analysis' parameters)."""
-    total = None
-    for owner in owners:
-        mine = [int(v) for v in local] if ctx.rank == owner else None
-        shared = ctx.share(mine, owner=owner, bound=bound, frac_bits=0, name=name)
-        total = shared if total is None else total + shared
+    Cost: 1 round (all owners at once, ``Context.share_each``; 1-2 ring elements per entry
+    from each). Leakage: none (the length is public by the analysis' parameters)."""
+    mine = [int(v) for v in local] if ctx.rank in owners else None
+    parts = ctx.share_each(mine, owners, shape=(length,), bound=bound, frac_bits=0, name=name)
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
     return total
 
 
-def _count_view(x: SecretTensor, owners) -> SecretTensor:
-    """Record counts sliced out of wider aggregates, with the bound of a count.
+def _bounded(x: SecretTensor, bound: float) -> SecretTensor:
+    """``x`` under a tighter public bound that holds by construction: values the owners
+    computed from their checked rows (a count, a 0/1 flag, one value), shared in one batch
+    with larger aggregates. Comparisons need bounds under 2^63, which sums of squares exceed."""
+    return SecretTensor(x.ctx, x.shares, x.frac_bits, float(bound))
 
-    A comparison needs a bound under 2^63, which sums of squares exceed; every bank checked
-    its row count against MAX_ROWS_PER_BANK before sharing, so the tighter bound holds."""
-    return SecretTensor(x.ctx, x.shares, x.frac_bits, float(len(owners) * MAX_ROWS_PER_BANK))
+
+def _count_view(x: SecretTensor, owners) -> SecretTensor:
+    """Record counts sliced out of wider aggregates, with the bound of a count (every bank
+    checked its row count against MAX_ROWS_PER_BANK before sharing)."""
+    return _bounded(x, len(owners) * MAX_ROWS_PER_BANK)
 
 
 def inputs_checked(ctx, owners) -> None:
@@ -91,11 +97,16 @@ def inputs_checked(ctx, owners) -> None:
 def suppression_flags(counts: SecretTensor, min_cell_size: int, to) -> list[bool] | None:
     """Which cells hold between 1 and min_cell_size - 1 records, revealed as flags only.
 
-    Cost: 2 batched comparisons (10 rounds) and 1 reveal. Leakage: the flags (which cells are
-    suppressed), not the counts."""
+    [0 < n < m] = [n < m] - [n < 1] for counts n >= 0: both tests run as one batched
+    comparison. Cost: 10 rounds and 1 reveal (1 byte per cell). Leakage: the flags (which
+    cells are suppressed), not the counts."""
     if min_cell_size <= 1:
         return None
-    small = (counts < min_cell_size) - (counts == 0)
+    flat = counts.reshape(-1)
+    n = flat.shape[0]
+    limits = torch.tensor([float(min_cell_size)] * n + [1.0] * n, dtype=torch.float64)
+    below = cat([flat, flat]) < limits
+    small = below[:n] - below[n:]
     opened = small.reveal_int(to)
     return None if opened is None else [bool(v) for v in opened.reshape(-1)]
 
@@ -181,10 +192,11 @@ def describe(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_si
     Leakage: per unsuppressed column the count, sum, sum of squares (determined by count,
     mean and var), min and max; for a suppressed column only that it has 1..min_cell_size-1
     values (its count is never opened).
-    Cost: three rounds per bank (3 ring elements per column for the moments and 3 for
-    min/max), ceil(log2 banks) tournament levels of 10 rounds, with min_cell_size > 1 two
-    batched comparisons (10 rounds) and a reveal of the flags, then one reveal; independent
-    of row counts.
+    Cost: 3 + 11 ceil(log2 banks) rounds: one in which every bank shares 6 ring elements
+    per column (moments, whether it has values, its min and max), one masking banks without
+    values, ceil(log2 banks) tournament levels of 11 rounds finding min and max at once, one
+    reveal; with min_cell_size > 1, 11 more (one batched comparison and a reveal of the
+    flags). Independent of row counts.
     Error: none: exact rational arithmetic, one rounding to float64 per output.
     """
     _check_scale("describe", decimals, bound)
@@ -196,22 +208,23 @@ def describe(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_si
         moments, flags, extremes = _describe_local(table, ctx.name_of(ctx.rank), columns, decimals, bound)
     report_progress(ctx, 0.2, "sharing the aggregates")
     big = float(MAX_ROWS_PER_BANK) * max(bound_units, 1.0) ** 2
-    totals = secure_total(ctx, owners, moments, big, "moments")
     d = len(columns)
-    # min and max: each bank's own extremes, then a tournament over the banks
-    has_values = [ctx.share(flags if ctx.rank == o else None, owner=o, bound=1, frac_bits=0, name="has values")
-                  for o in owners]
-    per_bank = [ctx.share(extremes if ctx.rank == o else None, owner=o, bound=bound_units, frac_bits=0, name="extremes")
-                for o in owners]
+    # one round for everything every bank shares: moments (summed), and per bank which columns
+    # have values and its own min and max (for a tournament over the banks)
+    mine = [*moments, *flags, *extremes] if moments is not None else None
+    parts = ctx.share_each(mine, owners, shape=(6 * d,), bound=big, frac_bits=0, name="aggregates")
     if not ctx.is_compute:
         return None
+    totals = parts[0][: 3 * d]
+    for part in parts[1:]:
+        totals = totals + part[: 3 * d]
     report_progress(ctx, 0.5, "finding min and max")
-    present = smpc.stack(has_values, dim=0)  # banks x columns
-    stacked = smpc.stack(per_bank, dim=0).reshape(len(owners), d, 2)  # banks x columns x (min, max)
-    lows = where(present, stacked[:, :, 0], bound_units + 1)
-    highs = where(present, stacked[:, :, 1], -(bound_units + 1))
-    lo = lows.min(dim=0)
-    hi = highs.max(dim=0)
+    present = _bounded(smpc.stack([p[3 * d : 4 * d] for p in parts], dim=0), 1)  # banks x columns
+    stacked = _bounded(smpc.stack([p[4 * d :] for p in parts], dim=0), bound_units).reshape(len(owners), d, 2)
+    # max = -min(-x): one masking and one tournament find both, in half the rounds of two
+    candidates = cat([stacked[:, :, 0], -stacked[:, :, 1]], dim=1)  # banks x (mins, -maxes)
+    extreme = where(cat([present, present], dim=1), candidates, bound_units + 1).min(dim=0)
+    lo, hi = extreme[:d], -extreme[d:]
     report_progress(ctx, 0.8, "revealing")
     per_column = totals.reshape(d, 3)
     suppressed = suppression_flags(_count_view(per_column[:, 0], owners), min_cell_size, COMPUTE_RANKS) or [False] * d
@@ -276,15 +289,16 @@ def histogram(ctx, table, owners, *, column, edges, min_cell_size=1) -> dict | N
     Each bank bins its own rows; the per-bin counts are shared and summed on shares. Bins
     with 1..min_cell_size-1 records are reported as suppressed, decided on shares.
     Leakage: the unsuppressed bin counts and which bins are suppressed.
-    Cost: one round per bank (2 ring elements per bin from it), with suppression 2 batched
-    comparisons (10 rounds), and 1-2 reveals; independent of row counts.
+    Cost: 2 rounds: one in which every bank shares 1-2 ring elements per bin, one reveal;
+    with min_cell_size > 1, 11 more (one batched comparison and a reveal of the flags).
+    Independent of row counts.
     Error: none (counts are exact).
     """
     _check_edges(edges)
     local = None
     if table is not None and ctx.rank in owners:
         local = _histogram_local(table, ctx.name_of(ctx.rank), column, edges)
-    counts = secure_total(ctx, owners, local, float(MAX_ROWS_PER_BANK), "bin counts")
+    counts = secure_total(ctx, owners, local, float(MAX_ROWS_PER_BANK), "bin counts", len(edges) - 1)
     if not ctx.is_compute:
         return None
     flags = suppression_flags(counts, min_cell_size, COMPUTE_RANKS) or [False] * (len(edges) - 1)
@@ -355,8 +369,10 @@ def quantiles(ctx, table, owners, *, column, q, decimals=2, bound=1e12) -> dict 
     than three banks the banks are input parties, and each of them also receives n and every
     search outcome (it counts its own values at the next thresholds, which follow from them),
     hence the same order statistics, although its call returns None.
-    Cost: ceil(log_17(2 bound 10^decimals + 1)) steps, each one round per bank, one batched
-    comparison (10 rounds) and one reveal; bytes independent of row counts.
+    Cost: 2 rounds for the count, then ceil(log_17(2 bound 10^decimals + 1)) steps of 12: one
+    round in which every bank shares its counts, one batched comparison (10 rounds), one
+    reveal (with input-party banks one more round each to publish n and the outcomes);
+    bytes independent of row counts.
     Error: none: exact order statistics, one rounding to float64.
     """
     _check_q(q)
@@ -366,7 +382,8 @@ def quantiles(ctx, table, owners, *, column, q, decimals=2, bound=1e12) -> dict 
     units = None
     if table is not None and ctx.rank in owners:
         units = np.sort(_units(table, ctx.name_of(ctx.rank), column, decimals, bound)[1])
-    count = secure_total(ctx, owners, [len(units)] if units is not None else None, float(MAX_ROWS_PER_BANK), "count")
+    count = secure_total(ctx, owners, [len(units)] if units is not None else None, float(MAX_ROWS_PER_BANK), "count",
+                         1)
     n_open = count.reveal_int(COMPUTE_RANKS)
     n = int(n_open.reshape(-1)[0]) if n_open is not None else None
     # input parties follow the search too (they count their own values): tell them n
@@ -391,7 +408,7 @@ def quantiles(ctx, table, owners, *, column, q, decimals=2, bound=1e12) -> dict 
         local = None
         if units is not None:
             local = np.searchsorted(units, np.asarray(flat, dtype=np.int64), side="right")
-        totals = secure_total(ctx, owners, local, float(MAX_ROWS_PER_BANK), "counts below thresholds")
+        totals = secure_total(ctx, owners, local, float(MAX_ROWS_PER_BANK), "counts below thresholds", len(flat))
         ranks = [t + 1 for t, pts in zip(targets, thresholds, strict=True) for _ in pts]
         need = torch.tensor(ranks, dtype=torch.float64)
         reached = (1 - (totals < need)).reveal_int(COMPUTE_RANKS)
@@ -493,9 +510,9 @@ def corr(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_size=1
     rows; for every other pair the pairwise count, sums, sums of squares and sum of
     products, i.e. exactly the means, variances and covariance matrix (which this analysis
     returns beside the correlations).
-    Cost: one round per bank (8 d^2 ring elements from it), one batched comparison of the
-    d(d+1)/2 pairwise counts (10 rounds) and a reveal of the flags, then one reveal of at
-    most 4 d^2 values; independent of row counts.
+    Cost: 13 rounds: one in which every bank shares 4 d^2 values (1-2 ring elements each),
+    one batched comparison of the d(d+1)/2 pairwise counts (10 rounds), a reveal of the flags,
+    one reveal of at most 4 d^2 values. Independent of row counts.
     Error: the ratio is exact; one float64 square root (relative error ~1e-16).
     """
     _check_scale("corr", decimals, bound)
@@ -503,7 +520,7 @@ def corr(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_size=1
     if table is not None and ctx.rank in owners:
         local = _corr_local(table, ctx.name_of(ctx.rank), columns, decimals, bound)
     big = float(MAX_ROWS_PER_BANK) * max(bound * 10**decimals, 1.0) ** 2
-    totals = secure_total(ctx, owners, local, big, "cross moments")
+    totals = secure_total(ctx, owners, local, big, "cross moments", 4 * len(columns) ** 2)
     if not ctx.is_compute:
         return None
     d = len(columns)
@@ -605,10 +622,10 @@ def default_rate(ctx, table, owners, *, label, by, positive=None, groups=None, m
     Leakage: for each unsuppressed group its count and defaults (the rate follows); which
     groups are suppressed; the set of group keys: the declared ``groups`` list, or else every
     bank's own set of keys (each bank discloses which keys occur in its data).
-    Cost: one round per bank (4 ring elements per group from it), without declared groups
-    one round to confirm the checks and one round per bank to publish its keys, 2 batched
-    comparisons (10 rounds) when min_cell_size > 1, one or two reveals; independent of row
-    counts.
+    Cost: 2 rounds with declared groups (one in which every bank shares 2-4 ring elements
+    per group, one reveal), 4 without (one round to confirm the checks and one in which every
+    bank publishes its keys, first); with min_cell_size > 1, 11 more (one batched comparison
+    and a reveal of the flags). Independent of row counts.
     Error: none (exact counts; rates are the nearest float64).
     """
     keys = groups
@@ -617,14 +634,11 @@ def default_rate(ctx, table, owners, *, label, by, positive=None, groups=None, m
         mine_keys = sorted(set(_rate_inputs(table, ctx.name_of(ctx.rank), label, positive, by, groups)[1]))
     if keys is None:
         inputs_checked(ctx, owners)
-        union = set()
-        for o in owners:
-            union |= set(ctx.publish(mine_keys if ctx.rank == o else None, owner=o))
-        keys = sorted(union)
+        keys = sorted(set().union(*ctx.publish_each(mine_keys, owners)))
     local = None
     if mine_keys is not None:
         local = _rate_local(table, ctx.name_of(ctx.rank), label, positive, by, keys)
-    totals = secure_total(ctx, owners, local, float(MAX_ROWS_PER_BANK), "group counts")
+    totals = secure_total(ctx, owners, local, float(MAX_ROWS_PER_BANK), "group counts", 2 * len(keys))
     if not ctx.is_compute:
         return None
     pairs = totals.reshape(len(keys), 2)

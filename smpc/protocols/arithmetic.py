@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from smpc.errors import SmpcError
 from smpc.ring import add_random2_, add_truncate_negated_, random_, rss_product_random, rss_product_truncated
 from smpc.sharing import N_COMPUTE, ArithmeticShares
 
@@ -72,6 +73,68 @@ def share_input(ctx: Context, encoded: torch.Tensor | None, owner: int) -> Arith
     if rank == 1:
         return ArithmeticShares(r, r.random(keys[1], shape), got)
     return ArithmeticShares(r, got, r.random(keys[0], shape))
+
+
+def share_inputs(ctx: Context, encoded: torch.Tensor | None, owners: list[int], shape) -> list[ArithmeticShares | None]:
+    """Every rank in ``owners`` secret-shares its own ``encoded`` (given on that rank only) of
+    the public element ``shape``, all in one round: ``share_input`` once per owner would take
+    one round each, and a bank's aggregates never depend on another's.
+
+    The shares are those of ``share_input``; since every party knows the shape, all of them
+    draw their randomness before the round, stream by stream in owner order, and no shape
+    header is sent. Cost: 1 round; a compute owner sends 1 ring element per element to one
+    party, an input party 1 to each of parties 1 and 2. Leakage: none (the shape is public).
+    Returns this party's shares per owner, in owner order (None on ranks that are not compute
+    parties).
+    """
+    r = ctx.ring
+    rank = ctx.rank
+    shape = tuple(shape)
+    sends: dict[int, torch.Tensor] = {}
+    recv: list[int] = []
+    held: dict[int, tuple] = {}  # owner -> (first, second); None marks the share to receive
+    for o in owners:
+        if o < N_COMPUTE:
+            holder, drawer = (o + 1) % N_COMPUTE, (o + 2) % N_COMPUTE
+            if rank == o:
+                s_own = r.random(ctx.prg_prev, shape)
+                s_next = r.sub(r.sub(encoded, s_own), r.random(ctx.prg_common, shape))
+                sends[holder] = s_next
+                held[o] = (s_own, s_next)
+            elif rank == holder:
+                held[o] = (None, r.random(ctx.prg_common, shape))
+                recv.append(o)
+            elif rank == drawer:
+                held[o] = (r.random(ctx.prg_common, shape), r.random(ctx.prg_next, shape))
+        elif rank == o:
+            s0 = r.random(ctx.input_prgs[0], shape)
+            s1 = r.random(ctx.input_prgs[1], shape)
+            s2 = r.sub(r.sub(encoded, s0), s1)
+            sends[1] = s2
+            sends[2] = s2
+        elif ctx.is_compute:
+            keys = ctx.input_prgs_of[o]
+            if rank == 0:
+                held[o] = (r.random(keys[0], shape), r.random(keys[1], shape))
+            elif rank == 1:
+                held[o] = (r.random(keys[1], shape), None)
+                recv.append(o)
+            else:
+                held[o] = (None, r.random(keys[0], shape))
+                recv.append(o)
+    got = ctx.exchange("inputs", sends=sends, recv_from=recv)
+    if not ctx.is_compute:
+        return [None] * len(owners)
+    out = []
+    for o in owners:
+        first, second = held[o]
+        if o in got:
+            piece = got[o]
+            if tuple(r.shape(piece)) != shape:
+                raise SmpcError(f"{ctx.name_of(o)} sent a share of shape {tuple(r.shape(piece))}, not {shape}")
+            first, second = (piece, second) if first is None else (first, piece)
+        out.append(ArithmeticShares(r, first, second))
+    return out
 
 
 _WIDTH_DTYPES = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
