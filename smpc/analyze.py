@@ -72,8 +72,16 @@ def check_schemas(tables: dict[str, pd.DataFrame], columns: list[str]) -> None:
         if len(set(kinds.values())) > 1:
             numeric = [b for b, k in kinds.items() if k == "numeric"]
             text = [b for b, k in kinds.items() if k == "text"]
+            where = []
+            for bank in text:  # the row that made it text, not its value (it goes to every bank)
+                col = tables[bank][c]
+                bad = (pd.to_numeric(col, errors="coerce").isna() & col.notna()).to_numpy()
+                if bad.any():
+                    where.append(f"{bank} row {int(bad.argmax()) + 1} is not a number")
+            detail = f" ({'; '.join(where)})" if where else ""
             raise InputError(
                 f"mismatched schemas: column '{c}' is numeric at {', '.join(numeric)} but text at {', '.join(text)}"
+                f"{detail}"
             )
 
 

@@ -110,7 +110,8 @@ def test_explain_prints_leakage_without_data(capsys):
     "case,expected",
     [
         ("missing_column", "bank_b: column 'credit_amount' is missing"),
-        ("non_numeric", "mismatched schemas: column 'credit_amount' is numeric at bank_a but text at bank_b"),
+        ("non_numeric", "mismatched schemas: column 'credit_amount' is numeric at bank_a but text at bank_b "
+                        r"\(bank_b row 1 is not a number\)"),
         ("empty", "bank_b: file .* has a header but no rows"),
         ("unknown_analysis", "unknown analysis 'fraud_magic'"),
         ("unknown_param", "unknown parameter"),

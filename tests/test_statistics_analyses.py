@@ -306,3 +306,9 @@ def test_rounds_are_the_ones_the_cost_sections_state(banks):
     for name, params, rounds in cases:
         _, cost = run_secure(analyses.get(name), tables, params)
         assert cost["rounds"] == rounds, (name, params, cost["rounds"], rounds)
+
+
+def test_corr_errors_name_the_row_of_the_file_not_of_the_present_values():
+    table = pd.DataFrame({"X": [None, None, 1.0, 2.555, 3.0], "Y": [1.0, 2.0, 3.0, 4.0, 5.0]})
+    with pytest.raises(smpc.InputError, match=r"bank_a, column 'X': row 4 has more than 2 decimal places"):
+        analyses.get("corr").run_plaintext({"bank_a": table}, columns=["X", "Y"])

@@ -439,11 +439,9 @@ def _corr_columns(table, party, columns, decimals, bound):
         raise InputError(f"{party}: {len(table)} rows exceed the {MAX_ROWS_PER_BANK} rows a bank may contribute")
     data = []
     for c in columns:
-        col = _column(table, party, c)
-        present = col.notna().to_numpy()
-        units = np.zeros(len(col), dtype=object)
-        if present.any():
-            units[present] = [int(v) for v in amount_units(table[present], party, c, decimals, bound)]
+        present, values = _units(table, party, c, decimals, bound)  # errors name the file's rows
+        units = np.zeros(len(present), dtype=object)
+        units[present] = [int(v) for v in values]
         data.append((present, units))
     return data
 
