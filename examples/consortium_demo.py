@@ -283,7 +283,7 @@ def run(root: Path) -> int:
             print(f"  job {job_id[:8]}: {time.perf_counter() - t:.2f} s, {entry} sent {status.bytes_sent:,} bytes "
                   f"in {status.rounds} rounds\n")
 
-        print("5. A job bank_c's policy refuses (age_in_years is not allowed there):")
+        print(f"{len(jobs) + 1}. A job bank_c's policy refuses (age_in_years is not allowed there):")
         with client("bank_a", "bank_b") as c:
             try:
                 c.submit("default_rate_overall", {"label": "creditability", "positive": "bad",

@@ -19,6 +19,19 @@ from smpc.secret import SecretTensor, cat, maximum, minimum, stack, where
 
 __version__ = "0.1.0"
 
+_SUBPACKAGES = ("analyses", "costs", "datasets", "join", "stats")
+
+
+def __getattr__(name: str):
+    """``smpc.stats``, ``smpc.analyses``, ... after a plain ``import smpc``, imported on first
+    use so that ``import smpc`` stays light."""
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f"smpc.{name}")
+    raise AttributeError(f"module 'smpc' has no attribute {name!r}")
+
+
 __all__ = [
     "Context",
     "InputError",

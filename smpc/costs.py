@@ -22,6 +22,7 @@ N = 1000  # elements per run; every protocol here costs a whole number of bytes 
 def _ops() -> list[tuple[str, str, Callable | None]]:
     """(name, what is measured, op(v) -> result) where v holds N-element secrets: x, y (fixed
     point), xi, yi (integer mode) and bit (a secret 0/1). None measures the input itself."""
+    from smpc.protocols.boolean import bit_decompose
     from smpc.protocols.shuffle import shuffle
     from smpc.secret import where
 
@@ -42,6 +43,7 @@ def _ops() -> list[tuple[str, str, Callable | None]]:
         ("equal", "x==y", lambda v: v.x == v.y),
         ("where", "bit ? x : y", lambda v: where(v.bit, v.x, v.y)),
         ("abs", "abs(x)", lambda v: v.x.abs()),
+        ("A2B (64-bit)", "arithmetic to boolean", lambda v: bit_decompose(v.x.ctx, v.x.shares)),
         ("max (reduction over N)", "per reduction", lambda v: v.x.max()),
         ("shuffle (one column)", "oblivious permutation", lambda v: shuffle(v.x.ctx, [v.x.shares])),
         ("divide by a secret", "x/y", lambda v: v.x / v.y),
@@ -96,9 +98,13 @@ def render() -> str:
         f"N = {N} elements; a test fails when this file is stale.",
         "Bytes are payload bytes sent per element (per whole reduction for dot and max) by "
         "parties 0 / 1 / 2; rounds are the communication rounds of the slowest party.",
-        "Fixed-point rows use the ring's default fractional bits (ring64: 16, ring128: 20); "
-        "ring64 refuses fixed-point products whose truncation could fail with probability "
-        "above 2^-40 per element.",
+        "Fixed-point rows use the ring's default fractional bits (ring64: 16, ring128: 20) and "
+        "inputs declared with bound 1e3 (20 for exp and sigmoid); ring64 refuses fixed-point "
+        "products whose truncation could fail with probability above 2^-40 per element. Costs "
+        "that depend on the bounds differ elsewhere: division of inputs at ring128's default "
+        "bound 2^40 makes one final product fewer (1128 / 1240 / 1288 bytes), and ring64 "
+        "truncates fixed-point values only up to 2^23 / 2^16 = 128, so its truncate row is "
+        "refused here while the benchmarks truncate values up to 100.",
         "A reveal to compute parties sends the fewest low bytes of each share (1, 2, 4 or 8) "
         "that the public bound at the secret's fractional bits allows, else the whole ring "
         "element (`fixedpoint.open_width`).",

@@ -219,3 +219,13 @@ def test_share_each_refuses_a_value_of_another_shape_naming_the_party():
 
     with pytest.raises(smpc.InputError, match=r"party 1, column 'counts': a value of shape \(3,\)"):
         smpc.simulate(job)
+
+
+def test_subpackages_are_reachable_after_a_plain_import():
+    import subprocess
+    import sys
+
+    code = "import smpc; print(smpc.stats.histogram.__name__, smpc.analyses.get('describe').name, smpc.join.__name__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["histogram", "describe", "smpc.join"]
