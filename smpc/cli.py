@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Callable
 
@@ -112,6 +113,26 @@ def _print_result(result: dict, as_json: bool) -> None:
         print(f"{key:<{width}}  {value}")
 
 
+def _note_result_elsewhere(args, client, status, result) -> None:
+    """Tell the caller when the party asked holds nothing of the result for them (it lives at
+    their own party), with the command that fetches it there. Not a failure: the job
+    succeeded, and the same empty result is all any other party may hand out."""
+    from smpc.service.client import result_elsewhere
+
+    note = result_elsewhere(status, result, client.identity)
+    if note is None:
+        return
+    print(f"note: {note}", file=sys.stderr)
+    if client.identity is None or client.identity == status.party:
+        return
+    if args.insecure_dev_plaintext:
+        conn = ["--insecure-dev-plaintext", "--as", args.as_identity]
+    else:
+        conn = ["--ca", args.ca, "--cert", args.cert, "--key", args.key]
+    command = shlex.join(["smpc", "job", "get", "--to", f"ADDRESS_OF_{client.identity}", *conn, status.job_id])
+    print(f"  {command}", file=sys.stderr)
+
+
 def _job_submit(args) -> int:
     with _client(args) as client:
         job_id = client.submit(args.analysis, _parse_params(args.param), source=args.source or "",
@@ -128,6 +149,7 @@ def _job_submit(args) -> int:
 
         result = client.wait(job_id, on_event=show)
         _print_result(result, args.json)
+        _note_result_elsewhere(args, client, client.get(job_id), result)
     return 0
 
 
@@ -137,6 +159,8 @@ def _job_get(args) -> int:
     with _client(args) as client:
         status = client.get(args.job_id)
         print(json.dumps(json_format.MessageToDict(status, preserving_proto_field_name=True), indent=2))
+        if status.result_json:
+            _note_result_elsewhere(args, client, status, json.loads(status.result_json))
     return 0
 
 
@@ -146,6 +170,7 @@ def _job_watch(args) -> int:
             print(_progress_line(event), flush=True)
         result = client.result(args.job_id)
         _print_result(result, args.json)
+        _note_result_elsewhere(args, client, client.get(args.job_id), result)
     return 0
 
 
@@ -187,7 +212,8 @@ def _add_job(sub) -> None:
     _connection_args(submit)
     submit.add_argument("analysis", help="a catalogue analysis, e.g. default_rate_overall")
     submit.add_argument("--param", action="append", metavar="KEY=VALUE", help="an analysis parameter (repeatable)")
-    submit.add_argument("--source", help="the data source every party reads (default: the party's only one)")
+    submit.add_argument("--source", help="the [data.NAME] source every party reads (default: the first [data.*] "
+                        "source in the configuration of the party in --to)")
     submit.add_argument("--job-id", help="a unique job id (default: a random one)")
     submit.add_argument("--recipient", action="append", help="another identity that may fetch the result")
     submit.add_argument("--no-wait", action="store_true", help="print the job id and return")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from service_harness import BANKS, LOAN_PARAMS, Cluster, wait_for
+from service_harness import BANKS, COLUMNS, LOAN_PARAMS, Cluster, wait_for
 
 from smpc import analyses
 from smpc.errors import InputError, PartyUnavailable, PolicyError
@@ -21,12 +21,16 @@ from smpc.v1 import peer_pb2, peer_pb2_grpc
 def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("cluster")
     broken = root / "bank_b_broken.csv"
+    # the join analyses treat 'purpose' as a customer id: enough to see where results are held
+    joins = {"multi_lending": ["purpose", "credit_amount"], "blacklist_hits": ["purpose"]}
     policies = {
+        "bank_a": {"allowed_columns": {"default_rate_overall": list(COLUMNS), **joins}},
+        "bank_b": {"allowed_columns": {"default_rate_overall": list(COLUMNS), **joins}},
         # bank_c never lets age_in_years into this analysis
         "bank_c": {"allowed_columns": {"default_rate_overall": ["creditability", "credit_amount", "duration_in_month",
-                                                               "purpose"]}},
+                                                               "purpose"], **joins}},
     }
-    c = Cluster(root, policies=policies,
+    c = Cluster(root, policies=policies, extra_allowed=("test_endless_rounds", *joins),
                 extra_sources={b: {"broken": (str(broken) if b == "bank_b" else f"data/{b}_loans.csv",
                                               {"creditability": "str", "purpose": "str"})} for b in BANKS})
     frame = c.tables["bank_b"].copy()
@@ -311,6 +315,68 @@ def test_the_submit_example_runs_against_the_services(cluster):
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "default_rate   0.3" in out.stdout and "refused as expected: bank_c refuses" in out.stdout
+
+
+# ----- results held at the caller's own party --------------------------------------------
+ML_PARAMS = ["--param", "id=purpose", "--param", "balance=credit_amount", "--param", "balance_threshold=1e9",
+             "--param", "min_lenders=3"]
+
+
+def test_job_cli_says_where_a_per_bank_result_is_held(cluster, capsys):
+    import json
+
+    from smpc import cli
+
+    tls = [f"--{k}={v}" for k, v in cluster.cert_args("bank_a").items()]
+    # bank_a asks bank_b: multi_lending's by_bank part for bank_a is handed out by bank_a only
+    args = ["job", "submit", "--to", cluster.address("bank_b"), *tls, "--quiet", "--json", "--job-id", "job-ml-b",
+            "multi_lending", *ML_PARAMS]
+    assert cli.main(args) == 0  # the job succeeded: an empty part is not a failure
+    out, err = capsys.readouterr()
+    assert json.loads(out)["by_bank"] == {}
+    assert "note: bank_b holds no part of job job-ml-b's result for bank_a" in err
+    hint = f"smpc job get --to ADDRESS_OF_bank_a {' '.join(tls).replace('=', ' ')} job-ml-b"
+    assert hint in err, err
+    # at bank_a's own party the same job has bank_a's part, and nothing is noted
+    assert cli.main(["job", "get", "--to", cluster.address("bank_a"), *tls, "job-ml-b"]) == 0
+    out, err = capsys.readouterr()
+    assert "bank_a" in json.loads(json.loads(out)["result_json"])["by_bank"] and "note:" not in err
+    # blacklist_hits reveals its result to the requesting bank's party alone
+    assert cli.main(["job", "submit", "--to", cluster.address("bank_c"), *tls, "--quiet", "--job-id", "job-bl-c",
+                     "blacklist_hits", "--param", "id=purpose"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and "note: bank_c holds no result of job job-bl-c for bank_a" in err
+    assert "smpc job get --to ADDRESS_OF_bank_a" in err
+    assert cli.main(["job", "get", "--to", cluster.address("bank_b"), *tls, "job-bl-c"]) == 0
+    assert "note: bank_b holds no result of job job-bl-c" in capsys.readouterr().err
+    assert cli.main(["job", "watch", "--to", cluster.address("bank_a"), *tls, "job-bl-c"]) == 0
+    out, err = capsys.readouterr()
+    assert "hits" in out and "note:" not in err
+
+
+def test_tls_failures_say_to_check_the_ca_and_certificate(cluster, tmp_path):
+    from smpc.service.client import JobClient
+    from smpc.service.pki import init_certs
+
+    init_certs(BANKS, tmp_path / "rogue")
+    rogue = tmp_path / "rogue"
+    hint = "check that --ca is the consortium CA and --cert/--key were issued by it"
+    # the party refuses a certificate of another CA
+    with JobClient(cluster.address("bank_a"), ca=cluster.certs / "ca.pem", cert=rogue / "bank_a.pem",
+                   key=rogue / "bank_a.key", timeout=10) as client:
+        with pytest.raises(PartyUnavailable, match=hint) as info:
+            client.info()
+    assert cluster.address("bank_a") in str(info.value)
+    # the client does not trust the party's certificate
+    with JobClient(cluster.address("bank_a"), ca=rogue / "ca.pem", cert=rogue / "bank_a.pem",
+                   key=rogue / "bank_a.key", timeout=10) as client:
+        with pytest.raises(PartyUnavailable, match="the TLS handshake failed: " + hint):
+            client.info()
+    # the party's certificate is of the CA but not for the pinned name
+    with JobClient(cluster.address("bank_a"), server_identity="bank_b", **cluster.cert_args("bank_a"),
+                   timeout=10) as client:
+        with pytest.raises(PartyUnavailable, match="not for the identity pinned by --server-name"):
+            client.info()
 
 
 # ----- cancellation -----------------------------------------------------------------------

@@ -229,3 +229,41 @@ def test_parquet_sources_and_declared_types(party_dir):
     source = DataSource("f", party_dir / "frac.csv", "csv", {"amount": "int"})
     with pytest.raises(InputError, match="value 2.5 in row 2 is not a whole number"):
         load_table(source, ["amount"], "bank_a")
+
+
+# ----- typos are named, not reported as the key they hide ------------------------------------
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda t: t.replace('name = "bank_a"', 'nmae = "bank_a"'), "unknown key 'party.nmae' (a typo of 'name'?)"),
+    (lambda t: t.replace("[policy]\n", "[polcy]\n"), "unknown key 'polcy' (a typo of 'policy'?)"),
+    (lambda t: t.replace('address = "127.0.0.1:50052"', 'adress = "127.0.0.1:50052"'),
+     "unknown key 'peers.bank_b.adress' (a typo of 'address'?)"),
+    (lambda t: t.replace('path = "loans.csv"', 'paht = "loans.csv"'), "unknown key 'data.loans.paht'"),
+    (lambda t: t.replace('ca = "certs/ca.pem"', 'ca_file = "certs/ca.pem"'), "unknown key 'tls.ca_file'"),
+])
+def test_a_misspelt_required_key_is_named_before_the_missing_one(party_dir, edit, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(party_dir, edit(GOOD)))
+    assert message in str(info.value) and "missing key" not in str(info.value)
+
+
+def test_a_policy_column_no_data_source_declares_is_refused_at_load(party_dir):
+    text = GOOD.replace('default_rate_overall = ["creditability", "credit_amount"]',
+                        'default_rate_overall = ["creditability", "credit_amont"]')
+    with pytest.raises(ConfigError, match=r"key 'policy\.allowed_columns\.default_rate_overall': column "
+                                          r"'credit_amont' is not declared by any data source.*'credit_amount'"):
+        load_config(write(party_dir, text), check_files=False)
+    # a column declared by another source than the first is allowed
+    text = GOOD.replace("\n[policy]", '\n[data.cards]\npath = "loans.csv"\ncolumns = { extra = "int" }\n\n[policy]')
+    text = text.replace('default_rate_overall = ["creditability", "credit_amount"]',
+                        'default_rate_overall = ["creditability", "credit_amount", "extra"]')
+    assert load_config(write(party_dir, text)).policy.allowed_columns["default_rate_overall"][-1] == "extra"
+
+
+def test_job_submit_help_names_the_default_source():
+    import argparse
+
+    parser = cli.build_parser()
+    job = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["job"]
+    submit = next(a for a in job._actions if isinstance(a, argparse._SubParsersAction)).choices["submit"]
+    text = next(a.help for a in submit._actions if a.dest == "source")
+    assert "first [data.*]" in text and "only one" not in text

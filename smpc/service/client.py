@@ -51,6 +51,42 @@ def _read(path: str | Path | None) -> bytes | None:
     return None if path is None else Path(path).read_bytes()
 
 
+def _cert_identity(pem: bytes) -> str | None:
+    """The certificate's common name: the identity the parties see this client as."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    try:
+        names = x509.load_pem_x509_certificate(pem).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except ValueError:
+        return None  # not PEM: the TLS handshake will say so
+    return str(names[0].value) if names else None
+
+
+def result_elsewhere(status: jobs_pb2.JobStatus, result, identity: str | None) -> str | None:
+    """Why a succeeded job's ``result`` from ``status.party`` holds nothing for ``identity``,
+    or None when it does. A per-bank part (``by_bank``, multi_lending) and a result revealed
+    to one bank alone (blacklist_hits) are handed out only by that bank's own party (see
+    ``jobs.addressed_to``); any other party answers with an empty but successful result."""
+    party, job = status.party, status.job_id
+    if not isinstance(result, dict):
+        return None
+    by_bank = result.get("by_bank")
+    if isinstance(by_bank, dict):
+        if identity is None or identity in by_bank:
+            return None
+        why = (f"{party} holds no part of job {job}'s result for {identity}: {status.analysis} releases "
+               "each bank's own part (by_bank) only at that bank's own party")
+    elif not result:
+        why = (f"{party} holds no result of job {job} for {identity or 'you'}: {status.analysis} revealed "
+               "its result only to the requesting bank's own party")
+    else:
+        return None
+    if identity is None or identity == party:
+        return why
+    return why + f"; if {identity} is a compute party, fetch it from {identity}'s own party"
+
+
 class JobClient:
     """One connection to one party's job service (mutual TLS, or plaintext for development)."""
 
@@ -66,11 +102,14 @@ class JobClient:
         if insecure_identity is not None:
             self.channel = grpc.insecure_channel(address, options=channel_options())
             self.metadata = (("x-smpc-identity", insecure_identity),)
+            self.identity = insecure_identity
         else:
             if not (ca and cert and key):
                 raise SmpcError("a job client needs --ca, --cert and --key (mutual TLS)")
-            self.channel = secure_channel(address, _read(ca), _read(cert), _read(key), identity=server_identity)
+            cert_pem = _read(cert)
+            self.channel = secure_channel(address, _read(ca), cert_pem, _read(key), identity=server_identity)
             self.metadata = ()
+            self.identity = _cert_identity(cert_pem)
         self.stub = jobs_pb2_grpc.JobServiceStub(self.channel)
 
     def close(self) -> None:
@@ -164,9 +203,34 @@ def _param_text(value: object) -> str:
     return str(value)
 
 
+# what gRPC's details say when the mutual TLS handshake fails: our side rejected the party's
+# certificate, or (TLS 1.3, "Socket closed") the party rejected ours and dropped the connection
+# -- which a party going away mid-call also looks like, so that hint is hedged
+_TLS_FAILURE = ("handshake failed", "certificate_verify_failed", "certificate verify failed", "ssl_error",
+                "tlsv1 alert", "sslv3 alert", "bad certificate", "unknown ca")
+_CLOSED = ("socket closed",)
+TLS_HINT = ("check that --ca is the consortium CA and --cert/--key were issued by it "
+            "(and that --server-name, if given, is this party's name)")
+
+
+def _tls_hint(details: str) -> str | None:
+    text = details.lower()
+    if "hostname verification" in text:
+        return ("the TLS handshake failed: the party's certificate is not for the identity pinned by "
+                "--server-name (or, without it, not for the address in --to)")
+    if any(m in text for m in _TLS_FAILURE):
+        return f"the TLS handshake failed: {TLS_HINT}"
+    if any(m in text for m in _CLOSED):
+        return f"the party closed the connection; if it is running, it refused this client's certificate: {TLS_HINT}"
+    return None
+
+
 def _rpc_error(exc: grpc.RpcError, address: str) -> SmpcError:
     code = exc.code() if hasattr(exc, "code") else None
     details = exc.details() if hasattr(exc, "details") else str(exc)
+    hint = _tls_hint(details or "") if code == grpc.StatusCode.UNAVAILABLE else None
+    if hint:
+        return PartyUnavailable(f"{address} is unavailable: {hint} (UNAVAILABLE: {details})", peer=address)
     if code == grpc.StatusCode.PERMISSION_DENIED:
         return errors.PolicyError(details)
     if code == grpc.StatusCode.NOT_FOUND:

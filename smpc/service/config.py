@@ -44,6 +44,7 @@ Example (services/bank_a.toml is a complete one)::
 
 from __future__ import annotations
 
+import difflib
 import re
 import sys
 from dataclasses import dataclass, field
@@ -61,6 +62,8 @@ else:  # pragma: no cover - Python 3.10
 COLUMN_TYPES = ("int", "float", "str", "bool")
 DATA_FORMATS = ("csv", "parquet")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+_ROOT_KEYS = ("party", "tls", "compute", "peers", "data", "policy", "audit", "timeouts", "analyses")
+_POLICY_KEYS = ("allowed_analyses", "allowed_columns", "min_cell_size", "allowed_recipients", "max_rows")
 
 
 class ConfigError(SmpcError, ValueError):
@@ -122,11 +125,26 @@ class PartyConfig:
 class _Reader:
     """Typed access to a TOML table that names the full key in every error."""
 
-    def __init__(self, table: dict, prefix: str, base: Path):
+    def __init__(self, table: dict, prefix: str, base: Path, keys: tuple[str, ...] | None = None):
         self.table = table
         self.prefix = prefix
         self.base = base
         self.used: set[str] = set()
+        if keys is not None:
+            # before any read: a misspelt required key would otherwise surface as that key
+            # missing, and the misspelling itself would never be named
+            self._refuse_unknown(set(table) - set(keys), keys)
+
+    def _refuse_unknown(self, unknown: set[str], known) -> None:
+        if not unknown:
+            return
+        parts = []
+        for name in sorted(unknown):
+            close = difflib.get_close_matches(name, list(known), n=1)
+            parts.append(f"'{self.key(name)}'" + (f" (a typo of '{close[0]}'?)" if close else " (a typo?)"))
+        expected = ", ".join(sorted(known))
+        where = f"'{self.prefix}'" if self.prefix else "the top level"
+        raise ConfigError(f"unknown key {'; unknown key '.join(parts)}; {where} takes: {expected}")
 
     def key(self, name: str) -> str:
         return f"{self.prefix}.{name}" if self.prefix else name
@@ -184,18 +202,17 @@ class _Reader:
             raise ConfigError(f"key '{self.key(name)}': file {path} does not exist")
         return path
 
-    def sub(self, name: str, required: bool = True) -> _Reader | None:
+    def sub(self, name: str, required: bool = True, keys: tuple[str, ...] | None = None) -> _Reader | None:
+        """The table at ``name``; with ``keys``, any other key in it is refused at once."""
         value = self._get(name, required)
         if value is None:
             return None
         if not isinstance(value, dict):
             raise ConfigError(f"key '{self.key(name)}' must be a table, got {value!r}")
-        return _Reader(value, self.key(name), self.base)
+        return _Reader(value, self.key(name), self.base, keys)
 
     def done(self) -> None:
-        unknown = sorted(set(self.table) - self.used)
-        if unknown:
-            raise ConfigError(f"unknown key '{self.key(unknown[0])}' (a typo?)")
+        self._refuse_unknown(set(self.table) - self.used, self.used)
 
 
 def _check_address(key: str, address: str) -> None:
@@ -215,19 +232,19 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     base = path.parent
-    root = _Reader(raw, "", base)
+    root = _Reader(raw, "", base, keys=_ROOT_KEYS)
 
-    party = root.sub("party")
+    party = root.sub("party", keys=("name", "listen"))
     name = party.name("name")
     listen = party.str("listen")
     _check_address("party.listen", listen)
     party.done()
 
-    tls = root.sub("tls")
+    tls = root.sub("tls", keys=("ca", "cert", "key"))
     tls_ca, tls_cert, tls_key = (tls.path(k, must_exist=check_files) for k in ("ca", "cert", "key"))
     tls.done()
 
-    compute = root.sub("compute")
+    compute = root.sub("compute", keys=("ranks",))
     ranks = compute.names("ranks")
     compute.done()
     if len(ranks) != N_COMPUTE or len(set(ranks)) != N_COMPUTE:
@@ -238,7 +255,7 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
     peers_table = root.sub("peers")
     peers: dict[str, Peer] = {}
     for peer_name in peers_table.table:
-        entry = peers_table.sub(peer_name)
+        entry = peers_table.sub(peer_name, keys=("address", "identity"))
         if not _NAME.fullmatch(peer_name):
             raise ConfigError(f"key 'peers.{peer_name}': not a valid party name")
         address = entry.str("address")
@@ -259,7 +276,7 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
     data_table = root.sub("data")
     data: dict[str, DataSource] = {}
     for source_name in data_table.table:
-        entry = data_table.sub(source_name)
+        entry = data_table.sub(source_name, keys=("path", "format", "columns"))
         data_path = entry.path("path", must_exist=check_files)
         fmt = entry.str("format", required=False, default=None)
         if fmt is None:
@@ -283,7 +300,7 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
     if not data:
         raise ConfigError("key 'data' declares no data source")
 
-    pol = root.sub("policy")
+    pol = root.sub("policy", keys=_POLICY_KEYS)
     allowed_analyses = pol.names("allowed_analyses")
     cols_table = pol.sub("allowed_columns", required=False)
     allowed_columns: dict[str, tuple[str, ...]] = {}
@@ -297,11 +314,11 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
     pol.done()
     policy = Policy(tuple(allowed_analyses), allowed_columns, min_cell_size, tuple(allowed_recipients), max_rows)
 
-    audit = root.sub("audit")
+    audit = root.sub("audit", keys=("path",))
     audit_path = audit.path("path", must_exist=False)
     audit.done()
 
-    t = root.sub("timeouts", required=False)
+    t = root.sub("timeouts", required=False, keys=("step", "connect", "job"))
     timeouts = Timeouts()
     if t is not None:
         timeouts = Timeouts(
@@ -310,7 +327,7 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
         )
         t.done()
 
-    extra = root.sub("analyses", required=False)
+    extra = root.sub("analyses", required=False, keys=("modules",))
     modules: tuple[str, ...] = ()
     if extra is not None:
         modules = extra.names("modules", required=False) or ()
@@ -327,7 +344,25 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
         check_tls_files(config)
         for source in data.values():
             check_source_columns(source)
+    # after the sources' own checks: a column misspelt in [data.NAME].columns is named there
+    _check_policy_columns(policy, data)
     return config
+
+
+def _check_policy_columns(policy: Policy, data: dict[str, DataSource]) -> None:
+    """Every column the policy allows is declared by some data source. A job only ever reads
+    declared columns, so a misspelt one here would silently allow nothing; which source a
+    job reads is its own choice, so any source's declaration will do."""
+    declared = {col for source in data.values() for col in source.columns}
+    for analysis, columns in policy.allowed_columns.items():
+        for col in columns:
+            if col not in declared:
+                close = difflib.get_close_matches(col, sorted(declared), n=1)
+                raise ConfigError(
+                    f"key 'policy.allowed_columns.{analysis}': column {col!r} is not declared by any data source "
+                    f"([data.NAME].columns declare: {', '.join(sorted(declared))})"
+                    + (f"; a typo of {close[0]!r}?" if close else "")
+                )
 
 
 def _check_policy_names(config: PartyConfig) -> None:
