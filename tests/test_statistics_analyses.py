@@ -312,3 +312,10 @@ def test_corr_errors_name_the_row_of_the_file_not_of_the_present_values():
     table = pd.DataFrame({"X": [None, None, 1.0, 2.555, 3.0], "Y": [1.0, 2.0, 3.0, 4.0, 5.0]})
     with pytest.raises(smpc.InputError, match=r"bank_a, column 'X': row 4 has more than 2 decimal places"):
         analyses.get("corr").run_plaintext({"bank_a": table}, columns=["X", "Y"])
+
+
+@pytest.mark.parametrize("name", ["describe", "corr"])
+def test_a_bound_whose_squares_pass_the_ring_is_refused_by_parameter_name(name):
+    tables = {"bank_a": pd.DataFrame({"x": [1.0, 2.0], "y": [3.0, 4.0]})}
+    with pytest.raises(smpc.RangeError, match=rf"{name}: parameters 'bound' = 1e\+17 and 'decimals' = 2"):
+        analyses.get(name).run_simulated(tables, columns=["x", "y"], bound=1e17)

@@ -24,7 +24,7 @@ import torch
 import smpc
 from smpc.analyses.credit import _column, amount_units, default_flags
 from smpc.analyses.registry import Param, register, report_progress
-from smpc.errors import InputError
+from smpc.errors import InputError, RangeError
 from smpc.secret import SecretTensor, cat, where
 from smpc.sharing import N_COMPUTE
 from smpc.stats import var_from_moments
@@ -35,12 +35,21 @@ MAX_ROWS_PER_BANK = 2**30
 MAX_DECIMALS = 6
 
 
-def _check_scale(analysis: str, decimals: int, bound: float) -> None:
-    """The public scale parameters, refused by name before any data is read."""
+def _check_scale(analysis: str, decimals: int, bound: float, squares: bool = False, banks: int = 1) -> None:
+    """The public scale parameters, refused by name before any data is read. ``squares``: the
+    analysis sums squares and products of the units over every bank's rows, which must fit
+    ring128 (otherwise the refusal would come later, naming an internal aggregate)."""
     if not 0 <= decimals <= MAX_DECIMALS:
         raise InputError(f"{analysis}: parameter 'decimals' must be in 0..{MAX_DECIMALS}, got {decimals}")
     if not bound > 0:
         raise InputError(f"{analysis}: parameter 'bound' must be positive, got {bound:g}")
+    worst = banks * float(MAX_ROWS_PER_BANK) * (bound * 10.0**decimals) ** 2
+    if squares and not worst < 2.0**127:
+        raise RangeError(
+            f"{analysis}: parameters 'bound' = {bound:g} and 'decimals' = {decimals}: sums of squares over up to "
+            f"{MAX_ROWS_PER_BANK} rows per bank could reach {worst:.3g}, beyond the 128-bit ring (1.7e38); "
+            "declare a tighter bound or fewer decimals"
+        )
 
 
 # ----- shared machinery ----------------------------------------------------------------
@@ -199,7 +208,7 @@ def describe(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_si
     flags). Independent of row counts.
     Error: none: exact rational arithmetic, one rounding to float64 per output.
     """
-    _check_scale("describe", decimals, bound)
+    _check_scale("describe", decimals, bound, squares=True, banks=len(owners))
     unit = 10**decimals
     bound_units = bound * unit
     moments = flags = extremes = None
@@ -513,7 +522,7 @@ def corr(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_size=1
     one reveal of at most 4 d^2 values. Independent of row counts.
     Error: the ratio is exact; one float64 square root (relative error ~1e-16).
     """
-    _check_scale("corr", decimals, bound)
+    _check_scale("corr", decimals, bound, squares=True, banks=len(owners))
     local = None
     if table is not None and ctx.rank in owners:
         local = _corr_local(table, ctx.name_of(ctx.rank), columns, decimals, bound)
