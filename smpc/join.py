@@ -78,19 +78,23 @@ def _bad(party: str, column: str, row: int, what: str) -> InputError:
 
 def normalise_id(value, party: str = "bank", column: str = "id", row: int = 0) -> str:
     """One id as its normalised string; ``InputError`` naming the bank, column and row for
-    an empty or malformed id. Integral numbers (also from float columns, 123.0) become
-    their decimal digits, strings are NFKC-normalised and stripped (case is kept)."""
+    an empty or malformed id (never quoting it: the refusal reaches the other banks).
+    Integral numbers (also from float columns, 123.0, below 2^53 where floats are exact)
+    become their decimal digits, strings are NFKC-normalised and stripped (case is kept)."""
     if value is None or value is pd.NA or value is pd.NaT:
         raise _bad(party, column, row, "has an empty id")
     if isinstance(value, (bool, np.bool_)):
-        raise _bad(party, column, row, f"has {value!r}, which is not an id")
+        raise _bad(party, column, row, "has a true/false value, which is not an id")
     if isinstance(value, (int, np.integer)):
         return str(int(value))
     if isinstance(value, (float, np.floating)):
         if math.isnan(value):
             raise _bad(party, column, row, "has an empty id")
         if not math.isfinite(value) or not float(value).is_integer():
-            raise _bad(party, column, row, f"has {value!r}, which is not an id (a number with a fraction)")
+            raise _bad(party, column, row, "has a number with a fraction, which is not an id")
+        if abs(value) >= 2.0**53:  # distinct ids would have been rounded together
+            raise _bad(party, column, row, "has a floating-point number beyond 2^53, which cannot hold an id "
+                                           "exactly: store the ids as text")
         return str(int(value))
     if isinstance(value, bytes):
         try:
@@ -105,7 +109,9 @@ def normalise_id(value, party: str = "bank", column: str = "id", row: int = 0) -
     if len(text) > MAX_ID_LENGTH:
         raise _bad(party, column, row, f"has an id of {len(text)} characters (at most {MAX_ID_LENGTH})")
     if not text.isprintable():
-        raise _bad(party, column, row, f"has an id with a control or other non-printable character: {text[:40]!r}")
+        at = next(i for i, ch in enumerate(text) if not ch.isprintable())
+        raise _bad(party, column, row, f"has an id with a non-printable character (U+{ord(text[at]):04X}) at "
+                                       f"position {at + 1}")
     return text
 
 
@@ -533,16 +539,18 @@ def private_join(
     return join
 
 
-def aggregate_by_id(ids: Sequence[str], values: np.ndarray | None = None) -> tuple[list[str], np.ndarray | None]:
+def aggregate_by_id(ids: Sequence[str], values: np.ndarray | None = None,
+                    dtype=np.int64) -> tuple[list[str], np.ndarray | None]:
     """A bank's rows merged per id, in the clear before sharing: (distinct ids in first-seen
-    order, per-id column sums of ``values`` (int64) or None). Used by unique-mode joins."""
+    order, per-id column sums of ``values`` (``dtype``, int64 by default) or None). Used by
+    unique-mode joins."""
     inverse, uniques = pd.factorize(np.asarray(list(ids), dtype=object), sort=False)
     distinct = [str(u) for u in uniques]
     if values is None:
         return distinct, None
-    values = np.asarray(values, dtype=np.int64)
+    values = np.asarray(values, dtype=dtype)
     values = values.reshape(len(ids), values.size // len(ids) if len(ids) else max(1, values.shape[-1]))
-    sums = np.zeros((len(distinct), values.shape[1]), dtype=np.int64)
+    sums = np.zeros((len(distinct), values.shape[1]), dtype=dtype)
     np.add.at(sums, inverse, values)
     return distinct, sums
 
