@@ -174,3 +174,33 @@ def test_both_analyses_are_registered_with_leakage_cost_and_twins():
         a.check_input(bad, "bank_z", a.parse_params(params))
     with pytest.raises(InputError, match="requester 'bank_q'"):
         a.run_plaintext(tables, requester="bank_q", id="customer_id")
+
+
+def test_multi_lending_check_twin_and_secure_run_refuse_the_same_merged_totals():
+    """balance_bound bounds one customer's total at one bank: the local check and the twin
+    refuse it as the secure run does (they checked single rows only, so a bank accepted a job
+    that then failed), and an int64 wrap of that total (2049 loans of 9e13) is refused too."""
+    from smpc.analyses.fraud import multi_lending_check
+
+    over = {"bank_a": pd.DataFrame({"cid": ["x", "x"], "bal": [6e9, 6e9]}),
+            "bank_b": pd.DataFrame({"cid": ["y"], "bal": [1.0]})}
+    wrap = {"bank_a": pd.DataFrame({"cid": ["W"] * 2049 + ["s"], "bal": [9e13] * 2049 + [5.0]}),
+            "bank_b": pd.DataFrame({"cid": ["y"], "bal": [1.0]})}
+    for tables, bound in ((over, 1e10), (wrap, 9e13)):
+        params = {"id": "cid", "balance": "bal", "balance_threshold": THRESHOLD, "min_lenders": 2,
+                  "balance_bound": bound}
+        with pytest.raises(RangeError, match="bank_a, column 'bal': a customer's loans total more than"):
+            multi_lending_check(tables["bank_a"], "bank_a", **params)
+        with pytest.raises(RangeError, match="a customer's loans total more than"):
+            multi_lending_plain(tables, **params)
+        with pytest.raises(RangeError, match="a customer's loans total more than"):
+            run_banks(multi_lending, tables, False, **params)
+
+
+def test_multi_lending_min_lenders_beyond_the_banks_flags_by_threshold_only():
+    tables = {"bank_a": pd.DataFrame({"cid": ["a", "b"], "bal": [600_000.0, 1.0]}),
+              "bank_b": pd.DataFrame({"cid": ["b"], "bal": [2.0]})}
+    params = {"id": "cid", "balance": "bal", "balance_threshold": THRESHOLD, "min_lenders": 2**64}
+    by_bank, _, _ = run_banks(multi_lending, tables, False, **params)
+    assert merge_bank_results(list(by_bank.values())) == multi_lending_plain(tables, **params)
+    assert multi_lending_plain(tables, **params)["flagged_count"] == 1

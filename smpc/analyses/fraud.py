@@ -67,6 +67,7 @@ def multi_lending_plain(
     thr = threshold_units(balance_threshold, balance_decimals)
     frames = []
     for bank, table in tables.items():
+        _customer_balances(table, bank, id, balance, balance_decimals, balance_bound)  # the secure run's refusals
         ids = table_ids(table, bank, id)
         units = amount_units(table, bank, balance, balance_decimals, balance_bound)
         frames.append(pd.DataFrame({"id": pd.Series(ids, dtype=object), "units": units, "bank": bank}))
@@ -88,8 +89,7 @@ def multi_lending_check(table: pd.DataFrame, party: str, *, id: str, balance: st
                         salt: str = DEFAULT_SALT) -> None:
     """One bank's local input check: ids present and well formed, balances numeric and bounded."""
     _check_threshold_params(balance_threshold, min_lenders, balance_decimals)
-    table_ids(table, party, id)
-    amount_units(table, party, balance, balance_decimals, balance_bound)
+    _customer_balances(table, party, id, balance, balance_decimals, balance_bound)
 
 
 _ML_PARAMS = [
@@ -129,7 +129,11 @@ def multi_lending(ctx, table, owners, *, id, balance, balance_threshold, min_len
     bank, the number of flagged customers; to each bank, which of its own customers are
     flagged (so, for a flagged customer, that a threshold is crossed across the
     consortium; never other banks' balances, lender counts or customers). Nothing else: the
-    join's comparisons are opened only after a secret shuffle on distinct keys.
+    join's comparisons are opened only after a secret shuffle on distinct keys. Per run:
+    repeated runs with other parameters add up (thresholds in a binary search give each
+    customer's consortium total; min_lenders=2 with an unreachable threshold tells a bank
+    which of its customers borrow elsewhere), so a policy should limit how often, and with
+    which parameters, a bank may run it.
     Cost: for N customer rows in all (N = 2.2e5 for three banks of 1e5 loans, measured):
     ~165 rounds (the quicksort's depth varies with the secret shuffle) and ~1.3 kB per row
     and party (287 MB for party 0). That is 2 rounds to share (2 words per row); the sort
@@ -142,6 +146,7 @@ def multi_lending(ctx, table, owners, *, id, balance, balance_threshold, min_len
     bounds one customer's total balance at one bank).
     """
     _check_threshold_params(balance_threshold, min_lenders, balance_decimals)
+    min_lenders = min(min_lenders, len(owners) + 1)  # more than every bank: no one qualifies (fits a word)
     rank = ctx.rank
     party = ctx.name_of(rank)
     bound_units = round(balance_bound * 10**balance_decimals)
@@ -223,7 +228,10 @@ def _customer_balances(table, party: str, id_column: str, balance: str, decimals
     units = amount_units(table, party, balance, decimals, bound)
     distinct, sums = aggregate_by_id(ids, units)
     limit = round(bound * 10**decimals)
-    if sums.size and int(np.abs(sums).max()) > limit:
+    # the int64 sums wrap silently past 2^63 (2049 loans of 9e15 units make -5.7e15), so the
+    # same sums in float64 (units < 2^53 are exact; relative error ~ rows x 2^-53) decide too
+    _, approx = aggregate_by_id(ids, units.astype(np.float64), dtype=np.float64)
+    if sums.size and (int(np.abs(sums).max()) > limit or float(np.abs(approx).max()) > limit * (1 + 1e-9) + 1):
         raise RangeError(
             f"{party}, column '{balance}': a customer's loans total more than balance_bound {bound:g} at this bank; "
             "raise balance_bound (it bounds one customer's total balance at one bank)"
