@@ -37,8 +37,10 @@ def parse_data_args(items: list[str]) -> dict[str, Path]:
     return out
 
 
-def load_table(bank: str, path: Path) -> pd.DataFrame:
-    """One bank's file as a DataFrame; InputError naming the bank for anything unusable."""
+def load_table(bank: str, path: Path, text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """One bank's file as a DataFrame; InputError naming the bank for anything unusable.
+    ``text_columns`` (ids) are read from CSV as text: as numbers, 00123 would become 123 at
+    one bank and stay 00123 at another, and the two would never match."""
     if not path.exists():
         raise InputError(f"{bank}: file {path} does not exist")
     suffix = path.suffix.lower()
@@ -46,7 +48,7 @@ def load_table(bank: str, path: Path) -> pd.DataFrame:
         if suffix in (".parquet", ".pq"):
             table = pd.read_parquet(path)
         elif suffix in (".csv", ".txt", ""):
-            table = pd.read_csv(path)
+            table = pd.read_csv(path, dtype={c: str for c in text_columns})
         else:
             raise InputError(f"{bank}: {path} is neither CSV nor Parquet (by its extension)")
     except InputError:
@@ -227,7 +229,8 @@ def main(args) -> int:
             return 0
         parsed = analysis.parse_params(params)
         paths = parse_data_args(args.data)
-        tables = {bank: load_table(bank, path) for bank, path in paths.items()}
+        ids = tuple(v for k, v in parsed.items() if k == "id" and isinstance(v, str))  # the fraud analyses' key
+        tables = {bank: load_table(bank, path, ids) for bank, path in paths.items()}
         check_schemas(tables, analysis.columns(parsed))
         for bank, table in tables.items():  # each bank's own checks, before any job starts
             analysis.check_input(table, bank, parsed)

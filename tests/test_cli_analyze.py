@@ -186,3 +186,16 @@ def test_every_banks_checks_run_before_any_job_starts(bank_files, tmp_path, caps
     out = capsys.readouterr()
     assert code != 0 and out.out == "" and not started
     assert "bank_c, column 'credit_amount': row 4 has more than 0 decimal places" in out.err, out.err
+
+
+def test_ids_are_read_as_text_so_leading_zeros_still_match(tmp_path, capsys):
+    """bank_a's 00123 read as a number would become 123, while bank_b's column (which also
+    holds X9) keeps 00123: the applicant on bank_b's list would be missed."""
+    (tmp_path / "a.csv").write_text("customer_id\n00123\n00456\n")
+    (tmp_path / "b.csv").write_text("customer_id\n00123\nX9\n")
+    code = cli_main(["analyze", "blacklist_hits", "--data", f"bank_a={tmp_path / 'a.csv'}",
+                     "--data", f"bank_b={tmp_path / 'b.csv'}", "--param", "id=customer_id",
+                     "--param", "requester=bank_a", "--json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert json.loads(out.out)["result"]["hits"] == {"00123": 1, "00456": 0}
