@@ -460,3 +460,40 @@ def test_packed_bits_unpack_matches_reveal():
 
 def tree_order_shares(x: BooleanShares) -> BooleanShares:
     return BooleanShares(tree_order(x.first), tree_order(x.second))
+
+
+def test_each_party_holds_two_of_the_three_permutations_and_its_partner_the_same():
+    """The shuffle is secret because no party holds all three pairwise permutations: each
+    holds the two it shares with a partner, the partner draws the same one, and the three are
+    independent draws (a permutation derivable by everyone would show up as two equal ones)."""
+    from smpc.protocols.shuffle import FORWARD_PAIRS
+
+    n = 64
+
+    def job(ctx):
+        return {pair: p.clone() for pair, p in Shuffle(ctx, n)._perms.items()}
+
+    held = smpc.simulate(job, ring=64)
+    assert [sorted(h) for h in held] == [[(0, 1), (2, 0)], [(0, 1), (1, 2)], [(1, 2), (2, 0)]]
+    for a, b in FORWARD_PAIRS:
+        assert torch.equal(held[a][(a, b)], held[b][(a, b)])
+    perms = [held[a][(a, b)] for a, b in FORWARD_PAIRS]
+    assert all(sorted(p.tolist()) == list(range(n)) for p in perms)
+    assert not any(torch.equal(perms[i], perms[j]) for i, j in ((0, 1), (1, 2), (0, 2)))
+    assert not any(torch.equal(p, torch.arange(n)) for p in perms)
+
+
+def test_the_opened_sort_order_is_fresh_on_every_run():
+    """The quicksort opens the order of the *shuffled* keys (sigma). Sorting the same keys
+    twice must give unrelated sigmas: a sigma that repeats is the input's own order, which
+    would tell every party which input rows hold which keys."""
+    n = 64
+    keys = torch.randperm(n, generator=torch.Generator().manual_seed(3)).reshape(n, 1)
+
+    def job(ctx):
+        k = share_words(ctx, keys)
+        return sort_rows(ctx, k).sigma.clone(), sort_rows(ctx, share_words(ctx, keys)).sigma.clone()
+
+    first, second = smpc.simulate(job, ring=64)[0]
+    assert not torch.equal(first, second)
+    assert sorted(first.tolist()) == list(range(n))
