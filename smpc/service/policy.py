@@ -166,6 +166,7 @@ def load_table(source: DataSource, columns: Sequence[str], party: str) -> pd.Dat
             frame = pd.read_parquet(source.path, columns=columns)
     except Exception as exc:  # noqa: BLE001 - any reader failure is an input problem for the operator
         raise InputError(f"{where}: cannot read {source.path.name} as {source.format} ({exc})") from None
+    # a refusal reaches the coordinator, the other banks and the requester: rows, never values
     for col in columns:
         kind = source.columns[col]
         series = frame[col]
@@ -175,8 +176,7 @@ def load_table(source: DataSource, columns: Sequence[str], party: str) -> pd.Dat
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
                 raise InputError(
-                    f"{where}, column '{col}' (declared {kind}): value {series.iloc[row]!r} in row {row + 1} "
-                    "is not a number"
+                    f"{where}, column '{col}' (declared {kind}): row {row + 1} is not a number"
                 )
             values = numeric.to_numpy(dtype=np.float64)
             if kind == "int":
@@ -184,8 +184,7 @@ def load_table(source: DataSource, columns: Sequence[str], party: str) -> pd.Dat
                 if frac.any():
                     row = int(np.flatnonzero(frac)[0])
                     raise InputError(
-                        f"{where}, column '{col}' (declared int): value {float(values[row])!r} in row {row + 1} "
-                        "is not a whole number"
+                        f"{where}, column '{col}' (declared int): row {row + 1} is not a whole number"
                     )
                 if not np.isnan(values).any():
                     numeric = numeric.astype(np.int64)
@@ -196,8 +195,7 @@ def load_table(source: DataSource, columns: Sequence[str], party: str) -> pd.Dat
             if not ok.all():
                 row = int(np.flatnonzero(~ok.to_numpy())[0])
                 raise InputError(
-                    f"{where}, column '{col}' (declared bool): value {series.iloc[row]!r} in row {row + 1} "
-                    "is not true/false"
+                    f"{where}, column '{col}' (declared bool): row {row + 1} is not true/false"
                 )
             frame[col] = text.isin(_TRUE).astype(np.int64).where(series.notna())
     return frame
