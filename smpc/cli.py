@@ -64,7 +64,8 @@ def _add_certs(sub) -> None:
     csub = certs.add_subparsers(dest="certs_command", required=True, metavar="COMMAND")
     init = csub.add_parser("init", help="make a development CA and a certificate and key per party")
     init.add_argument("--parties", required=True, help="comma-separated party names, e.g. bank_a,bank_b,bank_c")
-    init.add_argument("--clients", default="", help="comma-separated extra client identities (e.g. analysts)")
+    init.add_argument("--clients", default="",
+                      help="comma-separated client identities (e.g. analysts): client use only, no host names")
     init.add_argument("--out", required=True, help="output folder")
     init.add_argument("--days", type=int, default=365, help="validity (default 365 days)")
     init.add_argument("--force", action="store_true", help="overwrite an existing PKI in --out")

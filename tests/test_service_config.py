@@ -137,13 +137,22 @@ def test_certs_init_makes_a_ca_and_party_certificates(tmp_path):
     assert cli.main(["certs", "init", "--parties", "bank_a,bank_b,bank_c", "--clients", "analyst", "--out",
                      str(out)]) == 0
     ca = x509.load_pem_x509_certificate((out / "ca.pem").read_bytes())
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
     for name in ("bank_a", "bank_b", "bank_c", "analyst"):
         cert = x509.load_pem_x509_certificate((out / f"{name}.pem").read_bytes())
         cert.verify_directly_issued_by(ca)
         assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == name
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        assert name in san.get_values_for_type(x509.DNSName) and "localhost" in san.get_values_for_type(x509.DNSName)
-        assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+        usages = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+        if name == "analyst":  # a client: it cannot pass for a party at a loopback address
+            assert san.get_values_for_type(x509.DNSName) == ["analyst"] and not san.get_values_for_type(x509.IPAddress)
+            assert usages == {ExtendedKeyUsageOID.CLIENT_AUTH}
+        else:
+            names = san.get_values_for_type(x509.DNSName)
+            assert name in names and "localhost" in names
+            assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+            assert usages == {ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH}
         assert stat.S_IMODE((out / f"{name}.key").stat().st_mode) == 0o600
     assert stat.S_IMODE((out / "ca.key").stat().st_mode) == 0o600
     # never silently replaces a PKI
@@ -267,3 +276,36 @@ def test_job_submit_help_names_the_default_source():
     submit = next(a for a in job._actions if isinstance(a, argparse._SubParsersAction)).choices["submit"]
     text = next(a.help for a in submit._actions if a.dest == "source")
     assert "first [data.*]" in text and "only one" not in text
+
+
+def test_a_client_certificate_cannot_serve_as_a_party(tmp_path):
+    """A process holding an analyst's certificate that binds a party's loopback port is
+    refused by a job client even without --server-name; a party's certificate is accepted."""
+    from concurrent import futures
+
+    import grpc
+    from grpc_health.v1 import health, health_pb2_grpc
+
+    from smpc.errors import PartyUnavailable
+    from smpc.service.client import JobClient
+    from smpc.transport.grpc import server_credentials
+
+    out = tmp_path / "pki"
+    init_certs(["bank_a", "bank_b", "bank_c"], out, clients=["analyst"])
+    ca = (out / "ca.pem").read_bytes()
+    for holder, accepted in (("analyst", False), ("bank_b", True)):
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        health_pb2_grpc.add_HealthServicer_to_server(health.HealthServicer(), server)
+        port = server.add_secure_port("127.0.0.1:0", server_credentials(
+            ca, (out / f"{holder}.pem").read_bytes(), (out / f"{holder}.key").read_bytes()))
+        server.start()
+        try:
+            with JobClient(f"127.0.0.1:{port}", ca=out / "ca.pem", cert=out / "bank_a.pem", key=out / "bank_a.key",
+                           timeout=10) as client:
+                if accepted:
+                    assert client.health(timeout=10) == "SERVING"
+                else:
+                    with pytest.raises(PartyUnavailable, match="TLS handshake failed"):
+                        client.health(timeout=10)
+        finally:
+            server.stop(0)

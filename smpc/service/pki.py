@@ -75,14 +75,19 @@ def make_ca(common_name: str = "smpc development CA", days: int = 365):
 
 
 def issue(ca_key, ca_cert: x509.Certificate, identity: str, days: int = 365,
-          hosts: tuple[str, ...] = ("localhost", "127.0.0.1")):
-    """A key and a certificate for ``identity`` (CN and DNS SAN), valid as TLS server and client."""
+          hosts: tuple[str, ...] = ("localhost", "127.0.0.1"), server: bool = True):
+    """A key and a certificate for ``identity`` (CN and DNS SAN), valid as TLS server and
+    client. ``server=False`` (an analyst's client certificate): client use only and no host
+    names, so that a process holding it cannot pass for a party at a loopback address to a
+    ``smpc job`` client that does not pin the party's name."""
     if not _NAME.fullmatch(identity):
         raise SmpcError(f"{identity!r} is not a valid party name (letters, digits, '_', '.', '-')")
     key = _key()
     now = dt.datetime.now(dt.timezone.utc)
     alt: list[x509.GeneralName] = [x509.DNSName(identity)]
-    for host in hosts:
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH] if server else [
+        ExtendedKeyUsageOID.CLIENT_AUTH]
+    for host in hosts if server else ():
         try:
             alt.append(x509.IPAddress(ipaddress.ip_address(host)))
         except ValueError:
@@ -98,7 +103,7 @@ def issue(ca_key, ca_cert: x509.Certificate, identity: str, days: int = 365,
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.SubjectAlternativeName(alt), critical=False)
         .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            x509.ExtendedKeyUsage(usages),
             critical=False,
         )
         .add_extension(
@@ -132,7 +137,7 @@ def init_certs(parties: list[str], out: str | Path, clients: list[str] = (), day
     _write(out / "ca.pem", _pem_cert(ca_cert))
     paths = {"ca": out / "ca.pem"}
     for n in names:
-        key, cert = issue(ca_key, ca_cert, n, days=days)
+        key, cert = issue(ca_key, ca_cert, n, days=days, server=n in parties)
         _write(out / f"{n}.key", _pem_key(key), private=True)
         _write(out / f"{n}.pem", _pem_cert(cert))
         paths[n] = out / f"{n}.pem"
