@@ -191,14 +191,17 @@ class Context:
             raise SmpcError(f"owner rank {owner} is not a party of this job (world size {self.world_size})")
         f = self.frac_bits if frac_bits is None else int(frac_bits)
         b = self.default_bound if bound is None else float(bound)
-        encoded = None
-        if self.rank == owner:
-            if value is None:
-                raise SmpcError(f"{self.name_of(owner)} owns this input but passed None")
-            who = f"{self.name_of(owner)}" + (f", column '{name}'" if name else "")
-            encoded = encode(value, self.ring, f, b, who=who)
+        encoded = self._encode_own(value, f, b, name) if self.rank == owner else None
         shares = arithmetic.share_input(self, encoded, owner)
         return SecretTensor(self, shares, frac_bits=f, bound=b)
+
+    def _encode_own(self, value, frac_bits: int, bound: float, name: str | None) -> torch.Tensor:
+        """This rank's own input, checked and encoded before anything is sent (``share``,
+        ``share_each``); errors name the party and the column."""
+        me = self.name_of(self.rank)
+        if value is None:
+            raise SmpcError(f"{me} owns this input but passed None")
+        return encode(value, self.ring, frac_bits, bound, who=me + (f", column '{name}'" if name else ""))
 
     def share_each(
         self,
@@ -230,11 +233,9 @@ class Context:
         b = self.default_bound if bound is None else float(bound)
         encoded = None
         if self.rank in owners:
-            who = f"{self.name_of(self.rank)}" + (f", column '{name}'" if name else "")
-            if value is None:
-                raise SmpcError(f"{who}: owns an input of this round but passed None")
-            encoded = encode(value, self.ring, f, b, who=who)
+            encoded = self._encode_own(value, f, b, name)
             if tuple(self.ring.shape(encoded)) != shape:
+                who = self.name_of(self.rank) + (f", column '{name}'" if name else "")
                 raise InputError(f"{who}: a value of shape {tuple(self.ring.shape(encoded))}, where every party "
                                  f"expects {shape}")
         shares = arithmetic.share_inputs(self, encoded, owners, shape)
@@ -242,8 +243,10 @@ class Context:
 
     def publish_each(self, value, owners) -> list:
         """Every rank in ``owners`` sends its public, JSON-serialisable ``value`` to every other
-        rank, all in one round; all ranks return the values in owner order. As ``publish``,
-        for declared public facts only. Cost: 1 round; each owner's JSON bytes to each rank."""
+        rank, all in one round; all ranks return the values in owner order (``publish`` is the
+        one-owner case). For declared public facts only (schemas, group keys a policy lets
+        banks disclose): the values are sent in the clear. Cost: 1 round; each owner's JSON
+        bytes to each other rank."""
         import json
 
         owners = list(owners)
@@ -271,18 +274,6 @@ class Context:
 
     def publish(self, value, owner: int):
         """Send a public, JSON-serialisable value from ``owner`` to every other rank; all
-        ranks return it. For declared public facts only (schemas, group keys a policy lets
-        banks disclose): the value is sent in the clear. Cost: 1 round; the JSON bytes, to
+        ranks return it (``publish_each`` with one owner). Cost: 1 round; the JSON bytes, to
         each other rank."""
-        import json
-
-        step = f"publish{owner}"
-        if self.rank == owner:
-            payload = torch.frombuffer(bytearray(json.dumps(value).encode("utf-8")), dtype=torch.uint8)
-            self.exchange(step, sends={r: payload for r in range(self.world_size) if r != owner})
-            return value
-        got = self.exchange(step, recv_from=[owner])[owner]
-        try:
-            return json.loads(bytes(got.tolist()).decode("utf-8"))
-        except ValueError:
-            raise SmpcError(f"{self.name_of(owner)} published a value that is not valid JSON") from None
+        return self.publish_each(value, [owner])[0]

@@ -142,17 +142,17 @@ def test_a_bad_label_stops_default_rate_before_anything_is_published_or_opened(b
     bank_b's label 2 is found inside the job, and must stop it before any bank's group keys
     are published or any value is opened."""
     disclosed = []
-    publish, open_ = Context.publish, SecretTensor._open
+    publish, open_ = Context.publish_each, SecretTensor._open  # every publish goes through publish_each
 
-    def spy_publish(self, value, owner):
-        disclosed.append(("publish", self.name_of(owner)))
-        return publish(self, value, owner)
+    def spy_publish(self, value, owners):
+        disclosed.extend(("publish", self.name_of(owner)) for owner in owners)
+        return publish(self, value, owners)
 
     def spy_open(self, to):
         disclosed.append(("open", self.ctx.name_of(self.ctx.rank)))
         return open_(self, to)
 
-    monkeypatch.setattr(Context, "publish", spy_publish)
+    monkeypatch.setattr(Context, "publish_each", spy_publish)
     monkeypatch.setattr(SecretTensor, "_open", spy_open)
     code = cli_main(["analyze", "default_rate", *data_args(bank_files, "flags"), "--param", "label=flag",
                      "--param", "by=purpose", "--json"])

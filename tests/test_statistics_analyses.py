@@ -46,19 +46,30 @@ def opened(monkeypatch):
     return log
 
 
+class _Published(list):
+    """(receiving party, owner, value) of every value received; ``sent``: (owner, value) of
+    every value an owner sent, received or not (an abort can stop the receipt, not the send)."""
+
+    def __init__(self):
+        super().__init__()
+        self.sent: list[tuple[str, object]] = []
+
+
 @pytest.fixture
 def published(monkeypatch):
-    """(receiving party, owner, value) of every value published during the test."""
-    log: list[tuple[str, str, object]] = []
-    original = Context.publish
+    log = _Published()
+    original = Context.publish_each  # Context.publish is its one-owner case
 
-    def spy(self, value, owner):
-        out = original(self, value, owner)
-        if self.rank != owner:
-            log.append((self.name_of(self.rank), self.name_of(owner), out))
+    def spy(self, value, owners):
+        if self.rank in owners:
+            log.sent.append((self.name_of(self.rank), value))
+        out = original(self, value, owners)
+        for owner, got in zip(owners, out, strict=True):
+            if self.rank != owner:
+                log.append((self.name_of(self.rank), self.name_of(owner), got))
         return out
 
-    monkeypatch.setattr(Context, "publish", spy)
+    monkeypatch.setattr(Context, "publish_each", spy)
     return log
 
 
@@ -217,11 +228,11 @@ def test_default_rate_refuses_a_bad_label_before_any_key_is_published(published)
               "bank_c": pd.DataFrame({"g": ["car"], "d": ["oops"]})}
     with pytest.raises(smpc.InputError, match="bank_c, column 'd': row 1 is not numeric"):
         analyses.get("default_rate").run_simulated(tables, label="d", by="g", min_cell_size=5)
-    assert published == []
+    assert published == [] and published.sent == []
     tables["bank_c"] = pd.DataFrame({"g": ["boat"], "d": [1]})
     with pytest.raises(smpc.InputError, match="bank_c, column 'g': row 1 has a group key not in the declared"):
         analyses.get("default_rate").run_simulated(tables, label="d", by="g", groups=["car", "vip-customer-7781"])
-    assert published == []
+    assert published == [] and published.sent == []
 
 
 STATISTICS = ["describe", "histogram", "quantiles", "corr", "default_rate"]
