@@ -229,7 +229,7 @@ def main(args) -> int:
             return 0
         parsed = analysis.parse_params(params)
         paths = parse_data_args(args.data)
-        ids = tuple(v for k, v in parsed.items() if k == "id" and isinstance(v, str))  # the fraud analyses' key
+        ids = (parsed["id"],) if isinstance(parsed.get("id"), str) else ()  # the fraud analyses' key column
         tables = {bank: load_table(bank, path, ids) for bank, path in paths.items()}
         check_schemas(tables, analysis.columns(parsed))
         for bank, table in tables.items():  # each bank's own checks, before any job starts

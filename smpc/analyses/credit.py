@@ -103,7 +103,20 @@ def amount_units(table: pd.DataFrame, party: str, column: str, decimals: int, bo
 
 
 MAX_ROWS_PER_BANK = 2**30
-"""Public cap on one bank's rows; it bounds the shared aggregates."""
+"""Public cap on one bank's rows; it bounds the shared aggregates (sums of squares too)."""
+
+
+def bounded_view(x: smpc.SecretTensor, bound: float) -> smpc.SecretTensor:
+    """``x`` under a tighter public bound that holds by construction: values the owners
+    computed from their checked rows (a count, a 0/1 flag, one value), shared in one batch
+    with larger aggregates. Comparisons need bounds under 2^63, which sums of squares exceed."""
+    return smpc.SecretTensor(x.ctx, x.shares, x.frac_bits, float(bound))
+
+
+def count_view(x: smpc.SecretTensor, owners) -> smpc.SecretTensor:
+    """Record counts summed over ``owners`` (every bank checked its row count against
+    MAX_ROWS_PER_BANK before sharing), with the bound of such a count."""
+    return bounded_view(x, len(owners) * MAX_ROWS_PER_BANK)
 
 
 def _local_totals(table: pd.DataFrame, party: str, label: str, positive: str | None, amount: str | None,
@@ -202,12 +215,8 @@ def default_rate_overall(ctx, table, owners, *, label, positive=None, amount=Non
                            name="loan totals")
     if not ctx.is_compute:
         return None  # input parties learn nothing
-    total = parts[0]
-    for part in parts[1:]:
-        total = total + part
-    # the counts are counts (each bank checked its rows against MAX_ROWS_PER_BANK): their own
-    # bound, which the comparison with min_cell_size needs
-    counts = smpc.SecretTensor(ctx, total[:2].shares, 0, float(len(owners) * MAX_ROWS_PER_BANK))
+    total = sum(parts[1:], parts[0])
+    counts = count_view(total[:2], owners)  # the comparison with min_cell_size needs a count's bound
     amounts = total[2:] if amount else None
     if min_cell_size > 1:
         report_progress(ctx, 0.75, "checking the minimum cell size on shares")

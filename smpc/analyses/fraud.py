@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from smpc.analyses.credit import amount_units
+from smpc.analyses.credit import MAX_DECIMALS, amount_units
 from smpc.analyses.registry import Param, register, report_progress
 from smpc.errors import InputError, RangeError
 from smpc.join import DEFAULT_SALT, aggregate_by_id, hash_ids, private_join, table_ids
@@ -39,8 +39,8 @@ def _check_threshold_params(balance_threshold: float, min_lenders: int, decimals
         raise InputError("multi_lending: balance_threshold must be a finite number")
     if min_lenders < 1:
         raise InputError(f"multi_lending: min_lenders must be at least 1, got {min_lenders}")
-    if not 0 <= decimals <= 6:
-        raise InputError(f"multi_lending: balance_decimals must be in 0..6, got {decimals}")
+    if not 0 <= decimals <= MAX_DECIMALS:
+        raise InputError(f"multi_lending: balance_decimals must be in 0..{MAX_DECIMALS}, got {decimals}")
 
 
 def _requester_rank(ctx, owners: Sequence[int], requester: str) -> int:
@@ -67,10 +67,10 @@ def multi_lending_plain(
     thr = threshold_units(balance_threshold, balance_decimals)
     frames = []
     for bank, table in tables.items():
-        _customer_balances(table, bank, id, balance, balance_decimals, balance_bound)  # the secure run's refusals
-        ids = table_ids(table, bank, id)
-        units = amount_units(table, bank, balance, balance_decimals, balance_bound)
-        frames.append(pd.DataFrame({"id": pd.Series(ids, dtype=object), "units": units, "bank": bank}))
+        # each bank's loans merged per customer, with the secure run's refusals; the consortium
+        # totals and lender counts below are pandas', not the join's
+        ids, sums = _customer_balances(table, bank, id, balance, balance_decimals, balance_bound)
+        frames.append(pd.DataFrame({"id": pd.Series(ids, dtype=object), "units": sums[:, 0], "bank": bank}))
     rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"id": [], "units": [], "bank": []})
     per_customer = rows.groupby("id", sort=False).agg(total=("units", "sum"), lenders=("bank", "nunique"))
     over = per_customer["total"].to_numpy(dtype=np.int64) > thr
@@ -228,10 +228,13 @@ def _customer_balances(table, party: str, id_column: str, balance: str, decimals
     units = amount_units(table, party, balance, decimals, bound)
     distinct, sums = aggregate_by_id(ids, units)
     limit = round(bound * 10**decimals)
-    # the int64 sums wrap silently past 2^63 (2049 loans of 9e15 units make -5.7e15), so the
-    # same sums in float64 (units < 2^53 are exact; relative error ~ rows x 2^-53) decide too
-    _, approx = aggregate_by_id(ids, units.astype(np.float64), dtype=np.float64)
-    if sums.size and (int(np.abs(sums).max()) > limit or float(np.abs(approx).max()) > limit * (1 + 1e-9) + 1):
+    wrapped = False
+    if len(ids) * limit >= 2**63:
+        # the int64 sums may have wrapped (2049 loans of 9e15 units make -5.7e15): the same sums
+        # in float64 (units < 2^53 are exact; relative error ~ rows x 2^-53) decide
+        _, approx = aggregate_by_id(ids, units.astype(np.float64), dtype=np.float64)
+        wrapped = float(np.abs(approx).max()) > limit * (1 + 1e-9) + 1
+    if sums.size and (wrapped or int(np.abs(sums).max()) > limit):
         raise RangeError(
             f"{party}, column '{balance}': a customer's loans total more than balance_bound {bound:g} at this bank; "
             "raise balance_bound (it bounds one customer's total balance at one bank)"

@@ -22,7 +22,15 @@ import pandas as pd
 import torch
 
 import smpc
-from smpc.analyses.credit import _column, amount_units, default_flags
+from smpc.analyses.credit import (
+    MAX_DECIMALS,
+    MAX_ROWS_PER_BANK,
+    _column,
+    amount_units,
+    bounded_view,
+    count_view,
+    default_flags,
+)
 from smpc.analyses.registry import Param, register, report_progress
 from smpc.errors import InputError, RangeError
 from smpc.secret import SecretTensor, cat, where
@@ -30,9 +38,6 @@ from smpc.sharing import N_COMPUTE
 from smpc.stats import var_from_moments
 
 COMPUTE_RANKS = list(range(N_COMPUTE))
-MAX_ROWS_PER_BANK = 2**30
-"""Public cap on a bank's rows; it bounds the shared aggregates (sums of squares)."""
-MAX_DECIMALS = 6
 
 
 def _check_scale(analysis: str, decimals: int, bound: float, squares: bool = False, banks: int = 1) -> None:
@@ -73,23 +78,8 @@ def secure_total(ctx, owners, local, bound: float, name: str, length: int) -> Se
     from each). Leakage: none (the length is public by the analysis' parameters)."""
     mine = [int(v) for v in local] if ctx.rank in owners else None
     parts = ctx.share_each(mine, owners, shape=(length,), bound=bound, frac_bits=0, name=name)
-    total = parts[0]
-    for part in parts[1:]:
-        total = total + part
-    return total
+    return sum(parts[1:], parts[0])
 
-
-def _bounded(x: SecretTensor, bound: float) -> SecretTensor:
-    """``x`` under a tighter public bound that holds by construction: values the owners
-    computed from their checked rows (a count, a 0/1 flag, one value), shared in one batch
-    with larger aggregates. Comparisons need bounds under 2^63, which sums of squares exceed."""
-    return SecretTensor(x.ctx, x.shares, x.frac_bits, float(bound))
-
-
-def _count_view(x: SecretTensor, owners) -> SecretTensor:
-    """Record counts sliced out of wider aggregates, with the bound of a count (every bank
-    checked its row count against MAX_ROWS_PER_BANK before sharing)."""
-    return _bounded(x, len(owners) * MAX_ROWS_PER_BANK)
 
 
 def inputs_checked(ctx, owners) -> None:
@@ -224,19 +214,17 @@ def describe(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_si
     parts = ctx.share_each(mine, owners, shape=(6 * d,), bound=big, frac_bits=0, name="aggregates")
     if not ctx.is_compute:
         return None
-    totals = parts[0][: 3 * d]
-    for part in parts[1:]:
-        totals = totals + part[: 3 * d]
+    totals = sum((p[: 3 * d] for p in parts[1:]), parts[0][: 3 * d])
     report_progress(ctx, 0.5, "finding min and max")
-    present = _bounded(smpc.stack([p[3 * d : 4 * d] for p in parts], dim=0), 1)  # banks x columns
-    stacked = _bounded(smpc.stack([p[4 * d :] for p in parts], dim=0), bound_units).reshape(len(owners), d, 2)
+    present = bounded_view(smpc.stack([p[3 * d : 4 * d] for p in parts], dim=0), 1)  # banks x columns
+    stacked = bounded_view(smpc.stack([p[4 * d :] for p in parts], dim=0), bound_units).reshape(len(owners), d, 2)
     # max = -min(-x): one masking and one tournament find both, in half the rounds of two
     candidates = cat([stacked[:, :, 0], -stacked[:, :, 1]], dim=1)  # banks x (mins, -maxes)
     extreme = where(cat([present, present], dim=1), candidates, bound_units + 1).min(dim=0)
     lo, hi = extreme[:d], -extreme[d:]
     report_progress(ctx, 0.8, "revealing")
     per_column = totals.reshape(d, 3)
-    suppressed = suppression_flags(_count_view(per_column[:, 0], owners), min_cell_size, COMPUTE_RANKS) or [False] * d
+    suppressed = suppression_flags(count_view(per_column[:, 0], owners), min_cell_size, COMPUTE_RANKS) or [False] * d
     keep = [j for j in range(d) if not suppressed[j]]
     revealed = {}
     if keep:
@@ -534,7 +522,7 @@ def corr(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_size=1
     cells = totals.reshape(d * d, 4)
     # the count of pair (i, j) is the count of (j, i): one comparison per unordered pair
     pairs = [(i, j) for i in range(d) for j in range(i, d)]
-    counts = _count_view(cells[[i * d + j for i, j in pairs]][:, 0], owners)
+    counts = count_view(cells[[i * d + j for i, j in pairs]][:, 0], owners)
     small = (counts < max(2, min_cell_size)).reveal_int(COMPUTE_RANKS)
     keep = sorted({e for (i, j), s in zip(pairs, small.reshape(-1), strict=True) if not s
                    for e in (i * d + j, j * d + i)})
