@@ -73,22 +73,19 @@ class PRG:
         return out
 
     def xor_into(self, t: torch.Tensor) -> None:
-        """XOR the next ``8 * t.numel()`` stream bytes into a contiguous int64 tensor in place:
-        the stream ``int64(t.numel())`` would draw, without materialising it (AES-CTR
-        encrypts in place)."""
-        view = _byte_view(t)
-        n = len(view)
-        head = max(0, n - _SPARE)
-        done = 0
-        while done < head:
-            step = min(head - done, len(_ZERO_CHUNK))
-            self._encryptor.update_into(view[done : done + step], view[done:])
-            done += step
-        if head < n:
-            tail = bytearray(2 * _SPARE)
-            self._encryptor.update_into(view[head:n], tail)
-            view[head:n] = tail[: n - head]
-        self.bytes_drawn += n
+        """XOR the next ``t.numel()`` int64 stream words into a contiguous int64 tensor in place:
+        the stream ``int64(t.numel())`` would draw, without materialising all of it.
+
+        The keystream goes through a small reused buffer and is XORed in by torch. Encrypting
+        the tensor's own bytes in place would save that pass, but ``cryptography`` 51 refuses
+        ``update_into`` with overlapping input and output, and older releases never promised it.
+        """
+        if t.dtype != torch.int64 or not t.is_contiguous():
+            raise ValueError(f"xor_into needs a contiguous int64 tensor, got {t.dtype} "
+                             f"({'contiguous' if t.is_contiguous() else 'not contiguous'})")
+        flat = t.view(-1)
+        for start, count, words in self.chunks(flat.numel()):
+            flat[start : start + count].bitwise_xor_(words[:count])
 
     def int64(self, n: int) -> torch.Tensor:
         """n uniformly random int64 values (uniform bit patterns, i.e. uniform in Z_2^64)."""
