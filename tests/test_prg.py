@@ -4,6 +4,7 @@ randomness anywhere in smpc/ (a source scan refuses torch/numpy/random generator
 from __future__ import annotations
 
 import ast
+import ctypes
 import re
 from pathlib import Path
 
@@ -178,3 +179,98 @@ def test_no_module_in_smpc_uses_a_non_cryptographic_generator():
     for path in SMPC_DIR.rglob("*.c"):
         code = re.sub(r"/\*.*?\*/|//[^\n]*", "", path.read_text(), flags=re.S)
         assert not re.search(r"\b(s?rand|random|drand48|rand_r)\s*\(", code), path.name
+
+
+# ----- both stream paths against cryptography's own CTR output ---------------------------------
+def reference_stream(key: bytes, n_bytes: int, skip: int = 0) -> bytes:
+    """``n_bytes`` of AES-128-CTR keystream (zero initial counter) after ``skip`` bytes, from
+    ``cryptography`` directly: the stream every PRG path must reproduce."""
+    encryptor = Cipher(algorithms.AES(key), modes.CTR(bytes(16))).encryptor()
+    return encryptor.update(bytes(skip + n_bytes))[skip:]
+
+
+def _address_range(buf) -> tuple[int, int]:
+    view = memoryview(buf).cast("B")
+    if view.readonly:
+        start = ctypes.addressof(ctypes.c_char.from_buffer_copy(b"\0"))  # read-only input: never written
+        return start, start
+    start = ctypes.addressof(ctypes.c_char.from_buffer(view))
+    return start, start + view.nbytes
+
+
+class NoOverlapEncryptor:
+    """Wraps an encryptor and fails on an ``update_into`` whose input and output overlap:
+    cryptography 51 refuses that, and older releases never promised it works."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, 0
+
+    def update_into(self, data, buf):
+        self.calls += 1
+        d0, d1 = _address_range(data)
+        b0, b1 = _address_range(buf)
+        assert d1 <= b0 or b1 <= d0 or d0 == d1, "update_into called with overlapping input and output"
+        return self.inner.update_into(data, buf)
+
+    def update(self, data):
+        return self.inner.update(data)
+
+
+@pytest.mark.parametrize("n", [1, 3, 1000, (1 << 19) + 3])
+def test_xor_into_matches_cryptography_and_never_encrypts_in_place(n):
+    key = bytes(range(7, 23))
+    data = torch.arange(n, dtype=torch.int64) * -104729
+    prg = PRG(key)
+    prg.int64(5)  # start mid-stream
+    guard = NoOverlapEncryptor(prg._encryptor)
+    prg._encryptor = guard
+    target = data.clone()
+    prg.xor_into(target)
+    stream = torch.frombuffer(bytearray(reference_stream(key, 8 * n, skip=40)), dtype=torch.int64)
+    assert torch.equal(target, data ^ stream)
+    assert guard.calls > 0
+
+
+def test_the_overlap_guard_catches_in_place_encryption():
+    """The guard above has teeth: an in-place update_into is what it refuses."""
+    buf = bytearray(64)
+    guard = NoOverlapEncryptor(Cipher(algorithms.AES(KEY_A), modes.CTR(bytes(16))).encryptor())
+    with pytest.raises(AssertionError, match="overlapping"):
+        guard.update_into(memoryview(buf)[:32], memoryview(buf))
+    guard.update_into(bytes(32), bytearray(48))  # separate buffers pass
+
+
+@pytest.mark.parametrize("offset_words", [0, 1, 7])
+def test_every_draw_path_matches_cryptography(kernel_path, offset_words):
+    """int64, bytes, chunks, xor_into, and the C kernels' AES-NI keystream (``PRG.claim``,
+    ``ring.random_``, ``ring.xor_random2_``) all give cryptography's CTR stream."""
+    from smpc import ring as ring_module
+
+    key_a, key_b = KEY_A, KEY_B
+    n = 70_001
+    skip = 8 * offset_words
+
+    def fresh(key):
+        prg = PRG(key)
+        prg.int64(offset_words)
+        prg._encryptor = NoOverlapEncryptor(prg._encryptor)
+        return prg
+
+    expected_a = torch.frombuffer(bytearray(reference_stream(key_a, 8 * n, skip)), dtype=torch.int64)
+    expected_b = torch.frombuffer(bytearray(reference_stream(key_b, 8 * n, skip)), dtype=torch.int64)
+    assert torch.equal(fresh(key_a).int64(n), expected_a)
+    assert bytes(fresh(key_a).bytes(8 * n)[: 8 * n]) == reference_stream(key_a, 8 * n, skip)
+    pieces = torch.cat([w[:c].clone() for _, c, w in fresh(key_a).chunks(n)])
+    assert torch.equal(pieces, expected_a)
+    drawn = ring_module.random_(ring_module.RING64, fresh(key_a), (n,))
+    assert torch.equal(drawn, expected_a)
+    z = torch.arange(n, dtype=torch.int64)
+    ring_module.xor_random2_(z, fresh(key_a), fresh(key_b))
+    assert torch.equal(z, torch.arange(n, dtype=torch.int64) ^ expected_a ^ expected_b)
+    if kernel_path == "c" and ring_module.aes_kernels() is not None:
+        claimed = fresh(key_a)
+        key, start = claimed.claim(n)
+        assert (key, start) == (key_a, offset_words)
+        after = claimed.int64(3)  # the stream resumes through cryptography after the claim
+        assert torch.equal(after, torch.frombuffer(bytearray(reference_stream(key_a, 24, skip + 8 * n)),
+                                                   dtype=torch.int64))
