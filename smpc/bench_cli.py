@@ -4,7 +4,7 @@
     smpc bench --n 1e4 --no-crypten              # quick: smpc only
     smpc bench --wan 20 --baseline benchmarks/results/compare.json   # 20 ms RTT, growth vs LAN
 
-The harness itself lives in ``benchmarks/compare/`` of the repository; it is not part of the
+The harness itself lives in ``benchmarks/smpc_compare/`` of the repository; it is not part of the
 installed package (CrypTen is a benchmark-only dependency), so this command runs it from the
 checkout that holds this ``smpc`` package -- or from ``--repo``. It writes a markdown report,
 the JSON and a PNG chart to ``--out`` (default ``benchmarks/results/``).
@@ -62,7 +62,7 @@ def _list(choices: list[str]):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The harness's options (shared by ``smpc bench`` and ``python benchmarks/compare``)."""
+    """The harness's options (shared by ``smpc bench`` and ``python benchmarks/smpc_compare``)."""
     p.add_argument("--n", type=_count, default=10**6, help="elements per input (default 1e6; x/y uses min(n, 1e5))")
     p.add_argument("--ops", type=_list(OPS + JOIN_OPS), default=OPS,
                    help=f"comma-separated subset of {','.join(OPS + JOIN_OPS)} (default: {','.join(OPS)}; "
@@ -87,21 +87,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "a peer (default 3600; a stalled op fails after this and the run goes on)")
     p.add_argument("--out", help="output folder (default: benchmarks/results/ of the checkout)")
     p.add_argument("--name", help="file stem of the outputs (default compare, or compare-wan)")
-    p.add_argument("--repo", help="the source checkout holding benchmarks/compare/ (default: found from smpc's path)")
+    p.add_argument("--repo", help="the source checkout holding benchmarks/smpc_compare/ (default: from smpc's path)")
     p.add_argument("--render", metavar="JSON", help="only re-render the report (markdown, PNG) of an earlier JSON")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
 def find_harness(repo: str | None = None) -> Path:
-    """The ``benchmarks`` folder that holds the ``compare`` harness, or a clear SmpcError."""
+    """The ``benchmarks`` folder that holds the ``smpc_compare`` harness, or a clear SmpcError."""
     candidates = [Path(repo)] if repo else [Path(__file__).resolve().parents[1], Path.cwd()]
     for root in candidates:
         folder = root / "benchmarks"
-        if (folder / "compare" / "harness.py").is_file():
+        if (folder / "smpc_compare" / "harness.py").is_file():
             return folder
-    where = ", ".join(str(c / "benchmarks" / "compare") for c in candidates)
+    where = ", ".join(str(c / "benchmarks" / "smpc_compare") for c in candidates)
     raise SmpcError(
-        "smpc bench runs the side-by-side harness from a source checkout, and benchmarks/compare/ was not "
+        "smpc bench runs the side-by-side harness from a source checkout, and benchmarks/smpc_compare/ was not "
         f"found (looked in {where}). It is not shipped in the installed package: clone the repository, "
         "install it with `make test` (or `pip install -e '.[dev]'`), and run `smpc bench` there or pass "
         "--repo PATH_TO_CHECKOUT."
@@ -109,18 +109,19 @@ def find_harness(repo: str | None = None) -> Path:
 
 
 def load_harness(repo: str | None = None):
-    """Import ``compare`` (benchmarks/compare) from the checkout; returns its cli module."""
+    """Import ``smpc_compare`` (benchmarks/smpc_compare) from the checkout; returns its cli module."""
     folder = find_harness(repo)
     path = str(folder)
     if path not in sys.path:
-        # first on the path: CrypTen's wheel installs an unrelated top-level ``benchmarks``
+        # the harness's package is named ``smpc_compare``, not ``benchmarks.compare``: CrypTen's
+        # wheel installs an unrelated top-level ``benchmarks`` that would shadow ours
         sys.path.insert(0, path)
     import importlib
 
-    loaded = sys.modules.get("compare")
-    if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve().parent != folder / "compare":
-        raise SmpcError(f"another module named 'compare' is already imported ({loaded.__file__})")
-    return importlib.import_module("compare.cli")
+    loaded = sys.modules.get("smpc_compare")
+    if loaded is not None and Path(getattr(loaded, "__file__", "") or "").resolve().parent != folder / "smpc_compare":
+        raise SmpcError(f"another module named 'smpc_compare' is already imported ({loaded.__file__})")
+    return importlib.import_module("smpc_compare.cli")
 
 
 def command_line(args, prefix: str = "smpc bench") -> str:
@@ -141,7 +142,7 @@ def command_line(args, prefix: str = "smpc bench") -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """A standalone parser with the harness's options (``python benchmarks/compare``)."""
+    """A standalone parser with the harness's options (``python benchmarks/smpc_compare``)."""
     parser = argparse.ArgumentParser(prog="smpc bench", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)

@@ -1,4 +1,4 @@
-"""The side-by-side harness (benchmarks/compare, ``smpc bench``) cannot rot.
+"""The side-by-side harness (benchmarks/smpc_compare, ``smpc bench``) cannot rot.
 
 Quick runs through the real command: three smpc party processes over gRPC with mutual TLS,
 CrypTen TFP when it is installed, the WAN delay relay, the reports. Nothing here asserts a
@@ -28,11 +28,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
 if str(BENCH) not in sys.path:
-    sys.path.insert(0, str(BENCH))  # benchmarks/compare is imported as ``compare`` (never installed)
+    sys.path.insert(0, str(BENCH))  # benchmarks/smpc_compare is imported as ``smpc_compare`` (never installed)
 
-from compare import crypten_compat, relay  # noqa: E402
+from smpc_compare import crypten_compat, relay  # noqa: E402
 
-pytestmark = pytest.mark.skipif(not (BENCH / "compare" / "harness.py").is_file(), reason="no benchmarks/compare")
+pytestmark = pytest.mark.skipif(not (BENCH / "smpc_compare" / "harness.py").is_file(),
+                                reason="no benchmarks/smpc_compare")
 
 
 def _bench(args: list[str], token: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -123,7 +124,7 @@ def test_quick_mode_smpc_over_grpc(tmp_path):
 
 
 def test_quick_mode_join_ops_smpc_only(tmp_path):
-    """`python benchmarks/compare --n 1e4 --ops shuffle,sort,multi_lending`: the private-join
+    """`python benchmarks/smpc_compare --n 1e4 --ops shuffle,sort,multi_lending`: the private-join
     ops (issue 7) run over gRPC and are exact (the shuffled rows are the input rows, the
     sorted rows the input sorted by key, multi_lending equals its plaintext twin, every
     bank's flagged ids included); CrypTen, named or not, gets "n/a" columns (its parties are
@@ -132,7 +133,7 @@ def test_quick_mode_join_ops_smpc_only(tmp_path):
     ops = "shuffle,sort,multi_lending"
     systems = "smpc,crypten-tfp" if _crypten_installed() else "smpc"
     env = dict(os.environ, SMPC_BENCH_TEST_TOKEN=token)
-    proc = subprocess.run([sys.executable, str(BENCH / "compare"), "--n", "1e4", "--systems", systems,
+    proc = subprocess.run([sys.executable, str(BENCH / "smpc_compare"), "--n", "1e4", "--systems", systems,
                            "--reps", "1", "--warmup", "0", "--ops", ops, "--out", str(tmp_path), "--quiet"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -162,8 +163,8 @@ def test_quick_mode_join_ops_smpc_only(tmp_path):
 
 def test_join_ops_options():
     """The private-join ops are selectable and opt-in; --lending-rows sets multi_lending's size."""
-    from compare import cli as harness_cli
-    from compare import workload
+    from smpc_compare import cli as harness_cli
+    from smpc_compare import workload
 
     args = harness_cli.build_parser().parse_args(["--ops", "shuffle,sort,multi_lending", "--lending-rows", "1e6"])
     assert args.ops == ["shuffle", "sort", "multi_lending"] and args.lending_rows == 10**6
@@ -237,7 +238,7 @@ def test_cli_help_and_clear_errors(tmp_path):
     assert find_harness(str(ROOT)) == BENCH
     with pytest.raises(SmpcError, match="source checkout"):
         find_harness(str(tmp_path))
-    from compare import cli as harness_cli
+    from smpc_compare import cli as harness_cli
 
     with pytest.raises(SmpcError, match="no system left"):
         harness_cli.execute(build_parser().parse_args(["bench", "--no-crypten", "--systems", "crypten-tfp"]))
@@ -331,3 +332,16 @@ def test_token_bucket_never_exceeds_its_burst():
             assert bucket.tokens <= bucket.burst
 
     asyncio.run(main())
+
+
+def test_the_harness_name_collides_with_nothing_installed():
+    """CrypTen's wheel installs a top-level ``benchmarks`` package, which shadowed a
+    ``benchmarks.compare``; the harness is ``smpc_compare``, a name no installed package
+    has, and it starts as a folder and as a module."""
+    probe = subprocess.run([sys.executable, "-c", "import importlib.util as u; print(u.find_spec('smpc_compare'))"],
+                           capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert probe.stdout.strip() == "None", probe.stdout + probe.stderr
+    for argv, env in (([str(BENCH / "smpc_compare"), "--help"], None),
+                      (["-m", "smpc_compare", "--help"], dict(os.environ, PYTHONPATH=str(BENCH)))):
+        proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+        assert proc.returncode == 0 and "--n" in proc.stdout, proc.stdout + proc.stderr

@@ -6,7 +6,7 @@ import json
 import math
 from pathlib import Path
 
-from compare.workload import EXACT_OPS, OP_ORDER
+from smpc_compare.workload import EXACT_OPS, OP_ORDER
 
 SHORT = {"smpc": "smpc", "crypten-tfp": "TFP", "crypten-ttp": "TTP"}
 TARGET_OPS = ("mul", "lt", "lending")

@@ -22,8 +22,8 @@ import traceback
 
 import numpy as np
 
-from compare import workload
-from compare.procs import die_with_parent, peak_rss_bytes, reset_peak_rss, rss_bytes, set_threads, trim_memory
+from smpc_compare import workload
+from smpc_compare.procs import die_with_parent, peak_rss_bytes, reset_peak_rss, rss_bytes, set_threads, trim_memory
 
 
 def _loop(conn, backend) -> None:
@@ -78,7 +78,7 @@ class SmpcBackend:
 
         self.teardown()
         self.transport = self.node.open_job(job_id)
-        from compare.grpc_parties import NAMES
+        from smpc_compare.grpc_parties import NAMES
 
         self.ctx = Context(self.rank, 3, self.transport, ring=op.smpc_ring, frac_bits=op.smpc_frac,
                            timeout=self.timeout, party_names=NAMES)
@@ -126,7 +126,7 @@ def smpc_party(rank: int, conn, certs: str, threads: int, timeout: float) -> Non
     """Entry point of an smpc party process."""
     die_with_parent()
     set_threads(threads)
-    from compare.grpc_parties import PartyNode
+    from smpc_compare.grpc_parties import PartyNode
 
     node = PartyNode(rank, certs)
     conn.send(("ok", {"port": node.port, "pid": os.getpid()}))
@@ -147,7 +147,7 @@ class CryptenBackend:
         self.state = workload.crypten_setup(self.crypten, op, mine)
 
     def run(self, op, want_result: bool):
-        from compare import crypten_compat
+        from smpc_compare import crypten_compat
 
         crypten = self.crypten
         comm = crypten.comm.get()
@@ -186,7 +186,7 @@ def crypten_party(rank: int, conn, provider: str, rendezvous: str, threads: int,
     os.environ.update(RENDEZVOUS=f"file://{rendezvous}", WORLD_SIZE=str(world_size), RANK=str(rank),
                       DISTRIBUTED_BACKEND="gloo", GLOO_SOCKET_IFNAME="lo")
     set_threads(threads)
-    from compare import crypten_compat
+    from smpc_compare import crypten_compat
 
     crypten = crypten_compat.load()
     if relay_control is not None:

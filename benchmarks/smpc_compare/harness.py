@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from compare import workload
-from compare.relay import LinkShape, RelayProcess
+from smpc_compare import workload
+from smpc_compare.relay import LinkShape, RelayProcess
 
 SYSTEMS = {
     "smpc": "smpc (gRPC, mTLS)",
@@ -64,7 +64,7 @@ class Group:
 
     # ----- life cycle ------------------------------------------------------------------
     def start(self) -> None:
-        from compare import workers
+        from smpc_compare import workers
 
         ctx = mp.get_context("spawn")
         self.starts += 1
@@ -73,7 +73,7 @@ class Group:
         if self.system == "smpc":
             certs = self.workdir / "certs"
             if not certs.exists():
-                from compare.grpc_parties import make_certs
+                from smpc_compare.grpc_parties import make_certs
 
                 make_certs(certs)
             for rank in range(3):
@@ -467,7 +467,7 @@ def _worst(acc: dict, new: dict) -> None:
 def crypten_status() -> tuple[bool, str]:
     """Whether CrypTen imports (in a child process, so this one stays free of it)."""
     folder = str(Path(__file__).resolve().parents[1])
-    code = (f"import sys; sys.path.insert(0, {folder!r}); from compare import crypten_compat; "
+    code = (f"import sys; sys.path.insert(0, {folder!r}); from smpc_compare import crypten_compat; "
             "ok, why = crypten_compat.available(); print(why); sys.exit(0 if ok else 1)")
     import subprocess
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from compare import harness, report
+from smpc_compare import harness, report
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,7 +38,7 @@ def execute(args, command: str = "") -> int:
                 "or pass --no-crypten to benchmark smpc alone."
             )
     if args.wan:
-        from compare.relay import LinkShape
+        from smpc_compare.relay import LinkShape
 
         try:
             LinkShape.parse(args.wan)
@@ -70,7 +70,7 @@ def build_parser():
     from smpc import bench_cli
 
     parser = bench_cli.build_parser()
-    parser.prog = "python benchmarks/compare"
+    parser.prog = "python benchmarks/smpc_compare"
     return parser
 
 
@@ -78,7 +78,7 @@ def command_line(args) -> str:
     """The options that differ from the defaults, as a command to copy."""
     from smpc.bench_cli import command_line as smpc_command_line
 
-    return smpc_command_line(args, prefix="python benchmarks/compare")
+    return smpc_command_line(args, prefix="python benchmarks/smpc_compare")
 
 
 def main(argv: list[str] | None = None) -> int:

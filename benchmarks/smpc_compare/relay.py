@@ -227,7 +227,7 @@ async def _serve(shape: LinkShape, conn) -> None:
 
 
 def _relay_main(shape: LinkShape, conn) -> None:
-    from compare.procs import die_with_parent
+    from smpc_compare.procs import die_with_parent
 
     die_with_parent()
     asyncio.run(_serve(shape, conn))

@@ -131,7 +131,7 @@ def install_relay_store(control: tuple[str, int], rendezvous_file: str) -> None:
     """Shim 3: route every gloo connection through the relay whose control port is given."""
     import torch.distributed as dist
 
-    from compare.relay import request_relay
+    from smpc_compare.relay import request_relay
 
     original = dist.init_process_group
     if getattr(original, "_smpc_bench_relay", False):
