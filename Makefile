@@ -1,20 +1,33 @@
-# Two commands on a fresh machine: `make demo` and `make test`. Both build .venv first.
+# Two commands on a fresh machine: `make demo` and `make test`. Both build .venv first, from
+# the committed lock (requirements/*.lock): a fresh machine gets exactly what CI tested.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+LOCKS := requirements/torch-cpu.lock requirements/dev.lock requirements/crypten.lock
+# the environment `make test-latest` builds from pyproject.toml's ranges, newest releases
+LATEST := .venv-latest
+# the lock is for the machines this project is developed, tested and benchmarked on
+LOCK_TARGET := --python-version 3.11 --python-platform x86_64-manylinux_2_28
+# where pip and uv find torch's CPU build (a local version PyPI does not serve)
+TORCH_FIND_LINKS ?= $(or $(wildcard /opt/wheels),https://download.pytorch.org/whl/torch/)
 
-.PHONY: demo test lint bench costs proto clean
+.PHONY: demo test test-latest lock lint bench costs proto clean
 
-$(STAMP): pyproject.toml setup.py smpc/_ringkernels.c
+$(STAMP): $(LOCKS) pyproject.toml setup.py smpc/_ringkernels.c
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	# torch first, pinned: the CPU wheel on disk; an unpinned torch pulls a multi-GB CUDA build
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
-	# CrypTen is a benchmark-only dependency; its metadata asks for the broken `sklearn`
-	# package and for torchvision, hence --no-deps plus what it really imports
-	$(PY) -m pip install -q --no-deps crypten==0.4.1
-	$(PY) -m pip install -q onnx omegaconf pyyaml
+	# --require-hashes: every file is the one the lock names; --no-deps: nothing outside the lock
+	# torch first, the CPU build: an unpinned torch pulls a multi-GB CUDA build
+	$(PY) -m pip install -q --require-hashes --no-deps --find-links $(TORCH_FIND_LINKS) -r requirements/torch-cpu.lock
+	$(PY) -m pip install -q --require-hashes --no-deps -r requirements/dev.lock
+	# CrypTen, the benchmark baseline: its metadata asks for the broken `sklearn` package and
+	# for torchvision, so it comes without them; what it really imports is in dev.lock
+	$(PY) -m pip install -q --require-hashes --no-deps -r requirements/crypten.lock
+	# smpc itself, built with the locked setuptools (the C kernels, or the torch fallback)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	# every dependency satisfied by the lock (CrypTen's two unwanted ones aside)
+	$(PY) -m pip check | grep -v -e '^crypten ' -e '^No broken' | { ! grep . ; }
 	touch $(STAMP)
 
 # three party services as subprocesses on loopback, fresh certificates, jobs through the job service
@@ -29,6 +42,36 @@ lint: $(STAMP)
 # pytest exits 5 when no test ran; make fails on any non-zero exit, so that cannot pass silently
 test: lint
 	$(PY) -m pytest -q
+
+# The next release of a dependency, found before a user finds it: a second venv from
+# pyproject.toml's ranges with the newest releases the index offers (torch stays the CPU build
+# of the lock: the newest torch on PyPI is a CUDA build of several GB), its versions printed,
+# then the suite. `make lock` refreshes the lock to exactly what this run tested.
+test-latest:
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install -q --upgrade pip
+	$(LATEST)/bin/python -m pip install -q --upgrade --upgrade-strategy eager --find-links $(TORCH_FIND_LINKS) \
+		-e '.[dev,bench]' "$$(grep -m1 '^torch==' requirements/torch-cpu.lock | cut -d' ' -f1)"
+	$(LATEST)/bin/python -m pip install -q --no-deps crypten
+	@echo "== newest releases under test (pyproject.toml ranges) =="
+	$(LATEST)/bin/python -m pip freeze --exclude-editable | tee $(LATEST)/tested.txt
+	$(LATEST)/bin/python -m pytest -q -p no:cacheprovider
+	touch $(LATEST)/.passed
+
+# Refresh requirements/dev.lock and crypten.lock to the releases `make test-latest` just
+# tested (run that first: the lock moves only after the suite passed on them).
+lock: $(STAMP)
+	@test -f $(LATEST)/.passed -a $(LATEST)/.passed -nt pyproject.toml || \
+		{ echo "make lock: run 'make test-latest' first (it must pass on the releases the lock will pin)"; exit 1; }
+	grep -v -e '^torch==' -e '^crypten==' -e '^smpc' $(LATEST)/tested.txt > $(LATEST)/constraints.txt
+	UV_PYTHON_DOWNLOADS=never $(VENV)/bin/uv pip compile --quiet --generate-hashes $(LOCK_TARGET) \
+		--find-links $(TORCH_FIND_LINKS) --constraint $(LATEST)/constraints.txt --no-emit-package torch \
+		pyproject.toml requirements/build.in requirements/torch-cpu.in --extra dev --extra bench \
+		-o requirements/dev.lock
+	UV_PYTHON_DOWNLOADS=never $(VENV)/bin/uv pip compile --quiet --generate-hashes $(LOCK_TARGET) --no-deps \
+		requirements/crypten.in -o requirements/crypten.lock
+	@echo "requirements/*.lock refreshed; 'make test' rebuilds .venv from them"
 
 bench: $(STAMP)
 	mkdir -p benchmarks/results
@@ -45,4 +88,4 @@ proto: $(STAMP)
 	$(PY) protos/generate.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info smpc/*.so
+	rm -rf $(VENV) $(LATEST) build *.egg-info smpc/*.so
