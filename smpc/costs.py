@@ -62,8 +62,8 @@ def measure(ring: int) -> dict[str, object]:
     for name, _what, op in _ops():
 
         def job(ctx, op=op):
-            xs = torch.linspace(-100, 100, N)
-            ys = torch.linspace(50, -50, N)
+            xs = torch.linspace(-100, 100, N, dtype=torch.float64)
+            ys = torch.linspace(50, -50, N, dtype=torch.float64)
             v = SimpleNamespace()
             v.x = ctx.share(xs if ctx.rank == 0 else None, owner=0, bound=1e3)
             if op is None:

@@ -126,6 +126,7 @@ def encode(value, ring: Ring, frac_bits: int, bound: float, who: str = "input") 
         exact = _exact_integers(value, ring, frac_bits, bound, who)
         if exact is not None:
             return exact
+    _refuse_short_floats(value, who)
     integral_input = isinstance(value, torch.Tensor) and not value.is_floating_point()
     if not integral_input and isinstance(value, np.ndarray) and value.dtype.kind in "iub":
         if value.dtype.kind == "u" and value.size and int(value.max()) > np.iinfo(np.int64).max:
@@ -164,6 +165,28 @@ def encode(value, ring: Ring, frac_bits: int, bound: float, who: str = "input") 
             "integer mode (frac_bits=0) holds whole numbers such as counts or cents"
         )
     return ring.from_float_integral(rounded)
+
+
+_SHORT_FLOATS = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def _refuse_short_floats(value, who: str) -> None:
+    """Refuse float16/bfloat16/float32 inputs. Their rounding happened before smpc saw them
+    (float32 keeps ~7 significant digits: a balance of 1234567.89 arrives as 1234567.875),
+    so sharing them exactly would still be silently wrong; and ``torch.tensor([...])`` makes
+    float32 by default, which is how such values usually arrive."""
+    if isinstance(value, torch.Tensor):
+        dtype = value.dtype if value.dtype in _SHORT_FLOATS else None
+    elif isinstance(value, (np.ndarray, np.generic)) and value.dtype in (np.float16, np.float32):
+        dtype = value.dtype
+    else:
+        return
+    if dtype is not None:
+        raise InputError(
+            f"{who}: values are {str(dtype).removeprefix('torch.')}, which keeps too few digits for exact "
+            "amounts (1234567.89 becomes 1234567.875 in float32); pass float64 (tensor.double(), "
+            "torch.tensor(..., dtype=torch.float64), numpy float64) or integers"
+        )
 
 
 def _exact_integers(value, ring: Ring, frac_bits: int, bound: float, who: str) -> torch.Tensor | None:

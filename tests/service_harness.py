@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -32,18 +33,36 @@ PORT_TAKEN = ("cannot listen", "Address already in use")
 LOAN_PARAMS = {"label": "creditability", "positive": "bad", "amount": "credit_amount"}
 
 
-def free_ports(n: int) -> list[int]:
-    """n distinct free TCP ports on 127.0.0.1 (held open together while choosing)."""
-    socks = []
+def _ephemeral_range() -> tuple[int, int]:
     try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
+        low, high = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free TCP ports on 127.0.0.1, chosen below the kernel's ephemeral range.
+
+    A port the kernel handed out for bind(0) lies in the ephemeral range, which is also where
+    every outgoing connection's source port comes from: between this choice and the service's
+    bind, any of the many gRPC connections the tests open could take it. Below that range only
+    a process that names the port itself can, so the choice holds. (``Cluster.start`` still
+    retries on fresh ports if one was taken all the same.)"""
+    low, _ = _ephemeral_range()
+    candidates = list(range(max(1024, low - 12000), low))
+    random.SystemRandom().shuffle(candidates)
+    chosen = []
+    for port in candidates:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        chosen.append(port)
+        if len(chosen) == n:
+            return chosen
+    raise AssertionError(f"no {n} free ports below the ephemeral range ({low})")
 
 
 def smpc_cli(*args: str, check: bool = True, env: dict | None = None,

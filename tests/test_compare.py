@@ -129,7 +129,7 @@ def test_bit_decomposition_is_exact_on_both_kernel_paths(ring, kernel_path):
 
 def test_comparison_beyond_64_bits_is_refused():
     def job(ctx):
-        a = ctx.share(torch.zeros(3) if ctx.rank == 0 else None, owner=0, bound=2.0**50)
+        a = ctx.share(torch.zeros(3, dtype=torch.float64) if ctx.rank == 0 else None, owner=0, bound=2.0**50)
         return a < 1.0
 
     with pytest.raises(smpc.RangeError, match="64 bits"):
@@ -143,8 +143,8 @@ def test_bytes_and_rounds_of_less_than_and_equality(ring):
     elem = 8 if ring == 64 else 16
 
     def job(ctx):
-        a = ctx.share(torch.linspace(-5, 5, n) if ctx.rank == 0 else None, owner=0, bound=10)
-        b = ctx.share(torch.linspace(5, -5, n) if ctx.rank == 1 else None, owner=1, bound=10)
+        a = ctx.share(torch.linspace(-5, 5, n, dtype=torch.float64) if ctx.rank == 0 else None, owner=0, bound=10)
+        b = ctx.share(torch.linspace(5, -5, n, dtype=torch.float64) if ctx.rank == 1 else None, owner=1, bound=10)
         ctx.reset_comm_stats()
         _ = a < b
         lt = ctx.comm_stats()
@@ -182,7 +182,7 @@ def test_less_than_on_a_million_elements_takes_at_most_12_rounds():
         rounds = ctx.comm_stats()["rounds"]
         return rounds, flags.sum().reveal()
 
-    x = torch.linspace(-1e6, 1e6, n)
+    x = torch.linspace(-1e6, 1e6, n, dtype=torch.float64)
     rounds, count = smpc.simulate(job, inputs={0: {"x": x}})[0]
     assert rounds <= 12
     assert int(count) == int((encoded(x, 20) < 0).sum())

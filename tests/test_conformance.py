@@ -287,7 +287,7 @@ def test_share_and_reveal_traffic(ring, input_parties):
     shape = (4, 3)
     n = 12
     f = DEFAULTS[ring].frac_bits
-    data = {o: torch.linspace(-1000, 1000, n).reshape(shape) * (o + 1) / 7 for o in range(world)}
+    data = {o: torch.linspace(-1000, 1000, n, dtype=torch.float64).reshape(shape) * (o + 1) / 7 for o in range(world)}
 
     def job(ctx, value=None):
         log = []

@@ -145,7 +145,8 @@ def test_integer_inputs_keep_full_precision_at_fraction_bits(ring):
 
 @pytest.mark.parametrize(
     "value,position",
-    [([1.0, 2.5, 3.0], 1), (torch.tensor([[1.0, 2.0], [3.0, -0.5]]), (1, 1)), (np.array([7.0, 1e-9]), 1)],
+    [([1.0, 2.5, 3.0], 1), (torch.tensor([[1.0, 2.0], [3.0, -0.5]], dtype=torch.float64), (1, 1)),
+     (np.array([7.0, 1e-9]), 1)],
 )
 def test_non_integer_in_integer_mode_is_refused_with_position(value, position):
     with pytest.raises(InputError, match=rf"position {position!s}".replace("(", r"\(").replace(")", r"\)")) as err:
@@ -161,7 +162,7 @@ def test_non_integer_in_integer_mode_is_refused_with_position(value, position):
     [(float("nan"), "NaN"), (float("inf"), "infinite"), (float("-inf"), "infinite")],
 )
 def test_nan_and_inf_are_refused_with_position(ring, bad, kind):
-    x = torch.tensor([[0.5, -1.0, 2.0], [3.0, bad, 4.0]])
+    x = torch.tensor([[0.5, -1.0, 2.0], [3.0, bad, 4.0]], dtype=torch.float64)
     with pytest.raises(InputError, match=rf"position \(1, 1\) is {kind}") as err:
         encode(x, ring, 8, 100.0, who="bank_b, column 'balance'")
     assert "bank_b, column 'balance'" in str(err.value)
@@ -172,7 +173,7 @@ def test_nan_and_inf_are_refused_with_position(ring, bad, kind):
 @ring_param
 def test_over_bound_is_refused_with_position(ring):
     with pytest.raises(RangeError, match="position 3 exceeds the declared bound 1000"):
-        encode(torch.tensor([1.0, -999.0, 1000.0, -1000.5]), ring, 8, 1000.0, who="bank_c")
+        encode(torch.tensor([1.0, -999.0, 1000.0, -1000.5], dtype=torch.float64), ring, 8, 1000.0, who="bank_c")
     with pytest.raises(RangeError, match=r"position \(0, 1\) exceeds"):
         encode(np.array([[5, 1001], [0, 0]]), ring, 0, 1000.0)
     with pytest.raises(RangeError, match="position 0 exceeds"):
@@ -256,7 +257,7 @@ def test_bad_input_aborts_the_job_before_sharing(input_parties, owner, bad, erro
     """The owner's error is re-raised by simulate (not a timeout: the timeout is far away),
     the owner sent nothing, and every other party was aborted naming the owner."""
     names = ["bank_a", "bank_b", "bank_c", "bank_d", "bank_e"][: 3 + input_parties]
-    x = torch.zeros(4, 2)
+    x = torch.zeros(4, 2, dtype=torch.float64)
     x[2, 0] = bad
     records: dict = {}
     job = _bad_input_job(owner, "balance", records, threading.Lock(), 3 + input_parties)
@@ -273,3 +274,24 @@ def test_bad_input_aborts_the_job_before_sharing(input_parties, owner, bad, erro
         assert type(exc) is PartyUnavailable, f"rank {rank} got {exc!r}, not an abort"
         assert exc.peer == owner and f"party {owner}" in str(exc)
         assert stats["bytes_sent"] == 0
+
+
+@pytest.mark.parametrize("value", [torch.tensor([1234567.89]), torch.tensor([1.5], dtype=torch.float16),
+                                   torch.tensor([1.5], dtype=torch.bfloat16),
+                                   np.array([1234567.89], dtype=np.float32)],
+                         ids=["torch-float32", "float16", "bfloat16", "numpy-float32"])
+def test_share_refuses_short_floats_naming_the_party_and_column(value):
+    """float32 arrives already rounded (1234567.89 is 1234567.875): sharing it exactly would be
+    silently wrong, so it is refused before anything is sent."""
+
+    def fn(ctx, x=None):
+        return ctx.share(x, owner=1, bound=1e9, name="balance").reveal()
+
+    with pytest.raises(smpc.InputError, match=r"party 1, column 'balance': values are (float32|float16|bfloat16)"):
+        smpc.simulate(fn, inputs={1: {"x": value}})
+
+
+def test_share_takes_float64_and_integers_exactly():
+    for value in (torch.tensor([1234567.89], dtype=torch.float64), torch.tensor([1234567], dtype=torch.int64)):
+        out = smpc.simulate(lambda ctx, x=None: ctx.share(x, owner=0, bound=1e9).reveal(), inputs={0: {"x": value}})
+        assert abs(float(out[0][0]) - float(value[0])) <= 2.0**-21

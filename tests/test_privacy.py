@@ -158,7 +158,7 @@ def test_sharing_the_same_value_twice_sends_fresh_masks(ring):
         ctx.share(x, owner=0, bound=10.0)
         ctx.share(x, owner=0, bound=10.0)
 
-    _, received = run_recorded(job, ring, inputs={0: {"x": torch.zeros(64)}})
+    _, received = run_recorded(job, ring, inputs={0: {"x": torch.zeros(64, dtype=torch.float64)}})
     first, second = (m[2] for m in view(received[1], "input0#"))  # party 1 receives the masked share
     assert not bool((first == second).any())
     assert [m[2].tolist() for m in view(received[2], "input0#")] == [[64], [64]]  # party 2: the shape

@@ -46,7 +46,7 @@ def test_a_failing_party_aborts_the_others(failing):
     world = 4
 
     def body(ctx):
-        x = ctx.share(torch.arange(5.0) if ctx.rank == 0 else None, owner=0, bound=10.0)
+        x = ctx.share(torch.arange(5.0, dtype=torch.float64) if ctx.rank == 0 else None, owner=0, bound=10.0)
         if ctx.rank == failing:
             raise Boom(f"bank {failing} crashed")
         # everyone else now waits for a message from the failing party
