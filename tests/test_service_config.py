@@ -40,7 +40,7 @@ address = "127.0.0.1:50053"
 
 [data.loans]
 path = "loans.csv"
-columns = { creditability = "str", credit_amount = "int" }
+columns = { creditability = "str", credit_amount = { type = "int", bound = 100000 } }
 
 [policy]
 allowed_analyses = ["default_rate_overall"]
@@ -95,7 +95,7 @@ def test_a_complete_config_loads(party_dir):
     (lambda t: t.replace('[peers.bank_c]\naddress = "127.0.0.1:50053"\n', ""), "peers.bank_c"),
     (lambda t: t.replace('address = "127.0.0.1:50052"', "address = 50052"), "peers.bank_b.address"),
     (lambda t: t.replace('ranks = ["bank_a", "bank_b", "bank_c"]', 'ranks = ["bank_a", "bank_b"]'), "compute.ranks"),
-    (lambda t: t.replace('credit_amount = "int" }', 'credit_amount = "money" }'), "data.loans.columns.credit_amount"),
+    (lambda t: t.replace('type = "int"', 'type = "money"'), "data.loans.columns.credit_amount.type"),
     (lambda t: t.replace('creditability = "str"', 'missing_col = "str"'), "data.loans.columns.missing_col"),
     (lambda t: t.replace('path = "loans.csv"', 'path = "nothing.csv"'), "data.loans.path"),
     (lambda t: t.replace('allowed_analyses = ["default_rate_overall"]', 'allowed_analyses = ["no_such"]'),
@@ -191,9 +191,9 @@ def _request(**kw):
     ({"recipients": ["bank_b", "outsider"]}, "policy.allowed_recipients", "PolicyError"),
     ({"params": {"label": "creditability", "amount": "extra"}}, "policy.allowed_columns.default_rate_overall",
      "PolicyError"),
-    ({"params": {"label": "creditability"}}, "data.loans", "InputError"),  # labels, not 0/1 flags
+    ({"params": {"label": "creditability"}}, "data.schema", "InputError"),  # labels, not 0/1 flags
     ({"params": {"label": "creditability", "colour": "red"}}, "params", "InputError"),
-    ({"source": "cards"}, "data", "InputError"),
+    ({"source": "cards"}, "policy.allowed_sources", "PolicyError"),
     ({"parties": ["bank_b", "bank_a", "bank_c"]}, "compute.ranks", "PolicyError"),
 ])
 def test_policy_refusals_name_the_party_and_rule(party_dir, change, rule, error_type):
@@ -263,6 +263,8 @@ def test_a_policy_column_no_data_source_declares_is_refused_at_load(party_dir):
         load_config(write(party_dir, text), check_files=False)
     # a column declared by another source than the first is allowed
     text = GOOD.replace("\n[policy]", '\n[data.cards]\npath = "loans.csv"\ncolumns = { extra = "int" }\n\n[policy]')
+    text = text.replace("[policy.allowed_columns]",
+                        '[policy.allowed_sources]\ndefault_rate_overall = ["loans", "cards"]\n\n[policy.allowed_columns]')
     text = text.replace('default_rate_overall = ["creditability", "credit_amount"]',
                         'default_rate_overall = ["creditability", "credit_amount", "extra"]')
     assert load_config(write(party_dir, text)).policy.allowed_columns["default_rate_overall"][-1] == "extra"
