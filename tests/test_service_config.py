@@ -507,3 +507,20 @@ def test_a_requester_may_tighten_the_disclosure_terms_never_loosen_them(party_di
     # the policy's default of 3 contributors is capped at the number of banks in the job
     capped = _decide(party_dir, text.replace("min_contributors = 2", "min_contributors = 7"), **job)
     assert capped.min_contributors == 3
+
+
+@pytest.mark.parametrize(("csv", "detail"), [
+    ("creditability,credit_amount,extra\ngood,100,1\nugly,250,2\n",
+     "column 'creditability': row 2 holds a key outside the declared categories"),
+    ("creditability,credit_amount,extra\ngood,100,1.25\nbad,250,2\n",
+     "column 'extra': row 1 has more than the declared 1 decimal places"),
+    ("creditability,credit_amount,extra\ngood,100,1\nbad,250,-10.5\n",
+     "column 'extra': row 2 exceeds the declared bound 10"),
+])
+def test_every_column_a_job_reads_keeps_to_its_declaration(party_dir, csv, detail):
+    """Also where the analysis itself would not look (extra is read, its bound is no parameter)."""
+    (party_dir / "loans.csv").write_text(csv)
+    text = DECLARED.replace('default_rate_overall = ["creditability", "credit_amount"]',
+                            'default_rate_overall = ["creditability", "credit_amount", "extra"]')
+    decision = _decide(party_dir, text, params={"label": "creditability", "positive": "bad", "amount": "extra"})
+    assert decision.rule == "data.schema" and detail in decision.detail and "row" not in decision.message

@@ -201,7 +201,7 @@ def decide(config: PartyConfig, req: JobRequest) -> Decision:
     try:
         table = load_table(source, columns, party)
     except InputError as exc:
-        return refuse(DATA_SCHEMA, schema_refusal, "InputError", detail=f"data source '{source.name}': {exc}")
+        return refuse(DATA_SCHEMA, schema_refusal, "InputError", detail=str(exc))
     if len(table) > pol.max_rows:
         return refuse("policy.max_rows",
                       f"data source '{source.name}' has more rows than the maximum of {pol.max_rows}")
@@ -326,8 +326,9 @@ def load_table(source: DataSource, columns: Sequence[str], party: str) -> pd.Dat
     """The named columns of a data source, checked against their declared types.
 
     ``int``/``float`` columns must hold numbers (empty cells stay NaN), ``int`` ones whole
-    numbers; ``bool`` ones true/false/1/0; ``str`` columns are read as text. Anything else
-    raises ``InputError`` naming the party, source, column, row and value.
+    numbers; ``bool`` ones true/false/1/0; ``str`` columns are read as text; and every value
+    keeps to the column's declared bound, decimals and categories. Anything else raises
+    ``InputError`` naming the party, source, column and row (for this party's own log).
     """
     columns = list(columns)
     where = f"{party}, data source '{source.name}'"
@@ -371,4 +372,28 @@ def load_table(source: DataSource, columns: Sequence[str], party: str) -> pd.Dat
                     f"{where}, column '{col}' (declared bool): row {row + 1} is not true/false"
                 )
             frame[col] = text.isin(_TRUE).astype(np.int64).where(series.notna())
+        _check_declared(frame[col], source.column(col), f"{where}, column '{col}'")
     return frame
+
+
+def _check_declared(series: pd.Series, declared, where: str) -> None:
+    """The column's values against its declaration: |value| <= bound, at most ``decimals``
+    decimal places, keys among ``categories`` (empty cells are the analyses' concern). The
+    message names the row, never the value."""
+    present = series.notna().to_numpy()
+
+    def refuse(bad: np.ndarray, what: str) -> None:
+        if bad.any():
+            raise InputError(f"{where}: row {int(np.flatnonzero(bad)[0]) + 1} {what}")
+
+    if declared.bound is not None or declared.decimals is not None:
+        values = np.where(present, series.to_numpy(dtype=np.float64, na_value=0.0), 0.0)
+        if declared.bound is not None:
+            refuse(np.abs(values) > declared.bound, f"exceeds the declared bound {declared.bound:g}")
+        if declared.decimals is not None:
+            scale = 10.0**declared.decimals
+            refuse(np.round(values * scale) / scale != values,
+                   f"has more than the declared {declared.decimals} decimal places")
+    if declared.categories is not None:
+        keys = series.map(lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
+        refuse(present & ~keys.isin(declared.categories).to_numpy(), "holds a key outside the declared categories")
