@@ -111,6 +111,33 @@ def test_disclosure_terms_are_merged_from_every_partys_policy(cluster):
     assert_nothing_moved(cluster, "terms-loose")
 
 
+def test_a_party_runs_only_on_terms_that_cover_its_own(cluster):
+    """A coordinator (here bank_b's peer certificate, calling bank_a directly) that starts a job
+    with a smaller bound than bank_a declared, or fewer contributors than its policy, is refused."""
+    from smpc.transport.grpc import secure_channel
+    from smpc.v1 import peer_pb2, peer_pb2_grpc
+
+    args = cluster.cert_args("bank_b")
+    with secure_channel(cluster.address("bank_a"), *(args[k].read_bytes() for k in ("ca", "cert", "key")),
+                        identity="bank_a") as channel:
+        stub = peer_pb2_grpc.PartyPeerStub(channel)
+        params = {"label": "creditability", "positive": "bad", "amount": "credit_amount"}
+        for job_id, start, rule in (
+            ("cheat-bound", {"declared": {"amount_bound": "50000", "amount_decimals": "0"}, "min_contributors": 2,
+                             "max_dominance": 50}, "declared"),
+            ("cheat-terms", {"declared": {"amount_bound": "1e6", "amount_decimals": "2"}, "min_contributors": 1,
+                             "max_dominance": 50}, "policy.min_contributors"),
+        ):
+            spec = peer_pb2.JobSpec(job_id=job_id, analysis="default_rate_overall", params=params, source="loans",
+                                    requester="bank_b", recipients=["bank_b"], coordinator="bank_b", parties=BANKS)
+            answer = stub.Prepare(peer_pb2.PrepareRequest(spec=spec), timeout=30)
+            assert answer.accepted and dict(answer.declared) == {"amount_decimals": "0", "amount_bound": "100000.0"}
+            assert (answer.min_contributors, answer.max_dominance, answer.join_salt_fingerprint) == (2, 90.0, "")
+            ack = stub.Start(peer_pb2.StartRequest(job_id=job_id, min_cell_size=10, **start), timeout=30)
+            assert not ack.ok and f"(rule {rule})" in ack.message, ack.message
+            assert "inputs_used" not in [r["event"] for r in records(cluster, "bank_a", job_id)]
+
+
 def test_a_party_with_another_join_salt_makes_the_coordinator_refuse_the_join(cluster):
     """Runs last: bank_c comes back with a salt of its own."""
     other = cluster.root / "other_join_salt"
