@@ -21,6 +21,7 @@ import argparse
 import json
 import math
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -40,9 +41,19 @@ from smpc.service.pki import init_certs
 DATA = Path(__file__).resolve().parent / "data"
 BANKS = ["bank_a", "bank_b", "bank_c"]
 MIN_CELL = 10
-LOANS = {"creditability": "str", "credit_amount": "int", "duration_in_month": "int", "age_in_years": "int",
-         "purpose": "str"}
-CARDS = {"EDUCATION": "int", "LIMIT_BAL": "float", "BILL_AMT1": "float", "default": "int"}
+PURPOSES = ["business", "car (new)", "car (used)", "domestic appliances", "education", "furniture/equipment", "others",
+            "radio/television", "repairs", "retraining"]
+# what each bank declares about its columns: the analyses' bounds, decimals and group keys
+# come from here (every bank's own), never from whoever submits a job
+LOANS = {"creditability": {"type": "str", "categories": ["bad", "good"]},
+         "credit_amount": {"type": "int", "bound": 100_000},
+         "duration_in_month": {"type": "int", "bound": 1000},
+         "age_in_years": {"type": "int", "bound": 200},
+         "purpose": {"type": "str", "categories": PURPOSES}}
+CARDS = {"EDUCATION": {"type": "int", "categories": list(range(7))},
+         "LIMIT_BAL": {"type": "float", "bound": 1e7, "decimals": 0},
+         "BILL_AMT1": {"type": "float", "bound": 1e7, "decimals": 2},
+         "default": {"type": "int", "bound": 1}}
 
 # (title, analysis, source, params): run in this order, each through another bank's service
 JOBS = [
@@ -52,7 +63,7 @@ JOBS = [
      {"label": "creditability", "positive": "bad", "by": "purpose"}),
     ("Credit amount and duration", "describe", "loans", {"columns": "credit_amount,duration_in_month"}),
     ("Card defaults and credit limits", "default_rate_overall", "cards",
-     {"label": "default", "amount": "LIMIT_BAL", "amount_decimals": 0}),
+     {"label": "default", "amount": "LIMIT_BAL"}),
     ("Statement balance bands", "histogram", "cards",
      {"column": "BILL_AMT1", "edges": "-200000,0,10000,50000,100000,250000,700000"}),
 ]
@@ -82,7 +93,19 @@ def free_ports(n: int) -> list[int]:
 def toml(value) -> str:
     if isinstance(value, dict):
         return "{ " + ", ".join(f"{json.dumps(k)} = {toml(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml(v) for v in value) + "]"
     return json.dumps(value)
+
+
+def write_join_salt(path: Path) -> None:
+    """The consortium's secret join salt, agreed at set-up and held by every bank (mode 0600);
+    one that the set-up already wrote is kept."""
+    if path.exists():
+        return
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(secrets.token_hex(32) + "\n")
 
 
 def write_config(root: Path, bank: str, ports: dict[str, int], analyses_allowed: list[str]) -> Path:
@@ -94,6 +117,9 @@ def write_config(root: Path, bank: str, ports: dict[str, int], analyses_allowed:
         f"{a} = {toml([col for col in c if not (bank == 'bank_c' and col == 'age_in_years')])}"
         for a, c in ALLOWED_COLUMNS.items() if a in analyses_allowed
     )
+    # two data sources: each analysis names the ones it may read
+    sources = "\n".join(f"{a} = {toml(sorted({src for _, name, src, _ in JOBS if name == a}))}"
+                        for a in analyses_allowed)
     text = f"""# {bank}'s party service (written by examples/consortium_demo.py)
 [party]
 name = "{bank}"
@@ -123,6 +149,12 @@ max_rows = 1000000
 
 [policy.allowed_columns]
 {columns}
+
+[policy.allowed_sources]
+{sources}
+
+[join]
+salt_file = "certs/join_salt"
 
 [audit]
 path = "audit/{bank}.jsonl"
@@ -230,6 +262,7 @@ def main() -> int:
 def run(root: Path) -> int:
     t_start = time.perf_counter()
     init_certs(BANKS, root / "certs")
+    write_join_salt(root / "certs" / "join_salt")
     print(f"development CA and certificates for {', '.join(BANKS)} in {root / 'certs'}")
     loans = split(pd.read_csv(DATA / "german_credit.csv"), LOANS)
     cards = split(pd.read_csv(DATA / "taiwan_default_sample.csv"), CARDS)

@@ -26,8 +26,15 @@ ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 BANKS = ["bank_a", "bank_b", "bank_c"]
 GERMAN = ROOT / "examples" / "data" / "german_credit.csv"
-COLUMNS = {"creditability": "str", "credit_amount": "int", "duration_in_month": "int", "age_in_years": "int",
-           "purpose": "str"}
+# what each bank declares about its loan book's columns: the analyses' bounds, decimals and
+# group keys come from here, never from a requester
+COLUMNS = {"creditability": {"type": "str", "categories": ["bad", "good"]},
+           "credit_amount": {"type": "int", "bound": 100_000, "total_bound": 10_000_000},
+           "duration_in_month": {"type": "int", "bound": 1000}, "age_in_years": {"type": "int", "bound": 200},
+           "purpose": {"type": "str", "categories": ["business", "car (new)", "car (used)", "domestic appliances",
+                                                    "education", "furniture/equipment", "others", "radio/television",
+                                                    "repairs", "retraining"]}}
+JOIN_SALT = "test consortium join salt 5d1e0b7a"
 # the service's own message, and gRPC's (whose add_secure_port raises rather than returning 0)
 PORT_TAKEN = ("cannot listen", "Address already in use")
 LOAN_PARAMS = {"label": "creditability", "positive": "bad", "amount": "credit_amount"}
@@ -98,7 +105,8 @@ class Cluster:
 
     def __init__(self, root: Path, *, step_timeout: float = 20.0, policies: dict | None = None,
                  extra_sources: dict | None = None, analysis_modules: tuple[str, ...] = ("service_test_analyses",),
-                 extra_allowed: tuple[str, ...] = ("test_endless_rounds",), certs_by_cli: bool = True):
+                 extra_allowed: tuple[str, ...] = ("test_endless_rounds",), certs_by_cli: bool = True,
+                 join_salt: str = JOIN_SALT):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.certs = self.root / "certs"
@@ -109,6 +117,8 @@ class Cluster:
             from smpc.service.pki import init_certs
 
             init_certs(BANKS, self.certs, clients=["analyst", "outsider"])
+        self.join_salt = self.certs / "join_salt"  # the consortium's secret, agreed at set-up
+        self.write_join_salt(self.join_salt, join_salt)
         self.ports = dict(zip(BANKS, free_ports(len(BANKS)), strict=True))
         self.tables = bank_tables()
         self.procs: dict[str, subprocess.Popen] = {}
@@ -128,6 +138,9 @@ class Cluster:
                 "allowed_columns": {"default_rate_overall": list(COLUMNS)},
             }
             policy.update(policies.get(bank, {}))
+            sources = ["loans", *(extra_sources or {}).get(bank, {})]
+            if len(sources) > 1 and "allowed_sources" not in policy:  # unless a test says: any source
+                policy["allowed_sources"] = {a: sources for a in policy["allowed_analyses"]}
             self._config_inputs[bank] = (policy, (extra_sources or {}).get(bank, {}), step_timeout, analysis_modules)
         self._write_configs()
 
@@ -151,6 +164,7 @@ class Cluster:
         allowed_columns = policy.pop("allowed_columns")
         lines += ["[policy]"] + [f"{k} = {_toml_value(v)}" for k, v in policy.items()] + [""]
         lines += ["[policy.allowed_columns]"] + [f"{k} = {_toml_value(v)}" for k, v in allowed_columns.items()] + [""]
+        lines += ["[join]", f"salt_file = {_toml_value(str(self.join_salt))}", ""]
         lines += ["[audit]", f'path = "audit/{bank}.jsonl"', ""]
         lines += ["[timeouts]", f"step = {step_timeout}", "connect = 10", "job = 600", ""]
         if modules:
@@ -158,6 +172,15 @@ class Cluster:
         path = self.root / f"{bank}.toml"
         path.write_text("\n".join(lines))
         return path
+
+    @staticmethod
+    def write_join_salt(path: Path, salt: str) -> None:
+        """A join salt file as a party reads it: its owner's only (mode 0600)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(salt + "\n")
+        os.chmod(path, 0o600)
 
     # ----- processes --------------------------------------------------------------------
     def env(self) -> dict:

@@ -206,10 +206,16 @@ def test_bad_input_is_refused_before_any_share_moves(cluster):
     with cluster.client("bank_a") as client:
         with pytest.raises(InputError) as info:
             client.submit("default_rate_overall", params, source="broken", job_id="job-broken")
-    message = str(info.value)
-    assert "bank_b" in message and "creditability" in message and "row 8" in message and "empty" in message
+    # the requester hears which bank and which rule; the row and column stay at bank_b
+    assert str(info.value) == ("bank_b refuses job job-broken: its data does not match its declared schema "
+                               "(rule data.schema)")
+    decision = next(r for r in records(cluster, "bank_b", "job-broken") if r["event"] == "policy_decision")
+    assert "creditability" in decision["detail"] and "row 8 is empty" in decision["detail"]
+    assert "row 8 is empty" in cluster.log("bank_b")
     for bank in BANKS:
         assert "inputs_used" not in [r["event"] for r in records(cluster, bank, "job-broken")]
+        if bank != "bank_b":
+            assert "row 8" not in str(records(cluster, bank, "job-broken"))
 
 
 # ----- certificates ---------------------------------------------------------------------

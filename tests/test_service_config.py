@@ -40,7 +40,7 @@ address = "127.0.0.1:50053"
 
 [data.loans]
 path = "loans.csv"
-columns = { creditability = "str", credit_amount = "int" }
+columns = { creditability = "str", credit_amount = { type = "int", bound = 100000 } }
 
 [policy]
 allowed_analyses = ["default_rate_overall"]
@@ -95,7 +95,7 @@ def test_a_complete_config_loads(party_dir):
     (lambda t: t.replace('[peers.bank_c]\naddress = "127.0.0.1:50053"\n', ""), "peers.bank_c"),
     (lambda t: t.replace('address = "127.0.0.1:50052"', "address = 50052"), "peers.bank_b.address"),
     (lambda t: t.replace('ranks = ["bank_a", "bank_b", "bank_c"]', 'ranks = ["bank_a", "bank_b"]'), "compute.ranks"),
-    (lambda t: t.replace('credit_amount = "int" }', 'credit_amount = "money" }'), "data.loans.columns.credit_amount"),
+    (lambda t: t.replace('type = "int"', 'type = "money"'), "data.loans.columns.credit_amount.type"),
     (lambda t: t.replace('creditability = "str"', 'missing_col = "str"'), "data.loans.columns.missing_col"),
     (lambda t: t.replace('path = "loans.csv"', 'path = "nothing.csv"'), "data.loans.path"),
     (lambda t: t.replace('allowed_analyses = ["default_rate_overall"]', 'allowed_analyses = ["no_such"]'),
@@ -191,9 +191,9 @@ def _request(**kw):
     ({"recipients": ["bank_b", "outsider"]}, "policy.allowed_recipients", "PolicyError"),
     ({"params": {"label": "creditability", "amount": "extra"}}, "policy.allowed_columns.default_rate_overall",
      "PolicyError"),
-    ({"params": {"label": "creditability"}}, "data.loans", "InputError"),  # labels, not 0/1 flags
+    ({"params": {"label": "creditability"}}, "data.schema", "InputError"),  # labels, not 0/1 flags
     ({"params": {"label": "creditability", "colour": "red"}}, "params", "InputError"),
-    ({"source": "cards"}, "data", "InputError"),
+    ({"source": "cards"}, "policy.allowed_sources", "PolicyError"),
     ({"parties": ["bank_b", "bank_a", "bank_c"]}, "compute.ranks", "PolicyError"),
 ])
 def test_policy_refusals_name_the_party_and_rule(party_dir, change, rule, error_type):
@@ -263,6 +263,8 @@ def test_a_policy_column_no_data_source_declares_is_refused_at_load(party_dir):
         load_config(write(party_dir, text), check_files=False)
     # a column declared by another source than the first is allowed
     text = GOOD.replace("\n[policy]", '\n[data.cards]\npath = "loans.csv"\ncolumns = { extra = "int" }\n\n[policy]')
+    sources = '[policy.allowed_sources]\ndefault_rate_overall = ["loans", "cards"]\n\n'
+    text = text.replace("[policy.allowed_columns]", sources + "[policy.allowed_columns]")
     text = text.replace('default_rate_overall = ["creditability", "credit_amount"]',
                         'default_rate_overall = ["creditability", "credit_amount", "extra"]')
     assert load_config(write(party_dir, text)).policy.allowed_columns["default_rate_overall"][-1] == "extra"
@@ -309,3 +311,216 @@ def test_a_client_certificate_cannot_serve_as_a_party(tmp_path):
                         client.health(timeout=10)
         finally:
             server.stop(0)
+
+
+# ----- what a bank declares about its columns, and the parameters that come from it ------------
+DECLARED = GOOD.replace(
+    'columns = { creditability = "str", credit_amount = { type = "int", bound = 100000 } }',
+    'columns = { creditability = { type = "str", categories = ["bad", "good"] }, '
+    'credit_amount = { type = "int", bound = 1000, total_bound = 5000 }, extra = { type = "float", bound = 10, '
+    'decimals = 1 } }')
+
+
+def test_column_declarations_load_with_their_settings(party_dir):
+    from smpc.service.config import Column
+
+    source = load_config(write(party_dir, DECLARED)).data["loans"]
+    assert source.columns == {"creditability": "str", "credit_amount": "int", "extra": "float"}
+    assert source.column("credit_amount") == Column("int", bound=1000.0, decimals=0, total_bound=5000.0)
+    assert source.column("extra") == Column("float", bound=10.0, decimals=1)
+    assert source.column("creditability").categories == ("bad", "good")
+    plain = load_config(write(party_dir, GOOD)).data["loans"]
+    assert plain.column("creditability") == Column("str")  # the plain form declares the type only
+
+
+@pytest.mark.parametrize(("before", "after", "message"), [
+    ('creditability = { type = "str", categories = ["bad", "good"] }',
+     'creditability = { type = "str", bound = 3 }', "key 'data.loans.columns.creditability.bound': only an int"),
+    ("decimals = 1 }", "decimals = 7 }", "key 'data.loans.columns.extra.decimals' must be in 0..6"),
+    ("bound = 10, decimals = 1", "bound = 1e15, decimals = 2", r"key 'data.loans.columns.extra.bound'.*2\^53"),
+    ("total_bound = 5000", "total_bound = 500", r"key 'data.loans.columns.credit_amount.total_bound' \(500\) is below"),
+    ("bound = 10, decimals = 1", "bound = -1, decimals = 1", "key 'data.loans.columns.extra.bound' must be positive"),
+    ('type = "float", bound = 10', 'type = "float", categories = ["a"], bound = 10',
+     "key 'data.loans.columns.extra.categories': only a str or int column"),
+    ('categories = ["bad", "good"]', 'categories = ["bad", "bad"]', "names a key twice"),
+    ('categories = ["bad", "good"]', "categories = []", "must be a non-empty list of strings"),
+    ("total_bound = 5000", "totl_bound = 5000",
+     r"unknown key 'data.loans.columns.credit_amount.totl_bound' \(a typo of 'total_bound'\?\)"),
+    ('{ type = "int", bound = 1000', "{ bound = 1000", "missing key 'data.loans.columns.credit_amount.type'"),
+])
+def test_a_bad_column_declaration_is_refused_naming_the_key(party_dir, before, after, message):
+    assert before in DECLARED
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(party_dir, DECLARED.replace(before, after)))
+
+
+def test_one_data_source_serves_every_allowed_analysis_and_several_need_allowed_sources(party_dir):
+    config = load_config(write(party_dir, GOOD))
+    assert config.policy.allowed_sources == {"default_rate_overall": ("loans",)}
+    two = GOOD.replace("\n[policy]", '\n[data.cards]\npath = "loans.csv"\ncolumns = { extra = "int" }\n\n[policy]')
+    with pytest.raises(ConfigError, match=r"missing key 'policy\.allowed_sources\.default_rate_overall': with "
+                                          r"several data sources \(loans, cards\)"):
+        load_config(write(party_dir, two))
+    listed = two.replace("[policy.allowed_columns]",
+                         '[policy.allowed_sources]\ndefault_rate_overall = ["cards"]\n\n[policy.allowed_columns]')
+    assert load_config(write(party_dir, listed)).policy.allowed_sources == {"default_rate_overall": ("cards",)}
+    with pytest.raises(ConfigError, match=r"key 'policy\.allowed_sources\.default_rate_overall': no data source "
+                                          r"'card'"):
+        load_config(write(party_dir, listed.replace('["cards"]', '["card"]')))
+    with pytest.raises(ConfigError, match=r"key 'policy\.allowed_sources\.no_such': unknown analysis"):
+        load_config(write(party_dir, listed.replace('default_rate_overall = ["cards"]', 'no_such = ["cards"]\n'
+                                                    'default_rate_overall = ["cards"]')))
+
+
+def test_disclosure_terms_of_the_policy(party_dir):
+    config = load_config(write(party_dir, GOOD))
+    assert config.policy.min_contributors == 3 and config.policy.max_dominance == 100.0  # defaults
+    text = GOOD.replace("max_rows = 1000", "max_rows = 1000\nmin_contributors = 2\nmax_dominance = 60")
+    config = load_config(write(party_dir, text))
+    assert config.policy.min_contributors == 2 and config.policy.max_dominance == 60.0
+    for bad, key in (("max_dominance = 150", "policy.max_dominance"), ("max_dominance = 0", "policy.max_dominance"),
+                     ("min_contributors = 0", "policy.min_contributors")):
+        with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+            load_config(write(party_dir, GOOD.replace("max_rows = 1000", f"max_rows = 1000\n{bad}")))
+
+
+def _salted(party_dir, salt: str, mode: int) -> str:
+    path = party_dir / "join_salt"
+    path.write_text(salt)
+    path.chmod(mode)
+    return GOOD + '\n[join]\nsalt_file = "join_salt"\n'
+
+
+def test_the_join_salt_file_is_the_owners_only_and_long_enough(party_dir):
+    salt = "a consortium secret of some length"
+    config = load_config(write(party_dir, _salted(party_dir, salt + "\n", 0o600)))
+    assert config.join_salt == salt and salt not in repr(config)
+    with pytest.raises(ConfigError, match=r"key 'join\.salt_file': .* is readable by others \(mode 0644\)"):
+        load_config(write(party_dir, _salted(party_dir, salt, 0o644)))
+    with pytest.raises(ConfigError, match=r"key 'join\.salt_file': .* fewer than 16 characters"):
+        load_config(write(party_dir, _salted(party_dir, "short", 0o600)))
+    with pytest.raises(ConfigError, match=r"key 'join\.salt_file': file .* does not exist"):
+        load_config(write(party_dir, GOOD + '\n[join]\nsalt_file = "nowhere"\n'))
+    assert load_config(write(party_dir, GOOD)).join_salt is None
+
+
+# ----- owner-set parameters in a party's decision ------------------------------------------------
+def _decide(party_dir, text: str, **change):
+    from smpc.service.policy import decide
+
+    return decide(load_config(write(party_dir, text)), _request(**change))
+
+
+@pytest.mark.parametrize("name", ["amount_bound", "amount_decimals"])
+def test_a_requester_cannot_send_a_parameter_the_data_owner_sets(party_dir, name):
+    params = {"label": "creditability", "positive": "bad", "amount": "credit_amount"}
+    answers = set()
+    for value in ("1", "250", "1e9", "0"):  # whatever the value, and whatever the data: the same answer
+        decision = _decide(party_dir, GOOD, params={**params, name: value})
+        assert not decision.accepted and decision.rule == "params.owner" and not decision.detail
+        answers.add(decision.message)
+    assert answers == {f"bank_a refuses job j1: parameter '{name}' is set by each bank's data configuration, "
+                       "not by the requester (rule params.owner)"}
+
+
+def test_owner_set_parameters_come_from_the_columns_declarations(party_dir):
+    decision = _decide(party_dir, DECLARED)
+    assert decision.accepted
+    assert decision.declared == {"amount_decimals": 0, "amount_bound": 1000.0}
+    assert decision.params["amount_bound"] == 1000.0 and decision.params["amount_decimals"] == 0
+    # without an amount column, no amount scale is needed
+    assert _decide(party_dir, DECLARED, params={"label": "creditability", "positive": "bad"}).declared == {}
+    # a column the job needs a bound of, declared without one: refused, naming the key
+    refused = _decide(party_dir, DECLARED.replace("bound = 1000, total_bound = 5000", "total_bound = 5000"))
+    assert refused.rule == "data.declaration"
+    assert "key data.loans.columns.credit_amount.bound" in refused.message
+
+
+def test_data_breaking_its_own_declaration_is_refused_without_rows_or_values(party_dir):
+    (party_dir / "loans.csv").write_text("creditability,credit_amount,extra\ngood,100,1\nbad,2500,2\n")
+    over = _decide(party_dir, DECLARED)  # 2500 > the declared bound 1000, in row 2
+    (party_dir / "loans.csv").write_text("creditability,credit_amount,extra\ngood,x,1\nbad,250,2\n")
+    not_a_number = _decide(party_dir, DECLARED)
+    public = "bank_a refuses job j1: its data does not match its declared schema (rule data.schema)"
+    for decision in (over, not_a_number):
+        assert not decision.accepted and decision.message == public and decision.error_type == "InputError"
+        assert "row" not in decision.message and "credit_amount" not in decision.message
+    assert "row 2 exceeds the declared bound 1000" in over.detail
+    assert "column 'credit_amount'" in not_a_number.detail and "row 1 is not a number" in not_a_number.detail
+    assert over.as_audit()["detail"] == over.detail  # the party's own audit log keeps it
+
+
+def test_a_join_needs_the_parties_salt_and_never_takes_one_from_the_requester(party_dir):
+    text = GOOD.replace('allowed_analyses = ["default_rate_overall"]',
+                        'allowed_analyses = ["default_rate_overall", "blacklist_hits"]')
+    text = text.replace("[policy.allowed_columns]", '[policy.allowed_columns]\nblacklist_hits = ["creditability"]')
+    job = {"analysis": "blacklist_hits", "params": {"id": "creditability", "requester": "bank_b"}}
+    unsalted = _decide(party_dir, text, **job)
+    assert unsalted.rule == "join.salt_file" and "key join.salt_file" in unsalted.message
+    salted = _salted(party_dir, "a consortium secret of some length", 0o600).replace(GOOD, text)
+    decision = _decide(party_dir, salted, **job)
+    assert decision.accepted and decision.params["salt"] == "a consortium secret of some length"
+    from smpc.analyses.registry import secret_fingerprint
+
+    assert decision.salt_fingerprint == secret_fingerprint("a consortium secret of some length")
+    assert decision.salt_fingerprint.startswith("hmac-sha256:") and "salt" not in decision.declared
+    sent = _decide(party_dir, salted, analysis="blacklist_hits",
+                   params={"id": "creditability", "requester": "bank_b", "salt": "guess"})
+    assert sent.rule == "params.owner"
+
+
+def test_merged_declarations_cover_every_partys_own():
+    from smpc.analyses import registry
+    from smpc.service.policy import decode_declared, encode_declared, merge_declared, uncovered
+
+    rate, describe = registry.get("default_rate"), registry.get("describe")
+    merged = merge_declared(rate, [{"groups": ["b", "c"]}, {"groups": ["a", "b"]}, {"groups": ["c"]}])
+    assert merged == {"groups": ["a", "b", "c"]}
+    assert uncovered(rate, merged, {"groups": ["a"]}) is None and uncovered(rate, merged, {"groups": ["d"]}) == "groups"
+    merged = merge_declared(describe, [{"bound": 10.0, "decimals": 0}, {"bound": 1e6, "decimals": 2}])
+    assert merged == {"bound": 1e6, "decimals": 2}
+    assert uncovered(describe, {"bound": 10.0, "decimals": 2}, {"bound": 1e6, "decimals": 2}) == "bound"
+    assert decode_declared(describe, encode_declared(merged), "bank_b") == merged
+    with pytest.raises(SmpcError, match="bank_b sent 'min_cell_size', which is no owner-set parameter"):
+        decode_declared(describe, {"min_cell_size": "1"}, "bank_b")
+
+
+def test_a_requester_may_tighten_the_disclosure_terms_never_loosen_them(party_dir):
+    import service_terms_analysis  # noqa: F401 - registers test_disclosure_terms
+
+    text = GOOD.replace('allowed_analyses = ["default_rate_overall"]',
+                        'allowed_analyses = ["default_rate_overall", "test_disclosure_terms"]')
+    text = text.replace("[policy.allowed_columns]",
+                        '[policy.allowed_columns]\ntest_disclosure_terms = ["creditability"]')
+    text = text.replace("max_rows = 1000", "max_rows = 1000\nmin_contributors = 2\nmax_dominance = 80")
+    job = {"analysis": "test_disclosure_terms", "params": {"label": "creditability"}}
+    decision = _decide(party_dir, text, **job)
+    assert decision.accepted and (decision.min_contributors, decision.max_dominance) == (2, 80.0)
+    assert decision.params["min_contributors"] == 2 and decision.params["max_dominance"] == 80.0
+    stricter = _decide(party_dir, text, analysis=job["analysis"],
+                       params={"label": "creditability", "min_contributors": "3", "max_dominance": "50"})
+    assert stricter.params["min_contributors"] == 3 and stricter.params["max_dominance"] == 50.0
+    for looser, rule in (({"min_contributors": "1"}, "policy.min_contributors"),
+                         ({"max_dominance": "90"}, "policy.max_dominance")):
+        refused = _decide(party_dir, text, analysis=job["analysis"], params={"label": "creditability", **looser})
+        assert refused.rule == rule and not refused.detail
+    # the policy's default of 3 contributors is capped at the number of banks in the job
+    capped = _decide(party_dir, text.replace("min_contributors = 2", "min_contributors = 7"), **job)
+    assert capped.min_contributors == 3
+
+
+@pytest.mark.parametrize(("csv", "detail"), [
+    ("creditability,credit_amount,extra\ngood,100,1\nugly,250,2\n",
+     "column 'creditability': row 2 holds a key outside the declared categories"),
+    ("creditability,credit_amount,extra\ngood,100,1.25\nbad,250,2\n",
+     "column 'extra': row 1 has more than the declared 1 decimal places"),
+    ("creditability,credit_amount,extra\ngood,100,1\nbad,250,-10.5\n",
+     "column 'extra': row 2 exceeds the declared bound 10"),
+])
+def test_every_column_a_job_reads_keeps_to_its_declaration(party_dir, csv, detail):
+    """Also where the analysis itself would not look (extra is read, its bound is no parameter)."""
+    (party_dir / "loans.csv").write_text(csv)
+    text = DECLARED.replace('default_rate_overall = ["creditability", "credit_amount"]',
+                            'default_rate_overall = ["creditability", "credit_amount", "extra"]')
+    decision = _decide(party_dir, text, params={"label": "creditability", "positive": "bad", "amount": "extra"})
+    assert decision.rule == "data.schema" and detail in decision.detail and "row" not in decision.message

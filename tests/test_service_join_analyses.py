@@ -13,11 +13,12 @@ every job. One cluster serves the module; the last test brings bank_c back with 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 
 import pandas as pd
 import pytest
-from service_harness import BANKS, COLUMNS, Cluster
+from service_harness import BANKS, COLUMNS, JOIN_SALT, Cluster
 
 from smpc import datasets
 from smpc.analyses.fraud import blacklist_hits_plain, merge_bank_results, multi_lending_plain
@@ -27,7 +28,8 @@ from smpc.service.audit import verify
 THRESHOLD = 40_000.0
 MIN_LENDERS = 3
 ML = {"id": "customer_id", "balance": "balance", "balance_threshold": THRESHOLD, "min_lenders": MIN_LENDERS}
-LOAN_BOOK = {"customer_id": "str", "loan_id": "str", "balance": "float", "grade": "str"}
+LOAN_BOOK = {"customer_id": "str", "loan_id": "str", "grade": "str",
+             "balance": {"type": "float", "bound": 1e7, "decimals": 2, "total_bound": 1e9}}
 NOT_YOURS = "neither the requester nor a recipient|may not receive the result"
 ML_COLUMNS = {"default_rate_overall": list(COLUMNS), "multi_lending": ["customer_id", "loan_id", "balance"],
               "blacklist_hits": ["customer_id"]}
@@ -154,8 +156,7 @@ def test_multi_lending_through_the_job_cli_each_bank_receives_its_own_flags_only
 
 
 def test_multi_lending_submitted_through_another_party_and_on_other_thresholds(cluster):
-    salt = "consortium-salt-4f1c"  # a secret parameter: the audit logs keep a fingerprint only
-    params = {**ML, "balance_threshold": 100_000, "min_lenders": 2, "salt": salt}
+    params = {**ML, "balance_threshold": 100_000, "min_lenders": 2}
     plain = multi_lending_plain(cluster.books, **params)
     with cluster.client("bank_b", identity="bank_c") as client:  # bank_c's operator, bank_b coordinates
         via_b = client.run("multi_lending", params, source="book", job_id="ml-via-b")
@@ -168,11 +169,13 @@ def test_multi_lending_submitted_through_another_party_and_on_other_thresholds(c
             with pytest.raises(PolicyError, match=NOT_YOURS):
                 fetch(cluster, party, bank, "ml-via-b")
     assert records(cluster, "bank_b", "ml-via-b")[0]["via"] == "submit"
-    fingerprint = "sha256:" + hashlib.sha256(salt.encode()).hexdigest()[:16]
+    # the join salt is each party's own (from [join] salt_file); the logs hold a keyed fingerprint
+    fingerprint = "hmac-sha256:" + hmac.new(JOIN_SALT.encode(), b"smpc join salt fingerprint v1",
+                                            hashlib.sha256).hexdigest()[:16]
     for bank in BANKS:
-        assert salt not in cluster.audit_path(bank).read_text()
+        assert JOIN_SALT not in cluster.audit_path(bank).read_text()
         recs = records(cluster, bank, "ml-via-b")
-        assert recs[0]["params"]["salt"] == fingerprint
+        assert next(r for r in recs if r["event"] == "policy_decision")["join_salt"] == fingerprint
         assert next(r for r in recs if r["event"] == "job_started")["params"]["salt"] == fingerprint
 
 

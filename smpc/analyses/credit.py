@@ -175,9 +175,10 @@ _PARAMS = [
     Param("positive", "str", description="the label value that marks a default (e.g. 'bad'); omit for 0/1 flags"),
     Param("amount", "column",
           description="optional amount column (e.g. credit_amount) whose sum and mean are revealed"),
-    Param("amount_decimals", "int", default=2,
+    Param("amount_decimals", "int", default=2, owner="decimals", owner_column="amount",
           description="decimal places of the amounts; they are shared exactly as integers of 10^-decimals"),
-    Param("amount_bound", "float", default=1e12, description="public largest |amount| of any single loan"),
+    Param("amount_bound", "float", default=1e12, owner="bound", owner_column="amount",
+          description="public largest |amount| of any single loan"),
     Param("min_cell_size", "int", default=1, description="reveal nothing (but that fact) below this many loans"),
 ]
 

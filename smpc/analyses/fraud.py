@@ -99,10 +99,11 @@ _ML_PARAMS = [
           description="flag customers whose total balance across all banks exceeds this"),
     Param("min_lenders", "int", required=True,
           description="flag customers who borrow from at least this many banks"),
-    Param("balance_decimals", "int", default=2, description="decimal places of balances (shared as exact integers)"),
-    Param("balance_bound", "float", default=1e10,
+    Param("balance_decimals", "int", default=2, owner="decimals", owner_column="balance",
+          description="decimal places of balances (shared as exact integers)"),
+    Param("balance_bound", "float", default=1e10, owner="total_bound", owner_column="balance",
           description="public largest total balance of one customer at one bank (and of any single loan)"),
-    Param("salt", "str", default=DEFAULT_SALT, secret=True,
+    Param("salt", "str", default=DEFAULT_SALT, secret=True, owner="join_salt",
           description="consortium-wide secret salt of the id hash (every bank must use the same)"),
 ]
 
@@ -129,7 +130,9 @@ def multi_lending(ctx, table, owners, *, id, balance, balance_threshold, min_len
     bank, the number of flagged customers; to each bank, which of its own customers are
     flagged (so, for a flagged customer, that a threshold is crossed across the
     consortium; never other banks' balances, lender counts or customers). Nothing else: the
-    join's comparisons are opened only after a secret shuffle on distinct keys. Per run:
+    join's comparisons are opened only after a secret shuffle on distinct keys, and hashed ids
+    are never opened (the hash is keyed by the consortium's secret join salt, which in the
+    party service comes from each bank's own configuration, never from a requester). Per run:
     repeated runs with other parameters add up (thresholds in a binary search give each
     customer's consortium total; min_lenders=2 with an unreachable threshold tells a bank
     which of its customers borrow elsewhere), so a policy should limit how often, and with
@@ -276,7 +279,7 @@ def blacklist_hits_check(table: pd.DataFrame, party: str, *, requester: str, id:
 _BL_PARAMS = [
     Param("requester", "str", required=True, description="the bank asking: its file lists its applicants"),
     Param("id", "column", required=True, description="customer id column (applicants / blacklisted ids)"),
-    Param("salt", "str", default=DEFAULT_SALT, secret=True,
+    Param("salt", "str", default=DEFAULT_SALT, secret=True, owner="join_salt",
           description="consortium-wide secret salt of the id hash (every bank must use the same)"),
 ]
 
@@ -294,7 +297,10 @@ def blacklist_hits(ctx, table, owners, *, requester, id, salt=DEFAULT_SALT) -> d
     rank returns None and receives no message after sharing its input.
     Leakage: each bank's number of distinct ids (to the compute parties); to the
     requester, for each of its applicants, the number of other banks listing it (not
-    which). The other banks and the compute parties learn nothing about the applicants.
+    which). The other banks and the compute parties learn nothing about the applicants:
+    hashed ids are never opened (the hash is keyed by the consortium's secret join salt,
+    which in the party service comes from each bank's own configuration, never from a
+    requester).
     Cost: for N distinct ids in all (N = 3e5: three files of 1e5, measured): 168 rounds and
     ~1.2 kB per id and party. That is 2 rounds to share (1 word per id); the sort (3 + ~120
     rounds, ~660 bytes per id); 7 rounds for adjacent equalities and their conversion;

@@ -28,6 +28,10 @@ about the receiving bank's own customers -- register with ``releases_cells=False
 minimum cell size does not apply to them, and a bank approves them (and their ``Leakage:``)
 by naming them in its policy's ``allowed_analyses``.
 
+Parameters that describe the values in the rows (a bound, decimal places, a list of group
+keys, the join salt) are marked ``Param(owner=...)``: in the party service each bank sets them
+from its own data configuration and a requester may not send them (see ``Param.owner``).
+
 An analysis with a ``requester`` parameter answers that bank only (``blacklist_hits``): the
 party service binds the parameter to the authenticated identity of the job's requester and
 refuses any other recipient.
@@ -39,6 +43,7 @@ client.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import inspect
 import math
 import re
@@ -56,6 +61,15 @@ command line); ``floats``: a list of numbers."""
 
 MIN_CELL_SIZE = "min_cell_size"
 REQUESTER = "requester"
+MIN_CONTRIBUTORS = "min_contributors"
+MAX_DOMINANCE = "max_dominance"
+
+OWNER_SETTINGS = ("bound", "decimals", "total_bound", "categories", "join_salt")
+"""Where a data owner declares a value-dependent parameter (``Param.owner``): a column
+setting in ``[data.NAME.columns]`` (``bound``, ``decimals``, ``total_bound``: the largest sum
+over one customer's rows, ``categories``), or the consortium's join salt (``join_salt``)."""
+
+JOIN_SALT_LABEL = b"smpc join salt fingerprint v1"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -73,8 +87,22 @@ class Param:
     choices: tuple | None = None
     secret: bool = False
     """A value the audit logs must not hold (e.g. the join's salt): they record a fingerprint."""
+    owner: str | None = None
+    """Set by each data owner, not by a requester: the setting in ``OWNER_SETTINGS`` it comes
+    from. Such a parameter depends on the values in a bank's rows, so a requester who could
+    choose it would learn from the refusals where the rows lie; the party service fills it from
+    every bank's own configuration (of the column named by ``owner_column``) and refuses a job
+    that sends it. A local run (``smpc analyze``), where every file is on one machine, takes it
+    as any other parameter."""
+    owner_column: str | None = None
+    """The column parameter (``column`` or ``columns``) whose declared columns set ``owner``."""
 
     def __post_init__(self):
+        if self.owner is not None and self.owner not in OWNER_SETTINGS:
+            raise SmpcError(f"parameter '{self.name}': unknown owner setting '{self.owner}' "
+                            f"(one of {', '.join(OWNER_SETTINGS)})")
+        if (self.owner not in (None, "join_salt")) != (self.owner_column is not None):
+            raise SmpcError(f"parameter '{self.name}': a column setting needs owner_column, and only it")
         if self.type not in PARAM_TYPES:
             raise SmpcError(f"parameter '{self.name}': unknown type '{self.type}' (one of {', '.join(PARAM_TYPES)})")
         if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
@@ -153,6 +181,7 @@ class Param:
             "default": self.default,
             "description": self.description,
             **({"choices": list(self.choices)} if self.choices is not None else {}),
+            **({"set_by_data_owner": self.owner} if self.owner is not None else {}),
         }
 
 
@@ -187,6 +216,11 @@ class Analysis:
     @property
     def has_min_cell_size(self) -> bool:
         return MIN_CELL_SIZE in self._by_name
+
+    @property
+    def owner_params(self) -> tuple[Param, ...]:
+        """The parameters each data owner sets (``Param.owner``), in schema order."""
+        return tuple(p for p in self.params if p.owner is not None)
 
     @property
     def requester_only(self) -> bool:
@@ -309,10 +343,18 @@ def _doc_sections(doc: str) -> tuple[str, dict[str, str]]:
     return summary, {k: " ".join(x for x in v if x).strip() for k, v in sections.items()}
 
 
+def secret_fingerprint(value: str | bytes) -> str:
+    """``hmac-sha256:`` and the first 16 hex digits of HMAC-SHA256 keyed by ``value`` over a
+    fixed label: equal values give equal fingerprints, and without the value nobody can test a
+    guess against it (an unkeyed hash of a low-entropy secret could be searched)."""
+    key = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    return "hmac-sha256:" + hmac.new(key, JOIN_SALT_LABEL, hashlib.sha256).hexdigest()[:16]
+
+
 def audit_params(name: str, params: Mapping[str, Any]) -> dict:
     """``params`` as an audit log may hold them: the value of every ``secret`` parameter of
-    analysis ``name`` is replaced by a fingerprint (the first 16 hex digits of its SHA-256),
-    so operators can check that every party used the same value without storing it."""
+    analysis ``name`` is replaced by its ``secret_fingerprint``, so operators can check that
+    every party used the same value without storing it."""
     try:
         analysis = get(name)
     except SmpcError:
@@ -321,7 +363,7 @@ def audit_params(name: str, params: Mapping[str, Any]) -> dict:
     for key, value in params.items():
         param = analysis.param(key)
         if param is not None and param.secret and value is not None:
-            value = "sha256:" + hashlib.sha256(str(value).encode("utf-8")).hexdigest()[:16]
+            value = secret_fingerprint(str(value))
         out[key] = value
     return out
 
@@ -354,6 +396,10 @@ def register(name: str | None = None, *, params: Sequence[Param] = (), plaintext
         for p in params:
             if not accepts_any and p.name not in sig.parameters:
                 raise SmpcError(f"analysis '{key}': the function does not accept parameter '{p.name}'")
+            source = next((q for q in params if q.name == p.owner_column), None) if p.owner_column else None
+            if p.owner_column is not None and (source is None or not source.is_column):
+                raise SmpcError(f"analysis '{key}': parameter '{p.name}' is set from '{p.owner_column}', "
+                                "which is not a column parameter of it")
         if key in _REGISTRY and not replace and _REGISTRY[key].fn is not fn:
             raise SmpcError(f"an analysis named '{key}' is already registered (from {_REGISTRY[key].module})")
         _REGISTRY[key] = Analysis(

@@ -120,10 +120,18 @@ def _reveal_unsuppressed(values: SecretTensor, suppressed: list[bool], to) -> di
 
 
 # ----- describe --------------------------------------------------------------------------
+def _amount_params(of: str) -> list[Param]:
+    """The scale of the values in the column(s) named by parameter ``of``: set by each bank."""
+    return [
+        Param("decimals", "int", default=2, owner="decimals", owner_column=of,
+              description="decimal places of the values; shared exactly as integers of 10^-decimals"),
+        Param("bound", "float", default=1e12, owner="bound", owner_column=of,
+              description="public largest |value| of any single entry"),
+    ]
+
+
 _AMOUNT_PARAMS = [
-    Param("decimals", "int", default=2,
-          description="decimal places of the values; shared exactly as integers of 10^-decimals"),
-    Param("bound", "float", default=1e12, description="public largest |value| of any single entry"),
+    *_amount_params("columns"),
     Param("min_cell_size", "int", default=1, description="suppress statistics over fewer (but more than zero) records"),
 ]
 
@@ -350,7 +358,7 @@ def _quantiles_check(table, party, *, column, q, decimals=2, bound=1e12) -> None
 @register("quantiles", params=[
     Param("column", "column", required=True, description="numeric column"),
     Param("q", "floats", required=True, description="quantile levels in [0, 1]"),
-    *_AMOUNT_PARAMS[:2],
+    *_amount_params("column"),
 ], plaintext=_quantiles_plain, check=_quantiles_check)
 def quantiles(ctx, table, owners, *, column, q, decimals=2, bound=1e12) -> dict | None:
     """Exact quantiles (numpy 'linear' interpolation) over all banks' rows, by secure selection.
@@ -602,7 +610,8 @@ def _rate_plain(tables, *, label, by, positive=None, groups=None, min_cell_size=
     Param("label", "column", required=True, description="loan outcome: 0/1 flags, or labels with `positive`"),
     Param("by", "column", required=True, description="categorical column to group by (e.g. purpose, EDUCATION)"),
     Param("positive", "str", description="the label value that marks a default (e.g. 'bad'); omit for 0/1 flags"),
-    Param("groups", "strs", description="declared list of group keys; if omitted each bank discloses its set of keys"),
+    Param("groups", "strs", owner="categories", owner_column="by",
+          description="declared list of group keys; if omitted each bank discloses its set of keys"),
     Param("min_cell_size", "int", default=1, description="suppress groups with fewer (but more than zero) loans"),
 ], plaintext=_rate_plain, check=_rate_check)
 def default_rate(ctx, table, owners, *, label, by, positive=None, groups=None, min_cell_size=1) -> dict | None:

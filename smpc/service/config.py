@@ -4,6 +4,12 @@
 ``ConfigError`` with a message that names the offending key (``peers.bank_b.address``,
 ``data.loans.columns.credit_amount``, ...). Relative paths are relative to the file's folder.
 
+A column's declaration says what its values are, in the bank's own words: ``bound`` (the
+largest |value| of one entry), ``decimals`` (decimal places; 0 for ``int`` by default),
+``total_bound`` (the largest sum over one customer's rows at this bank), ``categories`` (every
+key the column may hold). The analyses' value-dependent parameters come from these, never from
+a requester (``Param.owner`` in ``smpc.analyses.registry``).
+
 Example (services/bank_a.toml is a complete one)::
 
     [party]
@@ -24,14 +30,24 @@ Example (services/bank_a.toml is a complete one)::
 
     [data.loans]                    # the first source is the default of a job that names none
     path = "data/bank_a_loans.csv"  # CSV or Parquet
-    columns = { creditability = "str", credit_amount = "int" }
+    [data.loans.columns]            # a type, or a table with the type and what the values are
+    creditability = { type = "str", categories = ["bad", "good"] }
+    credit_amount = { type = "int", bound = 100000 }          # decimals: 0 for int columns
+    balance = { type = "float", bound = 1e7, decimals = 2, total_bound = 1e9 }
+    note = "str"
 
     [policy]
     allowed_analyses = ["default_rate_overall"]
     allowed_columns = { default_rate_overall = ["creditability", "credit_amount"] }
+    allowed_sources = { default_rate_overall = ["loans"] }   # optional with one data source
     min_cell_size = 10
+    min_contributors = 3            # banks that must each bring min_cell_size rows to a cell
+    max_dominance = 100             # percent; a cell one bank dominates beyond this is suppressed
     allowed_recipients = ["bank_a", "bank_b", "bank_c"]
     max_rows = 1_000_000
+
+    [join]
+    salt_file = "certs/join_salt"   # the consortium's secret join salt (mode 0600)
 
     [audit]
     path = "audit/bank_a.jsonl"
@@ -45,7 +61,9 @@ Example (services/bank_a.toml is a complete one)::
 from __future__ import annotations
 
 import difflib
+import math
 import re
+import stat
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,8 +80,11 @@ else:  # pragma: no cover - Python 3.10
 COLUMN_TYPES = ("int", "float", "str", "bool")
 DATA_FORMATS = ("csv", "parquet")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-_ROOT_KEYS = ("party", "tls", "compute", "peers", "data", "policy", "audit", "timeouts", "analyses")
-_POLICY_KEYS = ("allowed_analyses", "allowed_columns", "min_cell_size", "allowed_recipients", "max_rows")
+_ROOT_KEYS = ("party", "tls", "compute", "peers", "data", "policy", "audit", "timeouts", "analyses", "join")
+_POLICY_KEYS = ("allowed_analyses", "allowed_columns", "allowed_sources", "min_cell_size", "min_contributors",
+                "max_dominance", "allowed_recipients", "max_rows")
+_COLUMN_KEYS = ("type", "bound", "decimals", "total_bound", "categories")
+MIN_SALT_CHARS = 16
 
 
 class ConfigError(SmpcError, ValueError):
@@ -78,11 +99,30 @@ class Peer:
 
 
 @dataclass(frozen=True)
+class Column:
+    """What a bank declares about one column: its type and, where it has them, the largest
+    |value| of an entry, its decimal places, the largest sum over one customer's rows at this
+    bank, and the keys it may hold."""
+
+    type: str
+    bound: float | None = None
+    decimals: int | None = None
+    total_bound: float | None = None
+    categories: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class DataSource:
     name: str
     path: Path
     format: str
     columns: dict[str, str]
+    """Column name -> declared type."""
+    declared: dict[str, Column] = field(default_factory=dict)
+    """Column name -> its full declaration (a column declared by type only has no entry)."""
+
+    def column(self, name: str) -> Column:
+        return self.declared.get(name) or Column(self.columns[name])
 
 
 @dataclass(frozen=True)
@@ -92,6 +132,13 @@ class Policy:
     min_cell_size: int
     allowed_recipients: tuple[str, ...]
     max_rows: int
+    allowed_sources: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Analysis -> the data sources it may read (filled in for every allowed analysis when the
+    configuration has one data source and leaves the table out)."""
+    min_contributors: int = 3
+    """Banks that must each bring at least min_cell_size rows to a released cell."""
+    max_dominance: float = 100.0
+    """Percent of a cell's sum one bank may contribute before the cell is suppressed (100: off)."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +163,8 @@ class PartyConfig:
     audit_path: Path
     timeouts: Timeouts = field(default_factory=Timeouts)
     analysis_modules: tuple[str, ...] = ()
+    join_salt: str | None = field(default=None, repr=False)
+    """The consortium's secret join salt ([join] salt_file); None without one."""
 
     @property
     def rank(self) -> int:
@@ -285,17 +334,22 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
             raise ConfigError(f"key 'data.{source_name}.format' must be one of {', '.join(DATA_FORMATS)}, got {fmt!r}")
         cols = entry.sub("columns")
         columns: dict[str, str] = {}
+        declared: dict[str, Column] = {}
         for col, kind in cols.table.items():
             cols.used.add(col)
-            if kind not in COLUMN_TYPES:
+            if isinstance(kind, dict):
+                declared[col] = _column(cols.sub(col, keys=_COLUMN_KEYS))
+                kind = declared[col].type
+            elif kind not in COLUMN_TYPES:
                 raise ConfigError(
-                    f"key 'data.{source_name}.columns.{col}' must be one of {', '.join(COLUMN_TYPES)}, got {kind!r}"
+                    f"key 'data.{source_name}.columns.{col}' must be one of {', '.join(COLUMN_TYPES)} "
+                    f"or a table with a 'type', got {kind!r}"
                 )
             columns[col] = kind
         if not columns:
             raise ConfigError(f"key 'data.{source_name}.columns' declares no column")
         entry.done()
-        data[source_name] = DataSource(source_name, data_path, fmt, columns)
+        data[source_name] = DataSource(source_name, data_path, fmt, columns, declared)
     data_table.done()
     if not data:
         raise ConfigError("key 'data' declares no data source")
@@ -308,11 +362,31 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
         for analysis in cols_table.table:
             allowed_columns[analysis] = cols_table.names(analysis)
         cols_table.done()
+    sources_table = pol.sub("allowed_sources", required=False)
+    allowed_sources: dict[str, tuple[str, ...]] = {}
+    if sources_table is not None:
+        for analysis in sources_table.table:
+            allowed_sources[analysis] = sources_table.names(analysis)
+        sources_table.done()
     min_cell_size = pol.number("min_cell_size", 1, integer=True, minimum=1)
+    min_contributors = pol.number("min_contributors", 3, integer=True, minimum=1)
+    max_dominance = pol.number("max_dominance", 100.0)
+    if max_dominance > 100:
+        raise ConfigError(f"key 'policy.max_dominance' is a percentage in (0, 100], got {max_dominance:g}")
     allowed_recipients = pol.names("allowed_recipients")
     max_rows = pol.number("max_rows", 10_000_000, integer=True, minimum=1)
     pol.done()
-    policy = Policy(tuple(allowed_analyses), allowed_columns, min_cell_size, tuple(allowed_recipients), max_rows)
+    allowed_sources = _allowed_sources(tuple(allowed_analyses), allowed_sources, data)
+    policy = Policy(tuple(allowed_analyses), allowed_columns, min_cell_size, tuple(allowed_recipients), max_rows,
+                    allowed_sources, min_contributors, max_dominance)
+
+    join = root.sub("join", required=False, keys=("salt_file",))
+    join_salt = None
+    if join is not None:
+        salt_path = join.path("salt_file", must_exist=check_files)
+        join.done()
+        if check_files:
+            join_salt = _read_salt(salt_path)
 
     audit = root.sub("audit", keys=("path",))
     audit_path = audit.path("path", must_exist=False)
@@ -337,7 +411,7 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
     config = PartyConfig(
         path=path, name=name, listen=listen, ranks=tuple(ranks), peers=peers, tls_ca=tls_ca,
         tls_cert=tls_cert, tls_key=tls_key, data=data, policy=policy, audit_path=audit_path,
-        timeouts=timeouts, analysis_modules=modules,
+        timeouts=timeouts, analysis_modules=modules, join_salt=join_salt,
     )
     _check_policy_names(config)
     if check_files:
@@ -347,6 +421,95 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
     # after the sources' own checks: a column misspelt in [data.NAME].columns is named there
     _check_policy_columns(policy, data)
     return config
+
+
+def _number(reader: _Reader, name: str, integer: bool = False) -> Any:
+    value = reader._get(name, False)
+    if value is None:
+        return None
+    ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok or not math.isfinite(value):
+        raise ConfigError(f"key '{reader.key(name)}' must be {'an integer' if integer else 'a number'}, got {value!r}")
+    return value
+
+
+def _column(cols: _Reader) -> Column:
+    """One column's declaration table: ``{ type = ..., bound = ..., decimals = ..., ... }``."""
+    from smpc.analyses.credit import EXACT_UNITS, MAX_DECIMALS
+
+    kind = cols.str("type")
+    if kind not in COLUMN_TYPES:
+        raise ConfigError(f"key '{cols.key('type')}' must be one of {', '.join(COLUMN_TYPES)}, got {kind!r}")
+    numeric = kind in ("int", "float")
+    for key in ("bound", "decimals", "total_bound") if not numeric else ():
+        if key in cols.table:
+            raise ConfigError(f"key '{cols.key(key)}': only an int or float column has a {key}")
+    if "categories" in cols.table and kind not in ("str", "int"):
+        raise ConfigError(f"key '{cols.key('categories')}': only a str or int column has categories")
+    bound, total = _number(cols, "bound"), _number(cols, "total_bound")
+    for key, value in (("bound", bound), ("total_bound", total)):
+        if value is not None and not value > 0:
+            raise ConfigError(f"key '{cols.key(key)}' must be positive, got {value!r}")
+    decimals = _number(cols, "decimals", integer=True)
+    if decimals is None and kind == "int":
+        decimals = 0
+    if decimals is not None and not 0 <= decimals <= MAX_DECIMALS:
+        raise ConfigError(f"key '{cols.key('decimals')}' must be in 0..{MAX_DECIMALS}, got {decimals}")
+    for key, value in (("bound", bound), ("total_bound", total)):
+        if value is not None and decimals is not None and not value * 10.0**decimals < EXACT_UNITS:
+            raise ConfigError(
+                f"key '{cols.key(key)}': {value:g} at {decimals} decimals is {value * 10.0**decimals:.4g} units, "
+                f"beyond the 2^53 ({EXACT_UNITS:.4g}) that convert exactly; declare a tighter bound or fewer decimals"
+            )
+    if bound is not None and total is not None and total < bound:
+        raise ConfigError(f"key '{cols.key('total_bound')}' ({total:g}) is below the bound of one entry ({bound:g})")
+    categories = None
+    raw = cols._get("categories", False)
+    if raw is not None:
+        item = str if kind == "str" else int
+        if (not isinstance(raw, list) or not raw
+                or not all(isinstance(v, item) and not isinstance(v, bool) for v in raw)):
+            raise ConfigError(f"key '{cols.key('categories')}' must be a non-empty list of "
+                              f"{'strings' if kind == 'str' else 'integers'}, got {raw!r}")
+        categories = tuple(str(v) for v in raw)
+        if len(set(categories)) != len(categories):
+            raise ConfigError(f"key '{cols.key('categories')}' names a key twice")
+    cols.done()
+    return Column(kind, None if bound is None else float(bound), decimals,
+                  None if total is None else float(total), categories)
+
+
+def _allowed_sources(allowed: tuple[str, ...], table: dict[str, tuple[str, ...]],
+                     data: dict[str, DataSource]) -> dict[str, tuple[str, ...]]:
+    """Analysis -> the data sources it may read. One data source may leave the table out (it
+    serves every allowed analysis); with several, each allowed analysis names its own, so a job
+    can never point an analysis at a source its bank did not mean for it (a fraud lookup at the
+    loan book asks who else's customer an id is)."""
+    for analysis, sources in table.items():
+        for source in sources:
+            if source not in data:
+                raise ConfigError(f"key 'policy.allowed_sources.{analysis}': no data source {source!r} "
+                                  f"(declared: {', '.join(data)})")
+    if not table and len(data) == 1:
+        return {analysis: tuple(data) for analysis in allowed}
+    for analysis in allowed:
+        if analysis not in table:
+            raise ConfigError(f"missing key 'policy.allowed_sources.{analysis}': with several data sources "
+                              f"({', '.join(data)}) every allowed analysis names the ones it may read")
+    return dict(table)
+
+
+def _read_salt(path: Path) -> str:
+    """The join salt from its file: readable by its owner only, and long enough to be a secret."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(f"key 'join.salt_file': {path} is readable by others (mode {mode:04o}); "
+                          "it holds the consortium's secret join salt: chmod 600 it")
+    salt = path.read_text(encoding="utf-8").strip()
+    if len(salt) < MIN_SALT_CHARS:
+        raise ConfigError(f"key 'join.salt_file': {path} holds fewer than {MIN_SALT_CHARS} characters; "
+                          "the join salt is a secret all banks agreed on at set-up")
+    return salt
 
 
 def _check_policy_columns(policy: Policy, data: dict[str, DataSource]) -> None:
@@ -380,9 +543,10 @@ def _check_policy_names(config: PartyConfig) -> None:
                 f"key 'policy.allowed_analyses': unknown analysis {analysis!r} "
                 f"(the catalogue has: {', '.join(sorted(known))})"
             )
-    for analysis in config.policy.allowed_columns:
-        if analysis not in known:
-            raise ConfigError(f"key 'policy.allowed_columns.{analysis}': unknown analysis")
+    for key in ("allowed_columns", "allowed_sources"):
+        for analysis in getattr(config.policy, key):
+            if analysis not in known:
+                raise ConfigError(f"key 'policy.{key}.{analysis}': unknown analysis")
 
 
 def check_tls_files(config: PartyConfig) -> None:

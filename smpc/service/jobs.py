@@ -9,10 +9,15 @@ A client submits a job to any compute party, which becomes its coordinator:
 2. If anyone refused (or could not be reached), the coordinator tells the others
    (``Cancel`` with why="refused"; each writes ``job_refused`` naming the refusing party and
    rule) and answers the requester REFUSED with a ``PolicyError`` naming the party and rule.
-3. Otherwise it sends ``Start`` (with the largest of the parties' minimum cell sizes) to
-   every party and starts locally. Each party runs the registered SPMD function over a
-   ``GrpcTransport`` -- the lower rank dials the higher -- in a thread of its own, and
-   records ``inputs_used`` and ``job_finished`` (bytes, rounds, error).
+3. Otherwise it sends ``Start`` to every party and starts locally, with the parties' terms
+   merged: the largest minimum cell size and minimum contributors, the smallest maximum
+   dominance, and per owner-set parameter the largest declared bound or decimals, or the union
+   of declared categories (each party checks that they cover its own). A join runs only when
+   every party's join salt has the same fingerprint (the salt itself never travels). A party's
+   refusal says which party and rule; detail about its own rows stays in its own audit log.
+   Each party runs the registered SPMD function over a ``GrpcTransport`` -- the lower rank
+   dials the higher -- in a thread of its own, and records ``inputs_used`` and
+   ``job_finished`` (bytes, rounds, error).
 
 Results are revealed to the compute parties and handed out (``Get``) only to the requester
 and the recipients every party allowed; each hand-out writes ``outputs_released``. A party
@@ -48,7 +53,15 @@ from smpc.context import Context
 from smpc.errors import PartyUnavailable, ProtocolTimeout, SmpcError
 from smpc.service.audit import AuditLog
 from smpc.service.config import PartyConfig
-from smpc.service.policy import Decision, JobRequest, decide
+from smpc.service.policy import (
+    Decision,
+    JobRequest,
+    decide,
+    decode_declared,
+    encode_declared,
+    merge_declared,
+    uncovered,
+)
 from smpc.transport.grpc import GrpcTransport, secure_channel
 from smpc.v1 import jobs_pb2, peer_pb2, peer_pb2_grpc
 
@@ -337,11 +350,12 @@ class JobManager:
                               by=error.party, **error.audit())
             self._finish(job, _refusal_state(error.type) if why == "refused" else jobs_pb2.JOB_STATE_FAILED, error)
             return job
-        min_cell = max([decision.min_cell_size] + [a.min_cell_size for a in answers.values()])
-        futures = self._call_peers(self._peer_names(), "Start",
-                                   peer_pb2.StartRequest(job_id=job_id, min_cell_size=min_cell))
+        start = self._start_terms(job, decision, answers)
+        if start is None:
+            return job
+        futures = self._call_peers(self._peer_names(), "Start", start)
         failed = {}
-        if not self._start_local(job, min_cell):  # it ended here first (a shutdown): stop the others
+        if not self._start_local(job, start):  # it ended here first (a shutdown): stop the others
             failed[self.me] = "it ended before it could start"
         for name, fut in futures.items():
             ack = fut.result()
@@ -354,6 +368,38 @@ class JobManager:
                                skip=set(failed))
             self._abort_local(job, reason, "PartyUnavailable")
         return job
+
+    def _start_terms(self, job: Job, decision: Decision,
+                     answers: dict[str, peer_pb2.PrepareResponse]) -> peer_pb2.StartRequest | None:
+        """What every party runs the job with, merged from its own decision and the peers'
+        answers; None when the job cannot run (it is refused here and everywhere)."""
+        analysis = registry.get(job.request.analysis)
+        salts = {self.me: decision.salt_fingerprint, **{n: a.join_salt_fingerprint for n, a in answers.items()}}
+        declared = [decision.declared]
+        refusal = None
+        if len(set(salts.values())) > 1:
+            differ = ", ".join(n for n, f in salts.items() if f != decision.salt_fingerprint)
+            refusal = JobError("PolicyError", f"{self.me} refuses job {job.id}: the join salt of {differ} differs "
+                                              f"from {self.me}'s (rule join.salt)", self.me, "join.salt")
+        for name, answer in answers.items():
+            try:
+                declared.append(decode_declared(analysis, answer.declared, name))
+            except SmpcError as exc:
+                refusal = refusal or JobError("PolicyError", f"{self.me} refuses job {job.id}: {exc} "
+                                                             "(rule declared)", self.me, "declared")
+        if refusal is not None:
+            self._notify_peers(job, why="refused", reason=refusal.message, party=self.me, rule=refusal.rule,
+                               error_type=refusal.type, only=set(answers))
+            self.audit.record("job_refused", job_id=job.id, by=self.me, **refusal.audit())
+            self._finish(job, jobs_pb2.JOB_STATE_REFUSED, refusal)
+            return None
+        return peer_pb2.StartRequest(
+            job_id=job.id,
+            min_cell_size=max([decision.min_cell_size] + [a.min_cell_size for a in answers.values()]),
+            declared=encode_declared(merge_declared(analysis, declared)),
+            min_contributors=max([decision.min_contributors] + [a.min_contributors for a in answers.values()]),
+            max_dominance=min([decision.max_dominance] + [a.max_dominance for a in answers.values()]),
+        )
 
     def _rejected(self, job_id: str, req, requester: str, error: JobError, record: bool = True) -> Job:
         """A job refused before it got an id of its own (bad id, replay, no source)."""
@@ -412,6 +458,9 @@ class JobManager:
     def _decide(self, job: Job) -> Decision:
         decision = decide(self.config, job.request)
         self.audit.record("policy_decision", job_id=job.id, analysis=job.request.analysis, **decision.as_audit())
+        if decision.detail:  # this party's own data: its operator's log, never the wire
+            print(f"{self.me}: job {job.id} refused ({decision.rule}): {decision.detail}", file=sys.stderr,
+                  flush=True)
         job.decision = decision
         return decision
 
@@ -443,7 +492,11 @@ class JobManager:
             self._refused_here(job, decision)
             return no(decision.rule, decision.message, decision.error_type)
         job.emit(self.me, stage="accepted; waiting for the start")
-        return peer_pb2.PrepareResponse(accepted=True, party=self.me, min_cell_size=decision.min_cell_size)
+        return peer_pb2.PrepareResponse(
+            accepted=True, party=self.me, min_cell_size=decision.min_cell_size,
+            declared=encode_declared(decision.declared), join_salt_fingerprint=decision.salt_fingerprint,
+            min_contributors=decision.min_contributors, max_dominance=decision.max_dominance,
+        )
 
     def start(self, caller: str, req: peer_pb2.StartRequest) -> peer_pb2.PeerAck:
         job = self.get(req.job_id)
@@ -451,15 +504,39 @@ class JobManager:
             return peer_pb2.PeerAck(ok=False, message=f"{self.me}: no job {req.job_id} prepared by {caller}")
         if job.state != jobs_pb2.JOB_STATE_PREPARED or job.decision is None:
             return peer_pb2.PeerAck(ok=False, message=f"{self.me}: job {req.job_id} is {STATE_NAMES[job.state]}")
-        if req.min_cell_size < job.decision.min_cell_size:
-            reason = (f"{self.me} refuses to start job {job.id}: minimum cell size {req.min_cell_size} is below "
-                      f"its policy's {job.decision.min_cell_size} (rule policy.min_cell_size)")
-            self._finish(job, jobs_pb2.JOB_STATE_REFUSED,
-                         JobError("PolicyError", reason, self.me, "policy.min_cell_size"))
+        weaker = self._weaker_than_decided(job, req)
+        if weaker is not None:
+            rule, what = weaker
+            reason = f"{self.me} refuses to start job {job.id}: {what} (rule {rule})"
+            self._finish(job, jobs_pb2.JOB_STATE_REFUSED, JobError("PolicyError", reason, self.me, rule))
             return peer_pb2.PeerAck(ok=False, message=reason)
-        if not self._start_local(job, req.min_cell_size):
+        if not self._start_local(job, req):
             return peer_pb2.PeerAck(ok=False, message=f"{self.me}: job {req.job_id} ended before it could start")
         return peer_pb2.PeerAck(ok=True)
+
+    def _weaker_than_decided(self, job: Job, req: peer_pb2.StartRequest) -> tuple[str, str] | None:
+        """(rule, what) when the coordinator's terms are looser than this party decided: a
+        smaller minimum cell size or number of contributors, a larger dominance, or owner-set
+        values that do not cover this party's declaration."""
+        mine = job.decision
+        if req.min_cell_size < mine.min_cell_size:
+            return "policy.min_cell_size", (f"minimum cell size {req.min_cell_size} is below its policy's "
+                                            f"{mine.min_cell_size}")
+        if req.min_contributors < mine.min_contributors:
+            return "policy.min_contributors", (f"minimum contributors {req.min_contributors} is below its "
+                                               f"policy's {mine.min_contributors}")
+        if not req.max_dominance <= mine.max_dominance:
+            return "policy.max_dominance", (f"maximum dominance {req.max_dominance:g} % is above its policy's "
+                                            f"{mine.max_dominance:g} %")
+        analysis = registry.get(job.request.analysis)
+        try:
+            merged = decode_declared(analysis, req.declared, job.request.coordinator)
+        except SmpcError as exc:
+            return "declared", str(exc)
+        name = uncovered(analysis, merged, mine.declared)
+        if name is not None:
+            return "declared", f"the job's '{name}' does not cover this party's declaration"
+        return None
 
     def peer_cancel(self, caller: str, req: peer_pb2.PeerCancelRequest) -> peer_pb2.PeerAck:
         job = self.get(req.job_id)
@@ -513,15 +590,21 @@ class JobManager:
             transport.abort(reason, error_type=error_type)
 
     # ----- execution --------------------------------------------------------------------
-    def _start_local(self, job: Job, min_cell: int) -> bool:
-        """Start the job's thread here; False when the job ended first (cancelled, shut down)."""
+    def _start_local(self, job: Job, start: peer_pb2.StartRequest) -> bool:
+        """Start the job's thread here, on the agreed terms (checked against this party's
+        decision by ``start``); False when the job ended first (cancelled, shut down)."""
         decision = job.decision
         if decision is None or job.terminal:
             return False
         analysis = registry.get(job.request.analysis)
         params = dict(decision.params)
+        params.update(decode_declared(analysis, start.declared, job.request.coordinator))
         if analysis.has_min_cell_size:
-            params[registry.MIN_CELL_SIZE] = max(min_cell, decision.min_cell_size)
+            params[registry.MIN_CELL_SIZE] = max(start.min_cell_size, decision.min_cell_size)
+        if analysis.param(registry.MIN_CONTRIBUTORS) is not None:
+            params[registry.MIN_CONTRIBUTORS] = max(start.min_contributors, decision.min_contributors)
+        if analysis.param(registry.MAX_DOMINANCE) is not None:
+            params[registry.MAX_DOMINANCE] = min(start.max_dominance, decision.max_dominance)
         with job.cond:  # shutdown reads transport and thread under this lock: it sees both or neither
             if job.terminal:
                 return False

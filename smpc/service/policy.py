@@ -1,18 +1,33 @@
 """A party's decision on a job request, taken locally before any share moves.
 
-``decide(config, spec)`` applies this party's policy to a job (allowed analyses, allowed
-columns per analysis, allowed result recipients, minimum cell size, maximum rows), parses the
-parameters against the catalogue's schema, loads the input columns with their declared types
-and runs the analysis' own input check. An analysis that answers its requester only
-(a ``requester`` parameter: ``blacklist_hits``) must name the job's authenticated requester,
-a bank with data, and have no other recipient; one that releases no per-group statistics
-(``multi_lending``, ``blacklist_hits``) is not subject to the minimum cell size. A refusal
-names this party and the rule; policy refusals are ``PolicyError``, data problems
-``InputError``. No grpc here.
+``decide(config, spec)`` applies this party's policy to a job (allowed analyses, the data
+sources each may read, allowed columns per analysis, allowed result recipients, minimum cell
+size, minimum contributors and maximum dominance, maximum rows), parses the parameters against
+the catalogue's schema, fills in the parameters its data configuration sets (``Param.owner``:
+bounds, decimals, categories from ``[data.NAME.columns]``, the join salt from ``[join]``),
+loads the input columns with their declared types and runs the analysis' own input check.
+
+A requester may not send a parameter a data owner sets: with a bound of its choosing, the
+refusals would tell it where another bank's values lie. Each party answers what it declared
+(``Decision.declared``); the coordinator merges the answers (``merge_declared``: the largest
+bound and decimals, the union of categories) and every party checks that the merged values
+cover its own declaration (``uncovered``) before it runs with them.
+
+What a refusal says travels to the coordinator, the other banks and the requester, so
+``Decision.message`` depends only on the request and this party's configuration; where the
+party's own rows break its own declaration it says only that (rule ``data.schema``), and the
+row, column and problem go to ``Decision.detail``, which stays in this party's audit log and
+its stderr log. An analysis that answers its requester only (a ``requester`` parameter:
+``blacklist_hits``) must name the job's authenticated requester, a bank with data, and have no
+other recipient; one that releases no per-group statistics (``multi_lending``,
+``blacklist_hits``) is not subject to the minimum cell size. Policy refusals are
+``PolicyError``, data problems ``InputError``. No grpc here.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,9 +36,11 @@ import numpy as np
 import pandas as pd
 
 from smpc.analyses import registry
-from smpc.analyses.registry import MIN_CELL_SIZE, REQUESTER
-from smpc.errors import InputError, RangeError, SmpcError
+from smpc.analyses.registry import MAX_DOMINANCE, MIN_CELL_SIZE, MIN_CONTRIBUTORS, REQUESTER, Analysis
+from smpc.errors import InputError, SmpcError
 from smpc.service.config import DataSource, PartyConfig
+
+DATA_SCHEMA = "data.schema"
 
 
 @dataclass(frozen=True)
@@ -47,7 +64,15 @@ class Decision:
     rule: str = ""
     error_type: str = ""
     message: str = ""
+    """Public: what the coordinator, the other banks and the requester are told."""
+    detail: str = ""
+    """Local only (this party's audit log and stderr): the row, column and problem."""
     min_cell_size: int = 1
+    min_contributors: int = 1
+    max_dominance: float = 100.0
+    declared: dict = field(default_factory=dict)
+    """The mergeable parameters this party's configuration sets for the job (not the salt)."""
+    salt_fingerprint: str = ""
     params: dict = field(default_factory=dict)
     columns: list[str] = field(default_factory=list)
     rows: int = 0
@@ -57,8 +82,14 @@ class Decision:
         out = {"decision": "accept" if self.accepted else "refuse"}
         if not self.accepted:
             out.update(rule=self.rule, error_type=self.error_type, reason=self.message)
+            if self.detail:
+                out["detail"] = self.detail
         else:
             out.update(min_cell_size=self.min_cell_size, columns=self.columns, rows=self.rows)
+            if self.declared:
+                out["declared"] = self.declared
+            if self.salt_fingerprint:
+                out["join_salt"] = self.salt_fingerprint
         return out
 
 
@@ -66,8 +97,9 @@ def decide(config: PartyConfig, req: JobRequest) -> Decision:
     party = config.name
     pol = config.policy
 
-    def refuse(rule: str, what: str, error_type: str = "PolicyError") -> Decision:
-        return Decision(False, party, rule, error_type, f"{party} refuses job {req.job_id}: {what} (rule {rule})")
+    def refuse(rule: str, what: str, error_type: str = "PolicyError", detail: str = "") -> Decision:
+        return Decision(False, party, rule, error_type, f"{party} refuses job {req.job_id}: {what} (rule {rule})",
+                        detail)
 
     if list(req.parties) != list(config.ranks):
         return refuse("compute.ranks",
@@ -78,6 +110,10 @@ def decide(config: PartyConfig, req: JobRequest) -> Decision:
         analysis = registry.get(req.analysis)
     except InputError as exc:
         return refuse("catalogue", str(exc), "InputError")
+    for p in analysis.owner_params:
+        if p.name in req.params:
+            return refuse("params.owner", f"parameter '{p.name}' is set by each bank's data configuration, "
+                                          "not by the requester")
     try:
         params = analysis.parse_params(dict(req.params))
     except InputError as exc:
@@ -111,6 +147,26 @@ def decide(config: PartyConfig, req: JobRequest) -> Decision:
             "policy.min_cell_size",
             f"analysis '{analysis.name}' has no minimum cell size, and this party requires {pol.min_cell_size}",
         )
+    # a requester may ask for stricter disclosure control than the policy's, never looser
+    min_contributors = min(pol.min_contributors, len(req.parties))
+    if analysis.param(MIN_CONTRIBUTORS) is not None:
+        if MIN_CONTRIBUTORS in req.params and params[MIN_CONTRIBUTORS] < min_contributors:
+            return refuse("policy.min_contributors", "parameter 'min_contributors' may raise this party's "
+                                                     "minimum number of contributing banks, never lower it")
+        min_contributors = max(params.get(MIN_CONTRIBUTORS) or 0, min_contributors)
+        params[MIN_CONTRIBUTORS] = min_contributors
+    max_dominance = pol.max_dominance
+    if analysis.param(MAX_DOMINANCE) is not None:
+        if MAX_DOMINANCE in req.params and params[MAX_DOMINANCE] > max_dominance:
+            return refuse("policy.max_dominance", "parameter 'max_dominance' may lower this party's largest "
+                                                  "share of one bank in a cell, never raise it")
+        requested = params.get(MAX_DOMINANCE)
+        max_dominance = min(requested, max_dominance) if requested is not None else max_dominance
+        params[MAX_DOMINANCE] = max_dominance
+    if req.source not in pol.allowed_sources.get(analysis.name, ()):
+        allowed = ", ".join(pol.allowed_sources.get(analysis.name, ())) or "none"
+        return refuse("policy.allowed_sources",
+                      f"analysis '{analysis.name}' may not read data source '{req.source}' (allowed: {allowed})")
     source = config.data.get(req.source)
     if source is None:
         return refuse(
@@ -129,20 +185,137 @@ def decide(config: PartyConfig, req: JobRequest) -> Decision:
             return refuse(f"data.{source.name}.columns", f"data source '{source.name}' declares no column '{col}'",
                           "InputError")
     try:
+        declared, salt = owner_values(analysis, params, source, config)
+    except _Undeclared as exc:
+        return refuse(exc.rule, str(exc))
+    params.update(declared)
+    if salt is not None:
+        params.update(salt)
+    # the request and this party's configuration alone, on no rows: what fails here is the
+    # request's doing, and may be said in full
+    try:
+        analysis.check_input(empty_table(source, columns), party, params)
+    except SmpcError as exc:
+        return refuse("params", str(exc), type(exc).__name__)
+    schema_refusal = "its data does not match its declared schema"
+    try:
         table = load_table(source, columns, party)
     except InputError as exc:
-        return refuse(f"data.{source.name}", str(exc), "InputError")
+        return refuse(DATA_SCHEMA, schema_refusal, "InputError", detail=str(exc))
     if len(table) > pol.max_rows:
         return refuse("policy.max_rows",
                       f"data source '{source.name}' has more rows than the maximum of {pol.max_rows}")
     try:
         analysis.check_input(table, party, params)
-    except (InputError, RangeError) as exc:
-        return refuse(f"data.{source.name}", str(exc), type(exc).__name__)
     except SmpcError as exc:
-        return refuse("params", str(exc), type(exc).__name__)
-    return Decision(True, party, min_cell_size=min_cell, params=params, columns=columns, rows=len(table),
-                    table=table)
+        return refuse(DATA_SCHEMA, schema_refusal, "InputError",
+                      detail=f"data source '{source.name}': {type(exc).__name__}: {exc}")
+    fingerprint = registry.secret_fingerprint(config.join_salt) if salt else ""
+    return Decision(True, party, min_cell_size=min_cell, min_contributors=min_contributors,
+                    max_dominance=max_dominance, declared=declared, salt_fingerprint=fingerprint, params=params,
+                    columns=columns, rows=len(table), table=table)
+
+
+# ----- parameters the data owner sets ------------------------------------------------------
+class _Undeclared(SmpcError):
+    def __init__(self, message: str, rule: str):
+        super().__init__(message)
+        self.rule = rule
+
+
+def owner_values(analysis: Analysis, params: Mapping[str, Any], source: DataSource,
+                 config: PartyConfig) -> tuple[dict, dict | None]:
+    """(this party's values of the analysis' owner-set parameters for the job's columns, the
+    join salt parameter or None). Raises ``_Undeclared`` naming the configuration key a job
+    needs and this party lacks."""
+    declared: dict[str, Any] = {}
+    salt = None
+    for p in analysis.owner_params:
+        if p.owner == "join_salt":
+            if config.join_salt is None:
+                raise _Undeclared(f"{analysis.name} joins on hashed ids and this party has no consortium join "
+                                  "salt (key join.salt_file)", "join.salt_file")
+            salt = {p.name: config.join_salt}
+            continue
+        value = params.get(p.owner_column)
+        cols = [value] if isinstance(value, str) else list(value or [])
+        if not cols:
+            continue  # an optional column left out (default_rate_overall without an amount)
+        values = []
+        for col in cols:
+            setting = getattr(source.column(col), p.owner)
+            if setting is None:
+                raise _Undeclared(f"column '{col}' of data source '{source.name}' declares no {p.owner} "
+                                  f"(key data.{source.name}.columns.{col}.{p.owner})", "data.declaration")
+            values.append(setting)
+        if p.owner == "categories":
+            declared[p.name] = sorted({k for v in values for k in v})
+        else:
+            declared[p.name] = max(values)
+    return declared, salt
+
+
+def merge_declared(analysis: Analysis, answers: Sequence[Mapping[str, Any]]) -> dict:
+    """What the job runs with: per owner-set parameter the largest bound, decimals or total
+    bound, or the sorted union of categories, over the parties' declarations."""
+    merged: dict[str, Any] = {}
+    for p in analysis.owner_params:
+        values = [a[p.name] for a in answers if p.name in a]
+        if not values:
+            continue
+        if p.owner == "categories":
+            merged[p.name] = sorted({k for v in values for k in v})
+        else:
+            merged[p.name] = max(values)
+    return merged
+
+
+def uncovered(analysis: Analysis, merged: Mapping[str, Any], own: Mapping[str, Any]) -> str | None:
+    """The first owner-set parameter whose merged value does not cover this party's own
+    declaration (a smaller bound, fewer decimals, a missing category), or None."""
+    for name, mine in own.items():
+        p = analysis.param(name)
+        if name not in merged:
+            return name
+        theirs = merged[name]
+        if p is not None and p.owner == "categories":
+            if not set(mine) <= set(theirs):
+                return name
+        elif not theirs >= mine:
+            return name
+    return None
+
+
+def encode_declared(values: Mapping[str, Any]) -> dict[str, str]:
+    """Owner-set values for the wire (``PrepareResponse.declared``, ``StartRequest.declared``)."""
+    return {k: json.dumps(v) for k, v in values.items()}
+
+
+def decode_declared(analysis: Analysis, wire: Mapping[str, str], who: str) -> dict:
+    """The wire's owner-set values, typed by the analysis' schema; ``InputError`` naming
+    ``who`` sent them for anything else."""
+    out = {}
+    for name, text in wire.items():
+        p = analysis.param(name)
+        if p is None or p.owner in (None, "join_salt"):
+            raise InputError(f"{who} sent '{name}', which is no owner-set parameter of {analysis.name}")
+        try:
+            value = p.parse(json.loads(text), analysis.name)
+        except ValueError:
+            raise InputError(f"{who} sent a malformed value of '{name}'") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InputError(f"{who} sent a value of '{name}' that is not finite")
+        out[name] = value
+    return out
+
+
+_EMPTY_DTYPES = {"int": np.int64, "float": np.float64, "bool": np.int64, "str": object}
+
+
+def empty_table(source: DataSource, columns: Sequence[str]) -> pd.DataFrame:
+    """The job's columns with their declared types and no rows: built from the configuration
+    alone, so a check on it cannot depend on the data."""
+    return pd.DataFrame({c: pd.Series([], dtype=_EMPTY_DTYPES[source.columns[c]]) for c in columns})
 
 
 _TRUE = {"true", "1", "yes", "y", "t"}
@@ -153,8 +326,9 @@ def load_table(source: DataSource, columns: Sequence[str], party: str) -> pd.Dat
     """The named columns of a data source, checked against their declared types.
 
     ``int``/``float`` columns must hold numbers (empty cells stay NaN), ``int`` ones whole
-    numbers; ``bool`` ones true/false/1/0; ``str`` columns are read as text. Anything else
-    raises ``InputError`` naming the party, source, column, row and value.
+    numbers; ``bool`` ones true/false/1/0; ``str`` columns are read as text; and every value
+    keeps to the column's declared bound, decimals and categories. Anything else raises
+    ``InputError`` naming the party, source, column and row (for this party's own log).
     """
     columns = list(columns)
     where = f"{party}, data source '{source.name}'"
@@ -166,7 +340,7 @@ def load_table(source: DataSource, columns: Sequence[str], party: str) -> pd.Dat
             frame = pd.read_parquet(source.path, columns=columns)
     except Exception as exc:  # noqa: BLE001 - any reader failure is an input problem for the operator
         raise InputError(f"{where}: cannot read {source.path.name} as {source.format} ({exc})") from None
-    # a refusal reaches the coordinator, the other banks and the requester: rows, never values
+    # the message names rows, never values; decide() keeps it in this party's own log
     for col in columns:
         kind = source.columns[col]
         series = frame[col]
@@ -198,4 +372,28 @@ def load_table(source: DataSource, columns: Sequence[str], party: str) -> pd.Dat
                     f"{where}, column '{col}' (declared bool): row {row + 1} is not true/false"
                 )
             frame[col] = text.isin(_TRUE).astype(np.int64).where(series.notna())
+        _check_declared(frame[col], source.column(col), f"{where}, column '{col}'")
     return frame
+
+
+def _check_declared(series: pd.Series, declared, where: str) -> None:
+    """The column's values against its declaration: |value| <= bound, at most ``decimals``
+    decimal places, keys among ``categories`` (empty cells are the analyses' concern). The
+    message names the row, never the value."""
+    present = series.notna().to_numpy()
+
+    def refuse(bad: np.ndarray, what: str) -> None:
+        if bad.any():
+            raise InputError(f"{where}: row {int(np.flatnonzero(bad)[0]) + 1} {what}")
+
+    if declared.bound is not None or declared.decimals is not None:
+        values = np.where(present, series.to_numpy(dtype=np.float64, na_value=0.0), 0.0)
+        if declared.bound is not None:
+            refuse(np.abs(values) > declared.bound, f"exceeds the declared bound {declared.bound:g}")
+        if declared.decimals is not None:
+            scale = 10.0**declared.decimals
+            refuse(np.round(values * scale) / scale != values,
+                   f"has more than the declared {declared.decimals} decimal places")
+    if declared.categories is not None:
+        keys = series.map(lambda v: str(int(v)) if isinstance(v, float) and v.is_integer() else str(v))
+        refuse(present & ~keys.isin(declared.categories).to_numpy(), "holds a key outside the declared categories")

@@ -106,28 +106,56 @@ class PrepareRequest(_message.Message):
     def __init__(self, spec: _Optional[_Union[JobSpec, _Mapping]] = ...) -> None: ...
 
 class PrepareResponse(_message.Message):
-    __slots__ = ("accepted", "party", "rule", "error_type", "message", "min_cell_size")
+    __slots__ = ("accepted", "party", "rule", "error_type", "message", "min_cell_size", "declared", "join_salt_fingerprint", "min_contributors", "max_dominance")
+    class DeclaredEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     PARTY_FIELD_NUMBER: _ClassVar[int]
     RULE_FIELD_NUMBER: _ClassVar[int]
     ERROR_TYPE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     MIN_CELL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DECLARED_FIELD_NUMBER: _ClassVar[int]
+    JOIN_SALT_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    MIN_CONTRIBUTORS_FIELD_NUMBER: _ClassVar[int]
+    MAX_DOMINANCE_FIELD_NUMBER: _ClassVar[int]
     accepted: bool
     party: str
     rule: str
     error_type: str
     message: str
     min_cell_size: int
-    def __init__(self, accepted: _Optional[bool] = ..., party: _Optional[str] = ..., rule: _Optional[str] = ..., error_type: _Optional[str] = ..., message: _Optional[str] = ..., min_cell_size: _Optional[int] = ...) -> None: ...
+    declared: _containers.ScalarMap[str, str]
+    join_salt_fingerprint: str
+    min_contributors: int
+    max_dominance: float
+    def __init__(self, accepted: _Optional[bool] = ..., party: _Optional[str] = ..., rule: _Optional[str] = ..., error_type: _Optional[str] = ..., message: _Optional[str] = ..., min_cell_size: _Optional[int] = ..., declared: _Optional[_Mapping[str, str]] = ..., join_salt_fingerprint: _Optional[str] = ..., min_contributors: _Optional[int] = ..., max_dominance: _Optional[float] = ...) -> None: ...
 
 class StartRequest(_message.Message):
-    __slots__ = ("job_id", "min_cell_size")
+    __slots__ = ("job_id", "min_cell_size", "declared", "min_contributors", "max_dominance")
+    class DeclaredEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     MIN_CELL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DECLARED_FIELD_NUMBER: _ClassVar[int]
+    MIN_CONTRIBUTORS_FIELD_NUMBER: _ClassVar[int]
+    MAX_DOMINANCE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     min_cell_size: int
-    def __init__(self, job_id: _Optional[str] = ..., min_cell_size: _Optional[int] = ...) -> None: ...
+    declared: _containers.ScalarMap[str, str]
+    min_contributors: int
+    max_dominance: float
+    def __init__(self, job_id: _Optional[str] = ..., min_cell_size: _Optional[int] = ..., declared: _Optional[_Mapping[str, str]] = ..., min_contributors: _Optional[int] = ..., max_dominance: _Optional[float] = ...) -> None: ...
 
 class PeerCancelRequest(_message.Message):
     __slots__ = ("job_id", "why", "reason", "party", "rule", "error_type")
