@@ -273,3 +273,60 @@ def test_certs_init_keeps_the_ca_key_apart_and_keys_private_even_when_forced(tmp
                                                                                  [*BANKS, "analyst"])
     assert identity_of(load_certificate((out / "analyst.pem").read_bytes())).role == "client"
     assert identity_of(load_certificate((out / "bank_a.pem").read_bytes())).role == "party"
+
+
+def test_a_certificate_whose_role_and_key_usage_disagree_has_no_identity(tmp_path):
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    from smpc.service.identity import IdentityError
+
+    init_certs(["bank_a"], tmp_path)
+    ca_key, ca_cert = load_ca(tmp_path / "ca")
+
+    def make(uris, usages, cn="bank_b"):
+        now = dt.datetime.now(dt.timezone.utc)
+        return (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+                .issuer_name(ca_cert.subject).public_key(ec.generate_private_key(ec.SECP256R1()).public_key())
+                .serial_number(x509.random_serial_number()).not_valid_before(now)
+                .not_valid_after(now + dt.timedelta(days=1))
+                .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(u) for u in uris]
+                                                           + [x509.DNSName(cn)]), critical=False)
+                .add_extension(x509.ExtendedKeyUsage(usages), critical=False).sign(ca_key, hashes.SHA256()))
+
+    both = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    client_only = [ExtendedKeyUsageOID.CLIENT_AUTH]
+    for uris, usages, cn, why in (
+        ([], both, "bank_b", "names 0 smpc identities"),  # a common name alone is no identity
+        (["smpc://party/bank_b", "smpc://client/bank_b"], both, "bank_b", "names 2"),
+        (["smpc://party/bank_b"], client_only, "bank_b", "wrong extended key usage"),
+        (["smpc://client/bank_b"], both, "bank_b", "wrong extended key usage"),
+        (["smpc://admin/bank_b"], both, "bank_b", "is not smpc://party/NAME"),
+        (["smpc://party/bank_b"], both, "bank_c", "common name does not match"),
+    ):
+        with pytest.raises(IdentityError, match=why):
+            identity_of(make(uris, usages, cn))
+    assert identity_of(make(["smpc://party/bank_b"], both)).role == "party"
+
+
+def test_an_unusable_revocation_list_refuses_everyone(tmp_path):
+    from smpc.service.identity import IdentityError, RevocationList, sanitise
+
+    init_certs(["bank_a"], tmp_path, clients=["analyst"])
+    ca = load_certificate((tmp_path / "ca.pem").read_bytes())
+    analyst = identity_of(load_certificate((tmp_path / "analyst.pem").read_bytes()))
+    crl = RevocationList(tmp_path / "ca.crl", ca)
+    crl.check(analyst)
+    other = tmp_path / "other"
+    init_certs(["bank_a"], other)  # a list signed by another CA
+    (tmp_path / "ca.crl").write_bytes((other / "ca.crl").read_bytes())
+    with pytest.raises(IdentityError, match="not signed by the CA"):
+        crl.check(analyst)
+    (tmp_path / "ca.crl").unlink()
+    with pytest.raises(IdentityError, match="cannot read the revocation list"):
+        crl.check(analyst)
+    assert sanitise("a\nb\x00c\u202ed" + "x" * 1000) == "a b c d" + "x" * 492 + "…"

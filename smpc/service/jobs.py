@@ -224,15 +224,18 @@ class PeerDirectory:
             self._channels.clear()
 
 
-def _error_of(exc: BaseException, me: str) -> JobError:
+def _error_of(exc: BaseException, me: str, parties: tuple[str, ...] = ()) -> JobError:
     """How a job's exception is reported: the root cause, where a peer's ABORT told it (the
-    error class, its message and the party at fault), else the peer this party lost."""
+    error class, its message and the party at fault -- one of the job's parties, else the
+    peer that sent it), else the peer this party lost."""
     if isinstance(exc, PartyUnavailable):
         peer = exc.peer if isinstance(exc.peer, str) else ""
         remote_type = getattr(exc, "remote_error_type", "")
         if remote_type:
-            culprit = getattr(exc, "culprit", "") or peer
-            reason = getattr(exc, "remote_reason", "") or str(exc)
+            culprit = getattr(exc, "culprit", "")
+            culprit = culprit if culprit in parties else peer
+            remote_type = _error_type(remote_type)
+            reason = sanitise(getattr(exc, "remote_reason", "")) or str(exc)
             if peer and peer != culprit:
                 reason = f"{reason} (reported by {peer})"
             return JobError(remote_type, reason, culprit)
@@ -663,7 +666,7 @@ class JobManager:
             json.dumps(job.result, allow_nan=True)
             state = jobs_pb2.JOB_STATE_SUCCEEDED
         except BaseException as exc:  # noqa: BLE001 - every failure must abort the peers and be reported
-            error = _error_of(exc, self.me)
+            error = _error_of(exc, self.me, self.config.ranks)
             if job.cancel_reason is not None:
                 state, error = jobs_pb2.JOB_STATE_CANCELLED, JobError(CANCELLED, job.cancel_reason, self.me)
             elif error.type == CANCELLED:
