@@ -577,7 +577,7 @@ class JobManager:
             else:
                 self.audit.record("job_not_started", job_id=job.id, by=caller, reported_party=reported, reason=reason)
                 self._finish(job, jobs_pb2.JOB_STATE_FAILED,
-                             JobError(req.error_type and error_type or "PartyUnavailable", reason, caller))
+                             JobError(error_type if req.error_type else "PartyUnavailable", reason, caller))
         else:
             self._cancel_local(job, reason or f"cancelled by {caller}", by=caller)
         return peer_pb2.PeerAck(ok=True)
