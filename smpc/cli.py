@@ -1,7 +1,9 @@
 """The ``smpc`` command.
 
     smpc party serve --config party.toml [--insecure-dev-plaintext]
-    smpc certs init --parties bank_a,bank_b,bank_c --out DIR
+    smpc certs init --parties bank_a,bank_b,bank_c [--clients analyst] --out DIR [--ca-dir CA_DIR]
+    smpc certs revoke --ca-dir CA_DIR --crl DIR/ca.crl (--cert FILE | --serial HEX)
+    smpc certs fingerprint FILE
     smpc job submit --to HOST:PORT --ca CA --cert CERT --key KEY ANALYSIS --param k=v ...
     smpc job get|watch|cancel --to ... JOB_ID      smpc job analyses --to ...
     smpc audit verify PATH
@@ -51,11 +53,39 @@ def _certs_init(args) -> int:
 
     parties = [p.strip() for p in args.parties.split(",") if p.strip()]
     clients = [c.strip() for c in (args.clients or "").split(",") if c.strip()]
-    paths = init_certs(parties, args.out, clients=clients, days=args.days, force=args.force)
+    paths = init_certs(parties, args.out, clients=clients, days=args.days, force=args.force, ca_dir=args.ca_dir)
+    ca_dir = args.ca_dir or f"{args.out}/ca"
     print(f"development CA and certificates for {', '.join(parties + clients)} in {args.out}:")
     for name, path in paths.items():
-        print(f"  {name:<12} {path}" + ("" if name == "ca" else f"  (key {path.with_suffix('.key')})"))
+        role = "party" if name in parties else "client"
+        print(f"  {name:<12} {path}" + ("" if name == "ca" else f"  ({role}; key {path.with_suffix('.key')})"))
+    print(f"  revocation list {args.out}/ca.crl (empty; [tls] crl names it)")
+    print(f"The CA's key is in {ca_dir}/ca.key: keep it off the party machines; `smpc certs revoke --ca-dir {ca_dir}` "
+          "uses it.")
     print("For development and tests only; keys are unencrypted (mode 0600).")
+    return 0
+
+
+def _certs_revoke(args) -> int:
+    from smpc.service.pki import revoke
+
+    serial = None
+    if args.serial is not None:
+        try:
+            serial = int(args.serial.replace(":", ""), 16)
+        except ValueError:
+            raise SmpcError(f"--serial {args.serial!r} is not a hexadecimal serial number") from None
+    revoked, total = revoke(args.ca_dir, args.crl, cert=args.cert, serial=serial)
+    print(f"revoked serial {revoked:x}; {args.crl} now lists {total} certificate(s). Parties whose [tls] crl is "
+          "this file refuse it from their next call on; copy it to parties that read another copy.")
+    return 0
+
+
+def _certs_fingerprint(args) -> int:
+    from smpc.service.pki import describe
+
+    ident = describe(args.cert)
+    print(f"{ident.fingerprint}  {ident.role} {ident.name}  serial {ident.serial:x}")
     return 0
 
 
@@ -69,7 +99,20 @@ def _add_certs(sub) -> None:
     init.add_argument("--out", required=True, help="output folder")
     init.add_argument("--days", type=int, default=365, help="validity (default 365 days)")
     init.add_argument("--force", action="store_true", help="overwrite an existing PKI in --out")
+    init.add_argument("--ca-dir", help="where the CA's key and certificate go (default OUT/ca; no party "
+                      "configuration names it)")
     init.set_defaults(func=_certs_init)
+    rev = csub.add_parser("revoke", help="add a certificate to the CA's revocation list")
+    rev.add_argument("--ca-dir", required=True, help="the CA folder (ca.key, ca.pem)")
+    rev.add_argument("--crl", required=True, help="the revocation list to update (PEM; created if missing)")
+    which = rev.add_mutually_exclusive_group(required=True)
+    which.add_argument("--cert", help="the certificate file to revoke")
+    which.add_argument("--serial", help="the serial number to revoke (hexadecimal)")
+    rev.set_defaults(func=_certs_revoke)
+    fpr = csub.add_parser("fingerprint", help="a certificate's identity and sha256 fingerprint (for "
+                          "[peers.NAME] fingerprint)")
+    fpr.add_argument("cert")
+    fpr.set_defaults(func=_certs_fingerprint)
 
 
 # ----- smpc job ---------------------------------------------------------------------------
@@ -215,7 +258,8 @@ def _add_job(sub) -> None:
     submit.add_argument("--param", action="append", metavar="KEY=VALUE", help="an analysis parameter (repeatable)")
     submit.add_argument("--source", help="the [data.NAME] source every party reads (default: the first [data.*] "
                         "source in the configuration of the party in --to)")
-    submit.add_argument("--job-id", help="a unique job id (default: a random one)")
+    submit.add_argument("--job-id", help="your id for the job, unique among your jobs (default: a random one); "
+                        "the job's id is YOUR_IDENTITY/ID")
     submit.add_argument("--recipient", action="append", help="another identity that may fetch the result")
     submit.add_argument("--no-wait", action="store_true", help="print the job id and return")
     submit.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -228,7 +272,7 @@ def _add_job(sub) -> None:
     ):
         p = jsub.add_parser(name, help=help_text)
         _connection_args(p)
-        p.add_argument("job_id")
+        p.add_argument("job_id", help="REQUESTER/ID as submit printed it (a bare ID: one of your own jobs)")
         if name == "watch":
             p.add_argument("--json", action="store_true")
         p.set_defaults(func=func)

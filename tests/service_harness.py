@@ -106,8 +106,12 @@ class Cluster:
     def __init__(self, root: Path, *, step_timeout: float = 20.0, policies: dict | None = None,
                  extra_sources: dict | None = None, analysis_modules: tuple[str, ...] = ("service_test_analyses",),
                  extra_allowed: tuple[str, ...] = ("test_endless_rounds",), certs_by_cli: bool = True,
-                 join_salt: str = JOIN_SALT):
+                 join_salt: str = JOIN_SALT, crl: bool = False, pins: dict | None = None):
+        """``crl``: every party checks the CA's revocation list ``certs/ca.crl``. ``pins``:
+        ``{bank: {peer: "sha256:..."}}``, written as ``[peers.PEER] fingerprint``."""
         self.root = Path(root)
+        self.crl = crl
+        self.pins = pins or {}
         self.root.mkdir(parents=True, exist_ok=True)
         self.certs = self.root / "certs"
         if certs_by_cli:  # the real command, as an operator runs it
@@ -151,12 +155,15 @@ class Cluster:
     def _write_config(self, bank, policy, extra_sources, step_timeout, modules) -> Path:
         lines = [
             "[party]", f'name = "{bank}"', f'listen = "127.0.0.1:{self.ports[bank]}"', "",
-            "[tls]", 'ca = "certs/ca.pem"', f'cert = "certs/{bank}.pem"', f'key = "certs/{bank}.key"', "",
+            "[tls]", 'ca = "certs/ca.pem"', f'cert = "certs/{bank}.pem"', f'key = "certs/{bank}.key"',
+            *(['crl = "certs/ca.crl"'] if self.crl else []), "",
             "[compute]", f"ranks = {_toml_value(BANKS)}", "",
         ]
         for other in BANKS:
             if other != bank:
-                lines += [f"[peers.{other}]", f'address = "127.0.0.1:{self.ports[other]}"', f'identity = "{other}"', ""]
+                pin = self.pins.get(bank, {}).get(other)
+                lines += [f"[peers.{other}]", f'address = "127.0.0.1:{self.ports[other]}"', f'identity = "{other}"',
+                          *([f'fingerprint = "{pin}"'] if pin else []), ""]
         lines += ["[data.loans]", f'path = "data/{bank}_loans.csv"', f"columns = {_toml_value(COLUMNS)}", ""]
         for name, (path, columns) in extra_sources.items():
             lines += [f"[data.{name}]", f"path = {_toml_value(str(path))}", f"columns = {_toml_value(columns)}", ""]

@@ -11,7 +11,7 @@ import pytest
 from service_harness import BANKS, COLUMNS, LOAN_PARAMS, Cluster, wait_for
 
 from smpc import analyses
-from smpc.errors import InputError, PartyUnavailable, PolicyError
+from smpc.errors import InputError, PartyUnavailable, PolicyError, SmpcError
 from smpc.service.client import STATE_NAMES, JobCancelled
 from smpc.transport.grpc import MAX_FRAME_BYTES, channel_options
 from smpc.v1 import peer_pb2, peer_pb2_grpc
@@ -73,6 +73,7 @@ def test_job_across_three_processes_matches_simulate_and_plaintext(cluster):
     events = []
     with cluster.client("bank_b", identity="bank_a") as client:  # submit to rank 1, not the first party
         result = client.run("default_rate_overall", params, on_event=events.append, job_id="job-first")
+    job_id = "bank_a/job-first"  # ids are namespaced by the requester
     assert result == expected_sim == expected_plain
     assert result["rows"] == 1000 and result["defaults"] == 300 and result["amount_sum"] == 3271258.0
     states = [STATE_NAMES[e.state] for e in events]
@@ -80,10 +81,13 @@ def test_job_across_three_processes_matches_simulate_and_plaintext(cluster):
     seen = [(STATE_NAMES[e.state], e.progress, e.stage, e.party) for e in events]
     assert any(0 < e.progress < 1 for e in events), seen
     for bank in BANKS:
-        assert STATE_NAMES[follow(cluster, bank, "job-first").state] == "succeeded"  # every party is done
-        recs = records(cluster, bank, "job-first")
+        assert STATE_NAMES[follow(cluster, bank, job_id).state] == "succeeded"  # every party is done
+        recs = records(cluster, bank, job_id)
         kinds = [r["event"] for r in recs]
         assert kinds[:2] == ["job_received", "policy_decision"], kinds
+        received = recs[0]  # every party checked bank_a's own signature, and says so
+        assert received["requester"] == received["signer"] == "bank_a" and received["signer_role"] == "party"
+        assert len(received["signature_sha256"]) == 64
         used = next(r for r in recs if r["event"] == "inputs_used")
         assert used["source"] == "loans" and used["columns"] == ["creditability", "credit_amount"]
         assert used["rows"] == len(cluster.tables[bank])
@@ -91,14 +95,27 @@ def test_job_across_three_processes_matches_simulate_and_plaintext(cluster):
         assert finished["state"] == "succeeded" and finished["bytes_sent"] > 0 and finished["rounds"] > 0
         # the policy's minimum cell size was enforced at every party
         assert next(r for r in recs if r["event"] == "job_started")["params"]["min_cell_size"] == 10
-    released = [r for r in records(cluster, "bank_b", "job-first") if r["event"] == "outputs_released"]
+    assert len({records(cluster, b, job_id)[0]["signature_sha256"] for b in BANKS}) == 1
+    released = [r for r in records(cluster, "bank_b", job_id) if r["event"] == "outputs_released"]
     assert [r["to"] for r in released] == ["bank_a"]
     # the other parties hand the result to the requester too, and to nobody else
     with cluster.client("bank_c", identity="bank_a") as client:
-        assert client.result("job-first") == result
+        assert client.result("job-first") == result == client.result(job_id)  # a bare id is the caller's own
+    # another identity learns nothing, not even that the job exists: the answer to a job it may
+    # not see is the answer to a job that does not exist
     with cluster.client("bank_c", identity="analyst") as client:
-        with pytest.raises(PolicyError, match="neither the requester nor a recipient"):
-            client.get("job-first")
+        answers = []
+        for probe in (job_id, "bank_a/no-such-job"):
+            with pytest.raises(SmpcError) as info:
+                client.get(probe)
+            answers.append(str(info.value).replace(probe, "ID"))
+            with pytest.raises(SmpcError) as info:
+                list(client.events(probe, timeout=30))
+            answers.append(str(info.value).replace(probe, "ID"))
+            with pytest.raises(SmpcError) as info:
+                client.cancel(probe)
+            answers.append(str(info.value).replace(probe, "ID"))
+    assert len(set(answers)) == 1 and "no job 'ID' that analyst may see" in answers[0], answers
 
 
 def test_the_job_cli_submits_and_prints_the_result(cluster, capsys):
@@ -118,13 +135,14 @@ def test_the_job_cli_submits_and_prints_the_result(cluster, capsys):
     assert "refused: bank_c refuses job" in capsys.readouterr().err
     assert cli.main(["job", "submit", "--to", cluster.address("bank_a"), *tls, "--job-id", "job-cli", "--no-wait",
                      "default_rate_overall", "--param", "label=creditability", "--param", "positive=bad"]) == 0
-    assert capsys.readouterr().out.strip() == "job-cli"
-    assert cli.main(["job", "watch", "--to", cluster.address("bank_a"), *tls, "--json", "job-cli"]) == 0
+    assert capsys.readouterr().out.strip() == "bank_a/job-cli"  # the id, in the requester's namespace
+    assert cli.main(["job", "watch", "--to", cluster.address("bank_a"), *tls, "--json", "bank_a/job-cli"]) == 0
     watched = capsys.readouterr().out  # progress lines, then the result as JSON
     assert "[bank_a] succeeded" in watched and json.loads(watched[watched.index("\n{") + 1:])["defaults"] == 300
-    assert cli.main(["job", "get", "--to", cluster.address("bank_b"), *tls, "job-cli"]) == 0
+    assert cli.main(["job", "get", "--to", cluster.address("bank_b"), *tls, "job-cli"]) == 0  # a bare id: mine
     status = json.loads(capsys.readouterr().out)
     assert status["state"] == "JOB_STATE_SUCCEEDED" and json.loads(status["result_json"])["rows"] == 1000
+    assert status["job_id"] == "bank_a/job-cli"
     assert cli.main(["job", "analyses", "--to", cluster.address("bank_c"), *tls]) == 0
     listing = capsys.readouterr().out
     assert "default_rate_overall:" in listing and "Leakage:" in listing and "label (column, required)" in listing
@@ -162,9 +180,9 @@ def test_replayed_job_id_is_refused(cluster):
         with cluster.client(coordinator) as client:
             with pytest.raises(PolicyError, match="job id was used before"):
                 client.submit("default_rate_overall", LOAN_PARAMS, job_id="job-replayed")
-        assert any(r["event"] == "job_replay_refused" for r in records(cluster, coordinator, "job-replayed"))
+        assert any(r["event"] == "job_replay_refused" for r in records(cluster, coordinator, "bank_a/job-replayed"))
     for bank in BANKS:  # ran once, everywhere
-        assert [r["event"] for r in records(cluster, bank, "job-replayed")].count("job_started") == 1
+        assert [r["event"] for r in records(cluster, bank, "bank_a/job-replayed")].count("job_started") == 1
 
 
 # ----- refusals: nothing computed, every audit log knows ---------------------------------
@@ -177,16 +195,18 @@ def test_policy_refusal_names_party_and_rule_and_is_audited_everywhere(cluster):
     assert "bank_c" in str(info.value) and "policy.allowed_columns.default_rate_overall" in str(info.value)
     assert info.value.party == "bank_c" and info.value.rule == "policy.allowed_columns.default_rate_overall"
     assert STATE_NAMES[status.state] == "refused"
+    job_id = "bank_a/job-refused"
     for bank in BANKS:
-        kinds = [r["event"] for r in records(cluster, bank, "job-refused")]
+        kinds = [r["event"] for r in records(cluster, bank, job_id)]
         assert "job_started" not in kinds and "inputs_used" not in kinds, (bank, kinds)
         if bank == "bank_c":
-            decision = next(r for r in records(cluster, bank, "job-refused") if r["event"] == "policy_decision")
+            decision = next(r for r in records(cluster, bank, job_id) if r["event"] == "policy_decision")
             assert decision["decision"] == "refuse"
             assert decision["rule"] == "policy.allowed_columns.default_rate_overall"
-        else:
-            refused = next(r for r in records(cluster, bank, "job-refused") if r["event"] == "job_refused")
-            assert refused["by"] == "bank_c"
+        else:  # 'by' is who this party heard it from: bank_c itself at the coordinator, else the coordinator
+            refused = next(r for r in records(cluster, bank, job_id) if r["event"] == "job_refused")
+            assert refused["by"] == ("bank_c" if bank == "bank_a" else "bank_a")
+            assert bank == "bank_a" or refused["reported_party"] == "bank_c"
         assert job_state(cluster, bank, "job-refused") == "refused"
 
 
@@ -196,7 +216,7 @@ def test_refusal_by_the_coordinator_itself_is_audited_everywhere(cluster):
         with pytest.raises(PolicyError, match="policy.allowed_recipients"):
             client.submit("default_rate_overall", LOAN_PARAMS, job_id="job-outsider")
     for bank in BANKS:
-        kinds = [r["event"] for r in records(cluster, bank, "job-outsider")]
+        kinds = [r["event"] for r in records(cluster, bank, "outsider/job-outsider")]
         assert ("policy_decision" if bank == "bank_b" else "job_refused") in kinds, (bank, kinds)
         assert "inputs_used" not in kinds
 
@@ -207,15 +227,15 @@ def test_bad_input_is_refused_before_any_share_moves(cluster):
         with pytest.raises(InputError) as info:
             client.submit("default_rate_overall", params, source="broken", job_id="job-broken")
     # the requester hears which bank and which rule; the row and column stay at bank_b
-    assert str(info.value) == ("bank_b refuses job job-broken: its data does not match its declared schema "
+    assert str(info.value) == ("bank_b refuses job bank_a/job-broken: its data does not match its declared schema "
                                "(rule data.schema)")
-    decision = next(r for r in records(cluster, "bank_b", "job-broken") if r["event"] == "policy_decision")
+    decision = next(r for r in records(cluster, "bank_b", "bank_a/job-broken") if r["event"] == "policy_decision")
     assert "creditability" in decision["detail"] and "row 8 is empty" in decision["detail"]
     assert "row 8 is empty" in cluster.log("bank_b")
     for bank in BANKS:
-        assert "inputs_used" not in [r["event"] for r in records(cluster, bank, "job-broken")]
+        assert "inputs_used" not in [r["event"] for r in records(cluster, bank, "bank_a/job-broken")]
         if bank != "bank_b":
-            assert "row 8" not in str(records(cluster, bank, "job-broken"))
+            assert "row 8" not in str(records(cluster, bank, "bank_a/job-broken"))
 
 
 # ----- certificates ---------------------------------------------------------------------
@@ -340,8 +360,8 @@ def test_job_cli_says_where_a_per_bank_result_is_held(cluster, capsys):
     assert cli.main(args) == 0  # the job succeeded: an empty part is not a failure
     out, err = capsys.readouterr()
     assert json.loads(out)["by_bank"] == {}
-    assert "note: bank_b holds no part of job job-ml-b's result for bank_a" in err
-    hint = f"smpc job get --to ADDRESS_OF_bank_a {' '.join(tls).replace('=', ' ')} job-ml-b"
+    assert "note: bank_b holds no part of job bank_a/job-ml-b's result for bank_a" in err
+    hint = f"smpc job get --to ADDRESS_OF_bank_a {' '.join(tls).replace('=', ' ')} bank_a/job-ml-b"
     assert hint in err, err
     # at bank_a's own party the same job has bank_a's part, and nothing is noted
     assert cli.main(["job", "get", "--to", cluster.address("bank_a"), *tls, "job-ml-b"]) == 0
@@ -351,10 +371,10 @@ def test_job_cli_says_where_a_per_bank_result_is_held(cluster, capsys):
     assert cli.main(["job", "submit", "--to", cluster.address("bank_c"), *tls, "--quiet", "--job-id", "job-bl-c",
                      "blacklist_hits", "--param", "id=purpose"]) == 0
     out, err = capsys.readouterr()
-    assert out == "" and "note: bank_c holds no result of job job-bl-c for bank_a" in err
+    assert out == "" and "note: bank_c holds no result of job bank_a/job-bl-c for bank_a" in err
     assert "smpc job get --to ADDRESS_OF_bank_a" in err
     assert cli.main(["job", "get", "--to", cluster.address("bank_b"), *tls, "job-bl-c"]) == 0
-    assert "note: bank_b holds no result of job job-bl-c" in capsys.readouterr().err
+    assert "note: bank_b holds no result of job bank_a/job-bl-c" in capsys.readouterr().err
     assert cli.main(["job", "watch", "--to", cluster.address("bank_a"), *tls, "job-bl-c"]) == 0
     out, err = capsys.readouterr()
     assert "hits" in out and "note:" not in err

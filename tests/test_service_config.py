@@ -146,15 +146,18 @@ def test_certs_init_makes_a_ca_and_party_certificates(tmp_path):
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         usages = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
         if name == "analyst":  # a client: it cannot pass for a party at a loopback address
-            assert san.get_values_for_type(x509.DNSName) == ["analyst"] and not san.get_values_for_type(x509.IPAddress)
+            assert not san.get_values_for_type(x509.DNSName) and not san.get_values_for_type(x509.IPAddress)
+            assert san.get_values_for_type(x509.UniformResourceIdentifier) == ["smpc://client/analyst"]
             assert usages == {ExtendedKeyUsageOID.CLIENT_AUTH}
         else:
             names = san.get_values_for_type(x509.DNSName)
             assert name in names and "localhost" in names
             assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+            assert san.get_values_for_type(x509.UniformResourceIdentifier) == [f"smpc://party/{name}"]
             assert usages == {ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH}
         assert stat.S_IMODE((out / f"{name}.key").stat().st_mode) == 0o600
-    assert stat.S_IMODE((out / "ca.key").stat().st_mode) == 0o600
+    # the CA's key stays out of the folder the parties' files are in
+    assert not (out / "ca.key").exists() and stat.S_IMODE((out / "ca" / "ca.key").stat().st_mode) == 0o600
     # never silently replaces a PKI
     assert cli.main(["certs", "init", "--parties", "bank_a", "--out", str(out)]) == cli.EXIT_FAILED
     with pytest.raises(SmpcError, match="not a valid party name"):

@@ -41,3 +41,35 @@ def test_a_job_runs_in_plaintext_mode(plaintext_cluster):
         client.info()
     started = next(r for r in c.audit("bank_a") if r["event"] == "service_started")
     assert started["tls"] is False
+
+
+@pytest.mark.parametrize(("key", "address"), [("listen", "0.0.0.0:0"), ("listen", "[::]:0"),
+                                              ("peer", "10.1.2.3:50052"), ("peer", "bank-b.example:50052")])
+def test_plaintext_mode_refuses_anything_but_loopback(tmp_path, capsys, key, address):
+    from smpc.errors import SmpcError
+
+    cluster = Cluster(tmp_path, analysis_modules=(), extra_allowed=(), certs_by_cli=False)
+    path = cluster.configs["bank_a"]
+    text = path.read_text()
+    if key == "listen":
+        text = text.replace(f'listen = "127.0.0.1:{cluster.ports["bank_a"]}"', f'listen = "{address}"')
+        named = "party.listen"
+    else:
+        text = text.replace(f'address = "127.0.0.1:{cluster.ports["bank_b"]}"', f'address = "{address}"')
+        named = "peers.bank_b.address"
+    path.write_text(text)
+    with pytest.raises(SmpcError, match=f"loopback addresses only.*key {named} is"):
+        PartyServer(load_config(path), insecure=True)
+    assert cli.main(["party", "serve", "--config", str(path), "--insecure-dev-plaintext"]) == cli.EXIT_FAILED
+    assert "loopback addresses only" in capsys.readouterr().err
+    assert not cluster.audit("bank_a")  # it never started
+    PartyServer(load_config(path)).stop()  # with TLS any address is the operator's choice
+
+
+def test_a_plaintext_client_refuses_a_remote_party():
+    from smpc.errors import SmpcError
+
+    with pytest.raises(SmpcError, match="loopback addresses only"):
+        JobClient("192.0.2.7:50051", insecure_identity="bank_a")
+    JobClient("localhost:1", insecure_identity="bank_a").close()
+    JobClient("[::1]:1", insecure_identity="bank_a").close()

@@ -4,6 +4,10 @@
     job_id = client.submit("default_rate_overall", {"label": "creditability", "positive": "bad"})
     result = client.wait(job_id, on_event=print)      # dict of revealed values, or raises
 
+Over mutual TLS every submission is signed with the certificate's key (``identity.spec_payload``)
+so that every party can check who asked. Job ids are ``REQUESTER/ID``: ``submit`` returns the
+full id; ``get``, ``wait``, ``cancel`` take it, or a bare ``ID`` for one of the caller's own jobs.
+
 Job errors come back as the matching ``smpc`` exception: ``PolicyError`` (a party refused;
 the message names it and the rule), ``InputError``, ``PartyUnavailable``, ``ProtocolTimeout``,
 ``JobCancelled``.
@@ -12,6 +16,8 @@ the message names it and the rule), ``InputError``, ``PartyUnavailable``, ``Prot
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -20,7 +26,17 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from smpc import errors
 from smpc.errors import PartyUnavailable, SmpcError
-from smpc.transport.grpc import channel_options, secure_channel
+from smpc.service.identity import (
+    IdentityError,
+    identity_of,
+    load_certificate,
+    load_private_key,
+    namespaced_job_id,
+    recipients_for,
+    sign,
+    spec_payload,
+)
+from smpc.transport.grpc import channel_options, is_loopback, secure_channel
 from smpc.v1 import jobs_pb2, jobs_pb2_grpc
 
 STATE_NAMES = {v: k.removeprefix("JOB_STATE_").lower() for k, v in jobs_pb2.JobState.items()}
@@ -52,15 +68,11 @@ def _read(path: str | Path | None) -> bytes | None:
 
 
 def _cert_identity(pem: bytes) -> str | None:
-    """The certificate's common name: the identity the parties see this client as."""
-    from cryptography import x509
-    from cryptography.x509.oid import NameOID
-
+    """The name in the certificate's smpc identity: who the parties see this client as."""
     try:
-        names = x509.load_pem_x509_certificate(pem).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    except ValueError:
-        return None  # not PEM: the TLS handshake will say so
-    return str(names[0].value) if names else None
+        return identity_of(load_certificate(pem)).name
+    except IdentityError:
+        return None  # not one of ours: the party will say so
 
 
 def result_elsewhere(status: jobs_pb2.JobStatus, result, identity: str | None) -> str | None:
@@ -99,17 +111,23 @@ class JobClient:
         development mode and names the caller."""
         self.address = address
         self.timeout = timeout
+        self.signs = insecure_identity is None
         if insecure_identity is not None:
+            if not is_loopback(address):
+                raise SmpcError(f"--insecure-dev-plaintext works on loopback addresses only (127.0.0.1, ::1, "
+                                f"localhost), not {address!r}")
             self.channel = grpc.insecure_channel(address, options=channel_options())
             self.metadata = (("x-smpc-identity", insecure_identity),)
             self.identity = insecure_identity
         else:
             if not (ca and cert and key):
                 raise SmpcError("a job client needs --ca, --cert and --key (mutual TLS)")
-            cert_pem = _read(cert)
-            self.channel = secure_channel(address, _read(ca), cert_pem, _read(key), identity=server_identity)
+            cert_pem, key_pem = _read(cert), _read(key)
+            self.channel = secure_channel(address, _read(ca), cert_pem, key_pem, identity=server_identity)
             self.metadata = ()
             self.identity = _cert_identity(cert_pem)
+            self._cert_pem = cert_pem.decode(errors="replace")
+            self._key_pem = key_pem
         self.stub = jobs_pb2_grpc.JobServiceStub(self.channel)
 
     def close(self) -> None:
@@ -133,7 +151,27 @@ class JobClient:
         params = {k: _param_text(v) for k, v in (params or {}).items() if v is not None}
         req = jobs_pb2.SubmitRequest(job_id=job_id, analysis=analysis, params=params, source=source,
                                      recipients=list(recipients))
+        if self.signs:  # mutual TLS: sign the job as the parties will see it
+            self._sign(req)
         return self._call("Submit", req, timeout=max(self.timeout, 60.0))
+
+    def _sign(self, req: jobs_pb2.SubmitRequest) -> None:
+        if self.identity is None:
+            raise SmpcError("the client certificate has no smpc identity (smpc://client/NAME or smpc://party/NAME); "
+                            "re-issue it with `smpc certs init`")
+        try:
+            full_id = namespaced_job_id(self.identity, req.job_id or uuid.uuid4().hex)
+        except IdentityError as exc:
+            raise errors.InputError(str(exc)) from None
+        req.job_id = full_id.partition("/")[2]
+        recipients = recipients_for(self.identity, req.recipients)
+        del req.recipients[:]
+        req.recipients.extend(recipients)
+        req.signed_at = int(time.time())
+        payload = spec_payload(full_id, req.analysis, dict(req.params), req.source, recipients, self.identity,
+                               req.signed_at)
+        req.signature = sign(load_private_key(self._key_pem), payload)
+        req.certificate_pem = self._cert_pem
 
     def submit(self, analysis: str, params: Mapping[str, object] | None = None, **kw) -> str:
         """Submit a job; returns its id once every party accepted it and it runs. Raises the

@@ -20,6 +20,7 @@ Example (services/bank_a.toml is a complete one)::
     ca = "certs/ca.pem"
     cert = "certs/bank_a.pem"
     key = "certs/bank_a.key"
+    crl = "certs/ca.crl"            # optional: the CA's revocation list, re-read when it changes
 
     [compute]
     ranks = ["bank_a", "bank_b", "bank_c"]   # rank order of the three compute parties
@@ -27,6 +28,7 @@ Example (services/bank_a.toml is a complete one)::
     [peers.bank_b]
     address = "127.0.0.1:50052"
     identity = "bank_b"             # the certificate identity bank_b must present
+    fingerprint = "sha256:..."      # optional: pin bank_b's one certificate (smpc certs fingerprint)
 
     [data.loans]                    # the first source is the default of a job that names none
     path = "data/bank_a_loans.csv"  # CSV or Parquet
@@ -70,6 +72,7 @@ from pathlib import Path
 from typing import Any
 
 from smpc.errors import SmpcError
+from smpc.service.identity import normalise_fingerprint
 from smpc.sharing import N_COMPUTE
 
 if sys.version_info >= (3, 11):
@@ -96,6 +99,7 @@ class Peer:
     name: str
     address: str
     identity: str
+    fingerprint: str | None = None  # "sha256:HEX" of the one certificate this peer may present
 
 
 @dataclass(frozen=True)
@@ -165,6 +169,7 @@ class PartyConfig:
     analysis_modules: tuple[str, ...] = ()
     join_salt: str | None = field(default=None, repr=False)
     """The consortium's secret join salt ([join] salt_file); None without one."""
+    tls_crl: Path | None = None
 
     @property
     def rank(self) -> int:
@@ -289,8 +294,9 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
     _check_address("party.listen", listen)
     party.done()
 
-    tls = root.sub("tls", keys=("ca", "cert", "key"))
+    tls = root.sub("tls", keys=("ca", "cert", "key", "crl"))
     tls_ca, tls_cert, tls_key = (tls.path(k, must_exist=check_files) for k in ("ca", "cert", "key"))
+    tls_crl = tls.path("crl", must_exist=check_files) if "crl" in tls.table else None
     tls.done()
 
     compute = root.sub("compute", keys=("ranks",))
@@ -304,14 +310,19 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
     peers_table = root.sub("peers")
     peers: dict[str, Peer] = {}
     for peer_name in peers_table.table:
-        entry = peers_table.sub(peer_name, keys=("address", "identity"))
+        entry = peers_table.sub(peer_name, keys=("address", "identity", "fingerprint"))
         if not _NAME.fullmatch(peer_name):
             raise ConfigError(f"key 'peers.{peer_name}': not a valid party name")
         address = entry.str("address")
         _check_address(f"peers.{peer_name}.address", address)
         identity = entry.str("identity", required=False, default=peer_name)
+        pin = entry.str("fingerprint", required=False)
+        fingerprint = None if pin is None else normalise_fingerprint(pin)
+        if pin is not None and fingerprint is None:
+            raise ConfigError(f"key 'peers.{peer_name}.fingerprint' must be 'sha256:' and 64 hex digits "
+                              f"(smpc certs fingerprint FILE prints it), got {pin[:80]!r}")
         entry.done()
-        peers[peer_name] = Peer(peer_name, address, identity)
+        peers[peer_name] = Peer(peer_name, address, identity, fingerprint)
     peers_table.done()
     if name in peers:
         raise ConfigError(f"key 'peers.{name}': a party is not its own peer")
@@ -411,7 +422,7 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
     config = PartyConfig(
         path=path, name=name, listen=listen, ranks=tuple(ranks), peers=peers, tls_ca=tls_ca,
         tls_cert=tls_cert, tls_key=tls_key, data=data, policy=policy, audit_path=audit_path,
-        timeouts=timeouts, analysis_modules=modules, join_salt=join_salt,
+        timeouts=timeouts, analysis_modules=modules, join_salt=join_salt, tls_crl=tls_crl,
     )
     _check_policy_names(config)
     if check_files:

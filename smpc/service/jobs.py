@@ -2,9 +2,12 @@
 
 A client submits a job to any compute party, which becomes its coordinator:
 
-1. The coordinator reserves the job id (a replayed id is refused), writes ``job_received``,
-   and decides under its own policy (``policy.decide``). Then it sends ``Prepare`` to every
-   other compute party; each writes ``job_received`` and its own ``policy_decision``,
+1. The coordinator checks the requester's signature over the job (``identity.SpecVerifier``;
+   not in plaintext development mode), reserves the job id ``REQUESTER/ID`` (a replayed id
+   is refused), writes ``job_received`` with the verified signer, and decides under its own
+   policy (``policy.decide``). Then it sends ``Prepare`` with the signed submission to every
+   other compute party; each verifies the signature itself -- the coordinator's word for who
+   asked counts for nothing --, writes ``job_received`` and its own ``policy_decision``,
    loads and checks its input columns, and answers accept or refuse. No share has moved.
 2. If anyone refused (or could not be reached), the coordinator tells the others
    (``Cancel`` with why="refused"; each writes ``job_refused`` naming the refusing party and
@@ -29,7 +32,9 @@ keys this party received.
 
 A failing party aborts its transport, so its peers stop at once with ``PartyUnavailable``
 naming it (or with its ``InputError``); a dead peer is noticed by the broken stream, a hung one
-by the step timeout. ``Cancel`` reaches every party and stops the job there.
+by the step timeout. ``Cancel`` reaches every party and stops the job there. What a peer's
+``Cancel`` says about who refused or cancelled is recorded as what it reported; the record's
+``by`` is always the authenticated caller, and its free text is capped and sanitised.
 """
 
 from __future__ import annotations
@@ -53,6 +58,20 @@ from smpc.context import Context
 from smpc.errors import PartyUnavailable, ProtocolTimeout, SmpcError
 from smpc.service.audit import AuditLog
 from smpc.service.config import PartyConfig
+from smpc.service.identity import (
+    JOB_ID,
+    PARTY,
+    IdentityError,
+    RevocationList,
+    Signer,
+    SpecVerifier,
+    identity_of_pem,
+    load_certificate,
+    namespaced_job_id,
+    recipients_for,
+    sanitise,
+    spec_payload,
+)
 from smpc.service.policy import (
     Decision,
     JobRequest,
@@ -65,7 +84,7 @@ from smpc.service.policy import (
 from smpc.transport.grpc import GrpcTransport, secure_channel
 from smpc.v1 import jobs_pb2, peer_pb2, peer_pb2_grpc
 
-JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
+ERROR_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 MAX_FINISHED_JOBS = 1000
 TERMINAL = (
     jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED, jobs_pb2.JOB_STATE_REFUSED,
@@ -94,9 +113,22 @@ class JobError:
                 **({"rule": self.rule} if self.rule else {})}
 
 
+@dataclass(frozen=True)
+class Submission:
+    """The job as its requester signed it, forwarded to every party unchanged."""
+
+    params: dict
+    source: str = ""
+    signature: bytes = b""
+    certificate_pem: str = ""
+    signed_at: int = 0
+
+
 @dataclass
 class Job:
     request: JobRequest
+    submission: Submission | None = None
+    signer: Signer | None = None
     state: int = jobs_pb2.JOB_STATE_PREPARED
     progress: float = 0.0
     stage: str = "received"
@@ -205,15 +237,18 @@ class PeerDirectory:
             self._channels.clear()
 
 
-def _error_of(exc: BaseException, me: str) -> JobError:
+def _error_of(exc: BaseException, me: str, parties: tuple[str, ...] = ()) -> JobError:
     """How a job's exception is reported: the root cause, where a peer's ABORT told it (the
-    error class, its message and the party at fault), else the peer this party lost."""
+    error class, its message and the party at fault -- one of the job's parties, else the
+    peer that sent it), else the peer this party lost."""
     if isinstance(exc, PartyUnavailable):
         peer = exc.peer if isinstance(exc.peer, str) else ""
         remote_type = getattr(exc, "remote_error_type", "")
         if remote_type:
-            culprit = getattr(exc, "culprit", "") or peer
-            reason = getattr(exc, "remote_reason", "") or str(exc)
+            culprit = getattr(exc, "culprit", "")
+            culprit = culprit if culprit in parties else peer
+            remote_type = _error_type(remote_type)
+            reason = sanitise(getattr(exc, "remote_reason", "")) or str(exc)
             if peer and peer != culprit:
                 reason = f"{reason} (reported by {peer})"
             return JobError(remote_type, reason, culprit)
@@ -235,6 +270,17 @@ class JobManager:
         self.peers = peers
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
+        # mutual TLS: who asked is what the requester's signature proves, checked at every party
+        self.crl: RevocationList | None = None
+        self.verifier: SpecVerifier | None = None
+        if not peers.insecure:
+            ca = load_certificate(config.tls_ca.read_bytes())
+            own = identity_of_pem(config.tls_cert.read_bytes())
+            if own.role != PARTY or own.name != config.name:
+                raise SmpcError(f"{self.me}: key 'tls.cert' is a {own.role} certificate of {own.name!r}; a party "
+                                f"needs its party certificate (smpc://party/{self.me})")
+            self.crl = RevocationList(config.tls_crl, ca) if config.tls_crl else None
+            self.verifier = SpecVerifier(ca, self.crl)
         self._stopping = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="smpc-coord")
         self._janitor = threading.Thread(target=self._sweep, name="smpc-janitor", daemon=True)
@@ -301,16 +347,27 @@ class JobManager:
     # ----- coordinator -----------------------------------------------------------------
     def submit(self, requester: str, req: jobs_pb2.SubmitRequest) -> Job:
         """Phase one on every party, then start everywhere (or refuse)."""
-        job_id = req.job_id or uuid.uuid4().hex
-        if not JOB_ID.fullmatch(job_id):
-            return self._rejected(job_id, req, requester, JobError(
-                "InputError", f"{self.me}: job id {job_id[:64]!r} is not 1-128 letters, digits, '.', '_', ':', '-'",
-                self.me, "job_id"))
+        if self.stopping:
+            raise ServiceStopping(f"{self.me} is shutting down")
+        try:
+            if self.verifier is not None and not req.job_id:
+                raise IdentityError("a signed submission names its job id")
+            job_id = namespaced_job_id(requester, req.job_id or uuid.uuid4().hex)
+        except IdentityError as exc:
+            return self._rejected(f"{requester}/{req.job_id}", req, requester, JobError(
+                "InputError", f"{self.me} refuses the job: {exc}", self.me, "job_id"))
+        recipients = recipients_for(requester, req.recipients)
+        submission = Submission(dict(req.params), req.source, req.signature, req.certificate_pem, req.signed_at)
+        signer = None
+        if self.verifier is not None:
+            try:
+                signer = self._verify(job_id, req.analysis, submission, recipients, requester)
+            except IdentityError as exc:
+                return self._rejected(job_id, req, requester, JobError(
+                    "PolicyError", f"{self.me} refuses job {job_id}: {exc} (rule requester.signature)", self.me,
+                    "requester.signature"))
         source = req.source or next(iter(self.config.data))  # default: the first [data.*] source
-        recipients = [requester] + [r for r in dict.fromkeys(req.recipients) if r != requester]
-        params = dict(req.params)
-        if _answers_requester(req.analysis) and not params.get(registry.REQUESTER):
-            params[registry.REQUESTER] = requester  # the requesting bank is the authenticated caller
+        params = _effective_params(req.analysis, submission.params, requester)
         request = JobRequest(job_id, req.analysis, params, source, requester, recipients, self.me,
                              list(self.config.ranks))
         job = self._reserve(request)
@@ -319,6 +376,7 @@ class JobManager:
             return self._rejected(job_id, req, requester, JobError(
                 "PolicyError", f"{self.me} refuses job {job_id}: the job id was used before (rule job_id.unique)",
                 self.me, "job_id.unique"), record=False)
+        job.submission, job.signer = submission, signer
         self._received(job, via="submit")
         decision = self._decide(job)
         if not decision.accepted:
@@ -327,16 +385,17 @@ class JobManager:
                                error_type=decision.error_type, skip=set())
             return job
         job.emit(self.me, stage="waiting for the other parties to accept", progress=0.0)
-        spec = _spec(request)
+        spec = _spec(job)
         futures = self._call_peers(self._peer_names(), "Prepare", peer_pb2.PrepareRequest(spec=spec))
         answers: dict[str, peer_pb2.PrepareResponse | Exception] = {n: f.result() for n, f in futures.items()}
         unreachable = {n: a for n, a in answers.items() if isinstance(a, Exception)}
-        refusals = [a for n, a in answers.items() if not isinstance(a, Exception) and not a.accepted]
+        refusals = [(n, a) for n, a in answers.items() if not isinstance(a, Exception) and not a.accepted]
         if refusals or unreachable:
-            if refusals:
+            if refusals:  # the refusing party is the one that answered, whatever its answer says
                 ranks = list(self.config.ranks)
-                first = min(refusals, key=lambda a: ranks.index(a.party) if a.party in ranks else len(ranks))
-                error = JobError(first.error_type or "PolicyError", first.message, first.party, first.rule)
+                name, first = min(refusals, key=lambda na: ranks.index(na[0]))
+                error = JobError(_error_type(first.error_type), sanitise(first.message), name,
+                                 sanitise(first.rule, 128))
                 why = "refused"
             else:
                 name, exc = next(iter(unreachable.items()))
@@ -402,12 +461,13 @@ class JobManager:
         )
 
     def _rejected(self, job_id: str, req, requester: str, error: JobError, record: bool = True) -> Job:
-        """A job refused before it got an id of its own (bad id, replay, no source)."""
-        request = JobRequest(job_id, req.analysis, dict(req.params), req.source, requester, [requester], self.me,
-                             list(self.config.ranks))
+        """A job refused before it got an id of its own (bad id, bad signature, replay): its id
+        is not reserved, and its record is bounded."""
+        request = JobRequest(sanitise(job_id, 200), sanitise(req.analysis, 128), {}, sanitise(req.source, 128),
+                             requester, [requester], self.me, list(self.config.ranks))
         job = Job(request)
         if record:
-            self.audit.record("job_rejected", job_id=job_id[:128], requester=requester, analysis=req.analysis,
+            self.audit.record("job_rejected", job_id=request.job_id, requester=requester, analysis=request.analysis,
                               **error.audit())
         self._finish(job, _refusal_state(error.type), error)
         return job
@@ -440,7 +500,7 @@ class JobManager:
     def _notify_peers(self, job: Job, why: str, reason: str, party: str, rule: str, error_type: str,
                       only: set | None = None, skip: set | None = None) -> None:
         names = [n for n in self._peer_names() if (only is None or n in only) and (not skip or n not in skip)]
-        req = peer_pb2.PeerCancelRequest(job_id=job.id, why=why, reason=reason[:2000], party=party, rule=rule,
+        req = peer_pb2.PeerCancelRequest(job_id=job.id, why=why, reason=sanitise(reason), party=party, rule=rule,
                                          error_type=error_type)
         for f in self._call_peers(names, "Cancel", req).values():
             f.result()
@@ -452,6 +512,7 @@ class JobManager:
             "job_received", job_id=r.job_id, via=via, analysis=r.analysis,
             params=registry.audit_params(r.analysis, r.params), source=r.source,
             requester=r.requester, recipients=list(r.recipients), coordinator=r.coordinator, parties=list(r.parties),
+            **(job.signer.audit() if job.signer else {"signer": None, "signed": "no (plaintext development mode)"}),
         )
         job.emit(self.me, stage="received")
 
@@ -468,24 +529,51 @@ class JobManager:
         error = JobError(decision.error_type, decision.message, self.me, decision.rule)
         self._finish(job, _refusal_state(decision.error_type), error)
 
+    def _verify(self, job_id: str, analysis: str, sub: Submission, recipients: list[str], requester: str) -> Signer:
+        payload = spec_payload(job_id, analysis, sub.params, sub.source, recipients, requester, sub.signed_at)
+        return self.verifier.verify(sub.certificate_pem, sub.signature, sub.signed_at, payload, requester, time.time())
+
     def prepare(self, caller: str, spec: peer_pb2.JobSpec) -> peer_pb2.PrepareResponse:
-        """Phase one on a participant: decide under this party's own policy."""
-        request = JobRequest(spec.job_id, spec.analysis, dict(spec.params), spec.source, spec.requester,
-                             list(spec.recipients), spec.coordinator, list(spec.parties))
+        """Phase one on a participant: check who asked, then decide under this party's own policy."""
+        if self.stopping:
+            raise ServiceStopping(f"{self.me} is shutting down")
 
         def no(rule: str, message: str, error_type: str = "PolicyError") -> peer_pb2.PrepareResponse:
             return peer_pb2.PrepareResponse(accepted=False, party=self.me, rule=rule, error_type=error_type,
                                             message=message)
 
         if caller != spec.coordinator:
-            return no("peer.identity", f"{self.me} refuses job {spec.job_id}: {caller} is not its coordinator")
-        if not JOB_ID.fullmatch(spec.job_id):
-            return no("job_id", f"{self.me} refuses a job with a malformed id", "InputError")
+            return no("peer.identity", f"{self.me} refuses a job from {caller}: {caller} is not its coordinator")
+        if not JOB_ID.fullmatch(spec.job_id) or spec.job_id.partition("/")[0] != spec.requester:
+            return no("job_id", f"{self.me} refuses a job whose id is not REQUESTER/ID", "InputError")
+        recipients = list(spec.recipients)
+        submission = Submission(dict(spec.params), spec.signed_source, spec.signature, spec.certificate_pem,
+                                spec.signed_at)
+        signer = None
+        if self.verifier is not None:
+            try:
+                if recipients != recipients_for(spec.requester, recipients):
+                    raise IdentityError("the recipients are not the requester first and each other one once")
+                if spec.signed_source not in ("", spec.source):
+                    raise IdentityError(f"the requester signed source {sanitise(spec.signed_source, 64)!r}, "
+                                        f"not {sanitise(spec.source, 64)!r}")
+                signer = self._verify(spec.job_id, spec.analysis, submission, recipients, spec.requester)
+            except IdentityError as exc:
+                self.audit.record("job_rejected", job_id=spec.job_id, requester=spec.requester, coordinator=caller,
+                                  analysis=sanitise(spec.analysis, 128), error_type="PolicyError",
+                                  rule="requester.signature", error=str(exc))
+                return no("requester.signature", f"{self.me} refuses job {spec.job_id} from {caller}: {exc} "
+                                                  "(rule requester.signature)")
+        params = _effective_params(spec.analysis, submission.params, spec.requester)
+        request = JobRequest(spec.job_id, spec.analysis, params, spec.source, spec.requester, recipients,
+                             spec.coordinator, list(spec.parties))
         job = self._reserve(request)
         if job is None:
-            self.audit.record("job_replay_refused", job_id=spec.job_id, coordinator=caller, analysis=spec.analysis)
+            self.audit.record("job_replay_refused", job_id=spec.job_id, coordinator=caller,
+                              analysis=sanitise(spec.analysis, 128))
             return no("job_id.unique", f"{self.me} refuses job {spec.job_id}: the job id was used before "
                                        "(rule job_id.unique)")
+        job.submission, job.signer = submission, signer
         self._received(job, via=f"prepare from {caller}")
         decision = self._decide(job)
         if not decision.accepted:
@@ -501,7 +589,8 @@ class JobManager:
     def start(self, caller: str, req: peer_pb2.StartRequest) -> peer_pb2.PeerAck:
         job = self.get(req.job_id)
         if job is None or job.request.coordinator != caller:
-            return peer_pb2.PeerAck(ok=False, message=f"{self.me}: no job {req.job_id} prepared by {caller}")
+            return peer_pb2.PeerAck(ok=False, message=f"{self.me}: no job {sanitise(req.job_id, 200)!r} prepared "
+                                                       f"by {caller}")
         if job.state != jobs_pb2.JOB_STATE_PREPARED or job.decision is None:
             return peer_pb2.PeerAck(ok=False, message=f"{self.me}: job {req.job_id} is {STATE_NAMES[job.state]}")
         weaker = self._weaker_than_decided(job, req)
@@ -539,38 +628,46 @@ class JobManager:
         return None
 
     def peer_cancel(self, caller: str, req: peer_pb2.PeerCancelRequest) -> peer_pb2.PeerAck:
-        job = self.get(req.job_id)
-        if job is None:
-            if req.why == "refused" and caller in self.config.ranks:
-                # the coordinator refused before asking us: record it all the same
-                self.audit.record("job_refused", job_id=req.job_id[:128], by=req.party, rule=req.rule,
-                                  error_type=req.error_type, reason=req.reason, coordinator=caller)
-                return peer_pb2.PeerAck(ok=True)
-            return peer_pb2.PeerAck(ok=False, message=f"{self.me}: no job {req.job_id}")
-        if caller not in job.request.parties:
-            return peer_pb2.PeerAck(ok=False, message=f"{self.me}: {caller} is not a party of job {req.job_id}")
-        if req.why == "refused":
-            self.audit.record("job_refused", job_id=job.id, by=req.party, rule=req.rule, error_type=req.error_type,
-                              reason=req.reason)
-            self._finish(job, _refusal_state(req.error_type),
-                         JobError(req.error_type or "PolicyError", req.reason, req.party, req.rule))
-        elif req.why == "failed" and job.state == jobs_pb2.JOB_STATE_PREPARED and job.transport is None:
-            self.audit.record("job_not_started", job_id=job.id, by=req.party, reason=req.reason)
-            self._finish(job, jobs_pb2.JOB_STATE_FAILED, JobError(req.error_type or "PartyUnavailable", req.reason,
-                                                                  req.party))
+        """A peer stops a job here. ``caller`` is the authenticated peer: it is who every record
+        names; what the request says of who refused (``party``) is kept as ``reported_party``.
+        Only the job's coordinator reports refusals and failed starts, and only before the job
+        started; anything else stops the job as a cancellation."""
+        reason, rule, reported = sanitise(req.reason), sanitise(req.rule, 128), sanitise(req.party, 64)
+        error_type = _error_type(req.error_type)
+        job_id = req.job_id if JOB_ID.fullmatch(req.job_id) else ""
+        job = self.get(job_id) if job_id else None
+        if job is None or caller not in job.request.parties:
+            if job is None and job_id and req.why == "refused":
+                # the coordinator refused before asking this party: a bounded record of what it said
+                self.audit.record("job_refused", job_id=job_id, by=caller, reported_party=reported, rule=rule,
+                                  error_type=error_type, reason=reason, coordinator=caller)
+            return peer_pb2.PeerAck(ok=False, message=f"{self.me}: no job {sanitise(req.job_id, 200)!r} of {caller}")
+        not_started = job.state == jobs_pb2.JOB_STATE_PREPARED and job.transport is None
+        if req.why in ("refused", "failed") and not_started:
+            if caller != job.request.coordinator:
+                return peer_pb2.PeerAck(ok=False, message=f"{self.me}: only job {job.id}'s coordinator "
+                                                           f"{job.request.coordinator} reports its refusal or failure")
+            if req.why == "refused":
+                self.audit.record("job_refused", job_id=job.id, by=caller, reported_party=reported, rule=rule,
+                                  error_type=error_type, reason=reason)
+                self._finish(job, _refusal_state(error_type), JobError(error_type, reason, caller, rule))
+            else:
+                self.audit.record("job_not_started", job_id=job.id, by=caller, reported_party=reported, reason=reason)
+                self._finish(job, jobs_pb2.JOB_STATE_FAILED,
+                             JobError(error_type if req.error_type else "PartyUnavailable", reason, caller))
         else:
-            self._cancel_local(job, req.reason or f"cancelled by {caller}")
+            self._cancel_local(job, reason or f"cancelled by {caller}", by=caller)
         return peer_pb2.PeerAck(ok=True)
 
     def client_cancel(self, caller: str, job: Job) -> None:
         """Cancel on every party (the requester asked this party)."""
         reason = f"cancelled by {caller} (via {self.me})"
-        self._cancel_local(job, reason)
+        self._cancel_local(job, reason, by=caller)
         req = peer_pb2.PeerCancelRequest(job_id=job.id, why="cancelled", reason=reason, party=self.me)
         for f in [self._pool.submit(self._call_peer, n, "Cancel", req) for n in self._peer_names()]:
             f.result()
 
-    def _cancel_local(self, job: Job, reason: str) -> None:
+    def _cancel_local(self, job: Job, reason: str, by: str = "") -> None:
         with job.cond:
             if job.terminal:
                 return
@@ -578,7 +675,7 @@ class JobManager:
             running = job.transport is not None
             first, job.cancel_audited = not job.cancel_audited, True
         if first:
-            self.audit.record("job_cancelled", job_id=job.id, reason=reason)
+            self.audit.record("job_cancelled", job_id=job.id, reason=reason, by=by or self.me)
         if running:
             self._abort_local(job, reason, CANCELLED)
         else:
@@ -652,7 +749,7 @@ class JobManager:
             json.dumps(job.result, allow_nan=True)
             state = jobs_pb2.JOB_STATE_SUCCEEDED
         except BaseException as exc:  # noqa: BLE001 - every failure must abort the peers and be reported
-            error = _error_of(exc, self.me)
+            error = _error_of(exc, self.me, self.config.ranks)
             if job.cancel_reason is not None:
                 state, error = jobs_pb2.JOB_STATE_CANCELLED, JobError(CANCELLED, job.cancel_reason, self.me)
             elif error.type == CANCELLED:
@@ -755,11 +852,28 @@ class JobManager:
         self._janitor.join(1.0)
 
 
-def _spec(r: JobRequest) -> peer_pb2.JobSpec:
+def _spec(job: Job) -> peer_pb2.JobSpec:
+    r, sub = job.request, job.submission
     return peer_pb2.JobSpec(
-        job_id=r.job_id, analysis=r.analysis, params=dict(r.params), source=r.source, requester=r.requester,
+        job_id=r.job_id, analysis=r.analysis, params=dict(sub.params), source=r.source, requester=r.requester,
         recipients=list(r.recipients), coordinator=r.coordinator, parties=list(r.parties),
+        signature=sub.signature, certificate_pem=sub.certificate_pem, signed_at=sub.signed_at,
+        signed_source=sub.source,
     )
+
+
+def _effective_params(analysis: str, params: dict, requester: str) -> dict:
+    """The parameters a party decides on: as signed, and an analysis that answers its
+    requester names the authenticated requester when the request left it out."""
+    params = dict(params)
+    if _answers_requester(analysis) and not params.get(registry.REQUESTER):
+        params[registry.REQUESTER] = requester
+    return params
+
+
+def _error_type(text: str) -> str:
+    """A peer's error class name, or PolicyError when it is not a plain identifier."""
+    return text if ERROR_TYPE.fullmatch(text or "") else "PolicyError"
 
 
 def _answers_requester(name: str) -> bool:

@@ -5,10 +5,13 @@ standard health checking and reflection, over mutual TLS.
 this party leave), marks health NOT_SERVING and shuts down. ``serve(path)`` is
 ``smpc party serve``: it runs until SIGTERM or SIGINT.
 
-Who may call what: the peer service (``smpc.v1.PartyPeer``) only the other configured compute
-parties, identified by their certificate; the job service any client with a certificate from
-the consortium CA -- its identity is what the parties' policies check as requester and
-recipient. A certificate from another CA is refused in the TLS handshake.
+Who may call what (``smpc.service.identity`` reads the caller's certificate): the peer service
+(``smpc.v1.PartyPeer``) only the other configured compute parties, by a party certificate
+(``smpc://party/NAME``) -- and, where ``[peers.NAME] fingerprint`` pins it, only that one
+certificate; the job service any client or party certificate of the consortium CA -- its
+name is what the parties' policies check as requester and recipient. A certificate from
+another CA is refused in the TLS handshake, one on the CA's revocation list (``[tls] crl``)
+on every call. The plaintext development mode listens on loopback addresses only.
 """
 
 from __future__ import annotations
@@ -29,8 +32,17 @@ from smpc.analyses import registry
 from smpc.errors import SmpcError
 from smpc.service.audit import AuditLog
 from smpc.service.config import PartyConfig, load_config
+from smpc.service.identity import (
+    CLIENT,
+    PARTY,
+    CertIdentity,
+    IdentityError,
+    RevocationList,
+    identity_of_pem,
+    sanitise,
+)
 from smpc.service.jobs import JobManager, PeerDirectory, ServiceStopping
-from smpc.transport.grpc import add_peer_servicer, peer_identity, server_credentials, server_options
+from smpc.transport.grpc import add_peer_servicer, is_loopback, peer_certificate, server_credentials, server_options
 from smpc.v1 import jobs_pb2, jobs_pb2_grpc, peer_pb2, peer_pb2_grpc
 
 SHUTDOWN_LIMIT_S = 30.0
@@ -53,35 +65,68 @@ def _version() -> str:
         return "unknown"
 
 
-class _Auth:
-    """The caller's identity: its certificate's, or (plaintext mode) what it claims."""
+def check_plaintext_loopback(config: PartyConfig) -> None:
+    """Plaintext mode carries shares and identities in the clear: it may only listen on, and
+    dial, this machine's loopback addresses."""
+    for key, address in [("party.listen", config.listen)] + [
+            (f"peers.{p.name}.address", p.address) for p in config.peers.values()]:
+        if not is_loopback(address):
+            raise SmpcError(f"{config.name}: --insecure-dev-plaintext works on loopback addresses only (127.0.0.1, "
+                            f"::1, localhost); key {key} is {address!r}. Use mutual TLS for anything else")
 
-    def __init__(self, config: PartyConfig, insecure: bool):
+
+class _Auth:
+    """The caller's identity: its certificate's (name and role), or (plaintext mode) what it
+    claims."""
+
+    def __init__(self, config: PartyConfig, insecure: bool, crl: RevocationList | None = None):
         self.config = config
         self.insecure = insecure
+        self.crl = crl
         self.peer_by_identity = {p.identity: p.name for p in config.peers.values()}
+        self.pins = {p.name: p.fingerprint for p in config.peers.values() if p.fingerprint}
 
-    def identity(self, context: grpc.ServicerContext) -> str:
+    def caller(self, context: grpc.ServicerContext) -> CertIdentity:
+        me = self.config.name
         if self.insecure:
-            claimed = dict(context.invocation_metadata()).get("x-smpc-party") or dict(
-                context.invocation_metadata()).get("x-smpc-identity")
+            metadata = dict(context.invocation_metadata())
+            claimed = metadata.get("x-smpc-party") or metadata.get("x-smpc-identity")
             if not claimed:
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, "plaintext mode: send x-smpc-identity metadata")
-            return claimed
-        who = peer_identity(context)
-        if not who:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, f"{self.config.name}: no client certificate identity")
+            role = PARTY if "x-smpc-party" in metadata else CLIENT
+            return CertIdentity(str(claimed)[:64], role, 0, "")
+        pem = peer_certificate(context)
+        if not pem:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, f"{me}: no client certificate")
+        try:
+            who = identity_of_pem(pem)
+            if self.crl is not None:
+                self.crl.check(who)
+        except IdentityError as exc:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{me} refuses the caller: {exc}")
         return who
 
+    def identity(self, context: grpc.ServicerContext) -> str:
+        """The job service's caller: a client, or a party acting as its own bank."""
+        return self.caller(context).name
+
+    def is_peer(self, who: CertIdentity) -> bool:
+        return who.role == PARTY and who.name in self.peer_by_identity
+
     def peer(self, context: grpc.ServicerContext) -> str:
-        """The configured peer calling; PERMISSION_DENIED for anyone else."""
-        who = self.identity(context)
-        name = self.peer_by_identity.get(who)
-        if name is None:
-            context.abort(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"{self.config.name}: certificate identity {who!r} is not a configured peer",
-            )
+        """The configured peer calling, by its party certificate; PERMISSION_DENIED for anyone
+        else (a client certificate with a party's name included)."""
+        who = self.caller(context)
+        me = self.config.name
+        if not self.is_peer(who):
+            context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                          f"{me}: the peer service is for the configured compute parties' party certificates; "
+                          f"the caller is {who.role} {who.name!r}")
+        name = self.peer_by_identity[who.name]
+        pin = self.pins.get(name)
+        if pin is not None and not self.insecure and who.fingerprint != pin:
+            context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                          f"{me}: {name}'s certificate is not the one pinned by peers.{name}.fingerprint")
         return name
 
 
@@ -136,13 +181,15 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         self.manager = manager
         self.auth = auth
 
-    def _job(self, job_id: str, context, identity: str):
-        job = self.manager.get(job_id)
-        if job is None:
-            context.abort(grpc.StatusCode.NOT_FOUND, f"{self.manager.me}: no job {job_id[:128]!r}")
-        if identity not in job.request.recipients and identity not in self.auth.peer_by_identity:
-            context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                          f"{self.manager.me}: {identity!r} is neither the requester nor a recipient of job {job_id}")
+    def _job(self, job_id: str, context, who: CertIdentity):
+        """The job a caller may see: a recipient (the requester included) or a compute party.
+        A job that does not exist and one the caller may not see get the same answer, so ids
+        cannot be probed. An id without '/' is one of the caller's own (``CALLER/ID``)."""
+        full = job_id if "/" in job_id else f"{who.name}/{job_id}"
+        job = self.manager.get(full)
+        if job is None or (who.name not in job.request.recipients and not self.auth.is_peer(who)):
+            context.abort(grpc.StatusCode.NOT_FOUND,
+                          f"{self.manager.me}: no job {sanitise(full, 200)!r} that {who.name} may see")
         return job
 
     def Submit(self, request, context):  # noqa: N802
@@ -154,21 +201,21 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         return self.manager.status(job)
 
     def Get(self, request, context):  # noqa: N802
-        identity = self.auth.identity(context)
-        return self.manager.status(self._job(request.job_id, context, identity), identity)
+        who = self.auth.caller(context)
+        return self.manager.status(self._job(request.job_id, context, who), who.name)
 
     def Cancel(self, request, context):  # noqa: N802
-        identity = self.auth.identity(context)
-        job = self._job(request.job_id, context, identity)
-        if identity != job.request.requester:
+        who = self.auth.caller(context)
+        job = self._job(request.job_id, context, who)
+        if who.name != job.request.requester:
             context.abort(grpc.StatusCode.PERMISSION_DENIED,
                           f"{self.manager.me}: only the requester {job.request.requester!r} may cancel job {job.id}")
-        self.manager.client_cancel(identity, job)
+        self.manager.client_cancel(who.name, job)
         return self.manager.status(job)
 
     def Watch(self, request, context):  # noqa: N802
-        identity = self.auth.identity(context)
-        job = self._job(request.job_id, context, identity)
+        who = self.auth.caller(context)
+        job = self._job(request.job_id, context, who)
         yield from self.manager.events(job, context.is_active)
 
     def ListAnalyses(self, request, context):  # noqa: N802
@@ -195,12 +242,14 @@ class PartyServer:
     """One party's gRPC server and job manager."""
 
     def __init__(self, config: PartyConfig, insecure: bool = False, max_workers: int = 64):
+        if insecure:
+            check_plaintext_loopback(config)
         self.config = config
         self.insecure = insecure
         self.audit = AuditLog(config.audit_path, config.name)
         self.peers = PeerDirectory(config, insecure=insecure)
         self.manager = JobManager(config, self.audit, self.peers)
-        auth = _Auth(config, insecure)
+        auth = _Auth(config, insecure, self.manager.crl)
         self.server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="smpc-rpc"),
             options=server_options(),

@@ -4,7 +4,8 @@ For one job, the party of lower rank dials each party of higher rank and opens
 ``smpc.v1.PartyPeer/Exchange``; the dialed party's service hands the incoming stream to its
 ``GrpcTransport`` (``accept``). Both directions of the pair then share that stream. Channels
 are mutually authenticated TLS (``secure_channel`` / ``server_credentials``): a party's
-identity is its certificate, and the dialer pins the certificate identity it expects.
+identity is its certificate (``peer_certificate`` hands it to the service), and the dialer
+pins the certificate name it expects.
 
 Frames (``smpc/v1/peer.proto``) carry job id, step tag, sequence number, dtype, shape and the
 raw little-endian payload bytes, in chunks of at most ``CHUNK_BYTES``. The sender copies a
@@ -20,6 +21,7 @@ Only this module and the party service (``smpc.service``) import grpc.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import queue
 import sys
@@ -121,11 +123,33 @@ def server_credentials(ca: bytes, cert: bytes, key: bytes) -> grpc.ServerCredent
     return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=True)
 
 
+def is_loopback(address: str) -> bool:
+    """Whether ``HOST:PORT`` names this machine only (127.0.0.0/8, ::1, localhost): where a
+    plaintext development channel may go."""
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def peer_identity(context: grpc.ServicerContext) -> str | None:
-    """The certificate identity (subject common name) of the caller of a TLS call, or None."""
-    auth = context.auth_context()
-    names = auth.get("x509_common_name") or []
-    return names[0].decode() if names else None
+    """The compute party calling, by the ``smpc://party/NAME`` URI of its TLS certificate;
+    None for a client certificate or none. (The party service checks more: key usage,
+    revocation, pinning -- ``smpc.service.identity``.)"""
+    uris = [u.decode(errors="replace") for u in context.auth_context().get("peer_uri") or []]
+    names = [u.removeprefix("smpc://party/") for u in uris if u.startswith("smpc://party/")]
+    return names[0] if len(uris) == 1 and len(names) == 1 else None
+
+
+def peer_certificate(context: grpc.ServicerContext) -> bytes | None:
+    """The caller's certificate (PEM) on a mutual TLS call, as the handshake verified it
+    against the CA; None without one. Who it names, and in which role, is for the service to
+    read (``smpc.service.identity``): its common name alone proves nothing about the role."""
+    pems = context.auth_context().get("x509_pem_cert") or []
+    return pems[0] if pems else None
 
 
 class FrameError(ProtocolError):

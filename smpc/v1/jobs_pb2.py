@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12smpc/v1/jobs.proto\x12\x07smpc.v1\"\xb8\x01\n\rSubmitRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08\x61nalysis\x18\x02 \x01(\t\x12\x32\n\x06params\x18\x03 \x03(\x0b\x32\".smpc.v1.SubmitRequest.ParamsEntry\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x12\n\nrecipients\x18\x05 \x03(\t\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x18\n\x06JobRef\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"F\n\x08JobError\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05party\x18\x03 \x01(\t\x12\x0c\n\x04rule\x18\x04 \x01(\t\"\x82\x02\n\tJobStatus\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12 \n\x05state\x18\x02 \x01(\x0e\x32\x11.smpc.v1.JobState\x12\x10\n\x08\x61nalysis\x18\x03 \x01(\t\x12\r\n\x05party\x18\x04 \x01(\t\x12\x13\n\x0b\x63oordinator\x18\x05 \x01(\t\x12\x11\n\trequester\x18\x06 \x01(\t\x12\x10\n\x08progress\x18\x07 \x01(\x01\x12\r\n\x05stage\x18\x08 \x01(\t\x12\x13\n\x0bresult_json\x18\t \x01(\t\x12 \n\x05\x65rror\x18\n \x01(\x0b\x32\x11.smpc.v1.JobError\x12\x12\n\nbytes_sent\x18\x0b \x01(\x04\x12\x0e\n\x06rounds\x18\x0c \x01(\x04\"\xbf\x01\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12 \n\x05state\x18\x03 \x01(\x0e\x32\x11.smpc.v1.JobState\x12\x10\n\x08progress\x18\x04 \x01(\x01\x12\r\n\x05stage\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\r\n\x05party\x18\x07 \x01(\t\x12\x11\n\ttime_unix\x18\x08 \x01(\x01\x12 \n\x05\x65rror\x18\t \x01(\x0b\x32\x11.smpc.v1.JobError\"\x15\n\x13ListAnalysesRequest\"c\n\rAnalysisParam\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x0f\n\x07\x64\x65\x66\x61ult\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\"\x85\x01\n\x0c\x41nalysisInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07summary\x18\x02 \x01(\t\x12\x0f\n\x07leakage\x18\x03 \x01(\t\x12\x0c\n\x04\x63ost\x18\x04 \x01(\t\x12&\n\x06params\x18\x05 \x03(\x0b\x32\x16.smpc.v1.AnalysisParam\x12\x0f\n\x07\x61llowed\x18\x06 \x01(\x08\"?\n\x14ListAnalysesResponse\x12\'\n\x08\x61nalyses\x18\x01 \x03(\x0b\x32\x15.smpc.v1.AnalysisInfo\"\x13\n\x11ServerInfoRequest\"^\n\x12ServerInfoResponse\x12\r\n\x05party\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0b\x61\x63tive_jobs\x18\x03 \x01(\r\x12\x13\n\x0bjob_threads\x18\x04 \x01(\r*\xb3\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12JOB_STATE_PREPARED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x12\x15\n\x11JOB_STATE_REFUSED\x10\x06\x32\xe0\x02\n\nJobService\x12\x34\n\x06Submit\x12\x16.smpc.v1.SubmitRequest\x1a\x12.smpc.v1.JobStatus\x12*\n\x03Get\x12\x0f.smpc.v1.JobRef\x1a\x12.smpc.v1.JobStatus\x12-\n\x06\x43\x61ncel\x12\x0f.smpc.v1.JobRef\x1a\x12.smpc.v1.JobStatus\x12-\n\x05Watch\x12\x0f.smpc.v1.JobRef\x1a\x11.smpc.v1.JobEvent0\x01\x12K\n\x0cListAnalyses\x12\x1c.smpc.v1.ListAnalysesRequest\x1a\x1d.smpc.v1.ListAnalysesResponse\x12\x45\n\nServerInfo\x12\x1a.smpc.v1.ServerInfoRequest\x1a\x1b.smpc.v1.ServerInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12smpc/v1/jobs.proto\x12\x07smpc.v1\"\xf7\x01\n\rSubmitRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08\x61nalysis\x18\x02 \x01(\t\x12\x32\n\x06params\x18\x03 \x03(\x0b\x32\".smpc.v1.SubmitRequest.ParamsEntry\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x12\n\nrecipients\x18\x05 \x03(\t\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x07 \x01(\t\x12\x11\n\tsigned_at\x18\x08 \x01(\x03\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x18\n\x06JobRef\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"F\n\x08JobError\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05party\x18\x03 \x01(\t\x12\x0c\n\x04rule\x18\x04 \x01(\t\"\x82\x02\n\tJobStatus\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12 \n\x05state\x18\x02 \x01(\x0e\x32\x11.smpc.v1.JobState\x12\x10\n\x08\x61nalysis\x18\x03 \x01(\t\x12\r\n\x05party\x18\x04 \x01(\t\x12\x13\n\x0b\x63oordinator\x18\x05 \x01(\t\x12\x11\n\trequester\x18\x06 \x01(\t\x12\x10\n\x08progress\x18\x07 \x01(\x01\x12\r\n\x05stage\x18\x08 \x01(\t\x12\x13\n\x0bresult_json\x18\t \x01(\t\x12 \n\x05\x65rror\x18\n \x01(\x0b\x32\x11.smpc.v1.JobError\x12\x12\n\nbytes_sent\x18\x0b \x01(\x04\x12\x0e\n\x06rounds\x18\x0c \x01(\x04\"\xbf\x01\n\x08JobEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12 \n\x05state\x18\x03 \x01(\x0e\x32\x11.smpc.v1.JobState\x12\x10\n\x08progress\x18\x04 \x01(\x01\x12\r\n\x05stage\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\r\n\x05party\x18\x07 \x01(\t\x12\x11\n\ttime_unix\x18\x08 \x01(\x01\x12 \n\x05\x65rror\x18\t \x01(\x0b\x32\x11.smpc.v1.JobError\"\x15\n\x13ListAnalysesRequest\"c\n\rAnalysisParam\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08required\x18\x03 \x01(\x08\x12\x0f\n\x07\x64\x65\x66\x61ult\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\"\x85\x01\n\x0c\x41nalysisInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07summary\x18\x02 \x01(\t\x12\x0f\n\x07leakage\x18\x03 \x01(\t\x12\x0c\n\x04\x63ost\x18\x04 \x01(\t\x12&\n\x06params\x18\x05 \x03(\x0b\x32\x16.smpc.v1.AnalysisParam\x12\x0f\n\x07\x61llowed\x18\x06 \x01(\x08\"?\n\x14ListAnalysesResponse\x12\'\n\x08\x61nalyses\x18\x01 \x03(\x0b\x32\x15.smpc.v1.AnalysisInfo\"\x13\n\x11ServerInfoRequest\"^\n\x12ServerInfoResponse\x12\r\n\x05party\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x13\n\x0b\x61\x63tive_jobs\x18\x03 \x01(\r\x12\x13\n\x0bjob_threads\x18\x04 \x01(\r*\xb3\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x16\n\x12JOB_STATE_PREPARED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x12\x15\n\x11JOB_STATE_REFUSED\x10\x06\x32\xe0\x02\n\nJobService\x12\x34\n\x06Submit\x12\x16.smpc.v1.SubmitRequest\x1a\x12.smpc.v1.JobStatus\x12*\n\x03Get\x12\x0f.smpc.v1.JobRef\x1a\x12.smpc.v1.JobStatus\x12-\n\x06\x43\x61ncel\x12\x0f.smpc.v1.JobRef\x1a\x12.smpc.v1.JobStatus\x12-\n\x05Watch\x12\x0f.smpc.v1.JobRef\x1a\x11.smpc.v1.JobEvent0\x01\x12K\n\x0cListAnalyses\x12\x1c.smpc.v1.ListAnalysesRequest\x1a\x1d.smpc.v1.ListAnalysesResponse\x12\x45\n\nServerInfo\x12\x1a.smpc.v1.ServerInfoRequest\x1a\x1b.smpc.v1.ServerInfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,32 +33,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SUBMITREQUEST_PARAMSENTRY']._loaded_options = None
   _globals['_SUBMITREQUEST_PARAMSENTRY']._serialized_options = b'8\001'
-  _globals['_JOBSTATE']._serialized_start=1214
-  _globals['_JOBSTATE']._serialized_end=1393
+  _globals['_JOBSTATE']._serialized_start=1277
+  _globals['_JOBSTATE']._serialized_end=1456
   _globals['_SUBMITREQUEST']._serialized_start=32
-  _globals['_SUBMITREQUEST']._serialized_end=216
-  _globals['_SUBMITREQUEST_PARAMSENTRY']._serialized_start=171
-  _globals['_SUBMITREQUEST_PARAMSENTRY']._serialized_end=216
-  _globals['_JOBREF']._serialized_start=218
-  _globals['_JOBREF']._serialized_end=242
-  _globals['_JOBERROR']._serialized_start=244
-  _globals['_JOBERROR']._serialized_end=314
-  _globals['_JOBSTATUS']._serialized_start=317
-  _globals['_JOBSTATUS']._serialized_end=575
-  _globals['_JOBEVENT']._serialized_start=578
-  _globals['_JOBEVENT']._serialized_end=769
-  _globals['_LISTANALYSESREQUEST']._serialized_start=771
-  _globals['_LISTANALYSESREQUEST']._serialized_end=792
-  _globals['_ANALYSISPARAM']._serialized_start=794
-  _globals['_ANALYSISPARAM']._serialized_end=893
-  _globals['_ANALYSISINFO']._serialized_start=896
-  _globals['_ANALYSISINFO']._serialized_end=1029
-  _globals['_LISTANALYSESRESPONSE']._serialized_start=1031
-  _globals['_LISTANALYSESRESPONSE']._serialized_end=1094
-  _globals['_SERVERINFOREQUEST']._serialized_start=1096
-  _globals['_SERVERINFOREQUEST']._serialized_end=1115
-  _globals['_SERVERINFORESPONSE']._serialized_start=1117
-  _globals['_SERVERINFORESPONSE']._serialized_end=1211
-  _globals['_JOBSERVICE']._serialized_start=1396
-  _globals['_JOBSERVICE']._serialized_end=1748
+  _globals['_SUBMITREQUEST']._serialized_end=279
+  _globals['_SUBMITREQUEST_PARAMSENTRY']._serialized_start=234
+  _globals['_SUBMITREQUEST_PARAMSENTRY']._serialized_end=279
+  _globals['_JOBREF']._serialized_start=281
+  _globals['_JOBREF']._serialized_end=305
+  _globals['_JOBERROR']._serialized_start=307
+  _globals['_JOBERROR']._serialized_end=377
+  _globals['_JOBSTATUS']._serialized_start=380
+  _globals['_JOBSTATUS']._serialized_end=638
+  _globals['_JOBEVENT']._serialized_start=641
+  _globals['_JOBEVENT']._serialized_end=832
+  _globals['_LISTANALYSESREQUEST']._serialized_start=834
+  _globals['_LISTANALYSESREQUEST']._serialized_end=855
+  _globals['_ANALYSISPARAM']._serialized_start=857
+  _globals['_ANALYSISPARAM']._serialized_end=956
+  _globals['_ANALYSISINFO']._serialized_start=959
+  _globals['_ANALYSISINFO']._serialized_end=1092
+  _globals['_LISTANALYSESRESPONSE']._serialized_start=1094
+  _globals['_LISTANALYSESRESPONSE']._serialized_end=1157
+  _globals['_SERVERINFOREQUEST']._serialized_start=1159
+  _globals['_SERVERINFOREQUEST']._serialized_end=1178
+  _globals['_SERVERINFORESPONSE']._serialized_start=1180
+  _globals['_SERVERINFORESPONSE']._serialized_end=1274
+  _globals['_JOBSERVICE']._serialized_start=1459
+  _globals['_JOBSERVICE']._serialized_end=1811
 # @@protoc_insertion_point(module_scope)

@@ -25,7 +25,7 @@ JOB_STATE_CANCELLED: JobState
 JOB_STATE_REFUSED: JobState
 
 class SubmitRequest(_message.Message):
-    __slots__ = ("job_id", "analysis", "params", "source", "recipients")
+    __slots__ = ("job_id", "analysis", "params", "source", "recipients", "signature", "certificate_pem", "signed_at")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -38,12 +38,18 @@ class SubmitRequest(_message.Message):
     PARAMS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     RECIPIENTS_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_AT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     analysis: str
     params: _containers.ScalarMap[str, str]
     source: str
     recipients: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, job_id: _Optional[str] = ..., analysis: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., source: _Optional[str] = ..., recipients: _Optional[_Iterable[str]] = ...) -> None: ...
+    signature: bytes
+    certificate_pem: str
+    signed_at: int
+    def __init__(self, job_id: _Optional[str] = ..., analysis: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., source: _Optional[str] = ..., recipients: _Optional[_Iterable[str]] = ..., signature: _Optional[bytes] = ..., certificate_pem: _Optional[str] = ..., signed_at: _Optional[int] = ...) -> None: ...
 
 class JobRef(_message.Message):
     __slots__ = ("job_id",)

@@ -73,7 +73,7 @@ class Frame(_message.Message):
     def __init__(self, kind: _Optional[_Union[Frame.Kind, str]] = ..., job_id: _Optional[str] = ..., tag: _Optional[str] = ..., seq: _Optional[int] = ..., dtype: _Optional[_Union[DType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., total_bytes: _Optional[int] = ..., chunk: _Optional[int] = ..., chunks: _Optional[int] = ..., payload: _Optional[bytes] = ..., party: _Optional[str] = ..., error_type: _Optional[str] = ..., reason: _Optional[str] = ..., culprit: _Optional[str] = ..., pad: _Optional[bytes] = ...) -> None: ...
 
 class JobSpec(_message.Message):
-    __slots__ = ("job_id", "analysis", "params", "source", "requester", "recipients", "coordinator", "parties")
+    __slots__ = ("job_id", "analysis", "params", "source", "requester", "recipients", "coordinator", "parties", "signature", "certificate_pem", "signed_at", "signed_source")
     class ParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +89,10 @@ class JobSpec(_message.Message):
     RECIPIENTS_FIELD_NUMBER: _ClassVar[int]
     COORDINATOR_FIELD_NUMBER: _ClassVar[int]
     PARTIES_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_AT_FIELD_NUMBER: _ClassVar[int]
+    SIGNED_SOURCE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     analysis: str
     params: _containers.ScalarMap[str, str]
@@ -97,7 +101,11 @@ class JobSpec(_message.Message):
     recipients: _containers.RepeatedScalarFieldContainer[str]
     coordinator: str
     parties: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, job_id: _Optional[str] = ..., analysis: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., source: _Optional[str] = ..., requester: _Optional[str] = ..., recipients: _Optional[_Iterable[str]] = ..., coordinator: _Optional[str] = ..., parties: _Optional[_Iterable[str]] = ...) -> None: ...
+    signature: bytes
+    certificate_pem: str
+    signed_at: int
+    signed_source: str
+    def __init__(self, job_id: _Optional[str] = ..., analysis: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., source: _Optional[str] = ..., requester: _Optional[str] = ..., recipients: _Optional[_Iterable[str]] = ..., coordinator: _Optional[str] = ..., parties: _Optional[_Iterable[str]] = ..., signature: _Optional[bytes] = ..., certificate_pem: _Optional[str] = ..., signed_at: _Optional[int] = ..., signed_source: _Optional[str] = ...) -> None: ...
 
 class PrepareRequest(_message.Message):
     __slots__ = ("spec",)
