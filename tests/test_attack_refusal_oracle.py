@@ -73,7 +73,7 @@ def outcome(cluster, analysis: str, params: dict, job_id: str) -> tuple[dict, di
             status = client.get(job_id)
     err = status.error
     seen = {"state": STATE_NAMES[status.state],
-            "error": [err.type, err.party, err.rule, err.message.replace(job_id, "JOB")]}
+            "error": [err.type, err.party, err.rule, err.message.replace(status.job_id, "JOB")]}
     result = json.loads(status.result_json) if status.result_json else None
     seen["result_shape"] = shape(result)
     return seen, result
@@ -159,6 +159,7 @@ def test_a_book_that_breaks_its_own_declaration_says_only_that(cluster):
 
         replace_bank_b_book(cluster, over_bound)
         seen.append(outcome(cluster, "default_rate_overall", LOANS, job_id)[0])
+        job_id = f"{ATTACKER}/{job_id}"  # the party service's id: namespaced by the requester
         decision = next(r for r in cluster.audit("bank_b") if r.get("job_id") == job_id
                         and r["event"] == "policy_decision")
         details.append(decision["detail"])

@@ -12,6 +12,8 @@ analysis may read, the consortium's join salt, and the disclosure-control terms.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from service_harness import BANKS, COLUMNS, JOIN_SALT, Cluster
 
@@ -63,12 +65,12 @@ def test_blacklist_hits_on_the_loan_book_is_refused(cluster):
         with pytest.raises(PolicyError) as info:
             client.submit("blacklist_hits", {"id": "purpose"}, source="loans", job_id="bl-on-loans")
     assert info.value.rule == "policy.allowed_sources" and info.value.party == "bank_b"
-    assert str(info.value) == ("bank_b refuses job bl-on-loans: analysis 'blacklist_hits' may not read data source "
-                               "'loans' (allowed: fraud) (rule policy.allowed_sources)")
-    assert_nothing_moved(cluster, "bl-on-loans")
+    assert str(info.value) == ("bank_b refuses job bank_a/bl-on-loans: analysis 'blacklist_hits' may not read data "
+                               "source 'loans' (allowed: fraud) (rule policy.allowed_sources)")
+    assert_nothing_moved(cluster, "bank_a/bl-on-loans")
     # every party's log records the refusal and its rule
     for bank in BANKS:
-        refusals = [r for r in records(cluster, bank, "bl-on-loans") if r["event"] in ("policy_decision",
+        refusals = [r for r in records(cluster, bank, "bank_a/bl-on-loans") if r["event"] in ("policy_decision",
                                                                                      "job_refused")]
         assert refusals and all(r.get("rule") == "policy.allowed_sources" for r in refusals), (bank, refusals)
 
@@ -87,10 +89,10 @@ def test_the_join_salt_is_each_partys_own_and_logged_as_an_hmac_fingerprint(clus
     for bank in BANKS:
         text = cluster.audit_path(bank).read_text()
         assert JOIN_SALT not in text and "my-guess" not in text
-        recs = records(cluster, bank, "bl-fraud")
+        recs = records(cluster, bank, "bank_a/bl-fraud")
         assert next(r for r in recs if r["event"] == "policy_decision")["join_salt"] == fingerprint
         assert next(r for r in recs if r["event"] == "job_started")["params"]["salt"] == fingerprint
-    assert_nothing_moved(cluster, "bl-salted")
+    assert_nothing_moved(cluster, "bank_a/bl-salted")
 
 
 # ----- disclosure control ----------------------------------------------------------------------
@@ -106,14 +108,16 @@ def test_disclosure_terms_are_merged_from_every_partys_policy(cluster):
             client.submit("test_disclosure_terms", {"label": "creditability", "min_contributors": 2},
                           job_id="terms-loose")
     assert info.value.party == "bank_c" and info.value.rule == "policy.min_contributors"
-    assert str(info.value) == ("bank_c refuses job terms-loose: parameter 'min_contributors' may raise this party's "
-                               "minimum number of contributing banks, never lower it (rule policy.min_contributors)")
-    assert_nothing_moved(cluster, "terms-loose")
+    assert str(info.value) == ("bank_c refuses job bank_a/terms-loose: parameter 'min_contributors' may raise this "
+                               "party's minimum number of contributing banks, never lower it "
+                               "(rule policy.min_contributors)")
+    assert_nothing_moved(cluster, "bank_a/terms-loose")
 
 
 def test_a_party_runs_only_on_terms_that_cover_its_own(cluster):
     """A coordinator (here bank_b's peer certificate, calling bank_a directly) that starts a job
     with a smaller bound than bank_a declared, or fewer contributors than its policy, is refused."""
+    from smpc.service.identity import load_private_key, sign, spec_payload
     from smpc.transport.grpc import secure_channel
     from smpc.v1 import peer_pb2, peer_pb2_grpc
 
@@ -128,8 +132,14 @@ def test_a_party_runs_only_on_terms_that_cover_its_own(cluster):
             ("cheat-terms", {"declared": {"amount_bound": "1e6", "amount_decimals": "2"}, "min_contributors": 1,
                              "max_dominance": 50}, "policy.min_contributors"),
         ):
+            job_id = f"bank_b/{job_id}"
+            signed_at = int(time.time())
+            payload = spec_payload(job_id, "default_rate_overall", params, "loans", ["bank_b"], "bank_b", signed_at)
+            key = load_private_key((cluster.certs / "bank_b.key").read_bytes())
             spec = peer_pb2.JobSpec(job_id=job_id, analysis="default_rate_overall", params=params, source="loans",
-                                    requester="bank_b", recipients=["bank_b"], coordinator="bank_b", parties=BANKS)
+                                    requester="bank_b", recipients=["bank_b"], coordinator="bank_b", parties=BANKS,
+                                    signature=sign(key, payload), signed_at=signed_at, signed_source="loans",
+                                    certificate_pem=(cluster.certs / "bank_b.pem").read_text())
             answer = stub.Prepare(peer_pb2.PrepareRequest(spec=spec), timeout=30)
             assert answer.accepted and dict(answer.declared) == {"amount_decimals": "0", "amount_bound": "100000.0"}
             assert (answer.min_contributors, answer.max_dominance, answer.join_salt_fingerprint) == (2, 90.0, "")
@@ -151,8 +161,8 @@ def test_a_party_with_another_join_salt_makes_the_coordinator_refuse_the_join(cl
             client.submit("blacklist_hits", {"id": "customer_id"}, source="fraud", job_id="bl-two-salts")
         assert client.run("default_rate_overall", {"label": "creditability", "positive": "bad"})["rows"] == 1000
     assert info.value.rule == "join.salt" and info.value.party == "bank_a"
-    assert str(info.value) == ("bank_a refuses job bl-two-salts: the join salt of bank_c differs from bank_a's "
+    assert str(info.value) == ("bank_a refuses job bank_a/bl-two-salts: the join salt of bank_c differs from bank_a's "
                                "(rule join.salt)")
-    assert_nothing_moved(cluster, "bl-two-salts")
+    assert_nothing_moved(cluster, "bank_a/bl-two-salts")
     for bank in BANKS:
         assert "another consortium" not in cluster.audit_path(bank).read_text()
