@@ -79,7 +79,8 @@ class Cluster:
 
     def __init__(self, root: Path, *, step_timeout: float = 20.0, policies: dict | None = None,
                  extra_sources: dict | None = None, analysis_modules: tuple[str, ...] = ("service_test_analyses",),
-                 extra_allowed: tuple[str, ...] = ("test_endless_rounds",), certs_by_cli: bool = True):
+                 extra_allowed: tuple[str, ...] = ("test_endless_rounds",), certs_by_cli: bool = True,
+                 limits: dict | None = None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.certs = self.root / "certs"
@@ -94,6 +95,7 @@ class Cluster:
         self.tables = bank_tables()
         self.procs: dict[str, subprocess.Popen] = {}
         self.configs: dict[str, Path] = {}
+        self.limits = dict(limits or {})  # the [limits] table of every party
         # every config names every party's port: kept so that new ports can be written to all
         self._config_inputs: dict[str, tuple] = {}
         policies = policies or {}
@@ -134,6 +136,8 @@ class Cluster:
         lines += ["[policy.allowed_columns]"] + [f"{k} = {_toml_value(v)}" for k, v in allowed_columns.items()] + [""]
         lines += ["[audit]", f'path = "audit/{bank}.jsonl"', ""]
         lines += ["[timeouts]", f"step = {step_timeout}", "connect = 10", "job = 600", ""]
+        if self.limits:
+            lines += ["[limits]"] + [f"{k} = {_toml_value(v)}" for k, v in self.limits.items()] + [""]
         if modules:
             lines += ["[analyses]", f"modules = {_toml_value(list(modules))}", ""]
         path = self.root / f"{bank}.toml"
