@@ -87,6 +87,20 @@ def test_watch_streams_per_identity_are_held_and_given_back():
     assert quotas.watch_streams("analyst") == 0
 
 
+def test_watch_streams_of_everyone_leave_a_quarter_of_the_job_service_calls():
+    quotas = Quotas("bank_c", Limits(watch_streams_per_identity=2, job_service_calls=8))
+    with quotas.watch_stream("a"), quotas.watch_stream("a"), quotas.watch_stream("b"), quotas.watch_stream("b"):
+        with quotas.watch_stream("c"), quotas.watch_stream("c"):
+            assert quotas.watch_streams() == 6
+            with pytest.raises(QuotaExceeded) as refused, quotas.watch_stream("d"):
+                pass
+            assert refused.value.key == "limits.job_service_calls"
+            assert str(refused.value) == ("bank_c: 6 Watch streams are open here, the most that leaves room for "
+                                          "other calls within limits.job_service_calls = 8; try again later")
+        with quotas.watch_stream("d"):
+            assert quotas.watch_streams("d") == 1
+
+
 # ----- the config table ------------------------------------------------------------------
 def _config(tmp_path, limits: str):
     (tmp_path / "loans.csv").write_text("creditability,credit_amount\ngood,1\n")

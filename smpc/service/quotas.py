@@ -1,6 +1,8 @@
 """Per-identity quotas of a party's job service (``[limits]``): how many jobs one identity may
 submit per minute, how many refusals it may collect per hour before its submissions wait, and
-how many ``Watch`` streams it may hold open.
+how many ``Watch`` streams it may hold open (and all identities together: at most three
+quarters of ``limits.job_service_calls``, so that streams never take every job-service
+thread and a requester can still submit, fetch or cancel while others watch).
 
 Every decision here reads only the identity's own history at this party -- when it submitted,
 which of its submissions were refused (answers it has received already), which streams it
@@ -28,6 +30,7 @@ from smpc.service.config import Limits
 
 MINUTE = 60.0
 HOUR = 3600.0
+WATCH_SHARE = 0.75  # of limits.job_service_calls, for Watch streams of all identities together
 
 
 class QuotaExceeded(SmpcError):
@@ -70,6 +73,7 @@ class Quotas:
         self._submits: dict[str, _Window] = {}
         self._refusals: dict[str, _Window] = {}
         self._watches: dict[str, int] = {}
+        self._watch_total = max(1, int(limits.job_service_calls * WATCH_SHARE))
         self._refusing: set[tuple[str, str]] = set()
 
     def _refuse(self, identity: str, key: str, message: str) -> QuotaExceeded:
@@ -143,8 +147,15 @@ class Quotas:
                     f"{identity} has {held} Watch streams open here, the most allowed "
                     f"(limits.watch_streams_per_identity = {limit}); close one first",
                 )
+            total = sum(self._watches.values())
+            if total >= self._watch_total:
+                raise self._refuse(
+                    identity, "limits.job_service_calls",
+                    f"{total} Watch streams are open here, the most that leaves room for other calls within "
+                    f"limits.job_service_calls = {self.limits.job_service_calls}; try again later",
+                )
             self._watches[identity] = held + 1
-            self._admitted(identity, "limits.watch_streams_per_identity")
+            self._admitted(identity, "limits.watch_streams_per_identity", "limits.job_service_calls")
         try:
             yield
         finally:
@@ -155,9 +166,10 @@ class Quotas:
                 else:
                     del self._watches[identity]
 
-    def watch_streams(self, identity: str) -> int:
+    def watch_streams(self, identity: str | None = None) -> int:
+        """Open streams of ``identity``, or of everyone."""
         with self._lock:
-            return self._watches.get(identity, 0)
+            return sum(self._watches.values()) if identity is None else self._watches.get(identity, 0)
 
     def _prune_locked(self, now: float) -> None:
         """Forget identities with nothing left in their windows (their certificates are the
