@@ -80,7 +80,7 @@ class Cluster:
     def __init__(self, root: Path, *, step_timeout: float = 20.0, policies: dict | None = None,
                  extra_sources: dict | None = None, analysis_modules: tuple[str, ...] = ("service_test_analyses",),
                  extra_allowed: tuple[str, ...] = ("test_endless_rounds",), certs_by_cli: bool = True,
-                 limits: dict | None = None):
+                 limits: dict | None = None, bank_limits: dict | None = None):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.certs = self.root / "certs"
@@ -95,7 +95,8 @@ class Cluster:
         self.tables = bank_tables()
         self.procs: dict[str, subprocess.Popen] = {}
         self.configs: dict[str, Path] = {}
-        self.limits = dict(limits or {})  # the [limits] table of every party
+        # the [limits] table of every party, with bank_limits[bank]'s keys over it
+        self.limits = {b: {**(limits or {}), **(bank_limits or {}).get(b, {})} for b in BANKS}
         # every config names every party's port: kept so that new ports can be written to all
         self._config_inputs: dict[str, tuple] = {}
         policies = policies or {}
@@ -136,8 +137,8 @@ class Cluster:
         lines += ["[policy.allowed_columns]"] + [f"{k} = {_toml_value(v)}" for k, v in allowed_columns.items()] + [""]
         lines += ["[audit]", f'path = "audit/{bank}.jsonl"', ""]
         lines += ["[timeouts]", f"step = {step_timeout}", "connect = 10", "job = 600", ""]
-        if self.limits:
-            lines += ["[limits]"] + [f"{k} = {_toml_value(v)}" for k, v in self.limits.items()] + [""]
+        if self.limits[bank]:
+            lines += ["[limits]"] + [f"{k} = {_toml_value(v)}" for k, v in self.limits[bank].items()] + [""]
         if modules:
             lines += ["[analyses]", f"modules = {_toml_value(list(modules))}", ""]
         path = self.root / f"{bank}.toml"

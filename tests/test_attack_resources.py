@@ -32,7 +32,8 @@ GATED = "test_rounds_until_released"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = Cluster(tmp_path_factory.mktemp("resources"), limits=LIMITS,
+    # bank_b takes part in two jobs at once, the others in the default eight
+    c = Cluster(tmp_path_factory.mktemp("resources"), limits=LIMITS, bank_limits={"bank_b": {"max_concurrent_jobs": 2}},
                 analysis_modules=("service_test_analyses", "service_resource_analyses"),
                 extra_allowed=(GATED,))
     c.start()
@@ -162,3 +163,32 @@ def test_a_requester_runs_at_most_jobs_per_requester_jobs_at_any_party(cluster, 
             assert bank_b.run("default_rate_overall", LOAN_PARAMS)["rows"] == 1000
     finally:
         release.touch()
+
+
+def test_a_party_takes_part_in_at_most_max_concurrent_jobs_whoever_coordinates(cluster, tmp_path):
+    release = tmp_path / "release"
+    try:
+        with cluster.client("bank_a", "bank_b") as bank_b, cluster.client("bank_a", "analyst") as analyst:
+            running = [bank_b.submit(GATED, {"release_file": str(release)}),
+                       analyst.submit(GATED, {"release_file": str(release)})]
+            # bank_a coordinates a third job and has room for it; bank_b, its peer, refuses it
+            status = submit_status(cluster, "bank_a", "bank_a", "default_rate_overall", LOAN_PARAMS)
+            assert STATE_NAMES[status.state] == "failed"
+            assert (status.error.party, status.error.rule) == ("bank_b", "limits.max_concurrent_jobs")
+            assert status.error.message == ("bank_b is running 2 jobs, the most it takes at once "
+                                            "(limits.max_concurrent_jobs = 2); try again when one has ended")
+            quota = [r for r in cluster.audit("bank_b") if r["event"] == "quota_refused"]
+            assert [(r["job_id"], r["limit"]) for r in quota] == [(status.job_id, "limits.max_concurrent_jobs")]
+            release.touch()
+            for client, job in zip((bank_b, analyst), running, strict=True):
+                assert client.wait(job, timeout=120) == {"released": True}
+        # with both ended, bank_b takes the job
+        with cluster.client("bank_a", "bank_a") as bank_a:
+            assert bank_a.run("default_rate_overall", LOAN_PARAMS)["rows"] == 1000
+    finally:
+        release.touch()
+
+
+def submit_status(cluster, bank, identity, analysis, params):
+    with cluster.client(bank, identity) as client:
+        return client.submit_status(analysis, params)
