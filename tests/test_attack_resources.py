@@ -16,7 +16,7 @@ import threading
 
 import grpc
 import pytest
-from service_harness import LOAN_PARAMS, Cluster, wait_for
+from service_harness import BANKS, LOAN_PARAMS, Cluster, wait_for
 
 from smpc import analyses
 from smpc.service.client import STATE_NAMES
@@ -140,6 +140,19 @@ def test_a_hundred_watch_streams_do_not_stop_running_or_following_jobs(cluster, 
             client.close()
 
 
+def wait_idle(cluster) -> None:
+    """Until no party has a job left running: a requester's wait ends when its own party's job
+    does, and a peer may take a moment longer to finish its part."""
+    def idle():
+        for bank in BANKS:
+            with cluster.client(bank, "bank_a") as client:
+                if client.info().active_jobs:
+                    return False
+        return True
+
+    wait_for(idle, what="every party to have finished its jobs")
+
+
 def job_progress(cluster, job_id: str) -> float:
     with cluster.client("bank_a", "bank_a") as client:
         return client.get(job_id).progress
@@ -147,6 +160,7 @@ def job_progress(cluster, job_id: str) -> float:
 
 def test_a_requester_runs_at_most_jobs_per_requester_jobs_at_any_party(cluster, tmp_path):
     release = tmp_path / "release"
+    wait_idle(cluster)
     try:
         with cluster.client("bank_a", "bank_b") as bank_b:
             running = bank_b.submit(GATED, {"release_file": str(release)})
@@ -160,6 +174,7 @@ def test_a_requester_runs_at_most_jobs_per_requester_jobs_at_any_party(cluster, 
             release.touch()
             assert bank_b.wait(running, timeout=120) == {"released": True}
             # and once its job ended, the requester may submit again
+            wait_idle(cluster)
             assert bank_b.run("default_rate_overall", LOAN_PARAMS)["rows"] == 1000
     finally:
         release.touch()
@@ -167,6 +182,7 @@ def test_a_requester_runs_at_most_jobs_per_requester_jobs_at_any_party(cluster, 
 
 def test_a_party_takes_part_in_at_most_max_concurrent_jobs_whoever_coordinates(cluster, tmp_path):
     release = tmp_path / "release"
+    wait_idle(cluster)
     try:
         with cluster.client("bank_a", "bank_b") as bank_b, cluster.client("bank_a", "analyst") as analyst:
             running = [bank_b.submit(GATED, {"release_file": str(release)}),
@@ -183,6 +199,7 @@ def test_a_party_takes_part_in_at_most_max_concurrent_jobs_whoever_coordinates(c
             for client, job in zip((bank_b, analyst), running, strict=True):
                 assert client.wait(job, timeout=120) == {"released": True}
         # with both ended, bank_b takes the job
+        wait_idle(cluster)
         with cluster.client("bank_a", "bank_a") as bank_a:
             assert bank_a.run("default_rate_overall", LOAN_PARAMS)["rows"] == 1000
     finally:
