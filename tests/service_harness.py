@@ -106,7 +106,8 @@ class Cluster:
     def __init__(self, root: Path, *, step_timeout: float = 20.0, policies: dict | None = None,
                  extra_sources: dict | None = None, analysis_modules: tuple[str, ...] = ("service_test_analyses",),
                  extra_allowed: tuple[str, ...] = ("test_endless_rounds",), certs_by_cli: bool = True,
-                 join_salt: str = JOIN_SALT, crl: bool = False, pins: dict | None = None):
+                 join_salt: str = JOIN_SALT, crl: bool = False, pins: dict | None = None,
+                 limits: dict | None = None, bank_limits: dict | None = None):
         """``crl``: every party checks the CA's revocation list ``certs/ca.crl``. ``pins``:
         ``{bank: {peer: "sha256:..."}}``, written as ``[peers.PEER] fingerprint``."""
         self.root = Path(root)
@@ -127,6 +128,8 @@ class Cluster:
         self.tables = bank_tables()
         self.procs: dict[str, subprocess.Popen] = {}
         self.configs: dict[str, Path] = {}
+        # the [limits] table of every party, with bank_limits[bank]'s keys over it
+        self.limits = {b: {**(limits or {}), **(bank_limits or {}).get(b, {})} for b in BANKS}
         # every config names every party's port: kept so that new ports can be written to all
         self._config_inputs: dict[str, tuple] = {}
         policies = policies or {}
@@ -174,6 +177,8 @@ class Cluster:
         lines += ["[join]", f"salt_file = {_toml_value(str(self.join_salt))}", ""]
         lines += ["[audit]", f'path = "audit/{bank}.jsonl"', ""]
         lines += ["[timeouts]", f"step = {step_timeout}", "connect = 10", "job = 600", ""]
+        if self.limits[bank]:
+            lines += ["[limits]"] + [f"{k} = {_toml_value(v)}" for k, v in self.limits[bank].items()] + [""]
         if modules:
             lines += ["[analyses]", f"modules = {_toml_value(list(modules))}", ""]
         path = self.root / f"{bank}.toml"

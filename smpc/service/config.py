@@ -58,6 +58,17 @@ Example (services/bank_a.toml is a complete one)::
     step = 60                       # a job step waits this long for a peer's message
     connect = 10                    # reaching a peer to prepare, start or cancel a job
     job = 3600                      # the longest a job may run
+
+    [limits]                        # every key optional; these are the defaults
+    submits_per_minute = 30         # jobs one identity may submit to this party per minute
+    refusals_per_hour = 10          # refused jobs after which an identity's submits wait out the hour
+    jobs_per_requester = 4          # jobs of one requester running here at once
+    watch_streams_per_identity = 8  # open Watch streams of one identity
+    max_concurrent_jobs = 8         # jobs running here at once, whoever coordinates them
+    job_service_calls = 32          # job-service calls in flight at once, all clients together
+    param_bytes = 65536             # a job's parameters, names and values, in UTF-8
+    param_count = 256               # parameters of a job
+    param_value_bytes = 16384       # one parameter value
 """
 
 from __future__ import annotations
@@ -83,7 +94,7 @@ else:  # pragma: no cover - Python 3.10
 COLUMN_TYPES = ("int", "float", "str", "bool")
 DATA_FORMATS = ("csv", "parquet")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-_ROOT_KEYS = ("party", "tls", "compute", "peers", "data", "policy", "audit", "timeouts", "analyses", "join")
+_ROOT_KEYS = ("party", "tls", "compute", "peers", "data", "policy", "audit", "timeouts", "limits", "analyses", "join")
 _POLICY_KEYS = ("allowed_analyses", "allowed_columns", "allowed_sources", "min_cell_size", "min_contributors",
                 "max_dominance", "allowed_recipients", "max_rows")
 _COLUMN_KEYS = ("type", "bound", "decimals", "total_bound", "categories")
@@ -153,6 +164,26 @@ class Timeouts:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Per-identity quotas and the party's capacity (``[limits]``). Every refusal for one of
+    them names its key, e.g. ``limits.watch_streams_per_identity``."""
+
+    submits_per_minute: int = 30
+    refusals_per_hour: int = 10
+    jobs_per_requester: int = 4
+    watch_streams_per_identity: int = 8
+    max_concurrent_jobs: int = 8
+    job_service_calls: int = 32
+    param_bytes: int = 64 * 1024
+    param_count: int = 256
+    param_value_bytes: int = 16 * 1024
+
+
+# the thread pools are sized from these, so a typo of a few digits must not ask for a million threads
+_LIMIT_MAXIMUM = {"max_concurrent_jobs": 256, "job_service_calls": 1024}
+
+
+@dataclass(frozen=True)
 class PartyConfig:
     path: Path
     name: str
@@ -166,6 +197,7 @@ class PartyConfig:
     policy: Policy
     audit_path: Path
     timeouts: Timeouts = field(default_factory=Timeouts)
+    limits: Limits = field(default_factory=Limits)
     analysis_modules: tuple[str, ...] = ()
     join_salt: str | None = field(default=None, repr=False)
     """The consortium's secret join salt ([join] salt_file); None without one."""
@@ -412,6 +444,8 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
         )
         t.done()
 
+    limits = _read_limits(root.sub("limits", required=False, keys=tuple(Limits.__dataclass_fields__)))
+
     extra = root.sub("analyses", required=False, keys=("modules",))
     modules: tuple[str, ...] = ()
     if extra is not None:
@@ -422,7 +456,7 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
     config = PartyConfig(
         path=path, name=name, listen=listen, ranks=tuple(ranks), peers=peers, tls_ca=tls_ca,
         tls_cert=tls_cert, tls_key=tls_key, data=data, policy=policy, audit_path=audit_path,
-        timeouts=timeouts, analysis_modules=modules, join_salt=join_salt, tls_crl=tls_crl,
+        timeouts=timeouts, analysis_modules=modules, join_salt=join_salt, tls_crl=tls_crl, limits=limits,
     )
     _check_policy_names(config)
     if check_files:
@@ -521,6 +555,24 @@ def _read_salt(path: Path) -> str:
         raise ConfigError(f"key 'join.salt_file': {path} holds fewer than {MIN_SALT_CHARS} characters; "
                           "the join salt is a secret all banks agreed on at set-up")
     return salt
+
+
+def _read_limits(table: _Reader | None) -> Limits:
+    if table is None:
+        return Limits()
+    defaults = Limits()
+    values = {}
+    for name in Limits.__dataclass_fields__:
+        value = table.number(name, getattr(defaults, name), integer=True, minimum=1)
+        most = _LIMIT_MAXIMUM.get(name)
+        if most is not None and value > most:
+            raise ConfigError(f"key '{table.key(name)}' must be at most {most}, got {value}")
+        values[name] = value
+    table.done()
+    if values["param_value_bytes"] > values["param_bytes"]:
+        raise ConfigError(f"key 'limits.param_value_bytes' ({values['param_value_bytes']}) may not exceed "
+                          f"limits.param_bytes ({values['param_bytes']})")
+    return Limits(**values)
 
 
 def _check_policy_columns(policy: Policy, data: dict[str, DataSource]) -> None:

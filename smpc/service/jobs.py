@@ -81,10 +81,15 @@ from smpc.service.policy import (
     merge_declared,
     uncovered,
 )
+from smpc.service.quotas import QuotaExceeded
 from smpc.transport.grpc import GrpcTransport, secure_channel
 from smpc.v1 import jobs_pb2, peer_pb2, peer_pb2_grpc
 
 ERROR_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+# the longest analysis, source, recipient or parameter name a request may carry, and the most
+# recipients: every one of them is written to the audit log
+NAME_CHARS = 128
+MAX_RECIPIENTS = 64
 MAX_FINISHED_JOBS = 1000
 TERMINAL = (
     jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED, jobs_pb2.JOB_STATE_REFUSED,
@@ -298,16 +303,35 @@ class JobManager:
     def _reserve(self, req: JobRequest) -> Job | None:
         """Register a new job id; None when it was used before (a replay). Raises
         ``ServiceStopping`` once shutdown began: ``shutdown`` sets the flag under the same lock
-        before it lists the jobs to end, so every job is either on that list or never made."""
+        before it lists the jobs to end, so every job is either on that list or never made.
+        Raises ``QuotaExceeded`` when this party already takes part in
+        ``limits.max_concurrent_jobs`` jobs, or in ``limits.jobs_per_requester`` of the
+        requester's: counted under the same lock, whichever party coordinates them."""
         with self._lock:
             if self._stopping.is_set():
                 raise ServiceStopping(f"{self.me} is shutting down")
             if req.job_id in self._jobs or req.job_id in self.audit.job_ids:
                 return None
+            self._check_capacity_locked(req.requester)
             job = Job(req)
             self._jobs[req.job_id] = job
             self._prune_locked()
             return job
+
+    def _check_capacity_locked(self, requester: str) -> None:
+        limits = self.config.limits
+        active = [j for j in self._jobs.values() if not j.terminal]
+        if len(active) >= limits.max_concurrent_jobs:
+            raise QuotaExceeded(
+                f"{self.me} is running {len(active)} jobs, the most it takes at once "
+                f"(limits.max_concurrent_jobs = {limits.max_concurrent_jobs}); try again when one has ended",
+                "limits.max_concurrent_jobs")
+        mine = sum(1 for j in active if j.request.requester == requester)
+        if mine >= limits.jobs_per_requester:
+            raise QuotaExceeded(
+                f"{self.me}: {requester} has {mine} jobs running here, the most allowed "
+                f"(limits.jobs_per_requester = {limits.jobs_per_requester}); try again when one has ended",
+                "limits.jobs_per_requester")
 
     def _prune_locked(self) -> None:
         finished = [jid for jid, j in self._jobs.items() if j.terminal]
@@ -346,9 +370,15 @@ class JobManager:
 
     # ----- coordinator -----------------------------------------------------------------
     def submit(self, requester: str, req: jobs_pb2.SubmitRequest) -> Job:
-        """Phase one on every party, then start everywhere (or refuse)."""
+        """Phase one on every party, then start everywhere (or refuse). Raises
+        ``QuotaExceeded`` for ``limits.max_concurrent_jobs`` and ``limits.jobs_per_requester``."""
         if self.stopping:
             raise ServiceStopping(f"{self.me} is shutting down")
+        oversize = request_size_problem(req, self.config.limits)
+        if oversize is not None:  # before anything else is written: none of it reaches the audit log
+            key, what = oversize
+            return self._rejected(f"{requester}/{req.job_id}", req, requester, JobError(
+                "InputError", f"{self.me} refuses the job: {what} (rule {key})", self.me, key))
         try:
             if self.verifier is not None and not req.job_id:
                 raise IdentityError("a signed submission names its job id")
@@ -372,7 +402,8 @@ class JobManager:
                              list(self.config.ranks))
         job = self._reserve(request)
         if job is None:
-            self.audit.record("job_replay_refused", job_id=job_id, requester=requester, analysis=req.analysis)
+            self.audit.record("job_replay_refused", job_id=job_id, requester=requester,
+                              analysis=req.analysis[:NAME_CHARS])
             return self._rejected(job_id, req, requester, JobError(
                 "PolicyError", f"{self.me} refuses job {job_id}: the job id was used before (rule job_id.unique)",
                 self.me, "job_id.unique"), record=False)
@@ -509,9 +540,10 @@ class JobManager:
     def _received(self, job: Job, via: str) -> None:
         r = job.request
         self.audit.record(
-            "job_received", job_id=r.job_id, via=via, analysis=r.analysis,
-            params=registry.audit_params(r.analysis, r.params), source=r.source,
-            requester=r.requester, recipients=list(r.recipients), coordinator=r.coordinator, parties=list(r.parties),
+            "job_received", job_id=r.job_id, via=via, analysis=r.analysis[:NAME_CHARS],
+            **received_params(r.analysis, r.params, self.config.limits), source=r.source[:NAME_CHARS],
+            requester=r.requester, recipients=[who[:NAME_CHARS] for who in r.recipients[:MAX_RECIPIENTS]],
+            coordinator=r.coordinator, parties=list(r.parties),
             **(job.signer.audit() if job.signer else {"signer": None, "signed": "no (plaintext development mode)"}),
         )
         job.emit(self.me, stage="received")
@@ -567,7 +599,12 @@ class JobManager:
         params = _effective_params(spec.analysis, submission.params, spec.requester)
         request = JobRequest(spec.job_id, spec.analysis, params, spec.source, spec.requester, recipients,
                              spec.coordinator, list(spec.parties))
-        job = self._reserve(request)
+        try:
+            job = self._reserve(request)
+        except QuotaExceeded as exc:
+            self.audit.record("quota_refused", job_id=spec.job_id, coordinator=caller, requester=spec.requester[:128],
+                              limit=exc.key, reason=str(exc))
+            return no(exc.key, str(exc), "QuotaExceeded")
         if job is None:
             self.audit.record("job_replay_refused", job_id=spec.job_id, coordinator=caller,
                               analysis=sanitise(spec.analysis, 128))
@@ -850,6 +887,51 @@ class JobManager:
                 job.thread.join(max(0.0, deadline - time.monotonic()))
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._janitor.join(1.0)
+
+
+def request_size_problem(req: jobs_pb2.SubmitRequest, limits) -> tuple[str, str] | None:
+    """``(limit key, what is wrong)`` for a submission too large to take, else None. The
+    description gives counts and sizes only, never a value."""
+    params = req.params
+    if len(params) > limits.param_count:
+        return "limits.param_count", f"it has {len(params)} parameters, more than {limits.param_count}"
+    total = 0
+    for name, value in params.items():
+        size = len(value.encode("utf-8"))
+        if len(name) > NAME_CHARS:
+            return "request.size", f"a parameter name has {len(name)} characters, more than {NAME_CHARS}"
+        if size > limits.param_value_bytes:
+            return ("limits.param_value_bytes",
+                    f"parameter '{name}' has {size} bytes, more than {limits.param_value_bytes}")
+        total += len(name.encode("utf-8")) + size
+    if total > limits.param_bytes:
+        return "limits.param_bytes", f"its parameters have {total} bytes, more than {limits.param_bytes}"
+    names = {"analysis": req.analysis, "source": req.source}
+    for what, name in names.items():
+        if len(name) > NAME_CHARS:
+            return "request.size", f"the {what} name has {len(name)} characters, more than {NAME_CHARS}"
+    if len(req.recipients) > MAX_RECIPIENTS:
+        return "request.size", f"it names {len(req.recipients)} recipients, more than {MAX_RECIPIENTS}"
+    if any(len(who) > NAME_CHARS for who in req.recipients):
+        return "request.size", f"a recipient name has more than {NAME_CHARS} characters"
+    return None
+
+
+def received_params(analysis: str, params, limits) -> dict:
+    """What ``job_received`` records of a job's parameters: their values as the catalogue parses
+    them (``secret`` ones fingerprinted). Parameters that do not parse, or that are over the
+    size limits (a participant checks what the coordinator sent), are recorded by name only,
+    cut short: a raw value a requester wrote never reaches the log unparsed."""
+    size = sum(len(k.encode("utf-8")) + len(v.encode("utf-8")) for k, v in params.items())
+    if len(params) <= limits.param_count and size <= limits.param_bytes:
+        try:
+            parsed = registry.get(analysis).parse_params(dict(params))
+        except SmpcError:
+            pass
+        else:
+            return {"params": registry.audit_params(analysis, {k: v for k, v in parsed.items() if k in params})}
+    names = sorted(params)[: limits.param_count]
+    return {"params_unparsed": [name[:NAME_CHARS] for name in names]}
 
 
 def _spec(job: Job) -> peer_pb2.JobSpec:

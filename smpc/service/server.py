@@ -20,8 +20,10 @@ import faulthandler
 import os
 import signal
 import sys
+import threading
 import time
 from concurrent import futures
+from contextlib import ExitStack
 from importlib.metadata import PackageNotFoundError, version
 
 import grpc
@@ -41,7 +43,8 @@ from smpc.service.identity import (
     identity_of_pem,
     sanitise,
 )
-from smpc.service.jobs import JobManager, PeerDirectory, ServiceStopping
+from smpc.service.jobs import Job, JobManager, PeerDirectory, ServiceStopping
+from smpc.service.quotas import QuotaExceeded, Quotas
 from smpc.transport.grpc import add_peer_servicer, is_loopback, peer_certificate, server_credentials, server_options
 from smpc.v1 import jobs_pb2, jobs_pb2_grpc, peer_pb2, peer_pb2_grpc
 
@@ -50,6 +53,20 @@ SERVICE_NAMES = (
     jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
     peer_pb2.DESCRIPTOR.services_by_name["PartyPeer"].full_name,
 )
+PEER_METHODS = f"/{SERVICE_NAMES[1]}/"
+HEALTH_METHODS = f"/{health.SERVICE_NAME}/"
+# what one job can hold of a party's peer threads at once: the Exchange streams of the two
+# other parties (only the lower ranks dial, so at most two) and one Prepare, Start or Cancel
+# from each of them
+PEER_THREADS_PER_JOB = 4
+# peer threads beyond that: streams of jobs that just ended still closing, health checks
+PEER_SPARE_THREADS = 8
+# calls over the job-service limit wait here for their RESOURCE_EXHAUSTED answer (a refusal
+# takes microseconds, so two threads keep up with any client)
+REFUSAL_THREADS = 2
+# gRPC's own cap on calls in flight, far above what the pools can hold: it only bounds the
+# memory a flood of calls waiting for their refusal can pin
+CALL_BACKLOG = 1024
 INSECURE_WARNING = """\
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
 !! WARNING: --insecure-dev-plaintext: NO TLS. Shares, results and identities travel in    !!
@@ -176,10 +193,21 @@ class PeerServicer(peer_pb2_grpc.PartyPeerServicer):
         return transport.accept(peer_rank, request_iterator, context)
 
 
+def _refused(job: Job) -> bool:
+    """Whether the requester was answered with a refusal that counts towards
+    ``limits.refusals_per_hour``: a party's policy or input check refused the job (a refusal
+    names its rule; a failure does not). Refusals for a limit or the request's size do not
+    count: they say nothing about anyone's data, and an identity that keeps trying would
+    otherwise never see its window pass."""
+    rule = job.error.rule if job.terminal and job.error is not None else ""
+    return bool(rule) and not rule.startswith(("limits.", "request.size"))
+
+
 class JobServicer(jobs_pb2_grpc.JobServiceServicer):
-    def __init__(self, manager: JobManager, auth: _Auth):
+    def __init__(self, manager: JobManager, auth: _Auth, quotas: Quotas):
         self.manager = manager
         self.auth = auth
+        self.quotas = quotas
 
     def _job(self, job_id: str, context, who: CertIdentity):
         """The job a caller may see: a recipient (the requester included) or a compute party.
@@ -192,12 +220,24 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
                           f"{self.manager.me}: no job {sanitise(full, 200)!r} that {who.name} may see")
         return job
 
+    def _over_quota(self, identity: str, call: str, exc: QuotaExceeded, context) -> None:
+        """Answer RESOURCE_EXHAUSTED naming the limit; audited once per identity and limit
+        until the identity is admitted again, so a flood of refused calls writes one record."""
+        if exc.first:
+            self.manager.audit.record("quota_refused", requester=identity, call=call, limit=exc.key, reason=str(exc))
+        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+
     def Submit(self, request, context):  # noqa: N802
         identity = self.auth.identity(context)
         try:
+            self.quotas.admit_submit(identity)
             job = self.manager.submit(identity, request)
+        except QuotaExceeded as exc:
+            self._over_quota(identity, "Submit", exc, context)
         except ServiceStopping as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+        if _refused(job):
+            self.quotas.record_refusal(identity)
         return self.manager.status(job)
 
     def Get(self, request, context):  # noqa: N802
@@ -216,7 +256,12 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
     def Watch(self, request, context):  # noqa: N802
         who = self.auth.caller(context)
         job = self._job(request.job_id, context, who)
-        yield from self.manager.events(job, context.is_active)
+        with ExitStack() as held:
+            try:
+                held.enter_context(self.quotas.watch_stream(who.name))
+            except QuotaExceeded as exc:
+                self._over_quota(who.name, "Watch", exc, context)
+            yield from self.manager.events(job, context.is_active)
 
     def ListAnalyses(self, request, context):  # noqa: N802
         self.auth.identity(context)
@@ -238,10 +283,98 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         )
 
 
-class PartyServer:
-    """One party's gRPC server and job manager."""
+_REFUSING = threading.local()
 
-    def __init__(self, config: PartyConfig, insecure: bool = False, max_workers: int = 64):
+
+class _ClientPool(futures.ThreadPoolExecutor):
+    """The threads of every call but the peer service's and health checks': at most
+    ``limits.job_service_calls`` run at once, each on a thread of its own.
+
+    gRPC hands this pool one work item per call (the whole call: a ``Watch`` stream holds its
+    item until it ends), on its polling thread, before anything runs. A call that finds every
+    slot taken is not queued behind the streams: its item runs on a small pool of its own,
+    where the handler (see ``_on_client_pool``) answers RESOURCE_EXHAUSTED at once. A slot is
+    given back when the item ends, however the call ended."""
+
+    def __init__(self, calls: int):
+        super().__init__(max_workers=calls, thread_name_prefix="smpc-client")
+        self.calls = calls
+        self._slots = threading.BoundedSemaphore(calls)
+        self._refusals = futures.ThreadPoolExecutor(max_workers=REFUSAL_THREADS, thread_name_prefix="smpc-refuse")
+
+    def submit(self, fn, /, *args, **kwargs):
+        if not self._slots.acquire(blocking=False):
+            return self._refusals.submit(_run_refusing, fn, args, kwargs)
+        try:
+            return super().submit(self._run_admitted, fn, args, kwargs)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def _run_admitted(self, fn, args, kwargs):
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self._slots.release()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._refusals.shutdown(wait=wait, cancel_futures=cancel_futures)
+        super().shutdown(wait=wait, cancel_futures=cancel_futures)
+
+
+def _run_refusing(fn, args, kwargs):
+    _REFUSING.active = True
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _REFUSING.active = False
+
+
+class _ClientTraffic(grpc.ServerInterceptor):
+    """Puts every call that is not the peer service's or a health check on the ``_ClientPool``
+    (gRPC's per-method ``experimental_thread_pool``), so clients can never take the threads
+    that serve the peers' Exchange streams and Prepare/Start/Cancel calls. Health checks stay
+    on the server's pool: they never hold a thread, and monitoring must see a party whose
+    client capacity is full as serving."""
+
+    def __init__(self, pool: _ClientPool, party: str):
+        self.pool = pool
+        self.refusal = (f"{party}: {pool.calls} job-service calls are in flight here, the most allowed "
+                        f"(limits.job_service_calls = {pool.calls}); try again later")
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        method = handler_call_details.method or ""
+        if handler is None or method.startswith((PEER_METHODS, HEALTH_METHODS)):
+            return handler
+        kinds = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
+        return handler._replace(**{k: self._on_client_pool(getattr(handler, k)) for k in kinds
+                                   if getattr(handler, k) is not None})
+
+    def _on_client_pool(self, behavior):
+        refusal = self.refusal
+
+        def run(request, context, *rest):
+            if getattr(_REFUSING, "active", False):
+                context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal)
+            return behavior(request, context, *rest)
+
+        run.experimental_thread_pool = self.pool
+        run.experimental_non_blocking = getattr(behavior, "experimental_non_blocking", False)
+        return run
+
+
+class PartyServer:
+    """One party's gRPC server and job manager.
+
+    Two thread pools keep client traffic from starving the peers: the server's own pool serves
+    the peer service and health checks, sized for ``limits.max_concurrent_jobs`` jobs (which
+    the job manager enforces for jobs coordinated here and elsewhere alike); the job service
+    and reflection run on a pool of ``limits.job_service_calls`` threads that refuses calls
+    beyond it rather than queueing them.
+    """
+
+    def __init__(self, config: PartyConfig, insecure: bool = False):
         if insecure:
             check_plaintext_loopback(config)
         self.config = config
@@ -249,13 +382,19 @@ class PartyServer:
         self.audit = AuditLog(config.audit_path, config.name)
         self.peers = PeerDirectory(config, insecure=insecure)
         self.manager = JobManager(config, self.audit, self.peers)
+        self.quotas = Quotas(config.name, config.limits)
         auth = _Auth(config, insecure, self.manager.crl)
+        limits = config.limits
+        peer_threads = limits.max_concurrent_jobs * PEER_THREADS_PER_JOB + PEER_SPARE_THREADS
+        self.client_pool = _ClientPool(limits.job_service_calls)
         self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="smpc-rpc"),
+            futures.ThreadPoolExecutor(max_workers=peer_threads, thread_name_prefix="smpc-rpc"),
+            interceptors=[_ClientTraffic(self.client_pool, config.name)],
             options=server_options(),
+            maximum_concurrent_rpcs=peer_threads + limits.job_service_calls + CALL_BACKLOG,
         )
         add_peer_servicer(PeerServicer(self.manager, auth), self.server)
-        jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.manager, auth), self.server)
+        jobs_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(self.manager, auth, self.quotas), self.server)
         self.health = health.HealthServicer(experimental_non_blocking=True)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
@@ -299,6 +438,7 @@ class PartyServer:
         if not self.server.stop(grace).wait(timeout=grace + 5):
             print(f"smpc party {self.config.name}: gRPC server shutdown did not finish; leaving anyway",
                   file=sys.stderr, flush=True)
+        self.client_pool.shutdown(wait=False, cancel_futures=True)
         self.peers.close()
         self.audit.record("service_stopped")
         self.audit.close()
