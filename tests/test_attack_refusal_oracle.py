@@ -35,7 +35,10 @@ ALLOWED = {"default_rate_overall": ["creditability", "credit_amount"],
 def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("oracle")
     policies = {bank: {"allowed_analyses": list(ALLOWED), "allowed_columns": ALLOWED} for bank in BANKS}
-    c = Cluster(root, policies=policies, analysis_modules=(), extra_allowed=(), certs_by_cli=False)
+    # refusals and submissions are rate-limited per requester (limits.*); lifted here to show
+    # that even an unlimited search learns nothing
+    c = Cluster(root, policies=policies, analysis_modules=(), extra_allowed=(), certs_by_cli=False,
+                limits={"refusals_per_hour": 1000, "submits_per_minute": 1000})
     c.start()
     yield c
     c.stop_all()

@@ -182,9 +182,10 @@ def cluster(tmp_path_factory):
 def submit(cluster, bank, identity, analysis="default_rate_overall", params=None, job_id=""):
     """The raw answer: (status, None) or (None, RpcError)."""
     with cluster.client(bank, identity) as client:
+        request = _submit(params, analysis=analysis, job_id=job_id)
+        client._sign(request)  # as JobClient.submit does: every party checks the requester's signature
         try:
-            return client.stub.Submit(_submit(params, analysis=analysis, job_id=job_id), timeout=60,
-                                      metadata=client.metadata), None
+            return client.stub.Submit(request, timeout=60, metadata=client.metadata), None
         except Exception as exc:  # noqa: BLE001 - the refusal is what the test looks at
             return None, exc
 
@@ -208,7 +209,7 @@ def test_refusals_are_rate_limited_per_requester(cluster):
     assert answers[0] == ("bank_a: rate limit: 2 refusals within the last hour for analyst "
                           "(limits.refusals_per_hour = 2); new jobs are refused for another N min")
     for bank in BANKS:
-        assert not [r for r in cluster.audit(bank) if r.get("job_id") in ("q-valid", "q-refusable")]
+        assert not [r for r in cluster.audit(bank) if r.get("job_id") in ("analyst/q-valid", "analyst/q-refusable")]
     quota = [r for r in cluster.audit("bank_a") if r["event"] == "quota_refused"]
     assert [(r["requester"], r["call"], r["limit"]) for r in quota] == [
         ("analyst", "Submit", "limits.refusals_per_hour")]
@@ -223,7 +224,7 @@ def test_submits_per_minute_and_oversize_parameters(cluster):
     size_cap = "RAW" + MARKER * 60  # over limits.param_value_bytes
     status, _ = submit(cluster, "bank_b", "bank_c", params={**LOAN_PARAMS, "label": size_cap}, job_id="big-1")
     assert STATE_NAMES[status.state] == "failed" and status.error.rule == "limits.param_value_bytes"
-    assert status.error.message == ("bank_b refuses job big-1: parameter 'label' has 1143 bytes, more than 1024 "
+    assert status.error.message == ("bank_b refuses job bank_c/big-1: parameter 'label' has 1143 bytes, more than 1024 "
                                     "(rule limits.param_value_bytes)")
     many = {f"{MARKER}{i}": "x" for i in range(17)}
     status, _ = submit(cluster, "bank_b", "bank_c", params=many, job_id="big-2")
@@ -238,11 +239,11 @@ def test_submits_per_minute_and_oversize_parameters(cluster):
                                     "(limits.submits_per_minute = 3); try again in ")
     # nothing the requester wrote reached a log: the refusals name the limit and the job
     rejected = [r for r in cluster.audit("bank_b") if r["event"] == "job_rejected"]
-    assert [(r["job_id"], r["rule"]) for r in rejected] == [("big-1", "limits.param_value_bytes"),
-                                                             ("big-2", "limits.param_count")]
+    assert [(r["job_id"], r["rule"]) for r in rejected] == [("bank_c/big-1", "limits.param_value_bytes"),
+                                                             ("bank_c/big-2", "limits.param_count")]
     for bank in BANKS:
         assert MARKER not in cluster.audit_path(bank).read_text()
-        assert not [r for r in cluster.audit(bank) if r.get("job_id") == "rate-4"]
+        assert not [r for r in cluster.audit(bank) if r.get("job_id") == "bank_c/rate-4"]
 
 
 def test_job_received_holds_parsed_parameters_only(cluster):
@@ -250,13 +251,14 @@ def test_job_received_holds_parsed_parameters_only(cluster):
         job = client.submit("default_rate_overall", {**LOAN_PARAMS, "min_cell_size": "12"}, job_id="parsed")
         client.wait(job)
     for bank in BANKS:
-        received = [r for r in cluster.audit(bank) if r["event"] == "job_received" and r["job_id"] == "parsed"]
+        received = [r for r in cluster.audit(bank) if r["event"] == "job_received" and r["job_id"] == "analyst/parsed"]
         assert received[0]["params"] == {**LOAN_PARAMS, "min_cell_size": 12}
     # bank_c refuses parameters the analysis does not take before asking anyone: its log has
     # their names, as its refusal says, but never a value
     status, _ = submit(cluster, "bank_c", "analyst", params={**LOAN_PARAMS, "extra": UNPARSED}, job_id="unparsed")
     assert STATE_NAMES[status.state] == "failed" and status.error.rule == "params"
-    received = [r for r in cluster.audit("bank_c") if r["event"] == "job_received" and r["job_id"] == "unparsed"]
+    received = [r for r in cluster.audit("bank_c")
+                if r["event"] == "job_received" and r["job_id"] == "analyst/unparsed"]
     assert "params" not in received[0]
     assert received[0]["params_unparsed"] == ["amount", "extra", "label", "positive"]
     for bank in BANKS:

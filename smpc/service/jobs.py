@@ -377,8 +377,10 @@ class JobManager:
         oversize = request_size_problem(req, self.config.limits)
         if oversize is not None:  # before anything else is written: none of it reaches the audit log
             key, what = oversize
+            label = sanitise(f"{requester}/{req.job_id}", 200) if req.job_id else "the job"
             return self._rejected(f"{requester}/{req.job_id}", req, requester, JobError(
-                "InputError", f"{self.me} refuses the job: {what} (rule {key})", self.me, key))
+                "InputError", f"{self.me} refuses {'job ' if req.job_id else ''}{label}: {what} (rule {key})",
+                self.me, key))
         try:
             if self.verifier is not None and not req.job_id:
                 raise IdentityError("a signed submission names its job id")
