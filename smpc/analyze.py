@@ -104,7 +104,10 @@ def run_secure(analysis, tables: dict[str, pd.DataFrame], params: dict, progress
         result = analysis.fn(ctx, table, owners, **kw)
         return result, ctx.comm_stats()
 
-    outcomes = simulate(job, ring=analysis.ring, inputs=inputs, input_parties=extra, party_names=names, **parsed)
+    # every bank receives the result (with more than three banks they are input parties)
+    result_ranks = sorted(set(range(3)) | set(owners))
+    outcomes = simulate(job, ring=analysis.ring, inputs=inputs, input_parties=extra, party_names=names,
+                        result_ranks=result_ranks, **parsed)
     result = next((r for r, _ in outcomes if r is not None), None)
     if result is None:
         raise SmpcError(f"{analysis.name}: no party received a result")
