@@ -119,7 +119,8 @@ def test_the_job_cli_submits_and_prints_the_result(cluster, capsys):
     assert cli.main(refused) == cli.EXIT_REFUSED
     assert "refused: bank_c refuses job" in capsys.readouterr().err
     assert cli.main(["job", "submit", "--to", cluster.address("bank_a"), *tls, "--job-id", "job-cli", "--no-wait",
-                     "--recipient", "bank_b", "default_rate_overall", "--param", "label=creditability", "--param", "positive=bad"]) == 0
+                     "--recipient", "bank_b", "default_rate_overall", "--param", "label=creditability",
+                     "--param", "positive=bad"]) == 0
     assert capsys.readouterr().out.strip() == "job-cli"
     assert cli.main(["job", "watch", "--to", cluster.address("bank_a"), *tls, "--json", "job-cli"]) == 0
     watched = capsys.readouterr().out  # progress lines, then the result as JSON
