@@ -139,7 +139,10 @@ class SecretTensor:
         return self._new(shares, frac_bits=frac_bits)
 
     def truncate(self, bits: int) -> SecretTensor:
-        """Drop ``bits`` fractional bits (1 round). Error: <= 1 unit of the new last place."""
+        """Drop ``bits`` fractional bits (1 round). Error: <= 1 unit of the new last place.
+        Leakage: probabilistic truncation's rounding correlates with party 0's share (an
+        opened result tells party 0 one comparison of the dropped bits with a value it knows;
+        ``protocols.arithmetic.reshare_truncated``); so does every fixed-point product."""
         check_truncatable(self.ring, self.bound, self.frac_bits, "truncation")
         shares = None if self.shares is None else arithmetic.truncate(self.ctx, self.shares, bits)
         return self._new(shares, frac_bits=self.frac_bits - bits)

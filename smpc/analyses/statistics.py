@@ -8,7 +8,13 @@ consortium-level outputs (plus the sufficient statistics they determine, named i
 the number of rows.
 
 Amounts are shared as exact integers of 10^-decimals (``amount_units``): a value with more
-decimals than declared is refused, never rounded.
+decimals than declared is refused, never rounded. No analysis here truncates a fixed-point
+value, so the rounding of probabilistic truncation, which correlates with party 0's share
+(``protocols.arithmetic.reshare_truncated``), reveals nothing in them.
+
+Released cells pass the disclosure rules of ``smpc.analyses.disclosure`` (min_cell_size,
+min_contributors, max_dominance), decided on shares; results are opened to the job's
+recipients (``ctx.result_ranks``) only.
 """
 
 from __future__ import annotations
@@ -596,7 +602,7 @@ def corr(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_size=1
     Cost: 13 + ceil(log2 L) rounds: one in which every bank shares 4 d^2 values (1-2 ring
     elements each; d^2 or 2 d^2 more with max_dominance < 100), one batched comparison of
     the banks' counts of the d(d+1)/2 pairs (10 rounds), a product tree over L leaves (1
-    without min_contributors, else one per bank, plus d(d+1) per bank with max_dominance;
+    without min_contributors, else one per bank, plus two per bank with max_dominance;
     one more round where sums of |x| exceed 64-bit comparisons), one selection and one
     reveal of 8 values per pair. Independent of row counts.
     Error: the ratio is exact; one float64 square root (relative error ~1e-16).

@@ -229,6 +229,10 @@ def reshare_truncated(ctx: Context, z: torch.Tensor, d: int, step: str = "trunc"
     Error: floor(x / 2^d) or one more; with probability <= 2^(l+1-k) for |x| < 2^l (the
     share A landing near the wrap point) the result is wrong by about 2^(k-d) instead;
     callers keep l <= k - 41 so this is <= 2^-40 (``fixedpoint.check_truncatable``).
+    Leakage: the rounding correlates with party 0's share: the result is
+    floor(x / 2^d) + [x mod 2^d > A mod 2^d] (A = z_0, known to party 0), so wherever a
+    truncated value is opened to party 0, party 0 learns whether the d dropped low bits of x
+    exceed A mod 2^d; to any other party the rounding is an unbiased random bit.
     """
     r = ctx.ring
     rank = ctx.rank
@@ -330,7 +334,8 @@ def mul_sum(ctx: Context, x: ArithmeticShares, y: ArithmeticShares, dim, trunc_b
 def truncate(ctx: Context, x: ArithmeticShares, d: int) -> ArithmeticShares:
     """x / 2^d. The RSS pair is first re-randomised into a masked 3-out-of-3 sharing
     (z_i = s_i plus its masks, ``product_masks``) so no party can see both halves of the split.
-    Cost: 1 round, as ``reshare_truncated``."""
+    Cost: 1 round, as ``reshare_truncated``. Leakage: the rounding correlates with party 0's
+    share, as ``reshare_truncated`` states."""
     z = x.first.clone()
     add_random2_(ctx.ring, z, *product_masks(ctx, True))
     return reshare_truncated(ctx, z, d)

@@ -1,0 +1,73 @@
+"""Against real party services: the n-1 disclosure (a bank with a header-only source, so
+that the other two could subtract their own aggregates from the totals) releases nothing but
+suppression, and a compute party that is not a recipient receives no result."""
+
+from __future__ import annotations
+
+import pytest
+from service_harness import BANKS, COLUMNS, LOAN_PARAMS, Cluster
+
+from smpc import analyses
+from smpc.v1.jobs_pb2 import JOB_STATE_SUCCEEDED
+
+STATISTICS = ["describe", "default_rate", "default_rate_overall"]
+RATE_PARAMS = {"label": "creditability", "positive": "bad", "by": "purpose"}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    root = tmp_path_factory.mktemp("n_minus_one")
+    header_only = root / "bank_b_header_only.csv"
+    header_only.write_text(",".join(COLUMNS) + "\n")
+    policy = {"allowed_analyses": STATISTICS, "allowed_columns": {a: list(COLUMNS) for a in STATISTICS}}
+    c = Cluster(root, policies={b: policy for b in BANKS}, extra_allowed=(),
+                extra_sources={b: {"thin": (str(header_only) if b == "bank_b" else f"data/{b}_loans.csv", COLUMNS)}
+                               for b in BANKS})
+    c.start()
+    yield c
+    codes = c.stop_all()
+    assert all(code == 0 for code in codes.values()), codes
+
+
+def _finished(cluster, bank, job_id):
+    return next(r for r in cluster.audit(bank) if r.get("job_id") == job_id and r["event"] == "job_finished")
+
+
+def test_a_header_only_bank_makes_every_statistic_release_nothing_but_suppression(cluster):
+    with cluster.client("bank_a", identity="bank_a") as client:
+        described = client.run("describe", {"columns": "credit_amount,age_in_years"}, source="thin",
+                               job_id="nm1-describe")
+        rates = client.run("default_rate", RATE_PARAMS, source="thin", job_id="nm1-rate")
+        overall = client.run("default_rate_overall", LOAN_PARAMS, source="thin", job_id="nm1-overall")
+        # the same jobs over three populated sources release numbers: the test can tell
+        full = client.run("default_rate_overall", LOAN_PARAMS, source="loans", job_id="nm1-full")
+    assert described == {c: {"count": None, "suppressed": True} for c in ("credit_amount", "age_in_years")}
+    assert rates["groups"] and all(cell == {"suppressed": True} for cell in rates["groups"].values())
+    assert rates["min_contributors"] == 3 and rates["min_cell_size"] == 10  # the policy's minimum applied
+    assert overall == {"suppressed": True, "min_cell_size": 10, "min_contributors": 3, "max_dominance": 100.0}
+    assert full["rows"] == 1000 and full["amount_sum"] == 3271258.0
+    # bank_a's own share of the totals is all it could subtract: nothing of bank_c's appears
+    plain = analyses.get("default_rate_overall").run_plaintext(
+        {b: cluster.tables[b] if b != "bank_b" else cluster.tables[b].iloc[0:0] for b in BANKS}, **LOAN_PARAMS,
+        min_cell_size=10)
+    assert plain == overall
+
+
+def test_a_compute_party_that_is_no_recipient_receives_no_result(cluster):
+    with cluster.client("bank_a", identity="bank_a") as client:
+        result = client.run("default_rate_overall", LOAN_PARAMS, source="loans", job_id="rcpt-a")
+    assert result["rows"] == 1000
+    assert _finished(cluster, "bank_a", "rcpt-a")["result_keys"] == sorted(result)
+    for bank in ("bank_b", "bank_c"):  # compute parties, not recipients
+        finished = _finished(cluster, bank, "rcpt-a")
+        assert finished["state"] == "succeeded" and finished["result_keys"] == []
+        with cluster.client(bank, identity="bank_a") as client:
+            status = client.get("rcpt-a")
+            assert status.state == JOB_STATE_SUCCEEDED and client.result("rcpt-a") == {}
+    # naming bank_c a recipient opens the result to bank_c's party too, and still not to bank_b's
+    with cluster.client("bank_a", identity="bank_a") as client:
+        client.run("default_rate_overall", LOAN_PARAMS, source="loans", job_id="rcpt-ac", recipients=["bank_c"])
+    assert _finished(cluster, "bank_c", "rcpt-ac")["result_keys"] == sorted(result)
+    assert _finished(cluster, "bank_b", "rcpt-ac")["result_keys"] == []
+    with cluster.client("bank_c", identity="bank_c") as client:
+        assert client.result("rcpt-ac") == result
