@@ -1,6 +1,7 @@
 """Against real party services: the n-1 disclosure (a bank with a header-only source, so
 that the other two could subtract their own aggregates from the totals) releases nothing but
-suppression, and a compute party that is not a recipient receives no result."""
+suppression, a compute party that is not a recipient receives no result, and a value opened
+under a bound it exceeds is refused at every recipient instead of arriving wrapped."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("n_minus_one")
     header_only = root / "bank_b_header_only.csv"
     header_only.write_text(",".join(COLUMNS) + "\n")
-    policy = {"allowed_analyses": STATISTICS, "allowed_columns": {a: list(COLUMNS) for a in STATISTICS}}
+    policy = {"allowed_analyses": [*STATISTICS, "test_out_of_bound"],
+              "allowed_columns": {a: list(COLUMNS) for a in [*STATISTICS, "test_out_of_bound"]}}
     c = Cluster(root, policies={b: policy for b in BANKS}, extra_allowed=(),
+                analysis_modules=("service_test_analyses", "out_of_bound_analysis"),
                 extra_sources={b: {"thin": (str(header_only) if b == "bank_b" else f"data/{b}_loans.csv", COLUMNS)}
                                for b in BANKS})
     c.start()
@@ -71,3 +74,23 @@ def test_a_compute_party_that_is_no_recipient_receives_no_result(cluster):
     assert _finished(cluster, "bank_b", "rcpt-ac")["result_keys"] == []
     with cluster.client("bank_c", identity="bank_c") as client:
         assert client.result("rcpt-ac") == result
+
+
+def test_a_value_beyond_its_declared_bound_is_refused_everywhere_never_opened_wrapped(cluster):
+    """1000 rows opened under a declared bound of 100: one byte and the spare byte hold
+    1000, and 1000 mod 256 would have opened as -24. Every party refuses the job with
+    RangeError naming the value; nobody receives a number."""
+    from smpc.errors import SmpcError
+
+    with cluster.client("bank_a", identity="bank_a") as client:
+        job_id = client.submit("test_out_of_bound", {"column": "credit_amount"}, source="loans", job_id="oob",
+                               recipients=["bank_b", "bank_c"])
+        with pytest.raises(SmpcError, match="the row total under a wrong bound.*beyond its declared bound 100"):
+            client.wait(job_id)
+    for bank in BANKS:
+        finished = _finished(cluster, bank, "oob")
+        assert finished["state"] == "failed" and "result_keys" not in finished, (bank, finished)
+    # under a bound that holds, the same job opens the total
+    with cluster.client("bank_a", identity="bank_a") as client:
+        assert client.run("test_out_of_bound", {"column": "credit_amount", "wrong_bound": 1000}, source="loans",
+                          job_id="oob-ok") == {"rows": 1000}
