@@ -23,7 +23,8 @@ from smpc.secret import SecretTensor
         (64, 2.0**15 - 2, 0, 4),
         (64, 1e4, 16, 5),
         (64, 2.0**31, 0, 6),
-        (64, 2.0**47, 0, 8),  # 6 bytes and the spare: 7 of 8, sent as 7
+        (64, 2.0**40, 0, 7),  # 6 bytes and the spare
+        (64, 2.0**47, 0, 8),  # 7 bytes and the spare: the whole element
         (64, 2.0**40, 16, 8),  # no narrower width holds it: the whole element
         (128, 1, 0, 2),
         (128, 2.0**40, 0, 7),
