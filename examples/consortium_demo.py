@@ -307,7 +307,8 @@ def run(root: Path) -> int:
             progress = Progress(title)
             t = time.perf_counter()
             with client(entry, requester) as c:
-                job_id = c.submit(name, params, source=source)
+                # results open only to the recipients' parties: the entry party hands this one out
+                job_id = c.submit(name, params, source=source, recipients=[entry])
                 secure = c.wait(job_id, on_event=progress)
                 status = c.get(job_id)
             progress.done()

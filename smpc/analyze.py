@@ -40,7 +40,9 @@ def parse_data_args(items: list[str]) -> dict[str, Path]:
 def load_table(bank: str, path: Path, text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
     """One bank's file as a DataFrame; InputError naming the bank for anything unusable.
     ``text_columns`` (ids) are read from CSV as text: as numbers, 00123 would become 123 at
-    one bank and stay 00123 at another, and the two would never match."""
+    one bank and stay 00123 at another, and the two would never match. An empty file and a
+    file with a header only are both a bank with zero rows (the disclosure rules decide
+    what such a job may release), not an error."""
     if not path.exists():
         raise InputError(f"{bank}: file {path} does not exist")
     suffix = path.suffix.lower()
@@ -54,23 +56,31 @@ def load_table(bank: str, path: Path, text_columns: tuple[str, ...] = ()) -> pd.
     except InputError:
         raise
     except pd.errors.EmptyDataError:
-        raise InputError(f"{bank}: file {path} is empty") from None
+        return pd.DataFrame()  # no header either: zero rows, as a header-only file
     except Exception as exc:  # noqa: BLE001 - any parser failure becomes a clear input error
         raise InputError(f"{bank}: cannot read {path}: {exc}") from None
-    if len(table) == 0:
-        raise InputError(f"{bank}: file {path} has a header but no rows")
     return table
 
 
+def with_columns(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """A zero-row table with every one of ``columns``: an empty file names no columns, a
+    header-only file perhaps not all, and either holds nothing to contradict a schema."""
+    if len(table) or all(c in table.columns for c in columns):
+        return table
+    return table.reindex(columns=[*table.columns, *(c for c in columns if c not in table.columns)])
+
+
 def check_schemas(tables: dict[str, pd.DataFrame], columns: list[str]) -> None:
-    """Every bank must have the analysis' columns, of the same kind (numeric or text)."""
+    """Every bank must have the analysis' columns, of the same kind (numeric or text); a bank
+    with zero rows has no kind to disagree with."""
     for c in columns:
         kinds = {}
         for bank, table in tables.items():
             if c not in table.columns:
                 have = ", ".join(map(str, list(table.columns)[:20]))
                 raise InputError(f"{bank}: column '{c}' is missing from its data (it has: {have})")
-            kinds[bank] = "numeric" if pd.api.types.is_numeric_dtype(table[c]) else "text"
+            if len(table):
+                kinds[bank] = "numeric" if pd.api.types.is_numeric_dtype(table[c]) else "text"
         if len(set(kinds.values())) > 1:
             numeric = [b for b, k in kinds.items() if k == "numeric"]
             text = [b for b, k in kinds.items() if k == "text"]
@@ -104,7 +114,10 @@ def run_secure(analysis, tables: dict[str, pd.DataFrame], params: dict, progress
         result = analysis.fn(ctx, table, owners, **kw)
         return result, ctx.comm_stats()
 
-    outcomes = simulate(job, ring=analysis.ring, inputs=inputs, input_parties=extra, party_names=names, **parsed)
+    # every bank receives the result (with more than three banks they are input parties)
+    result_ranks = sorted(set(range(3)) | set(owners))
+    outcomes = simulate(job, ring=analysis.ring, inputs=inputs, input_parties=extra, party_names=names,
+                        result_ranks=result_ranks, **parsed)
     result = next((r for r, _ in outcomes if r is not None), None)
     if result is None:
         raise SmpcError(f"{analysis.name}: no party received a result")
@@ -230,8 +243,9 @@ def main(args) -> int:
         parsed = analysis.parse_params(params)
         paths = parse_data_args(args.data)
         ids = (parsed["id"],) if isinstance(parsed.get("id"), str) else ()  # the fraud analyses' key column
-        tables = {bank: load_table(bank, path, ids) for bank, path in paths.items()}
-        check_schemas(tables, analysis.columns(parsed))
+        columns = analysis.columns(parsed)
+        tables = {bank: with_columns(load_table(bank, path, ids), columns) for bank, path in paths.items()}
+        check_schemas(tables, columns)
         for bank, table in tables.items():  # each bank's own checks, before any job starts
             analysis.check_input(table, bank, parsed)
         progress = None if args.json else _Progress()

@@ -35,7 +35,10 @@ class Context:
     """One party's view of a job.
 
     Attributes: ``rank``, ``world_size``, ``ring`` (``smpc.ring.Ring``), ``frac_bits`` (the
-    default for fixed-point values), ``timeout`` (seconds a receive may wait).
+    default for fixed-point values), ``timeout`` (seconds a receive may wait),
+    ``result_ranks`` (the ranks a job's results are opened to: its recipients; default the
+    compute parties). Analyses open their results to ``result_ranks`` only: any other rank,
+    compute party or not, receives no result bytes and returns None.
     """
 
     def __init__(
@@ -47,9 +50,15 @@ class Context:
         frac_bits: int | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         party_names: list[str] | None = None,
+        result_ranks: Iterable[int] | None = None,
     ):
         if world_size < N_COMPUTE:
             raise ValueError(f"a job needs {N_COMPUTE} compute parties, got world_size={world_size}")
+        result_ranks = tuple(range(N_COMPUTE)) if result_ranks is None else tuple(sorted(set(result_ranks)))
+        if any(not 0 <= r < world_size for r in result_ranks):
+            raise SmpcError(f"result ranks {list(result_ranks)} are not all parties of this job "
+                            f"(world size {world_size})")
+        self.result_ranks = result_ranks
         self.rank = rank
         self.world_size = world_size
         self.transport = transport
@@ -193,7 +202,10 @@ class Context:
         b = self.default_bound if bound is None else float(bound)
         encoded = self._encode_own(value, f, b, name) if self.rank == owner else None
         shares = arithmetic.share_input(self, encoded, owner)
-        return SecretTensor(self, shares, frac_bits=f, bound=b)
+        return SecretTensor(self, shares, frac_bits=f, bound=b, origin=self._origin(owner, name))
+
+    def _origin(self, owner: int, name: str | None) -> str:
+        return f"{self.name_of(owner)}'s {name or 'input'}"
 
     def _encode_own(self, value, frac_bits: int, bound: float, name: str | None) -> torch.Tensor:
         """This rank's own input, checked and encoded before anything is sent (``share``,
@@ -239,7 +251,8 @@ class Context:
                 raise InputError(f"{who}: a value of shape {tuple(self.ring.shape(encoded))}, where every party "
                                  f"expects {shape}")
         shares = arithmetic.share_inputs(self, encoded, owners, shape)
-        return [SecretTensor(self, s, frac_bits=f, bound=b) for s in shares]
+        return [SecretTensor(self, s, frac_bits=f, bound=b, origin=self._origin(o, name))
+                for o, s in zip(owners, shares, strict=True)]
 
     def publish_each(self, value, owners) -> list:
         """Every rank in ``owners`` sends its public, JSON-serialisable ``value`` to every other

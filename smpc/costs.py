@@ -105,9 +105,10 @@ def render() -> str:
         "bound 2^40 makes one final product fewer (1128 / 1240 / 1288 bytes), and ring64 "
         "truncates fixed-point values only up to 2^23 / 2^16 = 128, so its truncate row is "
         "refused here while the benchmarks truncate values up to 100.",
-        "A reveal to compute parties sends the fewest low bytes of each share (1, 2, 4 or 8) "
-        "that the public bound at the secret's fractional bits allows, else the whole ring "
-        "element (`fixedpoint.open_width`).",
+        "A reveal to compute parties sends the fewest low bytes of each share that the public "
+        "bound at the secret's fractional bits allows plus one spare byte, which lets every "
+        "recipient refuse a value beyond its bound instead of opening it wrapped, else the "
+        "whole ring element (`fixedpoint.open_width`, `fixedpoint.check_open`).",
         "The oblivious sort is not listed: its quicksort opens comparison outcomes of shuffled "
         "distinct keys, so its rounds and bytes vary with the random order (expected ~120 "
         "rounds and ~700 bytes per row for 1e5 one-word keys; see smpc/protocols/sort.py).",

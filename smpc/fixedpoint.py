@@ -57,21 +57,61 @@ def truncatable_encoded(ring: Ring) -> float:
     return 2.0 ** (ring.bits - 1 - SECURITY_BITS)
 
 
-OPEN_WIDTHS = (1, 2, 4, 8)
-"""Bytes per element a reveal may send instead of whole ring elements (int8 .. int64)."""
+SPARE_BYTES = 1
+"""Bytes a narrow reveal opens beyond what the bound needs, so that a value beyond its bound
+(a bound declared wrongly) is refused by ``check_open`` instead of being opened wrapped."""
 
 
 def open_width(ring: Ring, bound: float, frac_bits: int) -> int:
-    """Bytes per element that determine a value of public magnitude ``bound`` at
-    ``frac_bits``: the fewest of ``OPEN_WIDTHS`` whose signed range holds every encoded value
-    with two units to spare (a probabilistic truncation may round up by one), else the ring
-    element. Shares reduce mod 2^(8w) like the value, so the low w bytes of each share sum to
-    the value mod 2^(8w), which the bound makes unique."""
+    """Bytes per element that a reveal to a compute party opens for a value of public
+    magnitude ``bound`` at ``frac_bits``: the fewest bytes whose signed range holds every
+    encoded value with two units to spare (a probabilistic truncation may round up by one),
+    plus ``SPARE_BYTES``; the ring element where that is not fewer than 8 bytes on ring128,
+    or than a ring element. Shares reduce mod 2^(8w) like the value, so the low w bytes of
+    each share sum to the value mod 2^(8w): the bound makes it unique, and the spare byte
+    shows a value up to 2^8 times beyond the bound's range as what it is."""
     encoded = float(bound) * 2.0**frac_bits
-    for width in OPEN_WIDTHS:
-        if width < ring.bits // 8 and encoded + 2.0 < 2.0 ** (8 * width - 1):
-            return width
+    for needed in range(1, 8):
+        if encoded + 2.0 < 2.0 ** (8 * needed - 1):
+            width = needed + SPARE_BYTES
+            return width if width < ring.bits // 8 and width <= 8 else ring.bits // 8
     return ring.bits // 8
+
+
+def open_limit(bound: float, frac_bits: int) -> int:
+    """The largest |encoded integer| an opened value of ``bound`` at ``frac_bits`` may be:
+    the bound's encoding and the two units a probabilistic truncation may add."""
+    return math.floor(float(bound) * 2.0**frac_bits) + 2
+
+
+def check_open(ring: Ring, opened: torch.Tensor, bound: float, frac_bits: int, what: str) -> None:
+    """RangeError naming ``what`` and the first position if an opened ring tensor holds a
+    value beyond its public bound: the bound was declared wrongly (or a lower bound of a
+    divisor did not hold), and the value is refused, never returned wrapped. Every recipient
+    runs the same test on the same value."""
+    limit = open_limit(bound, frac_bits)
+    low = opened[0] if ring.lanes == 2 else opened
+    if limit < 2**63:
+        outside = (low > limit) | (low < -limit)
+        if ring.lanes == 2:
+            outside |= opened[1] != (low >> 63)  # the high lane is the low lane's sign
+    else:  # only ring128 gets here: whole elements; exact on the few elements float cannot decide
+        approx = ring.to_float(opened, 0).abs()
+        outside = approx > float(limit) * (1 + 2.0**-40)
+        near = ((approx > float(limit) * (1 - 2.0**-40)) & ~outside).reshape(-1).nonzero().reshape(-1)
+        if near.numel():
+            flat = opened.reshape(2, -1) if ring.lanes == 2 else opened.reshape(-1)
+            exact = ring.to_ints(flat[:, near] if ring.lanes == 2 else flat[near], signed=True)
+            mask = outside.reshape(-1)
+            for i, v in zip(near.tolist(), exact, strict=True):
+                mask[i] = abs(v) > limit
+    if bool(outside.any()):
+        pos = _position(tuple(low.shape), int(outside.reshape(-1).nonzero()[0]))
+        raise RangeError(
+            f"{what}: the opened value at position {pos} lies beyond its declared bound {bound:.4g} "
+            f"({frac_bits} fractional bits); a bound that does not hold was declared for it (or for a value it "
+            "was computed from), and the value is refused rather than returned wrapped"
+        )
 
 
 def check_fits(ring: Ring, bound: float, frac_bits: int, what: str) -> None:

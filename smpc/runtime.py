@@ -20,15 +20,18 @@ def simulate(
     input_parties: int = 0,
     timeout: float = DEFAULT_TIMEOUT,
     party_names: list[str] | None = None,
+    result_ranks=None,
     **kwargs,
 ) -> list:
     """Run ``fn(ctx, **kwargs, **inputs[rank])`` once per party, each in its own thread, and
     return the per-party results (index = rank).
 
     Ranks 0..2 are the compute parties; ``input_parties`` extra ranks (3, 4, ...) own inputs or
-    receive results without holding shares. If any party raises, the job is aborted on every
-    party (they stop within moments, not at the timeout) and the error of the party that
-    failed first is re-raised (the others' errors are only its consequences).
+    receive results without holding shares. ``result_ranks`` sets ``ctx.result_ranks``, the
+    ranks an analysis opens its results to (default: the compute parties). If any party
+    raises, the job is aborted on every party (they stop within moments, not at the
+    timeout) and the error of the party that failed first is re-raised (the others' errors
+    are only its consequences).
     """
     if parties != N_COMPUTE:
         raise SmpcError(f"smpc runs with exactly {N_COMPUTE} compute parties (got parties={parties})")
@@ -45,7 +48,7 @@ def simulate(
         try:
             ctx = Context(
                 rank, world, network.endpoint(rank), ring=ring, frac_bits=frac_bits,
-                timeout=timeout, party_names=party_names,
+                timeout=timeout, party_names=party_names, result_ranks=result_ranks,
             )
             results[rank] = fn(ctx, **kwargs, **inputs.get(rank, {}))
         except BaseException as exc:  # noqa: BLE001 - every failure must abort the peers

@@ -23,6 +23,7 @@ from smpc.errors import InputError, RangeError, SmpcError
 from smpc.fixedpoint import (
     as_float64,
     check_fits,
+    check_open,
     check_truncatable,
     decode,
     encode_public,
@@ -52,11 +53,18 @@ class SecretTensor:
 
     __array_priority__ = 1000  # make numpy defer to our reflected operators
 
-    def __init__(self, ctx, shares: ArithmeticShares | None, frac_bits: int, bound: float):
+    def __init__(self, ctx, shares: ArithmeticShares | None, frac_bits: int, bound: float, origin: str | None = None):
         self.ctx = ctx
         self.shares = shares
         self.frac_bits = int(frac_bits)
         self.bound = float(bound)
+        self.origin = origin
+        """What the value is or was computed from (a shared column, a re-bounded aggregate),
+        for errors; kept through operations on it."""
+        self.bound_known = True
+        """False on a rank without shares once the bound went through an operation whose
+        bound depends on a shape that rank never sees (sums, products of matrices): a
+        reveal then cannot test the value against it there."""
 
     # ----- construction ----------------------------------------------------------------
     @classmethod
@@ -72,13 +80,24 @@ class SecretTensor:
         second = encoded if ctx.rank == 2 else zero.clone()
         return cls(ctx, ArithmeticShares(ctx.ring, first, second), f, bound)
 
-    def _new(self, shares, frac_bits=None, bound=None) -> SecretTensor:
-        return SecretTensor(
+    def _new(self, shares, frac_bits=None, bound=None, *others: SecretTensor) -> SecretTensor:
+        """A result with this secret's metadata (``others``: further operands, whose
+        ``bound_known`` it also depends on)."""
+        out = SecretTensor(
             self.ctx,
             shares,
             self.frac_bits if frac_bits is None else frac_bits,
             self.bound if bound is None else bound,
+            self.origin,
         )
+        out.bound_known = self.bound_known and all(o.bound_known for o in others)
+        return out
+
+    def _shape_blind(self, out: SecretTensor) -> SecretTensor:
+        """``out`` with its bound marked unknown where this rank cannot see the shape."""
+        if self.shares is None:
+            out.bound_known = False
+        return out
 
     # ----- metadata --------------------------------------------------------------------
     @property
@@ -120,7 +139,10 @@ class SecretTensor:
         return self._new(shares, frac_bits=frac_bits)
 
     def truncate(self, bits: int) -> SecretTensor:
-        """Drop ``bits`` fractional bits (1 round). Error: <= 1 unit of the new last place."""
+        """Drop ``bits`` fractional bits (1 round). Error: <= 1 unit of the new last place.
+        Leakage: probabilistic truncation's rounding correlates with party 0's share (an
+        opened result tells party 0 one comparison of the dropped bits with a value it knows;
+        ``protocols.arithmetic.reshare_truncated``); so does every fixed-point product."""
         check_truncatable(self.ring, self.bound, self.frac_bits, "truncation")
         shares = None if self.shares is None else arithmetic.truncate(self.ctx, self.shares, bits)
         return self._new(shares, frac_bits=self.frac_bits - bits)
@@ -137,7 +159,7 @@ class SecretTensor:
             check_fits(self.ring, bound, f, "addition")
             a, b = self.rescale(f), other.rescale(f)
             shares = None if a.shares is None else a.shares.add(b.shares)
-            return self._new(shares, frac_bits=f, bound=bound)
+            return self._new(shares, f, bound, other)
         t = _public_tensor(other)
         f = self.frac_bits if (self.frac_bits or _is_integral(t)) else self.ctx.frac_bits
         a = self.rescale(f)
@@ -187,7 +209,7 @@ class SecretTensor:
                 shares = arithmetic.square(self.ctx, self.shares, trunc)
             else:
                 shares = arithmetic.mul(self.ctx, self.shares, other.shares, trunc)
-        return self._new(shares, frac_bits=raw - trunc, bound=bound)
+        return self._new(shares, raw - trunc, bound, other)
 
     def _mul_public(self, t: torch.Tensor) -> SecretTensor:
         cmax = float(t.abs().max()) if t.numel() else 0.0
@@ -211,6 +233,8 @@ class SecretTensor:
                 "declare a tighter bound, use the 128-bit ring, or reveal an exact sum and divide in float64"
             )
         raw = self.frac_bits + f_c
+        # c is encoded to the nearest 2^-f_c: the product may exceed bound * cmax by that much
+        bound = self.bound * (cmax + 2.0 ** -(f_c + 1))
         check_fits(self.ring, bound, raw, "multiplication by a public value")
         if self.shares is None:
             return self._new(None, frac_bits=f_out, bound=bound)
@@ -270,8 +294,9 @@ class SecretTensor:
         """self / other. For a secret divisor: ``lower`` is a public lower bound on |other|
         (default one unit in its last place), used only for the result's public bound;
         a divisor below it, which cannot be detected without revealing it, still gives the
-        right quotient but one beyond that bound, which later range checks and reveals trust
-        (a reveal sends only the low bytes the bound needs): declare only a true lower bound.
+        right quotient but one beyond that bound, which later range checks trust; a reveal
+        refuses it (RangeError) up to 2^8 times the bound's range and could open it wrapped
+        beyond that: declare only a true lower bound.
         other == 0 gives 0.
         Cost: 22 rounds (division.divide). Error: 2^-30 relative + 1 unit of the result."""
         if not isinstance(other, SecretTensor):
@@ -284,7 +309,7 @@ class SecretTensor:
         if self.shares is not None:
             x, y = self._broadcast_with(other)
             shares = division.divide(self.ctx, x, self.frac_bits, y, other.frac_bits, f)
-        return SecretTensor(self.ctx, shares, f, bound)
+        return self._new(shares, f, bound, other)
 
     def __rtruediv__(self, other) -> SecretTensor:
         """public / secret: the public numerator as a (trivially shared) secret, divided."""
@@ -361,7 +386,7 @@ class SecretTensor:
         shares = None
         if self.shares is not None:
             shares = arithmetic.matmul(self.ctx, self.shares, other.shares, trunc)
-        return self._new(shares, frac_bits=raw - trunc, bound=bound)
+        return self._shape_blind(self._new(shares, raw - trunc, bound, other))
 
     def dot(self, other: SecretTensor, dim=-1, exact: bool = False) -> SecretTensor:
         """sum(self * other, dim): only the reduced result is communicated. With
@@ -374,7 +399,7 @@ class SecretTensor:
         shares = None
         if self.shares is not None:
             shares = arithmetic.mul_sum(self.ctx, self.shares, other.shares, dim, trunc)
-        return self._new(shares, frac_bits=raw - trunc, bound=bound)
+        return self._shape_blind(self._new(shares, raw - trunc, bound, other))
 
     # ----- reductions ------------------------------------------------------------------
     def _count(self, dim) -> int:
@@ -391,7 +416,7 @@ class SecretTensor:
         bound = self.bound * count
         check_fits(self.ring, bound, self.frac_bits, "sum")
         shares = None if self.shares is None else self.shares.sum(dim=dim, keepdim=keepdim)
-        return self._new(shares, bound=bound)
+        return self._shape_blind(self._new(shares, bound=bound))
 
     def mean(self, dim=None, keepdim: bool = False) -> SecretTensor:
         """Mean = sum times the public 1/count (1 round for the truncation)."""
@@ -399,7 +424,7 @@ class SecretTensor:
         total = self.sum(dim=dim, keepdim=keepdim)
         f_out = self.frac_bits or self.ctx.frac_bits
         if self.shares is None:  # a party without shares does not know the count (see _count)
-            return total._new(None, frac_bits=f_out, bound=self.bound)
+            return total._new(None, frac_bits=f_out, bound=self.bound)  # (unknown, as total's)
         out = total._mul_public(torch.tensor(1.0 / count, dtype=torch.float64))
         if out.frac_bits < f_out:  # count == 1 multiplies by the integer 1: same scale on every rank
             out = out.rescale(f_out)
@@ -503,7 +528,10 @@ class SecretTensor:
         if x.bound * 2 * 2.0**x.frac_bits >= 2.0**63:
             raise RangeError("min/max: differences of elements may not fit 64 bits; declare tighter bounds")
         if x.shares is None:  # a rank without shares knows no shape: like sum's, its bounds are 0
-            return x._new(None), (SecretTensor(self.ctx, None, 0, 0.0) if with_index else None)
+            index = SecretTensor(self.ctx, None, 0, 0.0) if with_index else None
+            if index is not None:
+                index.bound_known = False
+            return self._shape_blind(x._new(None)), index
         if not -len(x.shape) <= d < len(x.shape):
             raise SmpcError(f"min/max: dim {dim} is out of range for a secret of shape {tuple(x.shape)}")
         d %= len(x.shape)
@@ -578,7 +606,13 @@ class SecretTensor:
         return ranks
 
     def _open(self, to):
-        return arithmetic.reveal(self.ctx, self.shares, self._recipients(to), self._open_width())
+        """The opened ring tensor on the recipients (None elsewhere), refused with RangeError
+        at every recipient if it lies beyond the public bound (``fixedpoint.check_open``)."""
+        opened = arithmetic.reveal(self.ctx, self.shares, self._recipients(to), self._open_width())
+        if opened is not None and self.bound_known:
+            what = f"reveal of {self.origin or 'a secret'} ({self.ring.name})"
+            check_open(self.ring, opened, self.bound, self.frac_bits, what)
+        return opened
 
     def _open_width(self) -> int:
         # the public bound says how many low bytes of each share determine the value
@@ -586,9 +620,10 @@ class SecretTensor:
 
     def reveal(self, to=None) -> torch.Tensor | None:
         """The value as float64 on the ranks in ``to`` (default: every party), None elsewhere.
-        Leakage: the value, to the recipients. Cost: 1 round; per element, the fewest of 1, 2,
-        4, 8 bytes that the public bound allows, else a ring element (see
-        protocols.arithmetic.reveal and fixedpoint.open_width).
+        A value beyond its public bound raises RangeError at every recipient, never opens
+        wrapped. Leakage: the value, to the recipients. Cost: 1 round; per element, the
+        fewest bytes that the public bound allows plus one spare byte, else a ring element
+        (see protocols.arithmetic.reveal and fixedpoint.open_width).
         """
         opened = self._open(to)
         if opened is None:
@@ -629,7 +664,7 @@ def cat(items: list[SecretTensor], dim: int = 0) -> SecretTensor:
     bound = max(x.bound for x in items)
     first = aligned[0]
     shares = None if first.shares is None else ArithmeticShares.cat([x.shares for x in aligned], dim)
-    return first._new(shares, frac_bits=f, bound=bound)
+    return first._new(shares, f, bound, *aligned)
 
 
 def stack(items: list[SecretTensor], dim: int = 0) -> SecretTensor:
@@ -639,7 +674,7 @@ def stack(items: list[SecretTensor], dim: int = 0) -> SecretTensor:
     bound = max(x.bound for x in items)
     first = aligned[0]
     shares = None if first.shares is None else ArithmeticShares.stack([x.shares for x in aligned], dim)
-    return first._new(shares, frac_bits=f, bound=bound)
+    return first._new(shares, f, bound, *aligned)
 
 
 def where(cond: SecretTensor, if_true, if_false) -> SecretTensor:
@@ -655,10 +690,10 @@ def where(cond: SecretTensor, if_true, if_false) -> SecretTensor:
     a, b = a.rescale(f), b.rescale(f)
     bound = max(a.bound, b.bound)
     check_fits(cond.ring, a.bound + b.bound, f, "where")
-    if cond.shares is None:
-        return SecretTensor(ctx, None, f, bound)
-    shares = compare.select(ctx, cond.shares, a.shares, b.shares)
-    return SecretTensor(ctx, shares, f, bound)
+    shares = None if cond.shares is None else compare.select(ctx, cond.shares, a.shares, b.shares)
+    out = SecretTensor(ctx, shares, f, bound, a.origin or b.origin)
+    out.bound_known = a.bound_known and b.bound_known
+    return out
 
 
 def maximum(a: SecretTensor, b) -> SecretTensor:

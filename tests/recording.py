@@ -28,9 +28,10 @@ class RecordingTransport(InProcessTransport):
 
 
 def run_recorded(fn: Callable, world: int = 3, ring: int = 64, party_names: list[str] | None = None,
-                 args: Callable[[int], dict] = lambda rank: {}):
+                 args: Callable[[int], dict] = lambda rank: {}, result_ranks=None):
     """Run ``fn(ctx, **args(rank))`` on every rank in its own thread; return (results, the
-    messages each rank received). A failing rank aborts the others; the first error that is
+    messages each rank received). ``result_ranks``: the job's recipients (``ctx.result_ranks``;
+    default the compute parties). A failing rank aborts the others; the first error that is
     not a consequence (``PartyUnavailable``) is re-raised."""
     network = InProcessNetwork(world)
     transports = [RecordingTransport(network, r) for r in range(world)]
@@ -39,7 +40,8 @@ def run_recorded(fn: Callable, world: int = 3, ring: int = 64, party_names: list
 
     def run(rank):
         try:
-            ctx = Context(rank, world, transports[rank], ring=ring, timeout=120, party_names=party_names)
+            ctx = Context(rank, world, transports[rank], ring=ring, timeout=120, party_names=party_names,
+                          result_ranks=result_ranks)
             results[rank] = fn(ctx, **args(rank))
         except BaseException as exc:  # noqa: BLE001 - re-raised below
             errors.append(exc)

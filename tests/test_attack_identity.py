@@ -122,7 +122,7 @@ def test_a_compute_party_cannot_run_a_job_in_another_members_name(cluster):
     assert not [r for b in BANKS for r in records(cluster, b, job_id) if r["event"] == "job_received"]
 
     # bank_c's own job of that id was never taken: it runs, and every party records who signed it
-    with cluster.client("bank_a", identity="bank_c") as client:
+    with cluster.client("bank_c", identity="bank_c") as client:  # results open at the recipient's party
         assert client.run("default_rate_overall", LOAN_PARAMS, job_id="forged")["defaults"] == 300
     received = [next(r for r in records(cluster, b, job_id) if r["event"] == "job_received") for b in BANKS]
     assert all(r["requester"] == r["signer"] == "bank_c" and r["signer_role"] == "party" for r in received)
@@ -212,7 +212,7 @@ def test_no_identity_can_take_another_members_job_id(cluster):
     spec = signed_spec(cluster, "bank_b", "bank_a/payday", "bank_a", "bank_b")
     with channel(cluster, "bank_c", "bank_b") as ch:
         assert not peer_pb2_grpc.PartyPeerStub(ch).Prepare(peer_pb2.PrepareRequest(spec=spec), timeout=30).accepted
-    with cluster.client("bank_c", identity="bank_a") as client:
+    with cluster.client("bank_a", identity="bank_a") as client:  # results open at the recipient's party
         assert client.submit("default_rate_overall", LOAN_PARAMS, job_id="payday") == "bank_a/payday"
         assert client.wait("payday", timeout=120)["defaults"] == 300
         with pytest.raises(PolicyError, match="used before"):  # a replay of the owner's own id is still refused

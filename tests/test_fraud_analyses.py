@@ -26,7 +26,8 @@ ML = {"id": "customer_id", "balance": "balance", "balance_threshold": THRESHOLD,
 
 def run_banks(fn, tables: dict[str, pd.DataFrame], as_input_parties: bool, **params):
     """Run an analysis with the banks as compute parties (ranks 0..2) or as input parties
-    (ranks 3..); returns ({bank: result}, {bank: received messages}, compute results)."""
+    (ranks 3..), every bank a recipient; returns ({bank: result}, {bank: received messages},
+    compute results)."""
     banks = list(tables)
     if as_input_parties:
         owners = list(range(3, 3 + len(banks)))
@@ -40,7 +41,8 @@ def run_banks(fn, tables: dict[str, pd.DataFrame], as_input_parties: bool, **par
         return fn(ctx, table, owners, **params)
 
     results, messages = recording.run_recorded(
-        job, world, 64, party_names=names, args=lambda rank: {"table": tables[names[rank]] if rank in owners else None})
+        job, world, 64, party_names=names, args=lambda rank: {"table": tables[names[rank]] if rank in owners else None},
+        result_ranks=owners)
     by_bank = {names[r]: results[r] for r in owners}
     received = {names[r]: messages[r] for r in owners}
     others = [results[r] for r in range(world) if r not in owners]

@@ -1,5 +1,6 @@
-"""Reveals send only the low bytes of each share that the public bound needs
-(``fixedpoint.open_width``): values exact at the edges of every width, bytes exact."""
+"""Reveals send only the low bytes of each share that the public bound needs, plus one spare
+byte (``fixedpoint.open_width``): values exact at the edges of every width, bytes exact, and a
+value beyond its declared bound refused at every recipient instead of opened wrapped."""
 
 from __future__ import annotations
 
@@ -9,23 +10,26 @@ import torch
 import smpc
 from smpc.fixedpoint import open_width
 from smpc.ring import ring_for
+from smpc.secret import SecretTensor
 
 
 @pytest.mark.parametrize(
     "ring, bound, frac_bits, width",
     [
-        (64, 1, 0, 1),
-        (64, 125, 0, 1),  # 125 + 2 units of slack < 2^7
-        (64, 126, 0, 2),
-        (64, 2.0**15 - 3, 0, 2),
+        (64, 1, 0, 2),  # one byte holds it, one spare byte
+        (64, 125, 0, 2),  # 125 + 2 units of slack < 2^7
+        (64, 126, 0, 3),
+        (64, 2.0**15 - 3, 0, 3),
         (64, 2.0**15 - 2, 0, 4),
-        (64, 1e4, 16, 4),
-        (64, 2.0**31, 0, 8),
+        (64, 1e4, 16, 5),
+        (64, 2.0**31, 0, 6),
+        (64, 2.0**40, 0, 7),  # 6 bytes and the spare
+        (64, 2.0**47, 0, 8),  # 7 bytes and the spare: the whole element
         (64, 2.0**40, 16, 8),  # no narrower width holds it: the whole element
-        (128, 1, 0, 1),
-        (128, 2.0**40, 20, 8),
-        (128, 2.0**62, 0, 8),
-        (128, 2.0**63, 0, 16),
+        (128, 1, 0, 2),
+        (128, 2.0**40, 0, 7),
+        (128, 2.0**40, 20, 16),  # 8 bytes and the spare: the whole element
+        (128, 2.0**62, 0, 16),
         (128, 1e9, 40, 16),
     ],
 )
@@ -60,7 +64,7 @@ def test_edges_reveal_exactly_with_the_narrow_width(ring, bound, frac_bits):
 @pytest.mark.parametrize("ring", [64, 128])
 def test_products_and_comparisons_open_narrow(ring):
     """A truncated product at its bound (truncation may round up by one unit) and a
-    comparison bit (1 byte per element) open exactly; an input-party recipient gets whole
+    comparison bit (1 byte and the spare byte per element) open exactly; an input-party recipient gets whole
     ring elements and the same values."""
     gen = torch.Generator().manual_seed(5)
     n = 2000
@@ -94,4 +98,46 @@ def test_products_and_comparisons_open_narrow(ring):
         if rank < 3:
             element = ring // 8
             assert product_stats["bytes_sent_to"] == {(rank + 1) % 3: n * width, 3: n * element}
-            assert less_stats["bytes_sent_to"] == {(rank + 1) % 3: n * 1, 3: n * element}
+            assert less_stats["bytes_sent_to"] == {(rank + 1) % 3: n * 2, 3: n * element}
+
+
+@pytest.mark.parametrize("ring", [64, 128])
+@pytest.mark.parametrize("held, frac_bits", [(1000.0, 0), (-1000.0, 0), (1000.0, 8), (2.0**15, 0), (-103.0, 0)])
+def test_a_value_beyond_its_declared_bound_is_refused_at_every_recipient_never_wrapped(ring, held, frac_bits):
+    """A secret holding 1000 under a declared bound of 100 opened as -24 at compute
+    recipients (one byte: 1000 mod 256) and as 1000 at an input-party recipient. Every
+    recipient, whatever it receives, now refuses it with RangeError naming its origin; the
+    bytes stay exact (the spare byte is the only cost)."""
+    values = torch.tensor([5.0, held, -7.0], dtype=torch.float64)
+
+    def job(ctx):
+        honest = ctx.share(values if ctx.rank == 0 else None, owner=0, bound=abs(held), frac_bits=frac_bits,
+                           name="balances")
+        wrong = SecretTensor(ctx, honest.shares, frac_bits, 100.0, origin="balances under a wrong bound")
+        ctx.reset_comm_stats()
+        try:
+            return wrong.reveal(), ctx.comm_stats()
+        except smpc.RangeError as exc:
+            return exc, ctx.comm_stats()
+
+    results = smpc.simulate(job, ring=ring, input_parties=1)
+    width = open_width(ring_for(ring), 100.0, frac_bits)
+    for rank, (outcome, stats) in enumerate(results):
+        assert isinstance(outcome, smpc.RangeError), (rank, outcome)
+        assert "balances under a wrong bound" in str(outcome) and "position 1" in str(outcome), rank
+        assert "declared bound 100" in str(outcome), rank
+        if rank < 3:
+            assert stats["bytes_sent_to"] == {(rank + 1) % 3: 3 * width, 3: 3 * ring // 8}, rank
+
+
+@pytest.mark.parametrize("ring", [64, 128])
+def test_values_at_the_bound_and_truncation_slack_still_open(ring):
+    """The check refuses only what lies beyond the bound and its two units of slack."""
+    values = torch.tensor([100.0, -100.0, 102.0, -102.0], dtype=torch.float64)
+
+    def job(ctx):
+        s = ctx.share(values if ctx.rank == 0 else None, owner=0, bound=102.0, frac_bits=0)
+        return SecretTensor(ctx, s.shares, 0, 100.0).reveal()
+
+    for out in smpc.simulate(job, ring=ring, input_parties=1):
+        assert torch.equal(out, values)

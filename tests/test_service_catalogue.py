@@ -94,10 +94,14 @@ def test_default_rate_overall_on_flags_and_negative_amounts():
 
 def test_small_totals_are_suppressed_without_revealing_the_count():
     tables = split(GERMAN.head(12), 3)
-    got = RATE.run_simulated(tables, label="creditability", positive="bad", min_cell_size=13)
-    assert got == {"suppressed": True, "min_cell_size": 13}
-    assert got == RATE.run_plaintext(tables, label="creditability", positive="bad", min_cell_size=13)
-    assert RATE.run_simulated(tables, label="creditability", positive="bad", min_cell_size=12)["rows"] == 12
+    # the total-count rule alone (contributor rule off): 12 loans pass a minimum of 12, not 13
+    rule = {"label": "creditability", "positive": "bad", "min_contributors": 0}
+    got = RATE.run_simulated(tables, **rule, min_cell_size=13)
+    assert got == {"suppressed": True, "min_cell_size": 13, "min_contributors": 0, "max_dominance": 100.0}
+    assert got == RATE.run_plaintext(tables, **rule, min_cell_size=13)
+    assert RATE.run_simulated(tables, **rule, min_cell_size=12)["rows"] == 12
+    # by default three banks must each hold min_cell_size loans: 4 each is too few for 12
+    assert RATE.run_simulated(tables, label="creditability", positive="bad", min_cell_size=12)["suppressed"]
 
 
 def test_bad_inputs_name_the_party_column_and_problem():

@@ -72,7 +72,8 @@ def test_job_across_three_processes_matches_simulate_and_plaintext(cluster):
     expected_plain = analysis.run_plaintext(cluster.tables, **params, min_cell_size=10)
     events = []
     with cluster.client("bank_b", identity="bank_a") as client:  # submit to rank 1, not the first party
-        result = client.run("default_rate_overall", params, on_event=events.append, job_id="job-first")
+        result = client.run("default_rate_overall", params, on_event=events.append, job_id="job-first",
+                            recipients=["bank_b"])  # bank_b's party receives the result, to hand it out
     job_id = "bank_a/job-first"  # ids are namespaced by the requester
     assert result == expected_sim == expected_plain
     assert result["rows"] == 1000 and result["defaults"] == 300 and result["amount_sum"] == 3271258.0
@@ -98,9 +99,9 @@ def test_job_across_three_processes_matches_simulate_and_plaintext(cluster):
     assert len({records(cluster, b, job_id)[0]["signature_sha256"] for b in BANKS}) == 1
     released = [r for r in records(cluster, "bank_b", job_id) if r["event"] == "outputs_released"]
     assert [r["to"] for r in released] == ["bank_a"]
-    # the other parties hand the result to the requester too, and to nobody else
+    # the result was opened to the requester's party only: the others hold nothing to hand out
     with cluster.client("bank_c", identity="bank_a") as client:
-        assert client.result("job-first") == result == client.result(job_id)  # a bare id is the caller's own
+        assert client.result("job-first") == {} == client.result(job_id)  # a bare id is the caller's own
     # another identity learns nothing, not even that the job exists: the answer to a job it may
     # not see is the answer to a job that does not exist
     with cluster.client("bank_c", identity="analyst") as client:
@@ -124,7 +125,8 @@ def test_the_job_cli_submits_and_prints_the_result(cluster, capsys):
     from smpc import cli
 
     tls = [f"--{k}={v}" for k, v in cluster.cert_args("bank_a").items()]
-    args = ["job", "submit", "--to", cluster.address("bank_c"), *tls, "--json", "default_rate_overall",
+    args = ["job", "submit", "--to", cluster.address("bank_c"), *tls, "--recipient", "bank_c", "--json",
+            "default_rate_overall",
             "--param", "label=creditability", "--param", "positive=bad", "--param", "amount=credit_amount"]
     assert cli.main(args) == 0
     captured = capsys.readouterr()
@@ -134,7 +136,8 @@ def test_the_job_cli_submits_and_prints_the_result(cluster, capsys):
     assert cli.main(refused) == cli.EXIT_REFUSED
     assert "refused: bank_c refuses job" in capsys.readouterr().err
     assert cli.main(["job", "submit", "--to", cluster.address("bank_a"), *tls, "--job-id", "job-cli", "--no-wait",
-                     "default_rate_overall", "--param", "label=creditability", "--param", "positive=bad"]) == 0
+                     "--recipient", "bank_b", "default_rate_overall", "--param", "label=creditability",
+                     "--param", "positive=bad"]) == 0
     assert capsys.readouterr().out.strip() == "bank_a/job-cli"  # the id, in the requester's namespace
     assert cli.main(["job", "watch", "--to", cluster.address("bank_a"), *tls, "--json", "bank_a/job-cli"]) == 0
     watched = capsys.readouterr().out  # progress lines, then the result as JSON
@@ -326,7 +329,7 @@ def test_malformed_or_oversized_frames_close_the_stream_and_the_server_keeps_ser
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
     with cluster.client("bank_b") as client:
         assert client.health() == "SERVING"
-        assert client.run("default_rate_overall", LOAN_PARAMS)["rows"] == 1000
+        assert client.run("default_rate_overall", LOAN_PARAMS, recipients=["bank_b"])["rows"] == 1000
 
 
 def test_the_submit_example_runs_against_the_services(cluster):
@@ -354,13 +357,13 @@ def test_job_cli_says_where_a_per_bank_result_is_held(cluster, capsys):
     from smpc import cli
 
     tls = [f"--{k}={v}" for k, v in cluster.cert_args("bank_a").items()]
-    # bank_a asks bank_b: multi_lending's by_bank part for bank_a is handed out by bank_a only
+    # bank_a asks bank_b: multi_lending's result for bank_a is opened at bank_a's party only
     args = ["job", "submit", "--to", cluster.address("bank_b"), *tls, "--quiet", "--json", "--job-id", "job-ml-b",
             "multi_lending", *ML_PARAMS]
-    assert cli.main(args) == 0  # the job succeeded: an empty part is not a failure
+    assert cli.main(args) == 0  # the job succeeded: an empty result is not a failure
     out, err = capsys.readouterr()
-    assert json.loads(out)["by_bank"] == {}
-    assert "note: bank_b holds no part of job bank_a/job-ml-b's result for bank_a" in err
+    assert json.loads(out) == {}
+    assert "note: bank_b holds no result of job bank_a/job-ml-b for bank_a" in err
     hint = f"smpc job get --to ADDRESS_OF_bank_a {' '.join(tls).replace('=', ' ')} bank_a/job-ml-b"
     assert hint in err, err
     # at bank_a's own party the same job has bank_a's part, and nothing is noted
@@ -454,7 +457,7 @@ def test_killed_party_aborts_the_job_everywhere_and_the_next_job_succeeds(cluste
         client.result(job_id)
     cluster.start("bank_c")
     with cluster.client("bank_c") as client:
-        result = client.run("default_rate_overall", LOAN_PARAMS)
+        result = client.run("default_rate_overall", LOAN_PARAMS, recipients=["bank_c"])
     assert result == analyses.get("default_rate_overall").run_plaintext(cluster.tables, **LOAN_PARAMS,
                                                                          min_cell_size=10)
     for bank in BANKS:

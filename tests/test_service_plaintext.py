@@ -34,7 +34,7 @@ def test_a_job_runs_in_plaintext_mode(plaintext_cluster):
     c = plaintext_cluster
     with JobClient(c.address("bank_c"), insecure_identity="bank_b") as client:
         assert client.health() == "SERVING"
-        result = client.run("default_rate_overall", LOAN_PARAMS)
+        result = client.run("default_rate_overall", LOAN_PARAMS, recipients=["bank_c"])
     assert result == analyses.get("default_rate_overall").run_plaintext(c.tables, **LOAN_PARAMS, min_cell_size=10)
     # a TLS client cannot talk to a plaintext party
     with c.client("bank_c") as client, pytest.raises(Exception, match="UNAVAILABLE"):

@@ -214,8 +214,8 @@ def test_refusals_are_rate_limited_per_requester(cluster):
     assert [(r["requester"], r["call"], r["limit"]) for r in quota] == [
         ("analyst", "Submit", "limits.refusals_per_hour")]
     # another requester is not limited by the analyst's refusals
-    with cluster.client("bank_a", "bank_b") as client:
-        assert client.run("default_rate_overall", LOAN_PARAMS)["rows"] == 1000
+    with cluster.client("bank_a", "bank_b") as client:  # bank_a's party holds the result as a recipient
+        assert client.run("default_rate_overall", LOAN_PARAMS, recipients=["bank_a"])["rows"] == 1000
 
 
 def test_submits_per_minute_and_oversize_parameters(cluster):
@@ -231,8 +231,8 @@ def test_submits_per_minute_and_oversize_parameters(cluster):
     assert status.error.rule == "limits.param_count" and MARKER not in status.error.message
     # the size refusals are no policy refusals (the refusal limit is 2) but are submissions:
     # this third one runs, the fourth is over limits.submits_per_minute = 3
-    with cluster.client("bank_b", "bank_c") as client:
-        assert client.run("default_rate_overall", LOAN_PARAMS)["rows"] == 1000
+    with cluster.client("bank_b", "bank_c") as client:  # bank_b's party holds the result as a recipient
+        assert client.run("default_rate_overall", LOAN_PARAMS, recipients=["bank_b"])["rows"] == 1000
     status, err = submit(cluster, "bank_b", "bank_c", params=LOAN_PARAMS, job_id="rate-4")
     assert status is None and err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert err.details().startswith("bank_b: rate limit: bank_c submitted 3 jobs within the last minute "

@@ -54,7 +54,7 @@ def test_a_job_that_arrives_while_the_service_stops_is_refused_cleanly(tmp_path)
         with cluster.client("bank_a", identity="analyst") as client:
             with pytest.raises(PartyUnavailable, match="bank_a is shutting down"):
                 client.submit_status("default_rate_overall", LOAN_PARAMS, job_id="late-job")
-        spec = peer_pb2.JobSpec(job_id="late-peer-job", analysis="default_rate_overall", coordinator="bank_b",
+        spec = peer_pb2.JobSpec(job_id="bank_b/late-peer-job", analysis="default_rate_overall", coordinator="bank_b",
                                 requester="bank_b", recipients=["bank_b"], parties=BANKS, source="loans")
         with secure_channel(cluster.address("bank_a"), *(p.read_bytes() for p in cluster.cert_args("bank_b").values()),
                             identity="bank_a") as channel:
@@ -63,10 +63,10 @@ def test_a_job_that_arrives_while_the_service_stops_is_refused_cleanly(tmp_path)
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "shutting down" in refused.value.details()
         assert server.manager.active_jobs() == 0
-        assert server.manager.get("late-job") is None and server.manager.get("late-peer-job") is None
+        assert server.manager.get("analyst/late-job") is None and server.manager.get("bank_b/late-peer-job") is None
     finally:
         server.stop(grace=1)
-    assert not [r for r in cluster.audit("bank_a") if r.get("job_id") in ("late-job", "late-peer-job")]
+    assert not [r for r in cluster.audit("bank_a") if r.get("job_id") in ("analyst/late-job", "bank_b/late-peer-job")]
 
 
 def test_a_port_in_use_is_refused_with_the_config_key_named(tmp_path):

@@ -102,17 +102,23 @@ def test_describe_german_credit_amounts_and_suppression():
 
 
 def test_describe_opens_no_count_or_sum_of_a_suppressed_column(opened):
-    """Column b has 3 values (< min_cell_size 5): only its flag may be opened, never its
-    count 3 nor its values; empty column c is reported (count 0), opening only sentinels."""
+    """Column b has 3 values (< min_cell_size 5, contributor rule off): it opens as the
+    sentinel row, never its count 3 nor its values; empty column c is reported (count 0),
+    opening only sentinels; everything in one vector, to the recipients."""
     tables = {"bank_a": pd.DataFrame({"a": [1.0, 2, 3, 4], "b": [100.0, None, None, None], "c": [None] * 4}),
               "bank_b": pd.DataFrame({"a": [5.0, 6, 7], "b": [200.0, None, None], "c": [None] * 3}),
               "bank_c": pd.DataFrame({"a": [8.0, 9], "b": [300.0, None], "c": [None] * 2})}
-    got = analyses.get("describe").run_simulated(tables, columns=["a", "b", "c"], min_cell_size=5)
+    got = analyses.get("describe").run_simulated(tables, columns=["a", "b", "c"], min_cell_size=5, min_contributors=0)
     assert got["b"] == {"count": None, "suppressed": True}
     assert got["a"]["count"] == 9 and got["a"]["sum"] == 45 and got["a"]["max"] == 9
     assert got["c"]["count"] == 0 and math.isnan(got["c"]["mean"])
     sentinel = 10**12 * 100 + 1
-    assert opened == [[0, 1, 0], [9, 4500, 2850000, 100, 900, 0, 0, 0, sentinel, -sentinel]]
+    assert opened == [[9, 4500, 2850000, 100, 900, -1, 0, 0, 0, 0, 0, 0, 0, sentinel, -sentinel]]
+    # by default (three banks: min_contributors 3) every column needs values at every bank
+    opened.clear()
+    got = analyses.get("describe").run_simulated(tables, columns=["a", "b", "c"], min_cell_size=2)
+    assert got["a"]["count"] == 9 and got["b"] == got["c"] == {"count": None, "suppressed": True}
+    assert opened == [[9, 4500, 2850000, 100, 900] + [-1, 0, 0, 0, 0] * 2]
 
 
 def test_corr_opens_nothing_of_pairs_below_the_minimum(opened):
@@ -125,27 +131,39 @@ def test_corr_opens_nothing_of_pairs_below_the_minimum(opened):
     bal = pd.Series(np.arange(1.0, 11))
     for min_cell_size in (1, 10):
         opened.clear()
-        got = analyses.get("corr").run_simulated(tables, columns=["bal", "salary"], min_cell_size=min_cell_size)
+        got = analyses.get("corr").run_simulated(tables, columns=["bal", "salary"], min_cell_size=min_cell_size,
+                                                 min_contributors=0)
         assert got["corr"][0][0] == 1.0 and close(got["cov"][0][0], bal.var())
         assert all(math.isnan(v) for v in (got["corr"][0][1], got["corr"][1][0], got["corr"][1][1], got["cov"][1][1]))
-        assert opened == [[0, 1, 1], [10, 5500, 3850000, 3850000]], min_cell_size
+        # pairs (bal, bal), (bal, salary), (salary, salary): 8 values each, the last two zeros
+        assert opened == [[10, 5500, 3850000, 3850000] * 2 + [0] * 16], min_cell_size
     # a pair at the threshold is opened and finished as pandas does
     got = analyses.get("corr").run_simulated(split(TAIWAN.head(40), 3), columns=["LIMIT_BAL", "BILL_AMT1"],
-                                             min_cell_size=40)
+                                             min_cell_size=40, min_contributors=0)
     assert np.allclose(got["corr"], TAIWAN.head(40)[["LIMIT_BAL", "BILL_AMT1"]].corr().to_numpy(), rtol=REL)
 
 
 def test_histogram_equals_numpy_with_small_bins_suppressed():
     edges = [-2e5, -1e5, 0, 1e4, 1e5, 4e5, 5e5, 6e5, 7e5, 8e5]
-    got = analyses.get("histogram").run_simulated(split(TAIWAN, 3), column="BILL_AMT1", edges=edges, min_cell_size=10)
+    banks = split(TAIWAN, 3)
     want = np.histogram(TAIWAN["BILL_AMT1"], bins=edges)[0]
+    per_bank = [np.histogram(t["BILL_AMT1"], bins=edges)[0] for t in banks.values()]
     # the data must exercise every case: small bins, an empty bin and bins at or over the minimum
     assert sum(0 < c < 10 for c in want) >= 2 and 0 in want and sum(c >= 10 for c in want) >= 2
+    got = analyses.get("histogram").run_simulated(banks, column="BILL_AMT1", edges=edges, min_cell_size=10,
+                                                  min_contributors=0)
     for cell, count in zip(got["counts"], want, strict=True):
         if 0 < count < 10:
             assert cell == {"suppressed": True}
         else:
             assert cell == int(count)
+    # by default every bin needs min_cell_size rows at each of the three banks
+    got = analyses.get("histogram").run_simulated(banks, column="BILL_AMT1", edges=edges, min_cell_size=10)
+    assert got["min_contributors"] == 3
+    contributors = sum((c >= 10).astype(int) for c in per_bank)
+    assert 0 < sum(contributors == 3) < len(want) and any(0 < k < 3 for k in contributors)
+    for cell, count, k in zip(got["counts"], want, contributors, strict=True):
+        assert cell == (int(count) if k == 3 else {"suppressed": True})
 
 
 @pytest.mark.parametrize("banks", [3, 4])
@@ -166,24 +184,31 @@ def test_corr_equals_pandas():
 
 
 def test_default_rate_by_purpose_equals_pandas_with_suppression():
+    banks = split(GERMAN, 3)
     got = analyses.get("default_rate").run_simulated(
-        split(GERMAN, 3), label="creditability", positive="bad", by="purpose", min_cell_size=13
+        banks, label="creditability", positive="bad", by="purpose", min_cell_size=13
     )
+    per_bank = [t.groupby("purpose").size() for t in banks.values()]
     groups = GERMAN.groupby("purpose")["creditability"]
+    hidden = 0
     for key, series in groups:
         cell = got["groups"][key]
-        if len(series) < 13:
+        # released only where each of the three banks holds at least 13 of the group's loans
+        if any(int(sizes.get(key, 0)) < 13 for sizes in per_bank):
+            hidden += len(series) >= 13  # suppressed although the total passes min_cell_size
             assert cell == {"suppressed": True}, key
         else:
             defaults = int((series == "bad").sum())
             assert cell == {"count": len(series), "defaults": defaults, "rate": defaults / len(series)}
     assert set(got["groups"]) == set(GERMAN["purpose"])
+    assert hidden >= 1 and got["min_contributors"] == 3
 
 
 def test_default_rate_by_education_on_taiwan_with_declared_groups():
     declared = ["0", "1", "2", "3", "4", "5", "6", "7"]
     got = analyses.get("default_rate").run_simulated(
-        split(TAIWAN, 3, "random"), label="default", by="EDUCATION", groups=declared, min_cell_size=20
+        split(TAIWAN, 3, "random"), label="default", by="EDUCATION", groups=declared, min_cell_size=20,
+        min_contributors=0,
     )
     rates = TAIWAN.groupby("EDUCATION")["default"].agg(["count", "sum"])
     for key in declared:
@@ -280,7 +305,7 @@ def test_quantiles_leakage_names_what_input_party_banks_receive(published):
     tables = {b: pd.DataFrame({"x": v}) for b, v in
               {"bank_a": [1.0, 2.0], "bank_b": [1000.0], "bank_c": [55.5, 7.0], "bank_d": [3.0]}.items()}
     got = analyses.get("quantiles").run_simulated(tables, column="x", q=[1.0], bound=1e4)
-    assert got == {"count": 6, "quantiles": {"1.0": 1000.0}}
+    assert got == {"count": 6, "quantiles": {"1.0": 1000.0}, "min_contributors": 3, "max_dominance": 100.0}
     to_banks = [(who, value) for who, owner, value in published if who in tables]
     assert {who for who, _ in to_banks} == set(tables)
     assert all(owner == "compute_0" for _, owner, _ in published)
@@ -297,21 +322,36 @@ def _german_banks(k: int) -> dict:
 @pytest.mark.parametrize("banks", [1, 3, 5])
 def test_rounds_are_the_ones_the_cost_sections_state(banks):
     """Every bank shares its aggregates in the same round (one round, not one per bank), and
-    the rounds equal the Cost formulas: 1 to 3 banks are compute parties, 5 are input parties."""
+    the rounds equal the Cost formulas: 1 to 3 banks are compute parties, 5 are input parties.
+    The disclosure rules (on by default: min_contributors = min(3, banks)) add one batched
+    comparison and one selection (11 rounds) and a product tree of ceil(log2 L) rounds over
+    L leaves: one per bank, and one more per bank with max_dominance (one more round where
+    sums of amounts are split for 64-bit comparisons)."""
     from smpc.analyze import run_secure
 
     levels = math.ceil(math.log2(banks)) if banks > 1 else 0
+    rules = 11 + levels
+    dominance = 11 + math.ceil(math.log2(2 * banks))
     cases = [
-        ("describe", {"columns": "credit_amount,age_in_years"}, 3 + 11 * levels),
-        ("describe", {"columns": "credit_amount,age_in_years", "min_cell_size": "10"}, 14 + 11 * levels),
-        ("histogram", {"column": "credit_amount", "edges": "0,1000,5000,20000"}, 2),
-        ("histogram", {"column": "credit_amount", "edges": "0,1000,5000,20000", "min_cell_size": "10"}, 13),
-        ("default_rate", {"label": "creditability", "positive": "bad", "by": "purpose"}, 4),
-        ("default_rate", {"label": "creditability", "positive": "bad", "by": "purpose", "min_cell_size": "20"}, 15),
-        ("corr", {"columns": "credit_amount,age_in_years"}, 13),
-        ("default_rate_overall", {"label": "creditability", "positive": "bad", "amount": "credit_amount"}, 2),
+        ("describe", {"columns": "credit_amount,age_in_years"}, 3 + 11 * levels + rules),
+        ("describe", {"columns": "credit_amount,age_in_years", "min_cell_size": "10"}, 3 + 11 * levels + rules),
+        ("describe", {"columns": "credit_amount,age_in_years", "min_contributors": "0"}, 3 + 11 * levels),
+        ("describe", {"columns": "credit_amount", "max_dominance": "60"}, 3 + 11 * levels + dominance + 1),
+        ("histogram", {"column": "credit_amount", "edges": "0,1000,5000,20000", "min_contributors": "0"}, 2),
+        ("histogram", {"column": "credit_amount", "edges": "0,1000,5000,20000", "min_cell_size": "10"}, 2 + rules),
+        ("histogram", {"column": "credit_amount", "edges": "0,1000,5000,20000", "max_dominance": "50"},
+         2 + dominance),
+        ("default_rate", {"label": "creditability", "positive": "bad", "by": "purpose", "min_contributors": "0"}, 4),
+        ("default_rate", {"label": "creditability", "positive": "bad", "by": "purpose", "min_cell_size": "20"},
+         4 + rules),
+        ("corr", {"columns": "credit_amount,age_in_years"}, 13 + levels),
+        ("corr", {"columns": "credit_amount,age_in_years", "min_contributors": "0"}, 13),
+        ("default_rate_overall", {"label": "creditability", "positive": "bad", "amount": "credit_amount"},
+         2 + rules),
+        ("default_rate_overall", {"label": "creditability", "positive": "bad", "amount": "credit_amount",
+                                  "min_contributors": "0"}, 2),
         ("quantiles", {"column": "credit_amount", "q": "0.5", "bound": "1e5", "decimals": "0"},
-         2 + 12 * 5 if banks <= 3 else 3 + 13 * 5),
+         2 + rules + 12 * 5 if banks <= 3 else 3 + rules + 13 * 5),
     ]
     tables = _german_banks(banks)
     for name, params, rounds in cases:

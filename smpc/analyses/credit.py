@@ -9,11 +9,9 @@ import numpy as np
 import pandas as pd
 
 import smpc
+from smpc.analyses import disclosure
 from smpc.analyses.registry import Param, register, report_progress
 from smpc.errors import InputError, RangeError
-from smpc.sharing import N_COMPUTE
-
-COMPUTE_RANKS = list(range(N_COMPUTE))
 
 
 # ----- input checks (shared by the secure function and its plaintext twin) ----------------
@@ -110,7 +108,8 @@ def bounded_view(x: smpc.SecretTensor, bound: float) -> smpc.SecretTensor:
     """``x`` under a tighter public bound that holds by construction: values the owners
     computed from their checked rows (a count, a 0/1 flag, one value), shared in one batch
     with larger aggregates. Comparisons need bounds under 2^63, which sums of squares exceed."""
-    return smpc.SecretTensor(x.ctx, x.shares, x.frac_bits, float(bound))
+    origin = f"{x.origin or 'an aggregate'} (bounded by {float(bound):.4g})"
+    return smpc.SecretTensor(x.ctx, x.shares, x.frac_bits, float(bound), origin)
 
 
 def count_view(x: smpc.SecretTensor, owners) -> smpc.SecretTensor:
@@ -120,14 +119,20 @@ def count_view(x: smpc.SecretTensor, owners) -> smpc.SecretTensor:
 
 
 def _local_totals(table: pd.DataFrame, party: str, label: str, positive: str | None, amount: str | None,
-                  decimals: int, bound: float) -> list[int]:
-    """One bank's exact aggregates: [rows, defaults] (+ [sum of amount units])."""
+                  decimals: int, bound: float, shift: int | None = None) -> list[int]:
+    """One bank's exact aggregates: [rows, defaults] (+ [sum of amount units]); with a
+    ``shift`` (dominance on amounts) also the sum of |amount units| (and that sum >> shift
+    where shift > 0)."""
     flags = default_flags(table, party, label, positive)
     if len(flags) > MAX_ROWS_PER_BANK:
         raise InputError(f"{party}: {len(flags)} rows exceed the {MAX_ROWS_PER_BANK} rows a bank may contribute")
     totals = [len(flags), int(flags.sum())]
     if amount:
-        totals.append(sum(int(v) for v in amount_units(table, party, amount, decimals, bound)))
+        units = [int(v) for v in amount_units(table, party, amount, decimals, bound)]
+        totals.append(sum(units))
+        if shift is not None:
+            magnitude = sum(abs(v) for v in units)
+            totals += [magnitude, magnitude >> shift] if shift else [magnitude]
     return totals
 
 
@@ -145,25 +150,31 @@ def _result(rows: int, defaults: int, amount_total: int | None, decimals: int) -
     return out
 
 
-def _suppressed(min_cell_size: int) -> dict:
-    return {"suppressed": True, "min_cell_size": int(min_cell_size)}
+def _suppressed(rules) -> dict:
+    return {"suppressed": True, "min_cell_size": int(rules.min_cell_size), **rules.metadata()}
+
+
+def _overall_rules(banks: int, min_cell_size: int, min_contributors, max_dominance) -> disclosure.Rules:
+    return disclosure.resolve("default_rate_overall", banks, min_cell_size, min_contributors, max_dominance)
 
 
 def _overall_plain(tables: Mapping[str, pd.DataFrame], *, label: str, positive: str | None = None,
                    amount: str | None = None, amount_decimals: int = 2, amount_bound: float = 1e12,
-                   min_cell_size: int = 1) -> dict:
-    totals = [0, 0, 0]
-    for bank, table in tables.items():
-        for i, v in enumerate(_local_totals(table, bank, label, positive, amount, amount_decimals, amount_bound)):
-            totals[i] += v
-    if totals[0] < min_cell_size:
-        return _suppressed(min_cell_size)
-    return _result(totals[0], totals[1], totals[2] if amount else None, amount_decimals)
+                   min_cell_size: int = 1, min_contributors: int | None = None, max_dominance: float = 100.0) -> dict:
+    rules = _overall_rules(len(tables), min_cell_size, min_contributors, max_dominance)
+    per_bank = [_local_totals(t, bank, label, positive, amount, amount_decimals, amount_bound, shift=0)
+                for bank, t in tables.items()]
+    totals = [sum(v[i] for v in per_bank) for i in range(3 if amount else 2)]
+    measures = [[[v[3]]] for v in per_bank] if amount else None
+    if disclosure.suppressed_plain(rules, [[v[0]] for v in per_bank], measures)[0]:
+        return _suppressed(rules)
+    return {**_result(totals[0], totals[1], totals[2] if amount else None, amount_decimals), **rules.metadata()}
 
 
 def _overall_check(table: pd.DataFrame, party: str, *, label: str, positive: str | None = None,
                    amount: str | None = None, amount_decimals: int = 2, amount_bound: float = 1e12,
-                   min_cell_size: int = 1) -> None:
+                   min_cell_size: int = 1, min_contributors: int | None = None, max_dominance: float = 100.0) -> None:
+    _overall_rules(1, min_cell_size, min_contributors, max_dominance)
     default_flags(table, party, label, positive)
     if amount:
         amount_units(table, party, amount, amount_decimals, amount_bound)
@@ -180,12 +191,13 @@ _PARAMS = [
     Param("amount_bound", "float", default=1e12, owner="bound", owner_column="amount",
           description="public largest |amount| of any single loan"),
     Param("min_cell_size", "int", default=1, description="reveal nothing (but that fact) below this many loans"),
+    *disclosure.RULE_PARAMS,
 ]
 
 
 @register("default_rate_overall", params=_PARAMS, plaintext=_overall_plain, check=_overall_check)
 def default_rate_overall(ctx, table, owners, *, label, positive=None, amount=None, amount_decimals=2,
-                         amount_bound=1e12, min_cell_size=1) -> dict | None:
+                         amount_bound=1e12, min_cell_size=1, min_contributors=None, max_dominance=100.0) -> dict | None:
     """Consortium-wide loan count, number of defaults and default rate, and optionally the total and mean amount.
 
     Every bank checks its own columns (missing column, empty or non-numeric values, labels,
@@ -193,42 +205,60 @@ def default_rate_overall(ctx, table, owners, *, label, positive=None, amount=Non
     ``InputError``/``RangeError`` naming the bank, column and row; nothing is revealed), then
     aggregates its rows locally and exactly (row count, defaults, sum of amounts in integer
     units of 10^-amount_decimals). Only those 2-3 integers are secret-shared (ring128, integer
-    mode), summed on shares and revealed to the three compute parties; rate and mean are
-    computed from the exact totals. With ``min_cell_size`` > 1 the parties first compare the
-    total count with it on shares and reveal only whether it is too small.
-    Leakage: the total row count, the number of defaults and, with ``amount``, the sum of the
-    amounts (rate and mean follow from them); no bank's own count or sums. Below
-    ``min_cell_size`` loans in total: only that fact.
-    Cost: one round in which every bank shares its 2-3 ring elements (16 bytes each); one
-    round to reveal; with min_cell_size > 1 one comparison (10 rounds) and one more reveal
-    round.
+    mode) and summed on shares. The consortium total is one cell for the disclosure rules
+    (``smpc.analyses.disclosure``, decided on shares: min_cell_size and min_contributors on
+    the banks' loan counts, max_dominance on their sums of |amount|, or on their loan counts
+    without ``amount``); a suppressed total opens as a public sentinel. The totals are
+    opened to the job's recipients (``ctx.result_ranks``) only; rate and mean are computed
+    from the exact totals.
+    Leakage: to the recipients, the total row count, the number of defaults and, with
+    ``amount``, the sum of the amounts (rate and mean follow from them); no bank's own count
+    or sums. If the rules suppress the total: only that fact. Nothing to any other party.
+    Cost: one round in which every bank shares its 2-3 ring elements (16 bytes each; 1-2
+    more with max_dominance < 100 and ``amount``); one round to reveal; with any disclosure
+    rule (by default min_contributors = min(3, banks) >= 1) 11 + ceil(log2 L) more: one
+    batched comparison, a product tree over L leaves (banks with min_contributors, plus banks
+    with max_dominance; one round more where sums of |amount| exceed 64-bit comparisons) and
+    one selection.
     Error: none: counts and sums are exact; rate and mean are the nearest float64.
     """
+    rules = _overall_rules(len(owners), min_cell_size, min_contributors, max_dominance)
     party = ctx.name_of(ctx.rank)
+    unit_bound = float(max(1.0, amount_bound * 10**amount_decimals))
+    magnitude_bound = float(MAX_ROWS_PER_BANK) * unit_bound
+    shift = None
+    if amount and rules.dominance_bp is not None:
+        shift = disclosure.dominance_shift(rules, magnitude_bound)
     mine = None
     if table is not None and ctx.rank in owners:
         report_progress(ctx, 0.05, "checking and aggregating this bank's loans")
-        mine = _local_totals(table, party, label, positive, amount, amount_decimals, amount_bound)
-    unit_bound = float(max(1.0, amount_bound * 10**amount_decimals))
+        mine = _local_totals(table, party, label, positive, amount, amount_decimals, amount_bound, shift)
     report_progress(ctx, 0.1, "sharing every bank's totals")
-    width = 3 if amount else 2
+    width = (3 if amount else 2) + (0 if shift is None else (2 if shift else 1))
     parts = ctx.share_each(mine, owners, shape=(width,), bound=MAX_ROWS_PER_BANK * unit_bound, frac_bits=0,
                            name="loan totals")
-    if not ctx.is_compute:
-        return None  # input parties learn nothing
+    if not ctx.is_compute and ctx.rank not in ctx.result_ranks:
+        return None  # input parties that receive no result learn nothing
     total = sum(parts[1:], parts[0])
-    counts = count_view(total[:2], owners)  # the comparison with min_cell_size needs a count's bound
-    amounts = total[2:] if amount else None
-    if min_cell_size > 1:
-        report_progress(ctx, 0.75, "checking the minimum cell size on shares")
-        small = counts[0:1] < min_cell_size
-        if int(small.reveal_int(to=COMPUTE_RANKS)[0]):
-            report_progress(ctx, 1.0, "suppressed: fewer loans than the minimum cell size")
-            return _suppressed(min_cell_size)
+    counts = count_view(total[:2], owners)  # the rules' comparisons need a count's bound
+    measure = None
+    if shift is not None:
+        measure = disclosure.Measure([bounded_view(p[3:4], magnitude_bound) for p in parts], magnitude_bound,
+                                     high_parts=[bounded_view(p[4:5], magnitude_bound / 2.0**shift) for p in parts]
+                                     if shift else None, shift=shift)
+    report_progress(ctx, 0.75, "checking the disclosure rules on shares")
+    released = disclosure.released_on_shares(rules, [p[0:1] for p in parts], MAX_ROWS_PER_BANK,
+                                             total=counts[0:1], measure=measure)
     report_progress(ctx, 0.85, "revealing the totals")
-    opened = smpc.cat([counts, amounts]) if amounts is not None else counts
-    sums = opened.reveal_int(to=COMPUTE_RANKS)
+    opened = total[: 3 if amount else 2]
+    sums = disclosure.open_cells(opened, released, 1, [-1, 0, 0] if amount else [-1, 0], ctx.result_ranks)
+    if sums is None:
+        return None
+    sums = [int(v) for v in sums[0]]
     report_progress(ctx, 1.0, "done")
-    return _result(int(sums[0]), int(sums[1]), int(sums[2]) if amount else None, amount_decimals)
+    if sums[0] < 0:
+        return _suppressed(rules)
+    return {**_result(sums[0], sums[1], sums[2] if amount else None, amount_decimals), **rules.metadata()}
+
 
 __all__ = ["amount_units", "default_flags", "default_rate_overall"]

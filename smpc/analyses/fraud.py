@@ -122,12 +122,13 @@ def multi_lending(ctx, table, owners, *, id, balance, balance_threshold, min_len
     one row per customer; the rows are joined on hashed ids (``smpc.join``, unique mode), a
     customer's rows summed by segmented scans (balance and row count packed in one ring64
     column: total << c | lenders), and both thresholds tested on one bit decomposition.
-    Every bank receives the number of flagged customers and, for its own customers only,
-    whether each is flagged; it returns {"flagged_count": c, "by_bank": {its name:
+    Every bank among the job's recipients (``ctx.result_ranks``) receives the number of
+    flagged customers and, for its own customers only, whether each is flagged (a bank that
+    is not a recipient receives nothing and returns None); it returns {"flagged_count": c, "by_bank": {its name:
     {"flagged_ids": [its flagged ids, normalised, sorted]}}} (``merge_bank_results`` of all
     banks' dicts equals the plaintext twin's). Ranks without data get None.
     Leakage: each bank's number of distinct customers (to the compute parties); to every
-    bank, the number of flagged customers; to each bank, which of its own customers are
+    recipient bank, the number of flagged customers and which of its own customers are
     flagged (so, for a flagged customer, that a threshold is crossed across the
     consortium; never other banks' balances, lender counts or customers). Nothing else: the
     join's comparisons are opened only after a secret shuffle on distinct keys, and hashed ids
@@ -179,7 +180,9 @@ def multi_lending(ctx, table, owners, *, id, balance, balance_threshold, min_len
         count = mul(ctx, starts, flags, "ml-count").sum().reshape((1,))
         flags = flags.reshape((n, 1))
     report_progress(ctx, 0.9, "returning flags to the banks")
-    own, extra = join.to_owners(flags, 1, shared_extra=count, n_extra=1)
+    # results reach only the banks among the job's recipients
+    own, extra = join.to_owners(flags, 1, recipients=[o for o in owners if o in ctx.result_ranks],
+                                shared_extra=count, n_extra=1)
     if own is None:
         return None
     flagged = sorted(i for i, f in zip(ids, own[:, 0].tolist(), strict=True) if f == 1)

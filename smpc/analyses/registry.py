@@ -276,12 +276,13 @@ class Analysis:
         return self.plaintext(tables, **self.parse_params(params))
 
     def run_simulated(self, tables: Mapping[str, Any], *, ring: int | None = None, timeout: float = 60.0,
-                      **params) -> dict:
+                      result_ranks: Sequence[int] | None = None, **params) -> dict:
         """Run the analysis on secret shares in this process (``smpc.simulate``).
 
         Up to three banks are the compute parties themselves (ranks 0..n-1); with more banks
         every bank is an input party (ranks 3..) and the compute parties hold no data.
-        Returns the result of the first rank that received one.
+        ``result_ranks``: the ranks results are opened to (default: the compute parties and
+        every bank). Returns the result of the first rank that received one.
         """
         from smpc.runtime import simulate
 
@@ -293,9 +294,11 @@ class Analysis:
         inputs = {rank: {"table": tables[bank]} for rank, bank in zip(owners, banks, strict=True)}
         for rank in range(N_COMPUTE + extra):
             inputs.setdefault(rank, {"table": None})
+        if result_ranks is None:
+            result_ranks = sorted(set(range(N_COMPUTE)) | set(owners))
         results = simulate(
             self.fn, ring=ring or self.ring, inputs=inputs, input_parties=extra, timeout=timeout,
-            party_names=names, owners=owners, **parsed,
+            party_names=names, result_ranks=result_ranks, owners=owners, **parsed,
         )
         for result in results:
             if result is not None:

@@ -8,7 +8,13 @@ consortium-level outputs (plus the sufficient statistics they determine, named i
 the number of rows.
 
 Amounts are shared as exact integers of 10^-decimals (``amount_units``): a value with more
-decimals than declared is refused, never rounded.
+decimals than declared is refused, never rounded. No analysis here truncates a fixed-point
+value, so the rounding of probabilistic truncation, which correlates with party 0's share
+(``protocols.arithmetic.reshare_truncated``), reveals nothing in them.
+
+Released cells pass the disclosure rules of ``smpc.analyses.disclosure`` (min_cell_size,
+min_contributors, max_dominance), decided on shares; results are opened to the job's
+recipients (``ctx.result_ranks``) only.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import pandas as pd
 import torch
 
 import smpc
+from smpc.analyses import disclosure
 from smpc.analyses.credit import (
     MAX_DECIMALS,
     MAX_ROWS_PER_BANK,
@@ -31,6 +38,7 @@ from smpc.analyses.credit import (
     count_view,
     default_flags,
 )
+from smpc.analyses.disclosure import RULE_PARAMS
 from smpc.analyses.registry import Param, register, report_progress
 from smpc.errors import InputError, RangeError
 from smpc.secret import SecretTensor, cat, where
@@ -93,32 +101,6 @@ def inputs_checked(ctx, owners) -> None:
     ctx.exchange("inputs_checked", sends=sends, recv_from=[o for o in owners if o != ctx.rank])
 
 
-def suppression_flags(counts: SecretTensor, min_cell_size: int, to) -> list[bool] | None:
-    """Which cells hold between 1 and min_cell_size - 1 records, revealed as flags only.
-
-    [0 < n < m] = [n < m] - [n < 1] for counts n >= 0: both tests run as one batched
-    comparison. Cost: 10 rounds and 1 reveal (1 byte per cell). Leakage: the flags (which
-    cells are suppressed), not the counts."""
-    if min_cell_size <= 1:
-        return None
-    flat = counts.reshape(-1)
-    n = flat.shape[0]
-    limits = torch.tensor([float(min_cell_size)] * n + [1.0] * n, dtype=torch.float64)
-    below = cat([flat, flat]) < limits
-    small = below[:n] - below[n:]
-    opened = small.reveal_int(to)
-    return None if opened is None else [bool(v) for v in opened.reshape(-1)]
-
-
-def _reveal_unsuppressed(values: SecretTensor, suppressed: list[bool], to) -> dict[int, int]:
-    """{index: value} of the entries whose flag is False; suppressed entries are never opened."""
-    keep = [i for i, s in enumerate(suppressed) if not s]
-    if not keep:
-        return {}
-    opened = values[keep].reveal_int(to)
-    return {i: int(opened[j]) for j, i in enumerate(keep)}
-
-
 # ----- describe --------------------------------------------------------------------------
 def _amount_params(of: str) -> list[Param]:
     """The scale of the values in the column(s) named by parameter ``of``: set by each bank."""
@@ -133,22 +115,29 @@ def _amount_params(of: str) -> list[Param]:
 _AMOUNT_PARAMS = [
     *_amount_params("columns"),
     Param("min_cell_size", "int", default=1, description="suppress statistics over fewer (but more than zero) records"),
+    *RULE_PARAMS,
 ]
 
 
-def _describe_local(table, party, columns, decimals, bound):
-    moments, flags, extremes = [], [], []
+def _describe_local(table, party, columns, decimals, bound, shift=None):
+    """(moments, has-values flags, extremes, magnitudes): per column count, sum and sum of
+    squares of the units; whether it has values; its min and max; and, with a ``shift``
+    (dominance), sum |units| (and that sum >> shift where shift > 0)."""
+    moments, flags, extremes, magnitudes, highs = [], [], [], [], []
     for c in columns:
         _, units = _units(table, party, c, decimals, bound)
         moments += [len(units), sum(int(v) for v in units), sum(int(v) * int(v) for v in units)]
         flags.append(1 if len(units) else 0)
         extremes += [int(units.min()), int(units.max())] if len(units) else [0, 0]
-    return moments, flags, extremes
+        magnitude = sum(abs(int(v)) for v in units)
+        magnitudes.append(magnitude)
+        highs.append(magnitude >> shift if shift else 0)
+    if shift is None:
+        magnitudes = []
+    return moments, flags, extremes, magnitudes + (highs if shift else [])
 
 
-def _describe_result(n: int, s1: Fraction, s2: Fraction, lo, hi, scale: int, min_cell_size: int) -> dict:
-    if 0 < n < min_cell_size:
-        return {"count": None, "suppressed": True}
+def _describe_result(n: int, s1: Fraction, s2: Fraction, lo, hi, scale: int) -> dict:
     if n == 0:
         nan = math.nan
         return {"count": 0, "sum": 0.0, "mean": nan, "var": nan, "std": nan, "min": nan, "max": nan}
@@ -164,89 +153,116 @@ def _describe_result(n: int, s1: Fraction, s2: Fraction, lo, hi, scale: int, min
     }
 
 
-def _describe_plain(tables: Mapping[str, pd.DataFrame], *, columns, decimals=2, bound=1e12, min_cell_size=1) -> dict:
+_SUPPRESSED_COLUMN = {"count": None, "suppressed": True}
+
+
+def _describe_plain(tables: Mapping[str, pd.DataFrame], *, columns, decimals=2, bound=1e12, min_cell_size=1,
+                    min_contributors=None, max_dominance=100.0) -> dict:
     _check_scale("describe", decimals, bound)
+    rules = disclosure.resolve("describe", len(tables), min_cell_size, min_contributors, max_dominance)
     out = {}
     scale = 10**decimals
-    for c in columns:
-        units = []
-        for bank, table in tables.items():
-            units += [int(v) for v in _units(table, bank, c, decimals, bound)[1]]
-        n = len(units)
+    per_bank = {c: [[int(v) for v in _units(t, bank, c, decimals, bound)[1]] for bank, t in tables.items()]
+                for c in columns}
+    counts = [[len(per_bank[c][b]) for c in columns] for b in range(len(tables))]
+    magnitudes = [[[sum(abs(v) for v in per_bank[c][b])] for c in columns] for b in range(len(tables))]
+    hidden = disclosure.suppressed_plain(rules, counts, magnitudes)
+    for j, c in enumerate(columns):
+        units = [v for part in per_bank[c] for v in part]
+        if hidden[j]:
+            out[c] = dict(_SUPPRESSED_COLUMN)
+            continue
         s1, s2 = sum(units), sum(v * v for v in units)
         lo, hi = (min(units), max(units)) if units else (0, 0)
-        out[c] = _describe_result(n, s1, s2, lo, hi, scale, min_cell_size)
+        out[c] = _describe_result(len(units), s1, s2, lo, hi, scale)
     return out
 
 
-def _describe_check(table, party, *, columns, decimals=2, bound=1e12, min_cell_size=1) -> None:
+def _describe_check(table, party, *, columns, decimals=2, bound=1e12, min_cell_size=1, min_contributors=None,
+                    max_dominance=100.0) -> None:
     _check_scale("describe", decimals, bound)
+    disclosure.resolve("describe", 1, min_cell_size, min_contributors, max_dominance)
     for c in columns:
         _units(table, party, c, decimals, bound)
 
 
 @register("describe", params=[Param("columns", "columns", required=True, description="numeric columns to describe"),
                               *_AMOUNT_PARAMS], plaintext=_describe_plain, check=_describe_check)
-def describe(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_size=1) -> dict | None:
+def describe(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_size=1, min_contributors=None,
+             max_dominance=100.0) -> dict | None:
     """Per column: count, sum, mean, var (ddof=1, as pandas), std, min and max over all banks' rows.
 
     Each bank computes, per column, its count, sum and sum of squares of the exact integer
     units and its own min and max; these are shared, summed on shares, the min and max found
     by a secure tournament over the banks. Missing values are skipped (pandas skipna). Which
-    columns have fewer than ``min_cell_size`` (but some) values is decided on the shared
-    counts and only those flags are opened; the count, sums, min and max of the other
-    columns are then revealed to the compute parties in one batch.
-    Leakage: per unsuppressed column the count, sum, sum of squares (determined by count,
-    mean and var), min and max; for a suppressed column only that it has 1..min_cell_size-1
-    values (its count is never opened).
+    columns are released is decided on shares by the disclosure rules
+    (``smpc.analyses.disclosure``: min_cell_size, min_contributors on the banks' counts,
+    max_dominance on the banks' sums of |value|); a suppressed column is opened as a public
+    sentinel, {"count": null, "suppressed": true}. The count, sums, min and max of the
+    columns are opened in one batch, to the job's recipients (``ctx.result_ranks``) only.
+    Leakage: to the recipients, per released column the count, sum, sum of squares
+    (determined by count, mean and var), min and max; for a suppressed column only that it
+    is suppressed. Nothing to any other party (the rules' flags are never opened).
     Cost: 3 + 11 ceil(log2 banks) rounds: one in which every bank shares 6 ring elements
-    per column (moments, whether it has values, its min and max), one masking banks without
-    values, ceil(log2 banks) tournament levels of 11 rounds finding min and max at once, one
-    reveal; with min_cell_size > 1, 11 more (one batched comparison and a reveal of the
-    flags). Independent of row counts.
+    per column (moments, whether it has values, its min and max; 1-2 more with
+    max_dominance < 100), one masking banks without values, ceil(log2 banks) tournament
+    levels of 11 rounds finding min and max at once, one reveal; with any disclosure rule
+    (by default min_contributors = min(3, banks) >= 1) 11 + ceil(log2 L) more: one batched
+    comparison, a product tree over L leaves (banks with min_contributors, plus banks with
+    max_dominance, one more round if sums of |value| exceed 64-bit comparisons), and one
+    selection. Independent of row counts.
     Error: none: exact rational arithmetic, one rounding to float64 per output.
     """
     _check_scale("describe", decimals, bound, squares=True, banks=len(owners))
+    rules = disclosure.resolve("describe", len(owners), min_cell_size, min_contributors, max_dominance)
     unit = 10**decimals
     bound_units = bound * unit
-    moments = flags = extremes = None
+    magnitude_bound = float(MAX_ROWS_PER_BANK) * max(bound_units, 1.0)
+    shift = disclosure.dominance_shift(rules, magnitude_bound) if rules.dominance_bp is not None else None
+    d = len(columns)
+    extra = 0 if shift is None else (2 * d if shift else d)
+    mine = None
     if table is not None and ctx.rank in owners:
         report_progress(ctx, 0.05, "aggregating this bank's rows")
-        moments, flags, extremes = _describe_local(table, ctx.name_of(ctx.rank), columns, decimals, bound)
+        moments, flags, extremes, magnitudes = _describe_local(table, ctx.name_of(ctx.rank), columns, decimals,
+                                                               bound, shift)
+        mine = [*moments, *flags, *extremes, *magnitudes]
     report_progress(ctx, 0.2, "sharing the aggregates")
     big = float(MAX_ROWS_PER_BANK) * max(bound_units, 1.0) ** 2
-    d = len(columns)
     # one round for everything every bank shares: moments (summed), and per bank which columns
     # have values and its own min and max (for a tournament over the banks)
-    mine = [*moments, *flags, *extremes] if moments is not None else None
-    parts = ctx.share_each(mine, owners, shape=(6 * d,), bound=big, frac_bits=0, name="aggregates")
-    if not ctx.is_compute:
+    parts = ctx.share_each(mine, owners, shape=(6 * d + extra,), bound=big, frac_bits=0, name="aggregates")
+    if not ctx.is_compute and ctx.rank not in ctx.result_ranks:
         return None
     totals = sum((p[: 3 * d] for p in parts[1:]), parts[0][: 3 * d])
     report_progress(ctx, 0.5, "finding min and max")
     present = bounded_view(smpc.stack([p[3 * d : 4 * d] for p in parts], dim=0), 1)  # banks x columns
-    stacked = bounded_view(smpc.stack([p[4 * d :] for p in parts], dim=0), bound_units).reshape(len(owners), d, 2)
+    stacked = bounded_view(smpc.stack([p[4 * d : 6 * d] for p in parts], dim=0), bound_units).reshape(len(owners), d, 2)
     # max = -min(-x): one masking and one tournament find both, in half the rounds of two
     candidates = cat([stacked[:, :, 0], -stacked[:, :, 1]], dim=1)  # banks x (mins, -maxes)
     extreme = where(cat([present, present], dim=1), candidates, bound_units + 1).min(dim=0)
     lo, hi = extreme[:d], -extreme[d:]
-    report_progress(ctx, 0.8, "revealing")
+    report_progress(ctx, 0.8, "deciding which columns are released")
     per_column = totals.reshape(d, 3)
-    suppressed = suppression_flags(count_view(per_column[:, 0], owners), min_cell_size, COMPUTE_RANKS) or [False] * d
-    keep = [j for j in range(d) if not suppressed[j]]
-    revealed = {}
-    if keep:
-        # an empty column opens min/max as the public sentinels +-(bound + 1), nothing else
-        batch = cat([per_column[keep], lo[keep].reshape(-1, 1), hi[keep].reshape(-1, 1)], dim=1)
-        opened = batch.reveal_int(COMPUTE_RANKS)
-        for i, j in enumerate(keep):
-            revealed[j] = [int(v) for v in opened[i]]
+    measure = None
+    if shift is not None:
+        measure = disclosure.Measure(
+            [bounded_view(p[6 * d : 7 * d], magnitude_bound) for p in parts], magnitude_bound,
+            high_parts=[bounded_view(p[7 * d :], magnitude_bound / 2.0**shift) for p in parts] if shift else None,
+            shift=shift)
+    released = disclosure.released_on_shares(
+        rules, [p[: 3 * d].reshape(d, 3)[:, 0] for p in parts], MAX_ROWS_PER_BANK,
+        total=count_view(per_column[:, 0], owners), measure=measure)
+    # an empty column opens min/max as the public sentinels +-(bound + 1), nothing else
+    batch = cat([per_column, lo.reshape(-1, 1), hi.reshape(-1, 1)], dim=1)
+    report_progress(ctx, 0.9, "revealing")
+    opened = disclosure.open_cells(batch, released, d, [-1, 0, 0, 0, 0], ctx.result_ranks)
+    if opened is None:
+        return None
     out = {}
     for j, c in enumerate(columns):
-        if suppressed[j]:
-            out[c] = {"count": None, "suppressed": True}
-        else:
-            out[c] = _describe_result(*revealed[j], unit, min_cell_size)
+        row = [int(v) for v in opened[j]]
+        out[c] = dict(_SUPPRESSED_COLUMN) if row[0] < 0 else _describe_result(*row, unit)
     report_progress(ctx, 1.0, "done")
     return out
 
@@ -268,18 +284,23 @@ def _check_edges(edges):
         raise InputError("histogram: parameter 'edges' needs at least two strictly increasing numbers")
 
 
-def _cells(counts: list[int], min_cell_size: int) -> list:
-    return [{"suppressed": True} if 0 < c < min_cell_size else c for c in counts]
+def _cells(counts: list[int], suppressed: list[bool]) -> list:
+    return [{"suppressed": True} if s else c for c, s in zip(counts, suppressed, strict=True)]
 
 
-def _histogram_plain(tables, *, column, edges, min_cell_size=1) -> dict:
+def _histogram_plain(tables, *, column, edges, min_cell_size=1, min_contributors=None, max_dominance=100.0) -> dict:
     _check_edges(edges)
-    total = sum(_histogram_local(t, bank, column, edges) for bank, t in tables.items())
-    return {"edges": list(edges), "counts": _cells([int(v) for v in total], min_cell_size)}
+    rules = disclosure.resolve("histogram", len(tables), min_cell_size, min_contributors, max_dominance)
+    per_bank = [[int(v) for v in _histogram_local(t, bank, column, edges)] for bank, t in tables.items()]
+    total = [sum(col) for col in zip(*per_bank, strict=True)]
+    hidden = disclosure.suppressed_plain(rules, per_bank)
+    return {"edges": list(edges), "counts": _cells(total, hidden), "min_cell_size": min_cell_size, **rules.metadata()}
 
 
-def _histogram_check(table, party, *, column, edges, min_cell_size=1) -> None:
+def _histogram_check(table, party, *, column, edges, min_cell_size=1, min_contributors=None,
+                     max_dominance=100.0) -> None:
     _check_edges(edges)
+    disclosure.resolve("histogram", 1, min_cell_size, min_contributors, max_dominance)
     _histogram_local(table, party, column, edges)
 
 
@@ -287,29 +308,45 @@ def _histogram_check(table, party, *, column, edges, min_cell_size=1) -> None:
     Param("column", "column", required=True, description="numeric column"),
     Param("edges", "floats", required=True, description="public bin edges, increasing (numpy.histogram semantics)"),
     Param("min_cell_size", "int", default=1, description="suppress bins with fewer (but more than zero) records"),
+    *RULE_PARAMS,
 ], plaintext=_histogram_plain, check=_histogram_check)
-def histogram(ctx, table, owners, *, column, edges, min_cell_size=1) -> dict | None:
+def histogram(ctx, table, owners, *, column, edges, min_cell_size=1, min_contributors=None,
+              max_dominance=100.0) -> dict | None:
     """Counts per public bin [e_k, e_k+1) (the last bin closed), as numpy.histogram, over all banks.
 
-    Each bank bins its own rows; the per-bin counts are shared and summed on shares. Bins
-    with 1..min_cell_size-1 records are reported as suppressed, decided on shares.
-    Leakage: the unsuppressed bin counts and which bins are suppressed.
+    Each bank bins its own rows; the per-bin counts are shared and summed on shares. Which
+    bins are released is decided on shares by the disclosure rules
+    (``smpc.analyses.disclosure``: min_cell_size, min_contributors and max_dominance on the
+    banks' per-bin counts); a suppressed bin opens as a public sentinel and is reported as
+    {"suppressed": true}. The counts are opened to the job's recipients
+    (``ctx.result_ranks``) only.
+    Leakage: to the recipients, the released bin counts and which bins are suppressed;
+    nothing to any other party (the rules' flags are never opened).
     Cost: 2 rounds: one in which every bank shares 1-2 ring elements per bin, one reveal;
-    with min_cell_size > 1, 11 more (one batched comparison and a reveal of the flags).
-    Independent of row counts.
+    with any disclosure rule (by default min_contributors = min(3, banks) >= 1)
+    11 + ceil(log2 L) more: one batched comparison, a product tree over L leaves (banks with
+    min_contributors, plus banks with max_dominance) and one selection. Independent of row
+    counts.
     Error: none (counts are exact).
     """
     _check_edges(edges)
+    rules = disclosure.resolve("histogram", len(owners), min_cell_size, min_contributors, max_dominance)
+    bins = len(edges) - 1
     local = None
     if table is not None and ctx.rank in owners:
-        local = _histogram_local(table, ctx.name_of(ctx.rank), column, edges)
-    counts = secure_total(ctx, owners, local, float(MAX_ROWS_PER_BANK), "bin counts", len(edges) - 1)
-    if not ctx.is_compute:
+        local = [int(v) for v in _histogram_local(table, ctx.name_of(ctx.rank), column, edges)]
+    parts = ctx.share_each(local, owners, shape=(bins,), bound=float(MAX_ROWS_PER_BANK), frac_bits=0,
+                           name="bin counts")
+    if not ctx.is_compute and ctx.rank not in ctx.result_ranks:
         return None
-    flags = suppression_flags(counts, min_cell_size, COMPUTE_RANKS) or [False] * (len(edges) - 1)
-    opened = _reveal_unsuppressed(counts, flags, COMPUTE_RANKS)
-    bins = [{"suppressed": True} if i not in opened else int(opened[i]) for i in range(len(edges) - 1)]
-    return {"edges": list(edges), "counts": bins}
+    counts = sum(parts[1:], parts[0])
+    released = disclosure.released_on_shares(rules, parts, MAX_ROWS_PER_BANK, total=count_view(counts, owners))
+    opened = disclosure.open_cells(counts, released, bins, [-1], ctx.result_ranks)
+    if opened is None:
+        return None
+    values = [int(v) for v in opened[:, 0]]
+    return {"edges": list(edges), "counts": _cells(values, [v < 0 for v in values]), "min_cell_size": min_cell_size,
+            **rules.metadata()}
 
 
 # ----- quantiles -------------------------------------------------------------------------
@@ -330,18 +367,22 @@ def _interpolate(lo: int, hi: int, frac: Fraction, scale: int) -> float:
     return float((Fraction(lo) + frac * (hi - lo)) / scale)
 
 
-def _quantiles_plain(tables, *, column, q, decimals=2, bound=1e12) -> dict:
+def _quantiles_plain(tables, *, column, q, decimals=2, bound=1e12, min_contributors=None, max_dominance=100.0) -> dict:
     _check_q(q)
     _check_scale("quantiles", decimals, bound)
-    units = sorted(int(v) for bank, t in tables.items() for v in _units(t, bank, column, decimals, bound)[1])
+    rules = disclosure.resolve("quantiles", len(tables), 1, min_contributors, max_dominance)
+    per_bank = [[int(v) for v in _units(t, bank, column, decimals, bound)[1]] for bank, t in tables.items()]
+    if disclosure.suppressed_plain(rules, [[len(v)] for v in per_bank])[0]:
+        return {"count": None, "suppressed": True, **rules.metadata()}
+    units = sorted(v for part in per_bank for v in part)
     if not units:
-        return {"count": 0, "quantiles": {str(p): math.nan for p in q}}
+        return {"count": 0, "quantiles": {str(p): math.nan for p in q}, **rules.metadata()}
     n = len(units)
     scale = 10**decimals
     out = {}
     for p, (k, frac) in zip(q, _quantile_positions(n, q), strict=True):
         out[str(p)] = _interpolate(units[k], units[min(k + 1, n - 1)], frac, scale)
-    return {"count": n, "quantiles": out}
+    return {"count": n, "quantiles": out, **rules.metadata()}
 
 
 def _check_q(q):
@@ -349,9 +390,11 @@ def _check_q(q):
         raise InputError("quantiles: parameter 'q' needs numbers in [0, 1]")
 
 
-def _quantiles_check(table, party, *, column, q, decimals=2, bound=1e12) -> None:
+def _quantiles_check(table, party, *, column, q, decimals=2, bound=1e12, min_contributors=None,
+                     max_dominance=100.0) -> None:
     _check_q(q)
     _check_scale("quantiles", decimals, bound)
+    disclosure.resolve("quantiles", 1, 1, min_contributors, max_dominance)
     _units(table, party, column, decimals, bound)
 
 
@@ -359,8 +402,10 @@ def _quantiles_check(table, party, *, column, q, decimals=2, bound=1e12) -> None
     Param("column", "column", required=True, description="numeric column"),
     Param("q", "floats", required=True, description="quantile levels in [0, 1]"),
     *_amount_params("column"),
+    *RULE_PARAMS,
 ], plaintext=_quantiles_plain, check=_quantiles_check)
-def quantiles(ctx, table, owners, *, column, q, decimals=2, bound=1e12) -> dict | None:
+def quantiles(ctx, table, owners, *, column, q, decimals=2, bound=1e12, min_contributors=None,
+              max_dominance=100.0) -> dict | None:
     """Exact quantiles (numpy 'linear' interpolation) over all banks' rows, by secure selection.
 
     Definition: for n values and level p, h = (n-1) p, k = floor(h), and the quantile is
@@ -368,13 +413,21 @@ def quantiles(ctx, table, owners, *, column, q, decimals=2, bound=1e12) -> dict 
     Method: selection, not sorting. Each order statistic x_(k) is found by a 17-ary search
     over the exact integer value range: per step every bank counts its own values <= 16
     thresholds, the counts are shared and summed, and only the comparisons "total >= k+1" are
-    revealed; every order statistic of every level is searched at once.
-    Leakage: the total count n and, per level, the two order statistics x_(k) and x_(k+1)
-    (the revealed search outcomes are determined by them), to the compute parties. With more
-    than three banks the banks are input parties, and each of them also receives n and every
+    revealed; every order statistic of every level is searched at once. The column is one
+    cell for the disclosure rules (``smpc.analyses.disclosure``: min_contributors and
+    max_dominance on the banks' counts), decided on shares before anything is opened; a
+    suppressed column gives {"count": null, "suppressed": true} and no search.
+    Leakage: whether the column is suppressed and, if not, the total count n and, per
+    level, the two order statistics x_(k) and x_(k+1) (the revealed search outcomes are
+    determined by them), to every compute party: the search's thresholds follow from the
+    outcomes, so each compute party learns them whether or not it is one of the job's
+    recipients (``ctx.result_ranks``; only recipients return the result). With more than
+    three banks the banks are input parties, and each of them also receives n and every
     search outcome (it counts its own values at the next thresholds, which follow from them),
-    hence the same order statistics, although its call returns None.
-    Cost: 2 rounds for the count, then ceil(log_17(2 bound 10^decimals + 1)) steps of 12: one
+    hence the same order statistics, although its call returns None unless it is a recipient.
+    Cost: 2 rounds for the count (with any disclosure rule, by default min_contributors =
+    min(3, banks) >= 1, 11 + ceil(log2 L) more: one batched comparison, a product tree over
+    L leaves and one selection), then ceil(log_17(2 bound 10^decimals + 1)) steps of 12: one
     round in which every bank shares its counts, one batched comparison (10 rounds), one
     reveal (with input-party banks one more round each to publish n and the outcomes);
     bytes independent of row counts.
@@ -387,14 +440,21 @@ def quantiles(ctx, table, owners, *, column, q, decimals=2, bound=1e12) -> dict 
     units = None
     if table is not None and ctx.rank in owners:
         units = np.sort(_units(table, ctx.name_of(ctx.rank), column, decimals, bound)[1])
-    count = secure_total(ctx, owners, [len(units)] if units is not None else None, float(MAX_ROWS_PER_BANK), "count",
-                         1)
-    n_open = count.reveal_int(COMPUTE_RANKS)
-    n = int(n_open.reshape(-1)[0]) if n_open is not None else None
+    rules = disclosure.resolve("quantiles", len(owners), 1, min_contributors, max_dominance)
+    parts = ctx.share_each([len(units)] if units is not None else None, owners, shape=(1,),
+                           bound=float(MAX_ROWS_PER_BANK), frac_bits=0, name="count")
+    count = sum(parts[1:], parts[0])
+    released = disclosure.released_on_shares(rules, parts, MAX_ROWS_PER_BANK, total=count_view(count, owners))
+    # the compute parties run the search: they learn n (-1: suppressed)
+    n_open = disclosure.open_cells(count, released, 1, [-1], COMPUTE_RANKS)
+    n = int(n_open[0, 0]) if n_open is not None else None
     # input parties follow the search too (they count their own values): tell them n
     n = ctx.publish(n, owner=0) if ctx.world_size > N_COMPUTE else n
+    mine = ctx.rank in ctx.result_ranks
+    if n < 0:
+        return {"count": None, "suppressed": True, **rules.metadata()} if mine else None
     if n == 0:
-        return {"count": 0, "quantiles": {str(p): math.nan for p in q}} if ctx.is_compute else None
+        return {"count": 0, "quantiles": {str(p): math.nan for p in q}, **rules.metadata()} if mine else None
     positions = _quantile_positions(n, q)
     targets = sorted({k for k, _ in positions} | {min(k + 1, n - 1) for k, _ in positions})
     lo = {t: -bound_units - 1 for t in targets}  # count(<= lo) < t + 1
@@ -416,7 +476,7 @@ def quantiles(ctx, table, owners, *, column, q, decimals=2, bound=1e12) -> dict 
         totals = secure_total(ctx, owners, local, float(MAX_ROWS_PER_BANK), "counts below thresholds", len(flat))
         ranks = [t + 1 for t, pts in zip(targets, thresholds, strict=True) for _ in pts]
         need = torch.tensor(ranks, dtype=torch.float64)
-        reached = (1 - (totals < need)).reveal_int(COMPUTE_RANKS)
+        reached = (1 - (totals < need)).reveal_int(COMPUTE_RANKS)  # the search needs them
         bits = [int(v) for v in reached.reshape(-1)] if reached is not None else None
         bits = ctx.publish(bits, owner=0) if ctx.world_size > N_COMPUTE else bits
         offset = 0
@@ -427,14 +487,14 @@ def quantiles(ctx, table, owners, *, column, q, decimals=2, bound=1e12) -> dict 
                 else:
                     lo[t] = max(lo[t], p)
             offset += len(pts)
-    if not ctx.is_compute:
+    if not mine:
         return None
     values = {t: hi[t] for t in targets}
     out = {}
     for p, (k, frac) in zip(q, positions, strict=True):
         out[str(p)] = _interpolate(values[k], values[min(k + 1, n - 1)], frac, scale)
     report_progress(ctx, 1.0, "done")
-    return {"count": n, "quantiles": out}
+    return {"count": n, "quantiles": out, **rules.metadata()}
 
 
 # ----- corr ------------------------------------------------------------------------------
@@ -451,20 +511,33 @@ def _corr_columns(table, party, columns, decimals, bound):
     return data
 
 
-def _corr_local(table, party, columns, decimals, bound):
+def _corr_local(table, party, columns, decimals, bound, shift=None):
+    """Per ordered pair (i, j), over this bank's rows where both are present: count, sum,
+    sum of squares of x_i and sum of x_i x_j; with a ``shift`` (dominance) then per pair
+    sum |x_i| (and that sum >> shift where shift > 0)."""
     d = len(columns)
     data = _corr_columns(table, party, columns, decimals, bound)
-    stats = []
+    stats, magnitudes, highs = [], [], []
     for i in range(d):
         for j in range(d):
             both = data[i][0] & data[j][0]
             xi, xj = data[i][1][both], data[j][1][both]
             products = sum(a * b for a, b in zip(xi, xj, strict=True))
             stats += [int(both.sum()), int(sum(xi)), int(sum(v * v for v in xi)), int(products)]
-    return stats
+            magnitude = int(sum(abs(v) for v in xi))
+            magnitudes.append(magnitude)
+            highs.append(magnitude >> shift if shift else 0)
+    if shift is None:
+        return stats
+    return stats + magnitudes + (highs if shift else [])
 
 
-def _corr_result(columns, totals, scale, min_cell_size):
+def _corr_pairs(d: int) -> list[tuple[int, int]]:
+    """The unordered pairs (i <= j): the cells of corr's disclosure rules."""
+    return [(i, j) for i in range(d) for j in range(i, d)]
+
+
+def _corr_result(columns, totals, scale):
     d = len(columns)
     corr = [[math.nan] * d for _ in range(d)]
     cov = [[math.nan] * d for _ in range(d)]
@@ -472,7 +545,7 @@ def _corr_result(columns, totals, scale, min_cell_size):
         for j in range(d):
             n, s_i, q_i, p = totals[(i * d + j) * 4 : (i * d + j) * 4 + 4]
             _, s_j, q_j, _ = totals[(j * d + i) * 4 : (j * d + i) * 4 + 4]
-            if n < max(2, min_cell_size):
+            if n < 2:  # suppressed pairs arrive as zeros
                 continue
             num = n * p - s_i * s_j
             cov[i][j] = float(Fraction(num, n * (n - 1) * scale * scale))
@@ -484,62 +557,105 @@ def _corr_result(columns, totals, scale, min_cell_size):
     return {"columns": list(columns), "corr": corr, "cov": cov}
 
 
-def _corr_plain(tables, *, columns, decimals=2, bound=1e12, min_cell_size=1) -> dict:
-    _check_scale("corr", decimals, bound)
-    totals = None
-    for bank, t in tables.items():
-        local = _corr_local(t, bank, columns, decimals, bound)
-        totals = local if totals is None else [a + b for a, b in zip(totals, local, strict=True)]
-    return _corr_result(columns, totals, 10**decimals, min_cell_size)
+def _corr_rules(owners_or_banks: int, min_cell_size, min_contributors, max_dominance) -> disclosure.Rules:
+    # a covariance needs two rows: pairs count their contributors at max(2, min_cell_size)
+    return disclosure.resolve("corr", owners_or_banks, max(2, min_cell_size), min_contributors, max_dominance)
 
 
-def _corr_check(table, party, *, columns, decimals=2, bound=1e12, min_cell_size=1) -> None:
+def _corr_plain(tables, *, columns, decimals=2, bound=1e12, min_cell_size=1, min_contributors=None,
+                max_dominance=100.0) -> dict:
     _check_scale("corr", decimals, bound)
+    rules = _corr_rules(len(tables), min_cell_size, min_contributors, max_dominance)
+    d = len(columns)
+    locals_ = [_corr_local(t, bank, columns, decimals, bound, shift=0) for bank, t in tables.items()]
+    totals = [sum(v) for v in zip(*(loc[: 4 * d * d] for loc in locals_), strict=True)]
+    pairs = _corr_pairs(d)
+    counts = [[loc[4 * (i * d + j)] for i, j in pairs] for loc in locals_]
+    magnitudes = [[[loc[4 * d * d + i * d + j], loc[4 * d * d + j * d + i]] for i, j in pairs] for loc in locals_]
+    hidden = disclosure.suppressed_plain(rules, counts, magnitudes)
+    for (i, j), h in zip(pairs, hidden, strict=True):
+        if h:
+            for e in (i * d + j, j * d + i):
+                totals[4 * e : 4 * e + 4] = [0, 0, 0, 0]
+    return {**_corr_result(columns, totals, 10**decimals), "min_cell_size": min_cell_size, **rules.metadata()}
+
+
+def _corr_check(table, party, *, columns, decimals=2, bound=1e12, min_cell_size=1, min_contributors=None,
+                max_dominance=100.0) -> None:
+    _check_scale("corr", decimals, bound)
+    _corr_rules(1, min_cell_size, min_contributors, max_dominance)
     _corr_columns(table, party, columns, decimals, bound)
 
 
 @register("corr", params=[Param("columns", "columns", required=True, description="numeric columns"), *_AMOUNT_PARAMS],
           plaintext=_corr_plain, check=_corr_check)
-def corr(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_size=1) -> dict | None:
+def corr(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_size=1, min_contributors=None,
+         max_dominance=100.0) -> dict | None:
     """Pearson correlation matrix (pairwise-complete rows, as pandas.DataFrame.corr) and the covariance matrix.
 
     Each bank computes for every pair of columns, over its rows where both are present, the
     count, sum, sum of squares and sum of products of the exact integer units; these are
-    shared and summed on shares. Which pairs have fewer than max(2, min_cell_size) rows is
-    decided on the shared pairwise counts and only those flags are opened; such pairs give
-    NaN and nothing else of theirs is opened. The aggregates of the other pairs are revealed
-    in one batch and the matrices are finished exactly.
-    Leakage: which pairs of columns have fewer than max(2, min_cell_size) pairwise-complete
-    rows; for every other pair the pairwise count, sums, sums of squares and sum of
-    products, i.e. exactly the means, variances and covariance matrix (which this analysis
-    returns beside the correlations).
-    Cost: 13 rounds: one in which every bank shares 4 d^2 values (1-2 ring elements each),
-    one batched comparison of the d(d+1)/2 pairwise counts (10 rounds), a reveal of the flags,
-    one reveal of at most 4 d^2 values. Independent of row counts.
+    shared and summed on shares. Every unordered pair of columns is a cell for the
+    disclosure rules (``smpc.analyses.disclosure``, decided on shares): with
+    min_contributors k >= 1 (default min(3, banks)) at least k banks must each hold
+    max(2, min_cell_size) pairwise-complete rows, otherwise (k = 0) the pair needs 0 or at
+    least max(2, min_cell_size) rows; max_dominance weighs the banks' sums of |x_i| and
+    |x_j| over those rows. A suppressed pair opens as zeros and gives NaN; the aggregates
+    of every pair are opened in one batch to the job's recipients (``ctx.result_ranks``)
+    only, and the matrices are finished exactly.
+    Leakage: to the recipients, which pairs of columns are suppressed (NaN; a pair with
+    fewer than 2 rows is NaN too); for every other pair the pairwise count, sums, sums of
+    squares and sum of products, i.e. exactly the means, variances and covariance matrix
+    (which this analysis returns beside the correlations). Nothing to any other party.
+    Cost: 13 + ceil(log2 L) rounds: one in which every bank shares 4 d^2 values (1-2 ring
+    elements each; d^2 or 2 d^2 more with max_dominance < 100), one batched comparison of
+    the banks' counts of the d(d+1)/2 pairs (10 rounds), a product tree over L leaves (1
+    without min_contributors, else one per bank, plus two per bank with max_dominance;
+    one more round where sums of |x| exceed 64-bit comparisons), one selection and one
+    reveal of 8 values per pair. Independent of row counts.
     Error: the ratio is exact; one float64 square root (relative error ~1e-16).
     """
     _check_scale("corr", decimals, bound, squares=True, banks=len(owners))
+    rules = _corr_rules(len(owners), min_cell_size, min_contributors, max_dominance)
+    d = len(columns)
+    bound_units = max(bound * 10**decimals, 1.0)
+    magnitude_bound = float(MAX_ROWS_PER_BANK) * bound_units
+    shift = disclosure.dominance_shift(rules, magnitude_bound) if rules.dominance_bp is not None else None
+    extra = 0 if shift is None else (2 * d * d if shift else d * d)
     local = None
     if table is not None and ctx.rank in owners:
-        local = _corr_local(table, ctx.name_of(ctx.rank), columns, decimals, bound)
-    big = float(MAX_ROWS_PER_BANK) * max(bound * 10**decimals, 1.0) ** 2
-    totals = secure_total(ctx, owners, local, big, "cross moments", 4 * len(columns) ** 2)
-    if not ctx.is_compute:
+        local = _corr_local(table, ctx.name_of(ctx.rank), columns, decimals, bound, shift)
+    big = float(MAX_ROWS_PER_BANK) * bound_units**2
+    parts = ctx.share_each(local, owners, shape=(4 * d * d + extra,), bound=big, frac_bits=0, name="cross moments")
+    if not ctx.is_compute and ctx.rank not in ctx.result_ranks:
         return None
-    d = len(columns)
+    totals = sum((p[: 4 * d * d] for p in parts[1:]), parts[0][: 4 * d * d])
     cells = totals.reshape(d * d, 4)
-    # the count of pair (i, j) is the count of (j, i): one comparison per unordered pair
-    pairs = [(i, j) for i in range(d) for j in range(i, d)]
-    counts = count_view(cells[[i * d + j for i, j in pairs]][:, 0], owners)
-    small = (counts < max(2, min_cell_size)).reveal_int(COMPUTE_RANKS)
-    keep = sorted({e for (i, j), s in zip(pairs, small.reshape(-1), strict=True) if not s
-                   for e in (i * d + j, j * d + i)})
-    opened = [0] * (4 * d * d)
-    if keep:
-        values = cells[keep].reveal_int(COMPUTE_RANKS)
-        for row, e in enumerate(keep):
-            opened[4 * e : 4 * e + 4] = [int(v) for v in values[row]]
-    return _corr_result(columns, opened, 10**decimals, min_cell_size)
+    pairs = _corr_pairs(d)
+    forward = [i * d + j for i, j in pairs]
+    backward = [j * d + i for i, j in pairs]
+    per_bank = [p[: 4 * d * d].reshape(d * d, 4)[forward][:, 0] for p in parts]
+    measure = None
+    if shift is not None:
+        both = [e for f, b in zip(forward, backward, strict=True) for e in (f, b)]
+        offset = 4 * d * d
+        measure = disclosure.Measure(
+            [bounded_view(p[offset : offset + d * d][both], magnitude_bound) for p in parts], magnitude_bound,
+            per_cell=2,
+            high_parts=[bounded_view(p[offset + d * d :][both], magnitude_bound / 2.0**shift) for p in parts]
+            if shift else None,
+            shift=shift)
+    released = disclosure.released_on_shares(rules, per_bank, MAX_ROWS_PER_BANK,
+                                             total=count_view(cells[forward][:, 0], owners), measure=measure)
+    batch = cat([cells[forward], cells[backward]], dim=1)  # pairs x 8
+    opened = disclosure.open_cells(batch, released, len(pairs), [0] * 8, ctx.result_ranks)
+    if opened is None:
+        return None
+    values = [0] * (4 * d * d)
+    for row, (f, b) in enumerate(zip(forward, backward, strict=True)):
+        values[4 * f : 4 * f + 4] = [int(v) for v in opened[row, :4]]
+        values[4 * b : 4 * b + 4] = [int(v) for v in opened[row, 4:]]
+    return {**_corr_result(columns, values, 10**decimals), "min_cell_size": min_cell_size, **rules.metadata()}
 
 
 # ----- default rate by group ------------------------------------------------------------
@@ -570,7 +686,9 @@ def _rate_inputs(table, party, label, positive, by, groups):
     return flags, keys
 
 
-def _rate_check(table, party, *, label, by, positive=None, groups=None, min_cell_size=1) -> None:
+def _rate_check(table, party, *, label, by, positive=None, groups=None, min_cell_size=1, min_contributors=None,
+                max_dominance=100.0) -> None:
+    disclosure.resolve("default_rate", 1, min_cell_size, min_contributors, max_dominance)
     _rate_inputs(table, party, label, positive, by, groups)
 
 
@@ -596,14 +714,20 @@ def _rate_groups(groups, counts, defaults, suppressed) -> dict:
     return out
 
 
-def _rate_plain(tables, *, label, by, positive=None, groups=None, min_cell_size=1) -> dict:
+def _rate_plain(tables, *, label, by, positive=None, groups=None, min_cell_size=1, min_contributors=None,
+                max_dominance=100.0) -> dict:
+    rules = disclosure.resolve("default_rate", len(tables), min_cell_size, min_contributors, max_dominance)
     keys = groups or sorted({k for bank, t in tables.items() for k in _group_keys(t, bank, by)})
     totals = np.zeros(2 * len(keys), dtype=np.int64)
+    per_bank = []
     for bank, t in tables.items():
-        totals += np.asarray(_rate_local(t, bank, label, positive, by, keys), dtype=np.int64)
+        local = np.asarray(_rate_local(t, bank, label, positive, by, keys), dtype=np.int64)
+        per_bank.append([int(v) for v in local[0::2]])
+        totals += local
     counts, defaults = [int(v) for v in totals[0::2]], [int(v) for v in totals[1::2]]
-    suppressed = [0 < c < min_cell_size for c in counts]
-    return {"by": by, "groups": _rate_groups(keys, counts, defaults, suppressed), "min_cell_size": min_cell_size}
+    suppressed = disclosure.suppressed_plain(rules, per_bank)
+    return {"by": by, "groups": _rate_groups(keys, counts, defaults, suppressed), "min_cell_size": min_cell_size,
+            **rules.metadata()}
 
 
 @register("default_rate", params=[
@@ -613,25 +737,34 @@ def _rate_plain(tables, *, label, by, positive=None, groups=None, min_cell_size=
     Param("groups", "strs", owner="categories", owner_column="by",
           description="declared list of group keys; if omitted each bank discloses its set of keys"),
     Param("min_cell_size", "int", default=1, description="suppress groups with fewer (but more than zero) loans"),
+    *RULE_PARAMS,
 ], plaintext=_rate_plain, check=_rate_check)
-def default_rate(ctx, table, owners, *, label, by, positive=None, groups=None, min_cell_size=1) -> dict | None:
+def default_rate(ctx, table, owners, *, label, by, positive=None, groups=None, min_cell_size=1, min_contributors=None,
+                 max_dominance=100.0) -> dict | None:
     """Per group: number of loans, number of defaults and default rate, small groups suppressed.
 
     Every bank checks its labels and group keys first; without declared ``groups`` all banks
     confirm that to each other before any bank publishes its keys, so a bad file stops the
     job before anything is disclosed. Each bank counts loans and defaults per group key
-    locally; the per-group vectors are shared and summed on shares. Groups with
-    1..min_cell_size-1 loans are found on shares and reported as {"suppressed": true}: their
-    counts are never opened.
-    Leakage: for each unsuppressed group its count and defaults (the rate follows); which
-    groups are suppressed; the set of group keys: the declared ``groups`` list, or else every
-    bank's own set of keys (each bank discloses which keys occur in its data).
+    locally; the per-group vectors are shared and summed on shares. Which groups are
+    released is decided on shares by the disclosure rules (``smpc.analyses.disclosure``:
+    min_cell_size, min_contributors and max_dominance on the banks' loan counts); a
+    suppressed group opens as a public sentinel and is reported as {"suppressed": true}:
+    its counts are never opened. Counts and defaults are opened to the job's recipients
+    (``ctx.result_ranks``) only.
+    Leakage: to the recipients, for each released group its count and defaults (the rate
+    follows) and which groups are suppressed; nothing else to any other party. The set of
+    group keys: the declared ``groups`` list, or else every bank's own set of keys (each bank
+    discloses which keys occur in its data, to every party).
     Cost: 2 rounds with declared groups (one in which every bank shares 2-4 ring elements
     per group, one reveal), 4 without (one round to confirm the checks and one in which every
-    bank publishes its keys, first); with min_cell_size > 1, 11 more (one batched comparison
-    and a reveal of the flags). Independent of row counts.
+    bank publishes its keys, first); with any disclosure rule (by default min_contributors =
+    min(3, banks) >= 1) 11 + ceil(log2 L) more: one batched comparison, a product tree over
+    L leaves (banks with min_contributors, plus banks with max_dominance) and one
+    selection. Independent of row counts.
     Error: none (exact counts; rates are the nearest float64).
     """
+    rules = disclosure.resolve("default_rate", len(owners), min_cell_size, min_contributors, max_dominance)
     keys = groups
     mine_keys = None
     if table is not None and ctx.rank in owners:
@@ -642,21 +775,21 @@ def default_rate(ctx, table, owners, *, label, by, positive=None, groups=None, m
     local = None
     if mine_keys is not None:
         local = _rate_local(table, ctx.name_of(ctx.rank), label, positive, by, keys)
-    totals = secure_total(ctx, owners, local, float(MAX_ROWS_PER_BANK), "group counts", 2 * len(keys))
-    if not ctx.is_compute:
+    parts = ctx.share_each(local, owners, shape=(2 * len(keys),), bound=float(MAX_ROWS_PER_BANK), frac_bits=0,
+                           name="group counts")
+    if not ctx.is_compute and ctx.rank not in ctx.result_ranks:
         return None
-    pairs = totals.reshape(len(keys), 2)
-    counts = pairs[:, 0]
-    flags = suppression_flags(counts, min_cell_size, COMPUTE_RANKS) or [False] * len(keys)
-    keep = [i for i, s in enumerate(flags) if not s]
-    counts_out, defaults_out = [0] * len(keys), [0] * len(keys)
-    if keep:
-        opened = pairs[keep].reveal_int(COMPUTE_RANKS)
-        for j, i in enumerate(keep):
-            counts_out[i], defaults_out[i] = int(opened[j, 0]), int(opened[j, 1])
-    groups_out = _rate_groups(keys, counts_out, defaults_out, flags)
-    return {"by": by, "groups": groups_out, "min_cell_size": min_cell_size}
+    pairs = sum(parts[1:], parts[0]).reshape(len(keys), 2)
+    per_bank = [p.reshape(len(keys), 2)[:, 0] for p in parts]
+    released = disclosure.released_on_shares(rules, per_bank, MAX_ROWS_PER_BANK,
+                                             total=count_view(pairs[:, 0], owners))
+    opened = disclosure.open_cells(pairs, released, len(keys), [-1, 0], ctx.result_ranks)
+    if opened is None:
+        return None
+    counts_out = [int(v) for v in opened[:, 0]]
+    defaults_out = [int(v) for v in opened[:, 1]]
+    groups_out = _rate_groups(keys, counts_out, defaults_out, [c < 0 for c in counts_out])
+    return {"by": by, "groups": groups_out, "min_cell_size": min_cell_size, **rules.metadata()}
 
 
-__all__ = ["corr", "default_rate", "describe", "histogram", "inputs_checked", "quantiles", "secure_total",
-           "suppression_flags"]
+__all__ = ["corr", "default_rate", "describe", "histogram", "inputs_checked", "quantiles", "secure_total"]

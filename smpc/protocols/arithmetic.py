@@ -137,17 +137,23 @@ def share_inputs(ctx: Context, encoded: torch.Tensor | None, owners: list[int], 
     return out
 
 
-_WIDTH_DTYPES = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
-
-
 def _low_bytes(ring, t: torch.Tensor, width: int) -> torch.Tensor:
-    """The low ``width`` bytes of every element of a ring tensor, as a tensor of its shape
-    and of the signed integer type of that width (the value mod 2^(8 width))."""
+    """The low ``width`` bytes (1..8) of every element of a ring tensor: for 8 the low int64
+    lane itself, else a uint8 tensor (elements x width), little-endian, low byte first."""
     low = t[0] if ring.lanes == 2 else t
     if width == 8:
         return low
-    as_bytes = low.reshape(-1).contiguous().view(torch.uint8).view(-1, 8)[:, :width]  # little-endian: low first
-    return as_bytes.contiguous().view(_WIDTH_DTYPES[width]).view(low.shape)
+    return low.reshape(-1).contiguous().view(torch.uint8).view(-1, 8)[:, :width].contiguous()
+
+
+def _widen(piece: torch.Tensor, width: int, shape) -> torch.Tensor:
+    """int64 elements of ``shape`` whose low ``width`` bytes are those of ``piece`` (as sent
+    by ``_low_bytes``) and whose other bytes are zero."""
+    if width == 8:
+        return piece.to(torch.int64).reshape(shape)
+    padded = torch.zeros((piece.numel() // width, 8), dtype=torch.uint8)
+    padded[:, :width] = piece.reshape(-1, width)
+    return padded.view(torch.int64).reshape(shape)
 
 
 def _from_low_bytes(ring, total: torch.Tensor, width: int) -> torch.Tensor:
@@ -162,11 +168,12 @@ def reveal(ctx: Context, x: ArithmeticShares | None, to: list[int], width: int |
     """Open x to the ranks in ``to`` only; every other rank gets None and is sent nothing.
 
     Compute party j sends its s_j to party j+1 when that party is a recipient, and to every
-    recipient that is not a compute party. With ``width`` (bytes, < a ring element: the
-    value is known to lie in the signed range of that many bytes, ``fixedpoint.open_width``)
-    only the low ``width`` bytes of s_j travel to compute recipients: they sum to the value
-    mod 2^(8 width), which determines it (other ranks get whole elements: without shares
-    they cannot know every bound, e.g. of a sum over a shape they never see).
+    recipient that is not a compute party. With ``width`` (bytes, 1..8 and less than a ring
+    element: the value is known to lie in the signed range of that many bytes,
+    ``fixedpoint.open_width``) only the low ``width`` bytes of s_j travel to compute
+    recipients: they sum to the value mod 2^(8 width), which determines it (other ranks get
+    whole elements: without shares they cannot know every bound, e.g. of a sum over a shape
+    they never see).
     Cost: 1 round; 1 ring element (or ``width`` bytes) per element to each recipient from
     each sender (a compute recipient receives from one party, others from three).
     Leakage: the value, to the recipients.
@@ -191,7 +198,8 @@ def reveal(ctx: Context, x: ArithmeticShares | None, to: list[int], width: int |
     if rank not in recipients:
         return None
     if ctx.is_compute and narrow:
-        total = got[senders[0]].to(torch.int64) + _low_bytes(r, x.first, 8)
+        own = _low_bytes(r, x.first, 8)
+        total = _widen(got[senders[0]], width, own.shape) + own
         total += _low_bytes(r, x.second, 8)
         return _from_low_bytes(r, total, width)
     if ctx.is_compute:
@@ -221,6 +229,10 @@ def reshare_truncated(ctx: Context, z: torch.Tensor, d: int, step: str = "trunc"
     Error: floor(x / 2^d) or one more; with probability <= 2^(l+1-k) for |x| < 2^l (the
     share A landing near the wrap point) the result is wrong by about 2^(k-d) instead;
     callers keep l <= k - 41 so this is <= 2^-40 (``fixedpoint.check_truncatable``).
+    Leakage: the rounding correlates with party 0's share: the result is
+    floor(x / 2^d) + [x mod 2^d > A mod 2^d] (A = z_0, known to party 0), so wherever a
+    truncated value is opened to party 0, party 0 learns whether the d dropped low bits of x
+    exceed A mod 2^d; to any other party the rounding is an unbiased random bit.
     """
     r = ctx.ring
     rank = ctx.rank
@@ -322,7 +334,8 @@ def mul_sum(ctx: Context, x: ArithmeticShares, y: ArithmeticShares, dim, trunc_b
 def truncate(ctx: Context, x: ArithmeticShares, d: int) -> ArithmeticShares:
     """x / 2^d. The RSS pair is first re-randomised into a masked 3-out-of-3 sharing
     (z_i = s_i plus its masks, ``product_masks``) so no party can see both halves of the split.
-    Cost: 1 round, as ``reshare_truncated``."""
+    Cost: 1 round, as ``reshare_truncated``. Leakage: the rounding correlates with party 0's
+    share, as ``reshare_truncated`` states."""
     z = x.first.clone()
     add_random2_(ctx.ring, z, *product_masks(ctx, True))
     return reshare_truncated(ctx, z, d)

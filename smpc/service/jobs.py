@@ -776,8 +776,14 @@ class JobManager:
                 name = self.config.ranks[peer]
                 transport.dial(peer, self.peers.channel(name), metadata=self.peers.metadata())
             job.emit(self.me, stage="agreeing session keys")
-            ctx = Context(self.rank, len(self.config.ranks), transport, ring=analysis.ring, timeout=timeouts.step,
-                          party_names=list(self.config.ranks))
+            # results open only to the recipients' own parties; a recipient without one (a
+            # client identity) receives through the coordinator's party, which it chose
+            ranks, recipients = list(self.config.ranks), job.request.recipients
+            result_ranks = {ranks.index(n) for n in recipients if n in ranks}
+            if any(n not in ranks for n in recipients):
+                result_ranks.add(ranks.index(job.request.coordinator))
+            ctx = Context(self.rank, len(ranks), transport, ring=analysis.ring, timeout=timeouts.step,
+                          party_names=ranks, result_ranks=result_ranks)
             registry.set_progress_hook(ctx, lambda f, s: job.emit(self.me, progress=f, stage=s))
             result = analysis.fn(ctx, decision.table, list(range(len(self.config.ranks))), **params)
             if result is None:  # nothing was revealed to this party (blacklist_hits at another bank)
