@@ -314,7 +314,7 @@ def run(root: Path) -> int:
             progress.done()
             plain = analyses.get(name).run_plaintext(tables[source], **params, min_cell_size=MIN_CELL)
             ok &= show(secure, plain)
-            print(f"  job {job_id[:8]}: {time.perf_counter() - t:.2f} s, {entry} sent {status.bytes_sent:,} bytes "
+            print(f"  job {job_id}: {time.perf_counter() - t:.2f} s, {entry} sent {status.bytes_sent:,} bytes "
                   f"in {status.rounds} rounds\n")
 
         print(f"{len(jobs) + 1}. A job bank_c's policy refuses (age_in_years is not allowed there):")

@@ -166,3 +166,15 @@ def test_a_party_with_another_join_salt_makes_the_coordinator_refuse_the_join(cl
     assert_nothing_moved(cluster, "bank_a/bl-two-salts")
     for bank in BANKS:
         assert "another consortium" not in cluster.audit_path(bank).read_text()
+
+
+def test_the_catalogue_a_party_lists_offers_no_owner_set_parameter(cluster):
+    """ListAnalyses shows a requester what it may send: bounds, decimals, group keys and the
+    join salt are each bank's own settings, so they are not offered."""
+    with cluster.client("bank_a") as client:
+        listed = {a.name: {p.name for p in a.params} for a in client.analyses().analyses}
+    assert {"columns", "min_cell_size"} <= listed["describe"] and not {"bound", "decimals"} & listed["describe"]
+    assert "amount" in listed["default_rate_overall"]
+    assert not {"amount_bound", "amount_decimals"} & listed["default_rate_overall"]
+    assert "groups" not in listed["default_rate"] and "salt" not in listed["blacklist_hits"]
+    assert not {"balance_bound", "balance_decimals", "salt"} & listed["multi_lending"]

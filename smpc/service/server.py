@@ -270,7 +270,9 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         for a in registry.analyses():
             info = out.analyses.add(name=a.name, summary=a.summary, leakage=a.leakage, cost=a.cost,
                                     allowed=a.name in allowed)
-            for p in a.params:
+            # owner-set parameters (bounds, decimals, group keys, the join salt) come from each
+            # bank's data configuration: a requester may not send them, so they are not offered
+            for p in (p for p in a.params if p.owner is None):
                 info.params.add(name=p.name, type=p.type, required=p.required,
                                 default="" if p.default is None else str(p.default), description=p.description)
         return out
