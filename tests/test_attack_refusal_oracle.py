@@ -18,6 +18,7 @@ times, and the row and value are only in bank_b's own audit log and stderr.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from service_harness import BANKS, Cluster
@@ -151,7 +152,8 @@ def test_a_binary_search_on_a_bound_learns_nothing_of_another_banks_rows(cluster
     assert released_a[key]["credit_amount"]["max"] == max(t["credit_amount"].max() for t in cluster.tables.values())
     assert released_b[key]["credit_amount"]["max"] == 31_000 and top < 31_000
     for bank in BANKS:  # nothing of bank_b's values in any party's log, its own included
-        assert "15653" not in cluster.audit_path(bank).read_text()
+        # as a number of its own: the hash chain's hex digits may hold the same five digits
+        assert not re.search(r"\b15653\b", cluster.audit_path(bank).read_text())
 
 
 def test_a_book_that_breaks_its_own_declaration_says_only_that(cluster):
