@@ -127,6 +127,12 @@ def test_a_compute_party_cannot_run_a_job_in_another_members_name(cluster):
     received = [next(r for r in records(cluster, b, job_id) if r["event"] == "job_received") for b in BANKS]
     assert all(r["requester"] == r["signer"] == "bank_c" and r["signer_role"] == "party" for r in received)
     assert len({r["signature_sha256"] for r in received}) == 1 and len({r["signer_cert"] for r in received}) == 1
+    # and every later record of the job, at every party, carries the same signature's hash
+    signature = received[0]["signature_sha256"]
+    for b in BANKS:
+        later = [r for r in records(cluster, b, job_id) if r["event"] != "job_rejected"]
+        assert {r["event"] for r in later} >= {"job_received", "policy_decision", "job_started", "job_finished"}
+        assert all(r.get("signature_sha256") == signature for r in later), (b, later)
 
 
 # ----- roles -------------------------------------------------------------------------------------

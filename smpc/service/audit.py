@@ -22,12 +22,14 @@ import hashlib
 import json
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 from smpc.errors import SmpcError
 
 GENESIS = "0" * 64
+SIGNATURES_KEPT = 4096  # jobs whose signature later records of them still carry
 
 
 def line_hash(line: bytes) -> str:
@@ -129,6 +131,8 @@ class AuditLog:
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.job_ids: set[str] = set()
+        # the requester's signature of each recent job, carried into every later record of it
+        self._signatures: OrderedDict[str, str] = OrderedDict()
         if self.path.exists() and self.path.stat().st_size:
             lines = read_lines(self.path)
             result = verify_lines(lines)
@@ -153,8 +157,18 @@ class AuditLog:
         self._file = os.fdopen(fd, "ab")
 
     def record(self, event: str, **fields) -> dict:
-        """Append one record; returns it."""
+        """Append one record; returns it. Every record of a job whose ``job_received`` named
+        the requester's signature (``signature_sha256``) carries that hash too, so each record
+        can be tied to the signed request it serves without reading back to the first."""
         with self._lock:
+            job_id = fields.get("job_id")
+            if isinstance(job_id, str) and job_id:
+                if event == "job_received" and fields.get("signature_sha256"):
+                    self._signatures[job_id] = fields["signature_sha256"]
+                    while len(self._signatures) > SIGNATURES_KEPT:
+                        self._signatures.popitem(last=False)
+                elif job_id in self._signatures and "signature_sha256" not in fields:
+                    fields["signature_sha256"] = self._signatures[job_id]
             rec = {
                 "seq": self._seq,
                 "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z"),
