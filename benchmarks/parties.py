@@ -4,7 +4,7 @@ Why this shape: pytest-benchmark times a callable on the main thread, while an S
 completes when all three party threads have run it. ``Parties`` starts one simulate() job
 whose party function waits for commands; each ``step()`` hands the same op to all three
 parties and returns when the last one has finished, so one timed call is one op measured as
-the max over parties (issue 5's definition), including its communication. Every party runs
+the max over parties (the side-by-side harness' definition), including its communication. Every party runs
 exactly the same sequence of ops (the PRG streams and message tags stay in step), and setup
 (key agreement, sharing the inputs) happens once, outside the timing.
 

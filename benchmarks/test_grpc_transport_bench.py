@@ -1,4 +1,4 @@
-"""The gRPC transport between two parties over mutual TLS on loopback (issue 4's aim:
+"""The gRPC transport between two parties over mutual TLS on loopback (the aim:
 >= 500 MB/s per link with 8 MB (ring64) and 16 MB (ring128) tensors, <= 1 ms per round).
 
 Both parties live in this process (two TLS servers, one stream), so on a small machine the

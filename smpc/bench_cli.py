@@ -35,7 +35,7 @@ Writes a markdown report, the JSON and a PNG chart (--out, default benchmarks/re
 OPS = ["share", "mul", "lt", "sum", "div", "matmul256", "matmul1000", "lending"]
 """The default op list (both systems)."""
 JOIN_OPS = ["shuffle", "sort", "multi_lending"]
-"""Opt-in private-join ops (issue 7), smpc only: CrypTen has no oblivious shuffle or sort."""
+"""Opt-in private-join ops, smpc only: CrypTen has no oblivious shuffle or sort."""
 SYSTEMS = ["smpc", "crypten-tfp", "crypten-ttp"]
 
 

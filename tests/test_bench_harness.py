@@ -125,7 +125,7 @@ def test_quick_mode_smpc_over_grpc(tmp_path):
 
 def test_quick_mode_join_ops_smpc_only(tmp_path):
     """`python benchmarks/smpc_compare --n 1e4 --ops shuffle,sort,multi_lending`: the private-join
-    ops (issue 7) run over gRPC and are exact (the shuffled rows are the input rows, the
+    ops run over gRPC and are exact (the shuffled rows are the input rows, the
     sorted rows the input sorted by key, multi_lending equals its plaintext twin, every
     bank's flagged ids included); CrypTen, named or not, gets "n/a" columns (its parties are
     not even started)."""

@@ -1,6 +1,6 @@
 """The driver: start every system's parties, run the workload alternating systems, collect.
 
-Method (issue 5): the same seeded data for every system; all systems' parties live for the
+Method: the same seeded data for every system; all systems' parties live for the
 whole run (3 OS processes each, plus CrypTen's TTP server), so for every op each system does
 its untimed set-up, then ``warmup`` runs and ``reps`` timed runs, the systems taking turns run
 by run (the order rotates each run, so none always runs right after another). A run's time

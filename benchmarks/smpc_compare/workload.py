@@ -1,4 +1,4 @@
-"""The fixed workload of issue 5: data, the ops for each system, and their float64 references.
+"""The fixed side-by-side workload: data, the ops for each system, and their float64 references.
 
 Every op is written twice, once per system, doing the same thing on the same seeded data:
 each input's owner generates it from ``(seed, name)`` with numpy's PCG64 (benchmark data,
@@ -19,7 +19,7 @@ smpc's ring and bounds are chosen per op, as a user would, and stated in ``confi
 CrypTen runs everything at its defaults: int64 ring, 16 fractional bits, values encoded by
 truncating ``x * 2^16`` (its encoder), results decoded to float32.
 
-The private-join ops (issue 7) run on smpc only (CrypTen 0.4.1 has no oblivious shuffle or
+The private-join ops run on smpc only (CrypTen 0.4.1 has no oblivious shuffle or
 sort: its columns say "n/a"), and are checked exactly, on integers, not against float64:
 
 - shuffle: N rows of one XOR-shared 64-bit word and two ring64 values, input by party 0
