@@ -28,13 +28,6 @@ def low_words(ring: Ring, t: torch.Tensor) -> torch.Tensor:
     return t[0] if ring.lanes == 2 else t
 
 
-def _xor_zero_sharing(ctx: Context, shape) -> torch.Tensor:
-    n = 1
-    for s in shape:
-        n *= s
-    return (ctx.prg_next.int64(n) ^ ctx.prg_prev.int64(n)).reshape(tuple(shape))
-
-
 def and_many(ctx: Context, pairs: list[tuple[BooleanShares, BooleanShares]], step: str = "and") -> list[BooleanShares]:
     """Bitwise AND of several pairs in one round (their words travel in one message).
 

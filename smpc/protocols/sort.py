@@ -156,10 +156,6 @@ def _map(x: BooleanShares, fn) -> BooleanShares:
     return BooleanShares(fn(x.first), fn(x.second))
 
 
-def _map2(x: BooleanShares, y: BooleanShares, fn) -> BooleanShares:
-    return BooleanShares(fn(x.first, y.first), fn(x.second, y.second))
-
-
 def _and_local(ctx: Context, x: BooleanShares, y: BooleanShares) -> torch.Tensor:
     """This party's term z_i = x_i & (y_i ^ y_{i+1}) ^ x_{i+1} & y_i ^ alpha_i of a
     3-out-of-3 XOR sharing of x & y (alpha: a zero-sharing from the pairwise streams). x may
