@@ -11,6 +11,10 @@ the store looks jobs up by: the job id, requester, recipients, state name and ti
 A database opened with another key, or written by another party, is refused at start, before
 anything is served: ``meta.key_check`` holds a sealed constant.
 
+SQLite in WAL mode: a new job, a job's end with its result, a release and an expiry are fsynced
+before the call returns; a running job's progress events survive the process but may be lost
+to a power cut (the job is then failed at the next start, as any unfinished one).
+
 Retention: ``expire(before)`` removes the spec, status, events and result of every job that
 ended before ``before`` and keeps a tombstone (id, recipients, end and expiry time), so a
 recipient asking later is told the job expired rather than that it never existed.
@@ -98,7 +102,6 @@ class JobStore:
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")  # a committed end of a job survives a power cut
             self._db.execute("PRAGMA secure_delete=ON")  # an expired job's pages are overwritten, not left free
             self._db.executescript(_SCHEMA)
             self._check_owner()
@@ -160,9 +163,12 @@ class JobStore:
                              "key store.key_file holds; restore the key file that belongs to this database")
 
     # ----- writing -----------------------------------------------------------------------
-    def _write(self, statements: list[tuple[str, tuple]]) -> None:
+    def _write(self, statements: list[tuple[str, tuple]], durable: bool = True) -> None:
+        """One transaction. ``durable``: fsynced before it returns, so it survives a power cut
+        too; a job's progress is not (it survives the process, and the job's end replaces it)."""
         with self._lock:
             try:
+                self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
                 with self._db:  # one transaction
                     for sql, args in statements:
                         self._db.execute(sql, args)
@@ -194,7 +200,7 @@ class JobStore:
         if event is not None:
             statements.append(("INSERT OR REPLACE INTO events (job_id, seq, event) VALUES (?, ?, ?)",
                                (job_id, seq, self._seal_bytes(job_id, "event", event))))
-        self._write(statements)
+        self._write(statements, durable=terminal or event is None)
 
     # ----- reading -----------------------------------------------------------------------
     def load(self, job_id: str) -> StoredJob | None:
