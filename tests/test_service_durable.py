@@ -77,23 +77,31 @@ def test_a_finished_job_and_its_result_survive_a_coordinator_restart(cluster):
     assert [r["to"] for r in records(cluster, "bank_a", job_id) if r["event"] == "outputs_released"] == ["analyst"]
 
 
+def waiting_client(cluster, bank, job_id) -> tuple[threading.Thread, dict]:
+    """A client in ``JobClient.wait`` for the job at ``bank``, its stream open (it has seen an
+    event) when this returns; the thread puts the result or the error in the dict."""
+    outcome: dict = {}
+    seen = threading.Event()
+
+    def waiter():
+        with cluster.client(bank) as watching:
+            try:
+                outcome["result"] = watching.wait(job_id, on_event=lambda e: seen.set(), timeout=120)
+            except Exception as exc:  # noqa: BLE001 - the test looks at what it is
+                outcome["error"] = exc
+            seen.set()
+
+    thread = threading.Thread(target=waiter)
+    thread.start()
+    assert seen.wait(60), "the waiting client saw no event"
+    return thread, outcome
+
+
 def test_a_job_running_when_its_coordinator_stops_fails_everywhere_and_the_client_is_told(cluster):
     with cluster.client("bank_a") as client:
         job_id = client.submit("test_endless_rounds", {}, job_id="coordinator-stops")
     wait_running(cluster, job_id)
-    outcome: dict = {}
-
-    def waiter():
-        with cluster.client("bank_a") as watching:
-            try:
-                outcome["result"] = watching.wait(job_id, timeout=120)
-            except Exception as exc:  # noqa: BLE001 - the test looks at what it is
-                outcome["error"] = exc
-
-    thread = threading.Thread(target=waiter)
-    thread.start()
-    with cluster.client("bank_a") as client:  # the watcher's stream is open before the stop
-        wait_for(lambda: client.info().active_jobs == 1, what="the job at bank_a")
+    thread, outcome = waiting_client(cluster, "bank_a", job_id)
     assert cluster.stop("bank_a") == 0  # SIGTERM
     thread.join(60)
     error = outcome.get("error")
@@ -118,7 +126,11 @@ def test_a_job_running_when_its_coordinator_is_killed_is_failed_there_when_it_st
     with cluster.client("bank_a") as client:
         job_id = client.submit("test_endless_rounds", {}, job_id="coordinator-killed")
     wait_running(cluster, job_id)
+    thread, outcome = waiting_client(cluster, "bank_a", job_id)
     cluster.kill("bank_a")  # SIGKILL: no chance to record anything
+    thread.join(60)
+    assert isinstance(outcome.get("error"), PartyUnavailable), outcome
+    assert str(outcome["error"]).startswith(f"{cluster.address('bank_a')} went away while job {job_id} ran ("), outcome
     for bank in ("bank_b", "bank_c"):
         status = follow(cluster, bank, job_id)
         assert STATE_NAMES[status.state] == "failed" and status.error.party == "bank_a", (bank, status)
