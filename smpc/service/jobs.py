@@ -35,6 +35,12 @@ naming it (or with its ``InputError``); a dead peer is noticed by the broken str
 by the step timeout. ``Cancel`` reaches every party and stops the job there. What a peer's
 ``Cancel`` says about who refused or cancelled is recorded as what it reported; the record's
 ``by`` is always the authenticated caller, and its free text is capped and sanitised.
+
+Every job a party received is kept in its job store (``store.JobStore``): spec, every event,
+and at its end the state and result, so ``Get`` and ``Watch`` answer across restarts until
+``policy.result_retention_days`` after the job ended (then it is deleted, audited as
+``job_expired``). A shutdown fails each running job with why, here and -- by the abort -- at
+the peers; a job found unfinished at start (the party was killed) is failed then.
 """
 
 from __future__ import annotations
