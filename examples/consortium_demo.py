@@ -98,9 +98,10 @@ def toml(value) -> str:
     return json.dumps(value)
 
 
-def write_join_salt(path: Path) -> None:
-    """The consortium's secret join salt, agreed at set-up and held by every bank (mode 0600);
-    one that the set-up already wrote is kept."""
+def write_secret(path: Path) -> None:
+    """32 random bytes in hex, readable by their owner only (mode 0600): the consortium's join
+    salt (agreed at set-up, the same at every bank) or a bank's own job store key. A file that
+    the set-up already wrote is kept (a store key must stay with its database)."""
     if path.exists():
         return
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -158,6 +159,9 @@ salt_file = "certs/join_salt"
 
 [audit]
 path = "audit/{bank}.jsonl"
+
+[store]
+key_file = "certs/{bank}.store_key"
 
 [timeouts]
 step = 60
@@ -262,7 +266,9 @@ def main() -> int:
 def run(root: Path) -> int:
     t_start = time.perf_counter()
     init_certs(BANKS, root / "certs")
-    write_join_salt(root / "certs" / "join_salt")
+    write_secret(root / "certs" / "join_salt")
+    for bank in BANKS:  # each bank's own key for its job store
+        write_secret(root / "certs" / f"{bank}.store_key")
     print(f"development CA and certificates for {', '.join(BANKS)} in {root / 'certs'}")
     loans = split(pd.read_csv(DATA / "german_credit.csv"), LOANS)
     cards = split(pd.read_csv(DATA / "taiwan_default_sample.csv"), CARDS)

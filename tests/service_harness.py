@@ -124,6 +124,8 @@ class Cluster:
             init_certs(BANKS, self.certs, clients=["analyst", "outsider"])
         self.join_salt = self.certs / "join_salt"  # the consortium's secret, agreed at set-up
         self.write_join_salt(self.join_salt, join_salt)
+        for bank in BANKS:  # each party's own key for its job store
+            self.write_store_key(self.store_key_path(bank))
         self.ports = dict(zip(BANKS, free_ports(len(BANKS)), strict=True))
         self.tables = bank_tables()
         self.procs: dict[str, subprocess.Popen] = {}
@@ -176,6 +178,7 @@ class Cluster:
         lines += ["[policy.allowed_columns]"] + [f"{k} = {_toml_value(v)}" for k, v in allowed_columns.items()] + [""]
         lines += ["[join]", f"salt_file = {_toml_value(str(self.join_salt))}", ""]
         lines += ["[audit]", f'path = "audit/{bank}.jsonl"', ""]
+        lines += ["[store]", f'key_file = "certs/{bank}.store_key"', ""]
         lines += ["[timeouts]", f"step = {step_timeout}", "connect = 10", "job = 600", ""]
         if self.limits[bank]:
             lines += ["[limits]"] + [f"{k} = {_toml_value(v)}" for k, v in self.limits[bank].items()] + [""]
@@ -192,6 +195,22 @@ class Cluster:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(salt + "\n")
+        os.chmod(path, 0o600)
+
+    def store_key_path(self, bank: str) -> Path:
+        return self.certs / f"{bank}.store_key"
+
+    def store_path(self, bank: str) -> Path:
+        """The party's job store (its default place: beside the audit log)."""
+        return self.root / "audit" / f"{bank}.sqlite"
+
+    @staticmethod
+    def write_store_key(path: Path) -> None:
+        """A job store key as a party reads it: 32 random bytes in hex, its owner's only."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
         os.chmod(path, 0o600)
 
     # ----- processes --------------------------------------------------------------------

@@ -54,6 +54,9 @@ default_rate_overall = ["creditability", "credit_amount"]
 [audit]
 path = "audit/bank_a.jsonl"
 
+[store]
+key_file = "store_key"
+
 [timeouts]
 step = 30
 """
@@ -70,6 +73,8 @@ def pki(tmp_path_factory):
 def party_dir(tmp_path, pki):
     (tmp_path / "certs").symlink_to(pki)
     (tmp_path / "loans.csv").write_text("creditability,credit_amount,extra\ngood,100,1\nbad,250,2\n")
+    (tmp_path / "store_key").write_text("ab" * 32 + "\n")
+    (tmp_path / "store_key").chmod(0o600)
     return tmp_path
 
 

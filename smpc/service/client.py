@@ -196,10 +196,24 @@ class JobClient:
 
     def wait(self, job_id: str, on_event: Callable[[jobs_pb2.JobEvent], None] | None = None,
              timeout: float | None = None) -> dict:
-        """Follow the job to its end; the result dict, or the job's error raised."""
-        for event in self.events(job_id, timeout=timeout):
-            if on_event is not None:
-                on_event(event)
+        """Follow the job to its end; the result dict, or the job's error raised. A job that
+        ended without a result raises the error of its last event: a party that shuts down
+        tells its watchers how the job ended before it goes, and may be gone when asked again."""
+        last = None
+        try:
+            for event in self.events(job_id, timeout=timeout):
+                last = event
+                if on_event is not None:
+                    on_event(event)
+        except PartyUnavailable as exc:
+            if last is None or isinstance(exc, errors.ProtocolTimeout):  # never reached, or our own deadline
+                raise
+            raise PartyUnavailable(
+                f"{self.address} went away while job {job_id} ran ({exc}); a job fails at every party when one of "
+                "them stops, and `smpc job get` there says how it ended once the party is back", peer=self.address,
+            ) from None
+        if last is not None and STATE_NAMES[last.state] in TERMINAL - {"succeeded"}:
+            raise error_from(last.error)
         return self.result(job_id)
 
     def result(self, job_id: str) -> dict:

@@ -51,8 +51,14 @@ Example (services/bank_a.toml is a complete one)::
     [join]
     salt_file = "certs/join_salt"   # the consortium's secret join salt (mode 0600)
 
+    result_retention_days = 30      # how long jobs and their results are kept (then deleted, audited)
+
     [audit]
     path = "audit/bank_a.jsonl"
+
+    [store]                         # jobs and released results, kept across restarts (SQLite)
+    key_file = "certs/bank_a.store_key"  # 32 random bytes as 64 hex digits (mode 0600); results are sealed with it
+    path = "audit/bank_a.sqlite"    # optional; default: beside the audit log, suffix .sqlite
 
     [timeouts]                      # seconds
     step = 60                       # a job step waits this long for a peer's message
@@ -94,9 +100,10 @@ else:  # pragma: no cover - Python 3.10
 COLUMN_TYPES = ("int", "float", "str", "bool")
 DATA_FORMATS = ("csv", "parquet")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
-_ROOT_KEYS = ("party", "tls", "compute", "peers", "data", "policy", "audit", "timeouts", "limits", "analyses", "join")
+_ROOT_KEYS = ("party", "tls", "compute", "peers", "data", "policy", "audit", "timeouts", "limits", "analyses", "join",
+              "store")
 _POLICY_KEYS = ("allowed_analyses", "allowed_columns", "allowed_sources", "min_cell_size", "min_contributors",
-                "max_dominance", "allowed_recipients", "max_rows")
+                "max_dominance", "allowed_recipients", "max_rows", "result_retention_days")
 _COLUMN_KEYS = ("type", "bound", "decimals", "total_bound", "categories")
 MIN_SALT_CHARS = 16
 
@@ -154,6 +161,8 @@ class Policy:
     """Banks that must each bring at least min_cell_size rows to a released cell."""
     max_dominance: float = 100.0
     """Percent of a cell's sum one bank may contribute before the cell is suppressed (100: off)."""
+    result_retention_days: float = 30.0
+    """Days a job and its result are kept after it ended; then they are deleted (and audited)."""
 
 
 @dataclass(frozen=True)
@@ -202,6 +211,10 @@ class PartyConfig:
     join_salt: str | None = field(default=None, repr=False)
     """The consortium's secret join salt ([join] salt_file); None without one."""
     tls_crl: Path | None = None
+    store_path: Path | None = None
+    """The job store's SQLite file ([store] path; default beside the audit log)."""
+    store_key: bytes | None = field(default=None, repr=False)
+    """The key that seals the job store ([store] key_file); None when files were not checked."""
 
     @property
     def rank(self) -> int:
@@ -418,10 +431,11 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
         raise ConfigError(f"key 'policy.max_dominance' is a percentage in (0, 100], got {max_dominance:g}")
     allowed_recipients = pol.names("allowed_recipients")
     max_rows = pol.number("max_rows", 10_000_000, integer=True, minimum=1)
+    retention = pol.number("result_retention_days", Policy.result_retention_days)
     pol.done()
     allowed_sources = _allowed_sources(tuple(allowed_analyses), allowed_sources, data)
     policy = Policy(tuple(allowed_analyses), allowed_columns, min_cell_size, tuple(allowed_recipients), max_rows,
-                    allowed_sources, min_contributors, max_dominance)
+                    allowed_sources, min_contributors, max_dominance, retention)
 
     join = root.sub("join", required=False, keys=("salt_file",))
     join_salt = None
@@ -434,6 +448,14 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
     audit = root.sub("audit", keys=("path",))
     audit_path = audit.path("path", must_exist=False)
     audit.done()
+
+    store = root.sub("store", keys=("key_file", "path"))
+    store_key_path = store.path("key_file", must_exist=check_files)
+    store_path = store.path("path", must_exist=False) if "path" in store.table else audit_path.with_suffix(".sqlite")
+    store.done()
+    store_key = read_store_key(store_key_path) if check_files else None
+    if store_path in (audit_path, store_key_path):
+        raise ConfigError(f"key 'store.path': {store_path} is the audit log or the key file; name a file of its own")
 
     t = root.sub("timeouts", required=False, keys=("step", "connect", "job"))
     timeouts = Timeouts()
@@ -457,6 +479,7 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
         path=path, name=name, listen=listen, ranks=tuple(ranks), peers=peers, tls_ca=tls_ca,
         tls_cert=tls_cert, tls_key=tls_key, data=data, policy=policy, audit_path=audit_path,
         timeouts=timeouts, analysis_modules=modules, join_salt=join_salt, tls_crl=tls_crl, limits=limits,
+        store_path=store_path, store_key=store_key,
     )
     _check_policy_names(config)
     if check_files:
@@ -555,6 +578,20 @@ def _read_salt(path: Path) -> str:
         raise ConfigError(f"key 'join.salt_file': {path} holds fewer than {MIN_SALT_CHARS} characters; "
                           "the join salt is a secret all banks agreed on at set-up")
     return salt
+
+
+def read_store_key(path: Path) -> bytes:
+    """The job store's key from its file: 64 hex digits (32 bytes), readable by its owner only."""
+    key = "key 'store.key_file'"
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(f"{key}: {path} is readable by others (mode {mode:04o}); it holds the key that seals "
+                          "this party's jobs and results: chmod 600 it")
+    text = path.read_text(encoding="utf-8", errors="replace").strip()
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
+        raise ConfigError(f"{key}: {path} does not hold 64 hex digits (32 random bytes); make one with "
+                          "(umask 077; openssl rand -hex 32 > FILE) and keep a copy with the database's backups")
+    return bytes.fromhex(text)
 
 
 def _read_limits(table: _Reader | None) -> Limits:

@@ -35,10 +35,17 @@ naming it (or with its ``InputError``); a dead peer is noticed by the broken str
 by the step timeout. ``Cancel`` reaches every party and stops the job there. What a peer's
 ``Cancel`` says about who refused or cancelled is recorded as what it reported; the record's
 ``by`` is always the authenticated caller, and its free text is capped and sanitised.
+
+Every job a party received is kept in its job store (``store.JobStore``): spec, every event,
+and at its end the state and result, so ``Get`` and ``Watch`` answer across restarts until
+``policy.result_retention_days`` after the job ended (then it is deleted, audited as
+``job_expired``). A shutdown fails each running job with why, here and -- by the abort -- at
+the peers; a job found unfinished at start (the party was killed) is failed then.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import re
@@ -82,6 +89,7 @@ from smpc.service.policy import (
     uncovered,
 )
 from smpc.service.quotas import QuotaExceeded
+from smpc.service.store import JobStore, StoredJob
 from smpc.transport.grpc import GrpcTransport, secure_channel
 from smpc.v1 import jobs_pb2, peer_pb2, peer_pb2_grpc
 
@@ -95,6 +103,7 @@ TERMINAL = (
     jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED, jobs_pb2.JOB_STATE_REFUSED,
 )
 STATE_NAMES = {v: k.removeprefix("JOB_STATE_").lower() for k, v in jobs_pb2.JobState.items()}
+STATE_BY_NAME = {name: value for value, name in STATE_NAMES.items()}
 CANCELLED = "Cancelled"
 PROGRESS_EVERY = 0.1
 
@@ -152,6 +161,10 @@ class Job:
     created: float = field(default_factory=time.monotonic)
     started: float | None = None
     cancel_audited: bool = False
+    store: JobStore | None = None
+    """Where this party keeps the job once it received it: every event is written there."""
+    stopped: JobError | None = None
+    """Why this party's shutdown ended the job (it ends failed, whatever the abort said)."""
     _last_event: float = 0.0
     _partial_shown: bool = False
 
@@ -191,14 +204,36 @@ class Job:
                 self.stage = stage
             if error is not None:
                 self.error = error
-            self.events.append(
-                jobs_pb2.JobEvent(
-                    job_id=self.id, seq=len(self.events), state=self.state, progress=self.progress,
-                    stage=self.stage, message=message, party=party, time_unix=time.time(),
-                    error=self.error.proto() if self.error else None,
-                )
+            event = jobs_pb2.JobEvent(
+                job_id=self.id, seq=len(self.events), state=self.state, progress=self.progress,
+                stage=self.stage, message=message, party=party, time_unix=time.time(),
+                error=self.error.proto() if self.error else None,
             )
-            self.cond.notify_all()
+            self.events.append(event)
+            try:
+                if self.store is not None:
+                    self.persist(event)
+            finally:
+                self.cond.notify_all()
+
+    def persist(self, event: jobs_pb2.JobEvent | None = None) -> None:
+        """Write the job's status (and ``event``; at a successful end, the result) to its store."""
+        done = event is not None and self.state == jobs_pb2.JOB_STATE_SUCCEEDED and self.result is not None
+        self.store.update(self.id, STATE_NAMES[self.state], self.stored_status(), self.terminal,
+                          event.SerializeToString() if event is not None else None,
+                          event.seq if event is not None else None, self.result, has_result=done)
+
+    def stored_status(self) -> dict:
+        return {"progress": self.progress, "stage": self.stage, "bytes_sent": self.bytes_sent, "rounds": self.rounds,
+                "error": None if self.error is None else vars(self.error).copy(),
+                "released_to": sorted(self.released_to)}
+
+    def stored_spec(self) -> dict:
+        r, sub = self.request, self.submission
+        return {"analysis": r.analysis, "params": dict(r.params), "source": r.source, "requester": r.requester,
+                "recipients": list(r.recipients), "coordinator": r.coordinator, "parties": list(r.parties),
+                "signed_params": dict(sub.params) if sub else None, "signed_source": sub.source if sub else "",
+                "signed_at": sub.signed_at if sub else 0}
 
 
 class PeerDirectory:
@@ -267,12 +302,13 @@ def _error_of(exc: BaseException, me: str, parties: tuple[str, ...] = ()) -> Job
 class JobManager:
     """All jobs of this party: coordination, participation, execution and events."""
 
-    def __init__(self, config: PartyConfig, audit: AuditLog, peers: PeerDirectory):
+    def __init__(self, config: PartyConfig, audit: AuditLog, peers: PeerDirectory, store: JobStore):
         self.config = config
         self.me = config.name
         self.rank = config.rank
         self.audit = audit
         self.peers = peers
+        self.store = store
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
         # mutual TLS: who asked is what the requester's signature proves, checked at every party
@@ -287,14 +323,80 @@ class JobManager:
             self.crl = RevocationList(config.tls_crl, ca) if config.tls_crl else None
             self.verifier = SpecVerifier(ca, self.crl)
         self._stopping = threading.Event()
+        self._shut_down = threading.Event()
+        self._recover()
+        self.expire_results()
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="smpc-coord")
         self._janitor = threading.Thread(target=self._sweep, name="smpc-janitor", daemon=True)
         self._janitor.start()
 
     # ----- bookkeeping -----------------------------------------------------------------
     def get(self, job_id: str) -> Job | None:
-        with self._lock:
-            return self._jobs.get(job_id)
+        """The job, from memory or, for one that ended before this start or long ago, from the
+        store (None once its retention expired)."""
+        with self._lock:  # expire_results drops jobs under this lock: a load never revives one
+            job = self._jobs.get(job_id)
+            if job is None:
+                stored = self.store.load(job_id)
+                if stored is None or stored.expired_at is not None:
+                    return None
+                job = self._jobs[job_id] = self._from_store(stored)
+                self._prune_locked()
+            return job
+
+    def missing(self, job_id: str, identity: str, peer: bool) -> str:
+        """What a caller is told of a job it cannot get: that it expired, to a recipient of it or
+        a compute party; to anyone else the same as for a job that never existed."""
+        stored = self.store.load(job_id)
+        if stored is not None and stored.expired_at is not None and (peer or identity in stored.recipients):
+            ended = dt.datetime.fromtimestamp(stored.finished_at, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            return (f"{self.me}: job {sanitise(job_id, 200)!r} ended {ended} and has been deleted: its results are "
+                    f"kept {self.config.policy.result_retention_days:g} days (policy.result_retention_days)")
+        return f"{self.me}: no job {sanitise(job_id, 200)!r} that {identity} may see"
+
+    def _from_store(self, stored: StoredJob) -> Job:
+        spec, status = stored.spec, stored.status
+        request = JobRequest(stored.job_id, spec["analysis"], spec["params"], spec["source"], spec["requester"],
+                             spec["recipients"], spec["coordinator"], spec["parties"])
+        submission = None if spec["signed_params"] is None else Submission(
+            spec["signed_params"], spec["signed_source"], signed_at=spec["signed_at"])
+        job = Job(request, submission=submission, state=STATE_BY_NAME[stored.state], progress=status["progress"],
+                  stage=status["stage"], error=JobError(**status["error"]) if status["error"] else None,
+                  result=stored.result if stored.has_result else None, bytes_sent=status["bytes_sent"],
+                  rounds=status["rounds"], released_to=set(status["released_to"]), cancel_audited=True)
+        job.events = [jobs_pb2.JobEvent.FromString(e) for e in stored.events]
+        job.store = self.store
+        return job
+
+    def _recover(self) -> None:
+        """Jobs the store holds as unfinished were running (or prepared) when this party stopped
+        without ending them (killed, a power cut): they end failed, with why. The other parties
+        failed theirs already, when this party's streams broke."""
+        for job_id in self.store.unfinished():
+            stored = self.store.load(job_id)
+            job = self._from_store(stored)
+            what = "ran" if job.state == jobs_pb2.JOB_STATE_RUNNING else "was being prepared"
+            error = JobError("PartyUnavailable", f"{self.me} stopped while job {job_id} {what}; the job failed at "
+                                                 f"every party ({self.me} found it unfinished when it started again)",
+                             self.me)
+            self.audit.record("job_finished", job_id=job_id, state="failed", found_at_start=True, **error.audit())
+            self._finish(job, jobs_pb2.JOB_STATE_FAILED, error)
+
+    def expire_results(self, now: float | None = None) -> list[str]:
+        """Delete the jobs (spec, events, result) that ended more than
+        ``policy.result_retention_days`` ago; each is audited (``job_expired``) before it goes."""
+        days = self.config.policy.result_retention_days
+        now = time.time() if now is None else now
+        gone = []
+        for job_id, finished in self.store.expire(now - days * 86400):
+            ended = dt.datetime.fromtimestamp(finished, dt.timezone.utc).isoformat(timespec="seconds")
+            self.audit.record("job_expired", job_id=job_id, ended=ended.replace("+00:00", "Z"),
+                              result_retention_days=days)
+            with self._lock:
+                self.store.remove(job_id)
+                self._jobs.pop(job_id, None)
+            gone.append(job_id)
+        return gone
 
     @property
     def stopping(self) -> bool:
@@ -310,7 +412,7 @@ class JobManager:
         with self._lock:
             if self._stopping.is_set():
                 raise ServiceStopping(f"{self.me} is shutting down")
-            if req.job_id in self._jobs or req.job_id in self.audit.job_ids:
+            if req.job_id in self._jobs or req.job_id in self.audit.job_ids or self.store.contains(req.job_id):
                 return None
             self._check_capacity_locked(req.requester)
             job = Job(req)
@@ -350,6 +452,7 @@ class JobManager:
         """Expire jobs prepared here that never started (the coordinator vanished)."""
         ttl = 3 * self.config.timeouts.connect + 30
         while not self._stopping.wait(5.0):
+            self.expire_results()
             now = time.monotonic()
             with self._lock:
                 stale = [j for j in self._jobs.values()
@@ -363,6 +466,8 @@ class JobManager:
         with job.cond:
             if job.terminal:
                 return False
+            if job.stopped is not None and job.cancel_reason is None and state != jobs_pb2.JOB_STATE_SUCCEEDED:
+                state, error = jobs_pb2.JOB_STATE_FAILED, job.stopped  # this party's shutdown ended it
             job.emit(self.me, state=state, error=error, stage=stage or STATE_NAMES[state],
                      message=error.message if error else "")
             job.decision = None  # drop the input table
@@ -548,6 +653,10 @@ class JobManager:
             coordinator=r.coordinator, parties=list(r.parties),
             **(job.signer.audit() if job.signer else {"signer": None, "signed": "no (plaintext development mode)"}),
         )
+        with job.cond:  # from here on every event of the job is kept
+            self.store.add(r.job_id, r.requester, list(r.recipients), job.stored_spec(), job.stored_status(),
+                           STATE_NAMES[job.state], job.terminal)
+            job.store = self.store
         job.emit(self.me, stage="received")
 
     def _decide(self, job: Job) -> Decision:
@@ -839,6 +948,8 @@ class JobManager:
         with job.cond:
             first = identity not in job.released_to
             job.released_to.add(identity)
+            if first and job.store is not None:
+                job.persist()
         result = addressed_to(job.result, identity)
         if first:
             self.audit.record("outputs_released", job_id=job.id, to=identity, keys=sorted(result or {}))
@@ -862,13 +973,14 @@ class JobManager:
         seq = 0
         while True:
             with job.cond:
-                while seq >= len(job.events) and not job.terminal and alive() and not self._stopping.is_set():
+                # through a shutdown, until the shutdown ended the job: a watcher learns how it ended
+                while seq >= len(job.events) and not job.terminal and alive() and not self._shut_down.is_set():
                     job.cond.wait(timeout=1.0)
                 batch = job.events[seq:]
                 ended = job.terminal
             yield from batch
             seq += len(batch)
-            if (ended and seq >= len(job.events)) or not alive() or self._stopping.is_set():
+            if (ended and seq >= len(job.events)) or not alive() or self._shut_down.is_set():
                 return
 
     # ----- shutdown ---------------------------------------------------------------------
@@ -878,21 +990,29 @@ class JobManager:
             self._stopping.set()
             jobs = [j for j in self._jobs.values() if not j.terminal]
         for job in jobs:
-            job.cancel_reason = job.cancel_reason or f"{self.me} is shutting down"
+            who = f"the coordinator {self.me}" if job.request.coordinator == self.me else self.me
+            reason = f"{who} shut down while job {job.id} ran; the job failed at every party"
             # under the job's lock, _start_local either has given the job its transport (abort
             # it) or will find the job over and not start it; the job thread's own cleanup may
             # clear job.transport at any time, so it is read once
             with job.cond:
                 transport = job.transport
                 if transport is None:
+                    job.cancel_reason = job.cancel_reason or f"{self.me} is shutting down"
                     self._finish(job, jobs_pb2.JOB_STATE_CANCELLED,
                                  JobError(CANCELLED, f"{self.me} is shutting down", self.me))
+                else:  # a running job fails here as at its peers, which lose this party
+                    job.stopped = JobError("PartyUnavailable", reason, self.me)
             if transport is not None:
-                transport.abort(f"{self.me} is shutting down", error_type="PartyUnavailable")
+                transport.abort(reason, error_type="PartyUnavailable")
         deadline = time.monotonic() + timeout
         for job in jobs:
             if job.thread is not None:
                 job.thread.join(max(0.0, deadline - time.monotonic()))
+        self._shut_down.set()
+        for job in jobs:
+            with job.cond:
+                job.cond.notify_all()
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._janitor.join(1.0)
 

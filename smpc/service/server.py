@@ -41,10 +41,10 @@ from smpc.service.identity import (
     IdentityError,
     RevocationList,
     identity_of_pem,
-    sanitise,
 )
 from smpc.service.jobs import Job, JobManager, PeerDirectory, ServiceStopping
 from smpc.service.quotas import QuotaExceeded, Quotas
+from smpc.service.store import JobStore
 from smpc.transport.grpc import add_peer_servicer, is_loopback, peer_certificate, server_credentials, server_options
 from smpc.v1 import jobs_pb2, jobs_pb2_grpc, peer_pb2, peer_pb2_grpc
 
@@ -216,8 +216,7 @@ class JobServicer(jobs_pb2_grpc.JobServiceServicer):
         full = job_id if "/" in job_id else f"{who.name}/{job_id}"
         job = self.manager.get(full)
         if job is None or (who.name not in job.request.recipients and not self.auth.is_peer(who)):
-            context.abort(grpc.StatusCode.NOT_FOUND,
-                          f"{self.manager.me}: no job {sanitise(full, 200)!r} that {who.name} may see")
+            context.abort(grpc.StatusCode.NOT_FOUND, self.manager.missing(full, who.name, self.auth.is_peer(who)))
         return job
 
     def _over_quota(self, identity: str, call: str, exc: QuotaExceeded, context) -> None:
@@ -382,8 +381,9 @@ class PartyServer:
         self.config = config
         self.insecure = insecure
         self.audit = AuditLog(config.audit_path, config.name)
+        self.store = JobStore(config.store_path, config.store_key, config.name)
         self.peers = PeerDirectory(config, insecure=insecure)
-        self.manager = JobManager(config, self.audit, self.peers)
+        self.manager = JobManager(config, self.audit, self.peers, self.store)
         self.quotas = Quotas(config.name, config.limits)
         auth = _Auth(config, insecure, self.manager.crl)
         limits = config.limits
@@ -427,7 +427,8 @@ class PartyServer:
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         self.audit.record(
             "service_started", listen=self.config.listen, port=port, tls=not self.insecure, version=_version(),
-            parties=list(self.config.ranks), config=str(self.config.path),
+            parties=list(self.config.ranks), config=str(self.config.path), store=str(self.config.store_path),
+            result_retention_days=self.config.policy.result_retention_days,
         )
         return port
 
@@ -443,6 +444,7 @@ class PartyServer:
         self.client_pool.shutdown(wait=False, cancel_futures=True)
         self.peers.close()
         self.audit.record("service_stopped")
+        self.store.close()
         self.audit.close()
 
 
@@ -468,7 +470,7 @@ def serve(config_path: str, insecure: bool = False) -> int:
     host = config.listen.rpartition(":")[0]
     mode = "PLAINTEXT (insecure, development only)" if insecure else "mutual TLS"
     print(f"smpc party {config.name} (rank {config.rank} of {', '.join(config.ranks)}) serving on {host}:{port} "
-          f"with {mode}; audit log {config.audit_path}", flush=True)
+          f"with {mode}; audit log {config.audit_path}; job store {config.store_path}", flush=True)
     try:
         while not signals:
             time.sleep(0.1)  # the loop sees a signal within 0.1 s (PEP 475 resumes the sleep)
