@@ -323,6 +323,36 @@ def deserialize_frame(data: bytes) -> tuple[peer_pb2.Frame, memoryview | bytes]:
     return peer_pb2.Frame.FromString(b"".join(parts)), payload
 
 
+class MalformedMessage:
+    """A streamed request message whose bytes did not parse, handed to the handler in its
+    place (``lenient``): the handler ends the call with its own error status."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+    def __str__(self) -> str:
+        return f"{type(self.error).__name__}: {self.error}"[:200]
+
+
+def lenient(deserializer):
+    """A request deserializer that never raises: bytes that do not parse become a
+    ``MalformedMessage`` for the handler to refuse.
+
+    gRPC Python answers a streamed request message that fails to deserialize with INTERNAL
+    itself, and then, when the handler's response stream ends, sends a second status on the
+    same call. That second batch never completes, so the call is never released, and the
+    server's shutdown waits out its whole grace for it. Every stream-request method of a
+    party server therefore parses through this and aborts the call once, from the handler."""
+
+    def parse(data: bytes):
+        try:
+            return data if deserializer is None else deserializer(data)
+        except Exception as exc:  # noqa: BLE001 - whatever the parser raises, the handler refuses it
+            return MalformedMessage(exc)
+
+    return parse
+
+
 def add_peer_servicer(servicer: peer_pb2_grpc.PartyPeerServicer, server: grpc.Server) -> None:
     """Register the peer service like the generated ``add_PartyPeerServicer_to_server``, but
     with the Exchange stream on ``serialize_frame``/``deserialize_frame``: the handler gets
@@ -339,7 +369,7 @@ def add_peer_servicer(servicer: peer_pb2_grpc.PartyPeerServicer, server: grpc.Se
             servicer.Cancel, request_deserializer=m.PeerCancelRequest.FromString,
             response_serializer=m.PeerAck.SerializeToString),
         "Exchange": grpc.stream_stream_rpc_method_handler(
-            servicer.Exchange, request_deserializer=deserialize_frame, response_serializer=serialize_frame),
+            servicer.Exchange, request_deserializer=lenient(deserialize_frame), response_serializer=serialize_frame),
     }
     name = peer_pb2.DESCRIPTOR.services_by_name["PartyPeer"].full_name
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
@@ -599,7 +629,10 @@ class GrpcTransport(Transport):
         """Reader thread: frames from ``link.name`` into its incoming queue, until the stream ends."""
         assembler = FrameAssembler(self.job_id, self.max_tensor_bytes)
         try:
-            for frame, payload in frames:
+            for item in frames:
+                if isinstance(item, MalformedMessage):
+                    raise FrameError(f"bytes that are not a frame ({item})")
+                frame, payload = item
                 if frame.kind == peer_pb2.Frame.ABORT:
                     error = PartyUnavailable(
                         f"{self.me}: {link.name} aborted the job"
