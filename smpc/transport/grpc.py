@@ -26,6 +26,7 @@ import math
 import queue
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 
@@ -50,6 +51,12 @@ headroom for the header); a bigger frame is refused by gRPC before it is parsed.
 
 MAX_TENSOR_BYTES = 4 * 1024**3
 """Largest tensor a peer may announce; a larger ``total_bytes`` is a malformed frame."""
+
+ABORT_LINGER_S = 1.0
+"""How long ``close`` after an abort waits for the peers to end their streams before it
+cancels them. A live peer ends its stream within milliseconds of the ABORT frame; one that
+hangs (stopped, or its machine frozen) never does, and waiting a step timeout for it would
+double the time a job takes to fail."""
 
 MAX_DIMS = 16
 MAX_TAG_CHARS = 256
@@ -528,6 +535,7 @@ class _Link:
         self.connected = False
         self.failure: Exception | None = None
         self.call = None  # the client-side call object when this party dialed
+        self.context = None  # the server-side context when the peer dialed
         self.reader: threading.Thread | None = None
 
     def fail(self, error: Exception) -> None:
@@ -591,6 +599,7 @@ class GrpcTransport(Transport):
             if link.connected:
                 context.abort(grpc.StatusCode.ALREADY_EXISTS, f"{link.name} already has a stream for job {self.job_id}")
             link.connected = True
+        link.context = context
         context.add_callback(lambda: link.outgoing.put(_END))
         self._start_reader(link, requests)
         return self._serve_frames(link, context)
@@ -731,21 +740,29 @@ class GrpcTransport(Transport):
             link.incoming.put(_Failure(local))
 
     def close(self, timeout: float = 5.0) -> None:
-        """End every stream and wait (up to ``timeout`` seconds per stream) for the reader
-        threads to finish; streams still open after that are cancelled."""
+        """End every stream and wait up to ``timeout`` seconds for the peers to end theirs
+        (after an abort: up to ``ABORT_LINGER_S``); streams still open after that are
+        cancelled, and their reader threads get as long again to finish."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+            wait = min(timeout, ABORT_LINGER_S) if self._aborted is not None else timeout
         for link in self._links.values():
             link.outgoing.put(_END)
-        for link in self._links.values():
-            if link.reader is None:
-                continue
-            link.reader.join(timeout)
-            if link.reader.is_alive() and link.call is not None:
+        readers = [link for link in self._links.values() if link.reader is not None]
+        deadline = time.monotonic() + wait
+        for link in readers:
+            link.reader.join(max(0.0, deadline - time.monotonic()))
+        hung = [link for link in readers if link.reader.is_alive()]
+        for link in hung:
+            if link.call is not None:
                 link.call.cancel()
-                link.reader.join(timeout)
+            elif link.context is not None:
+                link.context.cancel()
+        deadline = time.monotonic() + wait
+        for link in hung:
+            link.reader.join(max(0.0, deadline - time.monotonic()))
 
     def threads_alive(self) -> int:
         """Reader threads of this transport that are still running."""

@@ -1,0 +1,89 @@
+"""Three real party processes on 127.0.0.1 with mutual TLS, and a peer that stops answering
+or comes back: a hung peer aborts the job at every other party within one step timeout (and
+a small constant), and a restarted peer takes jobs at once, without a burst of refusals.
+
+Here the time a party takes to give up is the requirement itself, so it is measured against
+the step timeout (a small one, to keep the test short); nothing sleeps for timing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+from service_harness import BANKS, LOAN_PARAMS, Cluster, wait_for
+
+from smpc import analyses
+from smpc.service.client import STATE_NAMES
+
+STEP_S = 4.0
+# what a party may take beyond the step timeout to give up on a hung peer: tell the others,
+# end the streams, record the job's end
+ABORT_SLACK_S = 2.0
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("liveness"), step_timeout=STEP_S, certs_by_cli=False)
+    c.start()
+    yield c
+    for proc in c.procs.values():  # a test that failed half-way may leave one stopped
+        os.kill(proc.pid, signal.SIGCONT)
+    codes = c.stop_all()
+    assert all(code == 0 for code in codes.values()), codes
+
+
+def _wait_running(cluster, bank, job_id):
+    with cluster.client(bank) as client:
+        for event in client.events(job_id, timeout=60):
+            if event.progress > 0 and STATE_NAMES[event.state] == "running":
+                return
+    raise AssertionError(f"job {job_id} ended at {bank} before it made progress")
+
+
+def _expected_result(cluster, recipient):
+    return analyses.get("default_rate_overall").run_plaintext(cluster.tables, **LOAN_PARAMS, min_cell_size=10)
+
+
+def test_a_hung_peer_aborts_the_job_within_one_step_timeout_at_every_party(cluster):
+    """bank_c stops (SIGSTOP) mid-job: bank_a and bank_b, which both dial it, end the job
+    within the step timeout plus a small constant, naming bank_c. Once bank_c runs again it
+    ends the job too, and the next job succeeds."""
+    with cluster.client("bank_a") as client:
+        job_id = client.submit("test_endless_rounds", {}, job_id="job-hung-peer")
+    _wait_running(cluster, "bank_b", job_id)
+    others = [b for b in BANKS if b != "bank_c"]
+    ended: dict[str, tuple[float, object]] = {}
+
+    def follow(bank):
+        with cluster.client(bank) as client:
+            for _ in client.events(job_id, timeout=10 * STEP_S):
+                pass
+            ended[bank] = (time.monotonic(), client.get(job_id))
+
+    watchers = [threading.Thread(target=follow, args=(b,), daemon=True) for b in others]
+    for w in watchers:
+        w.start()
+    hung = cluster.procs["bank_c"]
+    os.kill(hung.pid, signal.SIGSTOP)
+    stopped_at = time.monotonic()
+    try:
+        for w in watchers:
+            w.join(10 * STEP_S)
+        assert set(ended) == set(others), f"the job did not end at {sorted(set(others) - set(ended))}"
+        for bank, (at, status) in ended.items():
+            assert STATE_NAMES[status.state] == "failed", (bank, status)
+            assert status.error.party == "bank_c" and "bank_c" in status.error.message, (bank, status.error)
+            took = at - stopped_at
+            assert took < STEP_S + ABORT_SLACK_S, f"{bank} took {took:.1f} s to abort (step timeout {STEP_S:g} s)"
+    finally:
+        os.kill(hung.pid, signal.SIGCONT)
+    with cluster.client("bank_c") as client:
+        wait_for(lambda: STATE_NAMES[client.get(job_id).state] == "failed", deadline_s=10 * STEP_S,
+                 what="bank_c to end the job once it runs again")
+    with cluster.client("bank_a") as client:
+        result = client.run("default_rate_overall", LOAN_PARAMS, recipients=["bank_a"])
+    assert result == _expected_result(cluster, "bank_a")
