@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -17,6 +20,7 @@ import pytest
 from service_harness import BANKS, LOAN_PARAMS, Cluster, wait_for
 
 from smpc import analyses
+from smpc.errors import PartyUnavailable
 from smpc.service.client import STATE_NAMES
 
 STEP_S = 4.0
@@ -87,3 +91,55 @@ def test_a_hung_peer_aborts_the_job_within_one_step_timeout_at_every_party(clust
     with cluster.client("bank_a") as client:
         result = client.run("default_rate_overall", LOAN_PARAMS, recipients=["bank_a"])
     assert result == _expected_result(cluster, "bank_a")
+
+
+def _start_without_waiting(cluster, bank):
+    """Start ``bank``'s service and return as soon as its port accepts connections, each try
+    on a fresh socket: unlike a gRPC channel's, these tries never back off, so the caller
+    sees the service up before the peers' channels, which do, have reconnected to it."""
+    with open(cluster.log_path(bank), "a") as log:
+        cluster.procs[bank] = proc = subprocess.Popen(
+            [sys.executable, "-m", "smpc.cli", "party", "serve", "--config", str(cluster.configs[bank])],
+            stdout=log, stderr=subprocess.STDOUT, env=cluster.env(), cwd=cluster.root)
+
+    def accepts():
+        assert proc.poll() is None, cluster.log(bank)
+        try:
+            socket.create_connection(("127.0.0.1", cluster.ports[bank]), timeout=1).close()
+        except OSError:
+            return False
+        return True
+
+    wait_for(accepts, deadline_s=120, what=f"{bank} to listen")
+
+
+def test_jobs_right_after_a_peer_restarts_succeed(cluster):
+    """bank_c dies and comes back: the other parties' channels to it are still backing off
+    from the failed reconnects when the first jobs arrive. Preparing a job waits for the
+    connection (within timeouts.connect) instead of refusing at once, so every job succeeds."""
+    with cluster.client("bank_a") as client:  # the channels to bank_c are up and in use
+        assert client.run("default_rate_overall", LOAN_PARAMS, recipients=["bank_a"]) is not None
+    cluster.kill("bank_c")
+    failures = []
+
+    def gone(bank, i):
+        with cluster.client(bank) as client:
+            try:
+                client.run("default_rate_overall", LOAN_PARAMS, recipients=[bank], job_id=f"gone-{bank}-{i}")
+            except PartyUnavailable as exc:
+                failures.append(str(exc))
+
+    # jobs while bank_c is gone fail, naming it, and its peers' channels back off from it
+    tries = [threading.Thread(target=gone, args=(b, i)) for b in ("bank_a", "bank_b") for i in range(2)]
+    for t in tries:
+        t.start()
+    for t in tries:
+        t.join(60)
+    assert len(failures) == len(tries) and all("bank_c" in f for f in failures), failures
+    _start_without_waiting(cluster, "bank_c")
+    want = {bank: _expected_result(cluster, bank) for bank in BANKS}
+    for i in range(4):
+        for bank in ("bank_a", "bank_b"):
+            with cluster.client(bank) as client:
+                result = client.run("default_rate_overall", LOAN_PARAMS, recipients=[bank], job_id=f"after-{bank}-{i}")
+            assert result == want[bank], (bank, i)

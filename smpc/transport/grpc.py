@@ -583,7 +583,9 @@ class GrpcTransport(Transport):
             yield hello
             yield from self._frames_out(link)
 
-        call = exchange_method(channel)(requests(), metadata=metadata)
+        # wait for the connection rather than fail at once while the channel backs off from a
+        # peer's restart; the receive timeouts bound the wait
+        call = exchange_method(channel)(requests(), metadata=metadata, wait_for_ready=True)
         link.call = call
         call.add_callback(lambda: link.outgoing.put(_END))  # never leave the request thread blocked
         self._start_reader(link, call)
