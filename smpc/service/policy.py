@@ -39,6 +39,7 @@ from smpc.analyses import registry
 from smpc.analyses.registry import MAX_DOMINANCE, MIN_CELL_SIZE, MIN_CONTRIBUTORS, REQUESTER, Analysis
 from smpc.errors import InputError, SmpcError
 from smpc.service.config import DataSource, PartyConfig
+from smpc.tables import read_table
 
 DATA_SCHEMA = "data.schema"
 
@@ -332,14 +333,8 @@ def load_table(source: DataSource, columns: Sequence[str], party: str) -> pd.Dat
     """
     columns = list(columns)
     where = f"{party}, data source '{source.name}'"
-    try:
-        if source.format == "csv":
-            text_cols = {c: str for c in columns if source.columns[c] in ("str", "bool")}
-            frame = pd.read_csv(source.path, usecols=columns, dtype=text_cols)
-        else:
-            frame = pd.read_parquet(source.path, columns=columns)
-    except Exception as exc:  # noqa: BLE001 - any reader failure is an input problem for the operator
-        raise InputError(f"{where}: cannot read {source.path.name} as {source.format} ({exc})") from None
+    frame = read_table(source.path, where, fmt=source.format, columns=columns,
+                       text_columns=[c for c in columns if source.columns[c] in ("str", "bool")])
     # the message names rows, never values; decide() keeps it in this party's own log
     for col in columns:
         kind = source.columns[col]
