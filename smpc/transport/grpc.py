@@ -362,7 +362,7 @@ def lenient(deserializer):
 
 def add_peer_servicer(servicer: peer_pb2_grpc.PartyPeerServicer, server: grpc.Server) -> None:
     """Register the peer service like the generated ``add_PartyPeerServicer_to_server``, but
-    with the Exchange stream on ``serialize_frame``/``deserialize_frame``: the handler gets
+    with the Exchange stream on ``serialize_frame``/``lenient(deserialize_frame)``: the handler gets
     (frame, payload) pairs and may yield pre-encoded frames."""
     m = peer_pb2
     handlers = {
