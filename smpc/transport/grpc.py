@@ -362,8 +362,9 @@ def lenient(deserializer):
 
 def add_peer_servicer(servicer: peer_pb2_grpc.PartyPeerServicer, server: grpc.Server) -> None:
     """Register the peer service like the generated ``add_PartyPeerServicer_to_server``, but
-    with the Exchange stream on ``serialize_frame``/``lenient(deserialize_frame)``: the handler gets
-    (frame, payload) pairs and may yield pre-encoded frames."""
+    with the Exchange stream on ``serialize_frame``/``lenient(deserialize_frame)``: the
+    handler gets (frame, payload) pairs (a ``MalformedMessage`` for bytes that are not a
+    frame) and may yield pre-encoded frames."""
     m = peer_pb2
     handlers = {
         "Prepare": grpc.unary_unary_rpc_method_handler(
