@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from smpc.errors import InputError, SmpcError
+from smpc.tables import read_table, table_format
 
 _BANK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
 
@@ -38,28 +39,19 @@ def parse_data_args(items: list[str]) -> dict[str, Path]:
 
 
 def load_table(bank: str, path: Path, text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
-    """One bank's file as a DataFrame; InputError naming the bank for anything unusable.
-    ``text_columns`` (ids) are read from CSV as text: as numbers, 00123 would become 123 at
-    one bank and stay 00123 at another, and the two would never match. An empty file and a
-    file with a header only are both a bank with zero rows (the disclosure rules decide
-    what such a job may release), not an error."""
+    """One bank's file as a DataFrame (``smpc.tables.read_table``, as the party service reads
+    it); InputError naming the bank for anything unusable. ``text_columns`` (ids) are read
+    from CSV as text: as numbers, 00123 would become 123 at one bank and stay 00123 at
+    another, and the two would never match. An empty file and a file with a header only are
+    both a bank with zero rows (the disclosure rules decide what such a job may release),
+    not an error."""
     if not path.exists():
         raise InputError(f"{bank}: file {path} does not exist")
-    suffix = path.suffix.lower()
     try:
-        if suffix in (".parquet", ".pq"):
-            table = pd.read_parquet(path)
-        elif suffix in (".csv", ".txt", ""):
-            table = pd.read_csv(path, dtype={c: str for c in text_columns})
-        else:
-            raise InputError(f"{bank}: {path} is neither CSV nor Parquet (by its extension)")
-    except InputError:
-        raise
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()  # no header either: zero rows, as a header-only file
-    except Exception as exc:  # noqa: BLE001 - any parser failure becomes a clear input error
-        raise InputError(f"{bank}: cannot read {path}: {exc}") from None
-    return table
+        fmt = table_format(path)
+    except InputError as exc:
+        raise InputError(f"{bank}: {exc}") from None
+    return read_table(path, bank, fmt=fmt, text_columns=text_columns)
 
 
 def with_columns(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:

@@ -196,3 +196,40 @@ def test_ids_are_read_as_text_so_leading_zeros_still_match(tmp_path, capsys):
     out = capsys.readouterr()
     assert code == 0, out.err
     assert json.loads(out.out)["result"]["hits"] == {"00123": 1, "00456": 0}
+
+
+@pytest.mark.parametrize("chunk", [None, 7])
+def test_a_non_utf8_file_is_refused_alike_by_analyze_and_the_service_at_its_real_byte(tmp_path, capsys, monkeypatch,
+                                                                                     chunk):
+    """A Latin-1 byte deep in a CSV file: ``smpc analyze`` and the party service's loader both
+    refuse the file, naming the byte's offset from the start of the file and its line (not a
+    position within one field), also when the byte is in a column the job does not read.
+    ``chunk``: the check reads the file in pieces; a small one puts sequences across them."""
+    import smpc.tables
+    from smpc.errors import InputError
+    from smpc.service.config import DataSource
+    from smpc.service.policy import load_table as service_load_table
+
+    if chunk is not None:
+        monkeypatch.setattr(smpc.tables, "_CHECK_CHUNK", chunk)
+    german = pd.read_csv(DATA / "german_credit.csv").iloc[:40]
+    text = german.to_csv(index=False)
+    lines = text.splitlines(keepends=True)
+    at = len("".join(lines[:31]).encode()) + lines[31].index(",") + 1  # line 32's second field
+    raw = text.encode()
+    raw = raw[:at] + "\u00e9".encode() + b"x\xe9y" + raw[at:]  # a real é first: the bad byte is at + 3
+    bad = tmp_path / "bank_b.csv"
+    bad.write_bytes(raw)
+    good = tmp_path / "bank_a.csv"
+    german.to_csv(good, index=False)
+    where = rf"byte 0xe9 at byte offset {at + 3} \(line 32: invalid continuation byte\)"
+    code = cli_main(["analyze", "describe", "--data", f"bank_a={good}", "--data", f"bank_b={bad}",
+                     "--param", "columns=credit_amount", "--json"])
+    out = capsys.readouterr()
+    assert code != 0 and out.out == ""
+    assert re.search(rf"bank_b: bank_b\.csv is not UTF-8 text: {where}; save the file as UTF-8", out.err), out.err
+    source = DataSource("loans", bad, "csv", {"credit_amount": "int"})  # a column before the bad byte's
+    with pytest.raises(InputError, match=rf"bank_b, data source 'loans': bank_b\.csv is not UTF-8 text: {where}"):
+        service_load_table(source, ["credit_amount"], "bank_b")
+    assert len(service_load_table(DataSource("loans", good, "csv", {"credit_amount": "int"}), ["credit_amount"],
+                                  "bank_a")) == 40

@@ -509,9 +509,15 @@ def test_a_requester_may_tighten_the_disclosure_terms_never_loosen_them(party_di
                        params={"label": "creditability", "min_contributors": "3", "max_dominance": "50"})
     assert stricter.params["min_contributors"] == 3 and stricter.params["max_dominance"] == 50.0
     for looser, rule in (({"min_contributors": "1"}, "policy.min_contributors"),
-                         ({"max_dominance": "90"}, "policy.max_dominance")):
+                         ({"max_dominance": "90"}, "policy.max_dominance"),
+                         ({"min_cell_size": "4"}, "policy.min_cell_size")):
         refused = _decide(party_dir, text, analysis=job["analysis"], params={"label": "creditability", **looser})
-        assert refused.rule == rule and not refused.detail
+        assert not refused.accepted and refused.rule == rule and not refused.detail, refused
+        assert f"parameter '{next(iter(looser))}' may " in refused.message
+    # the policy's own minimum cell size, asked for or left out, and a larger one are accepted
+    for asked, cell in (({}, 5), ({"min_cell_size": "5"}, 5), ({"min_cell_size": "9"}, 9)):
+        decision = _decide(party_dir, text, analysis=job["analysis"], params={"label": "creditability", **asked})
+        assert decision.accepted and decision.min_cell_size == cell and decision.params["min_cell_size"] == cell
     # the policy's default of 3 contributors is capped at the number of banks in the job
     capped = _decide(party_dir, text.replace("min_contributors = 2", "min_contributors = 7"), **job)
     assert capped.min_contributors == 3

@@ -73,3 +73,23 @@ def test_a_plaintext_client_refuses_a_remote_party():
         JobClient("192.0.2.7:50051", insecure_identity="bank_a")
     JobClient("localhost:1", insecure_identity="bank_a").close()
     JobClient("[::1]:1", insecure_identity="bank_a").close()
+
+
+def test_a_plaintext_client_at_a_tls_party_is_told_so_not_blamed_for_a_certificate(tmp_path):
+    """The client sent no certificate, so its error says that it spoke plaintext to a party
+    that serves mutual TLS, and no certificate hint."""
+    from smpc.errors import PartyUnavailable
+
+    cluster = Cluster(tmp_path, analysis_modules=(), extra_allowed=(), certs_by_cli=False)
+    server = PartyServer(load_config(cluster.configs["bank_a"]))
+    server.start()
+    try:
+        with JobClient(cluster.address("bank_a"), insecure_identity="analyst", timeout=10) as client:
+            with pytest.raises(PartyUnavailable) as info:
+                client.info()
+    finally:
+        server.stop(grace=1)
+    message = str(info.value)
+    assert "this client speaks plaintext (--insecure-dev-plaintext) and sends no certificate" in message, message
+    assert "use --ca, --cert and --key" in message
+    assert "refused this client's certificate" not in message and "--cert/--key were issued" not in message

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 
 import grpc
@@ -17,6 +18,7 @@ import pytest
 from service_harness import BANKS, LOAN_PARAMS, Cluster
 
 from smpc.errors import PartyUnavailable
+from smpc.service.server import STOP_GRACE_S
 from smpc.transport.grpc import secure_channel
 
 
@@ -86,3 +88,34 @@ def test_a_port_in_use_is_refused_with_the_config_key_named(tmp_path):
                 server.start()
         finally:
             server.server.stop(0)
+
+
+def test_malformed_streamed_requests_leave_no_call_that_holds_up_the_shutdown(tmp_path):
+    """A streamed request message that does not parse (reflection's, or an Exchange frame) is
+    refused with INVALID_ARGUMENT, and the call ends there: SIGTERM afterwards stops the service
+    well within its grace, not after waiting the grace out for a call that never finishes."""
+    cluster = Cluster(tmp_path, certs_by_cli=False)
+    cluster.start("bank_a")
+    methods = {"analyst": "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+               "bank_b": "/smpc.v1.PartyPeer/Exchange"}
+    for identity, method in methods.items():
+        with secure_channel(cluster.address("bank_a"), *(p.read_bytes() for p in cluster.cert_args(identity).values()),
+                            identity="bank_a") as channel:
+            call = channel.stream_stream(method, request_serializer=bytes, response_deserializer=bytes)
+            for garbage in [b"\xff\xff\xff"] * 10 + [b"\x0a\x05ab", b"\xff" * 70_000]:
+                with pytest.raises(grpc.RpcError) as refused:
+                    list(call(iter([garbage]), timeout=10))
+                assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (method, refused.value.details())
+    proc = cluster.procs.pop("bank_a")
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        log = cluster.log("bank_a")
+        raise AssertionError(f"bank_a did not exit within its {STOP_GRACE_S} s grace:\n{log}") from None
+    log = cluster.log("bank_a")
+    assert code == 0 and time.monotonic() - t0 < STOP_GRACE_S, log
+    assert "did not finish" not in log and "stopped in" in log, log

@@ -396,3 +396,25 @@ def test_a_list_message_travels_between_parties(net):
         a.send(1, "mixed", [torch.zeros(2, dtype=torch.int64), torch.zeros(2, dtype=torch.int32)])
     for t in (a, b, c):
         t.close()
+
+
+@pytest.mark.parametrize("garbage", [b"\xff\xff\xff", b"\xff" * 70_000])
+def test_bytes_that_are_not_a_frame_close_the_stream_once_with_an_error(net, garbage):
+    """Bytes the frame parser refuses (small: protobuf's, large: the split parser's) reach the
+    reader as a malformed message: the stream ends INVALID_ARGUMENT naming the sender, and the
+    receiver's next receive fails the same way (not gRPC's own INTERNAL, which left the call
+    open on the server)."""
+    job_id = uuid.uuid4().hex
+    b = GrpcTransport(1, 3, job_id, NAMES)
+    net.routers["bank_b"].add(b)
+    hello = peer_pb2.Frame(kind=peer_pb2.Frame.HELLO, job_id=job_id, party="bank_a").SerializeToString()
+    call = net.channels[("bank_a", "bank_b")].stream_stream(
+        "/smpc.v1.PartyPeer/Exchange", request_serializer=bytes, response_deserializer=bytes)
+    with pytest.raises(grpc.RpcError) as ended:
+        list(call(iter([hello, garbage]), timeout=20))
+    assert ended.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "malformed frame from bank_a: bytes that are not a frame" in ended.value.details()
+    with pytest.raises(ProtocolError, match="malformed frame from bank_a"):
+        b.recv(0, "step#0", timeout=10)
+    b.close()
+    assert b.threads_alive() == 0

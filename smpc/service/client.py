@@ -143,7 +143,7 @@ class JobClient:
         try:
             return getattr(self.stub, method)(request, timeout=timeout or self.timeout, metadata=self.metadata)
         except grpc.RpcError as exc:
-            raise _rpc_error(exc, self.address) from None
+            raise _rpc_error(exc, self.address, plaintext=not self.signs) from None
 
     # ----- the job service ---------------------------------------------------------------
     def submit_status(self, analysis: str, params: Mapping[str, object] | None = None, *, source: str = "",
@@ -192,7 +192,7 @@ class JobClient:
         try:
             yield from self.stub.Watch(jobs_pb2.JobRef(job_id=job_id), timeout=timeout, metadata=self.metadata)
         except grpc.RpcError as exc:
-            raise _rpc_error(exc, self.address) from None
+            raise _rpc_error(exc, self.address, plaintext=not self.signs) from None
 
     def wait(self, job_id: str, on_event: Callable[[jobs_pb2.JobEvent], None] | None = None,
              timeout: float | None = None) -> dict:
@@ -243,7 +243,7 @@ class JobClient:
         try:
             resp = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout, metadata=self.metadata)
         except grpc.RpcError as exc:
-            raise _rpc_error(exc, self.address) from None
+            raise _rpc_error(exc, self.address, plaintext=not self.signs) from None
         return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
 
 
@@ -277,10 +277,28 @@ def _tls_hint(details: str) -> str | None:
     return None
 
 
-def _rpc_error(exc: grpc.RpcError, address: str) -> SmpcError:
+PLAINTEXT_HINT = ("this client speaks plaintext (--insecure-dev-plaintext) and sends no certificate; a party "
+                  "that serves mutual TLS drops such a connection: use --ca, --cert and --key instead, unless "
+                  "the party runs with --insecure-dev-plaintext too")
+
+
+def _plaintext_hint(details: str) -> str | None:
+    """What a plaintext client's failed connection most likely means: a TLS party (which
+    drops the connection, or answers with TLS bytes the client cannot read)."""
+    text = details.lower()
+    if any(m in text for m in (*_TLS_FAILURE, *_CLOSED, "connection reset", "protocol", "frame")):
+        return f"the party closed the connection or did not speak plaintext gRPC: {PLAINTEXT_HINT}"
+    return None
+
+
+def _rpc_error(exc: grpc.RpcError, address: str, plaintext: bool = False) -> SmpcError:
+    """The smpc exception for a failed call. ``plaintext``: the client sent no certificate,
+    so a failed connection is never blamed on one."""
     code = exc.code() if hasattr(exc, "code") else None
     details = exc.details() if hasattr(exc, "details") else str(exc)
-    hint = _tls_hint(details or "") if code == grpc.StatusCode.UNAVAILABLE else None
+    hint = None
+    if code == grpc.StatusCode.UNAVAILABLE:
+        hint = _plaintext_hint(details or "") if plaintext else _tls_hint(details or "")
     if hint:
         return PartyUnavailable(f"{address} is unavailable: {hint} (UNAVAILABLE: {details})", peer=address)
     if code == grpc.StatusCode.PERMISSION_DENIED:

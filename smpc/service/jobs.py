@@ -626,14 +626,24 @@ class JobManager:
         return futures
 
     def _call_peer(self, name: str, method: str, request):
+        """``method`` on peer ``name``: the answer, or a PartyUnavailable.
+
+        A ``Prepare`` waits for the connection, up to ``timeouts.connect``, instead of failing
+        at once: for a moment after a peer restarts, the channel to it is still waiting out
+        the backoff of its failed reconnects and would refuse every call."""
+        connect = self.config.timeouts.connect
+        wait = method == "Prepare"
         try:
             stub = self.peers.stub(name)
-            return getattr(stub, method)(request, timeout=self.config.timeouts.connect,
-                                         metadata=self.peers.metadata())
+            return getattr(stub, method)(request, timeout=connect, metadata=self.peers.metadata(),
+                                         wait_for_ready=wait)
         except grpc.RpcError as exc:
-            code = exc.code().name if hasattr(exc, "code") else "error"
+            code = exc.code() if hasattr(exc, "code") else None
             details = exc.details() if hasattr(exc, "details") else str(exc)
-            return PartyUnavailable(f"{name} is unavailable ({code}: {details})", peer=name)
+            if wait and code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                details = f"no connection or no answer within timeouts.connect = {connect:g} s; {details}"
+            return PartyUnavailable(f"{name} is unavailable ({code.name if code else 'error'}: {details})",
+                                    peer=name)
 
     def _notify_peers(self, job: Job, why: str, reason: str, party: str, rule: str, error_type: str,
                       only: set | None = None, skip: set | None = None) -> None:

@@ -39,6 +39,7 @@ from smpc.analyses import registry
 from smpc.analyses.registry import MAX_DOMINANCE, MIN_CELL_SIZE, MIN_CONTRIBUTORS, REQUESTER, Analysis
 from smpc.errors import InputError, SmpcError
 from smpc.service.config import DataSource, PartyConfig
+from smpc.tables import read_table
 
 DATA_SCHEMA = "data.schema"
 
@@ -137,17 +138,21 @@ def decide(config: PartyConfig, req: JobRequest) -> Decision:
             return refuse("recipients.requester_only",
                           f"{analysis.name} reveals its result to its requester only; "
                           f"{', '.join(repr(w) for w in others)} may not be a recipient")
+    # a requester may ask for stricter disclosure control than the policy's, never looser: a
+    # looser one is refused rather than raised behind its back, so a result never claims
+    # terms the requester did not get
     min_cell = 1
     if analysis.has_min_cell_size:
-        requested = params.get(MIN_CELL_SIZE) or 1
-        min_cell = max(int(requested), pol.min_cell_size)
+        if MIN_CELL_SIZE in req.params and params[MIN_CELL_SIZE] < pol.min_cell_size:
+            return refuse("policy.min_cell_size", "parameter 'min_cell_size' may raise this party's minimum cell "
+                                                  "size, never lower it")
+        min_cell = max(int(params.get(MIN_CELL_SIZE) or 1), pol.min_cell_size)
         params[MIN_CELL_SIZE] = min_cell
     elif pol.min_cell_size > 1 and analysis.releases_cells:
         return refuse(
             "policy.min_cell_size",
             f"analysis '{analysis.name}' has no minimum cell size, and this party requires {pol.min_cell_size}",
         )
-    # a requester may ask for stricter disclosure control than the policy's, never looser
     min_contributors = min(pol.min_contributors, len(req.parties))
     if analysis.param(MIN_CONTRIBUTORS) is not None:
         if MIN_CONTRIBUTORS in req.params and params[MIN_CONTRIBUTORS] < min_contributors:
@@ -332,14 +337,8 @@ def load_table(source: DataSource, columns: Sequence[str], party: str) -> pd.Dat
     """
     columns = list(columns)
     where = f"{party}, data source '{source.name}'"
-    try:
-        if source.format == "csv":
-            text_cols = {c: str for c in columns if source.columns[c] in ("str", "bool")}
-            frame = pd.read_csv(source.path, usecols=columns, dtype=text_cols)
-        else:
-            frame = pd.read_parquet(source.path, columns=columns)
-    except Exception as exc:  # noqa: BLE001 - any reader failure is an input problem for the operator
-        raise InputError(f"{where}: cannot read {source.path.name} as {source.format} ({exc})") from None
+    frame = read_table(source.path, where, fmt=source.format, columns=columns,
+                       text_columns=[c for c in columns if source.columns[c] in ("str", "bool")])
     # the message names rows, never values; decide() keeps it in this party's own log
     for col in columns:
         kind = source.columns[col]

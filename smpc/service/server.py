@@ -45,10 +45,20 @@ from smpc.service.identity import (
 from smpc.service.jobs import Job, JobManager, PeerDirectory, ServiceStopping
 from smpc.service.quotas import QuotaExceeded, Quotas
 from smpc.service.store import JobStore
-from smpc.transport.grpc import add_peer_servicer, is_loopback, peer_certificate, server_credentials, server_options
+from smpc.transport.grpc import (
+    MalformedMessage,
+    add_peer_servicer,
+    is_loopback,
+    lenient,
+    peer_certificate,
+    server_credentials,
+    server_options,
+)
 from smpc.v1 import jobs_pb2, jobs_pb2_grpc, peer_pb2, peer_pb2_grpc
 
 SHUTDOWN_LIMIT_S = 30.0
+# how long a stopping server lets its calls finish before it cancels them
+STOP_GRACE_S = 5.0
 SERVICE_NAMES = (
     jobs_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
     peer_pb2.DESCRIPTOR.services_by_name["PartyPeer"].full_name,
@@ -169,9 +179,12 @@ class PeerServicer(peer_pb2_grpc.PartyPeerServicer):
         caller = self.auth.peer(context)
         me = self.manager.me
         try:
-            hello, _ = next(request_iterator)
+            first = next(request_iterator)
         except StopIteration:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{me}: the stream ended before its HELLO frame")
+        if isinstance(first, MalformedMessage):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{me}: the first message is not a frame ({first})")
+        hello, _ = first
         if hello.kind != peer_pb2.Frame.HELLO:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{me}: a stream must start with a HELLO frame")
         if hello.party != caller:
@@ -340,6 +353,7 @@ class _ClientTraffic(grpc.ServerInterceptor):
 
     def __init__(self, pool: _ClientPool, party: str):
         self.pool = pool
+        self.party = party
         self.refusal = (f"{party}: {pool.calls} job-service calls are in flight here, the most allowed "
                         f"(limits.job_service_calls = {pool.calls}); try again later")
 
@@ -348,6 +362,7 @@ class _ClientTraffic(grpc.ServerInterceptor):
         method = handler_call_details.method or ""
         if handler is None or method.startswith((PEER_METHODS, HEALTH_METHODS)):
             return handler
+        handler = _refusing_malformed_requests(handler, self.party)
         kinds = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
         return handler._replace(**{k: self._on_client_pool(getattr(handler, k)) for k in kinds
                                    if getattr(handler, k) is not None})
@@ -363,6 +378,29 @@ class _ClientTraffic(grpc.ServerInterceptor):
         run.experimental_thread_pool = self.pool
         run.experimental_non_blocking = getattr(behavior, "experimental_non_blocking", False)
         return run
+
+
+def _refusing_malformed_requests(handler: grpc.RpcMethodHandler, party: str) -> grpc.RpcMethodHandler:
+    """A stream-request method (reflection's) that parses its messages leniently and ends the
+    call with INVALID_ARGUMENT, once, at the first that does not parse (``lenient`` says why
+    gRPC's own answer to such a message leaves the call open for ever)."""
+    if not handler.request_streaming:
+        return handler
+    kind = "stream_stream" if handler.stream_stream is not None else "stream_unary"
+    behavior = getattr(handler, kind)
+
+    def parsed(requests, context):
+        for request in requests:
+            if isinstance(request, MalformedMessage):
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"{party}: a request message that does not parse ({request})")
+            yield request
+
+    def run(requests, context, *rest):
+        return behavior(parsed(requests, context), context, *rest)
+
+    run.experimental_non_blocking = getattr(behavior, "experimental_non_blocking", False)
+    return handler._replace(request_deserializer=lenient(handler.request_deserializer), **{kind: run})
 
 
 class PartyServer:
@@ -432,7 +470,7 @@ class PartyServer:
         )
         return port
 
-    def stop(self, grace: float = 5.0) -> None:
+    def stop(self, grace: float = STOP_GRACE_S) -> None:
         if self._stopped:
             return
         self._stopped = True

@@ -26,6 +26,7 @@ import math
 import queue
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 
@@ -50,6 +51,12 @@ headroom for the header); a bigger frame is refused by gRPC before it is parsed.
 
 MAX_TENSOR_BYTES = 4 * 1024**3
 """Largest tensor a peer may announce; a larger ``total_bytes`` is a malformed frame."""
+
+ABORT_LINGER_S = 1.0
+"""How long ``close`` after an abort waits for the peers to end their streams before it
+cancels them. A live peer ends its stream within milliseconds of the ABORT frame; one that
+hangs (stopped, or its machine frozen) never does, and waiting a step timeout for it would
+double the time a job takes to fail."""
 
 MAX_DIMS = 16
 MAX_TAG_CHARS = 256
@@ -323,10 +330,41 @@ def deserialize_frame(data: bytes) -> tuple[peer_pb2.Frame, memoryview | bytes]:
     return peer_pb2.Frame.FromString(b"".join(parts)), payload
 
 
+class MalformedMessage:
+    """A streamed request message whose bytes did not parse, handed to the handler in its
+    place (``lenient``): the handler ends the call with its own error status."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+    def __str__(self) -> str:
+        return f"{type(self.error).__name__}: {self.error}"[:200]
+
+
+def lenient(deserializer):
+    """A request deserializer that never raises: bytes that do not parse become a
+    ``MalformedMessage`` for the handler to refuse.
+
+    gRPC Python answers a streamed request message that fails to deserialize with INTERNAL
+    itself, and then, when the handler's response stream ends, sends a second status on the
+    same call. That second batch never completes, so the call is never released, and the
+    server's shutdown waits out its whole grace for it. Every stream-request method of a
+    party server therefore parses through this and aborts the call once, from the handler."""
+
+    def parse(data: bytes):
+        try:
+            return data if deserializer is None else deserializer(data)
+        except Exception as exc:  # noqa: BLE001 - whatever the parser raises, the handler refuses it
+            return MalformedMessage(exc)
+
+    return parse
+
+
 def add_peer_servicer(servicer: peer_pb2_grpc.PartyPeerServicer, server: grpc.Server) -> None:
     """Register the peer service like the generated ``add_PartyPeerServicer_to_server``, but
-    with the Exchange stream on ``serialize_frame``/``deserialize_frame``: the handler gets
-    (frame, payload) pairs and may yield pre-encoded frames."""
+    with the Exchange stream on ``serialize_frame``/``lenient(deserialize_frame)``: the
+    handler gets (frame, payload) pairs (a ``MalformedMessage`` for bytes that are not a
+    frame) and may yield pre-encoded frames."""
     m = peer_pb2
     handlers = {
         "Prepare": grpc.unary_unary_rpc_method_handler(
@@ -339,7 +377,7 @@ def add_peer_servicer(servicer: peer_pb2_grpc.PartyPeerServicer, server: grpc.Se
             servicer.Cancel, request_deserializer=m.PeerCancelRequest.FromString,
             response_serializer=m.PeerAck.SerializeToString),
         "Exchange": grpc.stream_stream_rpc_method_handler(
-            servicer.Exchange, request_deserializer=deserialize_frame, response_serializer=serialize_frame),
+            servicer.Exchange, request_deserializer=lenient(deserialize_frame), response_serializer=serialize_frame),
     }
     name = peer_pb2.DESCRIPTOR.services_by_name["PartyPeer"].full_name
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
@@ -498,6 +536,7 @@ class _Link:
         self.connected = False
         self.failure: Exception | None = None
         self.call = None  # the client-side call object when this party dialed
+        self.context = None  # the server-side context when the peer dialed
         self.reader: threading.Thread | None = None
 
     def fail(self, error: Exception) -> None:
@@ -545,7 +584,9 @@ class GrpcTransport(Transport):
             yield hello
             yield from self._frames_out(link)
 
-        call = exchange_method(channel)(requests(), metadata=metadata)
+        # wait for the connection rather than fail at once while the channel backs off from a
+        # peer's restart; the receive timeouts bound the wait
+        call = exchange_method(channel)(requests(), metadata=metadata, wait_for_ready=True)
         link.call = call
         call.add_callback(lambda: link.outgoing.put(_END))  # never leave the request thread blocked
         self._start_reader(link, call)
@@ -561,6 +602,7 @@ class GrpcTransport(Transport):
             if link.connected:
                 context.abort(grpc.StatusCode.ALREADY_EXISTS, f"{link.name} already has a stream for job {self.job_id}")
             link.connected = True
+        link.context = context
         context.add_callback(lambda: link.outgoing.put(_END))
         self._start_reader(link, requests)
         return self._serve_frames(link, context)
@@ -599,7 +641,10 @@ class GrpcTransport(Transport):
         """Reader thread: frames from ``link.name`` into its incoming queue, until the stream ends."""
         assembler = FrameAssembler(self.job_id, self.max_tensor_bytes)
         try:
-            for frame, payload in frames:
+            for item in frames:
+                if isinstance(item, MalformedMessage):
+                    raise FrameError(f"bytes that are not a frame ({item})")
+                frame, payload = item
                 if frame.kind == peer_pb2.Frame.ABORT:
                     error = PartyUnavailable(
                         f"{self.me}: {link.name} aborted the job"
@@ -698,21 +743,29 @@ class GrpcTransport(Transport):
             link.incoming.put(_Failure(local))
 
     def close(self, timeout: float = 5.0) -> None:
-        """End every stream and wait (up to ``timeout`` seconds per stream) for the reader
-        threads to finish; streams still open after that are cancelled."""
+        """End every stream and wait up to ``timeout`` seconds for the peers to end theirs
+        (after an abort: up to ``ABORT_LINGER_S``); streams still open after that are
+        cancelled, and their reader threads get as long again to finish."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+            wait = min(timeout, ABORT_LINGER_S) if self._aborted is not None else timeout
         for link in self._links.values():
             link.outgoing.put(_END)
-        for link in self._links.values():
-            if link.reader is None:
-                continue
-            link.reader.join(timeout)
-            if link.reader.is_alive() and link.call is not None:
+        readers = [link for link in self._links.values() if link.reader is not None]
+        deadline = time.monotonic() + wait
+        for link in readers:
+            link.reader.join(max(0.0, deadline - time.monotonic()))
+        hung = [link for link in readers if link.reader.is_alive()]
+        for link in hung:
+            if link.call is not None:
                 link.call.cancel()
-                link.reader.join(timeout)
+            elif link.context is not None:
+                link.context.cancel()
+        deadline = time.monotonic() + wait
+        for link in hung:
+            link.reader.join(max(0.0, deadline - time.monotonic()))
 
     def threads_alive(self) -> int:
         """Reader threads of this transport that are still running."""
