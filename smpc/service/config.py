@@ -62,7 +62,8 @@ Example (services/bank_a.toml is a complete one)::
 
     [timeouts]                      # seconds
     step = 60                       # a job step waits this long for a peer's message
-    connect = 10                    # reaching a peer to prepare, start or cancel a job
+    connect = 10                    # reaching a peer to prepare, start or cancel a job (a
+                                    # restarting peer is waited for this long)
     job = 3600                      # the longest a job may run
 
     [limits]                        # every key optional; these are the defaults
