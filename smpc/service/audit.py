@@ -322,7 +322,7 @@ def encode_signature(signature: bytes) -> str:
 @dataclass
 class Finding:
     party: str  # whose log
-    kind: str  # "rewritten", "cut", "broken", "unanchored tail", "missing"
+    kind: str  # "rewritten", "cut", "broken" (tampered) or "unanchored tail"
     text: str
 
     @property
@@ -342,11 +342,11 @@ class CrossCheck:
     def report(self) -> str:
         out = []
         for f in self.findings:
-            label = "TAMPERED" if f.tampered else "NOTE"
-            out.append(f"{label}: {f.party}: {f.kind}: {f.text}")
+            out.append(f"TAMPERED: {f.party}: {f.kind}: {f.text}" if f.tampered else f"UNANCHORED: {f.party}: {f.text}")
         out.append("ok: every head the parties recorded of each other is in the logs" if self.ok
                    else "TAMPERED: a log disagrees with the heads its peers recorded")
-        out.append("(records after the last head a peer recorded can only be checked after the next exchange)")
+        out.append("(records after the newest head a peer recorded are vouched for by no one yet: they can be checked "
+                   "only against the heads of a later exchange)")
         return "\n".join(out)
 
 
