@@ -234,6 +234,17 @@ class PeerDirectory:
     def stub(self, name: str) -> peer_pb2_grpc.PartyPeerStub:
         return peer_pb2_grpc.PartyPeerStub(self.channel(name))
 
+    def separate_channel(self, name: str) -> grpc.Channel:
+        """A channel of its own, for a call that must not disturb the jobs' channel: a failed
+        connection there would put the jobs' channel into reconnect backoff, and the first
+        job after the peer returns would fail at once."""
+        peer = self.config.peers[name]
+        if self.insecure:
+            from smpc.transport.grpc import channel_options
+
+            return grpc.insecure_channel(peer.address, options=channel_options())
+        return secure_channel(peer.address, self._ca, self._cert, self._key, identity=peer.identity)
+
     def metadata(self) -> tuple:
         """In plaintext development mode a party names itself in metadata (nothing checks it)."""
         return (("x-smpc-party", self.config.name),) if self.insecure else ()
@@ -859,7 +870,12 @@ class JobManager:
         request = peer_pb2.AuditHead(party=self.me, records=records, head=head, time=when, signature=signature,
                                      certificate_pem=self._head_cert if self._head_key is not None else "",
                                      job_id=job_id)
-        self._call_peer(name, "RecordHead", request)
+        try:
+            with self.peers.separate_channel(name) as channel:
+                peer_pb2_grpc.PartyPeerStub(channel).RecordHead(request, timeout=self.config.timeouts.connect,
+                                                                 metadata=self.peers.metadata())
+        except grpc.RpcError:
+            pass  # the peer is gone or stopping: it misses this anchor, the next job's end sends another
 
     def record_peer_head(self, caller: str, head: peer_pb2.AuditHead) -> peer_pb2.PeerAck:
         """Record a peer's signed audit head (``peer_head``), after checking that the caller
