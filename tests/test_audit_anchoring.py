@@ -8,13 +8,16 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import time
 
 import pytest
 from service_harness import BANKS, LOAN_PARAMS, Cluster, wait_for
 
 from smpc import cli
 from smpc.service.audit import GENESIS, head_payload, line_hash, records, verify
-from smpc.service.identity import load_certificate, verify_party_signature
+from smpc.service.identity import load_certificate, load_private_key, sign, verify_party_signature
+from smpc.transport.grpc import secure_channel
+from smpc.v1 import peer_pb2, peer_pb2_grpc
 
 JOBS = ["bank_a/anchor-1", "bank_a/anchor-2"]
 
@@ -38,18 +41,38 @@ def logs(tmp_path_factory):
                 others = set(BANKS) - {bank}
                 wait_for(lambda b=bank, o=others, j=job_id: heads_of(cluster, b, j) == o, 60,
                          f"{bank} to record the others' heads after {job_id}", poll=lambda: None)
+        forged_answers = plant_forged_heads(cluster)
     finally:
         assert all(code == 0 for code in cluster.stop_all().values())
     saved = root / "saved"
     saved.mkdir()
     for bank in BANKS:
         shutil.copy(cluster.audit_path(bank), saved / f"{bank}.jsonl")
-    return saved, cluster.certs
+    return saved, cluster.certs, forged_answers
+
+
+def plant_forged_heads(cluster):
+    """bank_a, a configured peer of bank_b, tries to make bank_b record heads that no party
+    signed: one in bank_c's name, one whose signature is not over what it claims."""
+    certs = cluster.certs
+    key = load_private_key((certs / "bank_a.key").read_bytes())
+    count, head, when = 3, "ab" * 32, "2026-01-01T00:00:00Z"
+    in_c_name = peer_pb2.AuditHead(party="bank_c", records=count, head=head, time=when, job_id="forged-1",
+                                   signature=sign(key, head_payload("bank_c", count, head, when)),
+                                   certificate_pem=(certs / "bank_a.pem").read_text())
+    other_count = peer_pb2.AuditHead(party="bank_a", records=count + 1, head=head, time=when, job_id="forged-2",
+                                     signature=sign(key, head_payload("bank_a", count, head, when)),
+                                     certificate_pem=(certs / "bank_a.pem").read_text())
+    with secure_channel(cluster.address("bank_b"), (certs / "ca.pem").read_bytes(),
+                        (certs / "bank_a.pem").read_bytes(), (certs / "bank_a.key").read_bytes(),
+                        identity="bank_b") as channel:
+        stub = peer_pb2_grpc.PartyPeerStub(channel)
+        return [stub.RecordHead(h, timeout=30) for h in (in_c_name, other_count)]
 
 
 @pytest.fixture
 def copies(logs, tmp_path):
-    saved, _ = logs
+    saved = logs[0]
     return {bank: shutil.copy(saved / f"{bank}.jsonl", tmp_path / f"{bank}.jsonl") for bank in BANKS}
 
 
@@ -81,7 +104,7 @@ def rechain(lines, start=0):
 
 
 def test_every_party_records_the_others_signed_heads(logs, copies, capsys):
-    _, certs = logs
+    certs = logs[1]
     ca = load_certificate((certs / "ca.pem").read_bytes())
     for bank in BANKS:
         heads = [r for r in records(copies[bank]) if r["event"] == "peer_head"]
@@ -90,7 +113,7 @@ def test_every_party_records_the_others_signed_heads(logs, copies, capsys):
             cert = (certs / f"{r['peer']}.pem").read_text()
             ident = verify_party_signature(ca, None, cert, base64.b64decode(r["signature"]),
                                            head_payload(r["peer"], r["records"], r["head"], r["head_time"]),
-                                           r["peer"], now=__import__("time").time())
+                                           r["peer"], now=time.time())
             assert r["signer_cert"] == ident.fingerprint
             # and the head is that record of the peer's log
             assert line_hash(raw(copies[r["peer"]])[r["records"] - 1]) == r["head"]
@@ -141,3 +164,14 @@ def test_an_appended_record_is_reported_as_unanchored(copies, capsys):
 def test_a_log_given_alone_has_nothing_to_check_against(copies, capsys):
     code = cli.main(["audit", "cross-check", str(copies["bank_b"]), "--peer-logs", str(copies["bank_b"])])
     assert code == 2 and "two logs of party 'bank_b'" in capsys.readouterr().err
+
+
+def test_a_peer_cannot_plant_a_head_nobody_signed(logs, copies):
+    answers = logs[2]
+    assert [a.ok for a in answers] == [False, False]
+    assert "the head names 'bank_c', but bank_a sent it" in answers[0].message
+    assert "does not match what it signs" in answers[1].message
+    recs = records(copies["bank_b"])
+    assert not [r for r in recs if r["event"] == "peer_head" and r["after_job"].startswith("forged")]
+    refused = [r for r in recs if r["event"] == "peer_head_refused"]
+    assert [(r["peer"], r["after_job"]) for r in refused] == [("bank_a", "forged-1"), ("bank_a", "forged-2")]
