@@ -307,6 +307,8 @@ class JobManager:
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="smpc-coord")
         # audit heads go out on threads of their own: a hung peer never holds up a job
         self._anchors = ThreadPoolExecutor(max_workers=2, thread_name_prefix="smpc-anchor")
+        self._heads_due: dict[str, str] = {}  # peer -> the latest job whose end a queued push follows
+        self._heads_lock = threading.Lock()
         self._janitor = threading.Thread(target=self._sweep, name="smpc-janitor", daemon=True)
         self._janitor.start()
 
@@ -854,14 +856,22 @@ class JobManager:
     def _send_head(self, job_id: str) -> None:
         """After a job's end: this party's signed audit head to every peer, which records it
         (``peer_head``). Fire and forget, each call bounded by ``timeouts.connect``; it never
-        changes the job, and a peer that is gone only misses this anchor."""
+        changes the job, and a peer that is gone only misses this anchor. At most one push per
+        peer waits in the queue (it sends the head as of when it runs), so a hung peer cannot
+        pile them up."""
         for name in self._peer_names():
-            try:
-                self._anchors.submit(self._push_head, name, job_id)
-            except RuntimeError:  # shutting down
-                return
+            with self._heads_lock:
+                queued = name in self._heads_due
+                self._heads_due[name] = job_id
+            if not queued:
+                try:
+                    self._anchors.submit(self._push_head, name)
+                except RuntimeError:  # shutting down
+                    return
 
-    def _push_head(self, name: str, job_id: str) -> None:
+    def _push_head(self, name: str) -> None:
+        with self._heads_lock:
+            job_id = self._heads_due.pop(name, "")
         records, head = self.audit.head()
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         signature = b""
