@@ -6,7 +6,7 @@
     smpc certs fingerprint FILE
     smpc job submit --to HOST:PORT --ca CA --cert CERT --key KEY ANALYSIS --param k=v ...
     smpc job get|watch|cancel --to ... JOB_ID      smpc job analyses --to ...
-    smpc audit verify PATH
+    smpc audit verify PATH [--peer-logs A B]      smpc audit cross-check PATH --peer-logs A B
 
 Each command group is added by one function in ``COMMANDS`` (argparse subcommands), so a new
 group (``smpc analyze``, ``smpc bench``) is one more function. Exit codes: 0 success,
@@ -287,7 +287,17 @@ def _audit_verify(args) -> int:
 
     result = verify(args.path)
     print(f"{args.path}: {result}")
+    if args.peer_logs:
+        return _audit_cross_check(args) if result.ok else EXIT_FAILED
     return 0 if result.ok else EXIT_FAILED
+
+
+def _audit_cross_check(args) -> int:
+    from smpc.service.audit import cross_check
+
+    check = cross_check([args.path, *args.peer_logs])
+    print(check.report())
+    return 0 if check.ok else EXIT_FAILED
 
 
 def _add_audit(sub) -> None:
@@ -295,7 +305,14 @@ def _add_audit(sub) -> None:
     asub = audit.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
     verify = asub.add_parser("verify", help="check the hash chain; report the first edited, inserted or deleted record")
     verify.add_argument("path")
+    verify.add_argument("--peer-logs", nargs="+", default=[], metavar="LOG",
+                        help="the other parties' logs: also cross-check (see `smpc audit cross-check`)")
     verify.set_defaults(func=_audit_verify)
+    cross = asub.add_parser("cross-check", help="hold each log against the signed heads the others recorded of it: "
+                                                "finds rewritten (hashes recomputed), cut and extended logs")
+    cross.add_argument("path")
+    cross.add_argument("--peer-logs", nargs="+", required=True, metavar="LOG", help="the other parties' logs")
+    cross.set_defaults(func=_audit_cross_check)
 
 
 COMMANDS: list[Callable] = [_add_party, _add_certs, _add_job, _add_audit, _analyze.add_parser, _bench.add_parser]

@@ -309,6 +309,32 @@ class SpecVerifier:
         return Signer(ident, int(signed_at), hashlib.sha256(signature).hexdigest())
 
 
+def verify_party_signature(ca: x509.Certificate, crl: RevocationList | None, certificate_pem: str,
+                           signature: bytes, payload: bytes, party: str, now: float) -> CertIdentity:
+    """The party certificate of ``party`` (issued by the CA, valid now, not revoked) whose key
+    signed ``payload``; IdentityError saying which check failed."""
+    cert = load_certificate(certificate_pem[:65536])
+    try:
+        if cert.issuer != ca.subject:
+            raise ValueError("another issuer")
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        raise IdentityError("the signing certificate is not issued by the consortium CA") from None
+    at = dt.datetime.fromtimestamp(now, dt.timezone.utc)
+    if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
+        raise IdentityError("the signing certificate is not valid now (expired or not yet valid)")
+    ident = identity_of(cert)
+    if crl is not None:
+        crl.check(ident)
+    if ident.role != PARTY or ident.name != party:
+        raise IdentityError(f"the signature is by {ident.role} {ident.name!r}, not by party {party!r}")
+    try:
+        _verify(cert, signature, payload)
+    except InvalidSignature:
+        raise IdentityError(f"the signature of {party!r} does not match what it signs") from None
+    return ident
+
+
 # ----- text from peers --------------------------------------------------------------------------
 def sanitise(text: str, limit: int = MAX_REASON_CHARS) -> str:
     """A peer's free text for logs and answers: printable characters only (control characters,

@@ -63,7 +63,7 @@ import grpc
 from smpc.analyses import registry
 from smpc.context import Context
 from smpc.errors import PartyUnavailable, ProtocolTimeout, SmpcError
-from smpc.service.audit import AuditLog
+from smpc.service.audit import HEAD_HASH, AuditError, AuditLog, encode_signature, head_payload
 from smpc.service.config import PartyConfig
 from smpc.service.identity import (
     JOB_ID,
@@ -74,10 +74,13 @@ from smpc.service.identity import (
     SpecVerifier,
     identity_of_pem,
     load_certificate,
+    load_private_key,
     namespaced_job_id,
     recipients_for,
     sanitise,
+    sign,
     spec_payload,
+    verify_party_signature,
 )
 from smpc.service.policy import (
     Decision,
@@ -266,6 +269,17 @@ class PeerDirectory:
     def stub(self, name: str) -> peer_pb2_grpc.PartyPeerStub:
         return peer_pb2_grpc.PartyPeerStub(self.channel(name))
 
+    def separate_channel(self, name: str) -> grpc.Channel:
+        """A channel of its own, for a call that must not disturb the jobs' channel: a failed
+        connection there would put the jobs' channel into reconnect backoff, and the first
+        job after the peer returns would fail at once."""
+        peer = self.config.peers[name]
+        if self.insecure:
+            from smpc.transport.grpc import channel_options
+
+            return grpc.insecure_channel(peer.address, options=channel_options())
+        return secure_channel(peer.address, self._ca, self._cert, self._key, identity=peer.identity)
+
     def metadata(self) -> tuple:
         """In plaintext development mode a party names itself in metadata (nothing checks it)."""
         return (("x-smpc-party", self.config.name),) if self.insecure else ()
@@ -314,6 +328,7 @@ class JobManager:
         # mutual TLS: who asked is what the requester's signature proves, checked at every party
         self.crl: RevocationList | None = None
         self.verifier: SpecVerifier | None = None
+        self._head_key = None  # signs this party's audit head for the peers (mutual TLS only)
         if not peers.insecure:
             ca = load_certificate(config.tls_ca.read_bytes())
             own = identity_of_pem(config.tls_cert.read_bytes())
@@ -322,11 +337,17 @@ class JobManager:
                                 f"needs its party certificate (smpc://party/{self.me})")
             self.crl = RevocationList(config.tls_crl, ca) if config.tls_crl else None
             self.verifier = SpecVerifier(ca, self.crl)
+            self._head_key = load_private_key(config.tls_key.read_bytes())
+            self._head_cert = config.tls_cert.read_text()
         self._stopping = threading.Event()
         self._shut_down = threading.Event()
         self._recover()
         self.expire_results()
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="smpc-coord")
+        # audit heads go out on threads of their own: a hung peer never holds up a job
+        self._anchors = ThreadPoolExecutor(max_workers=2, thread_name_prefix="smpc-anchor")
+        self._heads_due: dict[str, str] = {}  # peer -> the latest job whose end a queued push follows
+        self._heads_lock = threading.Lock()
         self._janitor = threading.Thread(target=self._sweep, name="smpc-janitor", daemon=True)
         self._janitor.start()
 
@@ -948,6 +969,71 @@ class JobManager:
                 job.emit(self.me, progress=1.0)
             self._finish(job, state, error)
             job.transport = None
+            self._send_head(job.id)
+
+    # ----- audit anchoring ----------------------------------------------------------------
+    def _send_head(self, job_id: str) -> None:
+        """After a job's end: this party's signed audit head to every peer, which records it
+        (``peer_head``). Fire and forget, each call bounded by ``timeouts.connect``; it never
+        changes the job, and a peer that is gone only misses this anchor. At most one push per
+        peer waits in the queue (it sends the head as of when it runs), so a hung peer cannot
+        pile them up."""
+        for name in self._peer_names():
+            with self._heads_lock:
+                queued = name in self._heads_due
+                self._heads_due[name] = job_id
+            if not queued:
+                try:
+                    self._anchors.submit(self._push_head, name)
+                except RuntimeError:  # shutting down
+                    return
+
+    def _push_head(self, name: str) -> None:
+        with self._heads_lock:
+            job_id = self._heads_due.pop(name, "")
+        records, head = self.audit.head()
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        signature = b""
+        if self._head_key is not None:
+            signature = sign(self._head_key, head_payload(self.me, records, head, when))
+        request = peer_pb2.AuditHead(party=self.me, records=records, head=head, time=when, signature=signature,
+                                     certificate_pem=self._head_cert if self._head_key is not None else "",
+                                     job_id=job_id)
+        try:
+            with self.peers.separate_channel(name) as channel:
+                peer_pb2_grpc.PartyPeerStub(channel).RecordHead(request, timeout=self.config.timeouts.connect,
+                                                                 metadata=self.peers.metadata())
+        except grpc.RpcError:
+            pass  # the peer is gone or stopping: it misses this anchor, the next job's end sends another
+
+    def record_peer_head(self, caller: str, head: peer_pb2.AuditHead) -> peer_pb2.PeerAck:
+        """Record a peer's signed audit head (``peer_head``), after checking that the caller
+        signed it with its party certificate; what does not check out is recorded as refused."""
+        when, job_id = sanitise(head.time, 40), sanitise(head.job_id, 200)
+        problem = None
+        signed: dict = {"signed": "no (plaintext development mode)"}
+        if head.party != caller:
+            problem = f"the head names {sanitise(head.party, 64)!r}, but {caller} sent it"
+        elif not HEAD_HASH.fullmatch(head.head) or head.records >= 2**53:
+            problem = "the head is not a record count and a hex SHA-256"
+        elif self.verifier is not None:
+            try:
+                ident = verify_party_signature(self.verifier.ca, self.crl, head.certificate_pem, head.signature,
+                                               head_payload(caller, head.records, head.head, head.time),
+                                               self.config.peers[caller].identity, time.time())
+            except IdentityError as exc:
+                problem = str(exc)
+            else:
+                signed = {"signer_cert": ident.fingerprint, "signature": encode_signature(head.signature)}
+        try:
+            if problem is not None:
+                self.audit.record("peer_head_refused", peer=caller, after_job=job_id, reason=problem)
+                return peer_pb2.PeerAck(ok=False, message=f"{self.me} refuses {caller}'s audit head: {problem}")
+            self.audit.record("peer_head", peer=caller, records=int(head.records), head=head.head, head_time=when,
+                              after_job=job_id, **signed)
+        except AuditError as exc:  # this party is stopping: its log is closed
+            return peer_pb2.PeerAck(ok=False, message=f"{self.me}: {exc}")
+        return peer_pb2.PeerAck(ok=True)
 
     # ----- results ----------------------------------------------------------------------
     def may_see_result(self, identity: str, job: Job) -> bool:
@@ -1024,6 +1110,7 @@ class JobManager:
             with job.cond:
                 job.cond.notify_all()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._anchors.shutdown(wait=False, cancel_futures=True)
         self._janitor.join(1.0)
 
 

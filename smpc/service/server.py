@@ -175,6 +175,9 @@ class PeerServicer(peer_pb2_grpc.PartyPeerServicer):
     def Cancel(self, request, context):  # noqa: N802
         return self.manager.peer_cancel(self.auth.peer(context), request)
 
+    def RecordHead(self, request, context):  # noqa: N802
+        return self.manager.record_peer_head(self.auth.peer(context), request)
+
     def Exchange(self, request_iterator, context):  # noqa: N802
         caller = self.auth.peer(context)
         me = self.manager.me

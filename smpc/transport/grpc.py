@@ -378,6 +378,9 @@ def add_peer_servicer(servicer: peer_pb2_grpc.PartyPeerServicer, server: grpc.Se
             response_serializer=m.PeerAck.SerializeToString),
         "Exchange": grpc.stream_stream_rpc_method_handler(
             servicer.Exchange, request_deserializer=lenient(deserialize_frame), response_serializer=serialize_frame),
+        "RecordHead": grpc.unary_unary_rpc_method_handler(
+            servicer.RecordHead, request_deserializer=m.AuditHead.FromString,
+            response_serializer=m.PeerAck.SerializeToString),
     }
     name = peer_pb2.DESCRIPTOR.services_by_name["PartyPeer"].full_name
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))

@@ -188,3 +188,21 @@ class PeerAck(_message.Message):
     ok: bool
     message: str
     def __init__(self, ok: _Optional[bool] = ..., message: _Optional[str] = ...) -> None: ...
+
+class AuditHead(_message.Message):
+    __slots__ = ("party", "records", "head", "time", "signature", "certificate_pem", "job_id")
+    PARTY_FIELD_NUMBER: _ClassVar[int]
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    party: str
+    records: int
+    head: str
+    time: str
+    signature: bytes
+    certificate_pem: str
+    job_id: str
+    def __init__(self, party: _Optional[str] = ..., records: _Optional[int] = ..., head: _Optional[str] = ..., time: _Optional[str] = ..., signature: _Optional[bytes] = ..., certificate_pem: _Optional[str] = ..., job_id: _Optional[str] = ...) -> None: ...

@@ -55,6 +55,11 @@ class PartyPeerStub:
                 request_serializer=smpc_dot_v1_dot_peer__pb2.Frame.SerializeToString,
                 response_deserializer=smpc_dot_v1_dot_peer__pb2.Frame.FromString,
                 _registered_method=True)
+        self.RecordHead = channel.unary_unary(
+                '/smpc.v1.PartyPeer/RecordHead',
+                request_serializer=smpc_dot_v1_dot_peer__pb2.AuditHead.SerializeToString,
+                response_deserializer=smpc_dot_v1_dot_peer__pb2.PeerAck.FromString,
+                _registered_method=True)
 
 
 class PartyPeerServicer:
@@ -89,6 +94,13 @@ class PartyPeerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordHead(self, request, context):
+        """The caller's signed audit head, for this party to record (after every job).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PartyPeerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +123,11 @@ def add_PartyPeerServicer_to_server(servicer, server):
                     servicer.Exchange,
                     request_deserializer=smpc_dot_v1_dot_peer__pb2.Frame.FromString,
                     response_serializer=smpc_dot_v1_dot_peer__pb2.Frame.SerializeToString,
+            ),
+            'RecordHead': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordHead,
+                    request_deserializer=smpc_dot_v1_dot_peer__pb2.AuditHead.FromString,
+                    response_serializer=smpc_dot_v1_dot_peer__pb2.PeerAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +239,33 @@ class PartyPeer:
             '/smpc.v1.PartyPeer/Exchange',
             smpc_dot_v1_dot_peer__pb2.Frame.SerializeToString,
             smpc_dot_v1_dot_peer__pb2.Frame.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordHead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/smpc.v1.PartyPeer/RecordHead',
+            smpc_dot_v1_dot_peer__pb2.AuditHead.SerializeToString,
+            smpc_dot_v1_dot_peer__pb2.PeerAck.FromString,
             options,
             channel_credentials,
             insecure,

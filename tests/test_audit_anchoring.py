@@ -1,0 +1,177 @@
+"""Audit logs anchored in each other, on logs written by real `smpc party serve` processes:
+after every job each party signs its head and the others record it (``peer_head``), and
+`smpc audit cross-check` finds a log rewritten with recomputed hashes, a cut tail and an
+appended record -- none of which `smpc audit verify` alone can see."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import time
+
+import pytest
+from service_harness import BANKS, LOAN_PARAMS, Cluster, wait_for
+
+from smpc import cli
+from smpc.service.audit import GENESIS, head_payload, line_hash, records, verify
+from smpc.service.identity import load_certificate, load_private_key, sign, verify_party_signature
+from smpc.transport.grpc import secure_channel
+from smpc.v1 import peer_pb2, peer_pb2_grpc
+
+JOBS = ["bank_a/anchor-1", "bank_a/anchor-2"]
+
+
+def heads_of(cluster, bank, job_id):
+    return {r["peer"] for r in cluster.audit(bank) if r["event"] == "peer_head" and r["after_job"] == job_id}
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory):
+    """The three logs of a cluster that ran two jobs and stopped, each head exchanged."""
+    root = tmp_path_factory.mktemp("anchoring")
+    cluster = Cluster(root / "cluster", certs_by_cli=False)
+    cluster.start()
+    try:
+        for job_id in JOBS:
+            with cluster.client("bank_a") as client:
+                client.wait(client.submit("default_rate_overall", LOAN_PARAMS, job_id=job_id.split("/")[1]),
+                            timeout=120)
+            for bank in BANKS:
+                others = set(BANKS) - {bank}
+                wait_for(lambda b=bank, o=others, j=job_id: heads_of(cluster, b, j) == o, 60,
+                         f"{bank} to record the others' heads after {job_id}", poll=lambda: None)
+        forged_answers = plant_forged_heads(cluster)
+    finally:
+        assert all(code == 0 for code in cluster.stop_all().values())
+    saved = root / "saved"
+    saved.mkdir()
+    for bank in BANKS:
+        shutil.copy(cluster.audit_path(bank), saved / f"{bank}.jsonl")
+    return saved, cluster.certs, forged_answers
+
+
+def plant_forged_heads(cluster):
+    """bank_a, a configured peer of bank_b, tries to make bank_b record heads that no party
+    signed: one in bank_c's name, one whose signature is not over what it claims."""
+    certs = cluster.certs
+    key = load_private_key((certs / "bank_a.key").read_bytes())
+    count, head, when = 3, "ab" * 32, "2026-01-01T00:00:00Z"
+    in_c_name = peer_pb2.AuditHead(party="bank_c", records=count, head=head, time=when, job_id="forged-1",
+                                   signature=sign(key, head_payload("bank_c", count, head, when)),
+                                   certificate_pem=(certs / "bank_a.pem").read_text())
+    other_count = peer_pb2.AuditHead(party="bank_a", records=count + 1, head=head, time=when, job_id="forged-2",
+                                     signature=sign(key, head_payload("bank_a", count, head, when)),
+                                     certificate_pem=(certs / "bank_a.pem").read_text())
+    with secure_channel(cluster.address("bank_b"), (certs / "ca.pem").read_bytes(),
+                        (certs / "bank_a.pem").read_bytes(), (certs / "bank_a.key").read_bytes(),
+                        identity="bank_b") as channel:
+        stub = peer_pb2_grpc.PartyPeerStub(channel)
+        return [stub.RecordHead(h, timeout=30) for h in (in_c_name, other_count)]
+
+
+@pytest.fixture
+def copies(logs, tmp_path):
+    saved = logs[0]
+    return {bank: shutil.copy(saved / f"{bank}.jsonl", tmp_path / f"{bank}.jsonl") for bank in BANKS}
+
+
+def cross_check(copies, capsys, command="cross-check"):
+    code = cli.main(["audit", command, str(copies["bank_b"]), "--peer-logs", str(copies["bank_a"]),
+                     str(copies["bank_c"])])
+    return code, capsys.readouterr().out
+
+
+def raw(path):
+    return path.read_bytes().splitlines()
+
+
+def write(path, lines):
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+
+def rechain(lines, start=0):
+    """Recompute every sequence number and hash from line ``start`` on: a forger's rewrite."""
+    out = list(lines[:start])
+    prev = line_hash(out[-1]) if out else GENESIS
+    for seq, line in enumerate(lines[start:], start):
+        rec = json.loads(line)
+        rec.update(seq=seq, prev=prev)
+        line = json.dumps(rec, separators=(",", ":")).encode()
+        out.append(line)
+        prev = line_hash(line)
+    return out
+
+
+def test_every_party_records_the_others_signed_heads(logs, copies, capsys):
+    certs = logs[1]
+    ca = load_certificate((certs / "ca.pem").read_bytes())
+    for bank in BANKS:
+        heads = [r for r in records(copies[bank]) if r["event"] == "peer_head"]
+        assert {(r["peer"], r["after_job"]) for r in heads} >= {(p, j) for p in set(BANKS) - {bank} for j in JOBS}
+        for r in heads:  # each signed by the peer's own party certificate, over what was recorded
+            cert = (certs / f"{r['peer']}.pem").read_text()
+            ident = verify_party_signature(ca, None, cert, base64.b64decode(r["signature"]),
+                                           head_payload(r["peer"], r["records"], r["head"], r["head_time"]),
+                                           r["peer"], now=time.time())
+            assert r["signer_cert"] == ident.fingerprint
+            # and the head is that record of the peer's log
+            assert line_hash(raw(copies[r["peer"]])[r["records"] - 1]) == r["head"]
+    code, out = cross_check(copies, capsys)
+    assert code == 0 and "TAMPERED" not in out, out
+    assert "ok: every head the parties recorded of each other is in the logs" in out
+
+
+def test_a_rewrite_with_recomputed_hashes_is_found(copies, capsys):
+    lines = raw(copies["bank_b"])
+    at = next(i for i, x in enumerate(lines) if b'"job_finished"' in x)  # the first job's end, long anchored
+    forged = rechain(lines[:at] + [lines[at].replace(b'"state":"succeeded"', b'"state":"failed"')] + lines[at + 1:],
+                     at)
+    assert forged[at] != lines[at]
+    write(copies["bank_b"], forged)
+    assert verify(copies["bank_b"]).ok  # the chain alone cannot tell
+    code, out = cross_check(copies, capsys)
+    assert code == 1 and "TAMPERED: bank_b: rewritten: record" in out and "the log was rewritten" in out, out
+    code, out = cross_check(copies, capsys, command="verify")
+    assert code == 1 and "ok:" in out.splitlines()[0] and "TAMPERED: bank_b: rewritten" in out, out
+
+
+def test_a_cut_tail_is_found(copies, capsys):
+    lines = raw(copies["bank_b"])
+    second = next(i for i, x in enumerate(lines) if b'"job_received"' in x and JOBS[1].encode() in x)
+    write(copies["bank_b"], lines[:second])  # the second job never happened, says bank_b's log
+    assert verify(copies["bank_b"]).ok
+    code, out = cross_check(copies, capsys)
+    assert code == 1 and f"TAMPERED: bank_b: cut: the log has {second} records, but" in out, out
+    assert "its end was cut" in out
+
+
+def test_an_appended_record_is_reported_as_unanchored(copies, capsys):
+    lines = raw(copies["bank_b"])
+    last = json.loads(lines[-1])
+    forged = {"seq": len(lines), "time": last["time"], "party": "bank_b", "event": "outputs_released",
+              "job_id": JOBS[0], "to": "outsider", "keys": ["rate"], "prev": line_hash(lines[-1])}
+    write(copies["bank_b"], lines + [json.dumps(forged, separators=(",", ":")).encode()])
+    assert verify(copies["bank_b"]).ok
+    code, out = cross_check(copies, capsys)
+    tail = next(x for x in out.splitlines() if x.startswith("UNANCHORED: bank_b"))
+    assert f"..{len(lines)} come after the newest head a peer recorded" in tail and "outputs_released" in tail, out
+    assert "can be checked only" in out
+    # what the peers vouched for is still intact: only the unanchored tail is in doubt
+    assert code == 0 and "TAMPERED" not in out, out
+
+
+def test_a_log_given_alone_has_nothing_to_check_against(copies, capsys):
+    code = cli.main(["audit", "cross-check", str(copies["bank_b"]), "--peer-logs", str(copies["bank_b"])])
+    assert code == 2 and "two logs of party 'bank_b'" in capsys.readouterr().err
+
+
+def test_a_peer_cannot_plant_a_head_nobody_signed(logs, copies):
+    answers = logs[2]
+    assert [a.ok for a in answers] == [False, False]
+    assert "the head names 'bank_c', but bank_a sent it" in answers[0].message
+    assert "does not match what it signs" in answers[1].message
+    recs = records(copies["bank_b"])
+    assert not [r for r in recs if r["event"] == "peer_head" and r["after_job"].startswith("forged")]
+    refused = [r for r in recs if r["event"] == "peer_head_refused"]
+    assert [(r["peer"], r["after_job"]) for r in refused] == [("bank_a", "forged-1"), ("bank_a", "forged-2")]
