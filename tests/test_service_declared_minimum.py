@@ -17,7 +17,10 @@ ALLOWED = {"describe": ["balance"]}
 
 
 def balances(bank: str, rows: int = 40) -> str:
-    return "balance\n" + "".join(f"{(i * 137 + len(bank)) % 10_000}.25\n" for i in range(rows))
+    """bank_c's row 9 has no balance: missing, not below the minimum."""
+    return "account,balance\n" + "".join(
+        f"{bank}-{i},{'' if (bank, i) == ('bank_c', 8) else f'{(i * 137 + len(bank)) % 10_000}.25'}\n"
+        for i in range(rows))
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +44,9 @@ def cluster(tmp_path_factory):
 def test_a_negative_balance_in_a_nonnegative_column_is_refused_saying_only_that(cluster):
     with cluster.client("bank_a") as client:
         result = client.run("describe", {"columns": "balance"}, source="accounts", job_id="all-nonnegative")
-        assert result["balance"]["count"] == 3 * 40
+        assert result["balance"]["count"] == 3 * 40 - 1 and result["balance"]["missing"] == 1
         text = balances("bank_b").splitlines()
-        text[17] = "-0.01"  # row 17 of the data, one cent below the declared minimum
+        text[17] = "bank_b-16,-0.01"  # row 17 of the data, one cent below the declared minimum
         (cluster.root / "data" / "bank_b_accounts.csv").write_text("\n".join(text) + "\n")
         with pytest.raises(InputError) as info:
             client.run("describe", {"columns": "balance"}, source="accounts", job_id="one-negative")
