@@ -163,7 +163,7 @@ def test_a_zero_row_bank_makes_every_cell_suppressed_and_nothing_but_sentinels_i
     tables["bank_b"] = tables["bank_b"].iloc[0:0]
     got = analyses.get("describe").run_simulated(tables, columns=["balance", "small"], bound=1e9, min_cell_size=1)
     assert got == {c: {"count": None, "suppressed": True} for c in ("balance", "small")}
-    assert opened == [[-1, 0, 0, 0, 0] * 2]
+    assert opened == [[-1, 0, 0, 0, 0, 0] * 2]
     opened.clear()
     got = analyses.get("default_rate").run_simulated(tables, label="default", by="group",
                                                      groups=["boat", "car", "home", "study"])

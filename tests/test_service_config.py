@@ -339,6 +339,11 @@ def test_column_declarations_load_with_their_settings(party_dir):
     assert source.column("creditability").categories == ("bad", "good")
     plain = load_config(write(party_dir, GOOD)).data["loans"]
     assert plain.column("creditability") == Column("str")  # the plain form declares the type only
+    least = load_config(write(party_dir, DECLARED.replace("bound = 10,", "bound = 10, min = -2.5,").replace(
+        "total_bound = 5000", "total_bound = 5000, nonnegative = true"))).data["loans"]
+    assert least.column("extra").min == -2.5
+    assert least.column("credit_amount").min == 0.0  # nonnegative = true is min = 0
+    assert source.column("extra").min is None
 
 
 @pytest.mark.parametrize(("before", "after", "message"), [
@@ -355,6 +360,18 @@ def test_column_declarations_load_with_their_settings(party_dir):
     ("total_bound = 5000", "totl_bound = 5000",
      r"unknown key 'data.loans.columns.credit_amount.totl_bound' \(a typo of 'total_bound'\?\)"),
     ('{ type = "int", bound = 1000', "{ bound = 1000", "missing key 'data.loans.columns.credit_amount.type'"),
+    ('categories = ["bad", "good"]', 'categories = ["bad", "good"], min = 0',
+     "key 'data.loans.columns.creditability.min': only an int"),
+    ('categories = ["bad", "good"]', 'categories = ["bad", "good"], nonnegative = true',
+     "key 'data.loans.columns.creditability.nonnegative': only an int"),
+    ("bound = 10, decimals = 1", "bound = 10, decimals = 1, min = 11",
+     r"key 'data.loans.columns.extra.min' \(11\) is above the column's bound \(10\)"),
+    ("bound = 10, decimals = 1", 'bound = 10, decimals = 1, min = "0"',
+     "key 'data.loans.columns.extra.min' must be a number"),
+    ("bound = 10, decimals = 1", "bound = 10, decimals = 1, nonnegative = 1",
+     "key 'data.loans.columns.extra.nonnegative' must be true or false"),
+    ("bound = 10, decimals = 1", "bound = 10, decimals = 1, nonnegative = true, min = 2",
+     "key 'data.loans.columns.extra.nonnegative': declare either min or nonnegative"),
 ])
 def test_a_bad_column_declaration_is_refused_naming_the_key(party_dir, before, after, message):
     assert before in DECLARED
@@ -530,11 +547,18 @@ def test_a_requester_may_tighten_the_disclosure_terms_never_loosen_them(party_di
      "column 'extra': row 1 has more than the declared 1 decimal places"),
     ("creditability,credit_amount,extra\ngood,100,1\nbad,250,-10.5\n",
      "column 'extra': row 2 exceeds the declared bound 10"),
+    ("creditability,credit_amount,extra\ngood,100,1\nbad,250,-0.5\n",
+     "column 'extra': row 2 is below the declared minimum 0"),
+    ("creditability,credit_amount,extra\ngood,100,0\nbad,250,-0.0\n", None),  # 0 and -0 keep to min = 0
 ])
 def test_every_column_a_job_reads_keeps_to_its_declaration(party_dir, csv, detail):
     """Also where the analysis itself would not look (extra is read, its bound is no parameter)."""
     (party_dir / "loans.csv").write_text(csv)
     text = DECLARED.replace('default_rate_overall = ["creditability", "credit_amount"]',
                             'default_rate_overall = ["creditability", "credit_amount", "extra"]')
+    text = text.replace("bound = 10,", "bound = 10, nonnegative = true,")
     decision = _decide(party_dir, text, params={"label": "creditability", "positive": "bad", "amount": "extra"})
+    if detail is None:
+        assert decision.accepted, decision
+        return
     assert decision.rule == "data.schema" and detail in decision.detail and "row" not in decision.message

@@ -86,9 +86,30 @@ def test_describe_equals_pandas_on_taiwan_balances(banks, how):
     for c in cols:
         s = TAIWAN[c]
         want = {"count": s.count(), "sum": s.sum(), "mean": s.mean(), "var": s.var(), "std": s.std(),
-                "min": s.min(), "max": s.max()}
+                "min": s.min(), "max": s.max(), "missing": s.isna().sum()}
         for stat, value in want.items():
             assert close(got[c][stat], float(value)), (c, stat, got[c][stat], value)
+
+
+def test_describe_counts_a_missing_entry_and_leaves_it_out_as_pandas_does():
+    """9000 balances at the bound's edge (+-1e9, cents), one of them empty: count 8999 as
+    pandas, and the one missing entry reported, never silently dropped."""
+    rng = np.random.default_rng(14)
+    cents = rng.integers(-10**11, 10**11, size=9000, endpoint=True)
+    cents[:4] = [10**11, -10**11, 10**11 - 1, -10**11 + 1]
+    balances = pd.Series(cents / 100.0)
+    balances[4321] = np.nan
+    frame = pd.DataFrame({"balance": balances, "small": rng.integers(-5, 5, size=9000) / 100.0})
+    tables = split(frame, 3)
+    got = analyses.get("describe").run_simulated(tables, columns=["balance", "small"], bound=1e9)
+    assert got == analyses.get("describe").run_plaintext(tables, columns=["balance", "small"], bound=1e9)
+    s = frame["balance"]
+    assert got["balance"]["count"] == s.count() == 8999 and got["balance"]["missing"] == 1
+    assert got["small"]["count"] == 9000 and got["small"]["missing"] == 0
+    assert got["balance"]["sum"] == sum(int(c) for i, c in enumerate(cents) if i != 4321) / 100
+    assert got["balance"]["min"] == -1e9 and got["balance"]["max"] == 1e9
+    for stat in ("mean", "var", "std"):
+        assert close(got["balance"][stat], float(getattr(s, stat)())), stat
 
 
 def test_describe_german_credit_amounts_and_suppression():
@@ -111,14 +132,15 @@ def test_describe_opens_no_count_or_sum_of_a_suppressed_column(opened):
     got = analyses.get("describe").run_simulated(tables, columns=["a", "b", "c"], min_cell_size=5, min_contributors=0)
     assert got["b"] == {"count": None, "suppressed": True}
     assert got["a"]["count"] == 9 and got["a"]["sum"] == 45 and got["a"]["max"] == 9
-    assert got["c"]["count"] == 0 and math.isnan(got["c"]["mean"])
+    assert got["a"]["missing"] == 0 and "missing" not in got["b"]
+    assert got["c"]["count"] == 0 and math.isnan(got["c"]["mean"]) and got["c"]["missing"] == 9
     sentinel = 10**12 * 100 + 1
-    assert opened == [[9, 4500, 2850000, 100, 900, -1, 0, 0, 0, 0, 0, 0, 0, sentinel, -sentinel]]
+    assert opened == [[9, 4500, 2850000, 100, 900, 0, -1, 0, 0, 0, 0, 0, 0, 0, 0, sentinel, -sentinel, 9]]
     # by default (three banks: min_contributors 3) every column needs values at every bank
     opened.clear()
     got = analyses.get("describe").run_simulated(tables, columns=["a", "b", "c"], min_cell_size=2)
     assert got["a"]["count"] == 9 and got["b"] == got["c"] == {"count": None, "suppressed": True}
-    assert opened == [[9, 4500, 2850000, 100, 900] + [-1, 0, 0, 0, 0] * 2]
+    assert opened == [[9, 4500, 2850000, 100, 900, 0] + [-1, 0, 0, 0, 0, 0] * 2]
 
 
 def test_corr_opens_nothing_of_pairs_below_the_minimum(opened):

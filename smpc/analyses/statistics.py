@@ -120,12 +120,14 @@ _AMOUNT_PARAMS = [
 
 
 def _describe_local(table, party, columns, decimals, bound, shift=None):
-    """(moments, has-values flags, extremes, magnitudes): per column count, sum and sum of
-    squares of the units; whether it has values; its min and max; and, with a ``shift``
-    (dominance), sum |units| (and that sum >> shift where shift > 0)."""
-    moments, flags, extremes, magnitudes, highs = [], [], [], [], []
+    """(moments, has-values flags, extremes, magnitudes, missing): per column count, sum and
+    sum of squares of the units; whether it has values; its min and max; with a ``shift``
+    (dominance), sum |units| (and that sum >> shift where shift > 0); and how many of its
+    entries are missing (left out of everything else)."""
+    moments, flags, extremes, magnitudes, highs, missing = [], [], [], [], [], []
     for c in columns:
-        _, units = _units(table, party, c, decimals, bound)
+        present, units = _units(table, party, c, decimals, bound)
+        missing.append(int(len(present) - present.sum()))
         moments += [len(units), sum(int(v) for v in units), sum(int(v) * int(v) for v in units)]
         flags.append(1 if len(units) else 0)
         extremes += [int(units.min()), int(units.max())] if len(units) else [0, 0]
@@ -134,13 +136,14 @@ def _describe_local(table, party, columns, decimals, bound, shift=None):
         highs.append(magnitude >> shift if shift else 0)
     if shift is None:
         magnitudes = []
-    return moments, flags, extremes, magnitudes + (highs if shift else [])
+    return moments, flags, extremes, magnitudes + (highs if shift else []), missing
 
 
-def _describe_result(n: int, s1: Fraction, s2: Fraction, lo, hi, scale: int) -> dict:
+def _describe_result(n: int, s1: Fraction, s2: Fraction, lo, hi, missing: int, scale: int) -> dict:
     if n == 0:
         nan = math.nan
-        return {"count": 0, "sum": 0.0, "mean": nan, "var": nan, "std": nan, "min": nan, "max": nan}
+        return {"count": 0, "sum": 0.0, "mean": nan, "var": nan, "std": nan, "min": nan, "max": nan,
+                "missing": missing}
     var = var_from_moments(n, Fraction(s1, scale), Fraction(s2, scale * scale), ddof=1)
     return {
         "count": n,
@@ -150,6 +153,7 @@ def _describe_result(n: int, s1: Fraction, s2: Fraction, lo, hi, scale: int) -> 
         "std": math.sqrt(var) if not math.isnan(var) else math.nan,
         "min": float(Fraction(lo, scale)),
         "max": float(Fraction(hi, scale)),
+        "missing": missing,
     }
 
 
@@ -174,7 +178,8 @@ def _describe_plain(tables: Mapping[str, pd.DataFrame], *, columns, decimals=2, 
             continue
         s1, s2 = sum(units), sum(v * v for v in units)
         lo, hi = (min(units), max(units)) if units else (0, 0)
-        out[c] = _describe_result(len(units), s1, s2, lo, hi, scale)
+        missing = sum(len(t) - len(part) for t, part in zip(tables.values(), per_bank[c], strict=True))
+        out[c] = _describe_result(len(units), s1, s2, lo, hi, missing, scale)
     return out
 
 
@@ -190,21 +195,26 @@ def _describe_check(table, party, *, columns, decimals=2, bound=1e12, min_cell_s
                               *_AMOUNT_PARAMS], plaintext=_describe_plain, check=_describe_check)
 def describe(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_size=1, min_contributors=None,
              max_dominance=100.0) -> dict | None:
-    """Per column: count, sum, mean, var (ddof=1, as pandas), std, min and max over all banks' rows.
+    """Per column: count, sum, mean, var (ddof=1, as pandas), std, min and max over all banks' rows,
+    and how many entries were missing.
 
     Each bank computes, per column, its count, sum and sum of squares of the exact integer
     units and its own min and max; these are shared, summed on shares, the min and max found
-    by a secure tournament over the banks. Missing values are skipped (pandas skipna). Which
+    by a secure tournament over the banks. Missing (empty, NaN) entries are skipped (pandas
+    skipna) and counted: each bank shares its own number of them with its moments, and their
+    sum over the banks is opened as ``missing`` with the column's statistics. Which
     columns are released is decided on shares by the disclosure rules
     (``smpc.analyses.disclosure``: min_cell_size, min_contributors on the banks' counts,
     max_dominance on the banks' sums of |value|); a suppressed column is opened as a public
-    sentinel, {"count": null, "suppressed": true}. The count, sums, min and max of the
+    sentinel, {"count": null, "suppressed": true}. The count, sums, min, max and missing of the
     columns are opened in one batch, to the job's recipients (``ctx.result_ranks``) only.
     Leakage: to the recipients, per released column the count, sum, sum of squares
-    (determined by count, mean and var), min and max; for a suppressed column only that it
-    is suppressed. Nothing to any other party (the rules' flags are never opened).
-    Cost: 3 + 11 ceil(log2 banks) rounds: one in which every bank shares 6 ring elements
-    per column (moments, whether it has values, its min and max; 1-2 more with
+    (determined by count, mean and var), min, max and the total number of missing entries
+    over the banks (never a bank's own); for a suppressed column only that it is suppressed.
+    Nothing to any other party (the rules' flags are never opened). Duplicate rows are
+    separate records: counted, summed and compared like any others.
+    Cost: 3 + 11 ceil(log2 banks) rounds: one in which every bank shares 7 ring elements
+    per column (moments, missing entries, whether it has values, its min and max; 1-2 more with
     max_dominance < 100), one masking banks without values, ceil(log2 banks) tournament
     levels of 11 rounds finding min and max at once, one reveal; with any disclosure rule
     (by default min_contributors = min(3, banks) >= 1) 11 + ceil(log2 L) more: one batched
@@ -224,17 +234,18 @@ def describe(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_si
     mine = None
     if table is not None and ctx.rank in owners:
         report_progress(ctx, 0.05, "aggregating this bank's rows")
-        moments, flags, extremes, magnitudes = _describe_local(table, ctx.name_of(ctx.rank), columns, decimals,
-                                                               bound, shift)
-        mine = [*moments, *flags, *extremes, *magnitudes]
+        moments, flags, extremes, magnitudes, missing = _describe_local(table, ctx.name_of(ctx.rank), columns,
+                                                                        decimals, bound, shift)
+        mine = [*moments, *flags, *extremes, *magnitudes, *missing]
     report_progress(ctx, 0.2, "sharing the aggregates")
     big = float(MAX_ROWS_PER_BANK) * max(bound_units, 1.0) ** 2
     # one round for everything every bank shares: moments (summed), and per bank which columns
     # have values and its own min and max (for a tournament over the banks)
-    parts = ctx.share_each(mine, owners, shape=(6 * d + extra,), bound=big, frac_bits=0, name="aggregates")
+    parts = ctx.share_each(mine, owners, shape=(7 * d + extra,), bound=big, frac_bits=0, name="aggregates")
     if not ctx.is_compute and ctx.rank not in ctx.result_ranks:
         return None
     totals = sum((p[: 3 * d] for p in parts[1:]), parts[0][: 3 * d])
+    missing = sum((p[6 * d + extra :] for p in parts[1:]), parts[0][6 * d + extra :])
     report_progress(ctx, 0.5, "finding min and max")
     present = bounded_view(smpc.stack([p[3 * d : 4 * d] for p in parts], dim=0), 1)  # banks x columns
     stacked = bounded_view(smpc.stack([p[4 * d : 6 * d] for p in parts], dim=0), bound_units).reshape(len(owners), d, 2)
@@ -248,15 +259,15 @@ def describe(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_si
     if shift is not None:
         measure = disclosure.Measure(
             [bounded_view(p[6 * d : 7 * d], magnitude_bound) for p in parts], magnitude_bound,
-            high_parts=[bounded_view(p[7 * d :], magnitude_bound / 2.0**shift) for p in parts] if shift else None,
+            high_parts=[bounded_view(p[7 * d : 8 * d], magnitude_bound / 2.0**shift) for p in parts] if shift else None,
             shift=shift)
     released = disclosure.released_on_shares(
         rules, [p[: 3 * d].reshape(d, 3)[:, 0] for p in parts], MAX_ROWS_PER_BANK,
         total=count_view(per_column[:, 0], owners), measure=measure)
     # an empty column opens min/max as the public sentinels +-(bound + 1), nothing else
-    batch = cat([per_column, lo.reshape(-1, 1), hi.reshape(-1, 1)], dim=1)
+    batch = cat([per_column, lo.reshape(-1, 1), hi.reshape(-1, 1), missing.reshape(-1, 1)], dim=1)
     report_progress(ctx, 0.9, "revealing")
-    opened = disclosure.open_cells(batch, released, d, [-1, 0, 0, 0, 0], ctx.result_ranks)
+    opened = disclosure.open_cells(batch, released, d, [-1, 0, 0, 0, 0, 0], ctx.result_ranks)
     if opened is None:
         return None
     out = {}

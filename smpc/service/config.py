@@ -6,8 +6,9 @@
 
 A column's declaration says what its values are, in the bank's own words: ``bound`` (the
 largest |value| of one entry), ``decimals`` (decimal places; 0 for ``int`` by default),
-``total_bound`` (the largest sum over one customer's rows at this bank), ``categories`` (every
-key the column may hold). The analyses' value-dependent parameters come from these, never from
+``total_bound`` (the largest sum over one customer's rows at this bank), ``min`` (the smallest
+value of one entry; ``nonnegative = true`` says ``min = 0``), ``categories`` (every key the
+column may hold). The analyses' value-dependent parameters come from these, never from
 a requester (``Param.owner`` in ``smpc.analyses.registry``).
 
 Example (services/bank_a.toml is a complete one)::
@@ -35,7 +36,7 @@ Example (services/bank_a.toml is a complete one)::
     [data.loans.columns]            # a type, or a table with the type and what the values are
     creditability = { type = "str", categories = ["bad", "good"] }
     credit_amount = { type = "int", bound = 100000 }          # decimals: 0 for int columns
-    balance = { type = "float", bound = 1e7, decimals = 2, total_bound = 1e9 }
+    balance = { type = "float", bound = 1e7, decimals = 2, total_bound = 1e9, nonnegative = true }
     note = "str"
 
     [policy]
@@ -105,7 +106,7 @@ _ROOT_KEYS = ("party", "tls", "compute", "peers", "data", "policy", "audit", "ti
               "store")
 _POLICY_KEYS = ("allowed_analyses", "allowed_columns", "allowed_sources", "min_cell_size", "min_contributors",
                 "max_dominance", "allowed_recipients", "max_rows", "result_retention_days")
-_COLUMN_KEYS = ("type", "bound", "decimals", "total_bound", "categories")
+_COLUMN_KEYS = ("type", "bound", "decimals", "total_bound", "min", "nonnegative", "categories")
 MIN_SALT_CHARS = 16
 
 
@@ -125,13 +126,14 @@ class Peer:
 class Column:
     """What a bank declares about one column: its type and, where it has them, the largest
     |value| of an entry, its decimal places, the largest sum over one customer's rows at this
-    bank, and the keys it may hold."""
+    bank, the keys it may hold, and the smallest value of an entry."""
 
     type: str
     bound: float | None = None
     decimals: int | None = None
     total_bound: float | None = None
     categories: tuple[str, ...] | None = None
+    min: float | None = None
 
 
 @dataclass(frozen=True)
@@ -510,7 +512,7 @@ def _column(cols: _Reader) -> Column:
     if kind not in COLUMN_TYPES:
         raise ConfigError(f"key '{cols.key('type')}' must be one of {', '.join(COLUMN_TYPES)}, got {kind!r}")
     numeric = kind in ("int", "float")
-    for key in ("bound", "decimals", "total_bound") if not numeric else ():
+    for key in ("bound", "decimals", "total_bound", "min", "nonnegative") if not numeric else ():
         if key in cols.table:
             raise ConfigError(f"key '{cols.key(key)}': only an int or float column has a {key}")
     if "categories" in cols.table and kind not in ("str", "int"):
@@ -532,6 +534,7 @@ def _column(cols: _Reader) -> Column:
             )
     if bound is not None and total is not None and total < bound:
         raise ConfigError(f"key '{cols.key('total_bound')}' ({total:g}) is below the bound of one entry ({bound:g})")
+    least = _least(cols, bound)
     categories = None
     raw = cols._get("categories", False)
     if raw is not None:
@@ -545,7 +548,23 @@ def _column(cols: _Reader) -> Column:
             raise ConfigError(f"key '{cols.key('categories')}' names a key twice")
     cols.done()
     return Column(kind, None if bound is None else float(bound), decimals,
-                  None if total is None else float(total), categories)
+                  None if total is None else float(total), categories, least)
+
+
+def _least(cols: _Reader, bound: float | None) -> float | None:
+    """The declared smallest value of one entry: ``min``, or 0 for ``nonnegative = true``."""
+    least = _number(cols, "min")
+    nonnegative = cols._get("nonnegative", False)
+    if nonnegative is not None:
+        if not isinstance(nonnegative, bool):
+            raise ConfigError(f"key '{cols.key('nonnegative')}' must be true or false, got {nonnegative!r}")
+        if nonnegative and least is not None:
+            raise ConfigError(f"key '{cols.key('nonnegative')}': declare either min or nonnegative, not both")
+        if nonnegative:
+            least = 0
+    if least is not None and bound is not None and least > bound:
+        raise ConfigError(f"key '{cols.key('min')}' ({least:g}) is above the column's bound ({bound:g})")
+    return None if least is None else float(least)
 
 
 def _allowed_sources(allowed: tuple[str, ...], table: dict[str, tuple[str, ...]],

@@ -332,7 +332,7 @@ def load_table(source: DataSource, columns: Sequence[str], party: str) -> pd.Dat
 
     ``int``/``float`` columns must hold numbers (empty cells stay NaN), ``int`` ones whole
     numbers; ``bool`` ones true/false/1/0; ``str`` columns are read as text; and every value
-    keeps to the column's declared bound, decimals and categories. Anything else raises
+    keeps to the column's declared minimum, bound, decimals and categories. Anything else raises
     ``InputError`` naming the party, source, column and row (for this party's own log).
     """
     columns = list(columns)
@@ -376,8 +376,8 @@ def load_table(source: DataSource, columns: Sequence[str], party: str) -> pd.Dat
 
 
 def _check_declared(series: pd.Series, declared, where: str) -> None:
-    """The column's values against its declaration: |value| <= bound, at most ``decimals``
-    decimal places, keys among ``categories`` (empty cells are the analyses' concern). The
+    """The column's values against its declaration: min <= value, |value| <= bound, at most
+    ``decimals`` decimal places, keys among ``categories`` (empty cells are the analyses' concern). The
     message names the row, never the value."""
     present = series.notna().to_numpy()
 
@@ -385,10 +385,12 @@ def _check_declared(series: pd.Series, declared, where: str) -> None:
         if bad.any():
             raise InputError(f"{where}: row {int(np.flatnonzero(bad)[0]) + 1} {what}")
 
-    if declared.bound is not None or declared.decimals is not None:
+    if declared.bound is not None or declared.decimals is not None or declared.min is not None:
         values = np.where(present, series.to_numpy(dtype=np.float64, na_value=0.0), 0.0)
         if declared.bound is not None:
             refuse(np.abs(values) > declared.bound, f"exceeds the declared bound {declared.bound:g}")
+        if declared.min is not None:
+            refuse(present & (values < declared.min), f"is below the declared minimum {declared.min:g}")
         if declared.decimals is not None:
             scale = 10.0**declared.decimals
             refuse(np.round(values * scale) / scale != values,
