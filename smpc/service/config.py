@@ -587,13 +587,18 @@ def _allowed_sources(allowed: tuple[str, ...], table: dict[str, tuple[str, ...]]
     return dict(table)
 
 
-def _read_salt(path: Path) -> str:
-    """The join salt from its file: readable by its owner only, and long enough to be a secret."""
+def _read_secret_file(path: Path, key: str, holds: str, errors: str = "strict") -> str:
+    """A secret's file as stripped text (decoded with ``errors``), refused unless only its owner
+    may read it."""
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
-        raise ConfigError(f"key 'join.salt_file': {path} is readable by others (mode {mode:04o}); "
-                          "it holds the consortium's secret join salt: chmod 600 it")
-    salt = path.read_text(encoding="utf-8").strip()
+        raise ConfigError(f"{key}: {path} is readable by others (mode {mode:04o}); it holds {holds}: chmod 600 it")
+    return path.read_text(encoding="utf-8", errors=errors).strip()
+
+
+def _read_salt(path: Path) -> str:
+    """The join salt from its file: readable by its owner only, and long enough to be a secret."""
+    salt = _read_secret_file(path, "key 'join.salt_file'", "the consortium's secret join salt")
     if len(salt) < MIN_SALT_CHARS:
         raise ConfigError(f"key 'join.salt_file': {path} holds fewer than {MIN_SALT_CHARS} characters; "
                           "the join salt is a secret all banks agreed on at set-up")
@@ -603,11 +608,7 @@ def _read_salt(path: Path) -> str:
 def read_store_key(path: Path) -> bytes:
     """The job store's key from its file: 64 hex digits (32 bytes), readable by its owner only."""
     key = "key 'store.key_file'"
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise ConfigError(f"{key}: {path} is readable by others (mode {mode:04o}); it holds the key that seals "
-                          "this party's jobs and results: chmod 600 it")
-    text = path.read_text(encoding="utf-8", errors="replace").strip()
+    text = _read_secret_file(path, key, "the key that seals this party's jobs and results", errors="replace")
     if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
         raise ConfigError(f"{key}: {path} does not hold 64 hex digits (32 random bytes); make one with "
                           "(umask 077; openssl rand -hex 32 > FILE) and keep a copy with the database's backups")

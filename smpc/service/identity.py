@@ -270,6 +270,26 @@ class Signer:
                 "signature_sha256": self.signature_sha256}
 
 
+def issued_certificate(ca: x509.Certificate, crl: RevocationList | None, certificate_pem: str,
+                       now: float) -> tuple[x509.Certificate, CertIdentity]:
+    """(certificate, its identity) of a signer: issued by the CA, valid at ``now``, not revoked;
+    IdentityError saying which check failed."""
+    cert = load_certificate(certificate_pem[:65536])
+    try:
+        if cert.issuer != ca.subject:
+            raise ValueError("another issuer")
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        raise IdentityError("the signing certificate is not issued by the consortium CA") from None
+    at = dt.datetime.fromtimestamp(now, dt.timezone.utc)
+    if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
+        raise IdentityError("the signing certificate is not valid now (expired or not yet valid)")
+    ident = identity_of(cert)
+    if crl is not None:
+        crl.check(ident)
+    return cert, ident
+
+
 class SpecVerifier:
     """Checks a signed submission against the consortium CA (and its revocation list)."""
 
@@ -285,19 +305,7 @@ class SpecVerifier:
         if not signature or not certificate_pem:
             raise IdentityError("the submission is not signed (mutual TLS needs a client that signs its job spec; "
                                 "smpc job submit and JobClient do)")
-        cert = load_certificate(certificate_pem[:65536])
-        try:
-            if cert.issuer != self.ca.subject:
-                raise ValueError("another issuer")
-            cert.verify_directly_issued_by(self.ca)
-        except (ValueError, TypeError, InvalidSignature):
-            raise IdentityError("the signing certificate is not issued by the consortium CA") from None
-        at = dt.datetime.fromtimestamp(now, dt.timezone.utc)
-        if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
-            raise IdentityError("the signing certificate is not valid now (expired or not yet valid)")
-        ident = identity_of(cert)
-        if self.crl is not None:
-            self.crl.check(ident)
+        cert, ident = issued_certificate(self.ca, self.crl, certificate_pem, now)
         if ident.name != requester:
             raise IdentityError(f"the job is signed by {ident.role} {ident.name!r}, not by its requester {requester!r}")
         if abs(now - signed_at) > self.window_s:
@@ -313,19 +321,7 @@ def verify_party_signature(ca: x509.Certificate, crl: RevocationList | None, cer
                            signature: bytes, payload: bytes, party: str, now: float) -> CertIdentity:
     """The party certificate of ``party`` (issued by the CA, valid now, not revoked) whose key
     signed ``payload``; IdentityError saying which check failed."""
-    cert = load_certificate(certificate_pem[:65536])
-    try:
-        if cert.issuer != ca.subject:
-            raise ValueError("another issuer")
-        cert.verify_directly_issued_by(ca)
-    except (ValueError, TypeError, InvalidSignature):
-        raise IdentityError("the signing certificate is not issued by the consortium CA") from None
-    at = dt.datetime.fromtimestamp(now, dt.timezone.utc)
-    if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
-        raise IdentityError("the signing certificate is not valid now (expired or not yet valid)")
-    ident = identity_of(cert)
-    if crl is not None:
-        crl.check(ident)
+    cert, ident = issued_certificate(ca, crl, certificate_pem, now)
     if ident.role != PARTY or ident.name != party:
         raise IdentityError(f"the signature is by {ident.role} {ident.name!r}, not by party {party!r}")
     try:
