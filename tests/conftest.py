@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from smpc import ring as ring_module
+from smpc.secret import SecretTensor
 
 settings.register_profile(
     "smpc",
@@ -61,3 +62,19 @@ def aes_width(request):
         yield request.param
     finally:
         kernels.aes_use_wide(True)
+
+
+@pytest.fixture
+def opened(monkeypatch):
+    """Every vector compute party 0 opens during the test, as exact integers, in order."""
+    log: list[list[int]] = []
+    original = SecretTensor._open
+
+    def spy(self, to):
+        out = original(self, to)
+        if out is not None and self.ctx.rank == 0:
+            log.append([int(v) for v in self.ring.to_ints(out, signed=True)])
+        return out
+
+    monkeypatch.setattr(SecretTensor, "_open", spy)
+    return log

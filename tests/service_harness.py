@@ -345,6 +345,10 @@ class Cluster:
         path = self.root / "audit" / f"{bank}.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
+    def records(self, bank: str, job_id: str) -> list[dict]:
+        """``bank``'s audit records of one job."""
+        return [r for r in self.audit(bank) if r.get("job_id") == job_id]
+
     def audit_path(self, bank: str) -> Path:
         return self.root / "audit" / f"{bank}.jsonl"
 

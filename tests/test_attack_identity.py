@@ -41,9 +41,6 @@ def cluster(tmp_path_factory):
     assert all(code == 0 for code in codes.values()), codes
 
 
-def records(cluster, bank, job_id):
-    return [r for r in cluster.audit(bank) if r.get("job_id") == job_id]
-
 
 def job_threads(cluster, bank):
     with cluster.client(bank) as client:
@@ -104,9 +101,9 @@ def test_a_compute_party_cannot_run_a_job_in_another_members_name(cluster):
             answer = stub.Prepare(peer_pb2.PrepareRequest(spec=spec), timeout=30)
             assert not answer.accepted and answer.rule == "requester.signature", (what, answer)
         assert not stub.Start(peer_pb2.StartRequest(job_id=job_id, min_cell_size=10), timeout=30).ok
-    kinds = [r["event"] for r in records(cluster, "bank_a", job_id)]
+    kinds = [r["event"] for r in cluster.records("bank_a", job_id)]
     assert kinds == ["job_rejected"] * len(forgeries), kinds  # nothing received, decided or started
-    assert all(r["coordinator"] == "bank_b" for r in records(cluster, "bank_a", job_id))
+    assert all(r["coordinator"] == "bank_b" for r in cluster.records("bank_a", job_id))
 
     # the same through the job service: bank_b's TLS identity with bank_c's genuine signed request
     now = int(time.time())
@@ -119,18 +116,18 @@ def test_a_compute_party_cannot_run_a_job_in_another_members_name(cluster):
         status = client._call("Submit", captured)
     assert STATE_NAMES[status.state] == "refused" and status.error.rule == "requester.signature"
     assert "signed by party 'bank_c', not by its requester 'bank_b'" in status.error.message
-    assert not [r for b in BANKS for r in records(cluster, b, job_id) if r["event"] == "job_received"]
+    assert not [r for b in BANKS for r in cluster.records(b, job_id) if r["event"] == "job_received"]
 
     # bank_c's own job of that id was never taken: it runs, and every party records who signed it
     with cluster.client("bank_c", identity="bank_c") as client:  # results open at the recipient's party
         assert client.run("default_rate_overall", LOAN_PARAMS, job_id="forged")["defaults"] == 300
-    received = [next(r for r in records(cluster, b, job_id) if r["event"] == "job_received") for b in BANKS]
+    received = [next(r for r in cluster.records(b, job_id) if r["event"] == "job_received") for b in BANKS]
     assert all(r["requester"] == r["signer"] == "bank_c" and r["signer_role"] == "party" for r in received)
     assert len({r["signature_sha256"] for r in received}) == 1 and len({r["signer_cert"] for r in received}) == 1
     # and every later record of the job, at every party, carries the same signature's hash
     signature = received[0]["signature_sha256"]
     for b in BANKS:
-        later = [r for r in records(cluster, b, job_id) if r["event"] != "job_rejected"]
+        later = [r for r in cluster.records(b, job_id) if r["event"] != "job_rejected"]
         assert {r["event"] for r in later} >= {"job_received", "policy_decision", "job_started", "job_finished"}
         assert all(r.get("signature_sha256") == signature for r in later), (b, later)
 
@@ -197,10 +194,10 @@ def test_a_peer_cannot_cancel_in_another_partys_name_and_its_reasons_are_capped(
             for _ in client.events(job_id, timeout=120):
                 pass
             assert STATE_NAMES[client.get(job_id).state] == "cancelled"
-    cancelled = next(r for r in records(cluster, "bank_b", job_id) if r["event"] == "job_cancelled")
+    cancelled = next(r for r in cluster.records("bank_b", job_id) if r["event"] == "job_cancelled")
     assert cancelled["by"] == "bank_c"  # the authenticated caller, whatever the request said
     assert len(cancelled["reason"]) <= 500 and cancelled["reason"].isprintable()
-    assert not [r for r in records(cluster, "bank_b", job_id) if r["event"] == "job_refused"]
+    assert not [r for r in cluster.records("bank_b", job_id) if r["event"] == "job_refused"]
     line = next(ln for ln in cluster.audit_path("bank_b").read_text().splitlines() if '"job_cancelled"' in ln
                 and job_id in ln)
     assert len(line) < 2000

@@ -17,25 +17,8 @@ import recording
 
 from smpc import analyses
 from smpc.cli import main as cli_main
-from smpc.secret import SecretTensor
 
 BANKS = ["bank_a", "bank_b", "bank_c"]
-
-
-@pytest.fixture
-def opened(monkeypatch):
-    """Every vector compute party 0 opens during the test, as exact integers."""
-    log: list[list[int]] = []
-    original = SecretTensor._open
-
-    def spy(self, to):
-        out = original(self, to)
-        if out is not None and self.ctx.rank == 0:
-            log.append([int(v) for v in self.ring.to_ints(out, signed=True)])
-        return out
-
-    monkeypatch.setattr(SecretTensor, "_open", spy)
-    return log
 
 
 def adversarial_banks(seed: int) -> dict[str, pd.DataFrame]:

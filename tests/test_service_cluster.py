@@ -55,9 +55,6 @@ def follow(cluster, bank, job_id, identity="bank_a"):
         return client.get(job_id)
 
 
-def records(cluster, bank, job_id):
-    return [r for r in cluster.audit(bank) if r.get("job_id") == job_id]
-
 
 def job_threads(cluster, bank):
     with cluster.client(bank) as client:
@@ -83,7 +80,7 @@ def test_job_across_three_processes_matches_simulate_and_plaintext(cluster):
     assert any(0 < e.progress < 1 for e in events), seen
     for bank in BANKS:
         assert STATE_NAMES[follow(cluster, bank, job_id).state] == "succeeded"  # every party is done
-        recs = records(cluster, bank, job_id)
+        recs = cluster.records(bank, job_id)
         kinds = [r["event"] for r in recs]
         assert kinds[:2] == ["job_received", "policy_decision"], kinds
         received = recs[0]  # every party checked bank_a's own signature, and says so
@@ -96,8 +93,8 @@ def test_job_across_three_processes_matches_simulate_and_plaintext(cluster):
         assert finished["state"] == "succeeded" and finished["bytes_sent"] > 0 and finished["rounds"] > 0
         # the policy's minimum cell size was enforced at every party
         assert next(r for r in recs if r["event"] == "job_started")["params"]["min_cell_size"] == 10
-    assert len({records(cluster, b, job_id)[0]["signature_sha256"] for b in BANKS}) == 1
-    released = [r for r in records(cluster, "bank_b", job_id) if r["event"] == "outputs_released"]
+    assert len({cluster.records(b, job_id)[0]["signature_sha256"] for b in BANKS}) == 1
+    released = [r for r in cluster.records("bank_b", job_id) if r["event"] == "outputs_released"]
     assert [r["to"] for r in released] == ["bank_a"]
     # the result was opened to the requester's party only: the others hold nothing to hand out
     with cluster.client("bank_c", identity="bank_a") as client:
@@ -183,9 +180,9 @@ def test_replayed_job_id_is_refused(cluster):
         with cluster.client(coordinator) as client:
             with pytest.raises(PolicyError, match="job id was used before"):
                 client.submit("default_rate_overall", LOAN_PARAMS, job_id="job-replayed")
-        assert any(r["event"] == "job_replay_refused" for r in records(cluster, coordinator, "bank_a/job-replayed"))
+        assert any(r["event"] == "job_replay_refused" for r in cluster.records(coordinator, "bank_a/job-replayed"))
     for bank in BANKS:  # ran once, everywhere
-        assert [r["event"] for r in records(cluster, bank, "bank_a/job-replayed")].count("job_started") == 1
+        assert [r["event"] for r in cluster.records(bank, "bank_a/job-replayed")].count("job_started") == 1
 
 
 # ----- refusals: nothing computed, every audit log knows ---------------------------------
@@ -200,14 +197,14 @@ def test_policy_refusal_names_party_and_rule_and_is_audited_everywhere(cluster):
     assert STATE_NAMES[status.state] == "refused"
     job_id = "bank_a/job-refused"
     for bank in BANKS:
-        kinds = [r["event"] for r in records(cluster, bank, job_id)]
+        kinds = [r["event"] for r in cluster.records(bank, job_id)]
         assert "job_started" not in kinds and "inputs_used" not in kinds, (bank, kinds)
         if bank == "bank_c":
-            decision = next(r for r in records(cluster, bank, job_id) if r["event"] == "policy_decision")
+            decision = next(r for r in cluster.records(bank, job_id) if r["event"] == "policy_decision")
             assert decision["decision"] == "refuse"
             assert decision["rule"] == "policy.allowed_columns.default_rate_overall"
         else:  # 'by' is who this party heard it from: bank_c itself at the coordinator, else the coordinator
-            refused = next(r for r in records(cluster, bank, job_id) if r["event"] == "job_refused")
+            refused = next(r for r in cluster.records(bank, job_id) if r["event"] == "job_refused")
             assert refused["by"] == ("bank_c" if bank == "bank_a" else "bank_a")
             assert bank == "bank_a" or refused["reported_party"] == "bank_c"
         assert job_state(cluster, bank, "job-refused") == "refused"
@@ -219,7 +216,7 @@ def test_refusal_by_the_coordinator_itself_is_audited_everywhere(cluster):
         with pytest.raises(PolicyError, match="policy.allowed_recipients"):
             client.submit("default_rate_overall", LOAN_PARAMS, job_id="job-outsider")
     for bank in BANKS:
-        kinds = [r["event"] for r in records(cluster, bank, "outsider/job-outsider")]
+        kinds = [r["event"] for r in cluster.records(bank, "outsider/job-outsider")]
         assert ("policy_decision" if bank == "bank_b" else "job_refused") in kinds, (bank, kinds)
         assert "inputs_used" not in kinds
 
@@ -232,13 +229,13 @@ def test_bad_input_is_refused_before_any_share_moves(cluster):
     # the requester hears which bank and which rule; the row and column stay at bank_b
     assert str(info.value) == ("bank_b refuses job bank_a/job-broken: its data does not match its declared schema "
                                "(rule data.schema)")
-    decision = next(r for r in records(cluster, "bank_b", "bank_a/job-broken") if r["event"] == "policy_decision")
+    decision = next(r for r in cluster.records("bank_b", "bank_a/job-broken") if r["event"] == "policy_decision")
     assert "creditability" in decision["detail"] and "row 8 is empty" in decision["detail"]
     assert "row 8 is empty" in cluster.log("bank_b")
     for bank in BANKS:
-        assert "inputs_used" not in [r["event"] for r in records(cluster, bank, "bank_a/job-broken")]
+        assert "inputs_used" not in [r["event"] for r in cluster.records(bank, "bank_a/job-broken")]
         if bank != "bank_b":
-            assert "row 8" not in str(records(cluster, bank, "bank_a/job-broken"))
+            assert "row 8" not in str(cluster.records(bank, "bank_a/job-broken"))
 
 
 # ----- certificates ---------------------------------------------------------------------
@@ -432,7 +429,7 @@ def test_cancel_stops_the_job_on_every_party(cluster):
         with pytest.raises(JobCancelled):
             client.result(job_id)
     for bank in BANKS:
-        recs = records(cluster, bank, job_id)
+        recs = cluster.records(bank, job_id)
         assert [r["event"] for r in recs].count("job_cancelled") == 1
         assert next(r for r in recs if r["event"] == "job_finished")["state"] == "cancelled"
 
@@ -451,7 +448,7 @@ def test_killed_party_aborts_the_job_everywhere_and_the_next_job_succeeds(cluste
         with cluster.client(bank) as client:
             assert client.health() == "SERVING"
         wait_for(lambda b=bank: job_threads(cluster, b) == 0, what=f"{bank}'s job threads to end")
-        finished = next(r for r in records(cluster, bank, job_id) if r["event"] == "job_finished")
+        finished = next(r for r in cluster.records(bank, job_id) if r["event"] == "job_finished")
         assert finished["state"] == "failed" and "bank_c" in finished["error"]
     with cluster.client("bank_a") as client, pytest.raises(PartyUnavailable, match="bank_c"):
         client.result(job_id)

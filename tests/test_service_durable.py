@@ -32,9 +32,6 @@ def cluster(tmp_path_factory):
     assert all(code == 0 for code in codes.values()), codes
 
 
-def records(cluster, bank, job_id):
-    return [r for r in cluster.audit(bank) if r.get("job_id") == job_id]
-
 
 def wait_running(cluster, job_id):
     for bank in BANKS:
@@ -74,7 +71,7 @@ def test_a_finished_job_and_its_result_survive_a_coordinator_restart(cluster):
     with cluster.client("bank_a", identity="outsider") as client, pytest.raises(SmpcError, match="no job"):
         client.get(job_id)  # kept does not mean open to anyone
     # the hand-out to analyst was audited once, before the restart; fetching again is not a new release
-    assert [r["to"] for r in records(cluster, "bank_a", job_id) if r["event"] == "outputs_released"] == ["analyst"]
+    assert [r["to"] for r in cluster.records("bank_a", job_id) if r["event"] == "outputs_released"] == ["analyst"]
 
 
 def waiting_client(cluster, bank, job_id) -> tuple[threading.Thread, dict]:
@@ -118,7 +115,7 @@ def test_a_job_running_when_its_coordinator_stops_fails_everywhere_and_the_clien
         assert status.error.message == str(error) and status.error.type == "PartyUnavailable"
         with pytest.raises(PartyUnavailable, match="the coordinator bank_a shut down while job"):
             client.result(job_id)
-    finished = [r for r in records(cluster, "bank_a", job_id) if r["event"] == "job_finished"]
+    finished = [r for r in cluster.records("bank_a", job_id) if r["event"] == "job_finished"]
     assert len(finished) == 1 and finished[0]["state"] == "failed"
 
 
@@ -141,7 +138,7 @@ def test_a_job_running_when_its_coordinator_is_killed_is_failed_there_when_it_st
         assert status.error.type == "PartyUnavailable" and status.error.party == "bank_a"
         assert status.error.message.startswith(f"bank_a stopped while job {job_id} ran; the job failed at every party")
         assert client.run("default_rate_overall", LOAN_PARAMS)  # and the party works
-    finished = [r for r in records(cluster, "bank_a", job_id) if r["event"] == "job_finished"]
+    finished = [r for r in cluster.records("bank_a", job_id) if r["event"] == "job_finished"]
     assert len(finished) == 1 and finished[0]["found_at_start"] is True and finished[0]["state"] == "failed"
 
 
@@ -162,7 +159,7 @@ def test_a_job_past_its_retention_is_deleted_and_the_deletion_audited(cluster):
         with cluster.client("bank_a", identity="outsider") as client:
             with pytest.raises(SmpcError, match="no job 'bank_a/short-lived' that outsider may see"):
                 client.get(job_id)  # to anyone else, no different from a job that never was
-        expired = [r for r in records(cluster, "bank_a", job_id) if r["event"] == "job_expired"]
+        expired = [r for r in cluster.records("bank_a", job_id) if r["event"] == "job_expired"]
         assert len(expired) == 1 and expired[0]["result_retention_days"] == 1e-9
         with sqlite3.connect(cluster.store_path("bank_a")) as db:
             row = db.execute("SELECT spec, status, result, expired_at FROM jobs WHERE job_id = ?",

@@ -66,9 +66,6 @@ def cluster(tmp_path_factory):
         assert verify(c.audit_path(bank)).ok, bank
 
 
-def records(cluster, bank, job_id):
-    return [r for r in cluster.audit(bank) if r.get("job_id") == job_id]
-
 
 def tls(cluster, identity):
     return [f"--{k}={v}" for k, v in cluster.cert_args(identity).items()]
@@ -90,7 +87,7 @@ def cli_json(capsys, args):
 def assert_audited(cluster, job_id, source, columns, result_keys):
     """Every party recorded the job from receipt to finish: accepted, its inputs, success."""
     for bank in BANKS:
-        recs = records(cluster, bank, job_id)
+        recs = cluster.records(bank, job_id)
         kinds = [r["event"] for r in recs]
         assert kinds[:2] == ["job_received", "policy_decision"], (bank, kinds)
         assert recs[1]["decision"] == "accept"
@@ -147,10 +144,10 @@ def test_multi_lending_through_the_job_cli_each_bank_receives_its_own_flags_only
     keys = {bank: ["by_bank", "flagged_count"] for bank in BANKS}
     assert_audited(cluster, "bank_a/ml-cli", "book", ["customer_id", "balance"], keys)
     for bank in BANKS:  # each party handed its result out once to each bank that asked it
-        released = [r for r in records(cluster, bank, "bank_a/ml-cli") if r["event"] == "outputs_released"]
+        released = [r for r in cluster.records(bank, "bank_a/ml-cli") if r["event"] == "outputs_released"]
         assert sorted(r["to"] for r in released) == BANKS
         assert all(r["keys"] == ["by_bank", "flagged_count"] for r in released)
-        started = next(r for r in records(cluster, bank, "bank_a/ml-cli") if r["event"] == "job_started")["params"]
+        started = next(r for r in cluster.records(bank, "bank_a/ml-cli") if r["event"] == "job_started")["params"]
         assert started["balance_threshold"] == THRESHOLD and started["min_lenders"] == MIN_LENDERS
         assert "min_cell_size" not in started
 
@@ -168,13 +165,13 @@ def test_multi_lending_submitted_through_another_party_and_on_other_thresholds(c
         for party in BANKS:
             with pytest.raises(SmpcError, match=NOT_YOURS):
                 fetch(cluster, party, bank, "bank_c/ml-via-b")
-    assert records(cluster, "bank_b", "bank_c/ml-via-b")[0]["via"] == "submit"
+    assert cluster.records("bank_b", "bank_c/ml-via-b")[0]["via"] == "submit"
     # the join salt is each party's own (from [join] salt_file); the logs hold a keyed fingerprint
     fingerprint = "hmac-sha256:" + hmac.new(JOIN_SALT.encode(), b"smpc join salt fingerprint v1",
                                             hashlib.sha256).hexdigest()[:16]
     for bank in BANKS:
         assert JOIN_SALT not in cluster.audit_path(bank).read_text()
-        recs = records(cluster, bank, "bank_c/ml-via-b")
+        recs = cluster.records(bank, "bank_c/ml-via-b")
         assert next(r for r in recs if r["event"] == "policy_decision")["join_salt"] == fingerprint
         assert next(r for r in recs if r["event"] == "job_started")["params"]["salt"] == fingerprint
 
@@ -199,9 +196,9 @@ def test_blacklist_hits_reach_the_requester_only(cluster, capsys):
     # what each party received: the hits at the requester's party, nothing at the others
     assert_audited(cluster, "bank_a/bl-cli", "fraud", ["customer_id"],
                    {"bank_a": ["hits"], "bank_b": [], "bank_c": []})
-    started = next(r for r in records(cluster, "bank_b", "bank_a/bl-cli") if r["event"] == "job_started")
+    started = next(r for r in cluster.records("bank_b", "bank_a/bl-cli") if r["event"] == "job_started")
     assert started["params"]["requester"] == "bank_a"
-    released = [r["to"] for r in records(cluster, "bank_a", "bank_a/bl-cli") if r["event"] == "outputs_released"]
+    released = [r["to"] for r in cluster.records("bank_a", "bank_a/bl-cli") if r["event"] == "outputs_released"]
     assert released == ["bank_a"]
 
 
@@ -221,7 +218,7 @@ def test_blacklist_hits_for_another_bank_or_to_other_recipients_is_refused_every
         assert info.value.rule == "params.requester"
     for job_id in ("bank_a/bl-spoof", "bank_a/bl-forward", "analyst/bl-analyst"):
         for bank in BANKS:
-            kinds = [r["event"] for r in records(cluster, bank, job_id)]
+            kinds = [r["event"] for r in cluster.records(bank, job_id)]
             assert "job_refused" in kinds or "policy_decision" in kinds, (bank, kinds)
             assert "inputs_used" not in kinds and "job_started" not in kinds, (bank, kinds)
 
@@ -233,7 +230,7 @@ def test_a_column_outside_a_banks_policy_is_refused_before_any_share_moves(clust
             client.submit("multi_lending", {**ML, "id": "loan_id"}, source="book", job_id="ml-loan-ids")
     assert info.value.party == "bank_b" and info.value.rule == "policy.allowed_columns.multi_lending"
     for bank in BANKS:
-        recs = records(cluster, bank, "bank_a/ml-loan-ids")
+        recs = cluster.records(bank, "bank_a/ml-loan-ids")
         kinds = [r["event"] for r in recs]
         assert "inputs_used" not in kinds and "job_started" not in kinds, (bank, kinds)
         if bank == "bank_b":
@@ -269,7 +266,7 @@ def test_an_analysis_a_bank_no_longer_allows_is_refused_by_it(cluster):
                 client.submit("blacklist_hits", {"id": "customer_id"}, source="fraud", job_id="bl-not-allowed")
         assert info.value.party == "bank_c" and info.value.rule == "policy.allowed_analyses"
         for bank in BANKS:
-            kinds = [r["event"] for r in records(cluster, bank, "bank_a/bl-not-allowed")]
+            kinds = [r["event"] for r in cluster.records(bank, "bank_a/bl-not-allowed")]
             assert "inputs_used" not in kinds and "job_started" not in kinds, (bank, kinds)
             assert ("policy_decision" if bank == "bank_c" else "job_refused") in kinds, (bank, kinds)
         # what it still allows runs as before

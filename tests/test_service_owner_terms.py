@@ -49,13 +49,10 @@ def cluster(tmp_path_factory):
     assert all(code == 0 for code in codes.values()), codes
 
 
-def records(cluster, bank, job_id):
-    return [r for r in cluster.audit(bank) if r.get("job_id") == job_id]
-
 
 def assert_nothing_moved(cluster, job_id):
     for bank in BANKS:
-        kinds = [r["event"] for r in records(cluster, bank, job_id)]
+        kinds = [r["event"] for r in cluster.records(bank, job_id)]
         assert kinds and "inputs_used" not in kinds and "job_started" not in kinds, (bank, kinds)
 
 
@@ -70,7 +67,7 @@ def test_blacklist_hits_on_the_loan_book_is_refused(cluster):
     assert_nothing_moved(cluster, "bank_a/bl-on-loans")
     # every party's log records the refusal and its rule
     for bank in BANKS:
-        refusals = [r for r in records(cluster, bank, "bank_a/bl-on-loans") if r["event"] in ("policy_decision",
+        refusals = [r for r in cluster.records(bank, "bank_a/bl-on-loans") if r["event"] in ("policy_decision",
                                                                                      "job_refused")]
         assert refusals and all(r.get("rule") == "policy.allowed_sources" for r in refusals), (bank, refusals)
 
@@ -89,7 +86,7 @@ def test_the_join_salt_is_each_partys_own_and_logged_as_an_hmac_fingerprint(clus
     for bank in BANKS:
         text = cluster.audit_path(bank).read_text()
         assert JOIN_SALT not in text and "my-guess" not in text
-        recs = records(cluster, bank, "bank_a/bl-fraud")
+        recs = cluster.records(bank, "bank_a/bl-fraud")
         assert next(r for r in recs if r["event"] == "policy_decision")["join_salt"] == fingerprint
         assert next(r for r in recs if r["event"] == "job_started")["params"]["salt"] == fingerprint
     assert_nothing_moved(cluster, "bank_a/bl-salted")
@@ -145,7 +142,7 @@ def test_a_party_runs_only_on_terms_that_cover_its_own(cluster):
             assert (answer.min_contributors, answer.max_dominance, answer.join_salt_fingerprint) == (2, 90.0, "")
             ack = stub.Start(peer_pb2.StartRequest(job_id=job_id, min_cell_size=10, **start), timeout=30)
             assert not ack.ok and f"(rule {rule})" in ack.message, ack.message
-            assert "inputs_used" not in [r["event"] for r in records(cluster, "bank_a", job_id)]
+            assert "inputs_used" not in [r["event"] for r in cluster.records("bank_a", job_id)]
 
 
 def test_a_party_with_another_join_salt_makes_the_coordinator_refuse_the_join(cluster):

@@ -14,7 +14,6 @@ import pytest
 import smpc
 from smpc import analyses
 from smpc.context import Context
-from smpc.secret import SecretTensor
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
 GERMAN = pd.read_csv(DATA / "german_credit.csv")
@@ -28,22 +27,6 @@ def split(frame: pd.DataFrame, banks: int, how: str = "rows") -> dict[str, pd.Da
         frame = frame.iloc[order]
     parts = np.array_split(np.arange(len(frame)), banks)
     return {f"bank_{i}": frame.iloc[idx].reset_index(drop=True) for i, idx in enumerate(parts)}
-
-
-@pytest.fixture
-def opened(monkeypatch):
-    """Every vector compute party 0 opens during the test, as exact integers, in order."""
-    log: list[list[int]] = []
-    original = SecretTensor._open
-
-    def spy(self, to):
-        out = original(self, to)
-        if out is not None and self.ctx.rank == 0:
-            log.append([int(v) for v in self.ring.to_ints(out, signed=True)])
-        return out
-
-    monkeypatch.setattr(SecretTensor, "_open", spy)
-    return log
 
 
 class _Published(list):
