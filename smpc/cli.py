@@ -6,11 +6,12 @@
     smpc certs fingerprint FILE
     smpc job submit --to HOST:PORT --ca CA --cert CERT --key KEY ANALYSIS --param k=v ...
     smpc job get|watch|cancel --to ... JOB_ID      smpc job analyses --to ...
-    smpc audit verify PATH [--peer-logs A B]      smpc audit cross-check PATH --peer-logs A B
+    smpc audit verify PATH [--peer-logs A B] [--ca CA]    smpc audit cross-check PATH --peer-logs A B [--ca CA]
 
 Each command group is added by one function in ``COMMANDS`` (argparse subcommands), so a new
 group (``smpc analyze``, ``smpc bench``) is one more function. Exit codes: 0 success,
-1 the job or check failed, 2 bad usage or configuration, 3 refused by a party's policy.
+1 the job or check failed (an audit log tampered with), 2 bad usage or configuration,
+3 refused by a party's policy, 4 an audit check found records nothing vouches for yet.
 Nothing here imports grpc; the commands that talk to parties load the service lazily.
 """
 
@@ -26,7 +27,7 @@ from smpc import analyze as _analyze
 from smpc import bench_cli as _bench
 from smpc.errors import PolicyError, SmpcError
 
-EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 1, 2, 3
+EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED, EXIT_UNVERIFIED = 1, 2, 3, 4
 
 
 # ----- smpc party -------------------------------------------------------------------------
@@ -282,22 +283,49 @@ def _add_job(sub) -> None:
 
 
 # ----- smpc audit -------------------------------------------------------------------------
-def _audit_verify(args) -> int:
-    from smpc.service.audit import verify
+def _audit_authority(args):
+    """(CA certificate, revocation list) from --ca/--crl, or (None, None)."""
+    if not args.ca:
+        if args.crl:
+            raise SmpcError("--crl needs --ca (the CA that signed the revocation list)")
+        return None, None
+    from pathlib import Path
 
-    result = verify(args.path)
+    from smpc.service.identity import RevocationList, load_certificate
+
+    ca = load_certificate(Path(args.ca).read_bytes())
+    return ca, RevocationList(Path(args.crl), ca) if args.crl else None
+
+
+def _audit_verify(args) -> int:
+    from smpc.service.audit import hold_to_seal, read_lines, read_seal, verify_lines
+
+    lines = read_lines(args.path)
+    result = verify_lines(lines)
     print(f"{args.path}: {result}")
+    if not result.ok:
+        return EXIT_FAILED
+    seal = read_seal(args.path)
+    if seal is not None:
+        ca, crl = _audit_authority(args)
+        first = json.loads(lines[0]) if lines else {}
+        finding = hold_to_seal(first.get("party", seal.party), lines, seal, ca, crl)
+        if finding is not None:
+            print(f"TAMPERED: {finding.party}: {finding.kind}: {finding.text}")
+            return EXIT_FAILED
+        print(f"sealed: the log ends at the head its party signed at its clean stop ({seal.time})")
     if args.peer_logs:
-        return _audit_cross_check(args) if result.ok else EXIT_FAILED
-    return 0 if result.ok else EXIT_FAILED
+        return _audit_cross_check(args)
+    return 0
 
 
 def _audit_cross_check(args) -> int:
     from smpc.service.audit import cross_check
 
-    check = cross_check([args.path, *args.peer_logs])
+    ca, crl = _audit_authority(args)
+    check = cross_check([args.path, *args.peer_logs], ca, crl)
     print(check.report())
-    return 0 if check.ok else EXIT_FAILED
+    return EXIT_FAILED if not check.ok else 0 if check.complete else EXIT_UNVERIFIED
 
 
 def _add_audit(sub) -> None:
@@ -307,11 +335,17 @@ def _add_audit(sub) -> None:
     verify.add_argument("path")
     verify.add_argument("--peer-logs", nargs="+", default=[], metavar="LOG",
                         help="the other parties' logs: also cross-check (see `smpc audit cross-check`)")
-    verify.set_defaults(func=_audit_verify)
-    cross = asub.add_parser("cross-check", help="hold each log against the signed heads the others recorded of it: "
-                                                "finds rewritten (hashes recomputed), cut and extended logs")
+    cross = asub.add_parser("cross-check", help="hold each log against the signed heads the others recorded of it "
+                                                "and against its own seal: finds rewritten (hashes recomputed), cut "
+                                                "and extended logs; exit 4 when records remain that nothing vouches "
+                                                "for yet")
     cross.add_argument("path")
     cross.add_argument("--peer-logs", nargs="+", required=True, metavar="LOG", help="the other parties' logs")
+    for command in (verify, cross):
+        command.add_argument("--ca", help="the consortium CA certificate: also check that it issued every "
+                                          "certificate that signed a head or a seal")
+        command.add_argument("--crl", help="the CA's revocation list (with --ca)")
+    verify.set_defaults(func=_audit_verify)
     cross.set_defaults(func=_audit_cross_check)
 
 

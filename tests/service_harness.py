@@ -107,10 +107,11 @@ class Cluster:
                  extra_sources: dict | None = None, analysis_modules: tuple[str, ...] = ("service_test_analyses",),
                  extra_allowed: tuple[str, ...] = ("test_endless_rounds",), certs_by_cli: bool = True,
                  join_salt: str = JOIN_SALT, crl: bool = False, pins: dict | None = None,
-                 limits: dict | None = None, bank_limits: dict | None = None):
+                 limits: dict | None = None, bank_limits: dict | None = None, anchor_interval_s: float | None = None):
         """``crl``: every party checks the CA's revocation list ``certs/ca.crl``. ``pins``:
         ``{bank: {peer: "sha256:..."}}``, written as ``[peers.PEER] fingerprint``."""
         self.root = Path(root)
+        self.anchor_interval_s = anchor_interval_s
         self.crl = crl
         self.pins = pins or {}
         self.root.mkdir(parents=True, exist_ok=True)
@@ -177,7 +178,8 @@ class Cluster:
         lines += ["[policy]"] + [f"{k} = {_toml_value(v)}" for k, v in policy.items()] + [""]
         lines += ["[policy.allowed_columns]"] + [f"{k} = {_toml_value(v)}" for k, v in allowed_columns.items()] + [""]
         lines += ["[join]", f"salt_file = {_toml_value(str(self.join_salt))}", ""]
-        lines += ["[audit]", f'path = "audit/{bank}.jsonl"', ""]
+        lines += ["[audit]", f'path = "audit/{bank}.jsonl"',
+                  *([f"anchor_interval_s = {self.anchor_interval_s}"] if self.anchor_interval_s else []), ""]
         lines += ["[store]", f'key_file = "certs/{bank}.store_key"', ""]
         lines += ["[timeouts]", f"step = {step_timeout}", "connect = 10", "job = 600", ""]
         if self.limits[bank]:

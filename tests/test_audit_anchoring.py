@@ -6,6 +6,7 @@ appended record -- none of which `smpc audit verify` alone can see."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import shutil
 import time
@@ -14,7 +15,7 @@ import pytest
 from service_harness import BANKS, LOAN_PARAMS, Cluster, wait_for
 
 from smpc import cli
-from smpc.service.audit import GENESIS, head_payload, line_hash, records, verify
+from smpc.service.audit import GENESIS, Seal, head_payload, line_hash, records, seal_path, verify, write_seal
 from smpc.service.identity import load_certificate, load_private_key, sign, verify_party_signature
 from smpc.transport.grpc import secure_channel
 from smpc.v1 import peer_pb2, peer_pb2_grpc
@@ -48,6 +49,7 @@ def logs(tmp_path_factory):
     saved.mkdir()
     for bank in BANKS:
         shutil.copy(cluster.audit_path(bank), saved / f"{bank}.jsonl")
+        shutil.copy(seal_path(cluster.audit_path(bank)), seal_path(saved / f"{bank}.jsonl"))
     return saved, cluster.certs, forged_answers
 
 
@@ -73,12 +75,14 @@ def plant_forged_heads(cluster):
 @pytest.fixture
 def copies(logs, tmp_path):
     saved = logs[0]
+    for bank in BANKS:
+        shutil.copy(seal_path(saved / f"{bank}.jsonl"), seal_path(tmp_path / f"{bank}.jsonl"))
     return {bank: shutil.copy(saved / f"{bank}.jsonl", tmp_path / f"{bank}.jsonl") for bank in BANKS}
 
 
-def cross_check(copies, capsys, command="cross-check"):
+def cross_check(copies, capsys, command="cross-check", *extra):
     code = cli.main(["audit", command, str(copies["bank_b"]), "--peer-logs", str(copies["bank_a"]),
-                     str(copies["bank_c"])])
+                     str(copies["bank_c"]), *extra])
     return code, capsys.readouterr().out
 
 
@@ -119,7 +123,7 @@ def test_every_party_records_the_others_signed_heads(logs, copies, capsys):
             assert line_hash(raw(copies[r["peer"]])[r["records"] - 1]) == r["head"]
     code, out = cross_check(copies, capsys)
     assert code == 0 and "TAMPERED" not in out, out
-    assert "ok: every head the parties recorded of each other is in the logs" in out
+    assert "ok: every head the parties recorded of each other, and every seal, is in the logs" in out
 
 
 def test_a_rewrite_with_recomputed_hashes_is_found(copies, capsys):
@@ -146,19 +150,71 @@ def test_a_cut_tail_is_found(copies, capsys):
     assert "its end was cut" in out
 
 
-def test_an_appended_record_is_reported_as_unanchored(copies, capsys):
-    lines = raw(copies["bank_b"])
+def append_forged_release(path):
+    lines = raw(path)
     last = json.loads(lines[-1])
     forged = {"seq": len(lines), "time": last["time"], "party": "bank_b", "event": "outputs_released",
               "job_id": JOBS[0], "to": "outsider", "keys": ["rate"], "prev": line_hash(lines[-1])}
-    write(copies["bank_b"], lines + [json.dumps(forged, separators=(",", ":")).encode()])
-    assert verify(copies["bank_b"]).ok
+    write(path, lines + [json.dumps(forged, separators=(",", ":")).encode()])
+    assert verify(path).ok  # the chain alone cannot tell
+    return len(lines)
+
+
+def test_a_record_appended_after_a_clean_stop_is_found(logs, copies, capsys):
+    n = append_forged_release(copies["bank_b"])
+    for extra in ((), ("--ca", str(logs[1] / "ca.pem"))):
+        code, out = cross_check(copies, capsys, "cross-check", *extra)
+        assert code == 1, out
+        assert (f"TAMPERED: bank_b: appended: records {n}..{n} come after the head bank_b sealed at its clean stop"
+                in out and "outputs_released" in out), out
+    code = cli.main(["audit", "verify", str(copies["bank_b"])])
+    out = capsys.readouterr().out
+    assert code == 1 and "TAMPERED: bank_b: appended" in out, out
+
+
+def test_every_record_of_cleanly_stopped_parties_is_vouched_for(logs, copies, capsys):
+    code, out = cross_check(copies, capsys, "cross-check", "--ca", str(logs[1] / "ca.pem"))
+    assert code == 0 and "UNANCHORED" not in out and "UNVERIFIED" not in out, out
+    assert "pass --ca" not in out and "were not checked" not in out, out  # every signature checked, CA too
+
+
+def test_records_after_the_last_anchor_without_a_seal_are_unverified(copies, capsys):
+    seal_path(copies["bank_b"]).unlink()  # as for a party still running (or a forger who deleted the seal)
+    n = append_forged_release(copies["bank_b"])
     code, out = cross_check(copies, capsys)
     tail = next(x for x in out.splitlines() if x.startswith("UNANCHORED: bank_b"))
-    assert f"..{len(lines)} come after the newest head a peer recorded" in tail and "outputs_released" in tail, out
-    assert "can be checked only" in out
-    # what the peers vouched for is still intact: only the unanchored tail is in doubt
-    assert code == 0 and "TAMPERED" not in out, out
+    assert f"..{n} come after the newest head a peer recorded" in tail and "outputs_released" in tail, out
+    assert "no seal covers them" in tail and "UNVERIFIED" in out, out
+    # what the peers vouched for is intact: not tampered, but not clean either
+    assert code == 4 and "TAMPERED" not in out, out
+
+
+def test_a_seal_signed_by_another_key_is_found(logs, copies, capsys):
+    """A forger who appends and re-seals without bank_b's key: bank_a's key signs the seal."""
+    n = append_forged_release(copies["bank_b"])
+    lines = raw(copies["bank_b"])
+    certs = logs[1]
+    key = load_private_key((certs / "bank_a.key").read_bytes())
+    forged = Seal("bank_b", n + 1, line_hash(lines[-1]), "2026-01-01T00:00:00Z", b"", "")
+    for cert in ("bank_b.pem", "bank_a.pem"):
+        write_seal(copies["bank_b"], dataclasses.replace(forged, signature=sign(key, forged.payload()),
+                                                          certificate_pem=(certs / cert).read_text()))
+        code, out = cross_check(copies, capsys)
+        assert code == 1 and "TAMPERED: bank_b: bad seal" in out, out
+
+
+def test_a_recorded_head_nobody_signed_is_found(copies, capsys):
+    """bank_c's log rewritten so that the head it recorded of bank_b's log hides a rewrite of
+    bank_b: the signature bank_b gave no longer matches what bank_c's log claims."""
+    lines = raw(copies["bank_c"])
+    at = next(i for i, x in enumerate(lines) if b'"peer_head"' in x and b'"peer":"bank_b"' in x)
+    rec = json.loads(lines[at])
+    rec["head"] = "cd" * 32
+    lines[at] = json.dumps(rec, separators=(",", ":")).encode()
+    write(copies["bank_c"], rechain(lines, at))
+    seal_path(copies["bank_c"]).unlink()  # the forger also drops the seal its rewrite broke
+    code, out = cross_check(copies, capsys)
+    assert code == 1 and f"TAMPERED: bank_c: forged head: record {at} holds a head of bank_b's log" in out, out
 
 
 def test_a_log_given_alone_has_nothing_to_check_against(copies, capsys):

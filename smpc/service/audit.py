@@ -13,7 +13,16 @@ The parties anchor each other's logs: at the end of every job each party signs i
 it to the others, which record it (``peer_head``). ``cross_check`` then holds every log
 against the heads the other logs recorded of it: a log rewritten with recomputed hashes no
 longer has the signed hash at that count, a cut log ends before it. Records after the last
-head a peer recorded (the *unanchored tail*) can only be vouched for at the next exchange.
+head a peer recorded (the *unanchored tail*) can only be vouched for at a later exchange: heads
+also go out every ``anchor_interval_s`` while the log grows, and once more at a clean stop.
+
+A clean stop also *seals* the log: the party signs its final head into ``PATH.seal``. The next
+start of the party checks the seal (same record count, same head hash, its own certificate's
+signature) before it writes anything, so records appended, cut or edited while no party process
+ran refuse the start; ``cross_check`` holds a sealed log to its seal, so such records show as
+tampered there too, also for the party that stopped last and whose final head no peer holds.
+A seal binds the log to the holder of the party's key: against that insider only the heads the
+peers recorded help, which is why both exist.
 
 One process writes a log: ``AuditLog`` holds an exclusive lock (``flock`` on ``PATH.lock``,
 which names the holder's pid) for its lifetime, and a second instance of the party refuses
@@ -32,6 +41,7 @@ input values or results: only names, counts and identities.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import fcntl
 import hashlib
@@ -50,6 +60,8 @@ SIGNATURES_KEPT = 4096  # jobs whose signature later records of them still carry
 REQUIRED_FIELDS = ("time", "party", "event")
 HEAD_CONTEXT = "smpc.v1.AuditHead/1"
 HEAD_HASH = re.compile(r"[0-9a-f]{64}")
+SEAL_SUFFIX = ".seal"
+ANCHOR_EVENTS = ("peer_head", "peer_head_refused")  # records that anchoring itself writes
 
 
 def line_hash(line: bytes) -> str:
@@ -172,10 +184,17 @@ class AuditLog:
     it cuts and records (``audit_repaired``).
     """
 
-    def __init__(self, path: str | Path, party: str):
+    def __init__(self, path: str | Path, party: str, check_seal=None):
+        """``check_seal(seal)`` raises AuditError when a seal found at start is not this party's
+        signature (the service checks it against the consortium CA); without it only the count
+        and head hash are held to the seal."""
         self.path = Path(path)
         self.party = party
         self._lock = threading.Lock()
+        self._check_seal = check_seal
+        self.resumed_from: Seal | None = None  # the seal of the clean stop this start follows
+        self.sealed = False
+        self.last_own_record = -1  # seq of the newest record anchoring did not write
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.job_ids: set[str] = set()
         # the requester's signature of each recent job, carried into every later record of it
@@ -220,6 +239,21 @@ class AuditLog:
                 "keep the file as evidence and start a new log"
             )
         self._seq, self._prev = result.records, result.head
+        seal = read_seal(self.path)
+        if seal is not None:
+            now = (result.records, result.head)
+            if torn is not None or seal.party != self.party or (seal.records, seal.head) != now:
+                torn_text = ", and a torn last line" if torn is not None else ""
+                raise AuditError(
+                    f"{self.party}: the audit log {self.path} changed after this party sealed it at its last clean "
+                    f"stop (sealed: {seal.records} records, head {seal.head[:16]}...; now: {result.records} records, "
+                    f"head {result.head[:16]}...{torn_text}): records were added, cut or edited while no party "
+                    f"process ran. Keep the log and {seal_path(self.path).name} as evidence, run "
+                    "`smpc audit verify`, and start a new log"
+                )
+            if self._check_seal is not None:
+                self._check_seal(seal)
+            self.resumed_from = seal
         for line in lines:
             rec = json.loads(line)
             if rec.get("event") == "job_received" and rec.get("job_id"):
@@ -227,14 +261,12 @@ class AuditLog:
         created = not self.path.exists()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         if created:  # the new file's name must survive a crash too
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
+            _fsync_dir(self.path.parent)
         if torn is not None:
             os.ftruncate(self._fd, torn)
             os.fsync(self._fd)
+        if seal is not None:  # checked: the log goes on, and a stale seal must not outlive this start
+            _remove_durably(seal_path(self.path))
         self._size = len(kept)
         if kept and not kept.endswith(b"\n"):  # a whole last record whose newline was not written
             self._append(b"\n")
@@ -271,8 +303,8 @@ class AuditLog:
         the requester's signature (``signature_sha256``) carries that hash too, so each record
         can be tied to the signed request it serves without reading back to the first."""
         with self._lock:
-            if self._fd is None:
-                raise AuditError(f"the audit log {self.path} is closed")
+            if self._fd is None or self.sealed:
+                raise AuditError(f"the audit log {self.path} is {'sealed' if self.sealed else 'closed'}")
             job_id = fields.get("job_id")
             if isinstance(job_id, str) and job_id:
                 if event == "job_received" and fields.get("signature_sha256"):
@@ -293,11 +325,26 @@ class AuditLog:
             if b"\n" in line:  # pragma: no cover - json.dumps never emits raw newlines
                 raise AuditError("an audit record may not contain a newline")
             self._append(line + b"\n")
+            if event not in ANCHOR_EVENTS:
+                self.last_own_record = self._seq
             self._seq += 1
             self._prev = line_hash(line)
             if event == "job_received" and fields.get("job_id"):
                 self.job_ids.add(fields["job_id"])
             return rec
+
+    def seal(self, sign=None, certificate_pem: str = "") -> Seal:
+        """Write ``PATH.seal`` for the head as of now, signed with ``sign(payload)`` (the party's
+        key; unsigned in plaintext development mode), and take no record after it."""
+        with self._lock:
+            if self._fd is None:
+                raise AuditError(f"the audit log {self.path} is closed")
+            seal = Seal(self.party, self._seq, self._prev, _utc_now(), b"", certificate_pem)
+            if sign is not None:
+                seal = dataclasses.replace(seal, signature=sign(seal.payload()))
+            write_seal(self.path, seal)
+            self.sealed = True
+            return seal
 
     def close(self) -> None:
         with self._lock:
@@ -319,41 +366,200 @@ def encode_signature(signature: bytes) -> str:
     return base64.b64encode(signature).decode()
 
 
+def decode_signature(text) -> bytes | None:
+    try:
+        return base64.b64decode(text, validate=True) if isinstance(text, str) else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Seal:
+    """A party's signed statement, written at a clean stop, of its log's final head."""
+
+    party: str
+    records: int
+    head: str
+    time: str
+    signature: bytes
+    certificate_pem: str
+
+    def payload(self) -> bytes:
+        return head_payload(self.party, self.records, self.head, self.time)
+
+    def timestamp(self) -> float:
+        return _when(self.time)
+
+
+def seal_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + SEAL_SUFFIX)
+
+
+def read_seal(path: str | Path) -> Seal | None:
+    """The seal beside the log at ``path``, or None; AuditError when it is not a seal."""
+    where = seal_path(path)
+    try:
+        raw = where.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        body = json.loads(raw)
+        seal = Seal(body["party"], body["records"], body["head"], body["time"],
+                    decode_signature(body["signature"]), body["certificate_pem"])
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        seal = None
+    if (seal is None or not isinstance(seal.party, str) or not isinstance(seal.records, int) or seal.records < 0
+            or not isinstance(seal.head, str) or not HEAD_HASH.fullmatch(seal.head) or not isinstance(seal.time, str)
+            or seal.signature is None or not isinstance(seal.certificate_pem, str)):
+        raise AuditError(f"{where} is not an audit seal (party, records, head, time, signature, certificate_pem)")
+    return seal
+
+
+def write_seal(path: str | Path, seal: Seal) -> None:
+    """Write the seal durably: a temporary file, fsync, rename, fsync of the directory."""
+    where = seal_path(path)
+    body = {"party": seal.party, "records": seal.records, "head": seal.head, "time": seal.time,
+            "signature": encode_signature(seal.signature), "certificate_pem": seal.certificate_pem}
+    tmp = where.with_name(where.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, json.dumps(body, sort_keys=True, indent=1).encode() + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, where)
+    _fsync_dir(where.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _remove_durably(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
 @dataclass
 class Finding:
     party: str  # whose log
-    kind: str  # "rewritten", "cut", "broken" (tampered) or "unanchored tail"
+    kind: str  # see TAMPER_KINDS; otherwise "unanchored tail"
     text: str
 
     @property
     def tampered(self) -> bool:
-        return self.kind in ("rewritten", "cut", "broken")
+        return self.kind in TAMPER_KINDS
+
+
+TAMPER_KINDS = ("rewritten", "cut", "broken", "appended", "forged head", "bad seal")
 
 
 @dataclass
 class CrossCheck:
     findings: list[Finding]
-    anchored: dict  # party -> (records, by whom) of the newest head the others recorded
+    anchored: dict  # party -> (records, by whom) of the newest head the others recorded, or its seal
+    unchecked_signatures: int = 0  # recorded heads whose signer's certificate no given log holds
+    ca_checked: bool = False
 
     @property
     def ok(self) -> bool:
+        """No log disagrees with what its peers recorded or its own seal."""
         return not any(f.tampered for f in self.findings)
+
+    @property
+    def complete(self) -> bool:
+        """Every record of every log is vouched for by a peer's recorded head or by a seal."""
+        return self.ok and not self.findings
 
     def report(self) -> str:
         out = []
         for f in self.findings:
             out.append(f"TAMPERED: {f.party}: {f.kind}: {f.text}" if f.tampered else f"UNANCHORED: {f.party}: {f.text}")
-        out.append("ok: every head the parties recorded of each other is in the logs" if self.ok
-                   else "TAMPERED: a log disagrees with the heads its peers recorded")
-        out.append("(records after the newest head a peer recorded are vouched for by no one yet: they can be checked "
-                   "only against the heads of a later exchange)")
+        if not self.ok:
+            out.append("TAMPERED: a log disagrees with the heads its peers recorded or with its own seal")
+        else:
+            out.append("ok: every head the parties recorded of each other, and every seal, is in the logs")
+            if not self.complete:
+                out.append("UNVERIFIED: some records come after the newest head a peer recorded and no seal covers "
+                           "them: they can be checked only against a later exchange (a running party anchors "
+                           "its log every anchor_interval_s while it grows, and seals it at a clean stop)")
+        if self.unchecked_signatures:
+            out.append(f"note: {self.unchecked_signatures} recorded head(s) name a signer certificate that none of the "
+                       "given logs holds: their signatures were not checked")
+        if not self.ca_checked:
+            out.append("note: signatures were checked against the certificates the logs carry; pass --ca to check "
+                       "that the consortium CA issued them")
         return "\n".join(out)
 
 
-def cross_check(paths) -> CrossCheck:
+def _when(text: str) -> float:
+    """A head's or seal's time as a POSIX timestamp (0 when unreadable: the CA check then fails)."""
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except (ValueError, AttributeError):
+        return 0.0
+
+
+def _check_signature(party: str, signature: bytes, payload: bytes, certificate_pem: str, ca, crl, when: str):
+    """None when ``party``'s certificate signed ``payload`` (and the CA issued it, given one);
+    else why not."""
+    from smpc.service.identity import IdentityError, signed_by_party, verify_party_signature
+
+    try:
+        if ca is not None:
+            verify_party_signature(ca, crl, certificate_pem, signature, payload, party, _when(when))
+        else:
+            signed_by_party(certificate_pem, signature, payload, party)
+    except (IdentityError, ValueError) as exc:
+        return str(exc)
+    return None
+
+
+def _hold_to(of: str, lines: list[bytes], by: str, count: int, head: str, when: str) -> Finding | None:
+    """Is ``lines`` the log whose record ``count`` has hash ``head``, as ``by`` recorded?"""
+    if count > len(lines):
+        return Finding(of, "cut", f"the log has {len(lines)} records, but {by} recorded {of}'s signed head at "
+                                  f"{count} records ({when}): its end was cut")
+    if count and line_hash(lines[count - 1]) != head:
+        return Finding(of, "rewritten", f"record {count - 1} is not the one {of} signed to {by} ({when}): the log "
+                                        f"was rewritten up to there")
+    return None
+
+
+def hold_to_seal(party: str, lines: list[bytes], seal: Seal, ca=None, crl=None) -> Finding | None:
+    """Does the log ``lines`` of ``party`` end exactly at the head its seal signs?"""
+    why = None
+    if seal.party != party:
+        why = f"the seal beside {party}'s log names {seal.party!r}"
+    elif seal.signature:
+        why = _check_signature(party, seal.signature, seal.payload(), seal.certificate_pem, ca, crl, seal.time)
+    elif ca is not None:
+        why = "the seal is unsigned (plaintext development mode)"
+    if why is not None:
+        return Finding(party, "bad seal", why)
+    if len(lines) > seal.records:
+        events = [(_parse(x) or {}).get("event", "?") for x in lines[seal.records:]]
+        return Finding(party, "appended", f"records {seal.records}..{len(lines) - 1} come after the head {party} "
+                                          f"sealed at its clean stop ({seal.time}): {', '.join(map(str, events))}")
+    return _hold_to(party, lines, "its own seal", seal.records, seal.head, seal.time)
+
+
+def cross_check(paths, ca=None, crl=None) -> CrossCheck:
     """Hold every log at ``paths`` against the heads the other logs recorded of it
-    (``peer_head``): the record with that count must have that hash. Also verifies each chain."""
+    (``peer_head``): the record with that count must have that hash. A log with a seal beside it
+    (``PATH.seal``) must end exactly at the sealed head. Every recorded head's signature and every
+    seal's is checked against the signer's certificate (carried in the logs and the seal), and,
+    given the consortium CA certificate ``ca`` (and its ``crl``), that the CA issued it to that
+    party. Also verifies each chain."""
+    from smpc.service.identity import fingerprint_of, load_certificate
+
     logs: dict[str, list[bytes]] = {}
+    seals: dict[str, Seal | None] = {}
     findings: list[Finding] = []
     for path in paths:
         lines = read_lines(path)
@@ -363,43 +569,75 @@ def cross_check(paths) -> CrossCheck:
         if party in logs:
             raise AuditError(f"two logs of party {party!r} given ({path})")
         logs[party] = lines
+        seals[party] = read_seal(path)
         if not result.ok:
             findings.append(Finding(party, "broken", f"{path}: {result.problem}"))
-    heads: dict[str, list[tuple[str, int, str, str]]] = {p: [] for p in logs}  # of -> (by, records, hash, time)
+    certificates: dict[str, str] = {}  # fingerprint -> PEM, from the logs and the seals
+    recorded: list[tuple[str, dict]] = []  # (by, peer_head record)
     for by, lines in logs.items():
         for line in lines:
             rec = _parse(line)
             if rec is None or rec.get("event") != "peer_head" or rec.get("party") != by:
                 continue
-            of, count, head = rec.get("peer"), rec.get("records"), rec.get("head")
-            if of in heads and isinstance(count, int) and isinstance(head, str):
-                heads[of].append((by, count, head, str(rec.get("head_time", ""))))
+            pem = rec.get("signer_cert_pem")
+            if isinstance(pem, str) and isinstance(rec.get("signer_cert"), str):
+                certificates[rec["signer_cert"]] = pem
+            recorded.append((by, rec))
+    for seal in seals.values():
+        if seal is not None and seal.certificate_pem:
+            try:
+                certificates[fingerprint_of(load_certificate(seal.certificate_pem))] = seal.certificate_pem
+            except ValueError:
+                pass
+    heads: dict[str, list[tuple[str, int, str, str]]] = {p: [] for p in logs}  # of -> (by, records, hash, time)
+    unchecked = 0
+    for by, rec in recorded:
+        of, count, head, when = rec.get("peer"), rec.get("records"), rec.get("head"), str(rec.get("head_time", ""))
+        if of not in heads or not isinstance(count, int) or not isinstance(head, str):
+            continue
+        signature = decode_signature(rec.get("signature"))
+        if signature is not None:  # plaintext development mode records unsigned heads
+            pem = certificates.get(rec.get("signer_cert"))
+            if pem is None:
+                unchecked += 1
+            else:
+                why = _check_signature(of, signature, head_payload(of, count, head, when), pem, ca, crl, when)
+                if why is not None:
+                    findings.append(Finding(by, "forged head", f"record {rec.get('seq')} holds a head of {of}'s log "
+                                                               f"that {of} did not sign: {why}"))
+                    continue
+        heads[of].append((by, count, head, when))
     anchored = {}
-    for of, recorded in heads.items():
+    for of, held in heads.items():
         lines = logs[of]
         bad = False
-        for by, count, head, when in recorded:
-            if count == 0:
+        for by, count, head, when in held:
+            finding = _hold_to(of, lines, by, count, head, when)
+            if finding is not None:
+                findings.append(finding)
+                bad = True
+                break
+        newest = max(held, key=lambda r: r[1]) if held else None
+        seal = seals[of]
+        if seal is not None:
+            finding = hold_to_seal(of, lines, seal, ca, crl)
+            if finding is not None:
+                findings.append(finding)
+                bad = True
+            elif not bad:
+                anchored[of] = (seal.records, "its seal")
                 continue
-            if count > len(lines):
-                findings.append(Finding(of, "cut", f"the log has {len(lines)} records, but {by} recorded {of}'s "
-                                                   f"signed head at {count} records ({when}): its end was cut"))
-                bad = True
-                break
-            if line_hash(lines[count - 1]) != head:
-                findings.append(Finding(of, "rewritten", f"record {count - 1} is not the one {of} signed to {by} "
-                                                         f"({when}): the log was rewritten up to there"))
-                bad = True
-                break
-        if not recorded:
-            findings.append(Finding(of, "unanchored tail", f"no other log given records a head of {of}'s log: "
-                                                           f"none of its {len(lines)} records can be checked"))
+        if newest is None:
+            if not bad:
+                findings.append(Finding(of, "unanchored tail", f"no other log given records a head of {of}'s log, "
+                                                               f"and it has no seal: none of its {len(lines)} "
+                                                               "records can be checked"))
             continue
-        by, count, _, when = max(recorded, key=lambda r: r[1])
+        by, count, _, when = newest
         anchored[of] = (count, by)
         if not bad and len(lines) > count:
             events = [(_parse(x) or {}).get("event", "?") for x in lines[count:]]
             findings.append(Finding(of, "unanchored tail", f"records {count}..{len(lines) - 1} come after the "
-                                                           f"newest head a peer recorded ({by}, {when}): "
-                                                           f"{', '.join(map(str, events))}"))
-    return CrossCheck(findings, anchored)
+                                                           f"newest head a peer recorded ({by}, {when}), and no "
+                                                           f"seal covers them: {', '.join(map(str, events))}"))
+    return CrossCheck(findings, anchored, unchecked, ca is not None)

@@ -56,6 +56,7 @@ Example (services/bank_a.toml is a complete one)::
 
     [audit]
     path = "audit/bank_a.jsonl"
+    anchor_interval_s = 60          # while the log grows, its signed head goes to the peers this often
 
     [store]                         # jobs and released results, kept across restarts (SQLite)
     key_file = "certs/bank_a.store_key"  # 32 random bytes as 64 hex digits (mode 0600); results are sealed with it
@@ -108,6 +109,7 @@ _POLICY_KEYS = ("allowed_analyses", "allowed_columns", "allowed_sources", "min_c
                 "max_dominance", "allowed_recipients", "max_rows", "result_retention_days")
 _COLUMN_KEYS = ("type", "bound", "decimals", "total_bound", "min", "nonnegative", "categories")
 MIN_SALT_CHARS = 16
+DEFAULT_ANCHOR_INTERVAL_S = 60.0
 
 
 class ConfigError(SmpcError, ValueError):
@@ -208,6 +210,8 @@ class PartyConfig:
     data: dict[str, DataSource]
     policy: Policy
     audit_path: Path
+    anchor_interval_s: float = DEFAULT_ANCHOR_INTERVAL_S
+    """While its log grows, a party sends its signed head to the peers at least this often."""
     timeouts: Timeouts = field(default_factory=Timeouts)
     limits: Limits = field(default_factory=Limits)
     analysis_modules: tuple[str, ...] = ()
@@ -448,8 +452,9 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
         if check_files:
             join_salt = _read_salt(salt_path)
 
-    audit = root.sub("audit", keys=("path",))
+    audit = root.sub("audit", keys=("path", "anchor_interval_s"))
     audit_path = audit.path("path", must_exist=False)
+    anchor_interval = audit.number("anchor_interval_s", DEFAULT_ANCHOR_INTERVAL_S, minimum=1)
     audit.done()
 
     store = root.sub("store", keys=("key_file", "path"))
@@ -481,6 +486,7 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
     config = PartyConfig(
         path=path, name=name, listen=listen, ranks=tuple(ranks), peers=peers, tls_ca=tls_ca,
         tls_cert=tls_cert, tls_key=tls_key, data=data, policy=policy, audit_path=audit_path,
+        anchor_interval_s=anchor_interval,
         timeouts=timeouts, analysis_modules=modules, join_salt=join_salt, tls_crl=tls_crl, limits=limits,
         store_path=store_path, store_key=store_key,
     )

@@ -331,6 +331,20 @@ def verify_party_signature(ca: x509.Certificate, crl: RevocationList | None, cer
     return ident
 
 
+def signed_by_party(certificate_pem: str, signature: bytes, payload: bytes, party: str) -> CertIdentity:
+    """The identity of a party certificate whose key signed ``payload``, without asking who
+    issued it (for records read back from a log; ``verify_party_signature`` also checks the CA)."""
+    cert = load_certificate(certificate_pem[:65536])
+    ident = identity_of(cert)
+    if ident.role != PARTY or ident.name != party:
+        raise IdentityError(f"the signature is by {ident.role} {ident.name!r}, not by party {party!r}")
+    try:
+        _verify(cert, signature, payload)
+    except InvalidSignature:
+        raise IdentityError(f"the signature of {party!r} does not match what it signs") from None
+    return ident
+
+
 # ----- text from peers --------------------------------------------------------------------------
 def sanitise(text: str, limit: int = MAX_REASON_CHARS) -> str:
     """A peer's free text for logs and answers: printable characters only (control characters,

@@ -350,6 +350,10 @@ class JobManager:
         self._heads_lock = threading.Lock()
         self._janitor = threading.Thread(target=self._sweep, name="smpc-janitor", daemon=True)
         self._janitor.start()
+        self._certs_recorded: set[str] = set()  # peer certificates this process wrote into the log
+        self._anchored_through = -1  # the newest own record whose head went out in a periodic push
+        self._anchorer = threading.Thread(target=self._anchor_periodically, name="smpc-anchorer", daemon=True)
+        self._anchorer.start()
 
     # ----- bookkeeping -----------------------------------------------------------------
     def get(self, job_id: str) -> Job | None:
@@ -988,9 +992,38 @@ class JobManager:
                 except RuntimeError:  # shutting down
                     return
 
-    def _push_head(self, name: str) -> None:
-        with self._heads_lock:
-            job_id = self._heads_due.pop(name, "")
+    def _anchor_periodically(self) -> None:
+        """Between jobs too, a log that grew goes out: the unanchored tail of a running party
+        is at most ``anchor_interval_s`` old. Only records other than anchoring's own count, or
+        two parties would anchor each other's ``peer_head`` records forever."""
+        while not self._stopping.wait(self.config.anchor_interval_s):
+            newest = self.audit.last_own_record
+            if newest > self._anchored_through:
+                self._anchored_through = newest
+                self._send_head("")
+
+    def push_final_head(self) -> None:
+        """At a clean stop, after the last record: the final head to every peer still up, at
+        once and in parallel, each bounded by ``timeouts.connect``."""
+        threads = [threading.Thread(target=self._push_head, args=(name, ""), daemon=True)
+                   for name in self._peer_names()]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + self.config.timeouts.connect + 1
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    def seal_audit(self) -> None:
+        """Seal the log at its final head (see ``AuditLog.seal``)."""
+        if self._head_key is not None:
+            self.audit.seal(lambda payload: sign(self._head_key, payload), self._head_cert)
+        else:
+            self.audit.seal()
+
+    def _push_head(self, name: str, job_id: str | None = None) -> None:
+        if job_id is None:
+            with self._heads_lock:
+                job_id = self._heads_due.pop(name, "")
         records, head = self.audit.head()
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         signature = b""
@@ -1025,6 +1058,9 @@ class JobManager:
                 problem = str(exc)
             else:
                 signed = {"signer_cert": ident.fingerprint, "signature": encode_signature(head.signature)}
+                if ident.fingerprint not in self._certs_recorded:  # so `audit cross-check` can check it
+                    self._certs_recorded.add(ident.fingerprint)
+                    signed["signer_cert_pem"] = head.certificate_pem
         try:
             if problem is not None:
                 self.audit.record("peer_head_refused", peer=caller, after_job=job_id, reason=problem)

@@ -32,7 +32,7 @@ from grpc_reflection.v1alpha import reflection
 
 from smpc.analyses import registry
 from smpc.errors import SmpcError
-from smpc.service.audit import AuditLog
+from smpc.service.audit import AuditError, AuditLog
 from smpc.service.config import PartyConfig, load_config
 from smpc.service.identity import (
     CLIENT,
@@ -41,6 +41,8 @@ from smpc.service.identity import (
     IdentityError,
     RevocationList,
     identity_of_pem,
+    load_certificate,
+    verify_party_signature,
 )
 from smpc.service.jobs import Job, JobManager, PeerDirectory, ServiceStopping
 from smpc.service.quotas import QuotaExceeded, Quotas
@@ -406,6 +408,23 @@ def _refusing_malformed_requests(handler: grpc.RpcMethodHandler, party: str) -> 
     return handler._replace(request_deserializer=lenient(handler.request_deserializer), **{kind: run})
 
 
+def own_seal_check(config: PartyConfig):
+    """The check a start makes of the seal its last clean stop left: this party's certificate,
+    issued by the consortium CA, valid and not revoked when it sealed, signed it."""
+    ca = load_certificate(config.tls_ca.read_bytes())
+    crl = RevocationList(config.tls_crl, ca) if config.tls_crl else None
+
+    def check(seal) -> None:
+        try:
+            verify_party_signature(ca, crl, seal.certificate_pem, seal.signature, seal.payload(), config.name,
+                                   seal.timestamp())
+        except IdentityError as exc:
+            raise AuditError(f"{config.name}: the seal beside the audit log {config.audit_path} is not this party's: "
+                             f"{exc}. Keep the log and its seal as evidence and start a new log") from None
+
+    return check
+
+
 class PartyServer:
     """One party's gRPC server and job manager.
 
@@ -421,7 +440,7 @@ class PartyServer:
             check_plaintext_loopback(config)
         self.config = config
         self.insecure = insecure
-        self.audit = AuditLog(config.audit_path, config.name)
+        self.audit = AuditLog(config.audit_path, config.name, check_seal=None if insecure else own_seal_check(config))
         self.store = JobStore(config.store_path, config.store_key, config.name)
         self.peers = PeerDirectory(config, insecure=insecure)
         self.manager = JobManager(config, self.audit, self.peers, self.store)
@@ -470,6 +489,8 @@ class PartyServer:
             "service_started", listen=self.config.listen, port=port, tls=not self.insecure, version=_version(),
             parties=list(self.config.ranks), config=str(self.config.path), store=str(self.config.store_path),
             result_retention_days=self.config.policy.result_retention_days,
+            **({"sealed_at_stop": {"records": seal.records, "head": seal.head, "time": seal.time}}
+               if (seal := self.audit.resumed_from) is not None else {}),
         )
         return port
 
@@ -482,9 +503,11 @@ class PartyServer:
         if not self.server.stop(grace).wait(timeout=grace + 5):
             print(f"smpc party {self.config.name}: gRPC server shutdown did not finish; leaving anyway",
                   file=sys.stderr, flush=True)
+        self.audit.record("service_stopped")
+        self.manager.push_final_head()
         self.client_pool.shutdown(wait=False, cancel_futures=True)
         self.peers.close()
-        self.audit.record("service_stopped")
+        self.manager.seal_audit()
         self.store.close()
         self.audit.close()
 
