@@ -7,6 +7,7 @@
     smpc job submit --to HOST:PORT --ca CA --cert CERT --key KEY ANALYSIS --param k=v ...
     smpc job get|watch|cancel --to ... JOB_ID      smpc job analyses --to ...
     smpc audit verify PATH [--peer-logs A B] [--ca CA]    smpc audit cross-check PATH --peer-logs A B [--ca CA]
+    smpc store rekey --config party.toml [--new-key-file FILE]
 
 Each command group is added by one function in ``COMMANDS`` (argparse subcommands), so a new
 group (``smpc analyze``, ``smpc bench``) is one more function. Exit codes: 0 success,
@@ -349,7 +350,26 @@ def _add_audit(sub) -> None:
     cross.set_defaults(func=_audit_cross_check)
 
 
-COMMANDS: list[Callable] = [_add_party, _add_certs, _add_job, _add_audit, _analyze.add_parser, _bench.add_parser]
+# ----- smpc store -------------------------------------------------------------------------
+def _store_rekey(args) -> int:
+    from smpc.service.rekey import rekey
+
+    print(rekey(args.config, args.new_key_file))
+    return 0
+
+
+def _add_store(sub) -> None:
+    store = sub.add_parser("store", help="the party's job store (jobs and results, sealed)")
+    ssub = store.add_subparsers(dest="store_command", required=True, metavar="COMMAND")
+    rekey = ssub.add_parser("rekey", help="seal a stopped party's job store under a new key; the old key file is "
+                                          "kept beside it, renamed .retired-TIME, for older backups")
+    rekey.add_argument("--config", required=True, help="the party's configuration (TOML)")
+    rekey.add_argument("--new-key-file", help="the new key (64 hex digits, mode 0600); default: 32 fresh random bytes")
+    rekey.set_defaults(func=_store_rekey)
+
+
+COMMANDS: list[Callable] = [_add_party, _add_certs, _add_job, _add_audit, _add_store, _analyze.add_parser,
+                            _bench.add_parser]
 """Functions that each add one command group to the ``smpc`` parser."""
 
 
@@ -370,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"refused: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     except SmpcError as exc:
-        from_config = type(exc).__name__ in ("ConfigError", "AuditError")
+        # what the operator fixes on the machine (configuration, a log, the store or its key)
+        from_config = type(exc).__name__ in ("ConfigError", "AuditError", "StoreError")
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_USAGE if from_config else EXIT_FAILED
     except FileNotFoundError as exc:

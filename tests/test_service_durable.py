@@ -17,10 +17,12 @@ import sqlite3
 import threading
 
 import pytest
-from service_harness import BANKS, LOAN_PARAMS, Cluster, wait_for
+from service_harness import BANKS, LOAN_PARAMS, Cluster, smpc_cli, wait_for
 
 from smpc.errors import PartyUnavailable, SmpcError
 from smpc.service.client import STATE_NAMES
+from smpc.service.rekey import key_id
+from smpc.service.store import JobStore, StoreError
 
 
 @pytest.fixture(scope="module")
@@ -172,3 +174,31 @@ def test_a_job_past_its_retention_is_deleted_and_the_deletion_audited(cluster):
         assert cluster.stop("bank_a") == 0
         config.write_text(text)
         cluster.start("bank_a")
+
+
+def test_a_stopped_partys_store_is_sealed_again_under_a_new_key(cluster):
+    """`smpc store rekey`: refused while the party runs; on a stopped party every job and result
+    still reads back under the new key, the old key opens nothing in the file, and it is audited."""
+    with cluster.client("bank_a", identity="analyst") as client:
+        job_id = client.submit("default_rate_overall", LOAN_PARAMS, job_id="rekeyed")
+        result = client.wait(job_id)
+    config = str(cluster.configs["bank_a"])
+    running = smpc_cli("store", "rekey", "--config", config, check=False, env=cluster.env())
+    assert running.returncode == 2 and "another instance" in running.stderr, running
+    key_file = cluster.store_key_path("bank_a")
+    old_key = bytes.fromhex(key_file.read_text().strip())
+    assert cluster.stop("bank_a") == 0
+    done = smpc_cli("store", "rekey", "--config", config, env=cluster.env())
+    assert "is sealed under a new key" in done.stdout, done
+    new_key = bytes.fromhex(key_file.read_text().strip())
+    retired = list(key_file.parent.glob(key_file.name + ".retired-*"))
+    assert new_key != old_key and len(retired) == 1 and bytes.fromhex(retired[0].read_text().strip()) == old_key
+    assert oct(key_file.stat().st_mode & 0o777) == "0o600" and not key_file.with_name(key_file.name + ".new").exists()
+    with pytest.raises(StoreError, match="written under another key"):
+        JobStore(cluster.store_path("bank_a"), old_key, "bank_a")
+    rekeyed = [r for r in cluster.audit("bank_a") if r["event"] == "store_rekeyed"]
+    assert len(rekeyed) == 1 and rekeyed[0]["new_key_id"] == key_id(new_key) and new_key.hex() not in str(rekeyed)
+    cluster.start("bank_a")  # the log was sealed again after the re-key: the start accepts it
+    with cluster.client("bank_a", identity="analyst") as client:
+        assert client.result(job_id) == result
+        assert client.run("default_rate_overall", LOAN_PARAMS)

@@ -130,3 +130,27 @@ def test_results_json_round_trips_non_finite_numbers(tmp_path):
     value = {"mean": float("nan"), "max": float("inf")}
     opened = store.open("j", "result", store.seal("j", "result", value))
     assert json.dumps(opened, allow_nan=True) == json.dumps(value, allow_nan=True)
+
+
+def test_rekey_seals_every_column_and_event_again_and_the_old_key_opens_nothing(tmp_path):
+    path = tmp_path / "bank_a.sqlite"
+    store = JobStore(path, KEY, "bank_a")
+    fill(store)
+    fill(store, "bank_a/j2", end=False)
+    before = {row[0]: row[1:] for row in sqlite3.connect(path).execute("SELECT job_id, spec, status, result FROM jobs")}
+    new_key = bytes(range(32, 64))
+    assert store.rekey(new_key) == 2
+    assert store.load("bank_a/j1").result == RESULT  # the open store goes on under the new key
+    store.close()
+    with sqlite3.connect(path) as db:
+        after = {row[0]: row[1:] for row in db.execute("SELECT job_id, spec, status, result FROM jobs")}
+    for job_id, columns in before.items():  # every ciphertext is new (fresh nonces, another key)
+        assert all(a != b for a, b in zip(columns, after[job_id], strict=True) if a is not None)
+    with pytest.raises(StoreError, match="written under another key"):
+        JobStore(path, KEY, "bank_a")
+    store = JobStore(path, new_key, "bank_a")
+    j1, j2 = store.load("bank_a/j1"), store.load("bank_a/j2")
+    assert (j1.spec, j1.result, j1.events) == (SPEC, RESULT, [b"event-0", b"event-1"])
+    assert (j2.state, j2.events, j2.result) == ("running", [b"event-0"], None)
+    with pytest.raises(StoreError, match="has 5 bytes"):
+        store.rekey(b"short")

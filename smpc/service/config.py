@@ -222,6 +222,7 @@ class PartyConfig:
     """The job store's SQLite file ([store] path; default beside the audit log)."""
     store_key: bytes | None = field(default=None, repr=False)
     """The key that seals the job store ([store] key_file); None when files were not checked."""
+    store_key_path: Path | None = None
 
     @property
     def rank(self) -> int:
@@ -488,7 +489,7 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
         tls_cert=tls_cert, tls_key=tls_key, data=data, policy=policy, audit_path=audit_path,
         anchor_interval_s=anchor_interval,
         timeouts=timeouts, analysis_modules=modules, join_salt=join_salt, tls_crl=tls_crl, limits=limits,
-        store_path=store_path, store_key=store_key,
+        store_path=store_path, store_key=store_key, store_key_path=store_key_path,
     )
     _check_policy_names(config)
     if check_files:

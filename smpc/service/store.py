@@ -135,7 +135,8 @@ class JobStore:
         try:
             return self._aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], self._bound(job_id, column))
         except InvalidTag:
-            raise StoreError(f"{self.party}: an event of job {job_id} in {self.path} does not open under the "
+            what = "an event" if column == "event" else f"the {column}"
+            raise StoreError(f"{self.party}: {what} of job {job_id} in {self.path} does not open under the "
                              "store key: it was altered or copied from elsewhere") from None
 
     def _check_owner(self) -> None:
@@ -254,6 +255,46 @@ class JobStore:
              (time.time(), job_id)),
             ("DELETE FROM events WHERE job_id = ?", (job_id,)),
         ])
+
+    # ----- a new key ----------------------------------------------------------------------
+    def rekey(self, new_key: bytes) -> int:
+        """Seal everything again under ``new_key``, in one transaction: a crash leaves the
+        database wholly under the old key or wholly under the new one. The old ciphertexts are
+        overwritten in place (``secure_delete``) and the write-ahead log is truncated, so the old
+        key opens nothing in this file afterwards (it still opens older backups). Returns the
+        number of jobs re-sealed."""
+        if len(new_key) != KEY_BYTES:
+            raise StoreError(f"{self.party}: the new store key has {len(new_key)} bytes, not {KEY_BYTES}")
+        new = AESGCM(new_key)
+
+        def seal_new(job_id: str, column: str, data: bytes) -> bytes:
+            nonce = os.urandom(NONCE_BYTES)
+            return nonce + new.encrypt(nonce, data, self._bound(job_id, column))
+
+        def again(job_id: str, column: str, sealed: bytes | None) -> bytes | None:
+            return None if sealed is None else seal_new(job_id, column, self._open_bytes(job_id, column, sealed))
+
+        with self._lock:
+            try:
+                jobs = self._db.execute("SELECT job_id, spec, status, result FROM jobs").fetchall()
+                events = self._db.execute("SELECT job_id, seq, event FROM events").fetchall()
+                self._db.execute("PRAGMA synchronous=FULL")
+                with self._db:  # one transaction
+                    for job_id, spec, status, result in jobs:
+                        self._db.execute("UPDATE jobs SET spec = ?, status = ?, result = ? WHERE job_id = ?",
+                                         (again(job_id, "spec", spec), again(job_id, "status", status),
+                                          again(job_id, "result", result), job_id))
+                    for job_id, seq, event in events:
+                        self._db.execute("UPDATE events SET event = ? WHERE job_id = ? AND seq = ?",
+                                         (again(job_id, "event", event), job_id, seq))
+                    self._db.execute("UPDATE meta SET value = ? WHERE key = 'key_check'",
+                                     (seal_new("", "key_check", KEY_CHECK),))
+                self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.party}: cannot re-seal the job store {self.path} ({exc}); it is unchanged, "
+                                 "under the old key") from None
+            self._aead = new
+        return len(jobs)
 
     def close(self) -> None:
         with self._lock:
