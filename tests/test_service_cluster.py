@@ -89,6 +89,9 @@ def test_job_across_three_processes_matches_simulate_and_plaintext(cluster):
         used = next(r for r in recs if r["event"] == "inputs_used")
         assert used["source"] == "loans" and used["columns"] == ["creditability", "credit_amount"]
         assert used["rows"] == len(cluster.tables[bank])
+        # told to this bank's own log only: the two columns repeat often in German credit
+        expected = int(cluster.tables[bank][["creditability", "credit_amount"]].duplicated().sum())
+        assert used["duplicate_rows"] == expected and expected > 0
         finished = next(r for r in recs if r["event"] == "job_finished")
         assert finished["state"] == "succeeded" and finished["bytes_sent"] > 0 and finished["rounds"] > 0
         # the policy's minimum cell size was enforced at every party

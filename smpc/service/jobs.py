@@ -915,7 +915,7 @@ class JobManager:
                               params=registry.audit_params(job.request.analysis,
                                                            {k: v for k, v in params.items() if v is not None}))
             self.audit.record("inputs_used", job_id=job.id, source=job.request.source, columns=decision.columns,
-                              rows=decision.rows)
+                              rows=decision.rows, duplicate_rows=decision.duplicate_rows)
             for peer in range(self.rank + 1, len(self.config.ranks)):
                 name = self.config.ranks[peer]
                 transport.dial(peer, self.peers.channel(name), metadata=self.peers.metadata())

@@ -75,6 +75,8 @@ class Decision:
     """The mergeable parameters this party's configuration sets for the job (not the salt)."""
     salt_fingerprint: str = ""
     params: dict = field(default_factory=dict)
+    duplicate_rows: int = 0
+    """Local only: rows of the columns read that repeat an earlier row (each still counts)."""
     columns: list[str] = field(default_factory=list)
     rows: int = 0
     table: Any = None
@@ -218,7 +220,8 @@ def decide(config: PartyConfig, req: JobRequest) -> Decision:
     fingerprint = registry.secret_fingerprint(config.join_salt) if salt else ""
     return Decision(True, party, min_cell_size=min_cell, min_contributors=min_contributors,
                     max_dominance=max_dominance, declared=declared, salt_fingerprint=fingerprint, params=params,
-                    columns=columns, rows=len(table), table=table)
+                    columns=columns, rows=len(table), table=table,
+                    duplicate_rows=int(table.duplicated().sum()) if len(table.columns) else 0)
 
 
 # ----- parameters the data owner sets ------------------------------------------------------
