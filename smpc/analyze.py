@@ -93,7 +93,7 @@ def run_secure(analysis, tables: dict[str, pd.DataFrame], params: dict, progress
     """(result, cost) of the analysis on secret shares; cost = {"rounds", "bytes",
     "bytes_per_party"} measured from every party's ``comm_stats``."""
     from smpc.analyses.registry import bank_layout, merge_by_bank, set_progress_hook
-    from smpc.runtime import simulate
+    from smpc.simulation import simulate
 
     parsed = analysis.parse_params(params)
     banks = list(tables)

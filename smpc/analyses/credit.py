@@ -12,6 +12,7 @@ import smpc
 from smpc.analyses import disclosure
 from smpc.analyses.registry import Param, register, report_progress
 from smpc.errors import InputError, RangeError
+from smpc.secret import share_each
 
 
 # ----- input checks (shared by the secure function and its plaintext twin) ----------------
@@ -235,7 +236,7 @@ def default_rate_overall(ctx, table, owners, *, label, positive=None, amount=Non
         mine = _local_totals(table, party, label, positive, amount, amount_decimals, amount_bound, shift)
     report_progress(ctx, 0.1, "sharing every bank's totals")
     width = (3 if amount else 2) + (0 if shift is None else (2 if shift else 1))
-    parts = ctx.share_each(mine, owners, shape=(width,), bound=MAX_ROWS_PER_BANK * unit_bound, frac_bits=0,
+    parts = share_each(ctx, mine, owners, shape=(width,), bound=MAX_ROWS_PER_BANK * unit_bound, frac_bits=0,
                            name="loan totals")
     if not ctx.is_compute and ctx.rank not in ctx.result_ranks:
         return None  # input parties that receive no result learn nothing

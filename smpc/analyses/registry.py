@@ -284,7 +284,7 @@ class Analysis:
         ``result_ranks``: the ranks results are opened to (default: the compute parties and
         every bank). Returns the result of the first rank that received one.
         """
-        from smpc.runtime import simulate
+        from smpc.simulation import simulate
 
         parsed = self.parse_params(params)
         banks = list(tables)

@@ -41,7 +41,7 @@ from smpc.analyses.credit import (
 from smpc.analyses.disclosure import RULE_PARAMS
 from smpc.analyses.registry import Param, register, report_progress
 from smpc.errors import InputError, RangeError
-from smpc.secret import SecretTensor, cat, where
+from smpc.secret import SecretTensor, cat, share_each, where
 from smpc.sharing import N_COMPUTE
 from smpc.stats import var_from_moments
 
@@ -82,10 +82,10 @@ def secure_total(ctx, owners, local, bound: float, name: str, length: int) -> Se
     """Every owner shares its local vector of ``length`` exact integers; the sum over owners,
     on shares.
 
-    Cost: 1 round (all owners at once, ``Context.share_each``; 1-2 ring elements per entry
+    Cost: 1 round (all owners at once, ``smpc.share_each``; 1-2 ring elements per entry
     from each). Leakage: none (the length is public by the analysis' parameters)."""
     mine = [int(v) for v in local] if ctx.rank in owners else None
-    parts = ctx.share_each(mine, owners, shape=(length,), bound=bound, frac_bits=0, name=name)
+    parts = share_each(ctx, mine, owners, shape=(length,), bound=bound, frac_bits=0, name=name)
     return sum(parts[1:], parts[0])
 
 
@@ -241,7 +241,7 @@ def describe(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_si
     big = float(MAX_ROWS_PER_BANK) * max(bound_units, 1.0) ** 2
     # one round for everything every bank shares: moments (summed), and per bank which columns
     # have values and its own min and max (for a tournament over the banks)
-    parts = ctx.share_each(mine, owners, shape=(7 * d + extra,), bound=big, frac_bits=0, name="aggregates")
+    parts = share_each(ctx, mine, owners, shape=(7 * d + extra,), bound=big, frac_bits=0, name="aggregates")
     if not ctx.is_compute and ctx.rank not in ctx.result_ranks:
         return None
     totals = sum((p[: 3 * d] for p in parts[1:]), parts[0][: 3 * d])
@@ -346,7 +346,7 @@ def histogram(ctx, table, owners, *, column, edges, min_cell_size=1, min_contrib
     local = None
     if table is not None and ctx.rank in owners:
         local = [int(v) for v in _histogram_local(table, ctx.name_of(ctx.rank), column, edges)]
-    parts = ctx.share_each(local, owners, shape=(bins,), bound=float(MAX_ROWS_PER_BANK), frac_bits=0,
+    parts = share_each(ctx, local, owners, shape=(bins,), bound=float(MAX_ROWS_PER_BANK), frac_bits=0,
                            name="bin counts")
     if not ctx.is_compute and ctx.rank not in ctx.result_ranks:
         return None
@@ -452,7 +452,7 @@ def quantiles(ctx, table, owners, *, column, q, decimals=2, bound=1e12, min_cont
     if table is not None and ctx.rank in owners:
         units = np.sort(_units(table, ctx.name_of(ctx.rank), column, decimals, bound)[1])
     rules = disclosure.resolve("quantiles", len(owners), 1, min_contributors, max_dominance)
-    parts = ctx.share_each([len(units)] if units is not None else None, owners, shape=(1,),
+    parts = share_each(ctx, [len(units)] if units is not None else None, owners, shape=(1,),
                            bound=float(MAX_ROWS_PER_BANK), frac_bits=0, name="count")
     count = sum(parts[1:], parts[0])
     released = disclosure.released_on_shares(rules, parts, MAX_ROWS_PER_BANK, total=count_view(count, owners))
@@ -637,7 +637,7 @@ def corr(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_size=1
     if table is not None and ctx.rank in owners:
         local = _corr_local(table, ctx.name_of(ctx.rank), columns, decimals, bound, shift)
     big = float(MAX_ROWS_PER_BANK) * bound_units**2
-    parts = ctx.share_each(local, owners, shape=(4 * d * d + extra,), bound=big, frac_bits=0, name="cross moments")
+    parts = share_each(ctx, local, owners, shape=(4 * d * d + extra,), bound=big, frac_bits=0, name="cross moments")
     if not ctx.is_compute and ctx.rank not in ctx.result_ranks:
         return None
     totals = sum((p[: 4 * d * d] for p in parts[1:]), parts[0][: 4 * d * d])
@@ -786,7 +786,7 @@ def default_rate(ctx, table, owners, *, label, by, positive=None, groups=None, m
     local = None
     if mine_keys is not None:
         local = _rate_local(table, ctx.name_of(ctx.rank), label, positive, by, keys)
-    parts = ctx.share_each(local, owners, shape=(2 * len(keys),), bound=float(MAX_ROWS_PER_BANK), frac_bits=0,
+    parts = share_each(ctx, local, owners, shape=(2 * len(keys),), bound=float(MAX_ROWS_PER_BANK), frac_bits=0,
                            name="group counts")
     if not ctx.is_compute and ctx.rank not in ctx.result_ranks:
         return None

@@ -9,7 +9,7 @@ import torch
 
 import smpc
 from smpc.errors import InputError
-from smpc.secret import SecretTensor
+from smpc.secret import SecretTensor, share
 
 
 @dataclass
@@ -72,8 +72,8 @@ def share_column(
         missing = np.isnan(array)
         values = torch.tensor(np.where(missing, 0.0, array))
         present = torch.tensor((~missing).astype(np.int64))
-    secret_values = ctx.share(values, owner, bound=bound, frac_bits=frac_bits, name=name)
-    secret_present = ctx.share(present, owner, bound=1, frac_bits=0, name=f"{name} (mask)")
+    secret_values = share(ctx, values, owner, bound=bound, frac_bits=frac_bits, name=name)
+    secret_present = share(ctx, present, owner, bound=1, frac_bits=0, name=f"{name} (mask)")
     return Column(secret_values, secret_present, name)
 
 
