@@ -131,7 +131,7 @@ def _client(args):
 
 
 def _progress_line(event, width: int = 24) -> str:
-    from smpc.service.client import STATE_NAMES
+    from smpc.service.states import STATE_NAMES
 
     filled = int(round(event.progress * width))
     bar = "#" * filled + "." * (width - filled)
@@ -209,7 +209,7 @@ def _job_watch(args) -> int:
 
 
 def _job_cancel(args) -> int:
-    from smpc.service.client import STATE_NAMES
+    from smpc.service.states import STATE_NAMES
 
     with _client(args) as client:
         status = client.cancel(args.job_id)

@@ -20,7 +20,7 @@ import pytest
 from service_harness import BANKS, LOAN_PARAMS, Cluster, wait_for
 
 from smpc.errors import PartyUnavailable, SmpcError
-from smpc.service.client import STATE_NAMES
+from smpc.service.states import STATE_NAMES
 
 
 @pytest.fixture(scope="module")

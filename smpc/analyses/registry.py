@@ -73,8 +73,10 @@ over one customer's rows, ``categories``), or the consortium's join salt (``join
 
 JOIN_SALT_LABEL = b"smpc join salt fingerprint v1"
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+TRUE_WORDS = frozenset({"true", "1", "yes", "y", "t", "on"})
+FALSE_WORDS = frozenset({"false", "0", "no", "n", "f", "off"})
+"""What a boolean parameter or a ``bool`` data column accepts (after stripping and lowering
+case), in the party service and on the command line alike."""
 
 
 @dataclass(frozen=True)
@@ -134,9 +136,9 @@ class Param:
             if isinstance(raw, bool):
                 return raw
             text = str(raw).strip().lower()
-            if text in _TRUE:
+            if text in TRUE_WORDS:
                 return True
-            if text in _FALSE:
+            if text in FALSE_WORDS:
                 return False
             raise ValueError(f"{raw!r} is not a boolean (true/false)")
         if t == "int":
