@@ -730,21 +730,20 @@ def _encode_own(ctx, value, frac_bits: int, bound: float, name: str | None) -> t
 
 def cat(items: list[SecretTensor], dim: int = 0) -> SecretTensor:
     """Concatenate secrets (local). Fractional bits are aligned to the largest."""
-    f = max(x.frac_bits for x in items)
-    aligned = [x.rescale(f) for x in items]
-    bound = max(x.bound for x in items)
-    first = aligned[0]
-    shares = None if first.shares is None else ArithmeticShares.cat([x.shares for x in aligned], dim)
-    return first._new(shares, f, bound, *aligned)
+    return _joined(items, dim, ArithmeticShares.cat)
 
 
 def stack(items: list[SecretTensor], dim: int = 0) -> SecretTensor:
-    """Stack secrets along a new dimension (local)."""
+    """Stack secrets along a new dimension (local), fractional bits aligned as ``cat``'s."""
+    return _joined(items, dim, ArithmeticShares.stack)
+
+
+def _joined(items: list[SecretTensor], dim: int, join) -> SecretTensor:
     f = max(x.frac_bits for x in items)
     aligned = [x.rescale(f) for x in items]
     bound = max(x.bound for x in items)
     first = aligned[0]
-    shares = None if first.shares is None else ArithmeticShares.stack([x.shares for x in aligned], dim)
+    shares = None if first.shares is None else join([x.shares for x in aligned], dim)
     return first._new(shares, f, bound, *aligned)
 
 

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-import smpc
 from smpc.errors import InputError
-from smpc.secret import SecretTensor, share
+from smpc.secret import SecretTensor, cat, share
 
 
 @dataclass
@@ -81,4 +80,4 @@ def concat(parts: list[Column]) -> Column:
     """The consortium's column: every bank's rows after one another (local)."""
     if not parts:
         raise InputError("no column parts to combine")
-    return Column(smpc.cat([p.values for p in parts]), smpc.cat([p.present for p in parts]), parts[0].name)
+    return Column(cat([p.values for p in parts]), cat([p.present for p in parts]), parts[0].name)
