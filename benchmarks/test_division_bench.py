@@ -15,6 +15,8 @@ import torch
 from bench_helpers import size_id
 from parties import Parties
 
+import smpc
+
 N = 10**5
 
 
@@ -31,10 +33,10 @@ def _inputs(kind: str, n: int, seed: int) -> torch.Tensor:
 
 def _setup(n: int):
     def setup(ctx):
-        x = ctx.share(_inputs("numerator", n, 1) if ctx.rank == 0 else None, owner=0)
-        y = ctx.share(_inputs("divisor", n, 2) if ctx.rank == 1 else None, owner=1)
-        r = ctx.share(_inputs("radicand", n, 3) if ctx.rank == 2 else None, owner=2, bound=1e12)
-        z = ctx.share(_inputs("argument", n, 4) if ctx.rank == 0 else None, owner=0, bound=44.0)
+        x = smpc.share(ctx, _inputs("numerator", n, 1) if ctx.rank == 0 else None, owner=0)
+        y = smpc.share(ctx, _inputs("divisor", n, 2) if ctx.rank == 1 else None, owner=1)
+        r = smpc.share(ctx, _inputs("radicand", n, 3) if ctx.rank == 2 else None, owner=2, bound=1e12)
+        z = smpc.share(ctx, _inputs("argument", n, 4) if ctx.rank == 0 else None, owner=0, bound=44.0)
         return {"x": x, "y": y, "r": r, "z": z}
 
     return setup

@@ -12,6 +12,8 @@ import torch
 from bench_helpers import SIZES, size_id
 from parties import Parties
 
+import smpc
+
 # (ring, frac_bits or None for the ring's fixed-point default, input bound) per mode. ring64
 # fixed point has no safe product at its 16 default fractional bits (README), so it is
 # benchmarked in integer mode only; its truncation uses small values.
@@ -34,11 +36,11 @@ def _sharer(x_shape, y_shape, frac_bits, bound):
     def setup(ctx):
         integral = frac_bits == 0
         x = _data(x_shape, bound, integral, 1) if ctx.rank == 0 else None
-        sx = ctx.share(x, owner=0, bound=bound, frac_bits=frac_bits)
+        sx = smpc.share(ctx, x, owner=0, bound=bound, frac_bits=frac_bits)
         if y_shape is None:
             return sx, None
         y = _data(y_shape, bound, integral, 2) if ctx.rank == 1 else None
-        return sx, ctx.share(y, owner=1, bound=bound, frac_bits=frac_bits)
+        return sx, smpc.share(ctx, y, owner=1, bound=bound, frac_bits=frac_bits)
 
     return setup
 

@@ -35,8 +35,9 @@ import pandas as pd
 
 from smpc import PolicyError, analyses
 from smpc.service.audit import verify
-from smpc.service.client import STATE_NAMES, JobClient
+from smpc.service.client import JobClient
 from smpc.service.pki import init_certs
+from smpc.service.states import STATE_NAMES
 
 DATA = Path(__file__).resolve().parent / "data"
 BANKS = ["bank_a", "bank_b", "bank_c"]

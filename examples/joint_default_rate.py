@@ -31,8 +31,8 @@ def consortium_statistics(ctx, defaults=None, amounts=None):
     rows = 0
     for bank in range(3):
         # integer mode (frac_bits=0): flags and whole DM amounts add up exactly
-        d = ctx.share(defaults if ctx.rank == bank else None, owner=bank, bound=1, frac_bits=0)
-        a = ctx.share(amounts if ctx.rank == bank else None, owner=bank, bound=1e7, frac_bits=0)
+        d = smpc.share(ctx, defaults if ctx.rank == bank else None, owner=bank, bound=1, frac_bits=0)
+        a = smpc.share(ctx, amounts if ctx.rank == bank else None, owner=bank, bound=1e7, frac_bits=0)
         rows += d.shape[0]  # row counts are public: they are the shapes
         total_defaults = d.sum() if total_defaults is None else total_defaults + d.sum()
         total_amount = a.sum() if total_amount is None else total_amount + a.sum()

@@ -17,7 +17,8 @@ import argparse
 from pathlib import Path
 
 from smpc import PolicyError
-from smpc.service.client import STATE_NAMES, JobClient
+from smpc.service.client import JobClient
+from smpc.service.states import STATE_NAMES
 
 SERVICES = Path(__file__).resolve().parents[1] / "services"
 

@@ -14,8 +14,8 @@ from smpc.errors import (
     RangeError,
     SmpcError,
 )
-from smpc.runtime import simulate
-from smpc.secret import SecretTensor, cat, maximum, minimum, stack, where
+from smpc.secret import SecretTensor, cat, constant, maximum, minimum, share, share_each, stack, where
+from smpc.simulation import simulate
 
 __version__ = "0.1.0"
 
@@ -43,9 +43,12 @@ __all__ = [
     "SecretTensor",
     "SmpcError",
     "cat",
-    "simulate",
+    "constant",
     "maximum",
     "minimum",
+    "share",
+    "share_each",
+    "simulate",
     "stack",
     "where",
 ]

@@ -38,6 +38,18 @@ def parse_data_args(items: list[str]) -> dict[str, Path]:
     return out
 
 
+def parse_param_args(items: list[str] | None) -> dict[str, str]:
+    """{key: value text} from repeated ``KEY=VALUE`` (``--param``); InputError for an item
+    without a key. The analysis' schema types the values (``Analysis.parse_params``)."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--param {item!r}: expected KEY=VALUE")
+        out[key.strip()] = value
+    return out
+
+
 def load_table(bank: str, path: Path, text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
     """One bank's file as a DataFrame (``smpc.tables.read_table``, as the party service reads
     it); InputError naming the bank for anything unusable. ``text_columns`` (ids) are read
@@ -87,40 +99,6 @@ def check_schemas(tables: dict[str, pd.DataFrame], columns: list[str]) -> None:
                 f"mismatched schemas: column '{c}' is numeric at {', '.join(numeric)} but text at {', '.join(text)}"
                 f"{detail}"
             )
-
-
-def run_secure(analysis, tables: dict[str, pd.DataFrame], params: dict, progress=None) -> tuple[dict, dict]:
-    """(result, cost) of the analysis on secret shares; cost = {"rounds", "bytes",
-    "bytes_per_party"} measured from every party's ``comm_stats``."""
-    from smpc.analyses.registry import bank_layout, merge_by_bank, set_progress_hook
-    from smpc.runtime import simulate
-
-    parsed = analysis.parse_params(params)
-    banks = list(tables)
-    owners, names, extra = bank_layout(banks)
-    inputs = {rank: {"table": tables[bank]} for rank, bank in zip(owners, banks, strict=True)}
-
-    def job(ctx, table=None, **kw):
-        if progress is not None and ctx.rank == 0:
-            set_progress_hook(ctx, progress)
-        result = analysis.fn(ctx, table, owners, **kw)
-        return result, ctx.comm_stats()
-
-    # every bank receives the result (with more than three banks they are input parties)
-    result_ranks = sorted(set(range(3)) | set(owners))
-    outcomes = simulate(job, ring=analysis.ring, inputs=inputs, input_parties=extra, party_names=names,
-                        result_ranks=result_ranks, **parsed)
-    result = next((r for r, _ in outcomes if r is not None), None)
-    if result is None:
-        raise SmpcError(f"{analysis.name}: no party received a result")
-    result = merge_by_bank(result, [r for r, _ in outcomes])
-    stats = [s for _, s in outcomes]
-    cost = {
-        "rounds": max(s["rounds"] for s in stats),
-        "bytes": sum(s["bytes_sent"] for s in stats),
-        "bytes_per_party": {names[r]: s["bytes_sent"] for r, s in enumerate(stats)},
-    }
-    return result, cost
 
 
 def leakage_items(text: str) -> list[str]:
@@ -208,22 +186,12 @@ def add_parser(sub) -> None:
     p.set_defaults(func=main)
 
 
-def _params(items: list[str]) -> dict[str, str]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InputError(f"--param {item!r}: expected KEY=VALUE")
-        out[key.strip()] = value
-    return out
-
-
 def main(args) -> int:
     from smpc import analyses
 
     try:
         analysis = analyses.get(args.analysis)
-        params = _params(args.param)
+        params = parse_param_args(args.param)
         if args.explain:
             info = analysis.describe()
             if args.json:
@@ -241,12 +209,12 @@ def main(args) -> int:
         for bank, table in tables.items():  # each bank's own checks, before any job starts
             analysis.check_input(table, bank, parsed)
         progress = None if args.json else _Progress()
-        result, cost = run_secure(analysis, tables, params, progress)
+        result, cost = analysis.run_local(tables, parsed, progress=progress)
         if progress is not None:
             progress.close()
         output = {"analysis": analysis.name, "result": result, "leakage": leakage_items(analysis.leakage), "cost": cost}
         if args.check:
-            plain = analysis.run_plaintext(tables, **params)
+            plain = analysis.plaintext(tables, **parsed)
             diff, where = largest_difference(result, plain)
             output["check"] = {"largest_difference": diff, "where": where}
         if args.json:

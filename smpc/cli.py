@@ -132,18 +132,8 @@ def _client(args):
     return JobClient(args.to, ca=args.ca, cert=args.cert, key=args.key, server_identity=args.server_name)
 
 
-def _parse_params(items: list[str]) -> dict[str, str]:
-    params = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise SmpcError(f"--param {item!r}: expected KEY=VALUE")
-        params[key.strip()] = value
-    return params
-
-
 def _progress_line(event, width: int = 24) -> str:
-    from smpc.service.client import STATE_NAMES
+    from smpc.service.states import STATE_NAMES
 
     filled = int(round(event.progress * width))
     bar = "#" * filled + "." * (width - filled)
@@ -181,7 +171,7 @@ def _note_result_elsewhere(args, client, status, result) -> None:
 
 def _job_submit(args) -> int:
     with _client(args) as client:
-        job_id = client.submit(args.analysis, _parse_params(args.param), source=args.source or "",
+        job_id = client.submit(args.analysis, _analyze.parse_param_args(args.param), source=args.source or "",
                                job_id=args.job_id or "", recipients=args.recipient or [])
         print(f"job {job_id} accepted by every party and running", file=sys.stderr)
         if args.no_wait:
@@ -221,7 +211,7 @@ def _job_watch(args) -> int:
 
 
 def _job_cancel(args) -> int:
-    from smpc.service.client import STATE_NAMES
+    from smpc.service.states import STATE_NAMES
 
     with _client(args) as client:
         status = client.cancel(args.job_id)

@@ -1,8 +1,11 @@
-"""A party's runtime: rank, transport, PRG streams, communication counters, and the SPMD API.
+"""A party's runtime: rank, transport, PRG streams, communication counters, and the rounds
+that carry public values (``publish``).
 
 Every compute party runs the same function with its own ``Context`` (see ``smpc.simulate``
 and the party service). Ranks 0..2 are the compute parties; ranks 3.. are input/result
-parties that own data or receive results but hold no shares.
+parties that own data or receive results but hold no shares. Secrets are made from a
+context by ``smpc.share``, ``smpc.share_each`` and ``smpc.constant`` (``smpc.secret``): this
+module knows nothing of them, so the protocols can use it without a cycle.
 """
 
 from __future__ import annotations
@@ -12,12 +15,11 @@ from collections.abc import Iterable
 
 import torch
 
-from smpc.errors import InputError, SmpcError
-from smpc.fixedpoint import DEFAULTS, encode
+from smpc.errors import SmpcError
+from smpc.fixedpoint import DEFAULTS
 from smpc.prg import PRG, new_key
-from smpc.protocols import arithmetic
 from smpc.ring import ring_for
-from smpc.sharing import N_COMPUTE
+from smpc.sharing import COMPUTE_RANKS, N_COMPUTE
 from smpc.transport.base import Transport, payload_bytes
 
 DEFAULT_TIMEOUT = 60.0
@@ -54,7 +56,7 @@ class Context:
     ):
         if world_size < N_COMPUTE:
             raise ValueError(f"a job needs {N_COMPUTE} compute parties, got world_size={world_size}")
-        result_ranks = tuple(range(N_COMPUTE)) if result_ranks is None else tuple(sorted(set(result_ranks)))
+        result_ranks = COMPUTE_RANKS if result_ranks is None else tuple(sorted(set(result_ranks)))
         if any(not 0 <= r < world_size for r in result_ranks):
             raise SmpcError(f"result ranks {list(result_ranks)} are not all parties of this job "
                             f"(world size {world_size})")
@@ -174,86 +176,7 @@ class Context:
             self.input_prgs = [PRG(k0), PRG(k1)]
         self.reset_comm_stats()
 
-    # ----- the SPMD API --------------------------------------------------------------
-    def share(
-        self,
-        value,
-        owner: int,
-        *,
-        bound: float | None = None,
-        frac_bits: int | None = None,
-        name: str | None = None,
-    ):
-        """Secret-share ``value`` held by rank ``owner`` (every other rank passes None).
-
-        ``bound`` is the public largest |value| (default: the ring's default input bound),
-        ``frac_bits`` the fixed-point precision (0 for exact integers; default ``ctx.frac_bits``).
-        The owner checks its values first: NaN, infinity, values over the bound or
-        non-integers in integer mode raise before anything is sent, and the job is aborted on
-        every party. Leakage: the shape of the value.
-        Cost: 1 round; a compute owner sends 1 ring element per element (to one party; the
-        third gets the shape), an input party 2 (``protocols.arithmetic.share_input``).
-        """
-        from smpc.secret import SecretTensor
-
-        if not 0 <= owner < self.world_size:
-            raise SmpcError(f"owner rank {owner} is not a party of this job (world size {self.world_size})")
-        f = self.frac_bits if frac_bits is None else int(frac_bits)
-        b = self.default_bound if bound is None else float(bound)
-        encoded = self._encode_own(value, f, b, name) if self.rank == owner else None
-        shares = arithmetic.share_input(self, encoded, owner)
-        return SecretTensor(self, shares, frac_bits=f, bound=b, origin=self._origin(owner, name))
-
-    def _origin(self, owner: int, name: str | None) -> str:
-        return f"{self.name_of(owner)}'s {name or 'input'}"
-
-    def _encode_own(self, value, frac_bits: int, bound: float, name: str | None) -> torch.Tensor:
-        """This rank's own input, checked and encoded before anything is sent (``share``,
-        ``share_each``); errors name the party and the column."""
-        me = self.name_of(self.rank)
-        if value is None:
-            raise SmpcError(f"{me} owns this input but passed None")
-        return encode(value, self.ring, frac_bits, bound, who=me + (f", column '{name}'" if name else ""))
-
-    def share_each(
-        self,
-        value,
-        owners,
-        *,
-        shape,
-        bound: float | None = None,
-        frac_bits: int | None = None,
-        name: str | None = None,
-    ) -> list:
-        """Every rank in ``owners`` secret-shares its own ``value`` (every other rank passes
-        None) of the public ``shape``, all in one round; returns one secret per owner, in
-        owner order. For values every party knows the shape of (per-bank aggregates): calling
-        ``share`` once per owner costs a round each.
-
-        The owners check their values as ``share`` does, and a value of another shape is
-        refused before anything is sent. Leakage: none. Cost: 1 round; a compute owner sends
-        1 ring element per element to one party, an input party 2
-        (``protocols.arithmetic.share_inputs``).
-        """
-        from smpc.secret import SecretTensor
-
-        owners = list(owners)
-        if not owners or any(not 0 <= o < self.world_size for o in owners) or len(set(owners)) < len(owners):
-            raise SmpcError(f"share_each: owners {owners} must be distinct ranks of this job")
-        shape = tuple(int(d) for d in shape)
-        f = self.frac_bits if frac_bits is None else int(frac_bits)
-        b = self.default_bound if bound is None else float(bound)
-        encoded = None
-        if self.rank in owners:
-            encoded = self._encode_own(value, f, b, name)
-            if tuple(self.ring.shape(encoded)) != shape:
-                who = self.name_of(self.rank) + (f", column '{name}'" if name else "")
-                raise InputError(f"{who}: a value of shape {tuple(self.ring.shape(encoded))}, where every party "
-                                 f"expects {shape}")
-        shares = arithmetic.share_inputs(self, encoded, owners, shape)
-        return [SecretTensor(self, s, frac_bits=f, bound=b, origin=self._origin(o, name))
-                for o, s in zip(owners, shares, strict=True)]
-
+    # ----- public values ----------------------------------------------------------------
     def publish_each(self, value, owners) -> list:
         """Every rank in ``owners`` sends its public, JSON-serialisable ``value`` to every other
         rank, all in one round; all ranks return the values in owner order (``publish`` is the
@@ -278,12 +201,6 @@ class Context:
             except ValueError:
                 raise SmpcError(f"{self.name_of(o)} published a value that is not valid JSON") from None
         return out
-
-    def constant(self, value, *, frac_bits: int | None = None):
-        """A public value as a (trivially shared) secret, e.g. to start an accumulation."""
-        from smpc.secret import SecretTensor
-
-        return SecretTensor.from_public(self, value, frac_bits=frac_bits)
 
     def publish(self, value, owner: int):
         """Send a public, JSON-serialisable value from ``owner`` to every other rank; all

@@ -14,7 +14,8 @@ from types import SimpleNamespace
 import torch
 
 from smpc.errors import RangeError
-from smpc.runtime import simulate
+from smpc.secret import share
+from smpc.simulation import simulate
 
 N = 1000  # elements per run; every protocol here costs a whole number of bytes per element
 
@@ -65,14 +66,14 @@ def measure(ring: int) -> dict[str, object]:
             xs = torch.linspace(-100, 100, N, dtype=torch.float64)
             ys = torch.linspace(50, -50, N, dtype=torch.float64)
             v = SimpleNamespace()
-            v.x = ctx.share(xs if ctx.rank == 0 else None, owner=0, bound=1e3)
+            v.x = share(ctx, xs if ctx.rank == 0 else None, owner=0, bound=1e3)
             if op is None:
                 return ctx.comm_stats()
-            v.y = ctx.share(ys if ctx.rank == 1 else None, owner=1, bound=1e3)
-            v.xi = ctx.share(xs.round() if ctx.rank == 0 else None, owner=0, bound=1e3, frac_bits=0)
-            v.yi = ctx.share(ys.round() if ctx.rank == 1 else None, owner=1, bound=1e3, frac_bits=0)
+            v.y = share(ctx, ys if ctx.rank == 1 else None, owner=1, bound=1e3)
+            v.xi = share(ctx, xs.round() if ctx.rank == 0 else None, owner=0, bound=1e3, frac_bits=0)
+            v.yi = share(ctx, ys.round() if ctx.rank == 1 else None, owner=1, bound=1e3, frac_bits=0)
             v.bit = v.xi < v.yi
-            v.small = ctx.share(xs / 10 if ctx.rank == 0 else None, owner=0, bound=20)
+            v.small = share(ctx, xs / 10 if ctx.rank == 0 else None, owner=0, bound=20)
             ctx.reset_comm_stats()
             op(v)
             return ctx.comm_stats()

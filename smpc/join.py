@@ -54,8 +54,9 @@ import pandas as pd
 import torch
 
 from smpc.errors import InputError, ProtocolError, RangeError
-from smpc.protocols.segmented import adjacent_equal, bits_to_arithmetic, group_totals
-from smpc.protocols.sort import SortedRows, sort_rows_from, tree_order
+from smpc.protocols import boolean
+from smpc.protocols.segmented import adjacent_equal, bits_to_arithmetic, group_totals, mul
+from smpc.protocols.sort import PackedBits, SortedRows, less_than_words, sort_rows_from, tree_order
 from smpc.ring import RING64
 from smpc.sharing import N_COMPUTE, ArithmeticShares, BooleanShares
 
@@ -384,6 +385,57 @@ class PrivateJoin:
         """1 - x (local)."""
         one = RING64.from_int64(torch.ones((), dtype=torch.int64))
         return x.neg().add_public(self.ctx.rank, one)
+
+    def plus_public(self, x: ArithmeticShares, value: int) -> ArithmeticShares:
+        """x + a public integer (local)."""
+        return x.add_public(self.ctx.rank, RING64.from_int64(torch.tensor(value, dtype=torch.int64)))
+
+    def count_customers(self, flags: ArithmeticShares, step: str = "join-count") -> ArithmeticShares:
+        """How many customers have flag 1, for secret 0/1 ``flags`` (N,) that are the same on
+        all of a customer's rows: each customer counts at its first row. Returns a shared
+        (1,) ring64 count. Cost: 1 round; 1 ring64 element per row per party."""
+        starts = self.ones_minus(self.same_customer)
+        return mul(self.ctx, starts, flags, step).sum().reshape((1,))
+
+    def over_thresholds(self, totals: ArithmeticShares, threshold: int, min_count: int, count_bits: int,
+                        step: str = "join") -> ArithmeticShares:
+        """Secret 0/1 per row: [total > threshold or count >= min_count], for packed totals
+        t = total << c | count (count < 2^c, c = ``count_bits``; e.g. ``totals`` of a value
+        column packed with a row count). One conversion of t to bits, then both tests as
+        unsigned comparisons with public words in one call, then their OR and the bit's
+        injection into ring64.
+        total > threshold  <=>  t > (threshold + 1) 2^c - 1 as signed values (the low c bits
+        are < 2^c); count >= min  <=>  (t mod 2^c) > min - 1.
+        Cost: 8 rounds (conversion, 8 words) + 7 (comparisons, ~6 words) + 1 (OR) + 2 (bit
+        injection, 1 ring element) per row. Error: exact."""
+        ctx = self.ctx
+        n = totals.shape[0]
+        sign = -(1 << 63)
+        padded = max(64, -(-n // 64) * 64)  # so that the two results fill separate words
+        bits = boolean.bit_decompose(ctx, totals)
+        low = (1 << count_bits) - 1
+
+        def lay(first_half: torch.Tensor, second_half: torch.Tensor) -> torch.Tensor:
+            out = torch.zeros(2 * padded, dtype=torch.int64)
+            out[:n] = first_half
+            out[padded : padded + n] = second_half
+            return tree_order(out).reshape(-1, 1)
+
+        secret = BooleanShares(lay(bits.first ^ (sign if ctx.rank == 0 else 0), bits.first & low),
+                               lay(bits.second ^ (sign if ctx.rank == 2 else 0), bits.second & low))
+        del bits
+        limit = torch.full((n,), ((threshold + 1) << count_bits) - 1, dtype=torch.int64) ^ sign
+        public = lay(limit, torch.full((n,), min_count - 1, dtype=torch.int64))
+        del limit
+        zero = torch.zeros((), dtype=torch.int64).expand(public.shape)  # read only: no memory per row
+        bounds = BooleanShares(public if ctx.rank == 0 else zero, public if ctx.rank == 2 else zero)
+        above = less_than_words(ctx, bounds, secret, f"{step}-thresholds")
+        del bounds, secret, public
+        words = above.shares.first.numel() // 2
+        over, enough = above.shares.getitem(slice(0, words)), above.shares.getitem(slice(words, None))
+        both = boolean.and_(ctx, over, enough, f"{step}-or")
+        flag = PackedBits(over.xor(enough).xor(both), n)
+        return boolean.bit_to_arithmetic(ctx, flag.unpack(), RING64)
 
     def to_owners(
         self,

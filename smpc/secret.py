@@ -26,6 +26,7 @@ from smpc.fixedpoint import (
     check_open,
     check_truncatable,
     decode,
+    encode,
     encode_public,
     open_width,
     truncatable_encoded,
@@ -657,23 +658,92 @@ class SecretTensor:
         return out.reshape(tuple(self.ring.shape(opened)))
 
 
+# ----- inputs: a party's values become secrets ---------------------------------------------
+def share(ctx, value, owner: int, *, bound: float | None = None, frac_bits: int | None = None,
+          name: str | None = None) -> SecretTensor:
+    """Secret-share ``value`` held by rank ``owner`` (every other rank passes None).
+
+    ``bound`` is the public largest |value| (default: the ring's default input bound),
+    ``frac_bits`` the fixed-point precision (0 for exact integers; default ``ctx.frac_bits``).
+    The owner checks its values first: NaN, infinity, values over the bound or
+    non-integers in integer mode raise before anything is sent, and the job is aborted on
+    every party. Leakage: the shape of the value.
+    Cost: 1 round; a compute owner sends 1 ring element per element (to one party; the
+    third gets the shape), an input party 2 (``protocols.arithmetic.share_input``).
+    """
+    if not 0 <= owner < ctx.world_size:
+        raise SmpcError(f"owner rank {owner} is not a party of this job (world size {ctx.world_size})")
+    f = ctx.frac_bits if frac_bits is None else int(frac_bits)
+    b = ctx.default_bound if bound is None else float(bound)
+    encoded = _encode_own(ctx, value, f, b, name) if ctx.rank == owner else None
+    shares = arithmetic.share_input(ctx, encoded, owner)
+    return SecretTensor(ctx, shares, frac_bits=f, bound=b, origin=_origin(ctx, owner, name))
+
+
+def share_each(ctx, value, owners, *, shape, bound: float | None = None, frac_bits: int | None = None,
+               name: str | None = None) -> list[SecretTensor]:
+    """Every rank in ``owners`` secret-shares its own ``value`` (every other rank passes
+    None) of the public ``shape``, all in one round; returns one secret per owner, in
+    owner order. For values every party knows the shape of (per-bank aggregates): calling
+    ``share`` once per owner costs a round each.
+
+    The owners check their values as ``share`` does, and a value of another shape is
+    refused before anything is sent. Leakage: none. Cost: 1 round; a compute owner sends
+    1 ring element per element to one party, an input party 2
+    (``protocols.arithmetic.share_inputs``).
+    """
+    owners = list(owners)
+    if not owners or any(not 0 <= o < ctx.world_size for o in owners) or len(set(owners)) < len(owners):
+        raise SmpcError(f"share_each: owners {owners} must be distinct ranks of this job")
+    shape = tuple(int(d) for d in shape)
+    f = ctx.frac_bits if frac_bits is None else int(frac_bits)
+    b = ctx.default_bound if bound is None else float(bound)
+    encoded = None
+    if ctx.rank in owners:
+        encoded = _encode_own(ctx, value, f, b, name)
+        if tuple(ctx.ring.shape(encoded)) != shape:
+            who = ctx.name_of(ctx.rank) + (f", column '{name}'" if name else "")
+            raise InputError(f"{who}: a value of shape {tuple(ctx.ring.shape(encoded))}, where every party "
+                             f"expects {shape}")
+    shares = arithmetic.share_inputs(ctx, encoded, owners, shape)
+    return [SecretTensor(ctx, s, frac_bits=f, bound=b, origin=_origin(ctx, o, name))
+            for o, s in zip(owners, shares, strict=True)]
+
+
+def constant(ctx, value, *, frac_bits: int | None = None) -> SecretTensor:
+    """A public value as a (trivially shared) secret, e.g. to start an accumulation."""
+    return SecretTensor.from_public(ctx, value, frac_bits=frac_bits)
+
+
+def _origin(ctx, owner: int, name: str | None) -> str:
+    return f"{ctx.name_of(owner)}'s {name or 'input'}"
+
+
+def _encode_own(ctx, value, frac_bits: int, bound: float, name: str | None) -> torch.Tensor:
+    """This rank's own input, checked and encoded before anything is sent (``share``,
+    ``share_each``); errors name the party and the column."""
+    me = ctx.name_of(ctx.rank)
+    if value is None:
+        raise SmpcError(f"{me} owns this input but passed None")
+    return encode(value, ctx.ring, frac_bits, bound, who=me + (f", column '{name}'" if name else ""))
+
+
 def cat(items: list[SecretTensor], dim: int = 0) -> SecretTensor:
     """Concatenate secrets (local). Fractional bits are aligned to the largest."""
-    f = max(x.frac_bits for x in items)
-    aligned = [x.rescale(f) for x in items]
-    bound = max(x.bound for x in items)
-    first = aligned[0]
-    shares = None if first.shares is None else ArithmeticShares.cat([x.shares for x in aligned], dim)
-    return first._new(shares, f, bound, *aligned)
+    return _joined(items, dim, ArithmeticShares.cat)
 
 
 def stack(items: list[SecretTensor], dim: int = 0) -> SecretTensor:
-    """Stack secrets along a new dimension (local)."""
+    """Stack secrets along a new dimension (local), fractional bits aligned as ``cat``'s."""
+    return _joined(items, dim, ArithmeticShares.stack)
+
+
+def _joined(items: list[SecretTensor], dim: int, join) -> SecretTensor:
     f = max(x.frac_bits for x in items)
     aligned = [x.rescale(f) for x in items]
     bound = max(x.bound for x in items)
     first = aligned[0]
-    shares = None if first.shares is None else ArithmeticShares.stack([x.shares for x in aligned], dim)
+    shares = None if first.shares is None else join([x.shares for x in aligned], dim)
     return first._new(shares, f, bound, *aligned)
 
 

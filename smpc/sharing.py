@@ -15,6 +15,8 @@ import torch
 from smpc.ring import Ring, broadcast_shape
 
 N_COMPUTE = 3
+COMPUTE_RANKS = tuple(range(N_COMPUTE))
+"""The ranks of the compute parties, the shares' holders: 0, 1 and 2."""
 
 
 @dataclass

@@ -5,6 +5,7 @@ and opened to the job's recipients, who must refuse it rather than receive it wr
 
 from __future__ import annotations
 
+import smpc
 from smpc.analyses.registry import Param, register
 from smpc.secret import SecretTensor
 
@@ -24,7 +25,7 @@ def out_of_bound(ctx, table, owners, *, column, wrong_bound=100.0):
     Cost: 2 rounds: one to share, one to reveal.
     """
     mine = [int(table[column].count())] if table is not None and ctx.rank in owners else None
-    parts = ctx.share_each(mine, owners, shape=(1,), bound=1e6, frac_bits=0, name="row count")
+    parts = smpc.share_each(ctx, mine, owners, shape=(1,), bound=1e6, frac_bits=0, name="row count")
     total = sum(parts[1:], parts[0])
     wrong = SecretTensor(ctx, total.shares, 0, float(wrong_bound), origin="the row total under a wrong bound")
     opened = wrong.reveal_int(ctx.result_ranks)

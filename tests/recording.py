@@ -3,13 +3,12 @@ rank receives: for tests of what a party sees (privacy, leakage, who gets which 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 import torch
 
-from smpc.context import Context
-from smpc.errors import PartyUnavailable
+from smpc.sharing import N_COMPUTE
+from smpc.simulation import simulate
 from smpc.transport.inprocess import InProcessNetwork, InProcessTransport
 
 
@@ -29,29 +28,16 @@ class RecordingTransport(InProcessTransport):
 
 def run_recorded(fn: Callable, world: int = 3, ring: int = 64, party_names: list[str] | None = None,
                  args: Callable[[int], dict] = lambda rank: {}, result_ranks=None):
-    """Run ``fn(ctx, **args(rank))`` on every rank in its own thread; return (results, the
+    """Run ``fn(ctx, **args(rank))`` on every rank (``smpc.simulate``); return (results, the
     messages each rank received). ``result_ranks``: the job's recipients (``ctx.result_ranks``;
-    default the compute parties). A failing rank aborts the others; the first error that is
-    not a consequence (``PartyUnavailable``) is re-raised."""
-    network = InProcessNetwork(world)
-    transports = [RecordingTransport(network, r) for r in range(world)]
-    results: list = [None] * world
-    errors: list = []
+    default the compute parties). A failing rank aborts the others, and the error of the rank
+    that failed first is re-raised."""
+    transports: dict[int, RecordingTransport] = {}
 
-    def run(rank):
-        try:
-            ctx = Context(rank, world, transports[rank], ring=ring, timeout=120, party_names=party_names,
-                          result_ranks=result_ranks)
-            results[rank] = fn(ctx, **args(rank))
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            errors.append(exc)
-            network.abort(rank, type(exc).__name__)
+    def recording(network: InProcessNetwork, rank: int) -> RecordingTransport:
+        transports[rank] = RecordingTransport(network, rank)
+        return transports[rank]
 
-    threads = [threading.Thread(target=run, args=(r,)) for r in range(world)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise next((e for e in errors if not isinstance(e, PartyUnavailable)), errors[0])
-    return results, [t.received for t in transports]
+    results = simulate(fn, ring=ring, inputs={r: args(r) for r in range(world)}, input_parties=world - N_COMPUTE,
+                       timeout=120, party_names=party_names, result_ranks=result_ranks, transport_factory=recording)
+    return results, [transports[r].received for r in range(world)]

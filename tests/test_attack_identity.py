@@ -20,9 +20,10 @@ import pytest
 from service_harness import BANKS, LOAN_PARAMS, Cluster, smpc_cli, wait_for
 
 from smpc.errors import PolicyError, SmpcError
-from smpc.service.client import STATE_NAMES, JobClient
+from smpc.service.client import JobClient
 from smpc.service.identity import identity_of, load_certificate, load_private_key, sign, spec_payload
 from smpc.service.pki import _pem_cert, _pem_key, init_certs, issue, load_ca
+from smpc.service.states import STATE_NAMES
 from smpc.transport.grpc import secure_channel
 from smpc.v1 import jobs_pb2, peer_pb2, peer_pb2_grpc
 

@@ -23,7 +23,7 @@ import re
 import pytest
 from service_harness import BANKS, Cluster
 
-from smpc.service.client import STATE_NAMES
+from smpc.service.states import STATE_NAMES
 
 ATTACKER = "analyst"
 LOANS = {"label": "creditability", "positive": "bad", "amount": "credit_amount"}

@@ -19,7 +19,7 @@ import pytest
 from service_harness import BANKS, LOAN_PARAMS, Cluster, wait_for
 
 from smpc import analyses
-from smpc.service.client import STATE_NAMES
+from smpc.service.states import STATE_NAMES
 from smpc.v1 import jobs_pb2
 
 WATCHES_PER_IDENTITY = 20

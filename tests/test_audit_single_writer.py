@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from service_harness import LOAN_PARAMS, Cluster, free_ports, wait_for
 
 from smpc.service.audit import verify
-from smpc.service.client import STATE_NAMES
+from smpc.service.states import STATE_NAMES
 
 LOCKED = "is writing the audit log"
 

@@ -168,7 +168,7 @@ def test_a_bad_label_stops_default_rate_before_anything_is_published_or_opened(b
 def test_every_banks_checks_run_before_any_job_starts(bank_files, tmp_path, capsys, monkeypatch, analysis, params):
     """bank_c's 1.5 in an integer column is caught by the analysis' own check, before the
     parties are even started: nothing can have been shared."""
-    import smpc.runtime
+    import smpc.simulation
 
     german = pd.read_csv(DATA / "german_credit.csv")
     part = german.iloc[2::3].copy()
@@ -177,7 +177,7 @@ def test_every_banks_checks_run_before_any_job_starts(bank_files, tmp_path, caps
     bad = tmp_path / "bank_c.csv"
     part.to_csv(bad, index=False)
     started = []
-    monkeypatch.setattr(smpc.runtime, "simulate", lambda *a, **k: started.append(1))
+    monkeypatch.setattr(smpc.simulation, "simulate", lambda *a, **k: started.append(1))
     code = cli_main(["analyze", analysis, "--data", f"bank_a={bank_files[('german', 'bank_a')]}",
                      "--data", f"bank_b={bank_files[('german', 'bank_b')]}", "--data", f"bank_c={bad}", *params])
     out = capsys.readouterr()

@@ -46,8 +46,8 @@ def test_comparisons_exact_on_adversarial_pairs(ring):
     x, y = adversarial_pairs(100_000, bound, frac, seed=ring)
 
     def job(ctx, x=None, y=None):
-        a = ctx.share(x, owner=0, bound=bound)
-        b = ctx.share(y, owner=1, bound=bound)
+        a = smpc.share(ctx, x, owner=0, bound=bound)
+        b = smpc.share(ctx, y, owner=1, bound=bound)
         return [t.reveal() for t in (a < b, a <= b, a > b, a >= b, a == b, a != b, a < 0.0)]
 
     got = smpc.simulate(job, ring=ring, inputs={0: {"x": x}, 1: {"y": y}})[2]
@@ -70,8 +70,8 @@ def test_integer_mode_comparisons_near_the_64_bit_limit(ring, kernel_path):
     y[10000:] = torch.tensor(gen.integers(-(2**61), 2**61, 10_000), dtype=torch.int64)
 
     def job(ctx, x=None, y=None):
-        a = ctx.share(x, owner=0, bound=bound, frac_bits=0)
-        b = ctx.share(y, owner=2, bound=bound, frac_bits=0)
+        a = smpc.share(ctx, x, owner=0, bound=bound, frac_bits=0)
+        b = smpc.share(ctx, y, owner=2, bound=bound, frac_bits=0)
         return (a < b).reveal(), (a == b).reveal()
 
     lt, eq = smpc.simulate(job, ring=ring, inputs={0: {"x": x}, 2: {"y": y}})[1]
@@ -89,8 +89,8 @@ def test_packed_trees_on_sizes_that_do_not_fill_words(shape, kernel_path):
     y.view(-1)[0] = x.view(-1)[0] - 1
 
     def job(ctx, x=None, y=None):
-        a = ctx.share(x, owner=0, bound=2.0**41, frac_bits=0)
-        b = ctx.share(y, owner=1, bound=2.0**41, frac_bits=0)
+        a = smpc.share(ctx, x, owner=0, bound=2.0**41, frac_bits=0)
+        b = smpc.share(ctx, y, owner=1, bound=2.0**41, frac_bits=0)
         return (a < b).reveal(), (a == b).reveal(), (a >= b).reveal()
 
     lt, eq, ge = smpc.simulate(job, ring=64, inputs={0: {"x": x}, 1: {"y": y}})[0]
@@ -111,7 +111,7 @@ def test_bit_decomposition_is_exact_on_both_kernel_paths(ring, kernel_path):
     x[:6] = torch.tensor([0, -1, 1, -(2**62), 2**62 - 1, -(2**61)])
 
     def job(ctx, x=None):
-        a = ctx.share(x, owner=0, bound=2.0**62, frac_bits=0)
+        a = smpc.share(ctx, x, owner=0, bound=2.0**62, frac_bits=0)
         bits, c1, c2 = boolean.a2b_with_carries(ctx, a.shares)
         return bits, c1, c2, a.shares
 
@@ -129,7 +129,7 @@ def test_bit_decomposition_is_exact_on_both_kernel_paths(ring, kernel_path):
 
 def test_comparison_beyond_64_bits_is_refused():
     def job(ctx):
-        a = ctx.share(torch.zeros(3, dtype=torch.float64) if ctx.rank == 0 else None, owner=0, bound=2.0**50)
+        a = smpc.share(ctx, torch.zeros(3, dtype=torch.float64) if ctx.rank == 0 else None, owner=0, bound=2.0**50)
         return a < 1.0
 
     with pytest.raises(smpc.RangeError, match="64 bits"):
@@ -143,8 +143,8 @@ def test_bytes_and_rounds_of_less_than_and_equality(ring):
     elem = 8 if ring == 64 else 16
 
     def job(ctx):
-        a = ctx.share(torch.linspace(-5, 5, n, dtype=torch.float64) if ctx.rank == 0 else None, owner=0, bound=10)
-        b = ctx.share(torch.linspace(5, -5, n, dtype=torch.float64) if ctx.rank == 1 else None, owner=1, bound=10)
+        a = smpc.share(ctx, torch.linspace(-5, 5, n, dtype=torch.float64) if ctx.rank == 0 else None, owner=0, bound=10)
+        b = smpc.share(ctx, torch.linspace(5, -5, n, dtype=torch.float64) if ctx.rank == 1 else None, owner=1, bound=10)
         ctx.reset_comm_stats()
         _ = a < b
         lt = ctx.comm_stats()
@@ -176,7 +176,7 @@ def test_less_than_on_a_million_elements_takes_at_most_12_rounds():
     n = 1_000_000
 
     def job(ctx, x=None):
-        a = ctx.share(x, owner=0, bound=1e6)
+        a = smpc.share(ctx, x, owner=0, bound=1e6)
         ctx.reset_comm_stats()
         flags = a < 0.0
         rounds = ctx.comm_stats()["rounds"]
@@ -196,8 +196,8 @@ def test_where_abs_relu_minimum_maximum(ring):
     y = torch.tensor(gen.uniform(-1e4, 1e4, 5000))
 
     def job(ctx, x=None, y=None):
-        a = ctx.share(x, owner=0, bound=1e4)
-        b = ctx.share(y, owner=1, bound=1e4)
+        a = smpc.share(ctx, x, owner=0, bound=1e4)
+        b = smpc.share(ctx, y, owner=1, bound=1e4)
         return [
             smpc.where(a < b, a, b).reveal(),
             smpc.where(a < b, 1.5, -2.25).reveal(),
@@ -228,7 +228,7 @@ def test_min_max_argmax_reductions(ring):
     x = torch.tensor(gen.uniform(-1e5, 1e5, (37, 5)))  # odd length exercises the leftovers
 
     def job(ctx, x=None):
-        a = ctx.share(x, owner=0, bound=1e5)
+        a = smpc.share(ctx, x, owner=0, bound=1e5)
         return [a.max().reveal(), a.min().reveal(), a.max(dim=0).reveal(), a.min(dim=1).reveal(),
                 a.argmax(dim=0).reveal(), a.argmin().reveal()]
 
@@ -257,7 +257,7 @@ def test_public_operands_off_the_grid_compare_exactly(ring, frac):
     c = torch.tensor([v for v in constants for _ in range(4)], dtype=torch.float64)
 
     def job(ctx, x=None):
-        a = ctx.share(x, owner=0, bound=2e6, frac_bits=frac)
+        a = smpc.share(ctx, x, owner=0, bound=2e6, frac_bits=frac)
         return [t.reveal() for t in (a < c, a <= c, a > c, a >= c, a == c, a != c, a < 0.7, a == 2.5)]
 
     got = smpc.simulate(job, ring=ring, inputs={0: {"x": x}})[1]
@@ -273,8 +273,8 @@ def test_derived_conditions_select_and_reductions_take_negative_dims():
     b_vals = torch.tensor([[2.0, 2.0, 3.0], [1.0, 2.0, 9.0]], dtype=torch.float64)
 
     def job(ctx, a=None, b=None):
-        x = ctx.share(a, owner=0, bound=10)
-        y = ctx.share(b, owner=1, bound=10)
+        x = smpc.share(ctx, a, owner=0, bound=10)
+        y = smpc.share(ctx, b, owner=1, bound=10)
         picks = [smpc.where(cond, x, y).reveal() for cond in (x <= y, x >= y, x != y)]
         return picks, x.max(dim=-1).reveal(), x.argmax(dim=-1).reveal(), x.min(dim=-2).reveal()
 
@@ -286,13 +286,13 @@ def test_derived_conditions_select_and_reductions_take_negative_dims():
     assert torch.equal(mn, a_vals.min(dim=-2).values)
 
     def empty(ctx):
-        return ctx.share(torch.zeros(0, dtype=torch.float64) if ctx.rank == 0 else None, owner=0, bound=1).max()
+        return smpc.share(ctx, torch.zeros(0, dtype=torch.float64) if ctx.rank == 0 else None, owner=0, bound=1).max()
 
     with pytest.raises(smpc.InputError, match="empty"):
         smpc.simulate(empty)
 
     def bad_dim(ctx):
-        return ctx.share(a_vals if ctx.rank == 0 else None, owner=0, bound=10).max(dim=2)
+        return smpc.share(ctx, a_vals if ctx.rank == 0 else None, owner=0, bound=10).max(dim=2)
 
     with pytest.raises(smpc.SmpcError, match="dim 2 is out of range"):
         smpc.simulate(bad_dim)
@@ -302,7 +302,7 @@ def test_argmax_reaches_an_input_party_that_holds_no_shares():
     values = torch.tensor([1.0, 5.0, 3.0, -2.0], dtype=torch.float64)
 
     def job(ctx, x=None):
-        a = ctx.share(x, owner=0, bound=10)
+        a = smpc.share(ctx, x, owner=0, bound=10)
         return a.argmax().reveal(), a.argmin().reveal()
 
     # rank 0 is the input party (no shares); ranks 1..3 compute
@@ -316,7 +316,7 @@ def test_abs_holds_for_every_value_a_comparison_holds_on_ring64():
     values = np.array([big, -big, 0, 1, -1, big - 1, -(big - 1)], dtype=object)
 
     def job(ctx, x=None):
-        a = ctx.share(x, owner=0, bound=float(big), frac_bits=0)
+        a = smpc.share(ctx, x, owner=0, bound=float(big), frac_bits=0)
         return a.abs().reveal_exact(), a.relu().reveal_exact()
 
     got_abs, got_relu = smpc.simulate(job, ring=64, inputs={0: {"x": values}})[0]

@@ -199,9 +199,9 @@ def _job(op: Op, cfg: Config):
 
     def job(ctx, x=None, y=None, w=None):
         b, f = cfg.mode.bound, cfg.f
-        xs = ctx.share(x if ctx.rank == owner_x else None, owner=owner_x, bound=b, frac_bits=f, name="x")
-        ys = ctx.share(y if ctx.rank == owner_y else None, owner=owner_y, bound=b, frac_bits=f, name="y")
-        ws = ctx.share(w if ctx.rank == owner_x else None, owner=owner_x, bound=b, frac_bits=f, name="w")
+        xs = smpc.share(ctx, x if ctx.rank == owner_x else None, owner=owner_x, bound=b, frac_bits=f, name="x")
+        ys = smpc.share(ctx, y if ctx.rank == owner_y else None, owner=owner_y, bound=b, frac_bits=f, name="y")
+        ws = smpc.share(ctx, w if ctx.rank == owner_x else None, owner=owner_x, bound=b, frac_bits=f, name="w")
         ctx.reset_comm_stats()
         out = op.compute(xs, ys, ws)
         stats = ctx.comm_stats()
@@ -293,7 +293,7 @@ def test_share_and_reveal_traffic(ring, input_parties):
         log = []
         for owner in range(world):
             ctx.reset_comm_stats()
-            s = ctx.share(value if ctx.rank == owner else None, owner=owner, bound=1e4)
+            s = smpc.share(ctx, value if ctx.rank == owner else None, owner=owner, bound=1e4)
             log.append(("share", owner, ctx.comm_stats()))
             targets = [None, 0] + ([3] if input_parties else [])
             for to in targets:
@@ -358,7 +358,7 @@ def test_secret_times_public_integer_matrix(ring):
     w = torch.tensor([[-1, 2], [-3, -1]])
 
     def job(ctx, x=None):
-        s = ctx.share(x, owner=0, bound=1000, frac_bits=0)
+        s = smpc.share(ctx, x, owner=0, bound=1000, frac_bits=0)
         return (s @ w).reveal_int()
 
     got = smpc.simulate(job, ring=ring, inputs={0: {"x": x}})[0]
@@ -401,12 +401,12 @@ def test_million_products_at_bank_magnitudes(ring, kind):
         bx = by = 1e6
 
     def job(ctx, x=None, y=None):
-        a = ctx.share(x, owner=0, bound=bx)
+        a = smpc.share(ctx, x, owner=0, bound=bx)
         if kind == "square":
             ctx.reset_comm_stats()
             out = a * a
         else:
-            b = ctx.share(y, owner=1, bound=by)
+            b = smpc.share(ctx, y, owner=1, bound=by)
             ctx.reset_comm_stats()
             out = a * b
         stats = ctx.comm_stats()
@@ -448,7 +448,7 @@ def test_million_sums_at_bank_magnitudes(ring):
     reals = gen.uniform(-1e9, 1e9, N_BIG)
 
     def int_job(ctx, v=None):
-        s = ctx.share(v, owner=2, bound=1e9, frac_bits=0)
+        s = smpc.share(ctx, v, owner=2, bound=1e9, frac_bits=0)
         ctx.reset_comm_stats()
         total = s.sum()
         assert ctx.comm_stats()["bytes_sent"] == 0  # sums are local
@@ -458,7 +458,7 @@ def test_million_sums_at_bank_magnitudes(ring):
     assert int(got) == sum(int(v) for v in ints.tolist())
 
     def fx_job(ctx, v=None):
-        s = ctx.share(v, owner=0, bound=1e9)
+        s = smpc.share(ctx, v, owner=0, bound=1e9)
         return s.sum().reveal()
 
     if ring == 64:

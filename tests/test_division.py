@@ -50,7 +50,7 @@ def test_division_relative_error_on_1e5_bank_scale_pairs():
     y = torch.tensor(log_uniform(gen, 1e-3, 1e9, n))
 
     def job(ctx, x=None, y=None):
-        q = ctx.share(x, owner=0) / ctx.share(y, owner=1)
+        q = smpc.share(ctx, x, owner=0) / smpc.share(ctx, y, owner=1)
         return q.frac_bits, q.reveal()
 
     frac, got = smpc.simulate(job, inputs={0: {"x": x}, 1: {"y": y}})[0]
@@ -72,7 +72,7 @@ def test_division_against_the_real_inputs_when_divisors_are_shared_finely():
     y = torch.tensor(np.concatenate([log_uniform(gen, 1e-3, 1e9, n), [1e-3, 1e9, 1e-3, 2e-3]]))
 
     def job(ctx, x=None, y=None):
-        q = ctx.share(x, owner=0) / ctx.share(y, owner=1, bound=1e9, frac_bits=31)
+        q = smpc.share(ctx, x, owner=0) / smpc.share(ctx, y, owner=1, bound=1e9, frac_bits=31)
         return q.frac_bits, q.reveal()
 
     frac, got = smpc.simulate(job, inputs={0: {"x": x}, 1: {"y": y}})[0]
@@ -101,8 +101,8 @@ def test_division_at_the_edges():
     y = y.repeat(len(numerators))
 
     def job(ctx, x=None, y=None):
-        a = ctx.share(x, owner=0)
-        b = ctx.share(y, owner=1)
+        a = smpc.share(ctx, x, owner=0)
+        b = smpc.share(ctx, y, owner=1)
         q = a / b
         return q.frac_bits, q.reveal(), a.div(b, frac_bits=40).reveal()
 
@@ -115,9 +115,9 @@ def test_division_at_the_edges():
 
 def test_zero_divisor_gives_zero_and_lower_bound_sets_the_public_bound():
     def job(ctx):
-        a = ctx.share(f64([5.0, -7.0, 0.0, 1e12]), owner=0)
-        b = ctx.share(f64([0.0, 0.0, 0.0, 0.0]), owner=1)
-        c = ctx.share(f64([4.0, 0.5, 2.0, 1e9]), owner=2, bound=1e9)
+        a = smpc.share(ctx, f64([5.0, -7.0, 0.0, 1e12]), owner=0)
+        b = smpc.share(ctx, f64([0.0, 0.0, 0.0, 0.0]), owner=1)
+        c = smpc.share(ctx, f64([4.0, 0.5, 2.0, 1e9]), owner=2, bound=1e9)
         q = a / b
         r = a.div(c, lower=1e-3)
         return q.reveal(), q.bound, r.bound, r.frac_bits, r.reveal()
@@ -132,8 +132,8 @@ def test_zero_divisor_gives_zero_and_lower_bound_sets_the_public_bound():
 
 def test_lower_bound_is_validated():
     def job(ctx, lower):
-        a = ctx.share(f64([1.0]), owner=0)
-        b = ctx.share(f64([2.0]), owner=1, bound=10.0)
+        a = smpc.share(ctx, f64([1.0]), owner=0)
+        b = smpc.share(ctx, f64([2.0]), owner=1, bound=10.0)
         return a.div(b, lower=lower)
 
     for lower in (0.0, -1.0, float("nan"), 11.0):
@@ -146,7 +146,7 @@ def test_reciprocal_and_public_numerator():
     y = torch.tensor(log_uniform(gen, 1e-3, 1e9, 4000) * gen.choice([-1.0, 1.0], 4000))
 
     def job(ctx, y=None):
-        b = ctx.share(y, owner=1)
+        b = smpc.share(ctx, y, owner=1)
         r = b.reciprocal()
         c = 0.3 / b
         return r.frac_bits, r.reveal(), c.frac_bits, c.reveal()
@@ -162,7 +162,7 @@ def test_sqrt_relative_error_from_1e_3_to_1e12():
     y = torch.tensor(np.concatenate([log_uniform(gen, 1e-3, 1e12, 20_000), [1e-3, 1e12, 1.0, 2.0, 0.5]]))
 
     def job(ctx, y=None):
-        b = ctx.share(y, owner=0, bound=1e12)
+        b = smpc.share(ctx, y, owner=0, bound=1e12)
         s = b.sqrt()
         return s.frac_bits, s.reveal(), b.rsqrt().reveal()
 
@@ -182,8 +182,8 @@ def test_sqrt_against_the_real_inputs_from_1e_3_to_1e12():
     large = torch.tensor(np.concatenate([log_uniform(gen, 1e3, 1e12, 5000), [1e3, 1e12, 999_999.5]]))
 
     def job(ctx, small=None, large=None):
-        a = ctx.share(small, owner=0, bound=1e3, frac_bits=40)
-        b = ctx.share(large, owner=0, bound=1e12, frac_bits=20)
+        a = smpc.share(ctx, small, owner=0, bound=1e3, frac_bits=40)
+        b = smpc.share(ctx, large, owner=0, bound=1e12, frac_bits=20)
         sa, sb = a.sqrt(), b.sqrt()
         return sa.frac_bits, sa.reveal(), sb.frac_bits, sb.reveal()
 
@@ -196,7 +196,7 @@ def test_sqrt_special_values_and_odd_fractional_bits():
     y = f64([0.0, -4.0, -2.0**-21, 2.0**-21, 4.0, 2.0**30, 3.0 * 2.0**-21, 1e6])
 
     def job(ctx, y=None):
-        b = ctx.share(y, owner=0, frac_bits=21, bound=2.0**31)
+        b = smpc.share(ctx, y, owner=0, frac_bits=21, bound=2.0**31)
         return b.sqrt().reveal(), b.rsqrt().reveal(), b.sqrt().frac_bits
 
     s, rs, frac = smpc.simulate(job, inputs={0: {"y": y}})[0]
@@ -216,10 +216,10 @@ def test_ring64_meets_its_documented_bound_or_refuses():
     y = torch.tensor(log_uniform(gen, 1e-3, 1e6, n) * gen.choice([-1.0, 1.0], n))
 
     def job(ctx, x=None, y=None):
-        a = ctx.share(x, owner=0)
-        b = ctx.share(y, owner=1)
+        a = smpc.share(ctx, x, owner=0)
+        b = smpc.share(ctx, y, owner=1)
         q, ql = a / b, a.div(b, lower=1e-3)
-        s = ctx.share(None if y is None else y.abs(), owner=1).sqrt()
+        s = smpc.share(ctx, None if y is None else y.abs(), owner=1).sqrt()
         return (q.frac_bits, q.reveal()), (ql.frac_bits, ql.reveal()), (s.frac_bits, s.reveal())
 
     (f1, q1), (f2, q2), (f3, s) = smpc.simulate(job, ring=64, inputs={0: {"x": x}, 1: {"y": y}})[0]
@@ -230,14 +230,14 @@ def test_ring64_meets_its_documented_bound_or_refuses():
     check(s, ye.abs().sqrt(), 1e-8, f3, what="ring64 sqrt")
 
     def too_precise(ctx):
-        a = ctx.share(f64([1.0]), owner=0)
-        return a.div(ctx.share(f64([3.0]), owner=1), frac_bits=30)
+        a = smpc.share(ctx, f64([1.0]), owner=0)
+        return a.div(smpc.share(ctx, f64([3.0]), owner=1), frac_bits=30)
 
     with pytest.raises(RangeError, match="do not fit ring64"):
         smpc.simulate(too_precise, ring=64)
 
     def too_large(ctx):
-        a = ctx.share(f64([1.0]), owner=0, frac_bits=40, bound=2.0**30)
+        a = smpc.share(ctx, f64([1.0]), owner=0, frac_bits=40, bound=2.0**30)
         return a.reciprocal()
 
     with pytest.raises(RangeError, match="62 bits"):
@@ -253,8 +253,8 @@ def test_bytes_and_rounds_equal_the_documented_formulas(ring, name):
     y = torch.tensor(log_uniform(gen, 1e-3, 1e6, n))
 
     def job(ctx, x=None, y=None):
-        a = ctx.share(x, owner=0)
-        b = ctx.share(y, owner=1)
+        a = smpc.share(ctx, x, owner=0)
+        b = smpc.share(ctx, y, owner=1)
         ctx.reset_comm_stats()
         out = {"divide": lambda: a / b, "reciprocal": b.reciprocal, "sqrt": b.sqrt, "rsqrt": b.rsqrt}[name]()
         stats = ctx.comm_stats()
@@ -280,8 +280,8 @@ def test_shapes_broadcasting_and_result_parties():
     y = f64([2.0, -4.0, 8.0])
 
     def job(ctx, x=None, y=None):
-        a = ctx.share(x, owner=0)
-        b = ctx.share(y, owner=1)
+        a = smpc.share(ctx, x, owner=0)
+        b = smpc.share(ctx, y, owner=1)
         q = a / b
         s = b.sqrt()
         return q.frac_bits, q.bound, q.reveal(to=3), s.frac_bits, s.bound
@@ -303,9 +303,9 @@ def test_mixed_precisions_keep_the_documented_bound():
     fx = f64(gen.uniform(-1e6, 1e6, 2000))
 
     def job(ctx, cnt=None, tot=None, fx=None):
-        a = ctx.share(cnt, owner=0, frac_bits=0, bound=2**40)
-        b = ctx.share(tot, owner=1, frac_bits=0, bound=2**40)
-        c = ctx.share(fx, owner=2, frac_bits=23, bound=2**30)
+        a = smpc.share(ctx, cnt, owner=0, frac_bits=0, bound=2**40)
+        b = smpc.share(ctx, tot, owner=1, frac_bits=0, bound=2**40)
+        c = smpc.share(ctx, fx, owner=2, frac_bits=23, bound=2**30)
         return [(r.frac_bits, r.reveal()) for r in (a / b, c / b, a.div(c, lower=1e-3))]
 
     got = smpc.simulate(job, inputs={0: {"cnt": cnt}, 1: {"tot": tot}, 2: {"fx": fx}})[0]
@@ -468,7 +468,7 @@ def test_division_and_reciprocal_on_both_kernel_paths(ring, kernel_path):
     y = torch.tensor(log_uniform(gen, 1e-2, 1e6, n) * gen.choice([-1.0, 1.0], n))
 
     def job(ctx, x=None, y=None):
-        a, b = ctx.share(x, owner=0), ctx.share(y, owner=1)
+        a, b = smpc.share(ctx, x, owner=0), smpc.share(ctx, y, owner=1)
         q, r = a / b, b.reciprocal()
         return q.frac_bits, q.reveal(), r.frac_bits, r.reveal()
 

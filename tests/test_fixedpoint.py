@@ -234,7 +234,7 @@ def _bad_input_job(owner: int, column: str, records: dict, lock: threading.Lock,
     def job(ctx, x=None):
         started.wait()
         try:
-            shared = ctx.share(x, owner=owner, bound=1e6, name=column)
+            shared = smpc.share(ctx, x, owner=owner, bound=1e6, name=column)
             return shared.reveal()
         except BaseException as exc:
             with lock:
@@ -285,7 +285,7 @@ def test_share_refuses_short_floats_naming_the_party_and_column(value):
     silently wrong, so it is refused before anything is sent."""
 
     def fn(ctx, x=None):
-        return ctx.share(x, owner=1, bound=1e9, name="balance").reveal()
+        return smpc.share(ctx, x, owner=1, bound=1e9, name="balance").reveal()
 
     with pytest.raises(smpc.InputError, match=r"party 1, column 'balance': values are (float32|float16|bfloat16)"):
         smpc.simulate(fn, inputs={1: {"x": value}})
@@ -293,5 +293,6 @@ def test_share_refuses_short_floats_naming_the_party_and_column(value):
 
 def test_share_takes_float64_and_integers_exactly():
     for value in (torch.tensor([1234567.89], dtype=torch.float64), torch.tensor([1234567], dtype=torch.int64)):
-        out = smpc.simulate(lambda ctx, x=None: ctx.share(x, owner=0, bound=1e9).reveal(), inputs={0: {"x": value}})
+        out = smpc.simulate(lambda ctx, x=None: smpc.share(ctx, x, owner=0, bound=1e9).reveal(),
+                            inputs={0: {"x": value}})
         assert abs(float(out[0][0]) - float(value[0])) <= 2.0**-21

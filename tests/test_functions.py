@@ -40,7 +40,7 @@ def test_exp_relative_error_on_minus_20_to_10():
     x = f64(np.concatenate([gen.uniform(-20, 10, 20_000), [-20.0, 10.0, 0.0, -1e-6, 1e-6, 0.5, -0.5]]))
 
     def job(ctx, x=None):
-        e = ctx.share(x, owner=0, bound=20.0).exp()
+        e = smpc.share(ctx, x, owner=0, bound=20.0).exp()
         return e.frac_bits, e.bound, e.reveal()
 
     frac, bound, got = smpc.simulate(job, inputs={0: {"x": x}})[0]
@@ -54,7 +54,7 @@ def test_exp_clamps_and_underflows():
     x = f64([-44.0, -50.0, -1e6, 43.9, 44.0, 44.5, 1e6, 30.0])
 
     def job(ctx, x=None):
-        e = ctx.share(x, owner=0).exp()
+        e = smpc.share(ctx, x, owner=0).exp()
         return e.frac_bits, e.reveal()
 
     frac, got = smpc.simulate(job, inputs={0: {"x": x}})[0]
@@ -68,7 +68,7 @@ def test_sigmoid_absolute_error_on_minus_30_to_30():
     z = f64(np.concatenate([gen.uniform(-30, 30, 20_000), [0.0, 30.0, -30.0, 44.0, -44.0, 60.0, -60.0, 1e9, -1e9]]))
 
     def job(ctx, z=None):
-        s = ctx.share(z, owner=0).sigmoid()
+        s = smpc.share(ctx, z, owner=0).sigmoid()
         return s.frac_bits, s.reveal()
 
     frac, got = smpc.simulate(job, inputs={0: {"z": z}})[0]
@@ -83,7 +83,7 @@ def test_log_absolute_error_from_1e_3_to_1e9():
     y = f64(np.concatenate([10.0 ** gen.uniform(-3, 9, 20_000), [1e-3, 1e9, 1.0, 2.0, 0.5, math.e, 1e12]]))
 
     def job(ctx, y=None):
-        v = ctx.share(y, owner=0)
+        v = smpc.share(ctx, y, owner=0)
         return v.log().frac_bits, v.log().reveal()
 
     frac, got = smpc.simulate(job, inputs={0: {"y": y}})[0]
@@ -95,7 +95,7 @@ def test_log_of_zero_and_negative_values():
     y = f64([0.0, -3.0, -2.0**-20, 2.0**-20])
 
     def job(ctx, y=None):
-        v = ctx.share(y, owner=0).log()
+        v = smpc.share(ctx, y, owner=0).log()
         return v.frac_bits, v.reveal()
 
     frac, got = smpc.simulate(job, inputs={0: {"y": y}})[0]
@@ -109,7 +109,7 @@ def test_logistic_loss_pieces_agree_with_float64():
     z = f64(gen.normal(0, 4, 5000))
 
     def job(ctx, z=None):
-        s = ctx.share(z, owner=0, bound=100.0).sigmoid()
+        s = smpc.share(ctx, z, owner=0, bound=100.0).sigmoid()
         return s.reveal(), s.log().reveal()
 
     s, logs = smpc.simulate(job, inputs={0: {"z": z}})[0]
@@ -125,8 +125,8 @@ def test_ring64_within_its_bound_or_refused():
     y = f64(10.0 ** gen.uniform(-3, 6, 3000))
 
     def job(ctx, x=None, y=None):
-        a = ctx.share(x, owner=0, bound=10.0)
-        b = ctx.share(y, owner=0)
+        a = smpc.share(ctx, x, owner=0, bound=10.0)
+        b = smpc.share(ctx, y, owner=0)
         e, s, lg = a.exp(), a.sigmoid(), b.log()
         return (e.frac_bits, e.reveal()), (s.frac_bits, s.reveal()), (lg.frac_bits, lg.reveal())
 
@@ -138,7 +138,7 @@ def test_ring64_within_its_bound_or_refused():
     check(lg, torch.log(ye), 0.0, 2e-9 + 2 * 2.0**-fl, "ring64 log")
 
     def overflowing(ctx):  # e^44 does not fit ring64 at any precision
-        return ctx.share(f64([1.0]), owner=0).exp()
+        return smpc.share(ctx, f64([1.0]), owner=0).exp()
 
     with pytest.raises(RangeError, match="do not fit ring64"):
         smpc.simulate(overflowing, ring=64)
@@ -152,7 +152,7 @@ def test_exp_and_sigmoid_of_finely_scaled_inputs_keep_their_bounds(frac):
     x = f64(np.concatenate([gen.uniform(-40, 40, 2000), [-40.0, 40.0, 0.0, 2.0**-frac, 30.0, -30.0]]))
 
     def job(ctx, x=None):
-        a = ctx.share(x, owner=0, bound=40.0, frac_bits=frac)
+        a = smpc.share(ctx, x, owner=0, bound=40.0, frac_bits=frac)
         ctx.reset_comm_stats()
         e = a.exp()
         rounds = ctx.comm_stats()["rounds"]
@@ -167,13 +167,13 @@ def test_exp_and_sigmoid_of_finely_scaled_inputs_keep_their_bounds(frac):
 
 def test_refused_ranges():
     def too_wide(ctx):  # x + 44 must fit 62 bits
-        return ctx.share(f64([1.0]), owner=0, bound=2.0**50, frac_bits=20).exp()
+        return smpc.share(ctx, f64([1.0]), owner=0, bound=2.0**50, frac_bits=20).exp()
 
     with pytest.raises(RangeError, match="too large to split"):
         smpc.simulate(too_wide)
 
     def too_precise(ctx):
-        return ctx.share(f64([1.0]), owner=0).sigmoid(frac_bits=40)
+        return smpc.share(ctx, f64([1.0]), owner=0).sigmoid(frac_bits=40)
 
     with pytest.raises(RangeError, match="at most 38"):
         smpc.simulate(too_precise)
@@ -188,8 +188,8 @@ def test_bytes_and_rounds_equal_the_documented_formulas(ring, name):
     y = f64(10.0 ** gen.uniform(-3, 6, n))
 
     def job(ctx, x=None, y=None):
-        a = ctx.share(x, owner=0, bound=10.0)
-        b = ctx.share(y, owner=1)
+        a = smpc.share(ctx, x, owner=0, bound=10.0)
+        b = smpc.share(ctx, y, owner=1)
         ctx.reset_comm_stats()
         out = {"exp": a.exp, "log": b.log, "sigmoid": a.sigmoid}[name]()
         stats = ctx.comm_stats()

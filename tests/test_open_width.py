@@ -51,7 +51,7 @@ def test_edges_reveal_exactly_with_the_narrow_width(ring, bound, frac_bits):
     width = open_width(ring_for(ring), bound, frac_bits)
 
     def job(ctx):
-        s = ctx.share(values if ctx.rank == 0 else None, owner=0, bound=bound, frac_bits=frac_bits)
+        s = smpc.share(ctx, values if ctx.rank == 0 else None, owner=0, bound=bound, frac_bits=frac_bits)
         ctx.reset_comm_stats()
         out = s.reveal()
         return out, ctx.comm_stats()
@@ -77,8 +77,8 @@ def test_products_and_comparisons_open_narrow(ring):
     x, y = torch.round(x * 2**f) / 2**f, torch.round(y * 2**f) / 2**f  # exact inputs
 
     def job(ctx):
-        xs = ctx.share(x if ctx.rank == 0 else None, owner=0, bound=bound, frac_bits=f)
-        ys = ctx.share(y if ctx.rank == 1 else None, owner=1, bound=bound, frac_bits=f)
+        xs = smpc.share(ctx, x if ctx.rank == 0 else None, owner=0, bound=bound, frac_bits=f)
+        ys = smpc.share(ctx, y if ctx.rank == 1 else None, owner=1, bound=bound, frac_bits=f)
         product = xs * ys
         ctx.reset_comm_stats()
         got_product = product.reveal()
@@ -111,7 +111,7 @@ def test_a_value_beyond_its_declared_bound_is_refused_at_every_recipient_never_w
     values = torch.tensor([5.0, held, -7.0], dtype=torch.float64)
 
     def job(ctx):
-        honest = ctx.share(values if ctx.rank == 0 else None, owner=0, bound=abs(held), frac_bits=frac_bits,
+        honest = smpc.share(ctx, values if ctx.rank == 0 else None, owner=0, bound=abs(held), frac_bits=frac_bits,
                            name="balances")
         wrong = SecretTensor(ctx, honest.shares, frac_bits, 100.0, origin="balances under a wrong bound")
         ctx.reset_comm_stats()
@@ -136,7 +136,7 @@ def test_values_at_the_bound_and_truncation_slack_still_open(ring):
     values = torch.tensor([100.0, -100.0, 102.0, -102.0], dtype=torch.float64)
 
     def job(ctx):
-        s = ctx.share(values if ctx.rank == 0 else None, owner=0, bound=102.0, frac_bits=0)
+        s = smpc.share(ctx, values if ctx.rank == 0 else None, owner=0, bound=102.0, frac_bits=0)
         return SecretTensor(ctx, s.shares, 0, 100.0).reveal()
 
     for out in smpc.simulate(job, ring=ring, input_parties=1):

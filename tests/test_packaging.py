@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ONE_LINER = (
     "import torch, smpc; "
     "print(smpc.__file__); "
-    "print(float(smpc.simulate(lambda ctx, x=None: (ctx.share(x, owner=0, bound=1e9) * 2).sum().reveal(), "
+    "print(float(smpc.simulate(lambda ctx, x=None: (smpc.share(ctx, x, owner=0, bound=1e9) * 2).sum().reveal(), "
     "inputs={0: {'x': torch.tensor([1.25, 1e6, -3.5], dtype=torch.float64)}})[1])); "
     "import smpc.ring; print(getattr(smpc.ring.c_kernels(), '__file__', None))"
 )

@@ -11,6 +11,7 @@ import pytest
 import recording
 import torch
 
+import smpc
 from smpc.fixedpoint import DEFAULTS, encode
 from smpc.ring import ring_for
 
@@ -77,7 +78,7 @@ def secret_values(kind: str, ring: int) -> torch.Tensor:
 
 def _share(ctx, x, owner):
     bits = ctx.ring.bits
-    return ctx.share(x, owner=owner, bound=BOUND[bits], frac_bits=FRAC[bits])
+    return smpc.share(ctx, x, owner=owner, bound=BOUND[bits], frac_bits=FRAC[bits])
 
 
 def scenario_share(ctx, x=None):
@@ -155,8 +156,8 @@ def test_the_test_detects_a_leak(ring):
 @pytest.mark.parametrize("ring", [64, 128])
 def test_sharing_the_same_value_twice_sends_fresh_masks(ring):
     def job(ctx, x=None):
-        ctx.share(x, owner=0, bound=10.0)
-        ctx.share(x, owner=0, bound=10.0)
+        smpc.share(ctx, x, owner=0, bound=10.0)
+        smpc.share(ctx, x, owner=0, bound=10.0)
 
     _, received = run_recorded(job, ring, inputs={0: {"x": torch.zeros(64, dtype=torch.float64)}})
     first, second = (m[2] for m in view(received[1], "input0#"))  # party 1 receives the masked share
@@ -170,7 +171,7 @@ def test_reveal_to_rank0_sends_nothing_to_the_others(ring, input_parties):
     world = 3 + input_parties
 
     def job(ctx, x=None):
-        s = ctx.share(x, owner=1, bound=100.0)
+        s = smpc.share(ctx, x, owner=1, bound=100.0)
         return s.reveal(to=0)
 
     x = torch.linspace(-100, 100, 50, dtype=torch.float64)

@@ -46,7 +46,7 @@ def test_a_failing_party_aborts_the_others(failing):
     world = 4
 
     def body(ctx):
-        x = ctx.share(torch.arange(5.0, dtype=torch.float64) if ctx.rank == 0 else None, owner=0, bound=10.0)
+        x = smpc.share(ctx, torch.arange(5.0, dtype=torch.float64) if ctx.rank == 0 else None, owner=0, bound=10.0)
         if ctx.rank == failing:
             raise Boom(f"bank {failing} crashed")
         # everyone else now waits for a message from the failing party
@@ -158,7 +158,7 @@ def test_comm_stats_start_at_zero_and_count_exactly():
 
 def test_owner_passing_none_is_an_error():
     def job(ctx):
-        ctx.share(None, owner=0)
+        smpc.share(ctx, None, owner=0)
 
     with pytest.raises(SmpcError, match="owns this input but passed None"):
         smpc.simulate(job, timeout=LONG)
@@ -193,7 +193,7 @@ def test_share_each_shares_every_owners_value_in_one_round(ring):
 
     def job(ctx):
         ctx.reset_comm_stats()
-        parts = ctx.share_each(values.get(ctx.rank), owners, shape=(5,), bound=2.0**41, frac_bits=0, name="v")
+        parts = smpc.share_each(ctx, values.get(ctx.rank), owners, shape=(5,), bound=2.0**41, frac_bits=0, name="v")
         stats = ctx.comm_stats()
         opened = [p.reveal_int() for p in parts]
         return stats, opened, ctx.publish_each({"rank": ctx.rank}, owners)
@@ -214,7 +214,7 @@ def test_share_each_shares_every_owners_value_in_one_round(ring):
 def test_share_each_refuses_a_value_of_another_shape_naming_the_party():
     def job(ctx):
         mine = [1, 2, 3] if ctx.rank == 1 else [1, 2]
-        return ctx.share_each(mine if ctx.rank in (0, 1) else None, [0, 1], shape=(2,), bound=10, frac_bits=0,
+        return smpc.share_each(ctx, mine if ctx.rank in (0, 1) else None, [0, 1], shape=(2,), bound=10, frac_bits=0,
                               name="counts")
 
     with pytest.raises(smpc.InputError, match=r"party 1, column 'counts': a value of shape \(3,\)"):

@@ -12,7 +12,8 @@ from service_harness import BANKS, COLUMNS, LOAN_PARAMS, Cluster, wait_for
 
 from smpc import analyses
 from smpc.errors import InputError, PartyUnavailable, PolicyError, SmpcError
-from smpc.service.client import STATE_NAMES, JobCancelled
+from smpc.service.client import JobCancelled
+from smpc.service.states import STATE_NAMES
 from smpc.transport.grpc import MAX_FRAME_BYTES, channel_options
 from smpc.v1 import peer_pb2, peer_pb2_grpc
 

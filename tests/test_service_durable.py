@@ -20,8 +20,8 @@ import pytest
 from service_harness import BANKS, LOAN_PARAMS, Cluster, smpc_cli, wait_for
 
 from smpc.errors import PartyUnavailable, SmpcError
-from smpc.service.client import STATE_NAMES
 from smpc.service.rekey import key_id
+from smpc.service.states import STATE_NAMES
 from smpc.service.store import JobStore, StoreError
 
 

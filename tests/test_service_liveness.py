@@ -21,7 +21,7 @@ from service_harness import BANKS, LOAN_PARAMS, Cluster, wait_for
 
 from smpc import analyses
 from smpc.errors import PartyUnavailable
-from smpc.service.client import STATE_NAMES
+from smpc.service.states import STATE_NAMES
 
 STEP_S = 4.0
 # what a party may take beyond the step timeout to give up on a hung peer: tell the others,

@@ -10,10 +10,10 @@ import pytest
 from service_harness import BANKS, LOAN_PARAMS, Cluster
 from test_service_config import GOOD
 
-from smpc.service.client import STATE_NAMES
 from smpc.service.config import ConfigError, Limits, load_config
 from smpc.service.jobs import received_params, request_size_problem
 from smpc.service.quotas import QuotaExceeded, Quotas
+from smpc.service.states import STATE_NAMES
 from smpc.v1 import jobs_pb2
 
 

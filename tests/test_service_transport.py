@@ -15,10 +15,9 @@ import pytest
 import torch
 
 from smpc import analyses
-from smpc.context import Context
 from smpc.errors import PartyUnavailable, ProtocolError, ProtocolTimeout
-from smpc.runtime import simulate
 from smpc.service.pki import init_certs
+from smpc.simulation import run_parties, simulate
 from smpc.transport.grpc import (
     CHUNK_BYTES,
     MAX_DIMS,
@@ -110,27 +109,6 @@ def connect(net, job_id=None, **kw) -> list[GrpcTransport]:
     return transports
 
 
-def run_spmd(transports, fn, inputs):
-    results, errors = [None] * 3, [None] * 3
-
-    def body(rank):
-        try:
-            ctx = Context(rank, 3, transports[rank], timeout=20, party_names=NAMES)
-            results[rank] = fn(ctx, **inputs.get(rank, {}))
-        except Exception as exc:  # noqa: BLE001 - reported below
-            errors[rank] = exc
-            transports[rank].abort(f"{type(exc).__name__}: {exc}", type(exc).__name__)
-
-    threads = [threading.Thread(target=body, args=(r,)) for r in range(3)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    for t in transports:
-        t.close()
-    return results, errors
-
-
 def test_analysis_over_grpc_matches_simulate(net):
     frame = pd.read_csv(GERMAN)
     tables = [frame.iloc[i::3] for i in range(3)]
@@ -142,8 +120,12 @@ def test_analysis_over_grpc_matches_simulate(net):
         return analysis.fn(ctx, table, [0, 1, 2], **params), ctx.comm_stats()
 
     transports = connect(net)
-    results, errors = run_spmd(transports, job, {r: {"table": tables[r]} for r in range(3)})
-    assert errors == [None] * 3
+    try:  # the same runner as simulate's, over gRPC transports
+        results = run_parties(job, 3, transports.__getitem__, {r: {"table": tables[r]} for r in range(3)}, timeout=20,
+                              party_names=NAMES)
+    finally:
+        for t in transports:
+            t.close()
     sim = simulate(job, inputs={r: {"table": tables[r]} for r in range(3)}, party_names=NAMES)
     for (got, got_stats), (want, want_stats) in zip(results, sim, strict=True):
         assert got == want

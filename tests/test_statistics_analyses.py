@@ -332,8 +332,6 @@ def test_rounds_are_the_ones_the_cost_sections_state(banks):
     comparison and one selection (11 rounds) and a product tree of ceil(log2 L) rounds over
     L leaves: one per bank, and one more per bank with max_dominance (one more round where
     sums of amounts are split for 64-bit comparisons)."""
-    from smpc.analyze import run_secure
-
     levels = math.ceil(math.log2(banks)) if banks > 1 else 0
     rules = 11 + levels
     dominance = 11 + math.ceil(math.log2(2 * banks))
@@ -360,7 +358,8 @@ def test_rounds_are_the_ones_the_cost_sections_state(banks):
     ]
     tables = _german_banks(banks)
     for name, params, rounds in cases:
-        _, cost = run_secure(analyses.get(name), tables, params)
+        analysis = analyses.get(name)
+        _, cost = analysis.run_local(tables, analysis.parse_params(params))
         assert cost["rounds"] == rounds, (name, params, cost["rounds"], rounds)
 
 

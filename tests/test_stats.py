@@ -134,7 +134,7 @@ def test_groupby_counts_sums_and_rates():
 
     def job(ctx):
         onehot = torch.nn.functional.one_hot(torch.tensor(keys), 3)
-        member = ctx.share(onehot if ctx.rank == 0 else None, owner=0, bound=1, frac_bits=0)
+        member = smpc.share(ctx, onehot if ctx.rank == 0 else None, owner=0, bound=1, frac_bits=0)
         col = stats.share_column(ctx, defaults if ctx.rank == 1 else None, 1, bound=1, frac_bits=0, name="default")
         return stats.groupby_mean(member, [col])
 

@@ -299,6 +299,8 @@ def smpc_setup(ctx, op: Op, mine: dict[str, np.ndarray]):
     """Share the inputs (untimed), except for ops whose sharing is what is measured."""
     import torch
 
+    from smpc.secret import share
+
     if op.key in ("share", "lending"):
         return {"mine": {k: torch.from_numpy(v) for k, v in mine.items()}}
     if op.key == "multi_lending":
@@ -308,7 +310,7 @@ def smpc_setup(ctx, op: Op, mine: dict[str, np.ndarray]):
     shared = {}
     for (name, owner), bound in zip(op.inputs, op.smpc_bounds, strict=True):
         value = torch.from_numpy(mine[name]) if name in mine else None
-        shared[name] = ctx.share(value, owner=owner, bound=bound, frac_bits=op.smpc_frac)
+        shared[name] = share(ctx, value, owner=owner, bound=bound, frac_bits=op.smpc_frac)
     if op.key == "div":
         from smpc.secret import SecretTensor
 
@@ -321,10 +323,12 @@ def smpc_setup(ctx, op: Op, mine: dict[str, np.ndarray]):
 
 def smpc_run(ctx, op: Op, state):
     """The timed part; returns the revealed float64 tensor (or None)."""
+    from smpc.secret import share
+
     if op.key == "share":
         mine = state["mine"]
         for (name, owner), bound in zip(op.inputs, op.smpc_bounds, strict=True):
-            ctx.share(mine.get(name), owner=owner, bound=bound, frac_bits=op.smpc_frac)
+            share(ctx, mine.get(name), owner=owner, bound=bound, frac_bits=op.smpc_frac)
         return None
     if op.key == "mul":
         return (state["x"] * state["y"]).reveal()
@@ -338,7 +342,7 @@ def smpc_run(ctx, op: Op, state):
         return (state["A"] @ state["B"]).reveal()
     if op.key == "lending":
         mine = state["mine"]
-        banks = [ctx.share(mine.get(name), owner=owner, bound=bound, frac_bits=0)
+        banks = [share(ctx, mine.get(name), owner=owner, bound=bound, frac_bits=0)
                  for (name, owner), bound in zip(op.inputs, op.smpc_bounds, strict=True)]
         total = banks[0] + banks[1] + banks[2]
         return (total > THRESHOLD).sum().reveal()

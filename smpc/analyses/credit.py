@@ -5,117 +5,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from fractions import Fraction
 
-import numpy as np
 import pandas as pd
 
-import smpc
 from smpc.analyses import disclosure
+from smpc.analyses.common import (
+    MAX_ROWS_PER_BANK,
+    amount_units,
+    bounded_view,
+    check_row_count,
+    count_view,
+    default_flags,
+    suppressed,
+)
 from smpc.analyses.registry import Param, register, report_progress
-from smpc.errors import InputError, RangeError
-
-
-# ----- input checks (shared by the secure function and its plaintext twin) ----------------
-# A refusal travels to the coordinator, the other banks and the requester, so messages name
-# the bank, column, row and problem but never the value in the cell.
-def _column(table: pd.DataFrame, party: str, column: str) -> pd.Series:
-    if column not in table.columns:
-        have = ", ".join(map(str, table.columns[:20]))
-        raise InputError(f"{party}: column '{column}' is missing from its data (it has: {have})")
-    return table[column]
-
-
-def default_flags(table: pd.DataFrame, party: str, label: str, positive: str | None) -> np.ndarray:
-    """0/1 default flags (int64) of one bank's ``label`` column; ``InputError`` naming the
-    party, column, row and problem for anything that is not a clean flag or label."""
-    col = _column(table, party, label)
-    missing = col.isna().to_numpy()
-    if missing.any():
-        row = int(np.flatnonzero(missing)[0])
-        raise InputError(f"{party}, column '{label}': row {row + 1} is empty")
-    if positive is not None:
-        return (col.astype(str) == positive).to_numpy(dtype=np.int64)
-    numeric = pd.to_numeric(col, errors="coerce")
-    bad = numeric.isna().to_numpy()
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise InputError(
-            f"{party}, column '{label}': row {row + 1} is not numeric; "
-            "a 0/1 flag column is expected (or pass positive=<label> for a labelled column)"
-        )
-    values = numeric.to_numpy(dtype=np.float64)
-    not_flag = (values != 0) & (values != 1)
-    if not_flag.any():
-        row = int(np.flatnonzero(not_flag)[0])
-        raise InputError(f"{party}, column '{label}': row {row + 1} is not 0 or 1")
-    return values.astype(np.int64)
-
-
-MAX_DECIMALS = 6
-EXACT_UNITS = 2**53
-"""Amount units below this convert between float64 and integers exactly."""
-
-
-def check_amount_scale(column: str, decimals: int, bound: float) -> None:
-    """The public scale of an amount column: 0..6 decimals, and a bound whose units stay
-    below 2^53 so that every amount converts to an integer exactly (beyond, int64 wraps or
-    float64 drops cents without a word)."""
-    if not 0 <= decimals <= MAX_DECIMALS:
-        raise InputError(f"column '{column}': decimals must be in 0..{MAX_DECIMALS}, got {decimals}")
-    if not 0 < bound * 10.0**decimals < EXACT_UNITS:
-        raise RangeError(
-            f"column '{column}': a bound of {bound:g} at {decimals} decimals is {bound * 10.0**decimals:.4g} units; "
-            f"it must be positive and below 2^53 ({EXACT_UNITS:.4g}) so amounts convert exactly: declare a tighter "
-            "bound or fewer decimals"
-        )
-
-
-def amount_units(table: pd.DataFrame, party: str, column: str, decimals: int, bound: float) -> np.ndarray:
-    """Amounts as exact integers of 10^-decimals (cents for 2); ``InputError`` for empty,
-    non-numeric or over-precise values, ``RangeError`` beyond ``bound``.
-
-    A value is over-precise unless it is the float nearest some k / 10^decimals: then
-    k / 10^decimals, correctly rounded, gives the value back (exact for k < 2^53), so
-    1234567.891 at 2 decimals is refused however large the amount, not rounded to .89."""
-    check_amount_scale(column, decimals, bound)
-    col = _column(table, party, column)
-    numeric = pd.to_numeric(col, errors="coerce")
-    bad = numeric.isna().to_numpy()
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        what = "is empty" if pd.isna(col.iloc[row]) else "is not numeric"
-        raise InputError(f"{party}, column '{column}': row {row + 1} {what}")
-    values = numeric.to_numpy(dtype=np.float64)
-    over = np.abs(values) > bound
-    if over.any():
-        row = int(np.flatnonzero(over)[0])
-        raise RangeError(f"{party}, column '{column}': row {row + 1} exceeds the declared bound {bound:g}")
-    units = np.round(values * 10.0**decimals)
-    off = units / 10.0**decimals != values
-    if off.any():
-        row = int(np.flatnonzero(off)[0])
-        raise InputError(
-            f"{party}, column '{column}': row {row + 1} has more than {decimals} decimal places "
-            "(declare more decimals)"
-        )
-    return units.astype(np.int64)
-
-
-MAX_ROWS_PER_BANK = 2**30
-"""Public cap on one bank's rows; it bounds the shared aggregates (sums of squares too)."""
-
-
-def bounded_view(x: smpc.SecretTensor, bound: float) -> smpc.SecretTensor:
-    """``x`` under a tighter public bound that holds by construction: values the owners
-    computed from their checked rows (a count, a 0/1 flag, one value), shared in one batch
-    with larger aggregates. Comparisons need bounds under 2^63, which sums of squares exceed."""
-    origin = f"{x.origin or 'an aggregate'} (bounded by {float(bound):.4g})"
-    return smpc.SecretTensor(x.ctx, x.shares, x.frac_bits, float(bound), origin)
-
-
-def count_view(x: smpc.SecretTensor, owners) -> smpc.SecretTensor:
-    """Record counts summed over ``owners`` (every bank checked its row count against
-    MAX_ROWS_PER_BANK before sharing), with the bound of such a count."""
-    return bounded_view(x, len(owners) * MAX_ROWS_PER_BANK)
+from smpc.secret import share_each
 
 
 def _local_totals(table: pd.DataFrame, party: str, label: str, positive: str | None, amount: str | None,
@@ -124,8 +27,7 @@ def _local_totals(table: pd.DataFrame, party: str, label: str, positive: str | N
     ``shift`` (dominance on amounts) also the sum of |amount units| (and that sum >> shift
     where shift > 0)."""
     flags = default_flags(table, party, label, positive)
-    if len(flags) > MAX_ROWS_PER_BANK:
-        raise InputError(f"{party}: {len(flags)} rows exceed the {MAX_ROWS_PER_BANK} rows a bank may contribute")
+    check_row_count(party, len(flags))
     totals = [len(flags), int(flags.sum())]
     if amount:
         units = [int(v) for v in amount_units(table, party, amount, decimals, bound)]
@@ -150,10 +52,6 @@ def _result(rows: int, defaults: int, amount_total: int | None, decimals: int) -
     return out
 
 
-def _suppressed(rules) -> dict:
-    return {"suppressed": True, "min_cell_size": int(rules.min_cell_size), **rules.metadata()}
-
-
 def _overall_rules(banks: int, min_cell_size: int, min_contributors, max_dominance) -> disclosure.Rules:
     return disclosure.resolve("default_rate_overall", banks, min_cell_size, min_contributors, max_dominance)
 
@@ -167,7 +65,7 @@ def _overall_plain(tables: Mapping[str, pd.DataFrame], *, label: str, positive: 
     totals = [sum(v[i] for v in per_bank) for i in range(3 if amount else 2)]
     measures = [[[v[3]]] for v in per_bank] if amount else None
     if disclosure.suppressed_plain(rules, [[v[0]] for v in per_bank], measures)[0]:
-        return _suppressed(rules)
+        return suppressed(rules, min_cell_size=int(rules.min_cell_size))
     return {**_result(totals[0], totals[1], totals[2] if amount else None, amount_decimals), **rules.metadata()}
 
 
@@ -235,7 +133,7 @@ def default_rate_overall(ctx, table, owners, *, label, positive=None, amount=Non
         mine = _local_totals(table, party, label, positive, amount, amount_decimals, amount_bound, shift)
     report_progress(ctx, 0.1, "sharing every bank's totals")
     width = (3 if amount else 2) + (0 if shift is None else (2 if shift else 1))
-    parts = ctx.share_each(mine, owners, shape=(width,), bound=MAX_ROWS_PER_BANK * unit_bound, frac_bits=0,
+    parts = share_each(ctx, mine, owners, shape=(width,), bound=MAX_ROWS_PER_BANK * unit_bound, frac_bits=0,
                            name="loan totals")
     if not ctx.is_compute and ctx.rank not in ctx.result_ranks:
         return None  # input parties that receive no result learn nothing
@@ -257,8 +155,8 @@ def default_rate_overall(ctx, table, owners, *, label, positive=None, amount=Non
     sums = [int(v) for v in sums[0]]
     report_progress(ctx, 1.0, "done")
     if sums[0] < 0:
-        return _suppressed(rules)
+        return suppressed(rules, min_cell_size=int(rules.min_cell_size))
     return {**_result(sums[0], sums[1], sums[2] if amount else None, amount_decimals), **rules.metadata()}
 
 
-__all__ = ["amount_units", "default_flags", "default_rate_overall"]
+__all__ = ["default_rate_overall"]

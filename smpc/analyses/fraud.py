@@ -14,17 +14,11 @@ from fractions import Fraction
 
 import numpy as np
 import pandas as pd
-import torch
 
-from smpc.analyses.credit import MAX_DECIMALS, amount_units
+from smpc.analyses.common import MAX_DECIMALS, amount_units
 from smpc.analyses.registry import Param, register, report_progress
 from smpc.errors import InputError, RangeError
 from smpc.join import DEFAULT_SALT, aggregate_by_id, hash_ids, private_join, table_ids
-from smpc.protocols import boolean
-from smpc.protocols.segmented import mul
-from smpc.protocols.sort import PackedBits, less_than_words, tree_order
-from smpc.ring import RING64
-from smpc.sharing import ArithmeticShares, BooleanShares
 
 
 # ----- shared helpers ----------------------------------------------------------------------
@@ -175,9 +169,8 @@ def multi_lending(ctx, table, owners, *, id, balance, balance_threshold, min_len
         report_progress(ctx, 0.6, "customer totals")
         totals = join.totals(join.values).reshape((n,))  # total balance << count_bits | lenders
         report_progress(ctx, 0.75, "threshold comparisons")
-        flags = _flags(ctx, totals, thr, min_lenders, count_bits)
-        starts = join.ones_minus(join.same_customer)
-        count = mul(ctx, starts, flags, "ml-count").sum().reshape((1,))
+        flags = join.over_thresholds(totals, thr, min_lenders, count_bits, step="ml")
+        count = join.count_customers(flags, step="ml-count")
         flags = flags.reshape((n, 1))
     report_progress(ctx, 0.9, "returning flags to the banks")
     # results reach only the banks among the job's recipients
@@ -188,43 +181,6 @@ def multi_lending(ctx, table, owners, *, id, balance, balance_threshold, min_len
     flagged = sorted(i for i, f in zip(ids, own[:, 0].tolist(), strict=True) if f == 1)
     report_progress(ctx, 1.0, "done")
     return {"flagged_count": int(extra[0]), "by_bank": {party: {"flagged_ids": flagged}}}
-
-
-def _flags(ctx, totals: ArithmeticShares, thr: int, min_lenders: int, count_bits: int) -> ArithmeticShares:
-    """[total > thr or lenders >= min_lenders] for packed totals t = total << c | lenders
-    (lenders < 2^c): one conversion of t to bits, then both tests as unsigned comparisons
-    with public words in one call, then their OR and the bit's injection into ring64.
-    total > thr  <=>  t > (thr + 1) 2^c - 1 as signed values (the low c bits are < 2^c);
-    lenders >= min  <=>  (t mod 2^c) > min - 1.
-    Cost: 8 rounds (conversion, 8 words) + 7 (comparisons, ~6 words) + 1 (OR) + 2 (bit
-    injection, 1 ring element) per customer row. Error: exact."""
-    n = totals.shape[0]
-    sign = -(1 << 63)
-    padded = max(64, -(-n // 64) * 64)  # so that the two results fill separate words
-    bits = boolean.bit_decompose(ctx, totals)
-    low = (1 << count_bits) - 1
-
-    def lay(first_half: torch.Tensor, second_half: torch.Tensor) -> torch.Tensor:
-        out = torch.zeros(2 * padded, dtype=torch.int64)
-        out[:n] = first_half
-        out[padded : padded + n] = second_half
-        return tree_order(out).reshape(-1, 1)
-
-    secret = BooleanShares(lay(bits.first ^ (sign if ctx.rank == 0 else 0), bits.first & low),
-                           lay(bits.second ^ (sign if ctx.rank == 2 else 0), bits.second & low))
-    del bits
-    limit = torch.full((n,), ((thr + 1) << count_bits) - 1, dtype=torch.int64) ^ sign
-    public = lay(limit, torch.full((n,), min_lenders - 1, dtype=torch.int64))
-    del limit
-    zero = torch.zeros((), dtype=torch.int64).expand(public.shape)  # read only: no memory per row
-    threshold = BooleanShares(public if ctx.rank == 0 else zero, public if ctx.rank == 2 else zero)
-    above = less_than_words(ctx, threshold, secret, "ml-thresholds")
-    del threshold, secret, public
-    words = above.shares.first.numel() // 2
-    over, enough = above.shares.getitem(slice(0, words)), above.shares.getitem(slice(words, None))
-    both = boolean.and_(ctx, over, enough, "ml-or")
-    flag = PackedBits(over.xor(enough).xor(both), n)
-    return boolean.bit_to_arithmetic(ctx, flag.unpack(), RING64)
 
 
 def _customer_balances(table, party: str, id_column: str, balance: str, decimals: int, bound: float):
@@ -326,7 +282,7 @@ def blacklist_hits(ctx, table, owners, *, requester, id, salt=DEFAULT_SALT) -> d
         report_progress(ctx, 0.7, "counting banks per id")
         banks = join.totals(join.ones())
         # the requester itself is one of the banks holding its applicants' ids
-        hits = banks.add_public(rank, RING64.from_int64(torch.tensor(-1, dtype=torch.int64)))
+        hits = join.plus_public(banks, -1)
     report_progress(ctx, 0.9, "returning counts to the requester")
     own, _ = join.to_owners(hits, 1, recipients=[asker])
     if own is None:

@@ -52,8 +52,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from smpc import simulation
+from smpc.context import DEFAULT_TIMEOUT
 from smpc.errors import InputError, SmpcError
-from smpc.sharing import N_COMPUTE
+from smpc.sharing import COMPUTE_RANKS, N_COMPUTE
 
 PARAM_TYPES = ("int", "float", "str", "bool", "column", "columns", "floats", "strs")
 """``column``: one column name; ``columns``/``strs``: a list of names (comma-separated on the
@@ -71,8 +73,10 @@ over one customer's rows, ``categories``), or the consortium's join salt (``join
 
 JOIN_SALT_LABEL = b"smpc join salt fingerprint v1"
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+TRUE_WORDS = frozenset({"true", "1", "yes", "y", "t", "on"})
+FALSE_WORDS = frozenset({"false", "0", "no", "n", "f", "off"})
+"""What a boolean parameter or a ``bool`` data column accepts (after stripping and lowering
+case), in the party service and on the command line alike."""
 
 
 @dataclass(frozen=True)
@@ -132,9 +136,9 @@ class Param:
             if isinstance(raw, bool):
                 return raw
             text = str(raw).strip().lower()
-            if text in _TRUE:
+            if text in TRUE_WORDS:
                 return True
-            if text in _FALSE:
+            if text in FALSE_WORDS:
                 return False
             raise ValueError(f"{raw!r} is not a boolean (true/false)")
         if t == "int":
@@ -275,35 +279,54 @@ class Analysis:
         """The plaintext twin on {bank: DataFrame}, with the same parameter parsing."""
         return self.plaintext(tables, **self.parse_params(params))
 
-    def run_simulated(self, tables: Mapping[str, Any], *, ring: int | None = None, timeout: float = 60.0,
+    def run_simulated(self, tables: Mapping[str, Any], *, ring: int | None = None, timeout: float = DEFAULT_TIMEOUT,
                       result_ranks: Sequence[int] | None = None, **params) -> dict:
-        """Run the analysis on secret shares in this process (``smpc.simulate``).
+        """Run the analysis on secret shares in this process and return its result
+        (``run_local`` with ``params`` parsed first)."""
+        result, _ = self.run_local(tables, self.parse_params(params), ring=ring, timeout=timeout,
+                                   result_ranks=result_ranks)
+        return result
+
+    def run_local(self, tables: Mapping[str, Any], params: Mapping[str, Any], *, ring: int | None = None,
+                  timeout: float = DEFAULT_TIMEOUT, result_ranks: Sequence[int] | None = None,
+                  progress: Callable[[float, str], None] | None = None) -> tuple[dict, dict]:
+        """(result, cost) of the analysis on secret shares, every party simulated in this
+        process (``smpc.simulate``); ``params`` are typed already (``parse_params``).
 
         Up to three banks are the compute parties themselves (ranks 0..n-1); with more banks
         every bank is an input party (ranks 3..) and the compute parties hold no data.
         ``result_ranks``: the ranks results are opened to (default: the compute parties and
-        every bank). Returns the result of the first rank that received one.
+        every bank). The result is the first that a rank received, with every rank's
+        ``by_bank`` parts merged (``merge_by_bank``); cost = {"rounds", "bytes",
+        "bytes_per_party"} measured from every party's ``comm_stats``. ``progress(fraction,
+        stage)`` hears rank 0's ``report_progress``.
         """
-        from smpc.runtime import simulate
-
-        parsed = self.parse_params(params)
         banks = list(tables)
         if not banks:
             raise InputError(f"{self.name}: no input tables")
         owners, names, extra = bank_layout(banks)
         inputs = {rank: {"table": tables[bank]} for rank, bank in zip(owners, banks, strict=True)}
-        for rank in range(N_COMPUTE + extra):
-            inputs.setdefault(rank, {"table": None})
         if result_ranks is None:
-            result_ranks = sorted(set(range(N_COMPUTE)) | set(owners))
-        results = simulate(
-            self.fn, ring=ring or self.ring, inputs=inputs, input_parties=extra, timeout=timeout,
-            party_names=names, result_ranks=result_ranks, owners=owners, **parsed,
-        )
-        for result in results:
-            if result is not None:
-                return merge_by_bank(result, results)
-        raise SmpcError(f"{self.name}: no rank received a result")
+            result_ranks = sorted(set(COMPUTE_RANKS) | set(owners))
+
+        def job(ctx, table=None):
+            if progress is not None and ctx.rank == 0:
+                set_progress_hook(ctx, progress)
+            return self.fn(ctx, table, owners, **params), ctx.comm_stats()
+
+        outcomes = simulation.simulate(job, ring=ring or self.ring, inputs=inputs, input_parties=extra,
+                                       timeout=timeout, party_names=names, result_ranks=result_ranks)
+        results = [r for r, _ in outcomes]
+        result = next((r for r in results if r is not None), None)
+        if result is None:
+            raise SmpcError(f"{self.name}: no rank received a result")
+        stats = [s for _, s in outcomes]
+        cost = {
+            "rounds": max(s["rounds"] for s in stats),
+            "bytes": sum(s["bytes_sent"] for s in stats),
+            "bytes_per_party": {names[r]: s["bytes_sent"] for r, s in enumerate(stats)},
+        }
+        return merge_by_bank(result, results), cost
 
 
 def bank_layout(banks: Sequence[str]) -> tuple[list[int], list[str], int]:

@@ -27,25 +27,25 @@ import numpy as np
 import pandas as pd
 import torch
 
-import smpc
 from smpc.analyses import disclosure
-from smpc.analyses.credit import (
+from smpc.analyses.common import (
     MAX_DECIMALS,
     MAX_ROWS_PER_BANK,
-    _column,
     amount_units,
     bounded_view,
+    check_row_count,
+    check_rows,
     count_view,
     default_flags,
+    suppressed,
+    table_column,
 )
 from smpc.analyses.disclosure import RULE_PARAMS
 from smpc.analyses.registry import Param, register, report_progress
 from smpc.errors import InputError, RangeError
-from smpc.secret import SecretTensor, cat, where
-from smpc.sharing import N_COMPUTE
+from smpc.secret import SecretTensor, cat, share_each, stack, where
+from smpc.sharing import COMPUTE_RANKS, N_COMPUTE
 from smpc.stats import var_from_moments
-
-COMPUTE_RANKS = list(range(N_COMPUTE))
 
 
 def _check_scale(analysis: str, decimals: int, bound: float, squares: bool = False, banks: int = 1) -> None:
@@ -68,13 +68,12 @@ def _check_scale(analysis: str, decimals: int, bound: float, squares: bool = Fal
 # ----- shared machinery ----------------------------------------------------------------
 def _units(table: pd.DataFrame, party: str, column: str, decimals: int, bound: float) -> tuple[np.ndarray, np.ndarray]:
     """(present mask, exact integer units of the present values) of one column."""
-    col = _column(table, party, column)
+    col = table_column(table, party, column)
     present = col.notna().to_numpy()
     # missing entries become 0 only to keep row numbers in error messages; they are dropped
     filled = pd.DataFrame({column: col.where(col.notna(), 0)})
     values = amount_units(filled, party, column, decimals, bound)[present]
-    if len(table) > MAX_ROWS_PER_BANK:
-        raise InputError(f"{party}: {len(table)} rows exceed the {MAX_ROWS_PER_BANK} rows a bank may contribute")
+    check_row_count(party, len(table))
     return present, values
 
 
@@ -82,10 +81,10 @@ def secure_total(ctx, owners, local, bound: float, name: str, length: int) -> Se
     """Every owner shares its local vector of ``length`` exact integers; the sum over owners,
     on shares.
 
-    Cost: 1 round (all owners at once, ``Context.share_each``; 1-2 ring elements per entry
+    Cost: 1 round (all owners at once, ``smpc.share_each``; 1-2 ring elements per entry
     from each). Leakage: none (the length is public by the analysis' parameters)."""
     mine = [int(v) for v in local] if ctx.rank in owners else None
-    parts = ctx.share_each(mine, owners, shape=(length,), bound=bound, frac_bits=0, name=name)
+    parts = share_each(ctx, mine, owners, shape=(length,), bound=bound, frac_bits=0, name=name)
     return sum(parts[1:], parts[0])
 
 
@@ -157,9 +156,6 @@ def _describe_result(n: int, s1: Fraction, s2: Fraction, lo, hi, missing: int, s
     }
 
 
-_SUPPRESSED_COLUMN = {"count": None, "suppressed": True}
-
-
 def _describe_plain(tables: Mapping[str, pd.DataFrame], *, columns, decimals=2, bound=1e12, min_cell_size=1,
                     min_contributors=None, max_dominance=100.0) -> dict:
     _check_scale("describe", decimals, bound)
@@ -174,7 +170,7 @@ def _describe_plain(tables: Mapping[str, pd.DataFrame], *, columns, decimals=2, 
     for j, c in enumerate(columns):
         units = [v for part in per_bank[c] for v in part]
         if hidden[j]:
-            out[c] = dict(_SUPPRESSED_COLUMN)
+            out[c] = suppressed(count=None)
             continue
         s1, s2 = sum(units), sum(v * v for v in units)
         lo, hi = (min(units), max(units)) if units else (0, 0)
@@ -241,14 +237,14 @@ def describe(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_si
     big = float(MAX_ROWS_PER_BANK) * max(bound_units, 1.0) ** 2
     # one round for everything every bank shares: moments (summed), and per bank which columns
     # have values and its own min and max (for a tournament over the banks)
-    parts = ctx.share_each(mine, owners, shape=(7 * d + extra,), bound=big, frac_bits=0, name="aggregates")
+    parts = share_each(ctx, mine, owners, shape=(7 * d + extra,), bound=big, frac_bits=0, name="aggregates")
     if not ctx.is_compute and ctx.rank not in ctx.result_ranks:
         return None
     totals = sum((p[: 3 * d] for p in parts[1:]), parts[0][: 3 * d])
     missing = sum((p[6 * d + extra :] for p in parts[1:]), parts[0][6 * d + extra :])
     report_progress(ctx, 0.5, "finding min and max")
-    present = bounded_view(smpc.stack([p[3 * d : 4 * d] for p in parts], dim=0), 1)  # banks x columns
-    stacked = bounded_view(smpc.stack([p[4 * d : 6 * d] for p in parts], dim=0), bound_units).reshape(len(owners), d, 2)
+    present = bounded_view(stack([p[3 * d : 4 * d] for p in parts], dim=0), 1)  # banks x columns
+    stacked = bounded_view(stack([p[4 * d : 6 * d] for p in parts], dim=0), bound_units).reshape(len(owners), d, 2)
     # max = -min(-x): one masking and one tournament find both, in half the rounds of two
     candidates = cat([stacked[:, :, 0], -stacked[:, :, 1]], dim=1)  # banks x (mins, -maxes)
     extreme = where(cat([present, present], dim=1), candidates, bound_units + 1).min(dim=0)
@@ -273,19 +269,16 @@ def describe(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_si
     out = {}
     for j, c in enumerate(columns):
         row = [int(v) for v in opened[j]]
-        out[c] = dict(_SUPPRESSED_COLUMN) if row[0] < 0 else _describe_result(*row, unit)
+        out[c] = suppressed(count=None) if row[0] < 0 else _describe_result(*row, unit)
     report_progress(ctx, 1.0, "done")
     return out
 
 
 # ----- histogram -------------------------------------------------------------------------
 def _histogram_local(table, party, column, edges):
-    col = _column(table, party, column)
+    col = table_column(table, party, column)
     numeric = pd.to_numeric(col, errors="coerce")
-    bad = numeric.isna() & col.notna()
-    if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise InputError(f"{party}, column '{column}': row {row + 1} is not numeric")
+    check_rows(numeric.isna() & col.notna(), party, column, "is not numeric")
     values = numeric.dropna().to_numpy(dtype=np.float64)
     return np.histogram(values, bins=np.asarray(edges, dtype=np.float64))[0]
 
@@ -295,8 +288,8 @@ def _check_edges(edges):
         raise InputError("histogram: parameter 'edges' needs at least two strictly increasing numbers")
 
 
-def _cells(counts: list[int], suppressed: list[bool]) -> list:
-    return [{"suppressed": True} if s else c for c, s in zip(counts, suppressed, strict=True)]
+def _cells(counts: list[int], hidden: list[bool]) -> list:
+    return [suppressed() if h else c for c, h in zip(counts, hidden, strict=True)]
 
 
 def _histogram_plain(tables, *, column, edges, min_cell_size=1, min_contributors=None, max_dominance=100.0) -> dict:
@@ -346,7 +339,7 @@ def histogram(ctx, table, owners, *, column, edges, min_cell_size=1, min_contrib
     local = None
     if table is not None and ctx.rank in owners:
         local = [int(v) for v in _histogram_local(table, ctx.name_of(ctx.rank), column, edges)]
-    parts = ctx.share_each(local, owners, shape=(bins,), bound=float(MAX_ROWS_PER_BANK), frac_bits=0,
+    parts = share_each(ctx, local, owners, shape=(bins,), bound=float(MAX_ROWS_PER_BANK), frac_bits=0,
                            name="bin counts")
     if not ctx.is_compute and ctx.rank not in ctx.result_ranks:
         return None
@@ -384,7 +377,7 @@ def _quantiles_plain(tables, *, column, q, decimals=2, bound=1e12, min_contribut
     rules = disclosure.resolve("quantiles", len(tables), 1, min_contributors, max_dominance)
     per_bank = [[int(v) for v in _units(t, bank, column, decimals, bound)[1]] for bank, t in tables.items()]
     if disclosure.suppressed_plain(rules, [[len(v)] for v in per_bank])[0]:
-        return {"count": None, "suppressed": True, **rules.metadata()}
+        return suppressed(rules, count=None)
     units = sorted(v for part in per_bank for v in part)
     if not units:
         return {"count": 0, "quantiles": {str(p): math.nan for p in q}, **rules.metadata()}
@@ -452,7 +445,7 @@ def quantiles(ctx, table, owners, *, column, q, decimals=2, bound=1e12, min_cont
     if table is not None and ctx.rank in owners:
         units = np.sort(_units(table, ctx.name_of(ctx.rank), column, decimals, bound)[1])
     rules = disclosure.resolve("quantiles", len(owners), 1, min_contributors, max_dominance)
-    parts = ctx.share_each([len(units)] if units is not None else None, owners, shape=(1,),
+    parts = share_each(ctx, [len(units)] if units is not None else None, owners, shape=(1,),
                            bound=float(MAX_ROWS_PER_BANK), frac_bits=0, name="count")
     count = sum(parts[1:], parts[0])
     released = disclosure.released_on_shares(rules, parts, MAX_ROWS_PER_BANK, total=count_view(count, owners))
@@ -463,7 +456,7 @@ def quantiles(ctx, table, owners, *, column, q, decimals=2, bound=1e12, min_cont
     n = ctx.publish(n, owner=0) if ctx.world_size > N_COMPUTE else n
     mine = ctx.rank in ctx.result_ranks
     if n < 0:
-        return {"count": None, "suppressed": True, **rules.metadata()} if mine else None
+        return suppressed(rules, count=None) if mine else None
     if n == 0:
         return {"count": 0, "quantiles": {str(p): math.nan for p in q}, **rules.metadata()} if mine else None
     positions = _quantile_positions(n, q)
@@ -511,8 +504,7 @@ def quantiles(ctx, table, owners, *, column, q, decimals=2, bound=1e12, min_cont
 # ----- corr ------------------------------------------------------------------------------
 def _corr_columns(table, party, columns, decimals, bound):
     """Per column (present mask, exact units with 0 where missing); refuses bad input."""
-    if len(table) > MAX_ROWS_PER_BANK:
-        raise InputError(f"{party}: {len(table)} rows exceed the {MAX_ROWS_PER_BANK} rows a bank may contribute")
+    check_row_count(party, len(table))
     data = []
     for c in columns:
         present, values = _units(table, party, c, decimals, bound)  # errors name the file's rows
@@ -637,7 +629,7 @@ def corr(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_size=1
     if table is not None and ctx.rank in owners:
         local = _corr_local(table, ctx.name_of(ctx.rank), columns, decimals, bound, shift)
     big = float(MAX_ROWS_PER_BANK) * bound_units**2
-    parts = ctx.share_each(local, owners, shape=(4 * d * d + extra,), bound=big, frac_bits=0, name="cross moments")
+    parts = share_each(ctx, local, owners, shape=(4 * d * d + extra,), bound=big, frac_bits=0, name="cross moments")
     if not ctx.is_compute and ctx.rank not in ctx.result_ranks:
         return None
     totals = sum((p[: 4 * d * d] for p in parts[1:]), parts[0][: 4 * d * d])
@@ -671,10 +663,8 @@ def corr(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_size=1
 
 # ----- default rate by group ------------------------------------------------------------
 def _group_keys(table, party, by) -> pd.Series:
-    col = _column(table, party, by)
-    if col.isna().any():
-        row = int(np.flatnonzero(col.isna().to_numpy())[0])
-        raise InputError(f"{party}, column '{by}': row {row + 1} has no group key")
+    col = table_column(table, party, by)
+    check_rows(col.isna(), party, by, "has no group key")
     return col.map(_key)
 
 
@@ -690,10 +680,9 @@ def _rate_inputs(table, party, label, positive, by, groups):
     flags = default_flags(table, party, label, positive)
     keys = _group_keys(table, party, by).to_numpy()
     if groups is not None:
-        rows = np.flatnonzero(~np.isin(keys, np.asarray(list(groups), dtype=object)))
-        if len(rows):
-            # the key itself may be a customer's identifier: name the row only
-            raise InputError(f"{party}, column '{by}': row {rows[0] + 1} has a group key not in the declared groups")
+        # the key itself may be a customer's identifier: name the row only
+        check_rows(~np.isin(keys, np.asarray(list(groups), dtype=object)), party, by,
+                   "has a group key not in the declared groups")
     return flags, keys
 
 
@@ -714,11 +703,11 @@ def _rate_local(table, party, label, positive, by, groups):
     return [int(v) for pair in zip(counts, defaults, strict=True) for v in pair]
 
 
-def _rate_groups(groups, counts, defaults, suppressed) -> dict:
+def _rate_groups(groups, counts, defaults, hidden) -> dict:
     out = {}
     for i, g in enumerate(groups):
-        if suppressed[i]:
-            out[g] = {"suppressed": True}
+        if hidden[i]:
+            out[g] = suppressed()
         else:
             c, d = counts[i], defaults[i]
             out[g] = {"count": c, "defaults": d, "rate": float(Fraction(d, c)) if c else math.nan}
@@ -736,8 +725,8 @@ def _rate_plain(tables, *, label, by, positive=None, groups=None, min_cell_size=
         per_bank.append([int(v) for v in local[0::2]])
         totals += local
     counts, defaults = [int(v) for v in totals[0::2]], [int(v) for v in totals[1::2]]
-    suppressed = disclosure.suppressed_plain(rules, per_bank)
-    return {"by": by, "groups": _rate_groups(keys, counts, defaults, suppressed), "min_cell_size": min_cell_size,
+    hidden = disclosure.suppressed_plain(rules, per_bank)
+    return {"by": by, "groups": _rate_groups(keys, counts, defaults, hidden), "min_cell_size": min_cell_size,
             **rules.metadata()}
 
 
@@ -786,7 +775,7 @@ def default_rate(ctx, table, owners, *, label, by, positive=None, groups=None, m
     local = None
     if mine_keys is not None:
         local = _rate_local(table, ctx.name_of(ctx.rank), label, positive, by, keys)
-    parts = ctx.share_each(local, owners, shape=(2 * len(keys),), bound=float(MAX_ROWS_PER_BANK), frac_bits=0,
+    parts = share_each(ctx, local, owners, shape=(2 * len(keys),), bound=float(MAX_ROWS_PER_BANK), frac_bits=0,
                            name="group counts")
     if not ctx.is_compute and ctx.rank not in ctx.result_ranks:
         return None

@@ -36,11 +36,9 @@ from smpc.service.identity import (
     sign,
     spec_payload,
 )
+from smpc.service.states import STATE_NAMES, TERMINAL_NAMES
 from smpc.transport.grpc import channel_options, is_loopback, secure_channel
 from smpc.v1 import jobs_pb2, jobs_pb2_grpc
-
-STATE_NAMES = {v: k.removeprefix("JOB_STATE_").lower() for k, v in jobs_pb2.JobState.items()}
-TERMINAL = {"succeeded", "failed", "cancelled", "refused"}
 
 
 class JobCancelled(SmpcError):
@@ -212,7 +210,7 @@ class JobClient:
                 f"{self.address} went away while job {job_id} ran ({exc}); a job fails at every party when one of "
                 "them stops, and `smpc job get` there says how it ended once the party is back", peer=self.address,
             ) from None
-        if last is not None and STATE_NAMES[last.state] in TERMINAL - {"succeeded"}:
+        if last is not None and STATE_NAMES[last.state] in TERMINAL_NAMES - {"succeeded"}:
             raise error_from(last.error)
         return self.result(job_id)
 
@@ -223,7 +221,7 @@ class JobClient:
             if not status.result_json:
                 raise errors.PolicyError(f"{status.party}: this identity may not receive the result of job {job_id}")
             return json.loads(status.result_json)
-        if state in TERMINAL:
+        if state in TERMINAL_NAMES:
             raise error_from(status.error)
         raise SmpcError(f"job {job_id} is still {state} at {status.party}")
 

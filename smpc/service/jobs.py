@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import re
 import sys
 import threading
@@ -92,6 +91,7 @@ from smpc.service.policy import (
     uncovered,
 )
 from smpc.service.quotas import QuotaExceeded
+from smpc.service.states import STATE_BY_NAME, STATE_NAMES, TERMINAL
 from smpc.service.store import JobStore, StoredJob
 from smpc.transport.grpc import GrpcTransport, secure_channel
 from smpc.v1 import jobs_pb2, peer_pb2, peer_pb2_grpc
@@ -102,11 +102,6 @@ ERROR_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 NAME_CHARS = 128
 MAX_RECIPIENTS = 64
 MAX_FINISHED_JOBS = 1000
-TERMINAL = (
-    jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED, jobs_pb2.JOB_STATE_REFUSED,
-)
-STATE_NAMES = {v: k.removeprefix("JOB_STATE_").lower() for k, v in jobs_pb2.JobState.items()}
-STATE_BY_NAME = {name: value for value, name in STATE_NAMES.items()}
 CANCELLED = "Cancelled"
 PROGRESS_EVERY = 0.1
 
@@ -1238,8 +1233,6 @@ def _jsonable(value):
         return [_jsonable(v) for v in value]
     if hasattr(value, "tolist"):
         return _jsonable(value.tolist())
-    if isinstance(value, float) and not math.isfinite(value):
-        return value
     return value
 
 

@@ -36,7 +36,15 @@ import numpy as np
 import pandas as pd
 
 from smpc.analyses import registry
-from smpc.analyses.registry import MAX_DOMINANCE, MIN_CELL_SIZE, MIN_CONTRIBUTORS, REQUESTER, Analysis
+from smpc.analyses.registry import (
+    FALSE_WORDS,
+    MAX_DOMINANCE,
+    MIN_CELL_SIZE,
+    MIN_CONTRIBUTORS,
+    REQUESTER,
+    TRUE_WORDS,
+    Analysis,
+)
 from smpc.errors import InputError, SmpcError
 from smpc.service.config import DataSource, PartyConfig
 from smpc.tables import read_table
@@ -326,17 +334,14 @@ def empty_table(source: DataSource, columns: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series([], dtype=_EMPTY_DTYPES[source.columns[c]]) for c in columns})
 
 
-_TRUE = {"true", "1", "yes", "y", "t"}
-_FALSE = {"false", "0", "no", "n", "f"}
-
-
 def load_table(source: DataSource, columns: Sequence[str], party: str) -> pd.DataFrame:
     """The named columns of a data source, checked against their declared types.
 
     ``int``/``float`` columns must hold numbers (empty cells stay NaN), ``int`` ones whole
-    numbers; ``bool`` ones true/false/1/0; ``str`` columns are read as text; and every value
-    keeps to the column's declared minimum, bound, decimals and categories. Anything else raises
-    ``InputError`` naming the party, source, column and row (for this party's own log).
+    numbers; ``bool`` ones true/false, yes/no, 1/0 and the like (``registry.TRUE_WORDS``,
+    ``FALSE_WORDS``); ``str`` columns are read as text; and every value keeps to the column's
+    declared minimum, bound, decimals and categories. Anything else raises ``InputError``
+    naming the party, source, column and row (for this party's own log).
     """
     columns = list(columns)
     where = f"{party}, data source '{source.name}'"
@@ -367,13 +372,13 @@ def load_table(source: DataSource, columns: Sequence[str], party: str) -> pd.Dat
             frame[col] = numeric
         elif kind == "bool":
             text = series.astype(str).str.strip().str.lower()
-            ok = text.isin(_TRUE | _FALSE) | series.isna()
+            ok = text.isin(TRUE_WORDS | FALSE_WORDS) | series.isna()
             if not ok.all():
                 row = int(np.flatnonzero(~ok.to_numpy())[0])
                 raise InputError(
                     f"{where}, column '{col}' (declared bool): row {row + 1} is not true/false"
                 )
-            frame[col] = text.isin(_TRUE).astype(np.int64).where(series.notna())
+            frame[col] = text.isin(TRUE_WORDS).astype(np.int64).where(series.notna())
         _check_declared(frame[col], source.column(col), f"{where}, column '{col}'")
     return frame
 

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-import smpc
 from smpc.errors import InputError
-from smpc.secret import SecretTensor
+from smpc.secret import SecretTensor, cat, share
 
 
 @dataclass
@@ -72,8 +71,8 @@ def share_column(
         missing = np.isnan(array)
         values = torch.tensor(np.where(missing, 0.0, array))
         present = torch.tensor((~missing).astype(np.int64))
-    secret_values = ctx.share(values, owner, bound=bound, frac_bits=frac_bits, name=name)
-    secret_present = ctx.share(present, owner, bound=1, frac_bits=0, name=f"{name} (mask)")
+    secret_values = share(ctx, values, owner, bound=bound, frac_bits=frac_bits, name=name)
+    secret_present = share(ctx, present, owner, bound=1, frac_bits=0, name=f"{name} (mask)")
     return Column(secret_values, secret_present, name)
 
 
@@ -81,4 +80,4 @@ def concat(parts: list[Column]) -> Column:
     """The consortium's column: every bank's rows after one another (local)."""
     if not parts:
         raise InputError("no column parts to combine")
-    return Column(smpc.cat([p.values for p in parts]), smpc.cat([p.present for p in parts]), parts[0].name)
+    return Column(cat([p.values for p in parts]), cat([p.present for p in parts]), parts[0].name)

@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import numpy as np
 
-import smpc
+from smpc.secret import cat, stack
 from smpc.stats.columns import Column
 
 
@@ -22,9 +22,9 @@ def cross_moments(cols: list[Column], to=None):
     (an exact square, two exact matmuls, no truncation) + 1 reveal; (2d)^2 + d^2 ring elements.
     Leakage: n, s, q, p (they determine the covariance and correlation matrices and means).
     """
-    values = smpc.stack([c.values for c in cols], dim=1)  # n x d, frac f
-    masks = smpc.stack([c.present for c in cols], dim=1)  # n x d, integer
-    both = smpc.cat([values, masks.rescale(values.frac_bits)], dim=1)  # n x 2d at frac f
+    values = stack([c.values for c in cols], dim=1)  # n x d, frac f
+    masks = stack([c.present for c in cols], dim=1)  # n x d, integer
+    both = cat([values, masks.rescale(values.frac_bits)], dim=1)  # n x 2d at frac f
     gram = both.transpose(0, 1).matmul(both, exact=True)  # 2d x 2d at 2f
     q = _exact_square(values).transpose(0, 1).matmul(masks, exact=True)  # d x d at 2f
     opened = gram.reveal_exact(to), q.reveal_exact(to)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-from smpc.secret import SecretTensor
+from smpc.secret import SecretTensor, cat, stack
 from smpc.stats.columns import Column
 
 
@@ -15,11 +15,9 @@ def group_totals(onehot: SecretTensor, cols: list[Column]) -> tuple[SecretTensor
     Cost: 1 round (one exact matmul of the one-hot matrix with values and masks); 2 G d
     ring elements per party. Leakage: none (nothing is revealed here).
     """
-    import smpc
-
-    values = smpc.stack([c.values for c in cols], dim=1)
-    masks = smpc.stack([c.present for c in cols], dim=1)
-    both = smpc.cat([values, masks.rescale(values.frac_bits)], dim=1)
+    values = stack([c.values for c in cols], dim=1)
+    masks = stack([c.present for c in cols], dim=1)
+    both = cat([values, masks.rescale(values.frac_bits)], dim=1)
     totals = onehot.transpose(0, 1).matmul(both, exact=True)  # G x 2d at frac f
     d = len(cols)
     sums = totals[:, :d]

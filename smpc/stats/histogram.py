@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from smpc.errors import InputError
+from smpc.secret import cat
 from smpc.stats.columns import Column
 
 
@@ -42,6 +43,4 @@ def histogram(col: Column, edges, to=None) -> list[int] | None:
 
 
 def _cat_last(a, b):
-    import smpc
-
-    return smpc.cat([a, b], dim=1)
+    return cat([a, b], dim=1)

@@ -1,0 +1,127 @@
+"""What the catalogue's analyses share: the checks of one bank's own table, the public caps on
+what a bank contributes, bounded views of shared aggregates, and how a suppressed cell reads.
+
+The checks run on a bank's own rows before anything is shared. A refusal travels to the
+coordinator, the other banks and the requester, so its message names the bank, the column,
+the row and the problem, but never the value in the cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from smpc.errors import InputError, RangeError, SmpcError
+from smpc.secret import SecretTensor
+
+if TYPE_CHECKING:
+    from smpc.analyses.disclosure import Rules
+
+MAX_DECIMALS = 6
+EXACT_UNITS = 2**53
+"""Amount units below this convert between float64 and integers exactly."""
+
+MAX_ROWS_PER_BANK = 2**30
+"""Public cap on one bank's rows; it bounds the shared aggregates (sums of squares too)."""
+
+
+# ----- checks of one bank's table ---------------------------------------------------------
+def table_column(table: pd.DataFrame, party: str, column: str) -> pd.Series:
+    """``table[column]``; ``InputError`` naming the party and the columns it has otherwise."""
+    if column not in table.columns:
+        have = ", ".join(map(str, table.columns[:20]))
+        raise InputError(f"{party}: column '{column}' is missing from its data (it has: {have})")
+    return table[column]
+
+
+def check_rows(bad, party: str, column: str, problem: str | Callable[[int], str],
+               error: type[SmpcError] = InputError) -> None:
+    """Refuse the column if any row is ``bad`` (booleans, one per row): ``error`` naming the
+    party, the column and the first such row (counted from 1), with ``problem`` (or
+    ``problem(row)`` for the 0-based row) saying what is wrong with it."""
+    bad = np.asarray(bad, dtype=bool)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        what = problem(row) if callable(problem) else problem
+        raise error(f"{party}, column '{column}': row {row + 1} {what}")
+
+
+def check_row_count(party: str, rows: int) -> None:
+    """A bank contributes at most ``MAX_ROWS_PER_BANK`` rows: the bounds of every shared
+    aggregate rest on it."""
+    if rows > MAX_ROWS_PER_BANK:
+        raise InputError(f"{party}: {rows} rows exceed the {MAX_ROWS_PER_BANK} rows a bank may contribute")
+
+
+def default_flags(table: pd.DataFrame, party: str, label: str, positive: str | None) -> np.ndarray:
+    """0/1 default flags (int64) of one bank's ``label`` column; ``InputError`` naming the
+    party, column, row and problem for anything that is not a clean flag or label."""
+    col = table_column(table, party, label)
+    check_rows(col.isna(), party, label, "is empty")
+    if positive is not None:
+        return (col.astype(str) == positive).to_numpy(dtype=np.int64)
+    numeric = pd.to_numeric(col, errors="coerce")
+    check_rows(numeric.isna(), party, label,
+               "is not numeric; a 0/1 flag column is expected (or pass positive=<label> for a labelled column)")
+    values = numeric.to_numpy(dtype=np.float64)
+    check_rows((values != 0) & (values != 1), party, label, "is not 0 or 1")
+    return values.astype(np.int64)
+
+
+def check_amount_scale(column: str, decimals: int, bound: float) -> None:
+    """The public scale of an amount column: 0..6 decimals, and a bound whose units stay
+    below 2^53 so that every amount converts to an integer exactly (beyond, int64 wraps or
+    float64 drops cents without a word)."""
+    if not 0 <= decimals <= MAX_DECIMALS:
+        raise InputError(f"column '{column}': decimals must be in 0..{MAX_DECIMALS}, got {decimals}")
+    if not 0 < bound * 10.0**decimals < EXACT_UNITS:
+        raise RangeError(
+            f"column '{column}': a bound of {bound:g} at {decimals} decimals is {bound * 10.0**decimals:.4g} units; "
+            f"it must be positive and below 2^53 ({EXACT_UNITS:.4g}) so amounts convert exactly: declare a tighter "
+            "bound or fewer decimals"
+        )
+
+
+def amount_units(table: pd.DataFrame, party: str, column: str, decimals: int, bound: float) -> np.ndarray:
+    """Amounts as exact integers of 10^-decimals (cents for 2); ``InputError`` for empty,
+    non-numeric or over-precise values, ``RangeError`` beyond ``bound``.
+
+    A value is over-precise unless it is the float nearest some k / 10^decimals: then
+    k / 10^decimals, correctly rounded, gives the value back (exact for k < 2^53), so
+    1234567.891 at 2 decimals is refused however large the amount, not rounded to .89."""
+    check_amount_scale(column, decimals, bound)
+    col = table_column(table, party, column)
+    numeric = pd.to_numeric(col, errors="coerce")
+    check_rows(numeric.isna(), party, column, lambda row: "is empty" if pd.isna(col.iloc[row]) else "is not numeric")
+    values = numeric.to_numpy(dtype=np.float64)
+    check_rows(np.abs(values) > bound, party, column, f"exceeds the declared bound {bound:g}", RangeError)
+    units = np.round(values * 10.0**decimals)
+    check_rows(units / 10.0**decimals != values, party, column,
+               f"has more than {decimals} decimal places (declare more decimals)")
+    return units.astype(np.int64)
+
+
+# ----- shared aggregates ----------------------------------------------------------------------
+def bounded_view(x: SecretTensor, bound: float) -> SecretTensor:
+    """``x`` under a tighter public bound that holds by construction: values the owners
+    computed from their checked rows (a count, a 0/1 flag, one value), shared in one batch
+    with larger aggregates. Comparisons need bounds under 2^63, which sums of squares exceed."""
+    origin = f"{x.origin or 'an aggregate'} (bounded by {float(bound):.4g})"
+    return SecretTensor(x.ctx, x.shares, x.frac_bits, float(bound), origin)
+
+
+def count_view(x: SecretTensor, owners) -> SecretTensor:
+    """Record counts summed over ``owners`` (every bank checked its row count against
+    MAX_ROWS_PER_BANK before sharing), with the bound of such a count."""
+    return bounded_view(x, len(owners) * MAX_ROWS_PER_BANK)
+
+
+# ----- results ------------------------------------------------------------------------------
+def suppressed(rules: Rules | None = None, **fields) -> dict:
+    """What a result says of a cell the disclosure rules suppressed: the ``fields`` that
+    stand in for its values (``count=None``), that it is suppressed, and, for a result that
+    is one cell, the rules it was decided under (``Rules.metadata``)."""
+    return {**fields, "suppressed": True, **(rules.metadata() if rules is not None else {})}
