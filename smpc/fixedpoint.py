@@ -17,12 +17,21 @@ Per-ring defaults (``DEFAULTS``):
 
 Error: encoding rounds to nearest, |decode(encode(v)) - v| <= 2^-(f+1); decoding is exact
 (the floor of the signed value plus its fraction, so negative values are never off by one).
+
+Exact decimals (money): ``encode_decimal`` stores v as the integer v * 10^d for a declared
+number of decimals d (cents for 2) and refuses a value with more decimals, never rounds it.
+A float is read as the decimal it prints as: it has at most d decimals when it is the float
+nearest some k / 10^d, i.e. when k / 10^d, correctly rounded, gives the float back (exact for
+|k| < 2^53, which ``check_decimal_scale`` makes every bound satisfy). Python ``Decimal``,
+``Fraction``, ``int`` and decimal strings are read exactly.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -56,6 +65,11 @@ def truncatable_encoded(ring: Ring) -> float:
     """
     return 2.0 ** (ring.bits - 1 - SECURITY_BITS)
 
+
+MAX_DECIMALS = 6
+"""Most decimals an exact decimal value may declare (micro-units)."""
+EXACT_UNITS = 2**53
+"""Decimal units below this convert between float64 and integers exactly."""
 
 SPARE_BYTES = 1
 """Bytes a narrow reveal opens beyond what the bound needs, so that a value beyond its bound
@@ -241,6 +255,101 @@ def _exact_integers(value, ring: Ring, frac_bits: int, bound: float, who: str) -
             pos = _position(array.shape, i)
             raise RangeError(f"{who}: value at position {pos} exceeds the declared bound {bound:.4g}")
     return ring.lshift(ring.from_ints([int(v) for v in flat], array.shape), frac_bits)
+
+
+# ----- exact decimals ---------------------------------------------------------------------
+def check_decimal_scale(decimals: int, bound: float, who: str) -> None:
+    """The public scale of exact decimals: 0..MAX_DECIMALS decimals, and a bound whose units stay
+    below 2^53 so that every value converts to an integer exactly (beyond, float64 drops cents
+    without a word)."""
+    if not 0 <= decimals <= MAX_DECIMALS:
+        raise InputError(f"{who}: decimals must be in 0..{MAX_DECIMALS}, got {decimals}")
+    if not 0 < bound * 10.0**decimals < EXACT_UNITS:
+        raise RangeError(
+            f"{who}: a bound of {bound:g} at {decimals} decimals is {bound * 10.0**decimals:.4g} units; it must be "
+            f"positive and below 2^53 ({EXACT_UNITS:.4g}) so values convert exactly: declare a tighter bound or "
+            "fewer decimals"
+        )
+
+
+def decimal_units(values: np.ndarray, decimals: int) -> tuple[np.ndarray, np.ndarray]:
+    """(float64 values as integers of 10^-decimals, where a value has more decimals than that).
+    See the module docstring for why the round trip decides it."""
+    scale = 10.0**decimals
+    units = np.round(values * scale)
+    return units, units / scale != values
+
+
+def _exact_decimal(v) -> Fraction | None:
+    """An exactly given number (int, Fraction, Decimal, or a decimal string) as a Fraction;
+    None for floats and anything else."""
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, np.integer, Fraction)):
+        return Fraction(int(v)) if isinstance(v, np.integer) else Fraction(v)
+    if isinstance(v, Decimal):
+        return Fraction(v) if v.is_finite() else None
+    if isinstance(v, str):
+        try:
+            d = Decimal(v.strip())
+        except InvalidOperation:
+            return None
+        return Fraction(d) if d.is_finite() else None
+    return None
+
+
+def encode_decimal(value, ring: Ring, decimals: int, bound: float, who: str = "input") -> torch.Tensor:
+    """Encode values as the exact integers v * 10^decimals, refusing NaN, infinity, values beyond
+    ``bound`` (RangeError) and values with more decimals (InputError); messages name the first
+    offending position."""
+    check_decimal_scale(decimals, bound, who)
+    scale = 10**decimals
+    if isinstance(value, (list, tuple)) or (isinstance(value, np.ndarray) and value.dtype == object):
+        array = np.asarray(value, dtype=object)
+        flat = array.reshape(-1).tolist()
+        exact = [_exact_decimal(v) for v in flat]
+        if all(x is not None for x in exact):
+            units = []
+            for i, x in enumerate(exact):
+                if abs(x) > bound:
+                    raise RangeError(f"{who}: value at position {_position(array.shape, i)} exceeds the declared "
+                                     f"bound {bound:.4g}")
+                if (x * scale).denominator != 1:
+                    raise InputError(f"{who}: value at position {_position(array.shape, i)} has more than "
+                                     f"{decimals} decimal places (declare more decimals)")
+                units.append(int(x * scale))
+            return ring.from_ints(units, array.shape)
+    _refuse_short_floats(value, who)
+    x = as_float64(value, who).numpy()
+    finite = np.isfinite(x)
+    if not finite.all():
+        flat = int(np.flatnonzero(~finite)[0])
+        kind = "NaN" if math.isnan(float(x.reshape(-1)[flat])) else "infinite"
+        raise InputError(f"{who}: value at position {_position(x.shape, flat)} is {kind}")
+    over = np.abs(x) > bound
+    if over.any():
+        raise RangeError(f"{who}: value at position {_position(x.shape, int(np.flatnonzero(over)[0]))} exceeds the "
+                         f"declared bound {bound:.4g}")
+    units, over_precise = decimal_units(x, decimals)
+    if over_precise.any():
+        raise InputError(f"{who}: value at position {_position(x.shape, int(np.flatnonzero(over_precise)[0]))} has "
+                         f"more than {decimals} decimal places (declare more decimals)")
+    return ring.from_int64(torch.as_tensor(units.astype(np.int64)))
+
+
+def public_decimal(value: float) -> Fraction:
+    """A public float read as the decimal it prints as (0.1 is one tenth, not the binary
+    fraction nearest it): how a public operand of an exact decimal secret is taken."""
+    return Fraction(Decimal(repr(float(value))))
+
+
+def decimals_of(values) -> int | None:
+    """The fewest decimals (0..MAX_DECIMALS) that hold every public value exactly, read as
+    ``public_decimal``; None when more are needed."""
+    for d in range(MAX_DECIMALS + 1):
+        if all((public_decimal(v) * 10**d).denominator == 1 for v in values):
+            return d
+    return None
 
 
 def encode_public(value, ring: Ring, frac_bits: int, who: str = "public constant") -> torch.Tensor:

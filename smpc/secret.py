@@ -1,9 +1,10 @@
 """``SecretTensor``: the value type developers program with.
 
 A secret carries this party's replicated shares plus public metadata every party agrees on:
-``frac_bits`` (fixed-point precision; 0 = exact integer) and ``bound`` (largest possible
-|value|). Operators check the worst case against the ring before any message is sent and
-raise ``RangeError`` instead of wrapping.
+``frac_bits`` (fixed-point precision; 0 = exact integer), ``decimals`` (an exact decimal in
+integer mode: the integer counts units of 10^-decimals, cents for 2) and ``bound`` (largest
+possible |value|; for an exact decimal, in those units). Operators check the worst case
+against the ring before any message is sent and raise ``RangeError`` instead of wrapping.
 
 On ranks that are not compute parties (input/result parties) a secret is "hollow": it has
 metadata but no shares, operations only update the metadata, and ``reveal`` delivers the
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from decimal import Decimal
 from fractions import Fraction
 
 import numpy as np
@@ -21,14 +23,18 @@ import torch
 
 from smpc.errors import InputError, RangeError, SmpcError
 from smpc.fixedpoint import (
+    MAX_DECIMALS,
     as_float64,
     check_fits,
     check_open,
     check_truncatable,
+    decimals_of,
     decode,
     encode,
+    encode_decimal,
     encode_public,
     open_width,
+    public_decimal,
     truncatable_encoded,
 )
 from smpc.protocols import arithmetic, compare, division, functions
@@ -54,10 +60,18 @@ class SecretTensor:
 
     __array_priority__ = 1000  # make numpy defer to our reflected operators
 
-    def __init__(self, ctx, shares: ArithmeticShares | None, frac_bits: int, bound: float, origin: str | None = None):
+    def __init__(self, ctx, shares: ArithmeticShares | None, frac_bits: int, bound: float, origin: str | None = None,
+                 decimals: int = 0):
         self.ctx = ctx
         self.shares = shares
         self.frac_bits = int(frac_bits)
+        self.decimals = int(decimals)
+        """Exact decimal places: the shared integer is the value times 10^decimals (and
+        ``bound`` is in those units). Only in integer mode (frac_bits 0); sums, products
+        (decimals add) and comparisons stay exact, and functions that cannot be exact
+        (division by a secret, means, roots, exp, log) first convert with ``to_fixed``."""
+        if self.decimals and self.frac_bits:
+            raise SmpcError("an exact decimal secret is in integer mode (frac_bits 0)")
         self.bound = float(bound)
         self.origin = origin
         """What the value is or was computed from (a shared column, a re-bounded aggregate),
@@ -90,6 +104,7 @@ class SecretTensor:
             self.frac_bits if frac_bits is None else frac_bits,
             self.bound if bound is None else bound,
             self.origin,
+            self.decimals if (frac_bits is None or frac_bits == 0) else 0,
         )
         out.bound_known = self.bound_known and all(o.bound_known for o in others)
         return out
@@ -118,7 +133,9 @@ class SecretTensor:
     def __repr__(self) -> str:
         return (
             f"SecretTensor(shape={tuple(self.shape) if self.shape is not None else '?'}, "
-            f"{self.ring.name}, frac_bits={self.frac_bits}, bound={self.bound:.4g})"
+            f"{self.ring.name}, frac_bits={self.frac_bits}, "
+            + (f"decimals={self.decimals}, bound={self.bound:.4g} units)" if self.decimals
+               else f"bound={self.bound:.4g})")
         )
 
     def __bool__(self):
@@ -133,6 +150,9 @@ class SecretTensor:
         """The same value at more fractional bits (local, exact)."""
         if frac_bits == self.frac_bits:
             return self
+        if self.decimals:
+            raise SmpcError(f"an exact decimal secret ({self.decimals} decimals) has no fractional bits to change; "
+                            "to_fixed() converts it to binary fixed point")
         if frac_bits < self.frac_bits:
             return self.truncate(self.frac_bits - frac_bits)
         check_fits(self.ring, self.bound, frac_bits, "rescale")
@@ -151,8 +171,109 @@ class SecretTensor:
     def _encode_public(self, t: torch.Tensor, frac_bits: int) -> torch.Tensor:
         return encode_public(t, self.ring, frac_bits)
 
+    # ----- exact decimals ----------------------------------------------------------------
+    def with_decimals(self, decimals: int) -> SecretTensor:
+        """The same exact value at ``decimals`` >= its own (local: times 10^k, exact)."""
+        k = int(decimals) - self.decimals
+        if k == 0:
+            return self
+        if k < 0:
+            raise SmpcError(f"fewer decimals ({decimals} < {self.decimals}) would round an exact decimal; "
+                            "to_fixed() converts it to binary fixed point")
+        self._decimal_ready("more decimals")
+        bound = self.bound * 10**k
+        check_fits(self.ring, bound, 0, "more decimals")
+        shares = None if self.shares is None else self.shares.mul_public(self.ring.from_int64(torch.tensor(10**k)))
+        out = self._new(shares, bound=bound)
+        out.decimals = int(decimals)
+        return out
+
+    def to_fixed(self) -> SecretTensor:
+        """An exact decimal as binary fixed point at ``ctx.frac_bits`` (1 round: a product by the
+        public 10^-decimals, then truncation), for what cannot stay exact: division by a secret,
+        means, roots, exp, log. Error: 1 unit of the last place plus a quarter unit. A secret that
+        is not decimal is returned as it is."""
+        if not self.decimals:
+            return self
+        units = SecretTensor(self.ctx, self.shares, 0, self.bound, self.origin)
+        units.bound_known = self.bound_known
+        return units._mul_public(torch.tensor(10.0**-self.decimals, dtype=torch.float64))
+
+    def _decimal_ready(self, what: str) -> SecretTensor:
+        if self.frac_bits:
+            raise SmpcError(f"{what}: an exact decimal secret and a binary fixed-point secret ({self.frac_bits} "
+                            "fractional bits) do not mix; convert the decimal one with to_fixed() first")
+        return self
+
+    def _aligned(self, other: SecretTensor, what: str) -> tuple[SecretTensor, SecretTensor]:
+        """self and other at the same decimals (the larger), when either is an exact decimal."""
+        if not (self.decimals or other.decimals):
+            return self, other
+        self._decimal_ready(what)
+        other._decimal_ready(what)
+        d = max(self.decimals, other.decimals)
+        return self.with_decimals(d), other.with_decimals(d)
+
+    def _public_units(self, t: torch.Tensor, what: str) -> tuple[SecretTensor, torch.Tensor]:
+        """(self at enough decimals for the public ``t``, ``t`` as int64 units of them). A public
+        operand is read as the decimal it prints as (``fixedpoint.public_decimal``)."""
+        values = t.reshape(-1).tolist()
+        need = decimals_of(values)
+        if need is None:
+            raise InputError(f"{what}: a public operand of an exact decimal secret has more than {MAX_DECIMALS} "
+                             "decimal places; to_fixed() converts the secret to binary fixed point")
+        x = self.with_decimals(max(need, self.decimals))
+        scale = 10**x.decimals
+        units = [int(public_decimal(v) * scale) for v in values]
+        return x, torch.tensor(units, dtype=torch.int64).reshape(t.shape)
+
+    def _shifted(self, units: torch.Tensor) -> SecretTensor:
+        """self minus public integer ``units`` of its decimals (local)."""
+        bound = self.bound + (float(units.abs().max()) if units.numel() else 0.0)
+        check_fits(self.ring, bound, 0, "comparison")
+        shares = None if self.shares is None else self.shares.add_public(self.ctx.rank, self.ring.from_int64(-units))
+        return self._new(shares, bound=bound)
+
+    def _compare_decimal(self, other, op: str) -> SecretTensor:
+        """``op`` (lt, gt, eq) of an exact decimal with a secret or a public value, exact: for the
+        shared integer X and a public c at d decimals, x < c exactly when X < ceil(c 10^d),
+        x > c when X > floor(c 10^d), and x == c only where c 10^d is a whole number."""
+        if isinstance(other, SecretTensor):
+            self._check_same_job(other)
+            a, b = self._aligned(other, "comparison")
+            if op == "lt":
+                return (a - b)._ltz()
+            if op == "gt":
+                return (b - a)._ltz()
+            return (a - b)._eqz()
+        self._decimal_ready("comparison")
+        t = _public_tensor(other)
+        scale = 10**self.decimals
+        exact = [public_decimal(v) * scale for v in t.reshape(-1).tolist()]
+        pick = math.ceil if op == "lt" else math.floor
+        units = torch.tensor([pick(q) for q in exact], dtype=torch.int64).reshape(t.shape)
+        if op == "lt":
+            return self._shifted(units)._ltz()
+        if op == "gt":
+            return (-self._shifted(units))._ltz()
+        equal = self._shifted(units)._eqz()
+        on_grid = torch.tensor([q.denominator == 1 for q in exact], dtype=torch.float64).reshape(t.shape)
+        return equal if bool(on_grid.all()) else equal * on_grid
+
     # ----- linear operations -----------------------------------------------------------
     def __add__(self, other) -> SecretTensor:
+        if isinstance(other, SecretTensor) and (self.decimals or other.decimals):
+            self._check_same_job(other)
+            a, b = self._aligned(other, "addition")
+            bound = a.bound + b.bound
+            check_fits(self.ring, bound, 0, "addition")
+            return a._new(None if a.shares is None else a.shares.add(b.shares), 0, bound, b)
+        if self.decimals and not isinstance(other, SecretTensor):
+            a, units = self._public_units(_public_tensor(other), "addition")
+            bound = a.bound + (float(units.abs().max()) if units.numel() else 0.0)
+            check_fits(self.ring, bound, 0, "addition")
+            shares = None if a.shares is None else a.shares.add_public(self.ctx.rank, self.ring.from_int64(units))
+            return a._new(shares, bound=bound)
         if isinstance(other, SecretTensor):
             self._check_same_job(other)
             f = max(self.frac_bits, other.frac_bits)
@@ -202,6 +323,9 @@ class SecretTensor:
         return raw, trunc
 
     def _mul_secret(self, other: SecretTensor) -> SecretTensor:
+        if self.decimals or other.decimals:  # integers of units: the product is exact, decimals add
+            self._decimal_ready("multiplication")
+            other._decimal_ready("multiplication")
         bound = self.bound * other.bound
         raw, trunc = self._product_plan(bound, self.frac_bits, other.frac_bits, "multiplication")
         shares = None
@@ -210,9 +334,21 @@ class SecretTensor:
                 shares = arithmetic.square(self.ctx, self.shares, trunc)
             else:
                 shares = arithmetic.mul(self.ctx, self.shares, other.shares, trunc)
-        return self._new(shares, raw - trunc, bound, other)
+        out = self._new(shares, raw - trunc, bound, other)
+        out.decimals = self.decimals + other.decimals
+        return out
 
     def _mul_public(self, t: torch.Tensor) -> SecretTensor:
+        if self.decimals and not _is_integral(t):  # c = k / 10^e: times the integer k, decimals + e
+            need = decimals_of(t.reshape(-1).tolist())
+            if need is None:
+                return self.to_fixed()._mul_public(t)
+            scale = 10**need
+            units = torch.tensor([int(public_decimal(v) * scale) for v in t.reshape(-1).tolist()],
+                                 dtype=torch.float64).reshape(t.shape)
+            out = self._mul_public(units)
+            out.decimals = self.decimals + need
+            return out
         cmax = float(t.abs().max()) if t.numel() else 0.0
         bound = self.bound * cmax
         if _is_integral(t):
@@ -303,6 +439,8 @@ class SecretTensor:
         if not isinstance(other, SecretTensor):
             return self / other
         self._check_same_job(other)
+        if self.decimals or other.decimals:
+            return self.to_fixed().div(other.to_fixed(), lower=lower, frac_bits=frac_bits)
         f, bound = division.plan_divide(
             self.ring, self.ctx.frac_bits, self.bound, self.frac_bits, other.bound, other.frac_bits, lower, frac_bits
         )
@@ -319,12 +457,16 @@ class SecretTensor:
     def reciprocal(self, *, lower: float | None = None, frac_bits: int | None = None) -> SecretTensor:
         """1 / self; ``lower`` as in ``div`` (the public bound is 1 / lower); 1 / 0 gives 0.
         Cost: 22 rounds. Error: 2^-30 relative + 1 unit of the result."""
+        if self.decimals:
+            return self.to_fixed().reciprocal(lower=lower, frac_bits=frac_bits)
         f, bound = division.plan_reciprocal(self.ring, self.ctx.frac_bits, self.bound, self.frac_bits, lower, frac_bits)
         shares = None if self.shares is None else division.reciprocal(self.ctx, self.shares, self.frac_bits, f)
         return self._new(shares, frac_bits=f, bound=bound)
 
     def sqrt(self, *, frac_bits: int | None = None) -> SecretTensor:
         """Square root; values <= 0 give 0. Cost: 22 rounds. Error: 1e-8 relative + 1 unit."""
+        if self.decimals:
+            return self.to_fixed().sqrt(frac_bits=frac_bits)
         f, bound = division.plan_sqrt(self.ring, self.ctx.frac_bits, self.bound, self.frac_bits, frac_bits=frac_bits)
         shares = None if self.shares is None else division.sqrt(self.ctx, self.shares, self.frac_bits, f)
         return self._new(shares, frac_bits=f, bound=bound)
@@ -332,6 +474,8 @@ class SecretTensor:
     def rsqrt(self, *, lower: float | None = None, frac_bits: int | None = None) -> SecretTensor:
         """1 / sqrt(self); ``lower`` as in ``div``; values <= 0 give 0.
         Cost: 22 rounds. Error: 1e-7 relative + 1 unit."""
+        if self.decimals:
+            return self.to_fixed().rsqrt(lower=lower, frac_bits=frac_bits)
         f, bound = division.plan_sqrt(
             self.ring, self.ctx.frac_bits, self.bound, self.frac_bits, inverse=True, lower=lower, frac_bits=frac_bits
         )
@@ -340,6 +484,8 @@ class SecretTensor:
 
     def _exp_ready(self) -> SecretTensor:
         """self at no more than functions.EXP_MAX_FRAC_BITS fractional bits (1 round if finer)."""
+        if self.decimals:
+            return self.to_fixed()._exp_ready()
         extra = self.frac_bits - functions.EXP_MAX_FRAC_BITS
         return self.truncate(extra) if extra > 0 else self
 
@@ -355,6 +501,8 @@ class SecretTensor:
     def log(self, *, frac_bits: int | None = None) -> SecretTensor:
         """Natural logarithm; log(0) gives log of one unit in the last place, a negative value
         log|self|. Cost: 22 rounds. Error: 2e-9 + 2 units (absolute)."""
+        if self.decimals:
+            return self.to_fixed().log(frac_bits=frac_bits)
         f, bound = functions.plan_log(self.ring, self.ctx.frac_bits, self.bound, self.frac_bits, frac_bits)
         shares = None if self.shares is None else functions.log(self.ctx, self.shares, self.frac_bits, f)
         return self._new(shares, frac_bits=f, bound=bound)
@@ -381,26 +529,36 @@ class SecretTensor:
         if not isinstance(other, SecretTensor):
             other = SecretTensor.from_public(self.ctx, other)
         self._check_same_job(other)
+        if self.decimals or other.decimals:
+            self._decimal_ready("matmul")
+            other._decimal_ready("matmul")
         inner = self.shape[-1] if self.shape is not None else 0
         bound = self.bound * other.bound * inner
         raw, trunc = self._product_plan(bound, self.frac_bits, other.frac_bits, "matmul", exact)
         shares = None
         if self.shares is not None:
             shares = arithmetic.matmul(self.ctx, self.shares, other.shares, trunc)
-        return self._shape_blind(self._new(shares, raw - trunc, bound, other))
+        out = self._new(shares, raw - trunc, bound, other)
+        out.decimals = self.decimals + other.decimals
+        return self._shape_blind(out)
 
     def dot(self, other: SecretTensor, dim=-1, exact: bool = False) -> SecretTensor:
         """sum(self * other, dim): only the reduced result is communicated. With
         ``exact=True`` no truncation (see ``matmul``). Cost: 1 round, 1 ring element per
         element of the result per party."""
         self._check_same_job(other)
+        if self.decimals or other.decimals:
+            self._decimal_ready("dot product")
+            other._decimal_ready("dot product")
         count = self._count(dim)
         bound = self.bound * other.bound * count
         raw, trunc = self._product_plan(bound, self.frac_bits, other.frac_bits, "dot product", exact)
         shares = None
         if self.shares is not None:
             shares = arithmetic.mul_sum(self.ctx, self.shares, other.shares, dim, trunc)
-        return self._shape_blind(self._new(shares, raw - trunc, bound, other))
+        out = self._new(shares, raw - trunc, bound, other)
+        out.decimals = self.decimals + other.decimals
+        return self._shape_blind(out)
 
     # ----- reductions ------------------------------------------------------------------
     def _count(self, dim) -> int:
@@ -420,7 +578,10 @@ class SecretTensor:
         return self._shape_blind(self._new(shares, bound=bound))
 
     def mean(self, dim=None, keepdim: bool = False) -> SecretTensor:
-        """Mean = sum times the public 1/count (1 round for the truncation)."""
+        """Mean = sum times the public 1/count (1 round for the truncation); an exact decimal
+        is converted ``to_fixed`` first."""
+        if self.decimals:
+            return self.to_fixed().mean(dim=dim, keepdim=keepdim)
         count = self._count(dim)
         total = self.sum(dim=dim, keepdim=keepdim)
         f_out = self.frac_bits or self.ctx.frac_bits
@@ -476,10 +637,14 @@ class SecretTensor:
     def __lt__(self, other) -> SecretTensor:
         """self < other as a secret 0/1 (exact). Cost: 10 rounds; bytes per element in
         docs/costs.md (protocols.compare.less_than_zero)."""
+        if self.decimals or (isinstance(other, SecretTensor) and other.decimals):
+            return self._compare_decimal(other, "lt")
         return (self - self._on_grid(other, torch.ceil))._ltz()
 
     def __gt__(self, other) -> SecretTensor:
         """self > other (exact). Cost: as ``<``."""
+        if self.decimals or (isinstance(other, SecretTensor) and other.decimals):
+            return self._compare_decimal(other, "gt")
         return ((-self) + self._on_grid(other, torch.floor))._ltz()
 
     def __le__(self, other) -> SecretTensor:
@@ -493,6 +658,8 @@ class SecretTensor:
     def __eq__(self, other) -> SecretTensor:  # type: ignore[override]
         """self == other as a secret 0/1 (exact). Cost: 9 rounds; bytes per element in
         docs/costs.md (protocols.compare.equal_zero)."""
+        if self.decimals or (isinstance(other, SecretTensor) and other.decimals):
+            return self._compare_decimal(other, "eq")
         if isinstance(other, SecretTensor):
             return (self - other)._eqz()
         scale = 2.0**self.frac_bits
@@ -630,13 +797,18 @@ class SecretTensor:
         if opened is None:
             return None
         # ranks without shares cannot trust the bound (see arithmetic.reveal)
-        return decode(opened, self.ring, self.frac_bits, fits_int64=self.ctx.is_compute and self._open_width() <= 8)
+        value = decode(opened, self.ring, self.frac_bits, fits_int64=self.ctx.is_compute and self._open_width() <= 8)
+        # units below 2^53 and 10^decimals are exact floats: one correctly rounded division
+        return value / 10.0**self.decimals if self.decimals else value
 
     def reveal_int(self, to=None) -> np.ndarray | None:
         """Exact integers (an object array of Python ints) for integer-mode secrets: sums of
         cents beyond 2^53 stay exact, unlike float64."""
         if self.frac_bits != 0:
             raise SmpcError("reveal_int needs an integer-mode secret (frac_bits=0)")
+        if self.decimals:
+            raise SmpcError(f"reveal_int of an exact decimal ({self.decimals} decimals): reveal_decimal or "
+                            "reveal_exact gives it exactly")
         opened = self._open(to)
         if opened is None:
             return None
@@ -651,8 +823,22 @@ class SecretTensor:
         opened = self._open(to)
         if opened is None:
             return None
-        scale = 1 << self.frac_bits
+        scale = (1 << self.frac_bits) * 10**self.decimals
         values = [Fraction(v, scale) for v in self.ring.to_ints(opened, signed=True)]
+        out = np.empty(len(values), dtype=object)
+        out[:] = values
+        return out.reshape(tuple(self.ring.shape(opened)))
+
+    def reveal_decimal(self, to=None) -> np.ndarray | None:
+        """An exact decimal as an object array of ``decimal.Decimal`` with exactly ``decimals``
+        places (12.30, not 12.3): money printed as it was given. Integer-mode secrets too."""
+        if self.frac_bits != 0:
+            raise SmpcError("reveal_decimal needs an exact decimal or integer secret (frac_bits=0); "
+                            "reveal_exact gives binary fixed point exactly")
+        opened = self._open(to)
+        if opened is None:
+            return None
+        values = [Decimal(v).scaleb(-self.decimals) for v in self.ring.to_ints(opened, signed=True)]
         out = np.empty(len(values), dtype=object)
         out[:] = values
         return out.reshape(tuple(self.ring.shape(opened)))
@@ -660,28 +846,29 @@ class SecretTensor:
 
 # ----- inputs: a party's values become secrets ---------------------------------------------
 def share(ctx, value, owner: int, *, bound: float | None = None, frac_bits: int | None = None,
-          name: str | None = None) -> SecretTensor:
+          decimals: int | None = None, name: str | None = None) -> SecretTensor:
     """Secret-share ``value`` held by rank ``owner`` (every other rank passes None).
 
     ``bound`` is the public largest |value| (default: the ring's default input bound),
     ``frac_bits`` the fixed-point precision (0 for exact integers; default ``ctx.frac_bits``).
-    The owner checks its values first: NaN, infinity, values over the bound or
-    non-integers in integer mode raise before anything is sent, and the job is aborted on
-    every party. Leakage: the shape of the value.
+    ``decimals`` makes it an exact decimal instead (money: ``decimals=2`` holds cents exactly;
+    ``bound`` is then in the value's own units, 1e9 for a billion); a value with more decimals
+    is refused, never rounded. The owner checks its values first: NaN, infinity, values over
+    the bound, non-integers in integer mode and over-precise decimals raise before anything is
+    sent, and the job is aborted on every party. Leakage: the shape of the value.
     Cost: 1 round; a compute owner sends 1 ring element per element (to one party; the
     third gets the shape), an input party 2 (``protocols.arithmetic.share_input``).
     """
     if not 0 <= owner < ctx.world_size:
         raise SmpcError(f"owner rank {owner} is not a party of this job (world size {ctx.world_size})")
-    f = ctx.frac_bits if frac_bits is None else int(frac_bits)
-    b = ctx.default_bound if bound is None else float(bound)
-    encoded = _encode_own(ctx, value, f, b, name) if ctx.rank == owner else None
+    f, b, d = _scale(ctx, bound, frac_bits, decimals)
+    encoded = _encode_own(ctx, value, f, b, d, name) if ctx.rank == owner else None
     shares = arithmetic.share_input(ctx, encoded, owner)
-    return SecretTensor(ctx, shares, frac_bits=f, bound=b, origin=_origin(ctx, owner, name))
+    return SecretTensor(ctx, shares, frac_bits=f, bound=b * 10**d, origin=_origin(ctx, owner, name), decimals=d)
 
 
 def share_each(ctx, value, owners, *, shape, bound: float | None = None, frac_bits: int | None = None,
-               name: str | None = None) -> list[SecretTensor]:
+               decimals: int | None = None, name: str | None = None) -> list[SecretTensor]:
     """Every rank in ``owners`` secret-shares its own ``value`` (every other rank passes
     None) of the public ``shape``, all in one round; returns one secret per owner, in
     owner order. For values every party knows the shape of (per-bank aggregates): calling
@@ -696,17 +883,16 @@ def share_each(ctx, value, owners, *, shape, bound: float | None = None, frac_bi
     if not owners or any(not 0 <= o < ctx.world_size for o in owners) or len(set(owners)) < len(owners):
         raise SmpcError(f"share_each: owners {owners} must be distinct ranks of this job")
     shape = tuple(int(d) for d in shape)
-    f = ctx.frac_bits if frac_bits is None else int(frac_bits)
-    b = ctx.default_bound if bound is None else float(bound)
+    f, b, d = _scale(ctx, bound, frac_bits, decimals)
     encoded = None
     if ctx.rank in owners:
-        encoded = _encode_own(ctx, value, f, b, name)
+        encoded = _encode_own(ctx, value, f, b, d, name)
         if tuple(ctx.ring.shape(encoded)) != shape:
             who = ctx.name_of(ctx.rank) + (f", column '{name}'" if name else "")
             raise InputError(f"{who}: a value of shape {tuple(ctx.ring.shape(encoded))}, where every party "
                              f"expects {shape}")
     shares = arithmetic.share_inputs(ctx, encoded, owners, shape)
-    return [SecretTensor(ctx, s, frac_bits=f, bound=b, origin=_origin(ctx, o, name))
+    return [SecretTensor(ctx, s, frac_bits=f, bound=b * 10**d, origin=_origin(ctx, o, name), decimals=d)
             for o, s in zip(owners, shares, strict=True)]
 
 
@@ -719,13 +905,26 @@ def _origin(ctx, owner: int, name: str | None) -> str:
     return f"{ctx.name_of(owner)}'s {name or 'input'}"
 
 
-def _encode_own(ctx, value, frac_bits: int, bound: float, name: str | None) -> torch.Tensor:
+def _scale(ctx, bound, frac_bits, decimals) -> tuple[int, float, int]:
+    """(frac_bits, bound in the value's units, decimals) of an input, every rank alike."""
+    if decimals is not None and frac_bits not in (None, 0):
+        raise SmpcError(f"an input is either exact decimals (decimals={decimals}) or binary fixed point "
+                        f"(frac_bits={frac_bits}), not both")
+    f = (ctx.frac_bits if frac_bits is None else int(frac_bits)) if decimals is None else 0
+    b = ctx.default_bound if bound is None else float(bound)
+    return f, b, int(decimals or 0)
+
+
+def _encode_own(ctx, value, frac_bits: int, bound: float, decimals: int, name: str | None) -> torch.Tensor:
     """This rank's own input, checked and encoded before anything is sent (``share``,
     ``share_each``); errors name the party and the column."""
     me = ctx.name_of(ctx.rank)
     if value is None:
         raise SmpcError(f"{me} owns this input but passed None")
-    return encode(value, ctx.ring, frac_bits, bound, who=me + (f", column '{name}'" if name else ""))
+    who = me + (f", column '{name}'" if name else "")
+    if decimals:
+        return encode_decimal(value, ctx.ring, decimals, bound, who=who)
+    return encode(value, ctx.ring, frac_bits, bound, who=who)
 
 
 def cat(items: list[SecretTensor], dim: int = 0) -> SecretTensor:
@@ -740,7 +939,8 @@ def stack(items: list[SecretTensor], dim: int = 0) -> SecretTensor:
 
 def _joined(items: list[SecretTensor], dim: int, join) -> SecretTensor:
     f = max(x.frac_bits for x in items)
-    aligned = [x.rescale(f) for x in items]
+    d = max(x.decimals for x in items)
+    aligned = [x._decimal_ready("cat/stack").with_decimals(d) for x in items] if d else [x.rescale(f) for x in items]
     bound = max(x.bound for x in items)
     first = aligned[0]
     shares = None if first.shares is None else join([x.shares for x in aligned], dim)
@@ -754,16 +954,29 @@ def where(cond: SecretTensor, if_true, if_false) -> SecretTensor:
     if not isinstance(cond, SecretTensor) or cond.frac_bits != 0 or cond.bound > 1:
         raise SmpcError("where() needs a secret 0/1 condition, such as the result of a comparison")
     ctx = cond.ctx
+    decimal = [x for x in (if_true, if_false) if isinstance(x, SecretTensor) and x.decimals]
+    if decimal:  # a public branch joins an exact decimal as a constant in its units
+        d = max(x.decimals for x in decimal)
+        if_true, if_false = (_decimal_constant(ctx, x, d) if not isinstance(x, SecretTensor) else x
+                             for x in (if_true, if_false))
     a = if_true if isinstance(if_true, SecretTensor) else SecretTensor.from_public(ctx, if_true)
     b = if_false if isinstance(if_false, SecretTensor) else SecretTensor.from_public(ctx, if_false)
+    if decimal:
+        a, b = a._aligned(b, "where")
     f = max(a.frac_bits, b.frac_bits)
     a, b = a.rescale(f), b.rescale(f)
     bound = max(a.bound, b.bound)
     check_fits(cond.ring, a.bound + b.bound, f, "where")
     shares = None if cond.shares is None else compare.select(ctx, cond.shares, a.shares, b.shares)
-    out = SecretTensor(ctx, shares, f, bound, a.origin or b.origin)
+    out = SecretTensor(ctx, shares, f, bound, a.origin or b.origin, a.decimals)
     out.bound_known = a.bound_known and b.bound_known
     return out
+
+
+def _decimal_constant(ctx, value, decimals: int) -> SecretTensor:
+    """A public value as a trivially shared exact decimal (at ``decimals`` or more)."""
+    zero = SecretTensor.from_public(ctx, torch.zeros(_public_tensor(value).shape, dtype=torch.float64), frac_bits=0)
+    return zero.with_decimals(decimals) + value
 
 
 def maximum(a: SecretTensor, b) -> SecretTensor:

@@ -15,14 +15,11 @@ import numpy as np
 import pandas as pd
 
 from smpc.errors import InputError, RangeError, SmpcError
+from smpc.fixedpoint import check_decimal_scale, decimal_units
 from smpc.secret import SecretTensor
 
 if TYPE_CHECKING:
     from smpc.analyses.disclosure import Rules
-
-MAX_DECIMALS = 6
-EXACT_UNITS = 2**53
-"""Amount units below this convert between float64 and integers exactly."""
 
 MAX_ROWS_PER_BANK = 2**30
 """Public cap on one bank's rows; it bounds the shared aggregates (sums of squares too)."""
@@ -72,17 +69,8 @@ def default_flags(table: pd.DataFrame, party: str, label: str, positive: str | N
 
 
 def check_amount_scale(column: str, decimals: int, bound: float) -> None:
-    """The public scale of an amount column: 0..6 decimals, and a bound whose units stay
-    below 2^53 so that every amount converts to an integer exactly (beyond, int64 wraps or
-    float64 drops cents without a word)."""
-    if not 0 <= decimals <= MAX_DECIMALS:
-        raise InputError(f"column '{column}': decimals must be in 0..{MAX_DECIMALS}, got {decimals}")
-    if not 0 < bound * 10.0**decimals < EXACT_UNITS:
-        raise RangeError(
-            f"column '{column}': a bound of {bound:g} at {decimals} decimals is {bound * 10.0**decimals:.4g} units; "
-            f"it must be positive and below 2^53 ({EXACT_UNITS:.4g}) so amounts convert exactly: declare a tighter "
-            "bound or fewer decimals"
-        )
+    """The public scale of an amount column (``fixedpoint.check_decimal_scale``)."""
+    check_decimal_scale(decimals, bound, f"column '{column}'")
 
 
 def amount_units(table: pd.DataFrame, party: str, column: str, decimals: int, bound: float) -> np.ndarray:
@@ -98,9 +86,8 @@ def amount_units(table: pd.DataFrame, party: str, column: str, decimals: int, bo
     check_rows(numeric.isna(), party, column, lambda row: "is empty" if pd.isna(col.iloc[row]) else "is not numeric")
     values = numeric.to_numpy(dtype=np.float64)
     check_rows(np.abs(values) > bound, party, column, f"exceeds the declared bound {bound:g}", RangeError)
-    units = np.round(values * 10.0**decimals)
-    check_rows(units / 10.0**decimals != values, party, column,
-               f"has more than {decimals} decimal places (declare more decimals)")
+    units, over_precise = decimal_units(values, decimals)
+    check_rows(over_precise, party, column, f"has more than {decimals} decimal places (declare more decimals)")
     return units.astype(np.int64)
 
 

@@ -15,9 +15,10 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 
-from smpc.analyses.common import MAX_DECIMALS, amount_units
+from smpc.analyses.common import amount_units
 from smpc.analyses.registry import Param, register, report_progress
 from smpc.errors import InputError, RangeError
+from smpc.fixedpoint import MAX_DECIMALS
 from smpc.join import DEFAULT_SALT, aggregate_by_id, hash_ids, private_join, table_ids
 
 

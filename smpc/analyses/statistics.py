@@ -29,7 +29,6 @@ import torch
 
 from smpc.analyses import disclosure
 from smpc.analyses.common import (
-    MAX_DECIMALS,
     MAX_ROWS_PER_BANK,
     amount_units,
     bounded_view,
@@ -43,6 +42,7 @@ from smpc.analyses.common import (
 from smpc.analyses.disclosure import RULE_PARAMS
 from smpc.analyses.registry import Param, register, report_progress
 from smpc.errors import InputError, RangeError
+from smpc.fixedpoint import MAX_DECIMALS
 from smpc.secret import SecretTensor, cat, share_each, stack, where
 from smpc.sharing import COMPUTE_RANKS, N_COMPUTE
 from smpc.stats import var_from_moments

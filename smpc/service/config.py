@@ -513,7 +513,7 @@ def _number(reader: _Reader, name: str, integer: bool = False) -> Any:
 
 def _column(cols: _Reader) -> Column:
     """One column's declaration table: ``{ type = ..., bound = ..., decimals = ..., ... }``."""
-    from smpc.analyses.common import EXACT_UNITS, MAX_DECIMALS
+    from smpc.fixedpoint import EXACT_UNITS, MAX_DECIMALS
 
     kind = cols.str("type")
     if kind not in COLUMN_TYPES:
