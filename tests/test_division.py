@@ -483,7 +483,7 @@ def test_prefix_or_level_kernel_matches_its_definition():
     torch path's term a1 & (b1 ^ b2) ^ a2 & b1 ^ a1 ^ b1 (b = a >> s) XOR the two keystreams, with and
     without the ones' complement applied first."""
     from smpc.prg import PRG
-    from smpc.ring import aes_kernels
+    from smpc.protocols.fused import aes_kernels
 
     kernels = aes_kernels()
     if kernels is None:

@@ -75,20 +75,16 @@ from smpc.errors import RangeError
 from smpc.fixedpoint import SECURITY_BITS
 from smpc.prg import PRG
 from smpc.protocols import arithmetic, boolean
-from smpc.ring import (
-    RING64,
-    RING128,
-    Ring,
+from smpc.protocols.fused import (
     add_random2_,
     add_truncate_negated_,
     aes_kernels,
-    broadcast_shape,
-    c_kernels,
-    random_,
     rss_product_random,
     rss_product_truncated,
+    uniform,
     xor_random2_,
 )
+from smpc.ring import RING64, RING128, Ring, broadcast_shape, c_kernels
 from smpc.sharing import N_COMPUTE, ArithmeticShares, BooleanShares
 
 P = 38
@@ -153,11 +149,11 @@ class Mul:
             return _Prepared({prev: z.reshape(-1)}, {nxt: words}, finish)
         # (every transport copies a payload when it is sent: z is reused in place after)
         if rank == 0:
-            mask = random_(r, ctx.prg_next, shape)
+            mask = uniform(r, ctx.prg_next, shape)
             message = r.sub_(r.rshift_logical_(z, d), mask)
             return _Prepared({2: message.reshape(-1)}, {}, lambda got: ArithmeticShares(r, message, mask))
         if rank == 1:
-            mask = random_(r, ctx.prg_prev, shape)
+            mask = uniform(r, ctx.prg_prev, shape)
 
             def finish1(got):
                 return ArithmeticShares(r, mask, add_truncate_negated_(r, z, got[2].view(z.shape), d))
@@ -292,7 +288,7 @@ class Table:
         kernels = aes_kernels() if lanes == 2 else None
 
         def draw(prg) -> torch.Tensor:  # n_out ring tensors of n elements, one after the other
-            return random_(RING64, prg, (n_out * lanes * n,)).view(n_out, lanes, n)
+            return uniform(RING64, prg, (n_out * lanes * n,)).view(n_out, lanes, n)
 
         def shares(t: int, first: torch.Tensor, second: torch.Tensor) -> ArithmeticShares:
             return ArithmeticShares(ring, first[t].view(ring_shape), second[t].view(ring_shape))
