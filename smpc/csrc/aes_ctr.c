@@ -128,6 +128,10 @@ AES_TARGET void aes_words(const aes_key *key, uint64_t start, Py_ssize_t count, 
 }
 
 AES_TARGET void aes_blocks(const aes_key *key, const uint64_t *blocks, Py_ssize_t count, uint64_t *out) {
+    if (count == 16) {  /* the common call: one batch */
+        aes_enc16(key, blocks, (__m128i *)out);
+        return;
+    }
     Py_ssize_t i = 0;
     for (; i + 16 <= count; i += 16) aes_enc16(key, blocks + i, (__m128i *)(out + 2 * i));
     for (; i < count; i++) _mm_storeu_si128((__m128i *)(out + 2 * i), aes_enc1(key, blocks[i]));

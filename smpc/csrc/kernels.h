@@ -50,6 +50,12 @@ static inline void st(uint64_t *p, Py_ssize_t n, Py_ssize_t i, u128 v) {
  * the CPU has AES-NI (aes_supported) and smpc.protocols.fused.aes_kernels() found the known
  * answer of `cryptography`'s stream at first use; elsewhere the entry points refuse (AES_CHECK)
  * before any keystream is asked for. */
+/* What the sources share stays inside the extension (hidden): calls between them bind
+ * directly instead of through the PLT; only PyInit__ringkernels is exported. */
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC visibility push(hidden)
+#endif
+
 #if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
 #include <immintrin.h>
 #define HAVE_AESNI 1
@@ -129,5 +135,9 @@ PyObject *rss_product_trunc128(PyObject *self, PyObject *args);
 PyObject *add_truncate_negated128(PyObject *self, PyObject *args);
 PyObject *xor_positions(PyObject *self, PyObject *args);
 PyObject *and_terms(PyObject *self, PyObject *args);
+
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC visibility pop
+#endif
 
 #endif

@@ -235,6 +235,21 @@ PyObject *table_send128(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* Blocks (t n + i + j) size + d_(i+j) of key's stream for j < count <= 16 (16: what the AES
+ * kernel encrypts at once) into elements i .. i + count - 1 of o, a ring128 tensor of n. */
+static inline __attribute__((always_inline)) void table_key_blocks(uint64_t *o, const aes_key *key, const int64_t *d,
+                                                                   Py_ssize_t t, Py_ssize_t n, Py_ssize_t size,
+                                                                   Py_ssize_t i, Py_ssize_t count) {
+    uint64_t ctr[16], w[32];
+    for (Py_ssize_t j = 0; j < count; j++)
+        ctr[j] = (uint64_t)(t * n + i + j) * size + ((uint64_t)d[i + j] & (uint64_t)(size - 1));
+    aes_blocks(key, ctr, count, w);
+    for (Py_ssize_t j = 0; j < count; j++) {
+        o[i + j] = w[2 * j];
+        o[n + i + j] = w[2 * j + 1];
+    }
+}
+
 /* A receiver's message to the other receiver: block (t n + i) size + d_i of key's stream,
  * as ring128 tensors (n_out, 2, n). */
 PyObject *table_keys128(PyObject *self, PyObject *args) {
@@ -253,17 +268,9 @@ PyObject *table_keys128(PyObject *self, PyObject *args) {
     Py_BEGIN_ALLOW_THREADS
     for (Py_ssize_t t = 0; t < n_out; t++) {
         uint64_t *o = out + 2 * t * n;
-        for (Py_ssize_t i = 0; i < n; i += 16) {  /* 16 blocks: what the AES kernel encrypts at once */
-            Py_ssize_t c = n - i < 16 ? n - i : 16;
-            uint64_t ctr[16], w[32];
-            for (Py_ssize_t j = 0; j < c; j++)
-                ctr[j] = (uint64_t)(t * n + i + j) * size + ((uint64_t)d[i + j] & (uint64_t)(size - 1));
-            aes_blocks(&k, ctr, c, w);
-            for (Py_ssize_t j = 0; j < c; j++) {
-                o[i + j] = w[2 * j];
-                o[n + i + j] = w[2 * j + 1];
-            }
-        }
+        Py_ssize_t i = 0;
+        for (; i + 16 <= n; i += 16) table_key_blocks(o, &k, d, t, n, size, i, 16);  /* constant: unrolled */
+        if (i < n) table_key_blocks(o, &k, d, t, n, size, i, n - i);
     }
     Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
