@@ -14,7 +14,7 @@ TORCH_FIND_LINKS ?= $(or $(wildcard /opt/wheels),https://download.pytorch.org/wh
 
 .PHONY: demo test test-latest lock lint bench costs proto clean
 
-$(STAMP): $(LOCKS) pyproject.toml setup.py smpc/_ringkernels.c
+$(STAMP): $(LOCKS) pyproject.toml setup.py $(wildcard smpc/csrc/*.c smpc/csrc/*.h)
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	# --require-hashes: every file is the one the lock names; --no-deps: nothing outside the lock

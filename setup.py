@@ -24,7 +24,14 @@ class OptionalBuildExt(build_ext):
 
 setup(
     ext_modules=[
-        Extension("smpc._ringkernels", ["smpc/_ringkernels.c"], extra_compile_args=["-O3"]),
+        # one extension from several sources: the ring arithmetic, the AES-CTR keystream and the
+        # fused protocol terms (smpc/csrc/kernels.h says what they share)
+        Extension(
+            "smpc._ringkernels",
+            [f"smpc/csrc/{name}.c" for name in ("ring", "aes_ctr", "rss_terms", "module")],
+            depends=["smpc/csrc/kernels.h"],
+            extra_compile_args=["-O3"],
+        ),
     ],
     cmdclass={"build_ext": OptionalBuildExt},
 )

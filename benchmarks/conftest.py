@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(__file__))  # for ``parties`` (this folder is
 
 import smpc  # noqa: E402
 from smpc import ring as ring_mod  # noqa: E402
+from smpc.allocator import allocator_tuning  # noqa: E402
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
@@ -26,8 +27,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     machine_info["torch_threads"] = torch.get_num_threads()
     machine_info["smpc"] = smpc.__version__
     machine_info["c_ring_kernels"] = ring_mod.c_kernels_available()
-    tuning = getattr(ring_mod, "allocator_tuning", None)
-    machine_info["malloc_tuning"] = tuning() if tuning else None
+    machine_info["malloc_tuning"] = allocator_tuning()
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ Three compute parties hold 3-party replicated secret shares; any number of banks
 and receive only the results they are allowed. See DESIGN.md for the security model.
 """
 
+from smpc import allocator  # noqa: F401 - tunes malloc once, before the first ring tensor is allocated
 from smpc.context import Context
 from smpc.errors import (
     InputError,

@@ -11,7 +11,7 @@ AES itself), and ``chunks`` hands out the stream piece by piece in a small reuse
 a ring kernel can add it into an existing tensor without materialising it
 (``smpc.ring.Ring.add_random_``). Hot kernels go further: ``claim`` hands them a stream's
 key and position and they compute the same AES-128-CTR blocks with AES-NI where they are
-consumed (``smpc.ring.aes_kernels``, switched on only after reproducing this module's
+consumed (``smpc.protocols.fused.aes_kernels``, switched on only after reproducing this module's
 stream); the keys and the streams are this module's either way.
 """
 

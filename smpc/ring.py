@@ -17,10 +17,7 @@ inner dimensions go through float64 BLAS on signed limbs (``_matmul_blas``), and
 
 from __future__ import annotations
 
-import ctypes
 import math
-import os
-import platform
 import threading
 import warnings
 from collections.abc import Sequence
@@ -67,53 +64,6 @@ def _ult(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 _use_c = _C is not None
 
-# ----- allocator tuning ---------------------------------------------------------------------
-# With glibc's defaults big tensors come from fresh pages: blocks over the (dynamic) mmap
-# threshold are mmap'ed and unmapped on free, and each party thread gets its own arena whose
-# heaps are trimmed or deleted when freed. A page fault costs ~3.5 us on the dev VM, so a
-# 16 MiB result can pay 4-12 ms of faults before the kernel that fills it runs in ~2 ms.
-# Default tuning: one arena, the largest fixed mmap threshold glibc allows (32 MiB: a 1e6
-# element ring128 tensor is 16 MiB) and a 512 MiB trim threshold, so freed blocks up to
-# 32 MiB come straight back from the heap. Measured against glibc's defaults (runs
-# alternated, 3 party threads on 2 cores, 1e6 elements): RSS mul ring128 fixed point 78 vs
-# 91 ms, ring128 integers 47 vs 56 ms, ring64 integers 37 vs 44 ms, no page faults in steady
-# state, peak RSS within 8 %. The price: up to 512 MiB of freed memory stays mapped for
-# reuse, and the threads share one malloc arena (smpc's allocations are few and large).
-# SMPC_MALLOC_TUNING=nommap also serves blocks over 32 MiB from the heap: the RSS matmul
-# 1e6x8 @ 8x8 on ring128 (128 MiB tensors) then takes 1.1 s instead of 2.5 s, but the peak
-# RSS of that job grew from 2.4 to 5.1 GB (heap fragmentation), hence not the default.
-# SMPC_MALLOC_TUNING=0 keeps glibc's defaults.
-_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -4, -3, -8
-_TRIM_BYTES = 512 << 20
-_MMAP_BYTES = 32 << 20  # glibc refuses more (HEAP_MAX_SIZE / 2 on 64-bit)
-_malloc_tuning: str | None = None
-
-
-def _tune_allocator() -> str | None:
-    mode = os.environ.get("SMPC_MALLOC_TUNING", "1")
-    if mode == "0" or platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return None
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        if mode == "nommap":
-            big, what = libc.mallopt(_M_MMAP_MAX, 0), "M_MMAP_MAX=0"
-        else:
-            big, what = libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_BYTES), f"M_MMAP_THRESHOLD={_MMAP_BYTES >> 20} MiB"
-        ok = (libc.mallopt(_M_ARENA_MAX, 1), big, libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_BYTES))
-    except (OSError, AttributeError):
-        return None
-    if not all(ok):
-        return None
-    return f"glibc mallopt: M_ARENA_MAX=1, {what}, M_TRIM_THRESHOLD={_TRIM_BYTES >> 20} MiB"
-
-
-def allocator_tuning() -> str | None:
-    """The malloc settings smpc applied at import (None: glibc's defaults are in force)."""
-    return _malloc_tuning
-
-
-_malloc_tuning = _tune_allocator()
-
 
 def broadcast_shape(*shapes: Sequence[int]) -> torch.Size:
     """The shape several shapes broadcast to (numpy rules). Pure Python: the first call of
@@ -146,8 +96,9 @@ def c_kernels():
     return _C if _use_c else None
 
 
-def _fast(*tensors: torch.Tensor) -> bool:
-    """True when the C kernels apply: same shape, contiguous, int64, non-empty."""
+def c_kernels_apply(*tensors: torch.Tensor) -> bool:
+    """True when the C kernels are on and apply to these tensors: same shape, contiguous, int64,
+    non-empty."""
     if not _use_c:
         return False
     shape = tensors[0].shape
@@ -205,7 +156,7 @@ class Ring:
         """z += random(prg, shape(z)) in place (sign=-1: z -= ...), drawing exactly the stream
         ``random`` would, without materialising it: the C path adds 256 KiB keystream pieces
         as they come out of AES (one pass over z instead of allocate + write + add)."""
-        if _fast(z):
+        if c_kernels_apply(z):
             n = self.numel(z)
             for start, count, words in prg.chunks(self.lanes * n, _scratch(0)):
                 _C.add_stream(z.data_ptr(), n, self.lanes, words.data_ptr(), start, count, sign)
@@ -216,7 +167,7 @@ class Ring:
     def add_zero_sharing_(self, z: torch.Tensor, prg_plus, prg_minus) -> torch.Tensor:
         """z += random(prg_plus) - random(prg_minus) in place: a party's term of a 3-out-of-3
         sharing of zero, the two streams interleaved piece by piece so z is read once."""
-        if _fast(z):
+        if c_kernels_apply(z):
             n = self.numel(z)
             total = self.lanes * n
             plus = prg_plus.chunks(total, _scratch(0))
@@ -230,13 +181,13 @@ class Ring:
 
     def rshift_logical_(self, a: torch.Tensor, n: int) -> torch.Tensor:
         """a >>> n in place (one C pass, no allocation)."""
-        if _fast(a) and n < self.bits:
+        if c_kernels_apply(a) and n < self.bits:
             return self._shift_c(a, n, 1, out=a)
         return a.copy_(self.rshift_logical(a, n))
 
     def truncate_negated_(self, a: torch.Tensor, n: int) -> torch.Tensor:
         """-((-a) >>> n) in place (one C pass, no allocation)."""
-        if _fast(a) and n < self.bits:
+        if c_kernels_apply(a) and n < self.bits:
             return self._shift_c(a, n, 3, out=a)
         return a.copy_(self.truncate_negated(a, n))
 
@@ -320,13 +271,13 @@ class Ring64(Ring):
     def rshift_logical(self, a, n: int):
         if n >= 64:
             return torch.zeros_like(a)
-        if _fast(a):
+        if c_kernels_apply(a):
             return self._shift_c(a, n, 1)
         return _lrs(a, n)
 
     def truncate_negated(self, a, n: int):
         """-((-a) >>> n): the second party's half of a probabilistic truncation."""
-        if _fast(a) and n < 64:
+        if c_kernels_apply(a) and n < 64:
             return self._shift_c(a, n, 3)
         return -self.rshift_logical(-a, n)
 
@@ -434,7 +385,7 @@ class Ring128(Ring):
         return out
 
     def rss_product(self, x1, x2, y1, y2):
-        if _fast(x1, x2, y1, y2):
+        if c_kernels_apply(x1, x2, y1, y2):
             out = torch.empty_like(x1)
             _C.rss_product128(
                 out.data_ptr(), x1.data_ptr(), x2.data_ptr(), y1.data_ptr(), y2.data_ptr(), x1[0].numel()
@@ -443,7 +394,7 @@ class Ring128(Ring):
         return super().rss_product(x1, x2, y1, y2)
 
     def add(self, a, b):
-        if _fast(a, b):
+        if c_kernels_apply(a, b):
             return self._binary_c(_C.add128, a, b)
         out = self._out(a, b)
         torch.add(a[0], b[0], out=out[0])
@@ -452,7 +403,7 @@ class Ring128(Ring):
         return out
 
     def add_(self, a, b):
-        if _fast(a, b):
+        if c_kernels_apply(a, b):
             _C.add128(a.data_ptr(), a.data_ptr(), b.data_ptr(), a[0].numel())
             return a
         a[0] += b[0]
@@ -461,7 +412,7 @@ class Ring128(Ring):
         return a
 
     def sub(self, a, b):
-        if _fast(a, b):
+        if c_kernels_apply(a, b):
             return self._binary_c(_C.sub128, a, b)
         out = self._out(a, b)
         torch.sub(a[0], b[0], out=out[0])
@@ -470,7 +421,7 @@ class Ring128(Ring):
         return out
 
     def sub_(self, a, b):
-        if _fast(a, b):
+        if c_kernels_apply(a, b):
             _C.sub128(a.data_ptr(), a.data_ptr(), b.data_ptr(), a[0].numel())
             return a
         borrow = _ult(a[0], b[0])
@@ -481,7 +432,7 @@ class Ring128(Ring):
 
     def neg(self, a):
         out = torch.empty_like(a)
-        if _fast(a):
+        if c_kernels_apply(a):
             _C.neg128(out.data_ptr(), a.data_ptr(), a[0].numel())
             return out
         torch.neg(a[0], out=out[0])
@@ -490,7 +441,7 @@ class Ring128(Ring):
         return out
 
     def mul(self, a, b):
-        if _fast(a, b):
+        if c_kernels_apply(a, b):
             return self._binary_c(_C.mul128, a, b)
         lo = a[0] * b[0]
         hi = mulhi_unsigned(a[0], b[0])
@@ -521,12 +472,12 @@ class Ring128(Ring):
 
     def truncate_negated(self, a, n: int):
         """-((-a) >>> n): the second party's half of a probabilistic truncation."""
-        if _fast(a) and n < 128:
+        if c_kernels_apply(a) and n < 128:
             return self._shift_c(a, n, 3)
         return self.neg(self.rshift_logical(self.neg(a), n))
 
     def lshift(self, a, n: int):
-        if _fast(a) and n < 128:
+        if c_kernels_apply(a) and n < 128:
             return self._shift_c(a, n, 0)
         out = torch.zeros_like(a)
         if n == 0:
@@ -539,7 +490,7 @@ class Ring128(Ring):
         return out
 
     def rshift_arith(self, a, n: int):
-        if _fast(a):
+        if c_kernels_apply(a):
             return self._shift_c(a, min(n, 127), 2)
         out = torch.empty_like(a)
         if n == 0:
@@ -553,7 +504,7 @@ class Ring128(Ring):
         return out
 
     def rshift_logical(self, a, n: int):
-        if _fast(a) and n < 128:
+        if c_kernels_apply(a) and n < 128:
             return self._shift_c(a, n, 1)
         out = torch.zeros_like(a)
         if n == 0:
@@ -572,7 +523,7 @@ class Ring128(Ring):
         return (a[1] >> 63) & 1
 
     def sum(self, a, dim=None, keepdim: bool = False):
-        if dim is None and _fast(a):
+        if dim is None and c_kernels_apply(a):
             low, high = _C.sum128(a.data_ptr(), a[0].numel())
             return torch.tensor([_wrap64(low), _wrap64(high)], dtype=INT64)
         if dim is None:
@@ -863,139 +814,3 @@ def ring_for(bits: int) -> Ring:
     if bits == 128:
         return RING128
     raise ValueError(f"ring must be 64 or 128 bits, not {bits}")
-
-
-# ----- PRG draws computed in C (the same AES-128-CTR streams as smpc.prg) -----------------------
-# A draw through ``cryptography`` writes the keystream to memory before a kernel reads it
-# back (two passes over tensors larger than L2); the C kernels compute the identical keystream
-# with AES-NI where it is consumed (``PRG.claim`` hands them the key and stream position).
-# Randomness stays AES-128-CTR keyed by ``smpc.prg``: ``aes_kernels`` turns the kernels on
-# only after they reproduce ``cryptography``'s stream.
-
-_aes_checked: bool | None = None
-
-
-def aes_kernels():
-    """The C module when its AES-NI keystream kernels can run (C kernels on, the CPU has
-    AES-NI, and the known answer matches ``smpc.prg``), else None."""
-    global _aes_checked
-    if not _use_c:
-        return None
-    if _aes_checked is None:
-        ok = hasattr(_C, "aes_available") and _C.aes_available()
-        if ok:
-            from smpc.prg import PRG, new_key
-
-            key = new_key()
-            got = torch.empty(37, dtype=INT64)
-            _C.aes_fill(got.data_ptr(), key, 3, 37)
-            ok = torch.equal(got, PRG(key).int64(40)[3:])
-        _aes_checked = bool(ok)
-    return _C if _aes_checked else None
-
-
-def random_(ring: Ring, prg, shape: Sequence[int]) -> torch.Tensor:
-    """``ring.random(prg, shape)``: the same values and stream position, drawn in C."""
-    kernels = aes_kernels()
-    n = ring.lanes * math.prod(shape)
-    claim = prg.claim(n) if kernels is not None and n > 0 else None
-    if claim is None:
-        return ring.random(prg, shape)
-    out = torch.empty(n, dtype=INT64)
-    kernels.aes_fill(out.data_ptr(), claim[0], claim[1], n)
-    return out.view((ring.lanes, *shape) if ring.lanes > 1 else tuple(shape))
-
-
-def add_random2_(ring: Ring, z: torch.Tensor, prg1, sign1: int = 1, prg2=None, sign2: int = 1) -> torch.Tensor:
-    """z += sign1 * R1 + sign2 * R2 in place, R1 = ``ring.random(prg1, shape(z))`` then R2
-    from prg2 (if given): one pass over z, the keystreams computed where they are added
-    (``add_zero_sharing_(z, p, m)`` is ``add_random2_(z, p, 1, m, -1)``)."""
-    kernels = aes_kernels()
-    n = ring.numel(z)
-    if kernels is not None and _fast(z):
-        words = ring.lanes * n
-        c1 = prg1.claim(words)
-        c2 = prg2.claim(words) if (c1 is not None and prg2 is not None) else None
-        if c1 is not None and (prg2 is None or c2 is not None):
-            key2, start2 = c2 if c2 is not None else (b"", 0)
-            kernels.aes_add_random(z.data_ptr(), n, ring.lanes, c1[0], c1[1], sign1, key2, start2, sign2)
-            return z
-        if c1 is not None:  # prg2 is not at a word boundary: it draws through cryptography
-            kernels.aes_add_random(z.data_ptr(), n, ring.lanes, c1[0], c1[1], sign1, b"", 0, 1)
-            return ring.add_random_(z, prg2, sign2)
-    ring.add_random_(z, prg1, sign1)
-    return z if prg2 is None else ring.add_random_(z, prg2, sign2)
-
-
-def xor_random2_(z: torch.Tensor, prg1, prg2) -> torch.Tensor:
-    """z ^= prg1.int64(n) ^ prg2.int64(n) in place (z contiguous int64 of n words)."""
-    kernels = aes_kernels()
-    n = z.numel()
-    if kernels is not None and n > 0 and z.is_contiguous() and z.dtype == INT64:
-        c1 = prg1.claim(n)
-        if c1 is not None:
-            c2 = prg2.claim(n)
-            if c2 is not None:
-                kernels.aes_xor_random(z.data_ptr(), n, c1[0], c1[1], c2[0], c2[1])
-                return z
-            first = torch.empty(n, dtype=INT64)
-            kernels.aes_fill(first.data_ptr(), c1[0], c1[1], n)
-            z ^= first
-            prg2.xor_into(z)
-            return z
-    prg1.xor_into(z)
-    prg2.xor_into(z)
-    return z
-
-
-def rss_product_random(ring: Ring, acc: torch.Tensor | None, x1, x2, y1, y2, prg1=None, sign1: int = 1, prg2=None,
-                       sign2: int = 1) -> torch.Tensor:
-    """[acc +] ``ring.rss_product(x1, x2, y1, y2)`` + sign1 * R1 + sign2 * R2 (R as in
-    ``add_random2_``; a None prg adds nothing), into acc (in place) or a fresh tensor: the
-    C path is one pass with the keystreams computed where they are added."""
-    kernels = aes_kernels() if ring.lanes == 2 else None
-    if kernels is not None and _fast(x1, x2, y1, y2, *(() if acc is None else (acc,))):
-        n = ring.numel(x1)
-        c1 = prg1.claim(2 * n) if prg1 is not None else (b"", 0)
-        if c1 is not None:  # (None: prg1 off a word boundary, nothing claimed: torch path)
-            c2 = prg2.claim(2 * n) if prg2 is not None else (b"", 0)
-            k2 = c2 if c2 is not None else (b"", 0)
-            out = torch.empty_like(x1) if acc is None else acc
-            kernels.rss_product_random128(out.data_ptr(), int(acc is not None), x1.data_ptr(), x2.data_ptr(),
-                                          y1.data_ptr(), y2.data_ptr(), n, c1[0], c1[1], sign1, k2[0], k2[1], sign2)
-            return out if c2 is not None else ring.add_random_(out, prg2, sign2)
-    t = ring.rss_product(x1, x2, y1, y2)
-    out = t if acc is None else ring.add_(acc, t)
-    if prg1 is not None:
-        add_random2_(ring, out, prg1, sign1, prg2, sign2)
-    elif prg2 is not None:
-        add_random2_(ring, out, prg2, sign2)
-    return out
-
-
-def rss_product_truncated(
-    ring: Ring, x1, x2, y1, y2, d: int, prg_a, prg_b, prg_mask
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(message, mask) of party 0 in a truncated product: z = ``rss_product(x1, x2, y1, y2)``
-    + R_a + R_b, mask = R from prg_mask (drawn after the other two), message = (z >>> d) -
-    mask. The C path is one pass (z never stored)."""
-    kernels = aes_kernels() if ring.lanes == 2 else None
-    aligned = all(p.bytes_drawn % 8 == 0 for p in (prg_a, prg_b, prg_mask))  # claims succeed
-    if kernels is not None and aligned and _fast(x1, x2, y1, y2) and d < 128:
-        n = ring.numel(x1)
-        ca, cb, cm = prg_a.claim(2 * n), prg_b.claim(2 * n), prg_mask.claim(2 * n)
-        message, mask = torch.empty_like(x1), torch.empty_like(x1)
-        kernels.rss_product_trunc128(message.data_ptr(), mask.data_ptr(), x1.data_ptr(), x2.data_ptr(),
-                                     y1.data_ptr(), y2.data_ptr(), n, d, *ca, *cb, *cm)
-        return message, mask
-    z = rss_product_random(ring, None, x1, x2, y1, y2, prg_a, 1, prg_b, 1)
-    mask = random_(ring, prg_mask, ring.shape(z))
-    return ring.sub_(ring.rshift_logical_(z, d), mask), mask
-
-
-def add_truncate_negated_(ring: Ring, a: torch.Tensor, b: torch.Tensor, d: int) -> torch.Tensor:
-    """a = -((-(a + b)) >>> d) in place (one C pass on ring128)."""
-    if ring.lanes == 2 and _fast(a, b) and 0 <= d < 128:
-        _C.add_truncate_negated128(a.data_ptr(), a.data_ptr(), b.data_ptr(), ring.numel(a), d)
-        return a
-    return ring.truncate_negated_(ring.add_(a, b), d)

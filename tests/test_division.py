@@ -11,7 +11,7 @@ import torch
 
 import smpc
 from smpc.errors import RangeError
-from smpc.protocols import division
+from smpc.protocols import division, normalise, rounds
 
 
 def encoded(values, frac_bits: int) -> torch.Tensor:
@@ -330,7 +330,7 @@ def test_onehot_position_is_the_xor_of_set_bit_positions():
                 if (v >> i) & 1:
                     acc ^= i
             expected.append(acc)
-        assert division._onehot_position(w).tolist() == expected
+        assert normalise._onehot_position(w).tolist() == expected
 
 
 def test_table_index_fields_merge_and_match_bits():
@@ -341,13 +341,13 @@ def test_table_index_fields_merge_and_match_bits():
     gen = torch.Generator().manual_seed(3)
     word = BooleanShares(*(torch.randint(0, 128, (50,), generator=gen, dtype=torch.int64) for _ in range(2)))
     flag = BooleanShares(*(torch.randint(0, 2, (50,), generator=gen, dtype=torch.int64) for _ in range(2)))
-    parts = [division.Field(word, 4), division.Field(word, 5), flag, division.Field(word, 0, 2)]
-    fields = division._fields(parts)
+    parts = [rounds.Field(word, 4), rounds.Field(word, 5), flag, rounds.Field(word, 0, 2)]
+    fields = rounds._fields(parts)
     assert [(f.shift, f.width) for f in fields] == [(4, 2), (0, 1), (0, 2)]
     for pick in (lambda w: w.first, lambda w: w.second):
         w, fl = pick(word), pick(flag)
         expected = ((w >> 4) & 1) | (((w >> 5) & 1) << 1) | ((fl & 1) << 2) | ((w & 3) << 3)
-        assert torch.equal(division._index_of(fields, pick), expected)
+        assert torch.equal(rounds._index_of(fields, pick), expected)
 
 
 def test_table_and_truncated_products_are_the_same_protocol_on_both_kernel_paths(aes_width):
@@ -385,21 +385,21 @@ def test_table_and_truncated_products_are_the_same_protocol_on_both_kernel_paths
     y_values = [int(v) for v in torch.randint(-(2**19), 2**19, (n,), generator=gen)]
     xs, ys = share_arith(x_values), share_arith(y_values)
     cases = [
-        ([lambda i: division.Field(word[i], 3)], (word_values >> 3) & 1),
-        ([lambda i: division.Field(word[i], 1, 2)], (word_values >> 1) & 3),
-        ([lambda i: division.Field(word[i], 4, 2), lambda i: flag[i]], ((word_values >> 4) & 3) | (flag_values << 2)),
+        ([lambda i: rounds.Field(word[i], 3)], (word_values >> 3) & 1),
+        ([lambda i: rounds.Field(word[i], 1, 2)], (word_values >> 1) & 3),
+        ([lambda i: rounds.Field(word[i], 4, 2), lambda i: flag[i]], ((word_values >> 4) & 3) | (flag_values << 2)),
     ]
 
     def run():
         ctxs = [SimpleNamespace(rank=i, prg_next=PRG(keys[i]), prg_prev=PRG(keys[i - 1])) for i in range(3)]
         messages, results = [], []
         ops = [
-            (lambda i, k=k, parts=parts: division.Table([p(i) for p in parts], tables[k], RING128, sender=k))
+            (lambda i, k=k, parts=parts: rounds.Table([p(i) for p in parts], tables[k], RING128, sender=k))
             for k, (parts, _) in enumerate(cases)
         ] + [
-            lambda i: division.Mul([(xs[i], ys[i])], trunc=23),
-            lambda i: division.Mul([(xs[i], ys[i])]),
-            lambda i: division.And((word[i], flag[i]), (flag[i], word[i].lshift(3))),
+            lambda i: rounds.Mul([(xs[i], ys[i])], trunc=23),
+            lambda i: rounds.Mul([(xs[i], ys[i])]),
+            lambda i: rounds.And((word[i], flag[i]), (flag[i], word[i].lshift(3))),
         ]
         for op in ops:
             prepared = [op(i).prepare(ctxs[i]) for i in range(3)]
@@ -454,8 +454,8 @@ def test_leading_position_kernel_matches_the_lookup():
     for leading, v in ((1, w ^ (w >> 1)), (0, w)):
         out = torch.empty_like(w)
         kernels.xor_positions(out.data_ptr(), w.data_ptr(), w.numel(), leading)
-        assert torch.equal(out, division._onehot_position(v))
-    assert torch.equal(division._leading_position(w), division._onehot_position(w ^ (w >> 1)))
+        assert torch.equal(out, normalise._onehot_position(v))
+    assert torch.equal(normalise._leading_position(w), normalise._onehot_position(w ^ (w >> 1)))
 
 
 @pytest.mark.parametrize("ring", [64, 128])
@@ -483,7 +483,7 @@ def test_prefix_or_level_kernel_matches_its_definition():
     torch path's term a1 & (b1 ^ b2) ^ a2 & b1 ^ a1 ^ b1 (b = a >> s) XOR the two keystreams, with and
     without the ones' complement applied first."""
     from smpc.prg import PRG
-    from smpc.ring import aes_kernels
+    from smpc.protocols.fused import aes_kernels
 
     kernels = aes_kernels()
     if kernels is None:

@@ -243,8 +243,9 @@ def test_the_overlap_guard_catches_in_place_encryption():
 @pytest.mark.parametrize("offset_words", [0, 1, 7])
 def test_every_draw_path_matches_cryptography(kernel_path, offset_words):
     """int64, bytes, chunks, xor_into, and the C kernels' AES-NI keystream (``PRG.claim``,
-    ``ring.random_``, ``ring.xor_random2_``) all give cryptography's CTR stream."""
-    from smpc import ring as ring_module
+    ``fused.uniform``, ``fused.xor_random2_``) all give cryptography's CTR stream."""
+    from smpc.protocols import fused
+    from smpc.ring import RING64
 
     key_a, key_b = KEY_A, KEY_B
     n = 70_001
@@ -262,12 +263,12 @@ def test_every_draw_path_matches_cryptography(kernel_path, offset_words):
     assert bytes(fresh(key_a).bytes(8 * n)[: 8 * n]) == reference_stream(key_a, 8 * n, skip)
     pieces = torch.cat([w[:c].clone() for _, c, w in fresh(key_a).chunks(n)])
     assert torch.equal(pieces, expected_a)
-    drawn = ring_module.random_(ring_module.RING64, fresh(key_a), (n,))
+    drawn = fused.uniform(RING64, fresh(key_a), (n,))
     assert torch.equal(drawn, expected_a)
     z = torch.arange(n, dtype=torch.int64)
-    ring_module.xor_random2_(z, fresh(key_a), fresh(key_b))
+    fused.xor_random2_(z, fresh(key_a), fresh(key_b))
     assert torch.equal(z, torch.arange(n, dtype=torch.int64) ^ expected_a ^ expected_b)
-    if kernel_path == "c" and ring_module.aes_kernels() is not None:
+    if kernel_path == "c" and fused.aes_kernels() is not None:
         claimed = fresh(key_a)
         key, start = claimed.claim(n)
         assert (key, start) == (key_a, offset_words)

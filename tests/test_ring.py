@@ -536,16 +536,16 @@ def test_broadcast_shape_refuses_mismatches():
 @ring_param
 @pytest.mark.parametrize("offset", [0, 1, 8, 3])  # bytes already drawn: 3 is off a word boundary
 def test_prg_draws_computed_in_c_equal_the_prg_streams(ring, offset, aes_width):
-    """``random_``, ``add_random2_``, ``xor_random2_``, ``rss_product_random``,
+    """``uniform``, ``add_random2_``, ``xor_random2_``, ``rss_product_random``,
     ``rss_product_truncated`` and ``add_truncate_negated_`` equal their definitions through
     ``PRG`` and the ring ops on both kernel paths (and both AES widths), and leave each
     stream where the plain draws would (the next draw continues it)."""
-    from smpc.ring import (
+    from smpc.protocols.fused import (
         add_random2_,
         add_truncate_negated_,
-        random_,
         rss_product_random,
         rss_product_truncated,
+        uniform,
         xor_random2_,
     )
 
@@ -585,7 +585,7 @@ def test_prg_draws_computed_in_c_equal_the_prg_streams(ring, offset, aes_width):
 
     def computed():
         ps = prgs()
-        out = [random_(ring, ps[2], (n,))]
+        out = [uniform(ring, ps[2], (n,))]
         out.append(add_random2_(ring, x[4].clone(), ps[0], 1, ps[1], -1))
         out.append(rss_product_random(ring, None, x[0], x[1], x[2], x[3], ps[0], 1, ps[1], 1))
         out += list(rss_product_truncated(ring, x[0], x[1], x[2], x[3], 37, ps[0], ps[1], ps[0]))
@@ -614,7 +614,7 @@ def test_prg_claim_moves_the_stream_past_the_claimed_words():
 def test_aes_kernel_keystream_equals_the_prg_at_every_start_and_length(aes_width):
     """The C keystream word by word against ``cryptography``'s, from odd and even starts and
     over lengths around the 8- and 16-block batches, into buffers at any 8-byte offset."""
-    from smpc.ring import aes_kernels
+    from smpc.protocols.fused import aes_kernels
 
     kernels = aes_kernels()
     if kernels is None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from smpc.errors import SmpcError
-from smpc.ring import add_random2_, add_truncate_negated_, random_, rss_product_random, rss_product_truncated
+from smpc.protocols.fused import add_random2_, add_truncate_negated_, rss_product_random, rss_product_truncated, uniform
 from smpc.sharing import N_COMPUTE, ArithmeticShares
 
 if TYPE_CHECKING:
@@ -238,7 +238,7 @@ def reshare_truncated(ctx: Context, z: torch.Tensor, d: int, step: str = "trunc"
     rank = ctx.rank
     shape = r.shape(z)
     if rank == 0:
-        mask = random_(r, ctx.prg_next, shape)
+        mask = uniform(r, ctx.prg_next, shape)
         message = r.sub_(r.rshift_logical(z, d), mask)
         ctx.exchange(step, sends={2: message})
         return ArithmeticShares(r, message, mask)
@@ -247,7 +247,7 @@ def reshare_truncated(ctx: Context, z: torch.Tensor, d: int, step: str = "trunc"
     got = ctx.exchange(step, sends={other: z}, recv_from=recv_from)  # (sent: a copy)
     truncated = add_truncate_negated_(r, z, got[other].view(z.shape), d)
     if rank == 1:
-        return ArithmeticShares(r, random_(r, ctx.prg_prev, shape), truncated)
+        return ArithmeticShares(r, uniform(r, ctx.prg_prev, shape), truncated)
     return ArithmeticShares(r, truncated, got[0].view(z.shape))
 
 

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from smpc.ring import aes_kernels, broadcast_shape, c_kernels
+from smpc.protocols.fused import aes_kernels
+from smpc.ring import broadcast_shape, c_kernels
 from smpc.sharing import N_COMPUTE, ArithmeticShares, BooleanShares
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ decomposition, so that accuracy does not depend on where the value lies:
   exact power-of-two factor, as in ``division``), the fraction f in [0, 1) goes through a
   degree-8 near-minimax polynomial for 2^f (error 1.1e-12). x is clamped to [-44, 44]:
   below, exp(x) < 2^-63 is returned as 0; above, the result saturates at exp(44) ~ 1.3e19.
-- log(y) = log(y_n) + (m + 1 - f) log(2) with y = y_n 2^(m+1) (the ``division``
+- log(y) = log(y_n) + (m + 1 - f) log(2) with y = y_n 2^(m+1) (the ``normalise``
   normalisation): a degree-10 polynomial for log on [1/2, 1] (error 9.5e-10) plus the
   exponent term from the same tables.
 - sigmoid(z) = 1 / (1 + u) for z >= 0 and u / (1 + u) for z < 0, with u = exp(-|z|) in
@@ -27,36 +27,30 @@ import numpy as np
 
 from smpc.errors import RangeError
 from smpc.protocols import boolean
-from smpc.protocols.division import (
-    R128,
-    And,
-    Mul,
-    P,
-    Protocol,
-    Table,
-    _affine,
-    _bit,
-    _const,
-    _factor,
-    _flat,
-    _goldschmidt_gen,
-    _lift_op,
-    _lifted,
-    _pair_table,
-    _require_normalisable,
-    _sum,
-    _table,
-    chebyshev_coefficients,
-    drive,
+from smpc.protocols.division import goldschmidt_gen, output_frac_bits
+from smpc.protocols.local import (
+    affine,
+    bit_table,
+    const_tensor,
     embed_unsigned,
-    normalise,
-    output_frac_bits,
-    parallel,
-    polynomial,
-    powers_gen,
-    scale_items,
+    extract_bit,
+    flatten,
+    sum_shares,
     to_ctx_ring,
 )
+from smpc.protocols.normalise import (
+    MANTISSA_BITS,
+    lift_ops,
+    lifted,
+    normalise,
+    pair_table,
+    power_factor,
+    require_normalisable,
+    scale_items,
+)
+from smpc.protocols.polynomial import chebyshev_coefficients, polynomial, powers_gen
+from smpc.protocols.rounds import And, Mul, Protocol, Table, drive, parallel
+from smpc.ring import RING128
 from smpc.sharing import ArithmeticShares
 
 LOG2E = 1.0 / math.log(2.0)
@@ -100,16 +94,16 @@ class _Split:
         self.clamp = round(EXP_CLAMP * 2.0**f_x)
         # |t| < 63.5 * 2^55 < 2^62 for |x| < 44: its low 64 bits are its value; beyond 44 the
         # product wraps, but then `valid` is 0 and the bits are not used
-        t_lo = x.mul_public(_const(ring, round(LOG2E * 2.0 ** (_T_BITS - f_x)), n))
-        below = x.add_public(ctx.rank, _const(ring, -self.clamp, n))
-        above = x.add_public(ctx.rank, _const(ring, self.clamp, n))
+        t_lo = x.mul_public(const_tensor(ring, round(LOG2E * 2.0 ** (_T_BITS - f_x)), n))
+        below = x.add_public(ctx.rank, const_tensor(ring, -self.clamp, n))
+        above = x.add_public(ctx.rank, const_tensor(ring, self.clamp, n))
         stacked = ArithmeticShares.cat([t_lo, below, above], 0)
         if ring.bits == 64:
             bits, c1, c2 = boolean.a2b_with_carries(ctx, stacked)
         else:
             bits, c1, c2 = boolean.bit_decompose(ctx, stacked), None, None
         t_bits, b_bits, a_bits = (bits.getitem(slice(k * n, (k + 1) * n)) for k in range(3))
-        self.n_bits = [_bit(t_bits, _T_BITS + i) for i in range(6)]
+        self.n_bits = [extract_bit(t_bits, _T_BITS + i) for i in range(6)]
         self.sign = t_bits.rshift(63)
         self.below = b_bits.rshift(63)  # x - 44 < 0
         self.valid = self.below.xor(a_bits.rshift(63))  # [x < 44] ^ [x < -44]
@@ -123,17 +117,17 @@ class _Split:
         n_bits, s, valid = self.n_bits, self.sign, self.valid
         both = (False, True) if inverted else (False,)
         frac = [
-            _table(2, lambda b0, b1: (b0 + 2 * b1) << P),
-            _table(2, lambda b2, b3: (4 * b2 + 8 * b3) << P),
-            _table(2, lambda b4, ok: (16 * b4) << P),
-            _table(2, lambda b5, sg: (32 * b5 - 64 * sg) << P),
+            bit_table(2, lambda b0, b1: (b0 + 2 * b1) << MANTISSA_BITS),
+            bit_table(2, lambda b2, b3: (4 * b2 + 8 * b3) << MANTISSA_BITS),
+            bit_table(2, lambda b4, ok: (16 * b4) << MANTISSA_BITS),
+            bit_table(2, lambda b5, sg: (32 * b5 - 64 * sg) << MANTISSA_BITS),
         ]
-        low4 = [_table(2, lambda b4, ok, inv=inv: ok * _factor(b4, 4, inv)) for inv in both]
+        low4 = [bit_table(2, lambda b4, ok, inv=inv: ok * power_factor(b4, 4, inv)) for inv in both]
         return [
-            Table(n_bits[0:2], [frac[0], *[_pair_table(0, inv) for inv in both]], R128, 0),
-            Table(n_bits[2:4], [frac[1], *[_pair_table(2, inv) for inv in both]], R128, 1),
-            Table([n_bits[4], valid], [frac[2], *low4], R128, 2),
-            Table([n_bits[5], s], [frac[3], *[t for t, _ in items]], R128, 0),
+            Table(n_bits[0:2], [frac[0], *[pair_table(0, inv) for inv in both]], RING128, 0),
+            Table(n_bits[2:4], [frac[1], *[pair_table(2, inv) for inv in both]], RING128, 1),
+            Table([n_bits[4], valid], [frac[2], *low4], RING128, 2),
+            Table([n_bits[5], s], [frac[3], *[t for t, _ in items]], RING128, 0),
         ]
 
 
@@ -145,22 +139,22 @@ def _fraction_gen(ctx, x: ArithmeticShares, split: _Split, extra_ops: list) -> P
     n = x.numel()
     ops = list(extra_ops)
     if split.lift is None:
-        ops.append(Mul([], add=x.mul_public(_const(R128, hi, n)), trunc=_T_HI_BITS - P))
+        ops.append(Mul([], add=x.mul_public(const_tensor(RING128, hi, n)), trunc=_T_HI_BITS - MANTISSA_BITS))
         got = yield ops
         t = got[-1]
     else:
-        ops.append(Table(split.lift, [boolean.lift_table()], R128, 1))
+        ops.append(Table(split.lift, [boolean.lift_table()], RING128, 1))
         got = yield ops
         x128 = embed_unsigned(split.above_shares).add(got[-1][0])
-        x128 = x128.add_public(ctx.rank, _const(R128, -split.clamp, n))
-        (t,) = yield [Mul([], add=x128.mul_public(_const(R128, hi, n)), trunc=_T_HI_BITS - P)]
+        x128 = x128.add_public(ctx.rank, const_tensor(RING128, -split.clamp, n))
+        (t,) = yield [Mul([], add=x128.mul_public(const_tensor(RING128, hi, n)), trunc=_T_HI_BITS - MANTISSA_BITS)]
     return t, got[: len(extra_ops)]
 
 
 def exp_items(f_out: int):
     """The final products of exp: e^x = 2^f 2^n with n = low5 + 32 n5 - 64 s, sub-range
     r = n5 + 2 s, E = 2^f at P bits."""
-    return scale_items([f_out - P + 32 * n5 - 64 * s for s in (0, 1) for n5 in (0, 1)], P + 32)
+    return scale_items([f_out - MANTISSA_BITS + 32 * n5 - 64 * s for s in (0, 1) for n5 in (0, 1)], MANTISSA_BITS + 32)
 
 
 def exp(ctx, x: ArithmeticShares, f_x: int, f_out: int) -> ArithmeticShares:
@@ -171,27 +165,27 @@ def exp(ctx, x: ArithmeticShares, f_x: int, f_out: int) -> ArithmeticShares:
     t at 2^-38, log2(e) to 2^-(76 - f_x) with f_x <= EXP_MAX_FRAC_BITS; measured 5e-12 at 20
     bits). Wrong with probability <= 2^-40."""
     shape = x.shape
-    x = _flat(x)
+    x = flatten(x)
     split = _Split(ctx, x, f_x)
     items = exp_items(f_out)
     saturate = round(math.exp(EXP_CLAMP) * 2.0**f_out)
 
     def protocol() -> Protocol:
         tables = split.tables(items, inverted=False)
-        sat_op = Table([split.below], [[saturate, 0]], R128, 2)
+        sat_op = Table([split.below], [[saturate, 0]], RING128, 2)
         t, got = yield from _fraction_gen(ctx, x, split, [*tables, sat_op])
         (nf01, g01), (nf23, g23), (nf4, g4), (nf5, *tops), (sat,) = got
-        f = t.sub(_sum([nf01, nf23, nf4, nf5]))  # t - n, at P bits, in [0, 1)
-        v = _affine(ctx, f, 2, -(1 << P))
+        f = t.sub(sum_shares([nf01, nf23, nf4, nf5]))  # t - n, at P bits, in [0, 1)
+        v = affine(ctx, f, 2, -(1 << MANTISSA_BITS))
 
         def factors() -> Protocol:
             a, *b = yield [Mul([(g01, g23)]), *[Mul([(g4, top)]) for top in tops]]
             return (yield [Mul([(a, bi)]) for bi in b])
 
         powers, fs = yield from parallel(powers_gen(v, _EXP_DEGREE), factors())
-        (e2f,) = yield [polynomial(ctx, powers, _EXP2_POLY, P)]
+        (e2f,) = yield [polynomial(ctx, powers, _EXP2_POLY, MANTISSA_BITS)]
         parts = yield [Mul([(e2f, fi)], trunc=d) for fi, (_, d) in zip(fs, items, strict=True)]
-        return _sum([*parts, sat])
+        return sum_shares([*parts, sat])
 
     q = drive(ctx, protocol(), "exp")
     return to_ctx_ring(ctx, q).reshape(shape)
@@ -205,26 +199,26 @@ def sigmoid(ctx, z: ArithmeticShares, f_z: int, f_out: int) -> ArithmeticShares:
     2^-32 relative; u = e^-|z| is kept at 37 bits); for |z| >= 44 the result is 0 or 1 (the
     true value is within 8e-20). Wrong with probability <= 2^-40 per element."""
     shape = z.shape
-    z = _flat(z)
+    z = flatten(z)
     n = z.numel()
     split = _Split(ctx, z, f_z)
-    u_bits = P - 1  # u in (0, 1] at 37 bits, so that 1 + u in (1, 2] reads as (1/2, 1] at 38
+    u_bits = MANTISSA_BITS - 1  # u in (0, 1] at 37 bits, so that 1 + u in (1, 2] reads as (1/2, 1] at 38
     # z >= 0 (s = 0): u = 2^-t = 2^(31 - low5) 2^-(32 n5 + 31) 2^-f
     # z < 0  (s = 1): u = 2^t  = 2^low5 2^(32 n5 - 64) 2^f
-    pos_offsets = [u_bits - P - 32 * n5 - 31 for n5 in (0, 1)]
-    neg_offsets = [u_bits - P + 32 * n5 - 64 for n5 in (0, 1)]
+    pos_offsets = [u_bits - MANTISSA_BITS - 32 * n5 - 31 for n5 in (0, 1)]
+    neg_offsets = [u_bits - MANTISSA_BITS + 32 * n5 - 64 for n5 in (0, 1)]
     items = [([1 if (r == n5) else 0 for r in range(4)], -o) for n5, o in enumerate(pos_offsets)]
     items += [([1 if (r == 2 + n5) else 0 for r in range(4)], -o) for n5, o in enumerate(neg_offsets)]
 
     def protocol() -> Protocol:
         tables = split.tables(items, inverted=True)
         # [z < 0]: the sign of t where |z| < 44 (valid), else [z < 44] (t wraps beyond)
-        negative = _table(3, lambda s, ok, lt: (s if ok else lt) << u_bits)
-        sign_op = Table([split.sign, split.valid, split.below], [negative], R128, 2)
+        negative = bit_table(3, lambda s, ok, lt: (s if ok else lt) << u_bits)
+        sign_op = Table([split.sign, split.valid, split.below], [negative], RING128, 2)
         t, got = yield from _fraction_gen(ctx, z, split, [*tables, sign_op])
         (nf01, g01, h01), (nf23, g23, h23), (nf4, g4, h4), (nf5, *tops), (s_arith,) = got
-        f = t.sub(_sum([nf01, nf23, nf4, nf5]))
-        v = _affine(ctx, f, 2, -(1 << P))
+        f = t.sub(sum_shares([nf01, nf23, nf4, nf5]))
+        v = affine(ctx, f, 2, -(1 << MANTISSA_BITS))
 
         def factors() -> Protocol:
             # z >= 0 uses 2^(31 - low5) (h), z < 0 uses 2^low5 (g)
@@ -235,16 +229,18 @@ def sigmoid(ctx, z: ArithmeticShares, f_z: int, f_out: int) -> ArithmeticShares:
             return (yield [Mul([(a_pos, b[0])]), Mul([(a_pos, b[1])]), Mul([(a_neg, b[2])]), Mul([(a_neg, b[3])])])
 
         powers, fs = yield from parallel(powers_gen(v, _EXP_DEGREE), factors())
-        e_pos, e_neg = yield [polynomial(ctx, powers, _EXP2_NEG_POLY, P), polynomial(ctx, powers, _EXP2_POLY, P)]
+        e_pos, e_neg = yield [
+            polynomial(ctx, powers, _EXP2_NEG_POLY, MANTISSA_BITS), polynomial(ctx, powers, _EXP2_POLY, MANTISSA_BITS)
+        ]
         parts = yield [
             Mul([(e_pos, fs[0])], trunc=items[0][1]), Mul([(e_pos, fs[1])], trunc=items[1][1]),
             Mul([(e_neg, fs[2])], trunc=items[2][1]), Mul([(e_neg, fs[3])], trunc=items[3][1]),
         ]
         u_pos, u_neg = parts[0].add(parts[1]), parts[2].add(parts[3])
-        one = _const(R128, 1 << u_bits, n)
+        one = const_tensor(RING128, 1 << u_bits, n)
         d = u_pos.add(u_neg).add_public(ctx.rank, one)  # 1 + u, read as (1 + u) / 2 at 38 bits
         num = u_neg.sub(s_arith).add_public(ctx.rank, one)  # 1 (z >= 0) or u (z < 0), halved alike
-        return (yield from _goldschmidt_gen(ctx, d, num, None, f_out, in_bits=P))
+        return (yield from goldschmidt_gen(ctx, d, num, None, f_out, in_bits=MANTISSA_BITS))
 
     q = drive(ctx, protocol(), "sigmoid")
     return to_ctx_ring(ctx, q).reshape(shape)
@@ -258,38 +254,38 @@ def log(ctx, y: ArithmeticShares, f_y: int, f_out: int) -> ArithmeticShares:
     Error: |l' - log y| <= 2e-9 + 2 ulp (polynomial 9.5e-10, the mantissa at 2^-38).
     Wrong with probability <= 2^-41 per element."""
     shape = y.shape
-    y = _flat(y)
+    y = flatten(y)
     n = y.numel()
     (ny,) = normalise(ctx, [y])
     m = ny.exp_bits
     ln2 = math.log(2.0)
 
     def exponent_table(i: int) -> list[int]:  # (m_i 2^i + m_(i+1) 2^(i+1)) ln2 at f_out bits
-        return _table(2, lambda b0, b1: round((b0 * (1 << i) + b1 * (1 << (i + 1))) * ln2 * 2.0**f_out))
+        return bit_table(2, lambda b0, b1: round((b0 * (1 << i) + b1 * (1 << (i + 1))) * ln2 * 2.0**f_out))
 
     def protocol() -> Protocol:
-        first = _table(3, lambda s, b0, b1: (1 - 2 * s) * _factor(b0, 0, True) * _factor(b1, 1, True))
+        first = bit_table(3, lambda s, b0, b1: (1 - 2 * s) * power_factor(b0, 0, True) * power_factor(b1, 1, True))
         got = yield [
-            Table([ny.sign, m[0], m[1]], [first], R128, 0),
-            Table(m[0:2], [exponent_table(0)], R128, 1),
-            Table(m[2:4], [_pair_table(2, True), exponent_table(2)], R128, 2),
-            Table(m[4:6], [_pair_table(4, True), exponent_table(4)], R128, 0),
+            Table([ny.sign, m[0], m[1]], [first], RING128, 0),
+            Table(m[0:2], [exponent_table(0)], RING128, 1),
+            Table(m[2:4], [pair_table(2, True), exponent_table(2)], RING128, 2),
+            Table(m[4:6], [pair_table(4, True), exponent_table(4)], RING128, 0),
             And((ny.nonzero, ny.sign)),
-            *_lift_op(ny, 1),
+            *lift_ops(ny, 1),
         ]
         (f01,), (e01,), (f23, e23), (f45, e45), (both,) = got[0:5]
         nonzero = ny.nonzero.xor(ny.sign).xor(both)
-        yi = _lifted(y, got[5] if ny.lift is not None else None)
+        yi = lifted(y, got[5] if ny.lift is not None else None)
         a, b, (zero_fix,) = yield [
-            Mul([(yi, f01)]), Mul([(f23, f45)]), Table([nonzero], [[1 << (P - 1), 0]], R128, 1)
+            Mul([(yi, f01)]), Mul([(f23, f45)]), Table([nonzero], [[1 << (MANTISSA_BITS - 1), 0]], RING128, 1)
         ]
-        (y_n,) = yield [Mul([(a, b)], trunc=64 - P)]
+        (y_n,) = yield [Mul([(a, b)], trunc=64 - MANTISSA_BITS)]
         y_n = y_n.add(zero_fix)  # y = 0: y_n = 1/2 and m = 0, so log(0) = log(2^-f_y)
-        v = _affine(ctx, y_n, 4, -(3 << P))
+        v = affine(ctx, y_n, 4, -(3 << MANTISSA_BITS))
         powers = yield from powers_gen(v, _LOG_DEGREE)
         (p,) = yield [polynomial(ctx, powers, _LOG_POLY, f_out)]
         constant = round((1 - f_y) * ln2 * 2.0**f_out)
-        return _sum([p, e01, e23, e45]).add_public(ctx.rank, _const(R128, constant, n))
+        return sum_shares([p, e01, e23, e45]).add_public(ctx.rank, const_tensor(RING128, constant, n))
 
     q = drive(ctx, protocol(), "log")
     return to_ctx_ring(ctx, q).reshape(shape)
@@ -316,15 +312,15 @@ def plan_exp(ring, ctx_frac, bound_x, f_x, frac_bits=None) -> tuple[int, float]:
 def plan_sigmoid(ring, ctx_frac, bound_z, f_z, frac_bits=None) -> tuple[int, float]:
     """(fractional bits <= 38, public bound 1) of sigmoid(z)."""
     _require_exp_range(bound_z, f_z, "sigmoid")
-    f = output_frac_bits(ring, ctx_frac, 1.0, frac_bits, most=P, what="sigmoid")
-    if f > P:
-        raise RangeError(f"sigmoid: at most {P} fractional bits (its internal precision), not {f}")
+    f = output_frac_bits(ring, ctx_frac, 1.0, frac_bits, most=MANTISSA_BITS, what="sigmoid")
+    if f > MANTISSA_BITS:
+        raise RangeError(f"sigmoid: at most {MANTISSA_BITS} fractional bits (its internal precision), not {f}")
     return f, 1.0
 
 
 def plan_log(ring, ctx_frac, bound_y, f_y, frac_bits=None) -> tuple[int, float]:
     """(fractional bits, public bound max(f ln 2, ln bound) + 1e-6) of log(y)."""
-    _require_normalisable(bound_y, f_y, "log")
+    require_normalisable(bound_y, f_y, "log")
     bound = max(f_y * math.log(2.0), math.log(max(bound_y, 1.0))) + 1e-6
     f = output_frac_bits(ring, ctx_frac, bound, frac_bits, what="log")
     return f, bound + 2.0**-f
