@@ -249,15 +249,21 @@ def _reshare_terms(ctx: Context, z: torch.Tensor, step: str) -> BooleanShares:
     return BooleanShares(z, other)
 
 
+def _halves(u: torch.Tensor, v: torch.Tensor, w: torch.Tensor, h: int, mlo: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """x = [v_hi | u_hi] and y = [v_lo | w_lo] in every field of width 2h (mlo masks the low
+    halves): the operand pairs of one layer of a prefix or fold, built in place."""
+    x = u >> h
+    x &= mlo
+    x |= v & ~mlo
+    y = v & mlo
+    y <<= h
+    y |= w & mlo
+    return x, y
+
+
 def _carry_operands(g: torch.Tensor, p: torch.Tensor, h: int, mlo: int) -> tuple[torch.Tensor, torch.Tensor]:
     """x = [p_hi | p_hi] and y = [p_lo | g_lo] in every field (one share component)."""
-    x = p >> h
-    x &= mlo
-    x |= p & ~mlo
-    y = p & mlo
-    y <<= h
-    y |= g & mlo
-    return x, y
+    return _halves(p, p, g, h, mlo)
 
 
 def _carry_step(g: torch.Tensor, z: torch.Tensor, h: int, mlo: int, compact: bool, need_p: bool):
@@ -381,13 +387,7 @@ def _all_ones(ctx: Context, z: BooleanShares, step: str = "eqz") -> tuple[torch.
 def _fold_operands(t: torch.Tensor, h: int, mlo: int) -> tuple[torch.Tensor, torch.Tensor]:
     """x = [b_hi | a_hi], y = [b_lo | a_lo] per field, for words a = t[0::2], b = t[1::2]."""
     a, b = t[0::2], t[1::2]
-    x = a >> h
-    x &= mlo
-    x |= b & ~mlo
-    y = b & mlo
-    y <<= h
-    y |= a & mlo
-    return x, y
+    return _halves(a, b, a, h, mlo)
 
 
 def _unpack_bits(words: torch.Tensor, n: int, per_word: int = 64) -> torch.Tensor:

@@ -261,7 +261,7 @@ class AuditLog:
         created = not self.path.exists()
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         if created:  # the new file's name must survive a crash too
-            _fsync_dir(self.path.parent)
+            fsync_dir(self.path.parent)
         if torn is not None:
             os.ftruncate(self._fd, torn)
             os.fsync(self._fd)
@@ -429,10 +429,11 @@ def write_seal(path: str | Path, seal: Seal) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, where)
-    _fsync_dir(where.parent)
+    fsync_dir(where.parent)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a directory's entries (a new, renamed or removed file) survive a crash."""
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -442,7 +443,7 @@ def _fsync_dir(directory: Path) -> None:
 
 def _remove_durably(path: Path) -> None:
     path.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 @dataclass

@@ -322,20 +322,18 @@ def verify_party_signature(ca: x509.Certificate, crl: RevocationList | None, cer
     """The party certificate of ``party`` (issued by the CA, valid now, not revoked) whose key
     signed ``payload``; IdentityError saying which check failed."""
     cert, ident = issued_certificate(ca, crl, certificate_pem, now)
-    if ident.role != PARTY or ident.name != party:
-        raise IdentityError(f"the signature is by {ident.role} {ident.name!r}, not by party {party!r}")
-    try:
-        _verify(cert, signature, payload)
-    except InvalidSignature:
-        raise IdentityError(f"the signature of {party!r} does not match what it signs") from None
-    return ident
+    return _party_signed(cert, ident, signature, payload, party)
 
 
 def signed_by_party(certificate_pem: str, signature: bytes, payload: bytes, party: str) -> CertIdentity:
     """The identity of a party certificate whose key signed ``payload``, without asking who
     issued it (for records read back from a log; ``verify_party_signature`` also checks the CA)."""
     cert = load_certificate(certificate_pem[:65536])
-    ident = identity_of(cert)
+    return _party_signed(cert, identity_of(cert), signature, payload, party)
+
+
+def _party_signed(cert: x509.Certificate, ident: CertIdentity, signature: bytes, payload: bytes,
+                  party: str) -> CertIdentity:
     if ident.role != PARTY or ident.name != party:
         raise IdentityError(f"the signature is by {ident.role} {ident.name!r}, not by party {party!r}")
     try:

@@ -17,7 +17,7 @@ import os
 import time
 from pathlib import Path
 
-from smpc.service.audit import AuditLog
+from smpc.service.audit import AuditLog, fsync_dir
 from smpc.service.config import ConfigError, load_config, read_store_key
 from smpc.service.identity import load_private_key, sign
 from smpc.service.server import own_seal_check
@@ -38,14 +38,6 @@ def _write_key(path: Path, key: bytes) -> None:
         os.close(fd)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def rekey(config_path: str, new_key_file: str | None = None) -> str:
     """Re-seal the job store of the party configured at ``config_path`` under a new key (read
     from ``new_key_file``, or 32 fresh random bytes). Returns a report for the operator."""
@@ -59,7 +51,7 @@ def rekey(config_path: str, new_key_file: str | None = None) -> str:
         staged = key_path.with_name(key_path.name + ".new")
         staged.unlink(missing_ok=True)  # a re-key interrupted before its transaction: that key sealed nothing
         _write_key(staged, new_key)
-        _fsync_dir(staged.parent)
+        fsync_dir(staged.parent)
         store = JobStore(config.store_path, config.store_key, config.name)
         try:
             jobs = store.rekey(new_key)
@@ -68,7 +60,7 @@ def rekey(config_path: str, new_key_file: str | None = None) -> str:
         retired = key_path.with_name(f"{key_path.name}.retired-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
         os.replace(key_path, retired)
         os.replace(staged, key_path)
-        _fsync_dir(key_path.parent)
+        fsync_dir(key_path.parent)
         audit.record("store_rekeyed", store=str(config.store_path), jobs=jobs, old_key_id=key_id(config.store_key),
                      new_key_id=key_id(new_key), retired_key_file=str(retired))
         private = load_private_key(config.tls_key.read_bytes())
