@@ -191,3 +191,14 @@ def test_rounds_and_bytes_per_iteration_are_exact_and_rounds_do_not_grow_with_ro
             fixed = costs[0][1] - n * per_row[rank]
             constant = {} if constant is None else constant
             assert constant.setdefault(rank, fixed) == fixed, (rank, n)
+
+
+def test_one_bit_opens_per_iteration_and_the_fit_at_the_end(opened):
+    """What leaves the shares: one bit per feature (constant?), one stop bit per iteration,
+    the three reasons for stopping, then coefficients and variances (compute party 0's view)."""
+    x, y = german()
+    fit = secure_fit(split3(x), split3(y), list(GERMAN_BOUNDS.values()))[0]
+    p = len(GERMAN_BOUNDS)
+    sizes = [len(v) for v in opened]
+    assert sizes == [p] + [1] * fit.iterations + [3, 2 * (p + 1)]
+    assert opened[0] == [0] * p and opened[fit.iterations] == [1] and all(v == [0] for v in opened[1:fit.iterations])

@@ -17,16 +17,24 @@ How it runs, and why:
 - The sigmoid is ``SecretTensor.sigmoid`` (exp and a Goldschmidt reciprocal on the 128-bit
   ring): error 3e-10 + 1 unit absolute (``smpc.protocols.functions.sigmoid``); measured in
   tests/test_logistic.py.
-- (X^T W X / n)^-1 comes from a fixed number of Newton-Schulz iterations G <- G (2I - A G),
-  started at G = (4 / (p + 1)) I, which every eigenvalue of A = X^T W X / n stays under (the
-  diagonal of A is at most 1/4). They converge wherever alpha * lambda_min(A) >= 2^-(K - 6):
-  K = 26 iterations take a condition number up to about 10^5 / (p + 1); beyond that, or for a
-  singular matrix, the residual I - A G stays large, which is tested (below).
+- (X^T W X / n)^-1 comes from a fixed number K of Newton-Schulz iterations G <- G (2I - A G),
+  started at G = alpha I with alpha = 4 / (p + 1), which every eigenvalue of A = X^T W X / n
+  stays under (its diagonal is at most 1/4), run on A + delta I with delta = 2^-20. The
+  ridge keeps every eigenvalue at least delta although A's fixed-point entries carry
+  rounding noise (about 2^-30 each): without it a singular A could have a tiny negative
+  eigenvalue, along which Newton-Schulz diverges doubly exponentially instead of stopping.
+  It does not move the fit: the gradient is the likelihood's own, so the iterations still
+  stop where it is zero (the ridge only changes the step, by a factor delta / lambda_min).
+  The standard errors use A itself: after convergence three more Newton-Schulz steps on A
+  polish G (residual (delta / (lambda_min + delta))^8).
 - After each Newton step one bit opens: "stop". It is 1 when every |step| < ``tol`` (converged),
-  when a standardised coefficient exceeds ``max_coefficient`` (the likelihood has no finite
-  maximum: perfect or quasi-perfect separation), or when ||I - A G||_F^2 >= 1/16 (X^T W X is
-  singular or too ill-conditioned to invert). After the loop three bits open: which of the
-  three ended it. Only a converged fit opens coefficients and standard errors.
+  when a standardised coefficient exceeds ``max_coefficient``, or when delta tr(G) >= 1/2,
+  which holds once an eigenvalue of A is below about delta: at the first iteration (all
+  weights 1/4, so A depends on the design only) the design is singular (a feature is a
+  linear combination of others); later the weights have vanished along some direction, the
+  mark of separation, as is a coefficient beyond ``max_coefficient``. After the loop three
+  bits open: which of these ended it. Only a converged fit opens coefficients and standard
+  errors.
 
 Leakage: n (the number of rows, from the shapes), p, the number of iterations (one opened bit
 per iteration), why the fit stopped, which features are constant (one bit per feature, opened
@@ -44,17 +52,26 @@ import torch
 from smpc.errors import InputError, SmpcError
 from smpc.secret import SecretTensor, cat
 
-NEWTON_SCHULZ_STEPS = 26
-"""Newton-Schulz iterations per Newton step: enough for alpha * lambda_min(A) >= 2^-20."""
-SINGULAR_RESIDUAL = 1.0 / 16
-"""||I - A G||_F^2 at or above this after the Newton-Schulz steps: X^T W X is treated as singular."""
+NEWTON_SCHULZ_STEPS = 23
+"""Newton-Schulz iterations per Newton step: G converges along eigenvalues with alpha lambda
+>= 2^-19 (alpha lambda 2^23 >= 16: residual e^-16), and alpha 2^23 (p + 1) 2 stays within
+what a 30-bit truncated product allows (the most G can grow to in 23 doublings)."""
+POLISH_STEPS = 3
+"""Newton-Schulz steps on A itself (without the ridge) for the standard errors."""
+RIDGE = 2.0**-20
+"""delta: added to A's diagonal during the iterations (see the module docstring)."""
+SINGULAR_TRACE = 0.5
+"""delta tr(G) at or above this: A has an eigenvalue of about delta or less (singular)."""
 CONSTANT_SPREAD = 2.0**-12
 """A feature whose standard deviation is below this (in the units it was shared in, which
 the caller scales to |x| <= 1) is constant for the fit: it cannot be standardised."""
 WORK_BITS = 20
-"""Fractional bits of the standardised features and of Newton-Schulz."""
+"""Fractional bits of the standardised features."""
 FINE_BITS = 30
-"""Fractional bits of mu, the weights, the gradient and the coefficients."""
+"""Fractional bits of mu, the weights, the gradient, the coefficients and Newton-Schulz."""
+COVARIANCE_BITS = 16
+"""Fractional bits of the map back to the features' units in the covariance (1/sd >= 1:
+relative error 2^-16 at most)."""
 
 
 def bounded_view(x: SecretTensor, bound: float) -> SecretTensor:
@@ -96,11 +113,10 @@ class LogisticFit:
 
 def iteration_rounds(p: int) -> int:
     """Rounds of one Newton iteration with p features: the linear predictor (1), the sigmoid
-    (18), the weights (1), X^T W X and the gradient (1), their scaling by 1/n (1) and the
-    Hessian's truncation (1), Newton-Schulz (2 per step), the step (1), the residual's norm
-    (1), the comparisons (10), the product tree over 2(p+1)+1 bits, the stop bit (1) and its
-    opening (1). Independent of n."""
-    return 17 + 18 + 2 * NEWTON_SCHULZ_STEPS + 2 + math.ceil(math.log2(2 * (p + 1) + 1))
+    (18), the weights (1), X^T W X and the gradient (1), their scaling by 1/n (1),
+    Newton-Schulz (2 per step), the step (1), the comparisons (10), the product tree over
+    2(p+1)+1 bits, the stop bit (1) and its opening (1). Independent of n."""
+    return 35 + 2 * NEWTON_SCHULZ_STEPS + math.ceil(math.log2(2 * (p + 1) + 1))
 
 
 def _rows(x: SecretTensor) -> int:
@@ -238,7 +254,7 @@ def fit_logistic(
     identity = torch.eye(q, dtype=torch.float64)
     iterations = 0
     status = None
-    inverse = None
+    inverse = hess = None
     costs = []
     for _ in range(max_iter):
         iterations += 1
@@ -254,24 +270,22 @@ def fit_logistic(
         sums = left_rows.matmul(stacked)  # (2, q + p(p+1)/2): X^T W X entries and the gradient
         sums = bounded_view(sums, float(max(n, 1)))  # |sum w z_j z_k| <= n/4, |sum (y - mu) z_j| <= n
         scaled = sums * (1.0 / max(n, 1))
-        hess = _symmetric(scaled[0], hess_index, q)
-        hess = bounded_view(hess.rescale(WORK_BITS) if hess.frac_bits > WORK_BITS else hess, 0.2501)
+        hess = bounded_view(_symmetric(scaled[0], hess_index, q), 0.2501)  # A: entries <= 1/4
         grad = bounded_view(scaled[1, :q].reshape(q, 1), 1.0)
-        inverse, last_product = _newton_schulz(hess, alpha, identity)
+        inverse = _newton_schulz(hess + identity * RIDGE, _initial(ctx, alpha, identity), NEWTON_SCHULZ_STEPS,
+                                 alpha)
         step = inverse.matmul(grad)  # (q, 1)
         step = bounded_view(step, alpha * 2.0**NEWTON_SCHULZ_STEPS * q)
         beta_new = beta + step
+        trace = inverse[torch.arange(q), torch.arange(q)].sum()
         # one batched comparison for the three reasons to stop, then one opened bit
-        off = identity - last_product  # I - A G_(K-1): its norm squared bounds G_K's residual
-        off = bounded_view(off, 1.0 + 1e-3)
-        off_norm = off.reshape(1, q * q).dot(off.reshape(1, q * q), dim=1)
         below = cat([
             step.reshape(q) - tol, -step.reshape(q) - tol,
             beta_new.reshape(q) - max_coefficient, -beta_new.reshape(q) - max_coefficient,
-            bounded_view(off_norm, float(q * q)).reshape(1) - SINGULAR_RESIDUAL,
+            trace.reshape(1) - SINGULAR_TRACE / RIDGE,
         ]) < 0
         # both ANDs in one product tree: [every |step| < tol (padded with a public 1); every
-        # |coefficient| within max_coefficient and the residual small]
+        # |coefficient| within max_coefficient, and delta tr(G) small]
         pad = SecretTensor.from_public(ctx, torch.ones(1, dtype=torch.float64), frac_bits=0)
         both = _all_of(cat([below[: 2 * q], pad, below[2 * q :]]).reshape(2, 2 * q + 1))
         converged, fine_state = both[0], both[1]
@@ -282,23 +296,24 @@ def fit_logistic(
         costs.append((after["rounds"] - before["rounds"], after["bytes_sent"] - before["bytes_sent"]))
         beta = bounded_view(beta_new, max_coefficient)
         status = (converged, below[-1:], fine_state)
-        if opened is not None and float(opened.reshape(-1)[0]) > 0.5:
-            break
         if opened is None:
             raise SmpcError("logistic regression: the stop bit did not reach this party")
+        if float(opened.reshape(-1)[0]) > 0.5:
+            break
     reasons = cat([bit.reshape(1) for bit in status]).reveal()
     done, invertible, within = (bool(v > 0.5) for v in reasons.tolist())
-    if not invertible:
-        raise FitRefused("singular", "logistic regression: X^T W X is singular (a feature is a linear combination "
-                         "of others, or the design is too ill-conditioned to invert); no coefficients are revealed")
+    if not invertible and iterations == 1:
+        raise FitRefused("singular", "logistic regression: X^T X is singular (a feature is a linear combination "
+                         "of others, or nearly so); no coefficients are revealed")
     if not within:
-        raise FitRefused("separation", "logistic regression: a coefficient grows without bound (perfect or "
-                         "quasi-perfect separation: some feature combination predicts the label exactly), so the "
-                         "likelihood has no maximum; no coefficients are revealed")
+        raise FitRefused("separation", "logistic regression: the fit diverges (perfect or quasi-perfect "
+                         "separation: some combination of the features predicts the label exactly, so the likelihood "
+                         "has no maximum); no coefficients are revealed")
     if not done:
         raise FitRefused("max_iter", f"logistic regression: did not converge within {max_iter} iterations; no "
                          "coefficients are revealed")
-    fit = _finish(ctx, beta, inverse, mean, inv_sd, names, scale_t, n, iterations, to)
+    polished = _newton_schulz(hess, inverse, POLISH_STEPS, alpha)
+    fit = _finish(ctx, beta, polished, mean, inv_sd, names, scale_t, n, iterations, to)
     if fit is not None:
         fit.details["iteration_costs"] = costs
     return fit
@@ -324,18 +339,23 @@ def _symmetric(row: SecretTensor, index: torch.Tensor, q: int) -> SecretTensor:
     return row[index.reshape(-1)].reshape(q, q) if row.shares is not None else row
 
 
-def _newton_schulz(a: SecretTensor, alpha: float, identity: torch.Tensor):
-    """(G_K, A G_(K-1)): G_(k+1) = G_k (2I - A G_k) from G_0 = alpha I. The eigenvalues of
-    G_k are at most alpha 2^k and those of A G_k lie in [0, 1]: the bounds hold by
-    construction. Cost: 2 rounds per step (two products of (q, q) matrices)."""
-    ctx = a.ctx
-    g = SecretTensor.from_public(ctx, identity * alpha, frac_bits=WORK_BITS)
-    product = None
-    for k in range(NEWTON_SCHULZ_STEPS):
-        product = bounded_view(a.matmul(g), 1.5)
-        g = g.matmul(bounded_view(2.0 * identity - product, 3.5))
-        g = bounded_view(g, alpha * 2.0 ** (k + 1) * 1.01 + 1e-3)
-    return g, product
+def _initial(ctx, alpha: float, identity: torch.Tensor) -> SecretTensor:
+    return SecretTensor.from_public(ctx, identity * alpha, frac_bits=FINE_BITS)
+
+
+def _newton_schulz(a: SecretTensor, g: SecretTensor, steps: int, alpha: float) -> SecretTensor:
+    """``steps`` of G <- G (2I - A G) from ``g``, at 30 fractional bits. From alpha I, the
+    eigenvalues of G_k are at most alpha 2^k (and 1 / lambda) and those of A G_k lie in
+    [0, 1]; the bounds below hold by construction. Cost: 2 rounds per step (two products
+    of (q, q) matrices)."""
+    q = a.shape[0] if a.shape is not None else 1
+    identity = torch.eye(q, dtype=torch.float64)
+    bound = max(g.bound, alpha)
+    for _ in range(steps):
+        product = bounded_view(a.matmul(g), 1.01)
+        bound = min(bound * 2.0, alpha * 2.0**NEWTON_SCHULZ_STEPS) * 1.001
+        g = bounded_view(g.matmul(bounded_view(2.0 * identity - product, 2.02)), bound)
+    return g
 
 
 def _finish(ctx, beta, inverse, mean, inv_sd, names, scale, n, iterations, to) -> LogisticFit | None:
@@ -344,7 +364,7 @@ def _finish(ctx, beta, inverse, mean, inv_sd, names, scale, n, iterations, to) -
     beta_j = b_j / sd_j for a feature, b_0 - sum_j b_j mean_j / sd_j for the intercept; the
     covariance is T (A^-1 / n) T^T with T that linear map. The products are exact (never
     truncated), so their worst-case bounds need only fit the ring: T at 30 fractional bits
-    for the coefficients, 20 for the covariance."""
+    for the coefficients, 16 for the covariance (T G T^T: 30 + 2 x 16 bits)."""
     p = len(names)
     q = p + 1
     inv_sd = inv_sd.reshape(p)
@@ -361,7 +381,7 @@ def _finish(ctx, beta, inverse, mean, inv_sd, names, scale, n, iterations, to) -
         bottom = cat([left, _diag(sd_part, p)], dim=1)
         return bounded_view(cat([top, bottom], dim=0), max(1.0, shift.bound, inv_sd.bound))
 
-    t_fine, t_work = transform(FINE_BITS), transform(WORK_BITS)
+    t_fine, t_work = transform(FINE_BITS), transform(COVARIANCE_BITS)
     coefficients = t_fine.matmul(beta, exact=True)
     variances = t_work.matmul(inverse, exact=True).dot(t_work, dim=1, exact=True)
     f = max(coefficients.frac_bits, variances.frac_bits)
