@@ -15,6 +15,8 @@ import pytest
 import smpc
 from smpc import analyses
 from smpc.errors import InputError
+from smpc.stats.roc import roc_sums
+from smpc.stats.rows import share_rows
 
 DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
 
@@ -93,6 +95,41 @@ def test_adversarial_magnitudes_negatives_and_ties(seed):
     frame = pooled(tables)
     check(result, frame["score"].to_numpy(), frame["flag"].to_numpy())
     assert result == analyses.get("auc_ks").run_plaintext(tables, **params)
+
+
+def test_scores_too_wide_for_a_packed_key_sort_on_two_words():
+    """4e12 at 3 decimals is 4e15 units: with the label and row index beside it the key
+    needs more than 63 bits, so the score gets a word of its own."""
+    tables = adversarial_tables(8)
+    for t in tables.values():
+        t["score"] = (t["score"] * 4000).round(3)
+    params = dict(score="score", label="flag", score_decimals=3, score_bound=4e12)
+    result = analyses.get("auc_ks").run_simulated(tables, **params)
+    frame = pooled(tables)
+    check(result, frame["score"].to_numpy(), frame["flag"].to_numpy())
+
+
+def test_roc_sums_on_the_128_bit_ring_and_fixed_point_scores():
+    """The same sums in a ring128 job (the running counts carry across the two lanes) on
+    fixed-point scores (a model's score or probability), with ties."""
+    rng = np.random.default_rng(12)
+    scores = rng.integers(-2000, 2000, 900) / 16.0  # exact at 20 fractional bits, many ties
+    flags = (rng.random(900) < 1 / (1 + np.exp(-scores / 40))).astype(float)
+    parts = np.array_split(np.arange(900), 3)
+
+    def job(ctx):
+        mine = parts[ctx.rank]
+        score, _ = share_rows(ctx, [0, 1, 2], scores[mine], width=1, bound=200.0)
+        labels, _ = share_rows(ctx, [0, 1, 2], np.column_stack([flags, 1 - flags])[mine], width=2, bound=1.0,
+                               frac_bits=0)
+        counts = labels.sum(0)
+        twice_u, gap = roc_sums(score.reshape(-1), labels[:, 0:1], labels[:, 1:2], counts[0:1], counts[1:2])
+        return twice_u.reveal_int()[0], gap.reveal_int()[0]
+
+    twice_u, gap = smpc.simulate(job, ring=128)[0]
+    p = int(flags.sum())
+    n = len(flags) - p
+    check({"auc": twice_u / (2 * p * n), "ks": gap / (p * n), "gini": twice_u / (p * n) - 1}, scores, flags)
 
 
 def test_by_group_each_population_matches_and_small_ones_are_suppressed():
