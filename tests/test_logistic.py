@@ -132,7 +132,7 @@ def test_sigmoid_error_is_far_below_what_moves_a_coefficient():
     z = np.concatenate([np.linspace(-40, 40, 2001), [-8.0, -1e-6, 0.0, 1e-6, 8.0]])
 
     def job(ctx):
-        s = ctx.share(z if ctx.rank == 0 else None, owner=0, bound=50.0, frac_bits=30)
+        s = smpc.share(ctx, z if ctx.rank == 0 else None, owner=0, bound=50.0, frac_bits=30)
         return s.sigmoid(frac_bits=30).reveal().numpy()
 
     got = smpc.simulate(job)[0]

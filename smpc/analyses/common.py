@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import torch
 
 from smpc.errors import InputError, RangeError, SmpcError
 from smpc.fixedpoint import check_decimal_scale, decimal_units
@@ -89,6 +90,18 @@ def amount_units(table: pd.DataFrame, party: str, column: str, decimals: int, bo
     units, over_precise = decimal_units(values, decimals)
     check_rows(over_precise, party, column, f"has more than {decimals} decimal places (declare more decimals)")
     return units.astype(np.int64)
+
+
+# ----- the barrier before anything is published ---------------------------------------------
+def inputs_checked(ctx, owners) -> None:
+    """Barrier: every bank tells every party that its own input passed its checks.
+
+    A bank whose input fails raises before sending, which aborts the job on every party, so
+    nothing that follows (a published value) leaves any bank while another bank's input is
+    bad. Cost: 1 round; 1 byte from each bank to each other party. Leakage: none."""
+    ok = torch.ones(1, dtype=torch.uint8)
+    sends = {r: ok for r in range(ctx.world_size) if r != ctx.rank} if ctx.rank in owners else {}
+    ctx.exchange("inputs_checked", sends=sends, recv_from=[o for o in owners if o != ctx.rank])
 
 
 # ----- shared aggregates ----------------------------------------------------------------------

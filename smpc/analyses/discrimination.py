@@ -9,12 +9,18 @@ import numpy as np
 import pandas as pd
 
 from smpc.analyses import disclosure
-from smpc.analyses.credit import MAX_DECIMALS, MAX_ROWS_PER_BANK, amount_units, count_view, default_flags
+from smpc.analyses.common import (
+    MAX_ROWS_PER_BANK,
+    amount_units,
+    count_view,
+    default_flags,
+    inputs_checked,
+)
 from smpc.analyses.disclosure import RULE_PARAMS
 from smpc.analyses.registry import Param, register, report_progress
-from smpc.analyses.statistics import inputs_checked
 from smpc.errors import InputError
-from smpc.secret import stack
+from smpc.fixedpoint import MAX_DECIMALS
+from smpc.secret import share_each, stack
 from smpc.stats.roc import roc_sums
 from smpc.stats.rows import share_rows
 
@@ -243,7 +249,7 @@ def auc_ks(ctx, table, owners, *, score, label, positive=None, negative=None, by
     report_progress(ctx, 0.05, "sharing every bank's rows")
     rows, _ = share_rows(ctx, owners, rows_mine, width=1 + 2 * g, bound=max(unit_bound, 1.0), frac_bits=0,
                          name=f"columns '{score}' and '{label}'")
-    parts = ctx.share_each(counts_mine, owners, shape=(2 * g,), bound=float(MAX_ROWS_PER_BANK), frac_bits=0,
+    parts = share_each(ctx, counts_mine, owners, shape=(2 * g,), bound=float(MAX_ROWS_PER_BANK), frac_bits=0,
                            name="population counts")
     if not ctx.is_compute and ctx.rank not in ctx.result_ranks:
         return None

@@ -36,6 +36,7 @@ from smpc.analyses.common import (
     check_rows,
     count_view,
     default_flags,
+    inputs_checked,
     suppressed,
     table_column,
 )
@@ -87,17 +88,6 @@ def secure_total(ctx, owners, local, bound: float, name: str, length: int) -> Se
     parts = share_each(ctx, mine, owners, shape=(length,), bound=bound, frac_bits=0, name=name)
     return sum(parts[1:], parts[0])
 
-
-
-def inputs_checked(ctx, owners) -> None:
-    """Barrier: every bank tells every party that its own input passed its checks.
-
-    A bank whose input fails raises before sending, which aborts the job on every party, so
-    nothing that follows (a published value) leaves any bank while another bank's input is
-    bad. Cost: 1 round; 1 byte from each bank to each other party. Leakage: none."""
-    ok = torch.ones(1, dtype=torch.uint8)
-    sends = {r: ok for r in range(ctx.world_size) if r != ctx.rank} if ctx.rank in owners else {}
-    ctx.exchange("inputs_checked", sends=sends, recv_from=[o for o in owners if o != ctx.rank])
 
 
 # ----- describe --------------------------------------------------------------------------
@@ -792,4 +782,4 @@ def default_rate(ctx, table, owners, *, label, by, positive=None, groups=None, m
     return {"by": by, "groups": groups_out, "min_cell_size": min_cell_size, **rules.metadata()}
 
 
-__all__ = ["corr", "default_rate", "describe", "histogram", "inputs_checked", "quantiles", "secure_total"]
+__all__ = ["corr", "default_rate", "describe", "histogram", "quantiles", "secure_total"]
