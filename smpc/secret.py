@@ -49,7 +49,30 @@ def _is_integral(t: torch.Tensor) -> bool:
 
 class SecretTensor:
     """A secret-shared tensor. Supports ``+ - *`` (secret or public), ``@``, ``sum``,
-    ``mean``, ``dot``, ``square``, indexing and reshaping, and ``reveal``."""
+    ``mean``, ``dot``, ``square``, indexing and reshaping, and ``reveal``.
+
+    Party 0's and party 1's values, added, compared and multiplied on shares; only the results
+    open. ``smpc.simulate`` runs every party's copy of ``job`` in this process and returns
+    each party's result (here party 0's)::
+
+        >>> import smpc
+        >>> def job(ctx, x=None, y=None):
+        ...     a = ctx.share(x, owner=0, bound=1e6)  # every party but the owner passes None
+        ...     b = ctx.share(y, owner=1, bound=1e6)
+        ...     products = (a * b).sum().reveal().item()
+        ...     return (a + b).reveal().tolist(), (a < b).reveal().tolist(), round(products, 6)
+        >>> smpc.simulate(job, inputs={0: {"x": [1.5, -2.0, 7.0]}, 1: {"y": [2.0, 3.0, -4.0]}})[0]
+        ([3.5, 1.0, 3.0], [1.0, 1.0, 0.0], -31.0)
+
+    A result that could overflow the ring is refused before any message is sent::
+
+        >>> def cube(ctx, x=None):
+        ...     a = ctx.share(x, owner=0, bound=1e9)
+        ...     return (a * a * a).reveal()
+        >>> smpc.simulate(cube, inputs={0: {"x": [1.0]}})
+        Traceback (most recent call last):
+        smpc.errors.RangeError: multiplication: worst case |value| 1e+18 ...
+    """
 
     __array_priority__ = 1000  # make numpy defer to our reflected operators
 
@@ -624,6 +647,10 @@ class SecretTensor:
         wrapped. Leakage: the value, to the recipients. Cost: 1 round; per element, the
         fewest bytes that the public bound allows plus one spare byte, else a ring element
         (see protocols.arithmetic.reveal and fixedpoint.open_width).
+
+        >>> import smpc
+        >>> smpc.simulate(lambda ctx, x=None: ctx.share(x, owner=0).reveal(to=1), inputs={0: {"x": [1.25, -3.0]}})
+        [None, tensor([ 1.2500, -3.0000], dtype=torch.float64), None]
         """
         opened = self._open(to)
         if opened is None:
@@ -633,7 +660,14 @@ class SecretTensor:
 
     def reveal_int(self, to=None) -> np.ndarray | None:
         """Exact integers (an object array of Python ints) for integer-mode secrets: sums of
-        cents beyond 2^53 stay exact, unlike float64."""
+        cents beyond 2^53 stay exact, unlike float64.
+
+        >>> import smpc
+        >>> def total(ctx, cents=None):
+        ...     return ctx.share(cents, owner=0, bound=2**60, frac_bits=0).sum().reveal_int()
+        >>> int(smpc.simulate(total, inputs={0: {"cents": [2**53, 1]}})[0])
+        9007199254740993
+        """
         if self.frac_bits != 0:
             raise SmpcError("reveal_int needs an integer-mode secret (frac_bits=0)")
         opened = self._open(to)
@@ -658,7 +692,15 @@ class SecretTensor:
 
 
 def cat(items: list[SecretTensor], dim: int = 0) -> SecretTensor:
-    """Concatenate secrets (local). Fractional bits are aligned to the largest."""
+    """Concatenate secrets (local). Fractional bits are aligned to the largest.
+
+    >>> import smpc
+    >>> def job(ctx, x=None, y=None):
+    ...     a, b = ctx.share(x, owner=0, bound=100), ctx.share(y, owner=1, bound=100)
+    ...     return smpc.cat([a, b]).reveal().tolist()
+    >>> smpc.simulate(job, inputs={0: {"x": [1.0, 2.0]}, 1: {"y": [3.0]}})[0]
+    [1.0, 2.0, 3.0]
+    """
     f = max(x.frac_bits for x in items)
     aligned = [x.rescale(f) for x in items]
     bound = max(x.bound for x in items)
@@ -668,7 +710,15 @@ def cat(items: list[SecretTensor], dim: int = 0) -> SecretTensor:
 
 
 def stack(items: list[SecretTensor], dim: int = 0) -> SecretTensor:
-    """Stack secrets along a new dimension (local)."""
+    """Stack secrets along a new dimension (local).
+
+    >>> import smpc
+    >>> def job(ctx, x=None, y=None):
+    ...     a, b = ctx.share(x, owner=0, bound=100), ctx.share(y, owner=1, bound=100)
+    ...     return smpc.stack([a, b]).sum(dim=0).reveal().tolist()
+    >>> smpc.simulate(job, inputs={0: {"x": [1.0, 2.0]}, 1: {"y": [3.0, 4.0]}})[0]
+    [4.0, 6.0]
+    """
     f = max(x.frac_bits for x in items)
     aligned = [x.rescale(f) for x in items]
     bound = max(x.bound for x in items)
@@ -680,7 +730,15 @@ def stack(items: list[SecretTensor], dim: int = 0) -> SecretTensor:
 def where(cond: SecretTensor, if_true, if_false) -> SecretTensor:
     """cond ? if_true : if_false elementwise, for a secret 0/1 ``cond`` (e.g. a comparison).
     Either branch may be public. Cost: 1 round (one multiplication); bytes per element in
-    docs/costs.md (protocols.compare.select). Error: exact."""
+    docs/costs.md (protocols.compare.select). Error: exact.
+
+    >>> import smpc
+    >>> def capped(ctx, x=None):
+    ...     a = ctx.share(x, owner=0, bound=1e6)
+    ...     return smpc.where(a > 100, 100, a).reveal().tolist()
+    >>> smpc.simulate(capped, inputs={0: {"x": [50.0, 250.0, -7.5]}})[0]
+    [50.0, 100.0, -7.5]
+    """
     if not isinstance(cond, SecretTensor) or cond.frac_bits != 0 or cond.bound > 1:
         raise SmpcError("where() needs a secret 0/1 condition, such as the result of a comparison")
     ctx = cond.ctx
@@ -698,10 +756,25 @@ def where(cond: SecretTensor, if_true, if_false) -> SecretTensor:
 
 def maximum(a: SecretTensor, b) -> SecretTensor:
     """Elementwise max. Cost: 11 rounds (``<`` then ``where``); bytes per element in
-    docs/costs.md. Error: exact."""
+    docs/costs.md. Error: exact.
+
+    >>> import smpc
+    >>> def job(ctx, x=None, y=None):
+    ...     a, b = ctx.share(x, owner=0, bound=100), ctx.share(y, owner=1, bound=100)
+    ...     return smpc.maximum(a, b).reveal().tolist()
+    >>> smpc.simulate(job, inputs={0: {"x": [1.0, 5.0]}, 1: {"y": [3.0, -2.0]}})[0]
+    [3.0, 5.0]
+    """
     return where(a < b, b, a)
 
 
 def minimum(a: SecretTensor, b) -> SecretTensor:
-    """Elementwise min. Cost: as ``maximum``."""
+    """Elementwise min. Cost: as ``maximum``.
+
+    >>> import smpc
+    >>> def negative_part(ctx, x=None):
+    ...     return smpc.minimum(ctx.share(x, owner=0, bound=100), 0).reveal().tolist()
+    >>> smpc.simulate(negative_part, inputs={0: {"x": [3.0, -2.5]}})[0]
+    [0.0, -2.5]
+    """
     return where(a < b, a, b)
