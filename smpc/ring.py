@@ -225,7 +225,7 @@ class Ring64(Ring):
 
     # add / sub / mul stay torch ops: torch runs them on all cores (a C loop here would be
     # single-threaded); with more threads than cores, as in simulate (three party threads on
-    # two cores), torch's intra-op barrier can stall, see README "Performance"
+    # two cores), torch's intra-op barrier can stall, see docs/performance.md
     def add(self, a, b):
         return a + b
 

@@ -56,7 +56,30 @@ def _is_integral(t: torch.Tensor) -> bool:
 
 class SecretTensor:
     """A secret-shared tensor. Supports ``+ - *`` (secret or public), ``@``, ``sum``,
-    ``mean``, ``dot``, ``square``, indexing and reshaping, and ``reveal``."""
+    ``mean``, ``dot``, ``square``, indexing and reshaping, and ``reveal``.
+
+    Party 0's and party 1's values, added, compared and multiplied on shares; only the results
+    open. ``smpc.simulate`` runs every party's copy of ``job`` in this process and returns
+    each party's result (here party 0's)::
+
+        >>> import smpc
+        >>> def job(ctx, x=None, y=None):
+        ...     a = smpc.share(ctx, x, owner=0, bound=1e6)  # every party but the owner passes None
+        ...     b = smpc.share(ctx, y, owner=1, bound=1e6)
+        ...     products = (a * b).sum().reveal().item()
+        ...     return (a + b).reveal().tolist(), (a < b).reveal().tolist(), round(products, 6)
+        >>> smpc.simulate(job, inputs={0: {"x": [1.5, -2.0, 7.0]}, 1: {"y": [2.0, 3.0, -4.0]}})[0]
+        ([3.5, 1.0, 3.0], [1.0, 1.0, 0.0], -31.0)
+
+    A result that could overflow the ring is refused before any message is sent::
+
+        >>> def cube(ctx, x=None):
+        ...     a = smpc.share(ctx, x, owner=0, bound=1e9)
+        ...     return (a * a * a).reveal()
+        >>> smpc.simulate(cube, inputs={0: {"x": [1.0]}})
+        Traceback (most recent call last):
+        smpc.errors.RangeError: multiplication: worst case |value| 1e+18 ...
+    """
 
     __array_priority__ = 1000  # make numpy defer to our reflected operators
 
@@ -792,6 +815,10 @@ class SecretTensor:
         wrapped. Leakage: the value, to the recipients. Cost: 1 round; per element, the
         fewest bytes that the public bound allows plus one spare byte, else a ring element
         (see protocols.arithmetic.reveal and fixedpoint.open_width).
+
+        >>> import smpc
+        >>> smpc.simulate(lambda ctx, x=None: smpc.share(ctx, x, owner=0).reveal(to=1), inputs={0: {"x": [1.25, -3.0]}})
+        [None, tensor([ 1.2500, -3.0000], dtype=torch.float64), None]
         """
         opened = self._open(to)
         if opened is None:
@@ -803,7 +830,14 @@ class SecretTensor:
 
     def reveal_int(self, to=None) -> np.ndarray | None:
         """Exact integers (an object array of Python ints) for integer-mode secrets: sums of
-        cents beyond 2^53 stay exact, unlike float64."""
+        cents beyond 2^53 stay exact, unlike float64.
+
+        >>> import smpc
+        >>> def total(ctx, cents=None):
+        ...     return smpc.share(ctx, cents, owner=0, bound=2**60, frac_bits=0).sum().reveal_int()
+        >>> int(smpc.simulate(total, inputs={0: {"cents": [2**53, 1]}})[0])
+        9007199254740993
+        """
         if self.frac_bits != 0:
             raise SmpcError("reveal_int needs an integer-mode secret (frac_bits=0)")
         if self.decimals:
@@ -928,12 +962,28 @@ def _encode_own(ctx, value, frac_bits: int, bound: float, decimals: int, name: s
 
 
 def cat(items: list[SecretTensor], dim: int = 0) -> SecretTensor:
-    """Concatenate secrets (local). Fractional bits are aligned to the largest."""
+    """Concatenate secrets (local). Fractional bits (or decimals) are aligned to the largest.
+
+    >>> import smpc
+    >>> def job(ctx, x=None, y=None):
+    ...     a, b = smpc.share(ctx, x, owner=0, bound=100), smpc.share(ctx, y, owner=1, bound=100)
+    ...     return smpc.cat([a, b]).reveal().tolist()
+    >>> smpc.simulate(job, inputs={0: {"x": [1.0, 2.0]}, 1: {"y": [3.0]}})[0]
+    [1.0, 2.0, 3.0]
+    """
     return _joined(items, dim, ArithmeticShares.cat)
 
 
 def stack(items: list[SecretTensor], dim: int = 0) -> SecretTensor:
-    """Stack secrets along a new dimension (local), fractional bits aligned as ``cat``'s."""
+    """Stack secrets along a new dimension (local), fractional bits aligned as ``cat``'s.
+
+    >>> import smpc
+    >>> def job(ctx, x=None, y=None):
+    ...     a, b = smpc.share(ctx, x, owner=0, bound=100), smpc.share(ctx, y, owner=1, bound=100)
+    ...     return smpc.stack([a, b]).sum(dim=0).reveal().tolist()
+    >>> smpc.simulate(job, inputs={0: {"x": [1.0, 2.0]}, 1: {"y": [3.0, 4.0]}})[0]
+    [4.0, 6.0]
+    """
     return _joined(items, dim, ArithmeticShares.stack)
 
 
@@ -950,7 +1000,15 @@ def _joined(items: list[SecretTensor], dim: int, join) -> SecretTensor:
 def where(cond: SecretTensor, if_true, if_false) -> SecretTensor:
     """cond ? if_true : if_false elementwise, for a secret 0/1 ``cond`` (e.g. a comparison).
     Either branch may be public. Cost: 1 round (one multiplication); bytes per element in
-    docs/costs.md (protocols.compare.select). Error: exact."""
+    docs/costs.md (protocols.compare.select). Error: exact.
+
+    >>> import smpc
+    >>> def capped(ctx, x=None):
+    ...     a = smpc.share(ctx, x, owner=0, bound=1e6)
+    ...     return smpc.where(a > 100, 100, a).reveal().tolist()
+    >>> smpc.simulate(capped, inputs={0: {"x": [50.0, 250.0, -7.5]}})[0]
+    [50.0, 100.0, -7.5]
+    """
     if not isinstance(cond, SecretTensor) or cond.frac_bits != 0 or cond.bound > 1:
         raise SmpcError("where() needs a secret 0/1 condition, such as the result of a comparison")
     ctx = cond.ctx
@@ -981,10 +1039,25 @@ def _decimal_constant(ctx, value, decimals: int) -> SecretTensor:
 
 def maximum(a: SecretTensor, b) -> SecretTensor:
     """Elementwise max. Cost: 11 rounds (``<`` then ``where``); bytes per element in
-    docs/costs.md. Error: exact."""
+    docs/costs.md. Error: exact.
+
+    >>> import smpc
+    >>> def job(ctx, x=None, y=None):
+    ...     a, b = smpc.share(ctx, x, owner=0, bound=100), smpc.share(ctx, y, owner=1, bound=100)
+    ...     return smpc.maximum(a, b).reveal().tolist()
+    >>> smpc.simulate(job, inputs={0: {"x": [1.0, 5.0]}, 1: {"y": [3.0, -2.0]}})[0]
+    [3.0, 5.0]
+    """
     return where(a < b, b, a)
 
 
 def minimum(a: SecretTensor, b) -> SecretTensor:
-    """Elementwise min. Cost: as ``maximum``."""
+    """Elementwise min. Cost: as ``maximum``.
+
+    >>> import smpc
+    >>> def negative_part(ctx, x=None):
+    ...     return smpc.minimum(smpc.share(ctx, x, owner=0, bound=100), 0).reveal().tolist()
+    >>> smpc.simulate(negative_part, inputs={0: {"x": [3.0, -2.5]}})[0]
+    [0.0, -2.5]
+    """
     return where(a < b, a, b)

@@ -227,23 +227,50 @@ def test_wan_mode_relays_every_system_and_a_killed_run_leaves_no_process(tmp_pat
 
 # ----- pieces --------------------------------------------------------------------------
 def test_cli_help_and_clear_errors(tmp_path):
-    from smpc.bench_cli import find_harness
+    """`smpc bench` is a launcher: the harness's parser (in benchmarks/) reads the options, and a
+    folder without the harness (an installed wheel) gets one clear error naming what is missing."""
+    from smpc_compare import cli as harness_cli
+
+    from smpc.bench_cli import find_harness, harness_command, split_repo
     from smpc.cli import build_parser
     from smpc.errors import SmpcError
 
     args = build_parser().parse_args(["bench", "--n", "1e4", "--ops", "mul,lt", "--wan", "20,100"])
-    assert args.n == 10_000 and args.ops == ["mul", "lt"] and args.wan == "20,100"
+    assert args.harness_args == ["--n", "1e4", "--ops", "mul,lt", "--wan", "20,100"]
+    options = harness_cli.build_parser("smpc bench").parse_args(args.harness_args)
+    assert options.n == 10_000 and options.ops == ["mul", "lt"] and options.wan == "20,100"
+    assert harness_cli.command_line(options, "smpc bench") == "smpc bench --n 10000 --ops mul,lt --wan 20,100"
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["bench", "--ops", "mul,nope"])
+        harness_cli.build_parser().parse_args(["--ops", "mul,nope"])
     assert find_harness(str(ROOT)) == BENCH
     with pytest.raises(SmpcError, match="source checkout"):
         find_harness(str(tmp_path))
-    from smpc_compare import cli as harness_cli
+    with pytest.raises(SmpcError, match="benchmarks/smpc_compare/ was not found"):
+        harness_command(["--repo", str(tmp_path), "--n", "1e4"])
+    assert split_repo(["--n", "1", f"--repo={ROOT}", "--quiet"]) == (str(ROOT), ["--n", "1", "--quiet"])
+    command = harness_command(["--repo", str(ROOT), "--n", "1e4"])
+    assert command[0] == sys.executable and command[-2:] == ["--n", "1e4"] and str(BENCH) in command[2]
 
     with pytest.raises(SmpcError, match="no system left"):
-        harness_cli.execute(build_parser().parse_args(["bench", "--no-crypten", "--systems", "crypten-tfp"]))
+        harness_cli.execute(harness_cli.build_parser().parse_args(["--no-crypten", "--systems", "crypten-tfp"]))
     with pytest.raises(SmpcError, match="RTT_MS"):
-        harness_cli.execute(build_parser().parse_args(["bench", "--no-crypten", "--wan", "fast"]))
+        harness_cli.execute(harness_cli.build_parser().parse_args(["--no-crypten", "--wan", "fast"]))
+
+
+def test_smpc_bench_passes_every_word_to_the_harness(tmp_path):
+    """`smpc bench --help` is the harness's help under the name `smpc bench`; a bad option is
+    refused by the harness's parser (exit 2); outside a checkout the error says what is missing."""
+    def smpc(*argv, cwd=ROOT):
+        return subprocess.run([sys.executable, "-m", "smpc.cli", *argv], cwd=cwd, capture_output=True,
+                              text=True, timeout=120)
+
+    helped = smpc("bench", "--help")
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: smpc bench")
+    assert "--lending-rows" in helped.stdout
+    refused = smpc("bench", "--ops", "mul,nope")
+    assert refused.returncode == 2 and "choose from" in refused.stderr
+    missing = smpc("bench", "--repo", str(tmp_path), "--n", "1e4", cwd=tmp_path)
+    assert missing.returncode == 1 and "not shipped in the installed package" in missing.stderr
 
 
 def test_link_shape_parsing():

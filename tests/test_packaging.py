@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,9 @@ def build_wheel(out: Path, env: dict | None = None) -> Path:
     return wheel
 
 
-def install_and_run(wheel: Path, tmp: Path) -> subprocess.CompletedProcess:
+def install(wheel: Path, tmp: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """Install ``wheel`` under ``tmp``; returns a function that runs that installation's Python
+    with the given arguments, outside the checkout."""
     target = tmp / "site"
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target),
                            str(wheel)], capture_output=True, text=True, timeout=600)
@@ -62,8 +65,16 @@ def install_and_run(wheel: Path, tmp: Path) -> subprocess.CompletedProcess:
     (next(venv.glob("lib/python*/site-packages")) / "dependencies.pth").write_text(dependencies + "\n")
     # run outside the checkout, so `import smpc` can only find the installed copy
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(target)}
-    return subprocess.run([str(venv / "bin" / "python"), "-c", ONE_LINER], capture_output=True, text=True, cwd=tmp,
-                          env=env, timeout=300)
+
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(venv / "bin" / "python"), *argv], capture_output=True, text=True, cwd=tmp,
+                              env=env, timeout=300)
+
+    return run
+
+
+def install_and_run(wheel: Path, tmp: Path) -> subprocess.CompletedProcess:
+    return install(wheel, tmp)("-c", ONE_LINER)
 
 
 def test_wheel_with_the_c_kernels(tmp_path):
@@ -71,12 +82,17 @@ def test_wheel_with_the_c_kernels(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert any(n.startswith("smpc/_ringkernels") and n.endswith(".so") for n in names), names
     assert {n.split("/")[0] for n in names if "/" in n} <= {"smpc", wheel.name.split("-")[0] + "-0.1.0.dist-info"}
-    run = install_and_run(wheel, tmp_path)
+    installed = install(wheel, tmp_path)
+    run = installed("-c", ONE_LINER)
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines()[0].startswith(str(tmp_path / "site"))
     assert float(run.stdout.splitlines()[1]) == (1.25 + 1e6 - 3.5) * 2
     assert run.stdout.splitlines()[2].startswith(str(tmp_path / "site" / "smpc" / "_ringkernels"))
     assert NO_COMPILER_WARNING not in run.stderr
+    # the benchmark harness is the checkout's, not the package's: one clear error, no traceback
+    bench = installed("-m", "smpc.cli", "bench", "--n", "1e4")
+    assert bench.returncode == 1, bench.stdout + bench.stderr
+    assert "not shipped in the installed package" in bench.stderr and "Traceback" not in bench.stderr
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
 """Side-by-side benchmark of smpc against CrypTen 0.4.1, run from a source checkout.
 
-Not an installed package: ``smpc bench`` (``smpc/bench_cli.py``) or
-``python benchmarks/smpc_compare`` puts ``benchmarks/`` first on ``sys.path`` and imports it as
+Not an installed package: ``smpc bench`` (``smpc/bench_cli.py``, which starts this harness in a
+new interpreter) or ``python benchmarks/smpc_compare`` puts ``benchmarks/`` first on ``sys.path`` and imports it as
 ``smpc_compare`` (a name nothing else installs: CrypTen's wheel brings its own top-level
 ``benchmarks``, which shadows a ``benchmarks.compare``). CrypTen is imported only through ``crypten_compat``.
 
