@@ -892,6 +892,13 @@ def share(ctx, value, owner: int, *, bound: float | None = None, frac_bits: int 
     sent, and the job is aborted on every party. Leakage: the shape of the value.
     Cost: 1 round; a compute owner sends 1 ring element per element (to one party; the
     third gets the shape), an input party 2 (``protocols.arithmetic.share_input``).
+
+    >>> import smpc
+    >>> def job(ctx, x=None):
+    ...     balance = smpc.share(ctx, x, owner=0, bound=1e9, decimals=2)  # cents, exactly
+    ...     return (balance.sum() == 0.3).reveal().item(), balance.sum().reveal_decimal().item()
+    >>> smpc.simulate(job, inputs={0: {"x": [0.1, 0.2]}})[1]
+    (1.0, Decimal('0.30'))
     """
     if not 0 <= owner < ctx.world_size:
         raise SmpcError(f"owner rank {owner} is not a party of this job (world size {ctx.world_size})")
@@ -912,6 +919,13 @@ def share_each(ctx, value, owners, *, shape, bound: float | None = None, frac_bi
     refused before anything is sent. Leakage: none. Cost: 1 round; a compute owner sends
     1 ring element per element to one party, an input party 2
     (``protocols.arithmetic.share_inputs``).
+
+    >>> import smpc
+    >>> def job(ctx, counts=None):
+    ...     per_bank = smpc.share_each(ctx, counts, owners=[0, 1, 2], shape=(2,), bound=1e6, frac_bits=0)
+    ...     return sum(per_bank[1:], per_bank[0]).reveal().tolist()
+    >>> smpc.simulate(job, inputs={0: {"counts": [3, 1]}, 1: {"counts": [5, 0]}, 2: {"counts": [2, 2]}})[0]
+    [10.0, 3.0]
     """
     owners = list(owners)
     if not owners or any(not 0 <= o < ctx.world_size for o in owners) or len(set(owners)) < len(owners):
@@ -931,7 +945,12 @@ def share_each(ctx, value, owners, *, shape, bound: float | None = None, frac_bi
 
 
 def constant(ctx, value, *, frac_bits: int | None = None) -> SecretTensor:
-    """A public value as a (trivially shared) secret, e.g. to start an accumulation."""
+    """A public value as a (trivially shared) secret, e.g. to start an accumulation.
+
+    >>> import smpc
+    >>> smpc.simulate(lambda ctx: (smpc.constant(ctx, [1.5, 2.0]) * 2).reveal().tolist())[0]
+    [3.0, 4.0]
+    """
     return SecretTensor.from_public(ctx, value, frac_bits=frac_bits)
 
 

@@ -20,7 +20,7 @@ import pytest
 import smpc
 
 ROOT = Path(__file__).resolve().parents[1]
-SHOWN_BY_THE_PACKAGE_EXAMPLE = {"simulate": "smpc.simulate(", "Context": "ctx.share("}
+SHOWN_BY_THE_PACKAGE_EXAMPLE = {"simulate": "smpc.simulate(", "Context": "ctx.rank"}
 """Public names whose example is the package docstring's (it must use them as given here)."""
 
 
