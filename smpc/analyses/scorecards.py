@@ -466,7 +466,7 @@ def _verdicts(ctx, rules, owners, columns, with_totals: bool, followers):
         whole = count_view(whole, owners)
         tests += [whole[0:1] - whole[1:2], whole[1:2]]
     empty = cat(tests) < 1
-    n = count.shape[0]
+    n = sum(sizes)
     ok = (1 - empty[:n]) * (1 - empty[n : 2 * n])
     if released is not None:
         ok = ok * released

@@ -1,0 +1,187 @@
+"""woe_iv and psi on the real credit data split across banks, against pandas directly (bins,
+counts, WOE, IV, PSI), plus merges, quantile cut points, leakage of merged bins and bad input."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from smpc import analyses
+from smpc.errors import InputError
+
+DATA = Path(__file__).resolve().parents[1] / "examples" / "data"
+GERMAN = pd.read_csv(DATA / "german_credit.csv")
+TAIWAN = pd.read_csv(DATA / "taiwan_default_sample.csv")
+WOE = analyses.get("woe_iv")
+PURPOSES = ",".join(sorted(GERMAN["purpose"].unique()))
+
+
+def split(frame: pd.DataFrame, banks: int) -> dict[str, pd.DataFrame]:
+    order = np.random.default_rng(banks).permutation(len(frame))
+    parts = np.array_split(order, banks)
+    return {f"bank_{chr(97 + i)}": frame.iloc[idx].reset_index(drop=True) for i, idx in enumerate(parts)}
+
+
+def pandas_table(frame: pd.DataFrame, bad: pd.Series, column: str, feature: dict) -> pd.DataFrame:
+    """Count, good, bad, WOE and IV per bin of ``feature`` (the analysis' final bins), by pandas."""
+    bins = feature["bins"]
+    if "categories" in bins[0]:
+        where = {k: b["bin"] for b in bins for k in b["categories"]}
+        keys = frame[column].astype(str).map(where)
+    else:
+        cuts = [-np.inf] + [b["upper"] for b in bins[:-1]] + [np.inf]
+        labels = [b["bin"] for b in bins]
+        keys = pd.cut(frame[column].astype(float), cuts, right=False, labels=labels)
+    g = pd.DataFrame({"bin": keys, "bad": bad.astype(int)}).groupby("bin", observed=False, sort=False)["bad"]
+    t = pd.DataFrame({"count": g.size(), "bad": g.sum()}).reindex([b["bin"] for b in bins])
+    t["good"] = t["count"] - t["bad"]
+    t["woe"] = np.log((t["bad"] / t["bad"].sum()) / (t["good"] / t["good"].sum()))
+    t["iv"] = (t["bad"] / t["bad"].sum() - t["good"] / t["good"].sum()) * t["woe"]
+    return t
+
+
+def assert_equals_pandas(result: dict, frame: pd.DataFrame, bad: pd.Series, min_cell_size: int = 1):
+    for column, feature in result["features"].items():
+        t = pandas_table(frame, bad, column, feature)
+        for b, (_, row) in zip(feature["bins"], t.iterrows(), strict=True):
+            assert (b["count"], b["good"], b["bad"]) == (row["count"], row["good"], row["bad"]), (column, b["bin"])
+            assert b["good"] > 0 and b["bad"] > 0 and b["count"] >= min_cell_size
+            assert b["woe"] == pytest.approx(row["woe"], rel=1e-15, abs=0)
+            assert b["iv"] == pytest.approx(row["iv"], rel=1e-15, abs=1e-300)
+            assert b["bad_rate"] == row["bad"] / row["count"]
+        assert feature["iv"] == pytest.approx(t["iv"].sum(), rel=1e-14)
+        assert sum(b["count"] for b in feature["bins"]) == len(frame)
+
+
+GERMAN_PARAMS = {"label": "creditability", "positive": "bad",
+                 "columns": "age_in_years,purpose,credit_amount,duration_in_month",
+                 "edges.age_in_years": "25,30,35,45,60", "categories.purpose": PURPOSES,
+                 "bins.credit_amount": "quantile:5", "bound.credit_amount": "100000", "decimals.credit_amount": "0",
+                 "edges.duration_in_month": "6,12,18,24,36,48,60"}
+
+
+@pytest.mark.parametrize("banks", [3, 4])
+def test_woe_iv_equals_pandas_and_its_twin_on_german_credit(banks):
+    tables = split(GERMAN, banks)
+    params = {**GERMAN_PARAMS, "min_cell_size": "20"}
+    got = WOE.run_simulated(tables, **params)
+    assert got == WOE.run_plaintext(tables, **params)
+    pooled = pd.concat(tables.values(), ignore_index=True)
+    assert_equals_pandas(got, pooled, pooled["creditability"] == "bad", min_cell_size=20)
+    # quantile cut points: numpy's 'linear' quantiles of the pooled amounts
+    expected = np.quantile(pooled["credit_amount"], [0.2, 0.4, 0.6, 0.8])
+    assert got["features"]["credit_amount"]["edges"] == pytest.approx(list(expected), rel=1e-12)
+    # small purposes went to "other": it lists them, and its counts are theirs together
+    purpose = got["features"]["purpose"]
+    other = next(b for b in purpose["bins"] if b["bin"] == "other")
+    assert purpose["merged"][-1]["into"] == "other" and set(other["categories"]) >= {"retraining", "education"}
+    # the contributor rule (default: 3 banks with min_cell_size each) holds in every bin
+    for column, feature in got["features"].items():
+        for b in feature["bins"]:
+            lo = -np.inf if b["lower"] is None else b["lower"]
+            hi = np.inf if b["upper"] is None else b["upper"]
+            for t in tables.values():
+                if "categories" in b:
+                    inside = t[column].isin(b["categories"])
+                else:
+                    inside = (t[column] >= lo) & (t[column] < hi)
+                held = int(inside.sum())
+                assert held >= 20 or banks > 3, (column, b["bin"], held)
+
+
+def test_woe_iv_on_taiwan_bills_with_negatives_ties_and_quantile_bins():
+    tables = split(TAIWAN, 3)
+    params = {"label": "default", "columns": "BILL_AMT1,EDUCATION,LIMIT_BAL", "bins.BILL_AMT1": "quantile:100",
+              "bound.BILL_AMT1": "1e7", "decimals.BILL_AMT1": "0", "categories.EDUCATION": "0,1,2,3,4,5,6",
+              "bins.LIMIT_BAL": "quantile:4", "bound.LIMIT_BAL": "1e9", "decimals.LIMIT_BAL": "2",
+              "min_cell_size": "10"}
+    got = WOE.run_simulated(tables, **params)
+    assert got == WOE.run_plaintext(tables, **params)
+    pooled = pd.concat(tables.values(), ignore_index=True)
+    assert_equals_pandas(got, pooled, pooled["default"] == 1, min_cell_size=10)
+    bills = got["features"]["BILL_AMT1"]
+    assert bills["edges"][0] < 0  # negative balances: the lowest percentile's cut point is below zero
+    percentiles = np.unique(np.quantile(pooled["BILL_AMT1"], np.arange(1, 100) / 100))  # ties give one cut
+    assert bills["edges"] == pytest.approx(list(percentiles), rel=1e-12)
+
+
+def test_woe_iv_at_magnitudes_of_1e9_with_ties():
+    rng = np.random.default_rng(7)
+    n = 900
+    amounts = rng.choice([-1e9, -123456789.25, 0.0, 5e8, 999999999.99], size=n) + rng.integers(0, 3, n) * 0.01
+    bad = (rng.random(n) < 0.2 + 0.3 * (amounts > 0)).astype(int)
+    frame = pd.DataFrame({"amount": amounts, "flag": bad})
+    tables = split(frame, 3)
+    params = {"label": "flag", "columns": "amount", "bins.amount": "quantile:4", "bound.amount": "2e9",
+              "decimals.amount": "2", "min_contributors": "0"}
+    got = WOE.run_simulated(tables, **params)
+    assert got == WOE.run_plaintext(tables, **params)
+    pooled = pd.concat(tables.values(), ignore_index=True)
+    assert_equals_pandas(got, pooled, pooled["flag"] == 1)
+    assert got["features"]["amount"]["edges"] == pytest.approx(list(np.quantile(pooled["amount"], [0.25, 0.5, 0.75])),
+                                                               rel=1e-12)
+
+
+def test_a_bin_without_bads_merges_with_its_neighbour_and_the_merge_is_reported():
+    # ages 20..29 all good: [-inf,30) has no bads and joins [30,40)
+    frame = pd.DataFrame({"age": [25] * 30 + [35] * 30 + [45] * 30,
+                          "y": [0] * 30 + [0, 1] * 15 + [1, 0, 0] * 10})
+    tables = split(frame, 3)
+    params = {"label": "y", "columns": "age", "edges.age": "30,40", "min_contributors": "0"}
+    got = WOE.run_simulated(tables, **params)
+    assert got == WOE.run_plaintext(tables, **params)
+    age = got["features"]["age"]
+    assert [b["bin"] for b in age["bins"]] == ["[-inf,40)", "[40,inf)"]
+    assert age["merged"] == [{"into": "[-inf,40)", "from": ["[-inf,30)", "[30,40)"]}]
+    assert [(b["good"], b["bad"]) for b in age["bins"]] == [(45, 15), (20, 10)]
+
+
+def test_a_column_that_merges_into_one_failing_bin_is_suppressed():
+    tables = split(GERMAN.head(60), 3)
+    params = {"label": "creditability", "positive": "bad", "columns": "age_in_years",
+              "edges.age_in_years": "30,40", "min_cell_size": "100", "min_contributors": "0"}
+    got = WOE.run_simulated(tables, **params)
+    assert got == WOE.run_plaintext(tables, **params)
+    assert got["features"]["age_in_years"]["suppressed"] is True
+
+
+def test_counts_of_merged_bins_are_never_opened(opened):
+    frame = pd.DataFrame({"age": [25] * 30 + [35] * 30 + [45] * 30,
+                          "y": [0] * 30 + [0, 1] * 15 + [1, 0, 0] * 10})
+    WOE.run_simulated(split(frame, 3), label="y", columns="age", **{"edges.age": "30,40"}, min_contributors=0)
+    # only verdicts (0/1) and the final bins' [count, bad] pairs are opened
+    counts = [v for vector in opened for v in vector if v not in (0, 1)]
+    assert sorted(counts) == sorted([60, 15, 30, 10])
+
+
+def test_bad_input_gets_one_clear_error():
+    tables = split(GERMAN, 3)
+    broken = {k: v.copy() for k, v in tables.items()}
+    broken["bank_b"].loc[3, "creditability"] = "unknown"
+    base = {"label": "creditability", "positive": "bad", "columns": "age_in_years", "edges.age_in_years": "30"}
+    with pytest.raises(InputError, match=r"bank_b, column 'creditability': row 4 holds a value that is neither"):
+        WOE.run_simulated(broken, **base)
+    with pytest.raises(InputError, match=r"bank_b, column 'creditability': row 4 holds a value that is neither"):
+        WOE.run_simulated(broken, **base, **{"label_values.creditability": "bad,good"})
+    with pytest.raises(InputError, match="label 'creditability' has no bads among all banks' rows"):
+        WOE.run_simulated({k: v.assign(creditability="good") for k, v in tables.items()}, **base)
+    with pytest.raises(InputError, match="column 'age_in_years' has no bins"):
+        WOE.run_simulated(tables, label="creditability", positive="bad", columns="age_in_years")
+    bare = {"label": "creditability", "positive": "bad"}
+    with pytest.raises(InputError, match="quantile bins of column 'age_in_years' need its declared bound"):
+        WOE.run_simulated(tables, **bare, columns="age_in_years", **{"bins.age_in_years": "quantile:4"})
+    with pytest.raises(InputError, match="'edges.purpose' names a column that is not in 'columns'"):
+        WOE.run_simulated(tables, **base, **{"edges.purpose": "1"})
+    with pytest.raises(InputError, match=r"bank_[abc], column 'purpose': row 1 is not numeric"):
+        WOE.run_simulated(tables, **bare, columns="purpose", **{"edges.purpose": "1"})
+    holes = {k: v.copy() for k, v in tables.items()}
+    holes["bank_c"]["age_in_years"] = holes["bank_c"]["age_in_years"].astype(float)
+    holes["bank_c"].loc[9, "age_in_years"] = math.nan
+    with pytest.raises(InputError, match=r"bank_c, column 'age_in_years': row 10 is empty"):
+        WOE.run_simulated(holes, **base)
+    with pytest.raises(InputError, match=r"bank_[abc], column 'purpose': row \d+ holds a key not in the declared"):
+        WOE.run_simulated(tables, **bare, columns="purpose", **{"categories.purpose": "car (new),business"})
