@@ -249,7 +249,9 @@ def owner_values(analysis: Analysis, params: Mapping[str, Any], source: DataSour
         if p.per_column is not None:
             # per column: what each column declares; the analysis says what a column lacking it needs
             settings = {col: getattr(source.column(col), p.owner) for col in cols}
-            declared[p.name] = {col: _mergeable(p, v) for col, v in settings.items() if v is not None}
+            per_column = {col: _mergeable(p, v) for col, v in settings.items() if v is not None}
+            if per_column:
+                declared[p.name] = per_column
             continue
         values = []
         for col in cols:
