@@ -185,3 +185,24 @@ def test_bad_input_gets_one_clear_error():
         WOE.run_simulated(holes, **base)
     with pytest.raises(InputError, match=r"bank_[abc], column 'purpose': row \d+ holds a key not in the declared"):
         WOE.run_simulated(tables, **bare, columns="purpose", **{"categories.purpose": "car (new),business"})
+
+
+@pytest.mark.parametrize(("rules", "verdict_rounds"), [
+    ({"min_contributors": "0"}, 12),
+    ({"min_contributors": "0", "min_cell_size": "5"}, 23),  # one leaf: ceil(log2 1) = 0
+    ({}, 23 + 2),  # three contributors: three leaves
+])
+def test_rounds_are_the_ones_the_cost_section_states(rules, verdict_rounds):
+    from smpc.analyze import run_secure
+
+    frame = pd.DataFrame({"age": [25] * 30 + [35] * 30 + [45] * 30,
+                          "y": [0] * 30 + [0, 1] * 15 + [1, 0, 0] * 10})
+    result, cost = run_secure(WOE, split(frame, 3), {"label": "y", "columns": "age", "edges.age": "30,40", **rules})
+    assert len(result["features"]["age"]["merged"]) == 1  # one merge: two verdict rounds
+    assert cost["rounds"] == 1 + 2 * verdict_rounds + 1
+    # quantile bins: the count (2 rounds without rules), ceil(log_17(2e5 + 1)) = 5 steps of 12
+    result, cost = run_secure(WOE, split(GERMAN, 3), {
+        "label": "creditability", "positive": "bad", "columns": "credit_amount", "bins.credit_amount": "quantile:4",
+        "bound.credit_amount": "100000", "decimals.credit_amount": "0", "min_contributors": "0"})
+    assert result["features"]["credit_amount"]["merged"] == []
+    assert cost["rounds"] == 2 + 5 * 12 + 1 + 12 + 1

@@ -224,7 +224,8 @@ def _woe_plain(tables: Mapping[str, pd.DataFrame], *, label, columns, positive=N
     rules = disclosure.resolve("woe_iv", len(tables), min_cell_size, min_contributors, max_dominance)
     label_values = (label_values or {}).get(label)
     rows = {bank: _read_rows(t, bank, label, positive, label_values, specs) for bank, t in tables.items()}
-    cuts, suppressed = _plain_cuts(specs, rows, rules)
+    cuts, suppressed = _plain_cuts(specs, [r.units for r in rows.values()], [len(r.flags) for r in rows.values()],
+                                   rules)
     all_bins = [s.bins(cuts.get(s.column)) for s in specs]
     per_bank = np.array([_bin_counts(r, all_bins) for r in rows.values()], dtype=np.int64)
     total = per_bank.sum(axis=0)
@@ -241,33 +242,43 @@ def _woe_plain(tables: Mapping[str, pd.DataFrame], *, label, columns, positive=N
         if s.column in suppressed:
             features[s.column] = {"suppressed": True}
             continue
-        merged = []
-        while True:
-            grouped = np.stack([group_sums(x, b.groups) for x in bank_bins])  # banks x groups x 2
+
+        def failing(grouped):  # banks x groups x [count, bad]
             hidden = disclosure.suppressed_plain(rules, [list(g[:, 0]) for g in grouped])
             sums = grouped.sum(axis=0)
-            failing = [h or c == d or d == 0 for h, (c, d) in zip(hidden, sums.tolist(), strict=True)]
-            if not any(failing):
-                features[s.column] = _feature(b, sums[:, 0] - sums[:, 1], sums[:, 1], merged, cuts.get(s.column))
-                break
-            if len(b.groups) == 1:
-                features[s.column] = {"suppressed": True, "merged": merged}
-                break
-            merged += b.merge(failing)
+            return [h or c == d or d == 0 for h, (c, d) in zip(hidden, sums.tolist(), strict=True)]
+
+        sums, merged = _plain_merges(b, bank_bins, failing)
+        features[s.column] = ({"suppressed": True, "merged": merged} if sums is None else
+                              _feature(b, sums[:, 0] - sums[:, 1], sums[:, 1], merged, cuts.get(s.column)))
     return {"label": label, "features": features, "min_cell_size": min_cell_size, **rules.metadata()}
 
 
-def _plain_cuts(specs, rows, rules):
+def _plain_merges(b: Bins, bank_bins: np.ndarray, failing) -> tuple[np.ndarray | None, list]:
+    """Merge ``b``'s failing bins until none fails: (the final bins' sums over the banks, or
+    None where the column ends in one failing bin; the merges)."""
+    merged = []
+    while True:
+        grouped = np.stack([group_sums(x, b.groups) for x in bank_bins])  # banks x groups x cells
+        fails = failing(grouped)
+        if not any(fails):
+            return grouped.sum(axis=0), merged
+        if len(b.groups) == 1:
+            return None, merged
+        merged += b.merge(fails)
+
+
+def _plain_cuts(specs, units_per_bank: list[dict], counts: list[int], rules):
+    """Quantile cut points from every bank's (reference) values, as ``_secure_cuts``."""
     cuts, suppressed = {}, set()
     quantile = [s for s in specs if s.quantiles is not None]
     if not quantile:
         return cuts, suppressed
-    counts = [[len(r.flags)] for r in rows.values()]
-    if disclosure.suppressed_plain(rules, counts)[0]:
+    if disclosure.suppressed_plain(rules, [[c] for c in counts])[0]:
         return cuts, {s.column for s in quantile}
-    n = sum(c[0] for c in counts)
+    n = sum(counts)
     for s in quantile:
-        units = np.sort(np.concatenate([r.units[s.column] for r in rows.values()]))
+        units = np.sort(np.concatenate([u[s.column] for u in units_per_bank]))
         if n == 0:
             cuts[s.column] = []
             continue
@@ -284,14 +295,16 @@ def _woe_check(table, party, *, label, columns, positive=None, edges=None, bins=
     _read_rows(table, party, label, positive, (label_values or {}).get(label), specs)
 
 
-def _secure_cuts(ctx, owners, specs, rows, rules) -> tuple[dict, set]:
+def _secure_cuts(ctx, owners, specs, units: dict | None, count: int | None, rules) -> tuple[dict, set]:
     """Quantile cut points of every quantile column, by one batched secure selection on the
-    pooled values; the row count is one cell for the disclosure rules first."""
+    pooled values (``units``: this bank's sorted units per column, ``count`` how many rows they
+    come from; None on a rank without data); the row count is one cell for the disclosure
+    rules first. Returns ({column: cut points}, the columns suppressed by the rules)."""
     cuts, suppressed = {}, set()
     quantile = [s for s in specs if s.quantiles is not None]
     if not quantile:
         return cuts, suppressed
-    parts = ctx.share_each([len(rows.flags)] if rows is not None else None, owners, shape=(1,),
+    parts = ctx.share_each([count] if count is not None else None, owners, shape=(1,),
                            bound=float(MAX_ROWS_PER_BANK), frac_bits=0, name="row count")
     count = sum(parts[1:], parts[0])
     released = disclosure.released_on_shares(rules, parts, MAX_ROWS_PER_BANK, total=count_view(count, owners))
@@ -302,7 +315,7 @@ def _secure_cuts(ctx, owners, specs, rows, rules) -> tuple[dict, set]:
         return cuts, {s.column for s in quantile}
     if n == 0:
         return {s.column: [] for s in quantile}, suppressed
-    searches = [(rows.units[s.column] if rows is not None else None, _quantile_targets(n, s.quantiles),
+    searches = [(units[s.column] if units is not None else None, _quantile_targets(n, s.quantiles),
                  int(round(s.bound * 10**s.decimals))) for s in quantile]
     found = order_statistics(ctx, owners, searches)
     for s, order in zip(quantile, found, strict=True):
@@ -358,13 +371,15 @@ def woe_iv(ctx, table, owners, *, label, columns, positive=None, edges=None, bin
     the contributor and dominance rules), and whether the label has no goods or no bads at
     all. With quantile bins, to every compute party and bank, the row count n and the order
     statistics the cut points interpolate (as ``quantiles``; n is one cell for the rules).
-    Cost: 1 round in which every bank shares 2 ring elements per initial bin; per merge
-    round 10 + 10 + ceil(log2 L) + 3 (the rules' batched comparison and product tree over L
-    leaves, one batched zero test of goods and bads, two products, one opening of the
-    verdicts), at most (bins - 1) merge rounds per column, all columns together; one opening
-    of the final counts. Quantile bins: 12 + ceil(log2 L) rounds for the count and
-    ceil(log_17(2 bound 10^decimals + 1)) selection steps of 12, all columns together.
-    Independent of row counts.
+    Cost: 1 round in which every bank shares 2 ring elements per initial bin; then verdict
+    rounds, each 12 rounds without disclosure rules (one batched zero test of goods and bads
+    of 10, one product, one opening) and 23 + ceil(log2 L) with any rule (by default
+    min_contributors = min(3, banks) >= 1: the rules' batched comparison of 10 and product
+    tree over L leaves, the zero test, two products, one opening); every merge is followed
+    by one more verdict round, so at most one per initial bin of the column that merges most,
+    all columns together; one opening of the final counts. Quantile bins first: 2 rounds for
+    the row count (11 + ceil(log2 L) more with any rule) and max over those columns of
+    ceil(log_17(2 bound 10^decimals + 1)) selection steps of 12. Independent of row counts.
     Error: none: exact counts; WOE and IV are the float64 expressions of pandas on them.
     """
     specs = _specs("woe_iv", columns, edges, bins, categories, bound, decimals)
@@ -373,7 +388,8 @@ def woe_iv(ctx, table, owners, *, label, columns, positive=None, edges=None, bin
     if table is not None and ctx.rank in owners:
         report_progress(ctx, 0.05, "checking this bank's rows")
         rows = _read_rows(table, ctx.name_of(ctx.rank), label, positive, (label_values or {}).get(label), specs)
-    cuts, suppressed = _secure_cuts(ctx, owners, specs, rows, rules)
+    cuts, suppressed = _secure_cuts(ctx, owners, specs, rows.units if rows else None,
+                                    len(rows.flags) if rows else None, rules)
     all_bins = [s.bins(cuts.get(s.column)) for s in specs]
     report_progress(ctx, 0.4, "sharing the bin counts")
     width = sum(2 * b.initial for b in all_bins)
@@ -387,30 +403,17 @@ def woe_iv(ctx, table, owners, *, label, columns, positive=None, edges=None, bin
     for b in all_bins:
         per_column.append([p[offset : offset + 2 * b.initial].reshape(b.initial, 2) for p in parts])
         offset += 2 * b.initial
-    active = [i for i, s in enumerate(specs) if s.column not in suppressed]
-    merged = {s.column: [] for s in specs}
-    failed = set()
-    first = True
-    while active:
-        report_progress(ctx, 0.5, "testing the bins")
-        verdicts, totals = _verdicts(ctx, rules, owners, [(all_bins[i], per_column[i]) for i in active], first,
-                                     followers)
-        if first:
-            no_goods, no_bads = totals
-            if no_goods or no_bads:
-                raise _no_class_error("woe_iv", label, no_goods, no_bads)
-            first = False
-        still = []
-        for i, failing in zip(active, verdicts, strict=True):
-            b = all_bins[i]
-            if not any(failing):
-                continue
-            if len(b.groups) == 1:
-                failed.add(i)
-                continue
-            merged[b.column] += b.merge(failing)
-            still.append(i)
-        active = still
+    state = {"first": True}
+
+    def verdicts(columns):
+        fails, totals = _verdicts(ctx, rules, owners, columns, state["first"], followers)
+        if state["first"]:
+            state["first"] = False
+            if any(totals):
+                raise _no_class_error("woe_iv", label, *totals)
+        return fails
+
+    merged, failed = _merge_loop(ctx, specs, all_bins, per_column, suppressed, verdicts)
     report_progress(ctx, 0.9, "opening the final bins")
     shown = [i for i, s in enumerate(specs) if s.column not in suppressed and i not in failed]
     sums = [_group_totals(per_column[i], all_bins[i].groups) for i in shown]
@@ -436,10 +439,33 @@ def woe_iv(ctx, table, owners, *, label, columns, positive=None, edges=None, bin
     return {"label": label, "features": features, "min_cell_size": min_cell_size, **rules.metadata()}
 
 
+def _merge_loop(ctx, specs, all_bins, per_column, suppressed, verdicts) -> tuple[dict, set]:
+    """Test every column's current bins (``verdicts``: the public "fails" per bin of the
+    columns given) and merge failing ones until none fails. Returns (the merges per column,
+    the indices of columns that end in one failing bin)."""
+    active = [i for i, s in enumerate(specs) if s.column not in suppressed]
+    merged = {s.column: [] for s in specs}
+    failed = set()
+    while active:
+        report_progress(ctx, 0.5, "testing the bins")
+        still = []
+        for i, failing in zip(active, verdicts([(all_bins[i], per_column[i]) for i in active]), strict=True):
+            b = all_bins[i]
+            if not any(failing):
+                continue
+            if len(b.groups) == 1:
+                failed.add(i)
+                continue
+            merged[b.column] += b.merge(failing)
+            still.append(i)
+        active = still
+    return merged, failed
+
+
 def _group_totals(per_bank, groups):
-    """[count, bad] per group of initial bins, summed over the banks, on shares (no round)."""
+    """The cells of every group of initial bins, summed over the banks, on shares (no round)."""
     total = sum(per_bank[1:], per_bank[0])
-    return cat([sum((total[j] for j in g[1:]), total[g[0]]).reshape(1, 2) for g in groups]).reshape(-1)
+    return cat([sum((total[j] for j in g[1:]), total[g[0]]).reshape(1, -1) for g in groups]).reshape(-1)
 
 
 def _verdicts(ctx, rules, owners, columns, with_totals: bool, followers):
