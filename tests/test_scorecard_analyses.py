@@ -316,3 +316,15 @@ def test_psi_rounds_are_the_ones_the_cost_section_states(rules, bank_mode, perio
         result, cost = run_secure(PSI, split(frame, 3), {"columns": "age", "edges.age": "30,40", **rules, **mode})
         assert result["features"]["age"]["merged"] == []  # no merge: one verdict round
         assert cost["rounds"] == 1 + verdict_rounds + 1
+
+
+def test_quantile_bins_the_rules_suppress_give_a_suppressed_column():
+    tables = split(GERMAN, 3)
+    params = {"columns": "credit_amount", "bins.credit_amount": "quantile:4", "bound.credit_amount": "100000",
+              "decimals.credit_amount": "0", "min_contributors": "3"}
+    # against the rest: only two banks can contribute to the reference population
+    got = PSI.run_simulated(tables, bank="bank_a", **params)
+    assert got == PSI.run_plaintext(tables, bank="bank_a", **params)
+    assert got["features"]["credit_amount"] == {"suppressed": True}
+    got = WOE.run_simulated(tables, label="creditability", positive="bad", **params, min_cell_size=400)
+    assert got["features"]["credit_amount"] == {"suppressed": True}

@@ -52,7 +52,8 @@ class Spec:
     def bins(self, cuts=None) -> Bins:
         if self.keys is not None:
             return Bins(self.column, keys=list(self.keys))
-        return Bins(self.column, cuts=list(self.cuts if cuts is None else cuts))
+        # a quantile column the rules suppress has no cut points: one bin, never opened
+        return Bins(self.column, cuts=list(cuts if cuts is not None else self.cuts or ()))
 
 
 def _specs(analysis: str, columns, edges, bins, categories, bound, decimals) -> list[Spec]:
