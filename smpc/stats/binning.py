@@ -123,7 +123,8 @@ class Bins:
 def _number(x: float) -> str:
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
-    return f"{int(x)}" if float(x).is_integer() else repr(float(x))
+    # a label for people: lower and upper hold the exact cut points
+    return f"{int(x)}" if float(x).is_integer() else f"{float(x):.10g}"
 
 
 def group_sums(per_bin: np.ndarray, groups: Sequence[Sequence[int]]) -> np.ndarray:
