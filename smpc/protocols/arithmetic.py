@@ -75,10 +75,12 @@ def share_input(ctx: Context, encoded: torch.Tensor | None, owner: int) -> Arith
     return ArithmeticShares(r, got, r.random(keys[0], shape))
 
 
-def share_inputs(ctx: Context, encoded: torch.Tensor | None, owners: list[int], shape) -> list[ArithmeticShares | None]:
+def share_inputs(ctx: Context, encoded: torch.Tensor | None, owners: list[int], shape,
+                 shapes: list | None = None) -> list[ArithmeticShares | None]:
     """Every rank in ``owners`` secret-shares its own ``encoded`` (given on that rank only) of
     the public element ``shape``, all in one round: ``share_input`` once per owner would take
-    one round each, and a bank's aggregates never depend on another's.
+    one round each, and a bank's aggregates never depend on another's. ``shapes``, where
+    given, is one public shape per owner instead (banks' rows, once their counts are known).
 
     The shares are those of ``share_input``; since every party knows the shape, all of them
     draw their randomness before the round, stream by stream in owner order, and no shape
@@ -89,11 +91,13 @@ def share_inputs(ctx: Context, encoded: torch.Tensor | None, owners: list[int], 
     """
     r = ctx.ring
     rank = ctx.rank
-    shape = tuple(shape)
+    shape_of = dict(zip(owners, [tuple(s) for s in shapes] if shapes is not None else [tuple(shape)] * len(owners),
+                        strict=True))
     sends: dict[int, torch.Tensor] = {}
     recv: list[int] = []
     held: dict[int, tuple] = {}  # owner -> (first, second); None marks the share to receive
     for o in owners:
+        shape = shape_of[o]
         if o < N_COMPUTE:
             holder, drawer = (o + 1) % N_COMPUTE, (o + 2) % N_COMPUTE
             if rank == o:
@@ -128,6 +132,7 @@ def share_inputs(ctx: Context, encoded: torch.Tensor | None, owners: list[int], 
     out = []
     for o in owners:
         first, second = held[o]
+        shape = shape_of[o]
         if o in got:
             piece = got[o]
             if tuple(r.shape(piece)) != shape:
