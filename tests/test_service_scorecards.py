@@ -1,4 +1,4 @@
-"""woe_iv and psi as jobs of three real party services: per-column cut points from the
+"""woe_iv, psi and scorecard as jobs of three real party services: per-column cut points from the
 requester, categories and bounds from every bank's own declarations, columns allowed by
 each bank's policy, results equal to the plaintext twins on the declared settings."""
 
@@ -21,9 +21,10 @@ WOE_JOB = {"label": "creditability", "positive": "bad", "columns": "age_in_years
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     policies = {b: {"allowed_columns": {"default_rate_overall": list(COLUMNS), "woe_iv": USED,
-                                        "psi": USED if b != "bank_c" else ["credit_amount", "purpose"]}}
+                                        "psi": USED if b != "bank_c" else ["credit_amount", "purpose"],
+                                        "scorecard": USED}}
                 for b in ("bank_a", "bank_b", "bank_c")}
-    c = Cluster(tmp_path_factory.mktemp("scorecards"), policies=policies, extra_allowed=("woe_iv", "psi"))
+    c = Cluster(tmp_path_factory.mktemp("scorecards"), policies=policies, extra_allowed=("woe_iv", "psi", "scorecard"))
     c.start()
     yield c
     assert all(code == 0 for code in c.stop_all().values())
@@ -55,3 +56,15 @@ def test_psi_job_and_a_column_one_bank_does_not_allow(cluster):
             client.run("psi", {"columns": "age_in_years", "bank": "bank_a", "edges.age_in_years": "30"})
         with pytest.raises(PolicyError, match="parameter 'categories' is set by each bank's data configuration"):
             client.run("woe_iv", {**WOE_JOB, "categories.purpose": "car (new)"})
+
+
+def test_scorecard_job_equals_the_plaintext_scorecard(cluster):
+    job = {**WOE_JOB, "features": "age_in_years,purpose,credit_amount"}
+    with cluster.client("bank_c") as client:
+        got = client.run("scorecard", job, recipients=["bank_c"])
+    plain = analyses.get("scorecard").run_plaintext(cluster.tables, **job, **DECLARED,
+                                                    **{"label_values.creditability": "bad,good"}, min_cell_size=10)
+    for name, c in plain["coefficients"].items():
+        assert abs(got["coefficients"][name]["estimate"] - c["estimate"]) < 1e-4
+    assert got["points"] == plain["points"] and got["base_points"] == plain["base_points"]
+    assert abs(got["auc"] - plain["auc"]) < 1e-9 and got["features"] == plain["features"]
