@@ -100,6 +100,11 @@ class Param:
     as any other parameter."""
     owner_column: str | None = None
     """The column parameter (``column`` or ``columns``) whose declared columns set ``owner``."""
+    per_column: str | None = None
+    """The column parameter whose columns key this one: its value is {column: value},
+    written ``NAME.COLUMN=VALUE`` on the command line and the wire (``edges.age=20,30``), and
+    a column may go without. An owner-set one holds the setting of each column that declares
+    it (``owner_column`` is the same parameter)."""
 
     def __post_init__(self):
         if self.owner is not None and self.owner not in OWNER_SETTINGS:
@@ -107,6 +112,8 @@ class Param:
                             f"(one of {', '.join(OWNER_SETTINGS)})")
         if (self.owner not in (None, "join_salt")) != (self.owner_column is not None):
             raise SmpcError(f"parameter '{self.name}': a column setting needs owner_column, and only it")
+        if self.per_column is not None and self.owner is not None and self.owner_column != self.per_column:
+            raise SmpcError(f"parameter '{self.name}': an owner setting per column comes from that column parameter")
         if self.type not in PARAM_TYPES:
             raise SmpcError(f"parameter '{self.name}': unknown type '{self.type}' (one of {', '.join(PARAM_TYPES)})")
         if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
@@ -122,6 +129,13 @@ class Param:
         where = f"{analysis}: parameter '{self.name}'" if analysis else f"parameter '{self.name}'"
         if raw is None:
             return None
+        if self.per_column is not None:
+            if not isinstance(raw, Mapping):
+                raise InputError(f"{where}: expected one value per column ({self.name}.COLUMN=VALUE)")
+            return {str(col): self._parse_one(v, f"{where[:-1]}.{col}'") for col, v in raw.items()}
+        return self._parse_one(raw, where)
+
+    def _parse_one(self, raw: Any, where: str) -> Any:
         try:
             value = self._convert(raw)
         except (TypeError, ValueError) as exc:
@@ -186,6 +200,7 @@ class Param:
             "description": self.description,
             **({"choices": list(self.choices)} if self.choices is not None else {}),
             **({"set_by_data_owner": self.owner} if self.owner is not None else {}),
+            **({"per_column_of": self.per_column} if self.per_column is not None else {}),
         }
 
 
@@ -233,7 +248,10 @@ class Analysis:
 
     def parse_params(self, raw: Mapping[str, Any]) -> dict:
         """Typed parameters with defaults filled in. Unknown or missing required parameters
-        and values of the wrong type raise ``InputError`` naming the parameter."""
+        and values of the wrong type raise ``InputError`` naming the parameter. A per-column
+        parameter (``Param.per_column``) may come as ``NAME.COLUMN`` keys, each naming one of
+        the columns of its column parameter."""
+        raw = self._gather_per_column(raw)
         unknown = sorted(set(raw) - set(self._by_name))
         if unknown:
             known = ", ".join(p.name for p in self.params) or "none"
@@ -246,6 +264,32 @@ class Analysis:
                 raise InputError(f"{self.name}: parameter '{p.name}' is required ({p.description})")
             else:
                 out[p.name] = p.default
+        for p in self.params:
+            if p.per_column is not None and out.get(p.name):
+                listed = out.get(p.per_column) or []
+                listed = [listed] if isinstance(listed, str) else listed
+                stray = [c for c in out[p.name] if c not in listed]
+                if stray:
+                    raise InputError(f"{self.name}: parameter '{p.name}.{stray[0]}' names a column that is not "
+                                     f"in '{p.per_column}' ({', '.join(listed) or 'none'})")
+        return out
+
+    def _gather_per_column(self, raw: Mapping[str, Any]) -> dict:
+        """``raw`` with every ``NAME.COLUMN`` key of a per-column parameter gathered into
+        ``NAME`` = {COLUMN: value}; other keys as they are."""
+        out: dict[str, Any] = {}
+        for key, value in raw.items():
+            name, dot, col = key.partition(".")
+            p = self._by_name.get(name)
+            if not dot or p is None or p.per_column is None:
+                out[key] = value
+                continue
+            if not col:
+                raise InputError(f"{self.name}: parameter {key!r} names no column")
+            into = out.setdefault(name, {})
+            if not isinstance(into, dict):
+                raise InputError(f"{self.name}: parameter '{name}' is given both whole and per column")
+            into[col] = value
         return out
 
     def columns(self, params: Mapping[str, Any]) -> list[str]:
@@ -425,6 +469,10 @@ def register(name: str | None = None, *, params: Sequence[Param] = (), plaintext
             source = next((q for q in params if q.name == p.owner_column), None) if p.owner_column else None
             if p.owner_column is not None and (source is None or not source.is_column):
                 raise SmpcError(f"analysis '{key}': parameter '{p.name}' is set from '{p.owner_column}', "
+                                "which is not a column parameter of it")
+            keyed = next((q for q in params if q.name == p.per_column), None) if p.per_column else None
+            if p.per_column is not None and (keyed is None or not keyed.is_column):
+                raise SmpcError(f"analysis '{key}': parameter '{p.name}' is given per column of '{p.per_column}', "
                                 "which is not a column parameter of it")
         if key in _REGISTRY and not replace and _REGISTRY[key].fn is not fn:
             raise SmpcError(f"an analysis named '{key}' is already registered (from {_REGISTRY[key].module})")

@@ -392,6 +392,52 @@ def _quantiles_check(table, party, *, column, q, decimals=2, bound=1e12, min_con
     _units(table, party, column, decimals, bound)
 
 
+def order_statistics(ctx, owners, searches) -> list[dict[int, int]]:
+    """Order statistics of exact integer values held by the banks, by secure selection.
+
+    ``searches``: per search (this bank's sorted integer units or None on a rank without
+    data, the 0-based ranks t wanted, the public bound of |unit|). Returns per search
+    {t: x_(t)} on every rank. All searches step together: per step every bank counts its
+    own values <= 16 thresholds per target, the counts of every search are shared in one
+    round and summed, and only the comparisons "total >= t+1" are revealed, to the compute
+    parties (and published to input-party banks, which count at the next thresholds).
+    Leakage: to every compute party and bank, the search outcomes, i.e. the order statistics.
+    Cost: max over searches of ceil(log_17(2 bound + 1)) steps of 12 rounds (one share, one
+    batched comparison of 10, one reveal; one more publish with input-party banks).
+    """
+    lo = [{t: -b - 1 for t in targets} for _, targets, b in searches]  # count(<= lo) < t + 1
+    hi = [{t: b for t in targets} for _, targets, b in searches]  # count(<= hi) >= t + 1
+    step = 0
+    while any(h[t] - low[t] > 1 for low, h in zip(lo, hi, strict=True) for t in h):
+        step += 1
+        report_progress(ctx, min(0.95, step / 12), f"selection step {step}")
+        plan = []  # (search, target, thresholds)
+        for s, (_, targets, _) in enumerate(searches):
+            for t in targets:
+                width = hi[s][t] - lo[s][t]
+                points = sorted({lo[s][t] + (width * (i + 1)) // (_FANOUT + 1) for i in range(_FANOUT)} - {lo[s][t]})
+                plan.append((s, t, [p for p in points if p < hi[s][t]] or [lo[s][t] + 1]))
+        flat = [p for _, _, pts in plan for p in pts]
+        local = None
+        if any(units is not None for units, _, _ in searches):
+            local = np.concatenate([np.searchsorted(searches[s][0], np.asarray(pts, dtype=np.int64), side="right")
+                                    for s, _, pts in plan])
+        totals = secure_total(ctx, owners, local, float(MAX_ROWS_PER_BANK), "counts below thresholds", len(flat))
+        need = torch.tensor([t + 1 for _, t, pts in plan for _ in pts], dtype=torch.float64)
+        reached = (1 - (totals < need)).reveal_int(COMPUTE_RANKS)  # the search needs them
+        bits = [int(v) for v in reached.reshape(-1)] if reached is not None else None
+        bits = ctx.publish(bits, owner=0) if ctx.world_size > N_COMPUTE else bits
+        offset = 0
+        for s, t, pts in plan:
+            for p, bit in zip(pts, bits[offset : offset + len(pts)], strict=True):
+                if bit:
+                    hi[s][t] = min(hi[s][t], p)
+                else:
+                    lo[s][t] = max(lo[s][t], p)
+            offset += len(pts)
+    return [dict(h) for h in hi]
+
+
 @register("quantiles", params=[
     Param("column", "column", required=True, description="numeric column"),
     Param("q", "floats", required=True, description="quantile levels in [0, 1]"),
@@ -451,39 +497,9 @@ def quantiles(ctx, table, owners, *, column, q, decimals=2, bound=1e12, min_cont
         return {"count": 0, "quantiles": {str(p): math.nan for p in q}, **rules.metadata()} if mine else None
     positions = _quantile_positions(n, q)
     targets = sorted({k for k, _ in positions} | {min(k + 1, n - 1) for k, _ in positions})
-    lo = {t: -bound_units - 1 for t in targets}  # count(<= lo) < t + 1
-    hi = {t: bound_units for t in targets}  # count(<= hi) >= t + 1
-    step = 0
-    while any(hi[t] - lo[t] > 1 for t in targets):
-        step += 1
-        report_progress(ctx, min(0.95, step / 12), f"selection step {step}")
-        thresholds = []
-        for t in targets:
-            width = hi[t] - lo[t]
-            points = sorted({lo[t] + (width * (i + 1)) // (_FANOUT + 1) for i in range(_FANOUT)} - {lo[t]})
-            points = [p for p in points if p < hi[t]] or [lo[t] + 1]
-            thresholds.append(points)
-        flat = [p for pts in thresholds for p in pts]
-        local = None
-        if units is not None:
-            local = np.searchsorted(units, np.asarray(flat, dtype=np.int64), side="right")
-        totals = secure_total(ctx, owners, local, float(MAX_ROWS_PER_BANK), "counts below thresholds", len(flat))
-        ranks = [t + 1 for t, pts in zip(targets, thresholds, strict=True) for _ in pts]
-        need = torch.tensor(ranks, dtype=torch.float64)
-        reached = (1 - (totals < need)).reveal_int(COMPUTE_RANKS)  # the search needs them
-        bits = [int(v) for v in reached.reshape(-1)] if reached is not None else None
-        bits = ctx.publish(bits, owner=0) if ctx.world_size > N_COMPUTE else bits
-        offset = 0
-        for t, pts in zip(targets, thresholds, strict=True):
-            for p, bit in zip(pts, bits[offset : offset + len(pts)], strict=True):
-                if bit:
-                    hi[t] = min(hi[t], p)
-                else:
-                    lo[t] = max(lo[t], p)
-            offset += len(pts)
+    values = order_statistics(ctx, owners, [(units, targets, bound_units)])[0]
     if not mine:
         return None
-    values = {t: hi[t] for t in targets}
     out = {}
     for p, (k, frac) in zip(q, positions, strict=True):
         out[str(p)] = _interpolate(values[k], values[min(k + 1, n - 1)], frac, scale)
@@ -782,4 +798,4 @@ def default_rate(ctx, table, owners, *, label, by, positive=None, groups=None, m
     return {"by": by, "groups": groups_out, "min_cell_size": min_cell_size, **rules.metadata()}
 
 
-__all__ = ["corr", "default_rate", "describe", "histogram", "quantiles", "secure_total"]
+__all__ = ["corr", "default_rate", "describe", "histogram", "order_statistics", "quantiles", "secure_total"]

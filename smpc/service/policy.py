@@ -122,7 +122,7 @@ def decide(config: PartyConfig, req: JobRequest) -> Decision:
     except InputError as exc:
         return refuse("catalogue", str(exc), "InputError")
     for p in analysis.owner_params:
-        if p.name in req.params:
+        if any(k == p.name or k.startswith(p.name + ".") for k in req.params):
             return refuse("params.owner", f"parameter '{p.name}' is set by each bank's data configuration, "
                                           "not by the requester")
     try:
@@ -257,6 +257,13 @@ def owner_values(analysis: Analysis, params: Mapping[str, Any], source: DataSour
         cols = [value] if isinstance(value, str) else list(value or [])
         if not cols:
             continue  # an optional column left out (default_rate_overall without an amount)
+        if p.per_column is not None:
+            # per column: what each column declares; the analysis says what a column lacking it needs
+            settings = {col: getattr(source.column(col), p.owner) for col in cols}
+            per_column = {col: _mergeable(p, v) for col, v in settings.items() if v is not None}
+            if per_column:
+                declared[p.name] = per_column
+            continue
         values = []
         for col in cols:
             setting = getattr(source.column(col), p.owner)
@@ -271,19 +278,37 @@ def owner_values(analysis: Analysis, params: Mapping[str, Any], source: DataSour
     return declared, salt
 
 
+def _mergeable(p, value):
+    return sorted(value) if p.owner == "categories" else value
+
+
+def _merge(p, values: list):
+    if p.owner == "categories":
+        return sorted({k for v in values for k in v})
+    return max(values)
+
+
 def merge_declared(analysis: Analysis, answers: Sequence[Mapping[str, Any]]) -> dict:
     """What the job runs with: per owner-set parameter the largest bound, decimals or total
-    bound, or the sorted union of categories, over the parties' declarations."""
+    bound, or the sorted union of categories, over the parties' declarations (per column for
+    a per-column parameter, over the parties that declare that column's)."""
     merged: dict[str, Any] = {}
     for p in analysis.owner_params:
         values = [a[p.name] for a in answers if p.name in a]
         if not values:
             continue
-        if p.owner == "categories":
-            merged[p.name] = sorted({k for v in values for k in v})
+        if p.per_column is not None:
+            cols = sorted({c for v in values for c in v})
+            merged[p.name] = {c: _merge(p, [v[c] for v in values if c in v]) for c in cols}
         else:
-            merged[p.name] = max(values)
+            merged[p.name] = _merge(p, values)
     return merged
+
+
+def _covers(p, theirs, mine) -> bool:
+    if p is not None and p.owner == "categories":
+        return set(mine) <= set(theirs)
+    return theirs >= mine
 
 
 def uncovered(analysis: Analysis, merged: Mapping[str, Any], own: Mapping[str, Any]) -> str | None:
@@ -294,10 +319,10 @@ def uncovered(analysis: Analysis, merged: Mapping[str, Any], own: Mapping[str, A
         if name not in merged:
             return name
         theirs = merged[name]
-        if p is not None and p.owner == "categories":
-            if not set(mine) <= set(theirs):
+        if p is not None and p.per_column is not None:
+            if any(col not in theirs or not _covers(p, theirs[col], v) for col, v in mine.items()):
                 return name
-        elif not theirs >= mine:
+        elif not _covers(p, theirs, mine):
             return name
     return None
 
