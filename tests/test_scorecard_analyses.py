@@ -193,19 +193,22 @@ def test_bad_input_gets_one_clear_error():
     ({}, 23 + 2),  # three contributors: three leaves
 ])
 def test_rounds_are_the_ones_the_cost_section_states(rules, verdict_rounds):
-    from smpc.analyze import run_secure
-
     frame = pd.DataFrame({"age": [25] * 30 + [35] * 30 + [45] * 30,
                           "y": [0] * 30 + [0, 1] * 15 + [1, 0, 0] * 10})
-    result, cost = run_secure(WOE, split(frame, 3), {"label": "y", "columns": "age", "edges.age": "30,40", **rules})
+    result, cost = run_local(WOE, split(frame, 3), {"label": "y", "columns": "age", "edges.age": "30,40", **rules})
     assert len(result["features"]["age"]["merged"]) == 1  # one merge: two verdict rounds
     assert cost["rounds"] == 1 + 2 * verdict_rounds + 1
     # quantile bins: the count (2 rounds without rules), ceil(log_17(2e5 + 1)) = 5 steps of 12
-    result, cost = run_secure(WOE, split(GERMAN, 3), {
+    result, cost = run_local(WOE, split(GERMAN, 3), {
         "label": "creditability", "positive": "bad", "columns": "credit_amount", "bins.credit_amount": "quantile:4",
         "bound.credit_amount": "100000", "decimals.credit_amount": "0", "min_contributors": "0"})
     assert result["features"]["credit_amount"]["merged"] == []
     assert cost["rounds"] == 2 + 5 * 12 + 1 + 12 + 1
+
+
+def run_local(analysis, tables, params):
+    """(result, cost) of a secure run with the params as the command line gives them."""
+    return analysis.run_local(tables, analysis.parse_params(params))
 
 
 # ----- psi -------------------------------------------------------------------------------
@@ -308,12 +311,10 @@ def test_psi_bad_input_gets_one_clear_error():
     ({}, 23 + 1, 23 + 2),  # contributors: two other banks (bank mode), three banks (periods)
 ])
 def test_psi_rounds_are_the_ones_the_cost_section_states(rules, bank_mode, period_mode):
-    from smpc.analyze import run_secure
-
     frame = pd.DataFrame({"age": [25] * 30 + [35] * 30 + [45] * 30, "q": ["a", "b"] * 45})
     for mode, verdict_rounds in (({"bank": "bank_b"}, bank_mode),
                                  ({"period": "q", "reference": "a", "current": "b"}, period_mode)):
-        result, cost = run_secure(PSI, split(frame, 3), {"columns": "age", "edges.age": "30,40", **rules, **mode})
+        result, cost = run_local(PSI, split(frame, 3), {"columns": "age", "edges.age": "30,40", **rules, **mode})
         assert result["features"]["age"]["merged"] == []  # no merge: one verdict round
         assert cost["rounds"] == 1 + verdict_rounds + 1
 
