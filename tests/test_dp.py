@@ -135,8 +135,10 @@ def test_each_party_view_does_not_depend_on_one_more_customer():
     m, scale = 20_000, Fraction(3, 2)
     views, residues = {}, {}
     for count in (500, 501):
-        args = lambda rank: {"count": count, "releases": m, "scale": scale,  # noqa: E731
-                             "rng": random.Random(2000 + 10 * count + rank) if rank in (1, 2) else None}
+        def args(rank, count=count):
+            return {"count": count, "releases": m, "scale": scale,
+                    "rng": random.Random(2000 + 10 * count + rank) if rank in (1, 2) else None}
+
         results, received = recording.run_recorded(_release_fixed_count, ring=128, args=args)
         for r in range(3):
             own = [0] * m
