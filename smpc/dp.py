@@ -60,6 +60,9 @@ MAX_EPSILON = 10.0
 """Largest epsilon a job may spend: beyond it the noise says next to nothing and the tail
 cut's delta bound (2^-80) would no longer hold."""
 
+MIN_EPSILON = 0.001
+"""Smallest epsilon: below it the noise (and its public bound) outgrows any statistic."""
+
 TAIL_SCALES = 70
 """A contribution lies within TAIL_SCALES scales of zero (redrawn otherwise)."""
 
@@ -183,34 +186,43 @@ def scales(epsilon: float, sensitivities: Sequence[int | Fraction]) -> list[Frac
 
 def check_epsilon(epsilon: float) -> Fraction:
     """``epsilon`` as the exact decimal it prints as; InputError outside (0, MAX_EPSILON]."""
-    if not (isinstance(epsilon, (int, float)) and math.isfinite(epsilon) and 0 < epsilon <= MAX_EPSILON):
-        raise InputError(f"parameter 'dp_epsilon' must be in (0, {MAX_EPSILON:g}], got {epsilon!r}")
+    if not (isinstance(epsilon, (int, float)) and math.isfinite(epsilon) and MIN_EPSILON <= epsilon <= MAX_EPSILON):
+        raise InputError(f"parameter 'dp_epsilon' must be in [{MIN_EPSILON:g}, {MAX_EPSILON:g}], got {epsilon!r}")
     return Fraction(repr(float(epsilon)))
 
 
 # ----- on shares --------------------------------------------------------------------------
+def shared_noise(ctx, element_scales: Sequence[Fraction], rng=None) -> SecretTensor:
+    """The noise Z_1 + Z_2 on shares, one element per scale: compute parties ``NOISE_RANKS``
+    each draw and share one discrete Laplace contribution per element. Every rank calls it
+    (SPMD); ranks without shares get a secret without shares.
+    Leakage: a contribution to its drawer only. Cost: 1 round; parties 1 and 2 each send one
+    ring element per element to one party. ``rng``: a ``randrange`` source for tests
+    (default: ``secrets``)."""
+    m = len(element_scales)
+    cut = max(tail_bound(s) for s in element_scales)
+    mine = [discrete_laplace(s, rng) for s in element_scales] if ctx.rank in NOISE_RANKS else None
+    parts = share_each(ctx, mine, list(NOISE_RANKS), shape=(m,), bound=float(cut), frac_bits=0, name="privacy noise")
+    return parts[0] + parts[1]
+
+
 def noisy_open(ctx, values: SecretTensor, element_scales: Sequence[Fraction], to, rng=None) -> np.ndarray | None:
     """Open the integer-mode secret vector ``values`` plus noise of ``element_scales`` (one per
-    element) to the ranks ``to``: compute parties ``NOISE_RANKS`` each draw and share one
-    discrete Laplace contribution per element (see the module docstring). Returns the noisy
-    values (object array of ints) on the recipients, None elsewhere.
+    element, ``shared_noise``) to the ranks ``to``. Returns the noisy values (object array of
+    ints) on the recipients, None elsewhere.
 
     Leakage: the noisy values, to the recipients; a contribution to its drawer only.
     Cost: 2 rounds: one in which parties 1 and 2 each share one ring element per element
     (sent to one party), one opening ``values``' elements (bytes by the bound, widened by
-    the noise bound). ``rng``: a ``randrange`` source for tests (default: ``secrets``).
+    the noise bound).
     """
     flat = values.reshape(-1)
-    m = len(element_scales)
-    if m != flat.numel():
-        raise InputError(f"noisy_open: {m} scales for {flat.numel()} values")
-    cut = max(tail_bound(s) for s in element_scales)
-    mine = [discrete_laplace(s, rng) for s in element_scales] if ctx.rank in NOISE_RANKS else None
-    parts = share_each(ctx, mine, list(NOISE_RANKS), shape=(m,), bound=float(cut), frac_bits=0, name="privacy noise")
+    if len(element_scales) != flat.numel():
+        raise InputError(f"noisy_open: {len(element_scales)} scales for {flat.numel()} values")
+    noise = shared_noise(ctx, element_scales, rng)
     if not ctx.is_compute and ctx.rank not in to:
         return None
-    noisy = flat + parts[0] + parts[1]
-    return noisy.reveal_int(to)
+    return (flat + noise).reveal_int(to)
 
 
 def statistic(noisy: int, scale: Fraction, unit: int = 1) -> dict:
@@ -238,5 +250,5 @@ def ratio_interval(num: int, num_scale: Fraction, den: int, den_scale: Fraction,
     return [max(lo, float(min(corners))), min(hi, float(max(corners)))]
 
 
-__all__ = ["MAX_EPSILON", "MECHANISM", "NOISE_RANKS", "Noise", "bernoulli_exp", "check_epsilon",
-           "discrete_laplace", "noisy_open", "ratio_interval", "scales", "statistic", "tail_bound"]
+__all__ = ["MAX_EPSILON", "MECHANISM", "MIN_EPSILON", "NOISE_RANKS", "Noise", "bernoulli_exp", "check_epsilon",
+           "discrete_laplace", "noisy_open", "shared_noise", "ratio_interval", "scales", "statistic", "tail_bound"]

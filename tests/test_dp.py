@@ -219,3 +219,17 @@ def test_noisy_describe_and_histogram_keep_the_released_shape():
     h = registry.get("histogram").run_simulated(tables, column="amount", edges=[-1e9, 0, 1e9], dp_epsilon=2.0)
     assert len(h["counts"]) == 2 and h["noise"]["scale"] == 0.5
     assert all(lo <= c <= hi for c, (lo, hi) in zip(h["counts"], h["interval95"], strict=True))
+
+
+@pytest.mark.parametrize("n_banks", [3, 5])
+def test_noisy_multi_lending_count_keeps_the_exact_own_flags(n_banks):
+    from smpc import datasets
+    from smpc.analyses.fraud import multi_lending_plain
+
+    ml = {"id": "customer_id", "balance": "balance", "balance_threshold": 500_000.0, "min_lenders": 3}
+    tables = datasets.synthetic_consortium(n_banks, 120, seed=n_banks, balance_threshold=500_000.0, min_lenders=3)
+    plain = multi_lending_plain(tables, **ml, dp_epsilon=1.0)
+    noisy = registry.get("multi_lending").run_simulated(tables, **ml, dp_epsilon=1.0)
+    assert noisy["by_bank"] == plain["by_bank"] and noisy["epsilon_spent"] == 1.0
+    assert noisy["noise"]["scale"] == 1.0
+    assert abs(noisy["flagged_count"] - plain["flagged_count"]) <= 2 * 70
