@@ -108,3 +108,37 @@ def test_two_concurrent_jobs_cannot_both_spend_the_last_epsilon(cluster):
     assert refused[0].rule == "policy.dp.budget_per_source"
     assert spent(cluster, "bank_b") == pytest.approx(before + epsilon, abs=1e-12)
     assert spent(cluster, "bank_b") <= BUDGETS["bank_b"]
+
+
+# ----- the ledger and its configuration, without services ---------------------------------------
+def test_concurrent_debits_in_one_store_never_pass_the_budget(tmp_path):
+    import os
+    from fractions import Fraction
+
+    from smpc.service.store import JobStore
+
+    key = os.urandom(32)
+    store = JobStore(tmp_path / "jobs.sqlite", key, "bank_a")
+    budget = Fraction(1)
+
+    def debit(i):
+        return store.debit_epsilon(f"job-{i}", "loans", "2026-12", Fraction(3, 10), "analyst", budget)
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(debit, range(40)))
+    assert sum(o is None for o in outcomes) == 3  # 0.9 spent, 0.1 left
+    assert {o for o in outcomes if o is not None} == {Fraction(1, 10)}
+    assert store.spent_epsilon("loans", "2026-12") == Fraction(9, 10)
+    assert store.refund_epsilon("job-0", "test") and not store.refund_epsilon("job-0", "test")
+    assert store.spent_epsilon("loans", "2026-12") == Fraction(6, 10)
+    store.close()
+    reopened = JobStore(tmp_path / "jobs.sqlite", key, "bank_a")  # durable: another process would see the same
+    assert reopened.spent_epsilon("loans", "2026-12") == Fraction(6, 10) and len(reopened.ledger()) == 3
+    reopened.close()
+
+
+def test_budget_periods_are_calendar_utc():
+    from smpc.service.budget import period_of
+
+    moment = 1796601600.0  # 2026-12-07T00:00:00Z
+    assert [period_of(p, moment) for p in ("day", "month", "year")] == ["2026-12-07", "2026-12", "2026"]
