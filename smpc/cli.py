@@ -8,6 +8,7 @@
     smpc job get|watch|cancel --to ... JOB_ID      smpc job analyses --to ...
     smpc audit verify PATH [--peer-logs A B] [--ca CA]    smpc audit cross-check PATH --peer-logs A B [--ca CA]
     smpc store rekey --config party.toml [--new-key-file FILE]
+    smpc budget show --config party.toml [--json]
 
 Each command group is added by one function in ``COMMANDS`` (argparse subcommands), so a new
 group (``smpc analyze``, ``smpc bench``) is one more function. Exit codes: 0 success,
@@ -22,7 +23,9 @@ import argparse
 import json
 import shlex
 import sys
+import time
 from collections.abc import Callable
+from fractions import Fraction
 
 from smpc import analyze as _analyze
 from smpc import bench_cli as _bench
@@ -358,8 +361,48 @@ def _add_store(sub) -> None:
     rekey.set_defaults(func=_store_rekey)
 
 
-COMMANDS: list[Callable] = [_add_party, _add_certs, _add_job, _add_audit, _add_store, _analyze.add_parser,
-                            _bench.add_parser]
+# ----- smpc budget ------------------------------------------------------------------------
+def _budget_show(args) -> int:
+    from smpc.service.budget import PrivacyBudget
+    from smpc.service.config import load_config
+    from smpc.service.store import JobStore
+
+    config = load_config(args.config)
+    store = JobStore(config.store_path, config.store_key, config.name)
+    try:
+        budget = PrivacyBudget(config, store, None)
+        summary, ledger = budget.summary(), store.ledger()
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"party": config.name, "period": config.policy.dp_period, "sources": summary,
+                          "ledger": ledger}, indent=2))
+        return 0
+    print(f"{config.name}: privacy budget per data source, per {config.policy.dp_period} (UTC)"
+          + ("; jobs without dp_epsilon refused on budgeted sources" if config.policy.dp_required else ""))
+    for row in summary:
+        limit = "no budget" if row["budget"] is None else f"budget {row['budget']:g}, remaining {row['remaining']:g}"
+        print(f"  {row['source']:<20} {row['period']:<10} spent {row['spent']:g}  ({limit})")
+    print(f"ledger ({len(ledger)} debits):")
+    for row in ledger:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(row["debited_at"]))
+        refund = f"  refunded: {row['refund_reason']}" if row["refunded_at"] is not None else ""
+        print(f"  {when}  {row['job_id']:<40} {row['source']:<16} epsilon {float(Fraction(row['epsilon'])):g}"
+              f"{refund}")
+    return 0
+
+
+def _add_budget(sub) -> None:
+    budget = sub.add_parser("budget", help="the party's differential privacy ledger")
+    bsub = budget.add_subparsers(dest="budget_command", required=True, metavar="COMMAND")
+    show = bsub.add_parser("show", help="budget, spent and remaining epsilon per data source, and every debit")
+    show.add_argument("--config", required=True, help="the party's configuration (TOML)")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    show.set_defaults(func=_budget_show)
+
+
+COMMANDS: list[Callable] = [_add_party, _add_certs, _add_job, _add_audit, _add_store, _add_budget,
+                            _analyze.add_parser, _bench.add_parser]
 """Functions that each add one command group to the ``smpc`` parser."""
 
 

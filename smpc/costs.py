@@ -23,6 +23,7 @@ N = 1000  # elements per run; every protocol here costs a whole number of bytes 
 def _ops() -> list[tuple[str, str, Callable | None]]:
     """(name, what is measured, op(v) -> result) where v holds N-element secrets: x, y (fixed
     point), xi, yi (integer mode) and bit (a secret 0/1). None measures the input itself."""
+    from smpc import dp
     from smpc.protocols.boolean import bit_decompose
     from smpc.protocols.shuffle import shuffle
     from smpc.secret import where
@@ -31,6 +32,8 @@ def _ops() -> list[tuple[str, str, Callable | None]]:
         ("share (owner = compute party)", "one input", None),
         ("reveal to all", "abs(x) <= 1e3", lambda v: v.x.reveal()),
         ("reveal to one party", "to rank 0", lambda v: v.x.reveal(to=0)),
+        ("noisy reveal to all (dp.noisy_open)", "integer x + 2 discrete Laplace draws of scale 1",
+         lambda v: dp.noisy_open(v.xi.ctx, v.xi, [1] * N, [0, 1, 2])),
         ("reveal a 0/1 secret", "a comparison's result", lambda v: v.bit.reveal()),
         ("add / sub / public ops", "local", lambda v: v.x + v.y - 3),
         ("mul (integer mode)", "x*y, frac_bits=0", lambda v: v.xi * v.yi),
@@ -110,6 +113,10 @@ def render() -> str:
         "bound at the secret's fractional bits allows plus one spare byte, which lets every "
         "recipient refuse a value beyond its bound instead of opening it wrapped, else the "
         "whole ring element (`fixedpoint.open_width`, `fixedpoint.check_open`).",
+        "A noisy reveal (`smpc.dp`, docs/dp.md) is one more round than a reveal: parties 1 and 2 "
+        "each share one discrete Laplace draw per element (one ring element each, to one "
+        "party), then the sum opens with the bound widened by the draws' public bound (70 "
+        "scales each).",
         "The oblivious sort is not listed: its quicksort opens comparison outcomes of shuffled "
         "distinct keys, so its rounds and bytes vary with the random order (expected ~120 "
         "rounds and ~700 bytes per row for 1e5 one-word keys; see smpc/protocols/sort.py).",

@@ -21,6 +21,7 @@ from smpc.secret import SecretTensor
 
 if TYPE_CHECKING:
     from smpc.analyses.disclosure import Rules
+    from smpc.analyses.registry import Param
 
 MAX_ROWS_PER_BANK = 2**30
 """Public cap on one bank's rows; it bounds the shared aggregates (sums of squares too)."""
@@ -125,3 +126,48 @@ def suppressed(rules: Rules | None = None, **fields) -> dict:
     stand in for its values (``count=None``), that it is suppressed, and, for a result that
     is one cell, the rules it was decided under (``Rules.metadata``)."""
     return {**fields, "suppressed": True, **(rules.metadata() if rules is not None else {})}
+
+
+# ----- differentially private releases -------------------------------------------------------
+def dp_params() -> list[Param]:
+    """The parameters of an analysis that offers a differentially private release
+    (``smpc.dp``; docs/dp.md)."""
+    from smpc.analyses.registry import Param
+
+    return [
+        Param("dp_epsilon", "float",
+              description="release with epsilon-differential privacy: discrete Laplace noise drawn by two compute "
+                          "parties and added on shares (docs/dp.md); every party debits it from its budget"),
+        Param("dp_customer", "column",
+              description="with dp_epsilon: the customer id column; each bank keeps at most dp_rows_per_customer "
+                          "rows per customer (without it every row is taken to be its own customer)"),
+        Param("dp_rows_per_customer", "int", default=1,
+              description="with dp_epsilon: public cap on one customer's rows at one bank; the noise scales with it"),
+    ]
+
+
+def check_dp(analysis: str, dp_epsilon, dp_customer, dp_rows_per_customer: int) -> None:
+    """The privacy parameters, refused by name before any data is read."""
+    from smpc import dp
+
+    if dp_epsilon is None:
+        if dp_customer is not None:
+            raise InputError(f"{analysis}: parameter 'dp_customer' needs dp_epsilon")
+        return
+    try:
+        dp.check_epsilon(dp_epsilon)
+    except InputError as e:
+        raise InputError(f"{analysis}: {e}") from None
+    if dp_rows_per_customer < 1:
+        raise InputError(f"{analysis}: parameter 'dp_rows_per_customer' must be >= 1, got {dp_rows_per_customer}")
+
+
+def cap_customer_rows(table: pd.DataFrame, party: str, customer: str | None, cap: int) -> pd.DataFrame:
+    """One bank's rows with at most ``cap`` per customer (the first ones in file order), so one
+    customer changes any statistic by at most ``cap`` rows' worth: the public sensitivity the
+    noise is scaled to. Without a ``customer`` column every row is its own customer."""
+    if customer is None:
+        return table
+    ids = table_column(table, party, customer)
+    check_rows(ids.isna(), party, customer, "has no customer id")
+    return table[(ids.groupby(ids.astype(str)).cumcount() < cap).to_numpy()]

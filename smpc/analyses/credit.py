@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from fractions import Fraction
 
 import pandas as pd
 
+from smpc import dp
 from smpc.analyses import disclosure
 from smpc.analyses.common import (
     MAX_ROWS_PER_BANK,
     amount_units,
     bounded_view,
+    cap_customer_rows,
+    check_dp,
     check_row_count,
     count_view,
     default_flags,
+    dp_params,
     suppressed,
 )
 from smpc.analyses.registry import Param, register, report_progress
@@ -56,10 +61,52 @@ def _overall_rules(banks: int, min_cell_size: int, min_contributors, max_dominan
     return disclosure.resolve("default_rate_overall", banks, min_cell_size, min_contributors, max_dominance)
 
 
+def _dp_scales(amount, amount_decimals, amount_bound, epsilon, cap) -> list:
+    """Contribution scales of rows and defaults (sensitivity ``cap`` each) and, with an
+    amount, of its sum (``cap`` loans of at most amount_bound, in units)."""
+    sensitivities = [cap, cap]
+    if amount:
+        sensitivities.append(cap * math.ceil(Fraction(repr(float(amount_bound))) * 10**amount_decimals))
+    return dp.scales(epsilon, sensitivities)
+
+
+def _dp_result(values, amount, amount_decimals, amount_bound, min_cell_size, epsilon, cap) -> dict:
+    scales = _dp_scales(amount, amount_decimals, amount_bound, epsilon, cap)
+    meta = {"epsilon_spent": float(epsilon), "mechanism": dp.MECHANISM, "noise_parties": len(dp.NOISE_RANKS),
+            "rows_per_customer": cap, "min_cell_size": min_cell_size}
+    rows, defaults = int(values[0]), int(values[1])
+    if min_cell_size > 1 and rows < min_cell_size:
+        return suppressed(**meta)
+    out = _result(max(rows, 0), defaults, int(values[2]) if amount else None, amount_decimals) if rows > 0 else {
+        "rows": rows, "suppressed": False, "defaults": defaults, "default_rate": math.nan}
+    out["rows"], out["defaults"] = rows, defaults
+    if rows > 0:
+        out["default_rate"] = min(1.0, max(0.0, out["default_rate"]))
+    stats = {"rows": dp.statistic(rows, scales[0]), "defaults": dp.statistic(defaults, scales[1])}
+    intervals = {k: v["interval95"] for k, v in stats.items()}
+    intervals["default_rate"] = dp.ratio_interval(defaults, scales[1], rows, scales[0], 0.0, 1.0)
+    if amount:
+        unit = 10**amount_decimals
+        stats["amount_sum"] = dp.statistic(int(values[2]), scales[2], unit)
+        intervals["amount_sum"] = stats["amount_sum"]["interval95"]
+        intervals["mean_amount"] = dp.ratio_interval(int(values[2]), scales[2], rows, scales[0], -amount_bound,
+                                                     amount_bound, unit)
+    return {**out, "interval95": intervals,
+            "noise": {k: {"scale": v["noise_scale"], "std": v["noise_std"]} for k, v in stats.items()}, **meta}
+
+
 def _overall_plain(tables: Mapping[str, pd.DataFrame], *, label: str, positive: str | None = None,
                    amount: str | None = None, amount_decimals: int = 2, amount_bound: float = 1e12,
-                   min_cell_size: int = 1, min_contributors: int | None = None, max_dominance: float = 100.0) -> dict:
+                   min_cell_size: int = 1, min_contributors: int | None = None, max_dominance: float = 100.0,
+                   dp_epsilon=None, dp_customer=None, dp_rows_per_customer=1) -> dict:
     rules = _overall_rules(len(tables), min_cell_size, min_contributors, max_dominance)
+    check_dp("default_rate_overall", dp_epsilon, dp_customer, dp_rows_per_customer)
+    if dp_epsilon is not None:
+        per_bank = [_local_totals(cap_customer_rows(t, bank, dp_customer, dp_rows_per_customer), bank, label,
+                                  positive, amount, amount_decimals, amount_bound) for bank, t in tables.items()]
+        totals = [sum(v[i] for v in per_bank) for i in range(3 if amount else 2)]
+        return _dp_result(totals, amount, amount_decimals, amount_bound, min_cell_size, dp_epsilon,
+                          dp_rows_per_customer)
     per_bank = [_local_totals(t, bank, label, positive, amount, amount_decimals, amount_bound, shift=0)
                 for bank, t in tables.items()]
     totals = [sum(v[i] for v in per_bank) for i in range(3 if amount else 2)]
@@ -71,8 +118,12 @@ def _overall_plain(tables: Mapping[str, pd.DataFrame], *, label: str, positive: 
 
 def _overall_check(table: pd.DataFrame, party: str, *, label: str, positive: str | None = None,
                    amount: str | None = None, amount_decimals: int = 2, amount_bound: float = 1e12,
-                   min_cell_size: int = 1, min_contributors: int | None = None, max_dominance: float = 100.0) -> None:
+                   min_cell_size: int = 1, min_contributors: int | None = None, max_dominance: float = 100.0,
+                   dp_epsilon=None, dp_customer=None, dp_rows_per_customer=1) -> None:
     _overall_rules(1, min_cell_size, min_contributors, max_dominance)
+    check_dp("default_rate_overall", dp_epsilon, dp_customer, dp_rows_per_customer)
+    if dp_customer is not None:
+        cap_customer_rows(table, party, dp_customer, dp_rows_per_customer)
     default_flags(table, party, label, positive)
     if amount:
         amount_units(table, party, amount, amount_decimals, amount_bound)
@@ -90,12 +141,14 @@ _PARAMS = [
           description="public largest |amount| of any single loan"),
     Param("min_cell_size", "int", default=1, description="reveal nothing (but that fact) below this many loans"),
     *disclosure.RULE_PARAMS,
+    *dp_params(),
 ]
 
 
 @register("default_rate_overall", params=_PARAMS, plaintext=_overall_plain, check=_overall_check)
 def default_rate_overall(ctx, table, owners, *, label, positive=None, amount=None, amount_decimals=2,
-                         amount_bound=1e12, min_cell_size=1, min_contributors=None, max_dominance=100.0) -> dict | None:
+                         amount_bound=1e12, min_cell_size=1, min_contributors=None, max_dominance=100.0,
+                         dp_epsilon=None, dp_customer=None, dp_rows_per_customer=1) -> dict | None:
     """Consortium-wide loan count, number of defaults and default rate, and optionally the total and mean amount.
 
     Every bank checks its own columns (missing column, empty or non-numeric values, labels,
@@ -119,9 +172,32 @@ def default_rate_overall(ctx, table, owners, *, label, positive=None, amount=Non
     with max_dominance; one round more where sums of |amount| exceed 64-bit comparisons) and
     one selection.
     Error: none: counts and sums are exact; rate and mean are the nearest float64.
+    Privacy: with ``dp_epsilon`` the row count, defaults (and amount sum) get discrete
+    Laplace noise (``smpc.dp``), epsilon split evenly over them; sensitivities
+    dp_rows_per_customer, dp_rows_per_customer (and that many amounts of at most
+    amount_bound, which each bank checks against its own declaration). Rate and mean are
+    post-processed; a noisy row count below min_cell_size reports the total suppressed;
+    min_contributors and max_dominance are not evaluated. Cost then: 3 rounds (share,
+    noise, open).
     """
     rules = _overall_rules(len(owners), min_cell_size, min_contributors, max_dominance)
+    check_dp("default_rate_overall", dp_epsilon, dp_customer, dp_rows_per_customer)
     party = ctx.name_of(ctx.rank)
+    if dp_epsilon is not None:
+        mine = None
+        if table is not None and ctx.rank in owners:
+            rows = cap_customer_rows(table, party, dp_customer, dp_rows_per_customer)
+            mine = _local_totals(rows, party, label, positive, amount, amount_decimals, amount_bound)
+        unit_bound = float(max(1.0, amount_bound * 10**amount_decimals))
+        parts = share_each(ctx, mine, owners, shape=(3 if amount else 2,), bound=MAX_ROWS_PER_BANK * unit_bound,
+                           frac_bits=0, name="loan totals")
+        if not ctx.is_compute and ctx.rank not in ctx.result_ranks:
+            return None
+        noisy = dp.noisy_open(ctx, sum(parts[1:], parts[0]),
+                              _dp_scales(amount, amount_decimals, amount_bound, dp_epsilon, dp_rows_per_customer),
+                              ctx.result_ranks)
+        return None if noisy is None else _dp_result([int(v) for v in noisy], amount, amount_decimals, amount_bound,
+                                                     min_cell_size, dp_epsilon, dp_rows_per_customer)
     unit_bound = float(max(1.0, amount_bound * 10**amount_decimals))
     magnitude_bound = float(MAX_ROWS_PER_BANK) * unit_bound
     shift = None

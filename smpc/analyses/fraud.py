@@ -15,7 +15,8 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 
-from smpc.analyses.common import amount_units
+from smpc import dp
+from smpc.analyses.common import amount_units, check_dp
 from smpc.analyses.registry import Param, register, report_progress
 from smpc.errors import InputError, RangeError
 from smpc.fixedpoint import MAX_DECIMALS
@@ -55,7 +56,7 @@ def _plain_ids(tables: Mapping[str, pd.DataFrame], column: str) -> dict[str, lis
 # ----- multi_lending -------------------------------------------------------------------------
 def multi_lending_plain(
     tables: Mapping[str, pd.DataFrame], *, id: str, balance: str, balance_threshold: float, min_lenders: int,
-    balance_decimals: int = 2, balance_bound: float = 1e10, salt: str = DEFAULT_SALT,
+    balance_decimals: int = 2, balance_bound: float = 1e10, salt: str = DEFAULT_SALT, dp_epsilon=None,
 ) -> dict:
     """Plaintext twin of ``multi_lending``: the same dict, with every bank's flagged ids."""
     _check_threshold_params(balance_threshold, min_lenders, balance_decimals)
@@ -71,19 +72,26 @@ def multi_lending_plain(
     over = per_customer["total"].to_numpy(dtype=np.int64) > thr
     many = per_customer["lenders"].to_numpy(dtype=np.int64) >= min_lenders
     flagged = set(per_customer.index[over | many])
-    return {
+    out = {
         "flagged_count": len(flagged),
         "by_bank": {
             bank: {"flagged_ids": sorted(set(f["id"]) & flagged)} for bank, f in zip(tables, frames, strict=True)
         },
     }
+    if dp_epsilon is not None:  # the exact count the noise is added to, with its scale
+        check_dp("multi_lending", dp_epsilon, None, 1)
+        stat = dp.statistic(len(flagged), dp.scales(dp_epsilon, [1])[0])
+        out.update(interval95=stat["interval95"], noise={"scale": stat["noise_scale"], "std": stat["noise_std"]},
+                   epsilon_spent=float(dp_epsilon), mechanism=dp.MECHANISM)
+    return out
 
 
 def multi_lending_check(table: pd.DataFrame, party: str, *, id: str, balance: str, balance_threshold: float,
                         min_lenders: int, balance_decimals: int = 2, balance_bound: float = 1e10,
-                        salt: str = DEFAULT_SALT) -> None:
+                        salt: str = DEFAULT_SALT, dp_epsilon=None) -> None:
     """One bank's local input check: ids present and well formed, balances numeric and bounded."""
     _check_threshold_params(balance_threshold, min_lenders, balance_decimals)
+    check_dp("multi_lending", dp_epsilon, None, 1)
     _customer_balances(table, party, id, balance, balance_decimals, balance_bound)
 
 
@@ -100,13 +108,16 @@ _ML_PARAMS = [
           description="public largest total balance of one customer at one bank (and of any single loan)"),
     Param("salt", "str", default=DEFAULT_SALT, secret=True, owner="join_salt",
           description="consortium-wide secret salt of the id hash (every bank must use the same)"),
+    Param("dp_epsilon", "float",
+          description="release the flagged count with epsilon-differential privacy (docs/dp.md); the flagged ids "
+                      "of a bank's own customers stay exact"),
 ]
 
 
 @register("multi_lending", params=_ML_PARAMS, plaintext=multi_lending_plain, check=multi_lending_check, ring=64,
           releases_cells=False)
 def multi_lending(ctx, table, owners, *, id, balance, balance_threshold, min_lenders, balance_decimals=2,
-                  balance_bound=1e10, salt=DEFAULT_SALT) -> dict | None:
+                  balance_bound=1e10, salt=DEFAULT_SALT, dp_epsilon=None) -> dict | None:
     """Customers over-borrowing across the consortium: total balance above a threshold, or too many lenders.
 
     Per customer (rows with the same normalised id at any bank; a customer may have several
@@ -143,8 +154,14 @@ def multi_lending(ctx, table, owners, *, id, balance, balance_threshold, min_len
     Error: none: sums, counts and comparisons are exact (RangeError before the sort if a
     customer's total over all banks could exceed 2^62 units given balance_bound, which
     bounds one customer's total balance at one bank).
+    Privacy: with ``dp_epsilon`` the flagged count gets discrete Laplace noise (``smpc.dp``)
+    of scale 1/dp_epsilon per contribution: one customer's rows added at one bank change
+    only that customer's flag, so the count moves by at most 1. One more round (the noise is
+    shared before the count is brought back). The flagged ids of a bank's own customers stay
+    exact and are not covered by epsilon (their leakage is the one stated above).
     """
     _check_threshold_params(balance_threshold, min_lenders, balance_decimals)
+    check_dp("multi_lending", dp_epsilon, None, 1)
     min_lenders = min(min_lenders, len(owners) + 1)  # more than every bank: no one qualifies (fits a word)
     rank = ctx.rank
     party = ctx.name_of(rank)
@@ -173,6 +190,12 @@ def multi_lending(ctx, table, owners, *, id, balance, balance_threshold, min_len
         flags = join.over_thresholds(totals, thr, min_lenders, count_bits, step="ml")
         count = join.count_customers(flags, step="ml-count")
         flags = flags.reshape((n, 1))
+    scale = None
+    if dp_epsilon is not None:  # every rank takes part in sharing the noise
+        scale = dp.scales(dp_epsilon, [1])[0]
+        noise = dp.shared_noise(ctx, [scale])
+        if count is not None:
+            count = count.add(noise.shares)
     report_progress(ctx, 0.9, "returning flags to the banks")
     # results reach only the banks among the job's recipients
     own, extra = join.to_owners(flags, 1, recipients=[o for o in owners if o in ctx.result_ranks],
@@ -181,7 +204,12 @@ def multi_lending(ctx, table, owners, *, id, balance, balance_threshold, min_len
         return None
     flagged = sorted(i for i, f in zip(ids, own[:, 0].tolist(), strict=True) if f == 1)
     report_progress(ctx, 1.0, "done")
-    return {"flagged_count": int(extra[0]), "by_bank": {party: {"flagged_ids": flagged}}}
+    out = {"flagged_count": int(extra[0]), "by_bank": {party: {"flagged_ids": flagged}}}
+    if scale is not None:
+        stat = dp.statistic(int(extra[0]), scale)
+        out.update(interval95=stat["interval95"], noise={"scale": stat["noise_scale"], "std": stat["noise_std"]},
+                   epsilon_spent=float(dp_epsilon), mechanism=dp.MECHANISM)
+    return out
 
 
 def _customer_balances(table, party: str, id_column: str, balance: str, decimals: int, bound: float):

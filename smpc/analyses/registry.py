@@ -65,6 +65,7 @@ MIN_CELL_SIZE = "min_cell_size"
 REQUESTER = "requester"
 MIN_CONTRIBUTORS = "min_contributors"
 MAX_DOMINANCE = "max_dominance"
+DP_EPSILON = "dp_epsilon"
 
 OWNER_SETTINGS = ("bound", "decimals", "total_bound", "categories", "join_salt")
 """Where a data owner declares a value-dependent parameter (``Param.owner``): a column
@@ -253,6 +254,10 @@ class Analysis:
         the columns of its column parameter."""
         raw = self._gather_per_column(raw)
         unknown = sorted(set(raw) - set(self._by_name))
+        if DP_EPSILON in unknown:
+            offer = ", ".join(a.name for a in analyses() if a.param(DP_EPSILON) is not None) or "none"
+            raise InputError(f"{self.name}: no differentially private release (parameter 'dp_epsilon'): its outputs "
+                             f"have no public bound on what one customer changes; the analyses that offer one: {offer}")
         if unknown:
             known = ", ".join(p.name for p in self.params) or "none"
             raise InputError(f"{self.name}: unknown parameter(s) {', '.join(unknown)} (it takes: {known})")

@@ -27,15 +27,19 @@ import numpy as np
 import pandas as pd
 import torch
 
+from smpc import dp
 from smpc.analyses import disclosure
 from smpc.analyses.common import (
     MAX_ROWS_PER_BANK,
     amount_units,
     bounded_view,
+    cap_customer_rows,
+    check_dp,
     check_row_count,
     check_rows,
     count_view,
     default_flags,
+    dp_params,
     inputs_checked,
     suppressed,
     table_column,
@@ -147,8 +151,15 @@ def _describe_result(n: int, s1: Fraction, s2: Fraction, lo, hi, missing: int, s
 
 
 def _describe_plain(tables: Mapping[str, pd.DataFrame], *, columns, decimals=2, bound=1e12, min_cell_size=1,
-                    min_contributors=None, max_dominance=100.0) -> dict:
+                    min_contributors=None, max_dominance=100.0, dp_epsilon=None, dp_customer=None,
+                    dp_rows_per_customer=1) -> dict:
     _check_scale("describe", decimals, bound)
+    check_dp("describe", dp_epsilon, dp_customer, dp_rows_per_customer)
+    if dp_epsilon is not None:  # the exact values the noise is added to, with its scales
+        totals = [sum(v) for v in zip(*(_describe_dp_local(t, bank, columns, decimals, bound, dp_customer,
+                                                            dp_rows_per_customer)
+                                         for bank, t in tables.items()), strict=True)]
+        return _describe_dp_result(columns, totals, decimals, bound, min_cell_size, dp_epsilon, dp_rows_per_customer)
     rules = disclosure.resolve("describe", len(tables), min_cell_size, min_contributors, max_dominance)
     out = {}
     scale = 10**decimals
@@ -170,17 +181,20 @@ def _describe_plain(tables: Mapping[str, pd.DataFrame], *, columns, decimals=2, 
 
 
 def _describe_check(table, party, *, columns, decimals=2, bound=1e12, min_cell_size=1, min_contributors=None,
-                    max_dominance=100.0) -> None:
+                    max_dominance=100.0, dp_epsilon=None, dp_customer=None, dp_rows_per_customer=1) -> None:
     _check_scale("describe", decimals, bound)
+    check_dp("describe", dp_epsilon, dp_customer, dp_rows_per_customer)
+    if dp_customer is not None:
+        cap_customer_rows(table, party, dp_customer, dp_rows_per_customer)
     disclosure.resolve("describe", 1, min_cell_size, min_contributors, max_dominance)
     for c in columns:
         _units(table, party, c, decimals, bound)
 
 
 @register("describe", params=[Param("columns", "columns", required=True, description="numeric columns to describe"),
-                              *_AMOUNT_PARAMS], plaintext=_describe_plain, check=_describe_check)
+                              *_AMOUNT_PARAMS, *dp_params()], plaintext=_describe_plain, check=_describe_check)
 def describe(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_size=1, min_contributors=None,
-             max_dominance=100.0) -> dict | None:
+             max_dominance=100.0, dp_epsilon=None, dp_customer=None, dp_rows_per_customer=1) -> dict | None:
     """Per column: count, sum, mean, var (ddof=1, as pandas), std, min and max over all banks' rows,
     and how many entries were missing.
 
@@ -208,8 +222,15 @@ def describe(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_si
     max_dominance, one more round if sums of |value| exceed 64-bit comparisons), and one
     selection. Independent of row counts.
     Error: none: exact rational arithmetic, one rounding to float64 per output.
+    Privacy: with ``dp_epsilon`` only count, sum and mean per column are released, with
+    noise (``smpc.dp``): see ``_describe_dp``.
     """
     _check_scale("describe", decimals, bound, squares=True, banks=len(owners))
+    check_dp("describe", dp_epsilon, dp_customer, dp_rows_per_customer)
+    if dp_epsilon is not None:
+        return _describe_dp(ctx, table, owners, columns=columns, decimals=decimals, bound=bound,
+                            min_cell_size=min_cell_size, epsilon=dp_epsilon, customer=dp_customer,
+                            cap=dp_rows_per_customer)
     rules = disclosure.resolve("describe", len(owners), min_cell_size, min_contributors, max_dominance)
     unit = 10**decimals
     bound_units = bound * unit
@@ -264,6 +285,79 @@ def describe(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_si
     return out
 
 
+def _describe_dp_local(table, party, columns, decimals, bound, customer, cap) -> list[int]:
+    """[count, sum of units] per column of one bank's rows, at most ``cap`` per customer."""
+    table = cap_customer_rows(table, party, customer, cap)
+    out = []
+    for c in columns:
+        units = _units(table, party, c, decimals, bound)[1]
+        out += [len(units), sum(int(v) for v in units)]
+    return out
+
+
+def _describe_dp_scales(columns, decimals, bound, epsilon, cap) -> list:
+    """Per column, the contribution scales of its count (sensitivity ``cap`` rows) and its
+    sum (``cap`` rows of at most ``bound``, in units): epsilon split over the 2 d statistics."""
+    unit_bound = math.ceil(Fraction(repr(float(bound))) * 10**decimals)
+    return dp.scales(epsilon, [cap, cap * unit_bound] * len(columns))
+
+
+def _describe_dp_result(columns, values, decimals, bound, min_cell_size, epsilon, cap) -> dict:
+    unit = 10**decimals
+    scales = _describe_dp_scales(columns, decimals, bound, epsilon, cap)
+    out = {}
+    for j, c in enumerate(columns):
+        n, total = int(values[2 * j]), int(values[2 * j + 1])
+        s_n, s_sum = scales[2 * j], scales[2 * j + 1]
+        if min_cell_size > 1 and n < min_cell_size:
+            out[c] = suppressed(count=None)
+            continue
+        count, amount = dp.statistic(n, s_n), dp.statistic(total, s_sum, unit)
+        out[c] = {
+            "count": count["value"], "sum": amount["value"],
+            "mean": float(Fraction(total, unit * n)) if n > 0 else math.nan,
+            "interval95": {"count": count["interval95"], "sum": amount["interval95"],
+                           "mean": dp.ratio_interval(total, s_sum, n, s_n, -bound, bound, unit)},
+            "noise": {k: {"scale": v["noise_scale"], "std": v["noise_std"]} for k, v in (("count", count),
+                                                                                          ("sum", amount))},
+        }
+    return {"columns": out, **_dp_metadata(epsilon, cap, min_cell_size)}
+
+
+def _dp_metadata(epsilon, cap, min_cell_size) -> dict:
+    return {"epsilon_spent": float(epsilon), "mechanism": dp.MECHANISM, "noise_parties": len(dp.NOISE_RANKS),
+            "rows_per_customer": cap, "min_cell_size": min_cell_size}
+
+
+def _describe_dp(ctx, table, owners, *, columns, decimals, bound, min_cell_size, epsilon, customer, cap):
+    """describe's release with epsilon-differential privacy (``smpc.dp``).
+
+    Each bank shares, per column, its count and sum of exact units over at most ``cap`` rows
+    per customer; the totals get discrete Laplace noise from two compute parties on shares
+    and are opened to the recipients. Sensitivity: one customer added at one bank changes a
+    column's count by at most ``cap`` and its sum by at most ``cap`` * bound (each bank
+    refuses a value above the bound its own configuration declares); epsilon is split evenly
+    over the 2 d statistics (sequential composition). The mean (sum / count) and the small
+    cell rule (noisy count < min_cell_size: suppressed) are post-processing of the noisy
+    values; min_contributors and max_dominance, which read exact per-bank values, are not
+    evaluated. Leakage: the noisy counts and sums. Cost: 3 rounds (share, noise, open).
+    """
+    mine = None
+    if table is not None and ctx.rank in owners:
+        mine = _describe_dp_local(table, ctx.name_of(ctx.rank), columns, decimals, bound, customer, cap)
+    bound_units = max(bound * 10**decimals, 1.0)
+    parts = share_each(ctx, mine, owners, shape=(2 * len(columns),), bound=float(MAX_ROWS_PER_BANK) * bound_units,
+                       frac_bits=0, name="counts and sums")
+    if not ctx.is_compute and ctx.rank not in ctx.result_ranks:
+        return None
+    totals = sum(parts[1:], parts[0])
+    opened = dp.noisy_open(ctx, totals, _describe_dp_scales(columns, decimals, bound, epsilon, cap),
+                           ctx.result_ranks)
+    if opened is None:
+        return None
+    return _describe_dp_result(columns, [int(v) for v in opened], decimals, bound, min_cell_size, epsilon, cap)
+
+
 # ----- histogram -------------------------------------------------------------------------
 def _histogram_local(table, party, column, edges):
     col = table_column(table, party, column)
@@ -282,8 +376,15 @@ def _cells(counts: list[int], hidden: list[bool]) -> list:
     return [suppressed() if h else c for c, h in zip(counts, hidden, strict=True)]
 
 
-def _histogram_plain(tables, *, column, edges, min_cell_size=1, min_contributors=None, max_dominance=100.0) -> dict:
+def _histogram_plain(tables, *, column, edges, min_cell_size=1, min_contributors=None, max_dominance=100.0,
+                     dp_epsilon=None, dp_customer=None, dp_rows_per_customer=1) -> dict:
     _check_edges(edges)
+    check_dp("histogram", dp_epsilon, dp_customer, dp_rows_per_customer)
+    if dp_epsilon is not None:
+        per_bank = [_histogram_local(cap_customer_rows(t, bank, dp_customer, dp_rows_per_customer), bank, column,
+                                     edges) for bank, t in tables.items()]
+        return _histogram_dp_result(edges, [int(v) for v in np.sum(per_bank, axis=0)], min_cell_size, dp_epsilon,
+                                    dp_rows_per_customer)
     rules = disclosure.resolve("histogram", len(tables), min_cell_size, min_contributors, max_dominance)
     per_bank = [[int(v) for v in _histogram_local(t, bank, column, edges)] for bank, t in tables.items()]
     total = [sum(col) for col in zip(*per_bank, strict=True)]
@@ -292,8 +393,11 @@ def _histogram_plain(tables, *, column, edges, min_cell_size=1, min_contributors
 
 
 def _histogram_check(table, party, *, column, edges, min_cell_size=1, min_contributors=None,
-                     max_dominance=100.0) -> None:
+                     max_dominance=100.0, dp_epsilon=None, dp_customer=None, dp_rows_per_customer=1) -> None:
     _check_edges(edges)
+    check_dp("histogram", dp_epsilon, dp_customer, dp_rows_per_customer)
+    if dp_customer is not None:
+        cap_customer_rows(table, party, dp_customer, dp_rows_per_customer)
     disclosure.resolve("histogram", 1, min_cell_size, min_contributors, max_dominance)
     _histogram_local(table, party, column, edges)
 
@@ -303,9 +407,10 @@ def _histogram_check(table, party, *, column, edges, min_cell_size=1, min_contri
     Param("edges", "floats", required=True, description="public bin edges, increasing (numpy.histogram semantics)"),
     Param("min_cell_size", "int", default=1, description="suppress bins with fewer (but more than zero) records"),
     *RULE_PARAMS,
+    *dp_params(),
 ], plaintext=_histogram_plain, check=_histogram_check)
 def histogram(ctx, table, owners, *, column, edges, min_cell_size=1, min_contributors=None,
-              max_dominance=100.0) -> dict | None:
+              max_dominance=100.0, dp_epsilon=None, dp_customer=None, dp_rows_per_customer=1) -> dict | None:
     """Counts per public bin [e_k, e_k+1) (the last bin closed), as numpy.histogram, over all banks.
 
     Each bank bins its own rows; the per-bin counts are shared and summed on shares. Which
@@ -322,18 +427,30 @@ def histogram(ctx, table, owners, *, column, edges, min_cell_size=1, min_contrib
     min_contributors, plus banks with max_dominance) and one selection. Independent of row
     counts.
     Error: none (counts are exact).
+    Privacy: with ``dp_epsilon`` every bin count gets discrete Laplace noise (``smpc.dp``) of
+    scale 2 dp_rows_per_customer / dp_epsilon per contribution (one customer's capped rows
+    change the bin vector by at most dp_rows_per_customer in L1); bins whose noisy count is
+    below min_cell_size are reported suppressed (post-processing), min_contributors and
+    max_dominance are not evaluated. Cost then: 3 rounds (share, noise, open).
     """
     _check_edges(edges)
+    check_dp("histogram", dp_epsilon, dp_customer, dp_rows_per_customer)
     rules = disclosure.resolve("histogram", len(owners), min_cell_size, min_contributors, max_dominance)
     bins = len(edges) - 1
     local = None
     if table is not None and ctx.rank in owners:
-        local = [int(v) for v in _histogram_local(table, ctx.name_of(ctx.rank), column, edges)]
+        party = ctx.name_of(ctx.rank)
+        rows = cap_customer_rows(table, party, dp_customer, dp_rows_per_customer) if dp_epsilon is not None else table
+        local = [int(v) for v in _histogram_local(rows, party, column, edges)]
     parts = share_each(ctx, local, owners, shape=(bins,), bound=float(MAX_ROWS_PER_BANK), frac_bits=0,
                            name="bin counts")
     if not ctx.is_compute and ctx.rank not in ctx.result_ranks:
         return None
     counts = sum(parts[1:], parts[0])
+    if dp_epsilon is not None:
+        noisy = dp.noisy_open(ctx, counts, dp.scales(dp_epsilon, [dp_rows_per_customer]) * bins, ctx.result_ranks)
+        return None if noisy is None else _histogram_dp_result(edges, [int(v) for v in noisy], min_cell_size,
+                                                               dp_epsilon, dp_rows_per_customer)
     released = disclosure.released_on_shares(rules, parts, MAX_ROWS_PER_BANK, total=count_view(counts, owners))
     opened = disclosure.open_cells(counts, released, bins, [-1], ctx.result_ranks)
     if opened is None:
@@ -341,6 +458,16 @@ def histogram(ctx, table, owners, *, column, edges, min_cell_size=1, min_contrib
     values = [int(v) for v in opened[:, 0]]
     return {"edges": list(edges), "counts": _cells(values, [v < 0 for v in values]), "min_cell_size": min_cell_size,
             **rules.metadata()}
+
+
+def _histogram_dp_result(edges, counts, min_cell_size, epsilon, cap) -> dict:
+    scale = dp.scales(epsilon, [cap])[0]
+    stats = [dp.statistic(c, scale) for c in counts]
+    cells = [suppressed() if min_cell_size > 1 and c < min_cell_size else c for c in counts]
+    intervals = [None if isinstance(cell, dict) else st["interval95"] for cell, st in zip(cells, stats, strict=True)]
+    return {"edges": list(edges), "counts": cells, "interval95": intervals,
+            "noise": {"scale": stats[0]["noise_scale"], "std": stats[0]["noise_std"]} if stats else None,
+            **_dp_metadata(epsilon, cap, min_cell_size)}
 
 
 # ----- quantiles -------------------------------------------------------------------------
@@ -693,8 +820,11 @@ def _rate_inputs(table, party, label, positive, by, groups):
 
 
 def _rate_check(table, party, *, label, by, positive=None, groups=None, min_cell_size=1, min_contributors=None,
-                max_dominance=100.0) -> None:
+                max_dominance=100.0, dp_epsilon=None, dp_customer=None, dp_rows_per_customer=1) -> None:
     disclosure.resolve("default_rate", 1, min_cell_size, min_contributors, max_dominance)
+    _rate_dp_check(groups, dp_epsilon, dp_customer, dp_rows_per_customer)
+    if dp_customer is not None:
+        cap_customer_rows(table, party, dp_customer, dp_rows_per_customer)
     _rate_inputs(table, party, label, positive, by, groups)
 
 
@@ -720,9 +850,42 @@ def _rate_groups(groups, counts, defaults, hidden) -> dict:
     return out
 
 
+def _rate_dp_check(groups, dp_epsilon, dp_customer, dp_rows_per_customer) -> None:
+    check_dp("default_rate", dp_epsilon, dp_customer, dp_rows_per_customer)
+    if dp_epsilon is not None and groups is None:
+        raise InputError("default_rate: dp_epsilon needs declared groups: without them every bank discloses its "
+                         "set of group keys, which no noise covers")
+
+
+def _rate_dp_result(by, keys, values, min_cell_size, epsilon, cap) -> dict:
+    """Noisy loans and defaults per group; a customer's capped rows change the loan counts
+    and the default counts by at most ``cap`` each in L1: epsilon split over the two."""
+    s_count, s_defaults = dp.scales(epsilon, [cap, cap])
+    out = {}
+    for i, g in enumerate(keys):
+        n, d = int(values[2 * i]), int(values[2 * i + 1])
+        if min_cell_size > 1 and n < min_cell_size:
+            out[g] = suppressed()
+            continue
+        count, defaults = dp.statistic(n, s_count), dp.statistic(d, s_defaults)
+        out[g] = {"count": n, "defaults": d, "rate": min(1.0, max(0.0, d / n)) if n > 0 else math.nan,
+                  "interval95": {"count": count["interval95"], "defaults": defaults["interval95"],
+                                 "rate": dp.ratio_interval(d, s_defaults, n, s_count, 0.0, 1.0)}}
+    noise = {"scale": float(s_count), "std": dp.Noise(s_count).std}
+    return {"by": by, "groups": out, "noise": {"count": noise, "defaults": noise},
+            **_dp_metadata(epsilon, cap, min_cell_size)}
+
+
 def _rate_plain(tables, *, label, by, positive=None, groups=None, min_cell_size=1, min_contributors=None,
-                max_dominance=100.0) -> dict:
+                max_dominance=100.0, dp_epsilon=None, dp_customer=None, dp_rows_per_customer=1) -> dict:
     rules = disclosure.resolve("default_rate", len(tables), min_cell_size, min_contributors, max_dominance)
+    _rate_dp_check(groups, dp_epsilon, dp_customer, dp_rows_per_customer)
+    if dp_epsilon is not None:
+        totals = sum(np.asarray(_rate_local(cap_customer_rows(t, bank, dp_customer, dp_rows_per_customer), bank,
+                                            label, positive, by, groups), dtype=np.int64)
+                     for bank, t in tables.items())
+        return _rate_dp_result(by, groups, [int(v) for v in totals], min_cell_size, dp_epsilon,
+                               dp_rows_per_customer)
     keys = groups or sorted({k for bank, t in tables.items() for k in _group_keys(t, bank, by)})
     totals = np.zeros(2 * len(keys), dtype=np.int64)
     per_bank = []
@@ -744,9 +907,10 @@ def _rate_plain(tables, *, label, by, positive=None, groups=None, min_cell_size=
           description="declared list of group keys; if omitted each bank discloses its set of keys"),
     Param("min_cell_size", "int", default=1, description="suppress groups with fewer (but more than zero) loans"),
     *RULE_PARAMS,
+    *dp_params(),
 ], plaintext=_rate_plain, check=_rate_check)
 def default_rate(ctx, table, owners, *, label, by, positive=None, groups=None, min_cell_size=1, min_contributors=None,
-                 max_dominance=100.0) -> dict | None:
+                 max_dominance=100.0, dp_epsilon=None, dp_customer=None, dp_rows_per_customer=1) -> dict | None:
     """Per group: number of loans, number of defaults and default rate, small groups suppressed.
 
     Every bank checks its labels and group keys first; without declared ``groups`` all banks
@@ -769,11 +933,21 @@ def default_rate(ctx, table, owners, *, label, by, positive=None, groups=None, m
     L leaves (banks with min_contributors, plus banks with max_dominance) and one
     selection. Independent of row counts.
     Error: none (exact counts; rates are the nearest float64).
+    Privacy: with ``dp_epsilon`` (declared ``groups`` needed) every group's loans and defaults
+    get discrete Laplace noise (``smpc.dp``), each of scale 2 dp_rows_per_customer /
+    dp_epsilon per contribution (one customer's capped rows change either vector by at most
+    dp_rows_per_customer in L1); rates and their intervals are post-processed from the
+    noisy counts, groups with a noisy count below min_cell_size are reported suppressed,
+    min_contributors and max_dominance are not evaluated. Cost then: 3 rounds (share, noise,
+    open).
     """
     rules = disclosure.resolve("default_rate", len(owners), min_cell_size, min_contributors, max_dominance)
+    _rate_dp_check(groups, dp_epsilon, dp_customer, dp_rows_per_customer)
     keys = groups
     mine_keys = None
     if table is not None and ctx.rank in owners:
+        if dp_epsilon is not None:
+            table = cap_customer_rows(table, ctx.name_of(ctx.rank), dp_customer, dp_rows_per_customer)
         mine_keys = sorted(set(_rate_inputs(table, ctx.name_of(ctx.rank), label, positive, by, groups)[1]))
     if keys is None:
         inputs_checked(ctx, owners)
@@ -785,6 +959,11 @@ def default_rate(ctx, table, owners, *, label, by, positive=None, groups=None, m
                            name="group counts")
     if not ctx.is_compute and ctx.rank not in ctx.result_ranks:
         return None
+    if dp_epsilon is not None:
+        s_count, s_defaults = dp.scales(dp_epsilon, [dp_rows_per_customer, dp_rows_per_customer])
+        noisy = dp.noisy_open(ctx, sum(parts[1:], parts[0]), [s_count, s_defaults] * len(keys), ctx.result_ranks)
+        return None if noisy is None else _rate_dp_result(by, keys, [int(v) for v in noisy], min_cell_size,
+                                                          dp_epsilon, dp_rows_per_customer)
     pairs = sum(parts[1:], parts[0]).reshape(len(keys), 2)
     per_bank = [p.reshape(len(keys), 2)[:, 0] for p in parts]
     released = disclosure.released_on_shares(rules, per_bank, MAX_ROWS_PER_BANK,

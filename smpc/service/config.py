@@ -106,7 +106,8 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _ROOT_KEYS = ("party", "tls", "compute", "peers", "data", "policy", "audit", "timeouts", "limits", "analyses", "join",
               "store")
 _POLICY_KEYS = ("allowed_analyses", "allowed_columns", "allowed_sources", "min_cell_size", "min_contributors",
-                "max_dominance", "allowed_recipients", "max_rows", "result_retention_days")
+                "max_dominance", "allowed_recipients", "max_rows", "result_retention_days", "dp")
+DP_PERIODS = ("day", "month", "year")
 _COLUMN_KEYS = ("type", "bound", "decimals", "total_bound", "min", "nonnegative", "categories")
 MIN_SALT_CHARS = 16
 DEFAULT_ANCHOR_INTERVAL_S = 60.0
@@ -168,6 +169,13 @@ class Policy:
     """Percent of a cell's sum one bank may contribute before the cell is suppressed (100: off)."""
     result_retention_days: float = 30.0
     """Days a job and its result are kept after it ended; then they are deleted (and audited)."""
+    dp_budget: dict[str, float] = field(default_factory=dict)
+    """``[policy.dp] budget_per_source``: data source -> the epsilon jobs may spend on it per
+    period (``smpc.service.budget``); a source without one has no ledger limit."""
+    dp_period: str = "month"
+    """``[policy.dp] period``: the budget renews every calendar ``day``, ``month`` or ``year`` (UTC)."""
+    dp_required: bool = False
+    """``[policy.dp] required``: refuse jobs without dp_epsilon on every source with a budget."""
 
 
 @dataclass(frozen=True)
@@ -440,10 +448,12 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
     allowed_recipients = pol.names("allowed_recipients")
     max_rows = pol.number("max_rows", 10_000_000, integer=True, minimum=1)
     retention = pol.number("result_retention_days", Policy.result_retention_days)
+    dp_budget, dp_period, dp_required = _dp_policy(pol.sub("dp", required=False,
+                                                           keys=("budget_per_source", "period", "required")), data)
     pol.done()
     allowed_sources = _allowed_sources(tuple(allowed_analyses), allowed_sources, data)
     policy = Policy(tuple(allowed_analyses), allowed_columns, min_cell_size, tuple(allowed_recipients), max_rows,
-                    allowed_sources, min_contributors, max_dominance, retention)
+                    allowed_sources, min_contributors, max_dominance, retention, dp_budget, dp_period, dp_required)
 
     join = root.sub("join", required=False, keys=("salt_file",))
     join_salt = None
@@ -499,6 +509,33 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
     # after the sources' own checks: a column misspelt in [data.NAME].columns is named there
     _check_policy_columns(policy, data)
     return config
+
+
+def _dp_policy(dp: _Reader | None, data: dict[str, DataSource]) -> tuple[dict[str, float], str, bool]:
+    """``[policy.dp]``: (budget per source, period, required)."""
+    if dp is None:
+        return {}, "month", False
+    budgets = dp.sub("budget_per_source", required=False)
+    out: dict[str, float] = {}
+    if budgets is not None:
+        for source in budgets.table:
+            if source not in data:
+                raise ConfigError(f"key 'policy.dp.budget_per_source.{source}': no data source {source!r} "
+                                  f"(declared: {', '.join(data)})")
+            out[source] = budgets.number(source, 0.0)
+        budgets.done()
+    period = dp.str("period", required=False) or "month"
+    if period not in DP_PERIODS:
+        raise ConfigError(f"key 'policy.dp.period' must be one of {', '.join(DP_PERIODS)}, got {period!r}")
+    required = dp._get("required", False)
+    if required is None:
+        required = False
+    if not isinstance(required, bool):
+        raise ConfigError(f"key 'policy.dp.required' must be true or false, got {required!r}")
+    if required and not out:
+        raise ConfigError("key 'policy.dp.required' needs key 'policy.dp.budget_per_source' for some source")
+    dp.done()
+    return out, period, required
 
 
 def _number(reader: _Reader, name: str, integer: bool = False) -> Any:

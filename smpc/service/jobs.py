@@ -61,8 +61,9 @@ import grpc
 
 from smpc.analyses import registry
 from smpc.context import Context
-from smpc.errors import PartyUnavailable, ProtocolTimeout, SmpcError
+from smpc.errors import PartyUnavailable, PolicyError, ProtocolTimeout, SmpcError
 from smpc.service.audit import HEAD_HASH, AuditError, AuditLog, encode_signature, head_payload
+from smpc.service.budget import BUDGET_RULE, PrivacyBudget, epsilon_of
 from smpc.service.config import PartyConfig
 from smpc.service.identity import (
     JOB_ID,
@@ -162,6 +163,8 @@ class Job:
     store: JobStore | None = None
     """Where this party keeps the job once it received it: every event is written there."""
     stopped: JobError | None = None
+    dp_debited: bool = False
+    """This party debited the job's epsilon from its privacy ledger (refunded if it never starts)."""
     """Why this party's shutdown ended the job (it ends failed, whatever the abort said)."""
     _last_event: float = 0.0
     _partial_shown: bool = False
@@ -318,6 +321,7 @@ class JobManager:
         self.audit = audit
         self.peers = peers
         self.store = store
+        self.budget = PrivacyBudget(config, store, audit)
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
         # mutual TLS: who asked is what the requester's signature proves, checked at every party
@@ -491,6 +495,9 @@ class JobManager:
             job.emit(self.me, state=state, error=error, stage=stage or STATE_NAMES[state],
                      message=error.message if error else "")
             job.decision = None  # drop the input table
+            refund = job.dp_debited and job.started is None and state != jobs_pb2.JOB_STATE_SUCCEEDED
+        if refund:  # nothing was computed or released: the epsilon goes back (smpc.service.budget)
+            self.budget.refund(job.id, f"ended {STATE_NAMES[state]} before it started")
         return True
 
     # ----- coordinator -----------------------------------------------------------------
@@ -691,6 +698,14 @@ class JobManager:
 
     def _decide(self, job: Job) -> Decision:
         decision = decide(self.config, job.request)
+        epsilon = epsilon_of(decision.params) if decision.accepted else None
+        if epsilon is not None:  # last, so a job refused for any other reason spends nothing
+            try:
+                self.budget.debit(job.id, job.request.source, epsilon, job.request.requester)
+            except PolicyError as exc:
+                decision = Decision(False, self.me, BUDGET_RULE, "PolicyError", str(exc))
+            else:
+                job.dp_debited = True
         self.audit.record("policy_decision", job_id=job.id, analysis=job.request.analysis, **decision.as_audit())
         if decision.detail:  # this party's own data: its operator's log, never the wire
             print(f"{self.me}: job {job.id} refused ({decision.rule}): {decision.detail}", file=sys.stderr,

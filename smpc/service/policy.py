@@ -182,6 +182,9 @@ def decide(config: PartyConfig, req: JobRequest) -> Decision:
         allowed = ", ".join(pol.allowed_sources.get(analysis.name, ())) or "none"
         return refuse("policy.allowed_sources",
                       f"analysis '{analysis.name}' may not read data source '{req.source}' (allowed: {allowed})")
+    if pol.dp_required and req.source in pol.dp_budget and params.get("dp_epsilon") is None:
+        return refuse("policy.dp.required", f"data source '{req.source}' may be read by differentially private "
+                                            "jobs only (parameter 'dp_epsilon')")
     source = config.data.get(req.source)
     if source is None:
         return refuse(

@@ -28,6 +28,7 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -55,6 +56,17 @@ CREATE TABLE IF NOT EXISTS jobs (
     result BLOB
 );
 CREATE INDEX IF NOT EXISTS jobs_by_end ON jobs (finished_at) WHERE expired_at IS NULL;
+CREATE TABLE IF NOT EXISTS dp_ledger (
+    job_id TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    period TEXT NOT NULL,
+    epsilon TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    debited_at REAL NOT NULL,
+    refunded_at REAL,
+    refund_reason TEXT
+);
+CREATE INDEX IF NOT EXISTS dp_ledger_by_period ON dp_ledger (source, period);
 CREATE TABLE IF NOT EXISTS events (
     job_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -175,6 +187,63 @@ class JobStore:
                         self._db.execute(sql, args)
             except sqlite3.Error as exc:
                 raise StoreError(f"{self.party}: cannot write the job store {self.path} ({exc})") from None
+
+    # ----- the privacy budget ledger -------------------------------------------------------
+    def debit_epsilon(self, job_id: str, source: str, period: str, epsilon: Fraction, requester: str,
+                      budget: Fraction | None) -> Fraction | None:
+        """Debit ``epsilon`` from ``source`` in ``period`` for ``job_id``, atomically and
+        durably; returns None when debited, else (the budget would be exceeded) the epsilon
+        that remains, and debits nothing. One transaction under the store's lock (and SQLite's
+        write lock, BEGIN IMMEDIATE), so two jobs can never both spend the last epsilon.
+        Epsilons are exact fractions, kept as text."""
+        with self._lock:
+            try:
+                self._db.execute("PRAGMA synchronous=FULL")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    rows = self._db.execute("SELECT epsilon FROM dp_ledger WHERE source = ? AND period = ? "
+                                            "AND refunded_at IS NULL", (source, period)).fetchall()
+                    spent = sum((Fraction(r[0]) for r in rows), Fraction(0))
+                    if budget is not None and spent + epsilon > budget:
+                        self._db.execute("ROLLBACK")
+                        return max(Fraction(0), budget - spent)
+                    self._db.execute("INSERT INTO dp_ledger (job_id, source, period, epsilon, requester, debited_at) "
+                                     "VALUES (?, ?, ?, ?, ?, ?)",
+                                     (job_id, source, period, str(epsilon), requester, time.time()))
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.party}: cannot write the privacy ledger in {self.path} ({exc})") from None
+        return None
+
+    def refund_epsilon(self, job_id: str, reason: str) -> bool:
+        """Give a job's debit back (it never started); returns whether there was one to refund."""
+        with self._lock:
+            try:
+                self._db.execute("PRAGMA synchronous=FULL")
+                with self._db:
+                    cur = self._db.execute("UPDATE dp_ledger SET refunded_at = ?, refund_reason = ? "
+                                           "WHERE job_id = ? AND refunded_at IS NULL", (time.time(), reason, job_id))
+            except sqlite3.Error as exc:
+                raise StoreError(f"{self.party}: cannot write the privacy ledger in {self.path} ({exc})") from None
+        return cur.rowcount > 0
+
+    def spent_epsilon(self, source: str, period: str) -> Fraction:
+        with self._lock:
+            rows = self._db.execute("SELECT epsilon FROM dp_ledger WHERE source = ? AND period = ? "
+                                    "AND refunded_at IS NULL", (source, period)).fetchall()
+        return sum((Fraction(r[0]) for r in rows), Fraction(0))
+
+    def ledger(self) -> list[dict]:
+        """Every debit, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT job_id, source, period, epsilon, requester, debited_at, refunded_at, "
+                                    "refund_reason FROM dp_ledger ORDER BY debited_at, job_id").fetchall()
+        keys = ("job_id", "source", "period", "epsilon", "requester", "debited_at", "refunded_at", "refund_reason")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
 
     def add(self, job_id: str, requester: str, recipients: list[str], spec: dict, status: dict,
             state: str, terminal: bool = False) -> None:
