@@ -78,7 +78,8 @@ def test_shared_attribute_links_equals_its_twin_and_finds_the_planted_rings(n_ba
 def test_an_attribute_shared_only_within_one_bank_is_not_flagged_with_min_banks_two():
     tables = {"bank_a": pd.DataFrame({"customer_id": ["a1", "a2", "a3", "a1"], "phone": ["P", "P", "P", "P"]}),
               "bank_b": pd.DataFrame({"customer_id": ["b1", "a1"], "phone": ["Q", "Q"]}),
-              "bank_c": pd.DataFrame({"customer_id": pd.Series([], dtype=object), "phone": pd.Series([], dtype=object)})}
+              "bank_c": pd.DataFrame({"customer_id": pd.Series([], dtype=object),
+                                      "phone": pd.Series([], dtype=object)})}
     for min_banks, flagged in ((1, {"a1", "a2", "a3"}), (2, set())):
         params = {"attribute": "phone", "id": "customer_id", "min_ids": 3, "min_banks": min_banks}
         results, _, _ = run_banks(shared_attribute_links, tables, **params)
@@ -147,8 +148,9 @@ def test_mule_fan_in_window_counts_only_transfers_inside_it():
     rows = [("v1", "M", "bank_b", 1, "2024-03-01"), ("v2", "M", "bank_b", 1, "2024-03-05"),
             ("v3", "M", "bank_b", 1, "2024-03-10"), ("v3", "M", "bank_b", 1, "2024-03-10")]
     frame = pd.DataFrame(rows, columns=["sender", "receiver", "receiver_bank", "victim", "date"])
-    tables = {"bank_a": frame, "bank_b": pd.DataFrame({"sender": ["M"], "receiver": ["OUT"], "receiver_bank": ["bank_c"],
-                                                       "victim": [0], "date": ["2024-03-11"]}),
+    forwards = pd.DataFrame({"sender": ["M"], "receiver": ["OUT"], "receiver_bank": ["bank_c"], "victim": [0],
+                             "date": ["2024-03-11"]})
+    tables = {"bank_a": frame, "bank_b": forwards,
               "bank_c": frame.iloc[:0]}
     for window, flagged in ((9, ["M"]), (8, [])):
         params = {**MULE, "time": "date", "window_days": window, "as_of": "2024-03-10"}
