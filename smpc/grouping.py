@@ -363,12 +363,12 @@ def window_counts(
     start is its count; then a sign test and the cap (or threshold) and an opening to the
     requester only.
     Cost, with n = 2 q + d rows in all (q query rows, d data rows), L = ceil(log2 n):
-    2 rounds to share (1 word per row: the second word's secret part; the requester sends
-    2 per query); the sort (3 rounds of shuffle, then a two-word quicksort: varies with the
-    secret order); then exactly 6 rounds (adjacent equalities, one word), 2 (injection),
+    2 rounds to share (2 words per sorted row); the sort (3 rounds of shuffle, then a
+    two-word quicksort: varies with the secret order); then exactly 6 rounds (adjacent equalities, one word), 2 (injection),
     L (forward scan: 2 ring elements per row and round, 1 in the last), 3 (inverse
     shuffle), 8 (sign test, q elements), 2 (injection), 1 (cap product, unless
-    ``min_count``), 1 (opening to the requester).
+    ``min_count``), 1 (opening to the requester) (``window_cost_after_sort``); about 210
+    bytes per sorted row and party at 3 x 1000 rows (docs/costs.md).
     Leakage: every bank's row count (to the compute parties); to the requester only, the
     capped count (or the flag) of each of its rows. The other banks receive nothing after
     sharing their rows.
