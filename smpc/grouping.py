@@ -364,7 +364,8 @@ def window_counts(
     requester only.
     Cost, with n = 2 q + d rows in all (q query rows, d data rows), L = ceil(log2 n):
     2 rounds to share (2 words per sorted row); the sort (3 rounds of shuffle, then a
-    two-word quicksort: varies with the secret order); then exactly 6 rounds (adjacent equalities, one word), 2 (injection),
+    two-word quicksort: varies with the secret order); then exactly 6 rounds (adjacent
+    equalities, one word), 2 (injection),
     L (forward scan: 2 ring elements per row and round, 1 in the last), 3 (inverse
     shuffle), 8 (sign test, q elements), 2 (injection), 1 (cap product, unless
     ``min_count``), 1 (opening to the requester) (``window_cost_after_sort``); about 210
