@@ -106,6 +106,10 @@ def test_velocity_equals_its_twin_finds_the_bursts_and_answers_the_requester_onl
         assert results["bank_a"] == plain
         assert all(results[b] is None for b in tables if b != "bank_a") and all(r is None for r in others)
         assert len(plain["counts"]) == len(tables["bank_a"])
+        if n_banks > 3:  # input parties: the other banks receive nothing but the id types
+            for bank in tables:
+                tags = {tag.split("#")[0] for _, tag, _ in received[bank]}
+                assert tags - {"keys", "common-key", "publish-each"} == ({"window-open"} if bank == "bank_a" else set())
     flagged = {c["id"] for c in results["bank_a"]["counts"] if c["other_banks_applications"] == 2}
     assert truth["burst_ids"] and set(truth["burst_ids"]) <= flagged
     results, _, _ = run_banks(velocity, tables, **{**VELOCITY, "min_applications": truth["burst_applications"]})
