@@ -7,7 +7,8 @@ velocity for bank_a) or transfers (mule_fan_in), ``--rows`` rows each; each bank
 the three compute parties (``smpc_compare.grpc_parties``). Per analysis: a warm-up run, then
 ``--reps`` timed runs (a run's time is the slowest party's, from a barrier to its result);
 printed as JSON: median seconds, bytes sent and rounds per party, peak RSS per party, and
-whether the result equals the plaintext twin and the planted truth.
+CPU seconds per party (wall times on a loaded machine overstate the protocol's), and whether
+the result equals the plaintext twin.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import statistics
 import sys
 import tempfile
@@ -62,13 +64,13 @@ def party(rank: int, conn, certs: str, analyses: list[str], rows: int, seed: int
             ctx.exchange("barrier", sends={p: torch.zeros(1, dtype=torch.int64) for p in others}, recv_from=others)
             ctx.reset_comm_stats()
             reset_peak_rss()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             result = fn(ctx, table, [0, 1, 2], **PARAMS[name])
-            seconds = time.perf_counter() - t0
+            seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
             stats = ctx.comm_stats()
             node.close_job(transport)
-            runs.append({"seconds": seconds, "bytes_sent": stats["bytes_sent"], "rounds": stats["rounds"],
-                         "peak_rss": peak_rss_bytes(), "result": result})
+            runs.append({"seconds": seconds, "cpu_seconds": cpu, "bytes_sent": stats["bytes_sent"],
+                         "rounds": stats["rounds"], "peak_rss": peak_rss_bytes(), "result": result})
         out[name] = runs[1:]
     conn.send(out)
     node.stop()
@@ -103,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         results = [c.recv() for c in pipes]
         for p in procs:
             p.join()
-    report = {"rows_per_bank": rows, "banks": 3, "reps": args.reps, "analyses": {}}
+    report = {"rows_per_bank": rows, "banks": 3, "reps": args.reps, "cpus": os.cpu_count(),
+              "load_average": [round(x, 1) for x in os.getloadavg()], "analyses": {}}
     for name in names:
         per_party = [r[name] for r in results]
         seconds = [max(p[k]["seconds"] for p in per_party) for k in range(args.reps)]
@@ -115,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             merged = got[0]
         report["analyses"][name] = {
             "median_s": statistics.median(seconds), "seconds": seconds,
+            "cpu_s_per_party": [round(p[-1]["cpu_seconds"], 2) for p in per_party],
             "bytes_sent_per_party": [p[-1]["bytes_sent"] for p in per_party],
             "rounds_per_party": [p[-1]["rounds"] for p in per_party],
             "peak_rss_mb_per_party": [round(p[-1]["peak_rss"] / 2**20) for p in per_party],
