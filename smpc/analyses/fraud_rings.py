@@ -85,7 +85,13 @@ def table_days(table: pd.DataFrame, party: str, column: str) -> np.ndarray:
     if pd.api.types.is_datetime64_any_dtype(series.dtype):
         parsed = series
     else:
-        parsed = pd.to_datetime(series.astype("string"), errors="coerce", format="mixed")
+        text = series.astype("string")
+        parsed = pd.to_datetime(text, errors="coerce", format="ISO8601")  # fast for the usual YYYY-MM-DD
+        retry = parsed.isna().to_numpy() & text.notna().to_numpy()
+        if retry.any():  # other spellings, element by element
+            parsed = parsed.astype(object)
+            parsed[retry] = pd.to_datetime(text[retry], errors="coerce", format="mixed").astype(object)
+            parsed = pd.to_datetime(parsed)
     bad = parsed.isna().to_numpy()
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
@@ -99,8 +105,9 @@ def table_days(table: pd.DataFrame, party: str, column: str) -> np.ndarray:
     return days
 
 
-def _iso(day: int) -> str:
-    return (EPOCH + pd.Timedelta(days=int(day))).strftime("%Y-%m-%d")
+def _iso(days: np.ndarray) -> list[str]:
+    """YYYY-MM-DD of days since 1970-01-01, all at once."""
+    return np.datetime_as_string(np.asarray(days, dtype=np.int64).astype("datetime64[D]"), unit="D").tolist()
 
 
 def _flags01(table: pd.DataFrame, party: str, column: str) -> np.ndarray:
@@ -256,8 +263,8 @@ def _distinct_applications(ids: list[str], days: np.ndarray) -> tuple[list[str],
 
 def _velocity_entries(ids: list[str], days: np.ndarray, values: np.ndarray, min_applications: int | None) -> list:
     key = "flagged" if min_applications else "other_banks_applications"
-    return [{"id": i, "time": _iso(d), key: bool(v) if min_applications else int(v)}
-            for i, d, v in zip(ids, days.tolist(), values.tolist(), strict=True)]
+    return [{"id": i, "time": d, key: bool(v) if min_applications else int(v)}
+            for i, d, v in zip(ids, _iso(days), values.tolist(), strict=True)]
 
 
 def velocity_plain(tables: Mapping[str, pd.DataFrame], *, requester: str, id: str, time: str, window_days: int,
