@@ -178,6 +178,7 @@ def test_bad_input_is_refused_with_one_error_naming_bank_and_column():
     numbers = {"bank_a": pd.DataFrame({"customer_id": [1, 2], "phone": ["p", "p"]}),
                "bank_b": pd.DataFrame({"customer_id": ["1", "x"], "phone": ["p", "q"]}),
                "bank_c": pd.DataFrame({"customer_id": [3], "phone": ["p"]})}
+    numbers["bank_c"] = pd.DataFrame({"customer_id": pd.Series([], dtype=object), "phone": pd.Series([], dtype=object)})
     expected = r"bank_b, column 'customer_id': its ids are text while bank_a's are number"
     with pytest.raises(InputError, match=expected):
         run_banks(shared_attribute_links, numbers, **{**LINKS, "min_ids": 2})

@@ -33,12 +33,14 @@ def _require(table: pd.DataFrame, party: str, column: str) -> pd.Series:
 
 
 def id_kind(table: pd.DataFrame, party: str, column: str) -> str:
-    """'number' or 'text': how a bank stores an id column. Banks must agree, or equal ids
+    """'number', 'text' or 'empty': how a bank stores an id column. Banks must agree, or equal ids
     stored as 123 at one bank and "00123" at another would silently never match."""
     series = _require(table, party, column)
+    values = series.dropna()
+    if not len(values):  # nothing to compare: an empty file agrees with every other
+        return "empty"
     if pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype):
         return "number"
-    values = series.dropna()
     if len(values) and all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
                            for v in values.head(1000)):
         return "number"
@@ -48,12 +50,14 @@ def id_kind(table: pd.DataFrame, party: str, column: str) -> str:
 def check_kinds(kinds: Mapping[str, Mapping[str, str]]) -> None:
     """``InputError`` naming the first bank and column whose id kind differs from the first
     bank's ({bank: {column: kind}})."""
-    banks = list(kinds)
-    for bank in banks[1:]:
-        for column, kind in kinds[bank].items():
-            first = kinds[banks[0]].get(column)
-            if first is not None and kind != first:
-                raise InputError(f"{bank}, column '{column}': its ids are {kind} while {banks[0]}'s are {first}; "
+    first: dict[str, tuple[str, str]] = {}  # column: (first bank storing values in it, their kind)
+    for bank, columns in kinds.items():
+        for column, kind in columns.items():
+            if kind == "empty":
+                continue
+            seen = first.setdefault(column, (bank, kind))
+            if kind != seen[1]:
+                raise InputError(f"{bank}, column '{column}': its ids are {kind} while {seen[0]}'s are {seen[1]}; "
                                  "every bank must store this column alike (all text or all numbers)")
 
 
