@@ -233,3 +233,15 @@ def test_smpc_analyze_prints_every_banks_part_as_json(tmp_path, capsys):
     assert code == 0, out.err
     counts = json.loads(out.out)["result"]["counts"]
     assert len(counts) == len(tables["bank_a"]) and set(counts[0]) == {"id", "time", "other_banks_applications"}
+
+
+def test_mule_fan_in_refuses_senders_and_receivers_stored_as_different_types():
+    tables = {"bank_a": pd.DataFrame({"sender": [1, 2], "receiver": ["7", "8"], "receiver_bank": ["bank_b"] * 2,
+                                      "victim": [1, 1]}),
+              "bank_b": pd.DataFrame({"sender": [7], "receiver": ["9"], "receiver_bank": ["bank_a"], "victim": [0]}),
+              "bank_c": pd.DataFrame({"sender": [3], "receiver": ["1"], "receiver_bank": ["bank_a"], "victim": [1]})}
+    expected = r"bank_a, column 'sender': its ids are number while bank_a's column 'receiver' are text"
+    with pytest.raises(InputError, match=expected):
+        analyses.get("mule_fan_in").run_plaintext(tables, **MULE)
+    with pytest.raises(InputError, match=expected):
+        run_banks(mule_fan_in, tables, **MULE)

@@ -47,21 +47,24 @@ def id_kind(table: pd.DataFrame, party: str, column: str) -> str:
     return "text"
 
 
-def check_kinds(kinds: Mapping[str, Mapping[str, str]]) -> None:
+def check_kinds(kinds: Mapping[str, Mapping[str, str]], alike: Sequence[str] = ()) -> None:
     """``InputError`` naming the first bank and column whose id kind differs from the first
-    bank's ({bank: {column: kind}})."""
-    first: dict[str, tuple[str, str]] = {}  # column: (first bank storing values in it, their kind)
+    bank storing values in that column ({bank: {column: kind}}); the columns in ``alike``
+    hold the same ids (accounts that send and receive) and must all agree."""
+    first: dict[str, tuple[str, str, str]] = {}  # class: (bank, column, kind) seen first
     for bank, columns in kinds.items():
         for column, kind in columns.items():
             if kind == "empty":
                 continue
-            seen = first.setdefault(column, (bank, kind))
-            if kind != seen[1]:
-                raise InputError(f"{bank}, column '{column}': its ids are {kind} while {seen[0]}'s are {seen[1]}; "
-                                 "every bank must store this column alike (all text or all numbers)")
+            cls = "alike" if column in alike else column
+            seen = first.setdefault(cls, (bank, column, kind))
+            if kind != seen[2]:
+                other = f"{seen[0]}'s" if seen[1] == column else f"{seen[0]}'s column '{seen[1]}'"
+                raise InputError(f"{bank}, column '{column}': its ids are {kind} while {other} are {seen[2]}; "
+                                 "every bank must store these ids alike (all text or all numbers)")
 
 
-def _agree_on_kinds(ctx, owners: Sequence[int], table, columns: Sequence[str]) -> None:
+def _agree_on_kinds(ctx, owners: Sequence[int], table, columns: Sequence[str], alike: Sequence[str] = ()) -> None:
     """Every bank announces how it stores its id columns (number or text: a declared, public
     fact of its schema), in one round before anything is shared; all ranks refuse alike."""
     mine = None
@@ -69,7 +72,7 @@ def _agree_on_kinds(ctx, owners: Sequence[int], table, columns: Sequence[str]) -
         party = ctx.name_of(ctx.rank)
         mine = {c: id_kind(table, party, c) for c in columns}
     announced = ctx.publish_each(mine, owners)
-    check_kinds({ctx.name_of(o): k for o, k in zip(owners, announced, strict=True) if k is not None})
+    check_kinds({ctx.name_of(o): k for o, k in zip(owners, announced, strict=True) if k is not None}, alike)
 
 
 def _optional_values(table: pd.DataFrame, party: str, column: str) -> tuple[np.ndarray, list[str]]:
@@ -415,7 +418,8 @@ def mule_fan_in_plain(tables: Mapping[str, pd.DataFrame], *, receiver: str, rece
                       as_of: str | None = None, max_count: int = DEFAULT_MAX_COUNT, salt: str = DEFAULT_SALT) -> dict:
     """Plaintext twin of ``mule_fan_in``."""
     _check_mule(min_senders, max_count, time, window_days, as_of)
-    check_kinds({b: {receiver: id_kind(t, b, receiver), sender: id_kind(t, b, sender)} for b, t in tables.items()})
+    check_kinds({b: {receiver: id_kind(t, b, receiver), sender: id_kind(t, b, sender)} for b, t in tables.items()},
+                (receiver, sender))
     parts = {bank: _transfers(t, bank, receiver, receiver_bank, sender, victim, time, window_days, as_of)
              for bank, t in tables.items()}
     rows = pd.concat([pd.DataFrame({"g": pd.Series(g, dtype=object), "m": pd.Series(m, dtype=object), "p": p})
@@ -487,7 +491,7 @@ def mule_fan_in(ctx, table, owners, *, receiver, receiver_bank, sender, victim, 
     _check_mule(min_senders, max_count, time, window_days, as_of)
     rank = ctx.rank
     party = ctx.name_of(rank)
-    _agree_on_kinds(ctx, owners, table, [receiver, sender])
+    _agree_on_kinds(ctx, owners, table, [receiver, sender], (receiver, sender))
     own = groups = members = predicate = None
     if table is not None and rank in owners:
         report_progress(ctx, 0.02, "checking, merging and hashing transfers")
