@@ -197,9 +197,10 @@ def synthetic_blacklists(
 
 
 # ----- fraud rings: applications and transfers with planted truth ----------------------------
-def _labels(prefix: str, numbers: np.ndarray, width: int = 8) -> np.ndarray:
-    """Identifier strings prefix + zero-padded number, vectorised (fast at 1e6 rows)."""
-    return np.char.add(prefix, np.char.zfill(np.asarray(numbers).astype(str), width)).astype(object)
+def _labels(prefix: str, numbers: np.ndarray, width: int = 8, suffix: str = "") -> np.ndarray:
+    """Identifier strings prefix + zero-padded number + suffix (object array); a formatted
+    list is several times faster than numpy's char functions at 1e6 rows."""
+    return np.array([f"{prefix}{n:0{width}d}{suffix}" for n in np.asarray(numbers).tolist()], dtype=object)
 
 
 def synthetic_applications(
@@ -259,7 +260,7 @@ def synthetic_applications(
     ids = _labels("C", cust_all)
     phones = _labels("+41 79 ", household[cust_all], 7)
     devices = _labels("dev-", cust_all)
-    emails = np.char.add(_labels("c", cust_all), "@mail.example").astype(object)
+    emails = _labels("c", cust_all, suffix="@mail.example")
     emails[rng.random(emails.size) < 0.05] = None  # some applications give no e-mail
     frame = pd.DataFrame({"bank": bank_all, "customer_id": ids, "phone": phones, "device": devices,
                           "email": emails, "day": day_all})
@@ -324,9 +325,10 @@ def synthetic_transfers(
     per_bank = max(1, rows_per_bank)
     total = per_bank * n_banks
     sender_bank = np.repeat(np.arange(n_banks), per_bank)
-    sender = _labels("A", rng.integers(0, max(1, total // 3), total))
-    sender = np.char.add(np.array([n[-1].upper() for n in names], dtype=object)[sender_bank].astype(str),
-                         sender.astype(str)).astype(object)
+    letters = [n[-1].upper() for n in names]
+    sender = np.array([f"{letters[b]}A{c:08d}" for b, c in
+                       zip(sender_bank.tolist(), rng.integers(0, max(1, total // 3), total).tolist(), strict=True)],
+                      dtype=object)
     popular = rng.random(total) < 0.4
     receiver_num = np.where(popular, rng.integers(0, 50, total), rng.integers(0, max(1, total), total))
     receiver = np.where(popular, _labels("SHOP", receiver_num, 4), _labels("X", receiver_num))
