@@ -106,18 +106,17 @@ def measure_grouping() -> dict[str, tuple[int, list[float]]]:
 
     def distinct(min_banks):
         def job(ctx):
-            rng = np.random.default_rng(ctx.rank)
-            return distinct_threshold(ctx, [0, 1, 2], keys(rng.integers(0, 50, GROUP_ROWS)),
+            rows = np.arange(GROUP_ROWS)  # the costs after the sort do not depend on the values
+            return distinct_threshold(ctx, [0, 1, 2], keys((rows * 7 + ctx.rank) % 50),
                                       keys([f"{ctx.rank}-{i}" for i in range(GROUP_ROWS)]),
-                                      rng.integers(0, 2, GROUP_ROWS), min_members=2, min_banks=min_banks, cap=5)
+                                      (rows * 3 + ctx.rank) % 2, min_members=2, min_banks=min_banks, cap=5)
         return job, 3 * GROUP_ROWS
 
     def window(job_min):
         def job(ctx):
-            rng = np.random.default_rng(ctx.rank)
-            return window_counts(ctx, [0, 1, 2], keys(rng.integers(0, 50, GROUP_ROWS)),
-                                 rng.integers(0, 365, GROUP_ROWS), requester=0, window_days=3, cap=5,
-                                 min_count=job_min)
+            rows = np.arange(GROUP_ROWS)
+            return window_counts(ctx, [0, 1, 2], keys((rows * 7 + ctx.rank) % 50), (rows * 13 + ctx.rank) % 365,
+                                 requester=0, window_days=3, cap=5, min_count=job_min)
         return job, 4 * GROUP_ROWS  # the requester's rows count twice (window start and end)
 
     runs = {
