@@ -35,6 +35,7 @@ demo: $(STAMP)
 	$(PY) examples/consortium_demo.py
 	$(PY) examples/multi_lending.py
 	$(PY) examples/blacklist_hits.py
+	$(PY) examples/fraud_rings.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -50,6 +50,10 @@ def parse_param_args(items: list[str] | None) -> dict[str, str]:
     return out
 
 
+KEY_PARAMS = ("id", "attribute", "receiver", "receiver_bank", "sender")
+"""Parameters naming identifier columns, which a CSV holds as text."""
+
+
 def load_table(bank: str, path: Path, text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
     """One bank's file as a DataFrame (``smpc.tables.read_table``, as the party service reads
     it); InputError naming the bank for anything unusable. ``text_columns`` (ids) are read
@@ -202,7 +206,8 @@ def main(args) -> int:
             return 0
         parsed = analysis.parse_params(params)
         paths = parse_data_args(args.data)
-        ids = (parsed["id"],) if isinstance(parsed.get("id"), str) else ()  # the fraud analyses' key column
+        # the fraud analyses' key columns: read as text, so that 00123 keeps its leading zeros
+        ids = tuple(parsed[k] for k in KEY_PARAMS if isinstance(parsed.get(k), str))
         columns = analysis.columns(parsed)
         tables = {bank: with_columns(load_table(bank, path, ids), columns) for bank, path in paths.items()}
         check_schemas(tables, columns)

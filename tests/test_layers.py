@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("party runtime", ["smpc.context", "smpc.transport.*", "smpc.v1.*"]),
     ("protocols", ["smpc.protocols.*"]),
     ("value type", ["smpc.secret", "smpc.simulation", "smpc"]),
-    ("stats and join", ["smpc.stats.*", "smpc.join", "smpc.dp"]),
+    ("stats and join", ["smpc.stats.*", "smpc.join", "smpc.grouping", "smpc.dp"]),
     ("analyses", ["smpc.analyses.*"]),
     ("applications", ["smpc.service.*", "smpc.analyze", "smpc.costs"]),
     ("command line", ["smpc.cli", "smpc.bench_cli"]),

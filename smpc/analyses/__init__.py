@@ -8,7 +8,7 @@ from importlib import import_module
 
 from smpc.analyses.registry import Analysis, Param, analyses, get, names, register, report_progress
 
-MODULES = ["credit", "statistics", "fraud", "discrimination", "scorecards"]
+MODULES = ["credit", "statistics", "fraud", "fraud_rings", "discrimination", "scorecards"]
 
 for _module in MODULES:
     import_module(f"{__name__}.{_module}")

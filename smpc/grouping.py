@@ -1,0 +1,501 @@
+"""Secure group-by with distinct counts and thresholds, over rows from many banks.
+
+Two primitives, both built on the join's input sharing (``smpc.join.share_rows``), the
+oblivious sort (``smpc.protocols.sort``: secret shuffle, then quicksort with opened
+comparisons on distinct keys) and segmented scans (``smpc.protocols.segmented``); results
+go back to the bank that brought each row, opened to it alone.
+
+``distinct_threshold``: every bank brings rows (group key, member key, secret 0/1
+predicate), at most one row per (group, member) at each bank (the bank merges its own
+repeats first, in the clear: predicate = any). For every row it computes, on shares,
+  members = the number of distinct members of its group with the predicate set, a member
+            held by several banks counting once;
+  banks   = the number of distinct banks holding such a member's row in the group;
+and the secret flag [members >= min_members and banks >= min_banks], plus
+flag * min(members, cap). Each recipient bank receives these two numbers for its own rows
+only; every recipient also receives the number of flagged groups.
+
+``window_counts``: one bank (the requester) brings query rows (group key, day), the other
+banks data rows (group key, day), each bank's repeats of a (group, day) merged. For every
+query row: the number of data rows of its group whose day lies in [day - window, day]
+(both ends included), capped at a public maximum or tested against a threshold, opened to
+the requester only.
+
+Keys and layout. Group and member keys are 64-bit keyed hashes (``smpc.join.hash_ids``).
+The sort key is two words. ``distinct_threshold``: (group, member) where the member word's
+lowest-ranking ``bank_bits(banks) + 1`` bits are replaced by [not predicate] (secret, set by
+the bank) and the bank index (public, set by the compute parties), so keys are distinct,
+a member's rows with the predicate come first in its run, and the member comparison masks
+these bits (collision bound for members N^2 / 2^(64 - bank_bits)). ``window_counts``:
+(group, time) with time = ((day + 2^24) * 4 + kind) << 37 | bank << 32 | row: kind 0 for
+a query's window start (day - window), 1 for data, 2 for a query's end (day), so that a
+window's start sorts before data of its first day and its end after data of its last.
+All words are in tree order (``sort.tree_order``).
+
+Leakage (both): every bank's row count, to the compute parties (the sort opens only
+outcomes of comparisons between distinct keys in secretly shuffled order). The outputs,
+to the banks named in each function.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import torch
+
+from smpc.errors import InputError, ProtocolError
+from smpc.join import PrivateJoin, bank_bits, share_rows
+from smpc.protocols import boolean
+from smpc.protocols.segmented import (
+    adjacent_equal,
+    bits_to_arithmetic,
+    group_totals,
+    mul,
+    segmented_scans,
+)
+from smpc.protocols.sort import PackedBits, pack_bits, sort_rows_from, tree_order
+from smpc.ring import RING64
+from smpc.sharing import N_COMPUTE, ArithmeticShares, BooleanShares
+
+if TYPE_CHECKING:
+    from smpc.context import Context
+
+MAX_ROWS = 2**31 - 1
+"""Most rows in one run: counts stay far from the sign bit of the 64-bit comparisons."""
+DAY_OFFSET = 2**24
+"""Days are stored as day + 2^24 (days since 1970-01-01), so dates from about 44 000 BC on sort."""
+MAX_DAY = 2**24 - 1
+TIME_SHIFT = 37
+BANK_SHIFT = 32
+MAX_WINDOW_BANKS = 32
+MAX_WINDOW_ROWS = 2**32
+
+
+def _tree(value: int) -> int:
+    return int(tree_order(torch.tensor([value], dtype=torch.int64))[0])
+
+
+def _as_int64(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def member_field_mask(n_banks: int) -> int:
+    """The member-word bits (tree order) that hold [not predicate] and the bank index."""
+    return _tree((1 << (bank_bits(n_banks) + 1)) - 1)
+
+
+def _not_predicate_bit(n_banks: int) -> int:
+    """The bit position (tree order) of [not predicate] in the member word."""
+    word = _tree(1 << bank_bits(n_banks)) & ((1 << 64) - 1)
+    return word.bit_length() - 1
+
+
+@dataclass
+class GroupResult:
+    """What ``distinct_threshold`` or ``window_counts`` gives a rank: on a recipient bank,
+    ``rows`` (its own rows' opened columns, input order, int64) and ``total`` (the number
+    of flagged groups, or None); elsewhere both None. ``stages``: this party's
+    {stage: (rounds, bytes sent)}, for the cost tests."""
+
+    rows: np.ndarray | None = None
+    total: int | None = None
+    stages: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+class _Meter:
+    """Rounds and bytes this party spends per stage (differences of ``ctx.comm_stats``)."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+        self.stages: dict[str, tuple[int, int]] = {}
+        self._last = self._now()
+
+    def _now(self) -> tuple[int, int]:
+        s = self.ctx.comm_stats()
+        return s["rounds"], s["bytes_sent"]
+
+    def mark(self, stage: str) -> None:
+        now = self._now()
+        rounds, sent = self.stages.get(stage, (0, 0))
+        self.stages[stage] = (rounds + now[0] - self._last[0], sent + now[1] - self._last[1])
+        self._last = now
+
+
+def _public(ctx: Context, words: torch.Tensor) -> BooleanShares:
+    zero = torch.zeros_like(words)
+    return BooleanShares(words if ctx.rank == 0 else zero, words if ctx.rank == 2 else zero.clone())
+
+
+def _not(ctx: Context, x: BooleanShares) -> BooleanShares:
+    return x.xor_public(ctx.rank, -1)
+
+
+def _public_ring64(ctx: Context, values: torch.Tensor) -> ArithmeticShares:
+    zero = torch.zeros_like(values)
+    return ArithmeticShares(RING64, values if ctx.rank == 0 else zero, values if ctx.rank == 2 else zero.clone())
+
+
+def _plus_public(ctx: Context, x: ArithmeticShares, value: int) -> ArithmeticShares:
+    return x.add_public(ctx.rank, RING64.from_int64(torch.tensor(value, dtype=torch.int64)))
+
+
+def _column(x: ArithmeticShares, j: int) -> ArithmeticShares:
+    return ArithmeticShares(RING64, x.first[:, j].contiguous(), x.second[:, j].contiguous())
+
+
+def _stack(columns: Sequence[ArithmeticShares]) -> ArithmeticShares:
+    return ArithmeticShares(RING64, torch.stack([c.first for c in columns], dim=1),
+                            torch.stack([c.second for c in columns], dim=1))
+
+
+def _signs(ctx: Context, columns: Sequence[ArithmeticShares], step: str) -> list[BooleanShares]:
+    """[x < 0] of each (n,) column, all in one ``boolean.msb`` call."""
+    n = columns[0].shape[0]
+    joined = ArithmeticShares(RING64, torch.cat([c.first for c in columns]), torch.cat([c.second for c in columns]))
+    bits = boolean.msb(ctx, joined)
+    return [BooleanShares(bits.first[k * n : (k + 1) * n], bits.second[k * n : (k + 1) * n])
+            for k in range(len(columns))]
+
+
+def _inject(ctx: Context, bits: Sequence[BooleanShares]) -> list[ArithmeticShares]:
+    """Bits (each (n,), in bit 0) as arithmetic 0/1 columns, one bit injection for all."""
+    stacked = BooleanShares(torch.stack([b.first & 1 for b in bits], dim=1),
+                            torch.stack([b.second & 1 for b in bits], dim=1))
+    both = boolean.bit_to_arithmetic(ctx, stacked, RING64)
+    return [_column(both, j) for j in range(len(bits))]
+
+
+def check_row_count(n: int, what: str) -> None:
+    if n > MAX_ROWS:
+        raise InputError(f"{what}: {n} rows in all, more than the {MAX_ROWS} one run takes")
+
+
+# ----- distinct members per group, with thresholds ----------------------------------------
+def distinct_threshold(
+    ctx: Context,
+    owners: Sequence[int],
+    groups: np.ndarray | None,
+    members: np.ndarray | None,
+    predicate: np.ndarray | None = None,
+    *,
+    min_members: int,
+    min_banks: int = 1,
+    cap: int,
+    recipients: Sequence[int] | None = None,
+) -> GroupResult:
+    """Per row: [its group has >= min_members distinct members with the predicate, held by
+    >= min_banks banks], and that flag times min(members, cap); see the module docstring.
+
+    Every rank calls it; each owner passes its rows: ``groups`` and ``members`` (n,) int64
+    keys (``smpc.join.hash_ids``), ``predicate`` (n,) 0/1 or None (all 1), with distinct
+    (group, member) pairs (``InputError`` naming the bank otherwise). Returns a
+    ``GroupResult``: on every bank in ``recipients`` (default: all owners), ``rows`` of
+    shape (n, 2): (flag, flag * min(members, cap)) for its own rows in its input order, and
+    ``total``: the number of groups whose rows are flagged.
+
+    Computation (sorted order, n rows in all): adjacent equalities give same_group and
+    same_member (member word with the predicate and bank bits masked); a member's first row
+    in its group carries the predicate iff any of its rows does, so
+    counted = (1 - same_member) * predicate is one AND on packed bits. The bank brings a
+    0/1 ``representative`` column: 1 on its first row with the predicate per group (it
+    knows all its rows of a group), so a group's total of it counts its banks. Group totals
+    by segmented scans; the thresholds and the cap as signs of members - min_members,
+    banks - min_banks, cap - members (one ``msb`` call); then flag and [members > cap] are
+    injected and multiplied out.
+
+    Cost, with n rows in all, L = ceil(log2 n), c = 2 if min_banks > 1 else 1, and t the
+    number of sign tests (2 or 3): 2 rounds to share (3 words per row from each bank);
+    the sort (3 rounds of shuffle, then a two-word quicksort, varying with the secret
+    order: ~145 rounds and ~1.45 kB per row measured at n = 3e5); then exactly
+    7 rounds (adjacent equalities, two words), 1 (AND), 2 (injection), L (scans),
+    8 (signs), 1 (AND, if min_banks > 1), 2 (injection), 2 (cap, flag products),
+    3 + 1 (back to the banks), stage by stage the most rounds any party takes part in
+    (``cost_after_sort``); per row and party about 16 + 1/8 + 8 + 8 (2c + 1) L + 32 t
+    + 8 + 16 + 24 + 16 (+ 8 per row returned) bytes, independent of the data (at 3 x 1000
+    rows: 426 / 410 / 410 bytes per row with min_banks = 1, 636 / 620 / 620 with 2;
+    docs/costs.md). ``tests/test_grouping.py`` checks both against the counters.
+    Leakage: every bank's row count (to the compute parties); to each recipient, for each
+    of its rows, the flag and, when flagged, min(members, cap); to every recipient, the
+    number of flagged groups. Nothing about unflagged groups' sizes, other banks' rows or
+    which banks share a group.
+    Error: exact (counts below 2^31).
+    """
+    meter = _Meter(ctx)
+    rank = ctx.rank
+    n_banks = len(owners)
+    if min_members < 1 or min_banks < 0 or cap < 1:
+        raise InputError("distinct_threshold: min_members and cap must be at least 1, min_banks at least 0")
+    field_mask = member_field_mask(n_banks)
+    notpred_pos = _not_predicate_bit(n_banks)
+    words = values = None
+    n_mine = None
+    if rank in owners:
+        g = np.zeros(0, dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64).reshape(-1)
+        m = np.zeros(0, dtype=np.int64) if members is None else np.asarray(members, dtype=np.int64).reshape(-1)
+        p = np.ones(len(g), dtype=np.int64) if predicate is None else np.asarray(predicate, dtype=np.int64).reshape(-1)
+        if not len(g) == len(m) == len(p):
+            raise InputError(f"{ctx.name_of(rank)}: {len(g)} group keys, {len(m)} member keys, {len(p)} predicates")
+        if len(p) and not np.isin(p, (0, 1)).all():
+            raise InputError(f"{ctx.name_of(rank)}: the predicate must be 0 or 1")
+        n_mine = len(g)
+        member_word = (m & ~np.int64(field_mask)) | np.where(p == 0, np.int64(_as_int64(1 << notpred_pos)), 0)
+        if pd.DataFrame({"g": g, "m": m & ~np.int64(field_mask)}).duplicated().any():
+            raise InputError(f"{ctx.name_of(rank)}: two of its rows have the same group and member keys (merge them "
+                             "first, or a hash collision: rerun with another salt)")
+        words = np.stack([g, member_word], axis=1)
+        representative = np.zeros(len(g), dtype=np.int64)
+        with_predicate = np.flatnonzero(p == 1)
+        representative[with_predicate[~pd.Series(g[with_predicate]).duplicated().to_numpy()]] = 1
+        values = representative.reshape(-1, 1)
+    keys, reps, counts = share_rows(ctx, owners, words, values, 2, 1)
+    meter.mark("share")
+    join = PrivateJoin(ctx, owners, n_mine, unique=True)
+    if recipients is None:
+        recipients = list(owners)
+    columns = total = None
+    if ctx.is_compute:
+        join.counts = counts
+        n = sum(counts)
+        check_row_count(n, "distinct_threshold")
+        bank_index = torch.cat([torch.full((c,), b, dtype=torch.int64) for b, c in enumerate(counts)])
+        field = _public(ctx, tree_order(bank_index))
+        keys.second[:, 1] ^= field.second
+        keys.first[:, 1] ^= field.first
+        rows = [keys, reps]
+        del keys, reps, field
+        join.sorted = sort_rows_from(ctx, rows)
+        meter.mark("sort")
+        columns, total = _distinct_flags(ctx, join, n, field_mask, notpred_pos, min_members, min_banks, cap, meter)
+    rows_out, extra = join.to_owners(columns, 2, recipients=recipients, shared_extra=total, n_extra=1)
+    meter.mark("return")
+    result = GroupResult(stages=meter.stages)
+    if rows_out is not None:
+        result.rows, result.total = rows_out, int(extra[0])
+    return result
+
+
+def _distinct_flags(ctx, join: PrivateJoin, n: int, field_mask: int, notpred_pos: int, min_members: int,
+                    min_banks: int, cap: int, meter: _Meter):
+    if n == 0:
+        empty = ArithmeticShares(RING64, torch.zeros((0, 2), dtype=torch.int64), torch.zeros((0, 2), dtype=torch.int64))
+        return empty, _public_ring64(ctx, torch.zeros(1, dtype=torch.int64))
+    sk = join.sorted.keys
+    rep = _column(join.sorted.items[0], 0)
+    masked = BooleanShares(sk.first.clone(), sk.second.clone())
+    masked.first[:, 1] &= ~field_mask
+    masked.second[:, 1] &= ~field_mask
+    same_group, same_member = adjacent_equal(ctx, masked, prefixes=2, step="group-adjacent")
+    del masked
+    notpred = BooleanShares(pack_bits((sk.first[:, 1] >> notpred_pos) & 1),
+                            pack_bits((sk.second[:, 1] >> notpred_pos) & 1))
+    counted = boolean.and_(ctx, _not(ctx, same_member.shares), _not(ctx, notpred), "group-counted")
+    meter.mark("adjacent")
+    flags = bits_to_arithmetic(ctx, [same_group, PackedBits(counted, n)], RING64)
+    cont, counted_a = _column(flags, 0), _column(flags, 1)
+    scan = [counted_a] + ([rep] if min_banks > 1 else [])
+    totals = group_totals(ctx, _stack(scan), cont, "group-totals")
+    meter.mark("scans")
+    members = _column(totals, 0)
+    tests = [_plus_public(ctx, members, -min_members)]
+    if min_banks > 1:
+        tests.append(_plus_public(ctx, _column(totals, 1), -min_banks))
+    tests.append(_plus_public(ctx, members.neg(), cap))  # negative iff members > cap
+    signs = _signs(ctx, tests, "group-signs")
+    flag = _not(ctx, signs[0])
+    if min_banks > 1:
+        flag = boolean.and_(ctx, flag, _not(ctx, signs[1]), "group-both")
+    flag_a, over = _inject(ctx, [flag, signs[-1]])
+    meter.mark("thresholds")
+    # min(members, cap) = members + over * (cap - members)
+    capped = members.add(mul(ctx, over, _plus_public(ctx, members.neg(), cap), "group-cap"))
+    start = _plus_public(ctx, cont.neg(), 1)
+    both = mul(ctx, _stack([flag_a, flag_a]), _stack([capped, start]), "group-out")
+    count = _column(both, 1).sum().reshape((1,))
+    meter.mark("outputs")
+    return _stack([flag_a, _column(both, 0)]), count
+
+
+def cost_after_sort(n: int, min_banks: int = 1) -> int:
+    """Rounds of ``distinct_threshold`` after the sort, back to the banks included, for
+    n >= 2 rows in all, counted stage by stage as the most rounds any party takes part in
+    (the sort's own rounds vary with the secret order)."""
+    scans = max(0, (n - 1).bit_length())
+    return 7 + 1 + 2 + scans + 8 + (1 if min_banks > 1 else 0) + 2 + 2 + 3 + 1
+
+
+def window_cost_after_sort(n: int, capped: bool = True) -> int:
+    """Rounds of ``window_counts`` after the sort, the opening included, for n >= 2 sorted
+    rows and at least one query, counted as ``cost_after_sort`` counts them."""
+    scans = max(0, (n - 1).bit_length())
+    return 6 + 2 + scans + 3 + 8 + 2 + (1 if capped else 0) + 1
+
+
+# ----- rows in a time window before each query ----------------------------------------------
+def window_counts(
+    ctx: Context,
+    owners: Sequence[int],
+    groups: np.ndarray | None,
+    days: np.ndarray | None,
+    *,
+    requester: int,
+    window_days: int,
+    cap: int,
+    min_count: int | None = None,
+) -> GroupResult:
+    """For each of the requester's rows, the number of other banks' rows of its group whose
+    day lies in [day - window_days, day] (both ends included), capped at ``cap``; with
+    ``min_count``, only [that number >= min_count]. See the module docstring.
+
+    Every rank calls it; each owner passes ``groups`` (n,) int64 keys and ``days`` (n,)
+    int64 (days since 1970-01-01, within +-2^24). A bank other than the requester should
+    merge its repeats of a (group, day) first if they are to count once. Returns a
+    ``GroupResult``: on the requester, ``rows`` of shape (n, 1) in its input order.
+
+    Computation: each query row becomes two sorted rows (window start, kind 0, at day -
+    window_days; end, kind 2, at day), each data row one (kind 1, weight 1); after the sort
+    by (group, time), same_group comes from adjacent equalities of the first word, a
+    forward segmented scan gives every row the number of data rows of its group up to it,
+    the columns go back to input order (inverse shuffle), where a query's end minus its
+    start is its count; then a sign test and the cap (or threshold) and an opening to the
+    requester only.
+    Cost, with n = 2 q + d rows in all (q query rows, d data rows), L = ceil(log2 n):
+    2 rounds to share (2 words per sorted row); the sort (3 rounds of shuffle, then a
+    two-word quicksort: varies with the secret order); then exactly 6 rounds (adjacent
+    equalities, one word), 2 (injection),
+    L (forward scan: 2 ring elements per row and round, 1 in the last), 3 (inverse
+    shuffle), 8 (sign test, q elements), 2 (injection), 1 (cap product, unless
+    ``min_count``), 1 (opening to the requester) (``window_cost_after_sort``); about 210
+    bytes per sorted row and party at 3 x 1000 rows (docs/costs.md).
+    Leakage: every bank's row count (to the compute parties); to the requester only, the
+    capped count (or the flag) of each of its rows. The other banks receive nothing after
+    sharing their rows.
+    Error: exact.
+    """
+    meter = _Meter(ctx)
+    rank = ctx.rank
+    n_banks = len(owners)
+    if n_banks > MAX_WINDOW_BANKS:
+        raise InputError(f"window_counts: at most {MAX_WINDOW_BANKS} banks, got {n_banks}")
+    if window_days < 0 or cap < 1:
+        raise InputError("window_counts: window_days must be at least 0 and cap at least 1")
+    if requester not in owners:
+        raise ProtocolError(f"window_counts: rank {requester} is not a bank")
+    words = None
+    n_mine = None
+    if rank in owners:
+        g = np.zeros(0, dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64).reshape(-1)
+        d = np.zeros(0, dtype=np.int64) if days is None else np.asarray(days, dtype=np.int64).reshape(-1)
+        if len(g) != len(d):
+            raise InputError(f"{ctx.name_of(rank)}: {len(g)} group keys but {len(d)} days")
+        if len(g) >= MAX_WINDOW_ROWS:
+            raise InputError(f"{ctx.name_of(rank)}: {len(g)} rows, more than {MAX_WINDOW_ROWS - 1}")
+        low = -DAY_OFFSET + (window_days if rank == requester else 0)
+        if len(d) and (int(d.min()) < low or int(d.max()) > MAX_DAY):
+            raise InputError(f"{ctx.name_of(rank)}: a date lies outside the range the window arithmetic holds")
+        n_mine = len(g)
+        if rank == requester:
+            starts = _time_words((d - window_days + DAY_OFFSET) * 4)
+            ends = _time_words((d + DAY_OFFSET) * 4 + 2)
+            words = np.stack([np.concatenate([g, g]), np.concatenate([starts, ends])], axis=1)
+        else:
+            words = np.stack([g, _time_words((d + DAY_OFFSET) * 4 + 1)], axis=1)
+    keys, _, counts = share_rows(ctx, owners, words, None, 2, 0)
+    meter.mark("share")
+    q_index = owners.index(requester)
+    columns = None
+    if ctx.is_compute:
+        check_row_count(sum(counts), "window_counts")
+        n = sum(counts)
+        public = []
+        weights = []
+        for b, c in enumerate(counts):
+            rows = torch.arange(c, dtype=torch.int64)
+            if b == q_index:
+                rows = rows % (c // 2) if c else rows  # a query's start and end share its row index
+            public.append((b << BANK_SHIFT) | rows)
+            weights.append(torch.full((c,), 0 if b == q_index else 1, dtype=torch.int64))
+        tie = _public(ctx, tree_order(torch.cat(public)))
+        keys.first[:, 1] ^= tie.first
+        keys.second[:, 1] ^= tie.second
+        weight = _public_ring64(ctx, torch.cat(weights).reshape(n, 1))
+        rows = [keys, weight]
+        del keys, weight, tie
+        ordered = sort_rows_from(ctx, rows)
+        meter.mark("sort")
+        columns = _window_tail(ctx, ordered, counts, q_index, n, cap, min_count, meter)
+    out = _open_to(ctx, columns, requester, None if n_mine is None else n_mine)
+    meter.mark("return")
+    return GroupResult(rows=out, stages=meter.stages)
+
+
+def _time_words(natural: np.ndarray) -> np.ndarray:
+    shifted = torch.from_numpy(np.ascontiguousarray(natural.astype(np.int64) << TIME_SHIFT))
+    return tree_order(shifted).numpy()
+
+
+def _window_tail(ctx, ordered, counts: list[int], q_index: int, n: int, cap: int, min_count: int | None,
+                 meter: _Meter) -> ArithmeticShares:
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(int)
+    q = counts[q_index] // 2
+    if n == 0 or q == 0:
+        return ArithmeticShares(RING64, torch.zeros(q, dtype=torch.int64), torch.zeros(q, dtype=torch.int64))
+    sk = ordered.keys
+    first = BooleanShares(sk.first[:, :1].contiguous(), sk.second[:, :1].contiguous())
+    (same_group,) = adjacent_equal(ctx, first, prefixes=1, step="window-adjacent")
+    cont = _column(bits_to_arithmetic(ctx, [same_group], RING64), 0)
+    meter.mark("adjacent")
+    prefix, _ = segmented_scans(ctx, ordered.items[0], cont, forward=True, backward=False, step="window-scan")
+    meter.mark("scans")
+    (back,) = ordered.restore([prefix], "window-return")
+    lo = int(offsets[q_index])
+    starts = ArithmeticShares(RING64, back.first[lo : lo + q, 0].contiguous(), back.second[lo : lo + q, 0].contiguous())
+    ends = ArithmeticShares(RING64, back.first[lo + q : lo + 2 * q, 0].contiguous(),
+                            back.second[lo + q : lo + 2 * q, 0].contiguous())
+    count = ends.sub(starts)
+    meter.mark("restore")
+    if min_count is not None:
+        (below,) = _signs(ctx, [_plus_public(ctx, count, -min_count)], "window-signs")
+        (flag,) = _inject(ctx, [_not(ctx, below)])
+        meter.mark("thresholds")
+        return flag
+    (over,) = _signs(ctx, [_plus_public(ctx, count.neg(), cap)], "window-signs")
+    (over_a,) = _inject(ctx, [over])
+    meter.mark("thresholds")
+    capped = count.add(mul(ctx, over_a, _plus_public(ctx, count.neg(), cap), "window-cap"))
+    meter.mark("outputs")
+    return capped
+
+
+def _open_to(ctx: Context, shares: ArithmeticShares | None, to: int, n_own: int | None) -> np.ndarray | None:
+    """Open a (q,) ring64 column to rank ``to`` alone: a compute party gets the missing
+    component from its predecessor, an input party all three. Cost: 1 round; 8 bytes per
+    value from each sender."""
+    rank = ctx.rank
+    sends = {}
+    if ctx.is_compute and (to >= N_COMPUTE or to == (rank + 1) % N_COMPUTE):
+        sends[to] = shares.first.reshape(-1)
+    senders = [] if rank != to else ([(rank - 1) % N_COMPUTE] if ctx.is_compute else list(range(N_COMPUTE)))
+    got = ctx.exchange("window-open", sends=sends, recv_from=senders)
+    if rank != to:
+        return None
+    if ctx.is_compute:
+        total = shares.first.reshape(-1) + shares.second.reshape(-1) + got[senders[0]]
+    else:
+        total = got[0] + got[1] + got[2]
+    if total.numel() != n_own:
+        raise ProtocolError(f"window_counts: expected {n_own} results, got {total.numel()}")
+    return total.numpy().copy().reshape(n_own, 1)
+
+
+__all__ = [
+    "GroupResult",
+    "cost_after_sort",
+    "distinct_threshold",
+    "member_field_mask",
+    "window_cost_after_sort",
+    "window_counts",
+]
