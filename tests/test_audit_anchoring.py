@@ -13,9 +13,10 @@ import time
 
 import pytest
 from service_harness import BANKS, LOAN_PARAMS, Cluster, wait_for
+from test_service_audit import rechain
 
 from smpc import cli
-from smpc.service.audit import GENESIS, Seal, head_payload, line_hash, records, seal_path, verify, write_seal
+from smpc.service.audit import Seal, head_payload, line_hash, records, seal_path, verify, write_seal
 from smpc.service.identity import load_certificate, load_private_key, sign, verify_party_signature
 from smpc.transport.grpc import secure_channel
 from smpc.v1 import peer_pb2, peer_pb2_grpc
@@ -92,19 +93,6 @@ def raw(path):
 
 def write(path, lines):
     path.write_bytes(b"\n".join(lines) + b"\n")
-
-
-def rechain(lines, start=0):
-    """Recompute every sequence number and hash from line ``start`` on: a forger's rewrite."""
-    out = list(lines[:start])
-    prev = line_hash(out[-1]) if out else GENESIS
-    for seq, line in enumerate(lines[start:], start):
-        rec = json.loads(line)
-        rec.update(seq=seq, prev=prev)
-        line = json.dumps(rec, separators=(",", ":")).encode()
-        out.append(line)
-        prev = line_hash(line)
-    return out
 
 
 def test_every_party_records_the_others_signed_heads(logs, copies, capsys):

@@ -108,11 +108,12 @@ def test_a_party_refuses_to_extend_a_broken_log(log):
 
 
 # ----- required fields ---------------------------------------------------------------------
-def rechain(new_lines):
-    """The lines with every hash and sequence number recomputed: what a forger who rewrites
-    the whole log produces (and what a hash chain alone cannot see)."""
-    out, prev = [], GENESIS
-    for seq, line in enumerate(new_lines):
+def rechain(new_lines, start=0):
+    """The lines with every hash and sequence number from line ``start`` on recomputed: what a
+    forger who rewrites the log produces (and what a hash chain alone cannot see)."""
+    out = list(new_lines[:start])
+    prev = line_hash(out[-1]) if out else GENESIS
+    for seq, line in enumerate(new_lines[start:], start):
         rec = json.loads(line)
         rec.update(seq=seq, prev=prev)
         line = json.dumps(rec, separators=(",", ":")).encode()

@@ -196,16 +196,23 @@ def _quantile_targets(n: int, k: int) -> list[int]:
 
 
 # ----- the merge loop, in the clear and on shares --------------------------------------------
+def _bin_entry(b: Bins, group) -> dict:
+    """A final bin's name and extent as the results show it: its categories, or its bounds
+    (None for an open end)."""
+    entry = {"bin": b.label(group)}
+    if b.categorical:
+        entry.update(lower=None, upper=None, categories=b.keys_of(group))
+    else:
+        lo, hi = b.bounds(group)
+        entry.update(lower=None if math.isinf(lo) else lo, upper=None if math.isinf(hi) else hi)
+    return entry
+
+
 def _feature(b: Bins, good, bad, merged, cuts) -> dict:
     rows = woe_rows(good, bad)
     out_bins = []
     for group, row in zip(b.groups, rows, strict=True):
-        entry = {"bin": b.label(group)}
-        if b.categorical:
-            entry.update(lower=None, upper=None, categories=b.keys_of(group))
-        else:
-            lo, hi = b.bounds(group)
-            entry.update(lower=None if math.isinf(lo) else lo, upper=None if math.isinf(hi) else hi)
+        entry = _bin_entry(b, group)
         out_bins.append({**entry, **row})
     out = {"iv": float(sum(r["iv"] for r in rows)), "bins": out_bins, "merged": merged}
     if cuts is not None:
@@ -578,12 +585,7 @@ def _psi_feature(b: Bins, ref, cur, merged, cuts, names) -> dict:
     total, rows = psi_value(ref, cur)
     out_bins = []
     for group, row in zip(b.groups, rows, strict=True):
-        entry = {"bin": b.label(group)}
-        if b.categorical:
-            entry.update(lower=None, upper=None, categories=b.keys_of(group))
-        else:
-            lo, hi = b.bounds(group)
-            entry.update(lower=None if math.isinf(lo) else lo, upper=None if math.isinf(hi) else hi)
+        entry = _bin_entry(b, group)
         out_bins.append({**entry, "reference": row["expected"], "current": row["actual"],
                          "reference_share": row["expected_share"], "current_share": row["actual_share"],
                          "psi": row["psi"]})
