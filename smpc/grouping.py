@@ -562,16 +562,21 @@ def distinct_in_window(
     keys in secretly shuffled order.
 
     Cost, with n rows in all (n >= 1), L1 = ceil(log2 (3 n)): 2 rounds to share (4 words
-    and 1 value per row from each bank); sort 1 (n rows, two-word keys, a two-word and a
-    value item: ~145 rounds and ~1.5 kB per row at n = 3e5, varying with the secret
-    order); then exactly 8 (comparison) + 1 (AND); sort 2 (3 n rows, two-word keys); then
-    6 (adjacent equalities) + 2 (injection) + L1 (forward scan), and in row mode 3
-    (inverse shuffle) + 8 (signs) + 2 (injection) + 2 (cap, flag products) + 1 (opening),
-    in group mode 8 (signs) + 2 + L1 (group totals) + 8 + 2 + 1 (count) + 3 + 1
-    (``window_distinct_cost_after_sorts``, stage by stage the most rounds any party takes
-    part in). Bytes per row and party after the sorts, independent of the data: at 3 x 1000
-    rows about 1.1 kB in row mode and 2.3 kB in group mode (docs/costs.md: "distinct in
-    window"); ``tests/test_grouping.py`` checks rounds and bytes against the counters.
+    and 1 value per row from each bank); sort 1 (n rows, two-word keys carrying two words
+    and a value) and sort 2 (3 n rows, two-word keys carrying one value, two in group
+    mode), whose rounds and bytes vary with the secret order (smpc/protocols/sort.py: the
+    two-word sort measured ~136 rounds and ~1.3 kB per row at 1e5 rows); outside them,
+    exactly 8 (comparison) + 1 (AND) rounds between the sorts, then 6 (adjacent
+    equalities) + 2 (injection) + L1 (forward scan), and in row mode 3 (inverse shuffle)
+    + 8 (signs) + 2 (injection) + 2 (cap, flag products) + 1 (opening), in group mode
+    8 (signs) + 2 + L1 (group totals) + 8 + 2 + 1 (count) + 3 + 1
+    (``window_distinct_cost_after_sorts``; stage by stage the most rounds any party takes
+    part in). Bytes outside the sorts, per input row and party, independent of the data:
+    per row of sort 2, one word for the end AND's share (1/3), 1/8 + 8 (adjacency and
+    injection) and 8 to 16 per scan round, then the way back and the tests on n (row
+    mode) or 3 n rows (group mode); measured at 3 x 1000 rows 835 / 811 / 811 bytes in
+    row mode and 1874 / 1850 / 1850 in group mode (docs/costs.md: "distinct in window").
+    ``tests/test_grouping.py`` checks rounds and bytes against the counters.
     Leakage: every bank's row count (to the compute parties); to each recipient, for each
     of its rows, the flag (row mode: and, when flagged, min(members, cap); group mode: its
     group's flag); to every recipient, the total above. Nothing about other banks' rows,
