@@ -571,11 +571,11 @@ def distinct_in_window(
     + 8 (signs) + 2 (injection) + 2 (cap, flag products) + 1 (opening), in group mode
     8 (signs) + 2 + L1 (group totals) + 8 + 2 + 1 (count) + 3 + 1
     (``window_distinct_cost_after_sorts``; stage by stage the most rounds any party takes
-    part in). Bytes outside the sorts, per input row and party, independent of the data:
-    per row of sort 2, one word for the end AND's share (1/3), 1/8 + 8 (adjacency and
-    injection) and 8 to 16 per scan round, then the way back and the tests on n (row
-    mode) or 3 n rows (group mode); measured at 3 x 1000 rows 835 / 811 / 811 bytes in
-    row mode and 1874 / 1850 / 1850 in group mode (docs/costs.md: "distinct in window").
+    part in). Bytes outside the sorts, per input row and party, do not depend on the
+    data; the scans (3 n rows, 16 bytes per row and round but the last) dominate, and
+    group mode adds sign tests and totals over all 3 n rows: measured at 3 x 1000 rows
+    835 / 811 / 811 bytes in row mode and 1874 / 1850 / 1850 in group mode
+    (docs/costs.md: "distinct in window").
     ``tests/test_grouping.py`` checks rounds and bytes against the counters.
     Leakage: every bank's row count (to the compute parties); to each recipient, for each
     of its rows, the flag (row mode: and, when flagged, min(members, cap); group mode: its
