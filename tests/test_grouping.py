@@ -186,7 +186,8 @@ def _in_window_expected(frames, window, k, cap, per_group):
         return out, sum(int(c >= k) for counts in per_row for c in counts)
     flagged = {g for f, counts in zip(frames, per_row, strict=True) for g, c in zip(f["g"], counts, strict=True)
                if c >= k}
-    return [np.array([[int(g in flagged)] for g in f["g"]], dtype=np.int64).reshape(-1, 1) for f in frames], len(flagged)
+    out = [np.array([[int(g in flagged)] for g in f["g"]], dtype=np.int64).reshape(-1, 1) for f in frames]
+    return out, len(flagged)
 
 
 def _window_frames(seed: int, window: int) -> list[pd.DataFrame]:
@@ -265,7 +266,7 @@ def test_distinct_in_window_refuses_min_banks_and_bad_windows():
 
 @pytest.mark.parametrize("per_group, bytes_per_row", [(False, (764.09333, 740.09333, 740.09333)),
                                                       (True, (1700.81333, 1676.81333, 1676.81333))])
-def test_distinct_in_window_costs_exactly_what_it_states_after_the_sorts(per_group):
+def test_distinct_in_window_costs_exactly_what_it_states_after_the_sorts(per_group, bytes_per_row):
     per_bank = 400
     sent = []
     for seed in (1, 2):  # the costs outside the sorts do not depend on the data
