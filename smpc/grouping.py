@@ -1,6 +1,6 @@
 """Secure group-by with distinct counts and thresholds, over rows from many banks.
 
-Two primitives, both built on the join's input sharing (``smpc.join.share_rows``), the
+Three primitives, both built on the join's input sharing (``smpc.join.share_rows``), the
 oblivious sort (``smpc.protocols.sort``: secret shuffle, then quicksort with opened
 comparisons on distinct keys) and segmented scans (``smpc.protocols.segmented``); results
 go back to the bank that brought each row, opened to it alone.
@@ -21,6 +21,13 @@ query row: the number of data rows of its group whose day lies in [day - window,
 (both ends included), capped at a public maximum or tested against a threshold, opened to
 the requester only.
 
+``distinct_in_window``: every bank brings rows (group key, member key, day, secret 0/1
+predicate), repeats allowed. For every row dated t: the number of distinct members of its
+group with a predicate row dated in [t - window, t], and the flag [that >= min_members],
+per row or as "some row of the group is flagged"; results to each row's own bank. Two
+sorts: by (group, member) pair, to turn each member's predicate days into disjoint
+intervals, then by (group, time) over start, end and query events (see its docstring).
+
 Keys and layout. Group and member keys are 64-bit keyed hashes (``smpc.join.hash_ids``).
 The sort key is two words. ``distinct_threshold``: (group, member) where the member word's
 lowest-ranking ``bank_bits(banks) + 1`` bits are replaced by [not predicate] (secret, set by
@@ -32,7 +39,7 @@ a query's window start (day - window), 1 for data, 2 for a query's end (day), so
 window's start sorts before data of its first day and its end after data of its last.
 All words are in tree order (``sort.tree_order``).
 
-Leakage (both): every bank's row count, to the compute parties (the sort opens only
+Leakage (all three): every bank's row count, to the compute parties (the sort opens only
 outcomes of comparisons between distinct keys in secretly shuffled order). The outputs,
 to the banks named in each function.
 """
