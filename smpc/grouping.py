@@ -522,8 +522,9 @@ def distinct_in_window(
 ) -> GroupResult:
     """Per row r of group g dated t: members(r) = the number of distinct members of g with
     a predicate row dated in [t - window_days, t] (both ends included; a member held by
-    several banks, or repeated at one bank or on one day, counts once), and the secret flag
-    [members(r) >= min_members].
+    several banks, or repeated at one bank or on one day, counts once), banks(r) = the
+    number of distinct banks holding such a row, and the secret flag [members(r) >=
+    min_members and banks(r) >= min_banks].
 
     Every rank calls it; each owner passes its rows: ``groups`` and ``members`` (n,) int64
     keys (``smpc.join.hash_ids``), ``days`` (n,) int64 days since 1970-01-01 within
@@ -536,9 +537,7 @@ def distinct_in_window(
         flagged], i.e. [at some day, a window of the group reaches min_members] (every
         predicate row is a query, and a window's count peaks at a predicate row's day),
         ``total`` = the number of groups so flagged.
-    ``min_banks`` > 1 is refused (``InputError``): distinct banks per window would need a
-    second set of interval events (each bank's merged own intervals, one padded end event
-    per row), not built here.
+    Banks are counted only with ``min_banks`` > 1 (it costs a fourth block of sort 2).
 
     Computation. Sort 1 (by pair word, time, row: the pair word is a 64-bit hash of
     (group, member) with its lowest bit set to [not predicate], so a member's predicate
@@ -560,6 +559,14 @@ def distinct_in_window(
     products, opening. Group mode: in sorted order, [members + bias >= min_members] (bias
     -2^40 on event rows), injected, group totals, [total >= 1], injected, the count of
     flagged groups at group starts (one product), then back to input order and opened.
+    Banks (min_banks > 1): each bank knows all its own rows, so it cuts its own predicate
+    days per group into the same disjoint intervals in the clear ([s_j, min(s_{j+1} - 1,
+    s_j + window_days)] over its distinct days s_j) and brings a second weight column:
+    +1 on the first predicate row of each (group, day), and a fourth block of n end rows
+    (-1 at the interval's end + 1 on those rows, weight 0 at the row's own day on the
+    others, so the block's size says nothing); the scan then sums both columns, a
+    query's second sum being banks(r), tested with one more sign in the same ``msb``
+    call and one AND.
 
     Keys and the collision bound: group and member keys are 64-bit keyed hashes
     (probability of a collision <= N^2 / 2^65 each, N rows in all) and the pair word has 63
@@ -568,20 +575,22 @@ def distinct_in_window(
     their public row index, so the sorts open nothing but comparison outcomes of distinct
     keys in secretly shuffled order.
 
-    Cost, with n rows in all (n >= 1), L1 = ceil(log2 (3 n)): 2 rounds to share (4 words
-    and 1 value per row from each bank); sort 1 (n rows, two-word keys carrying two words
-    and a value) and sort 2 (3 n rows, two-word keys carrying one value, two in group
-    mode), whose rounds and bytes vary with the secret order (smpc/protocols/sort.py: the
+    Cost, with n rows in all (n >= 1), B = 3 blocks (4 with min_banks > 1) and
+    L1 = ceil(log2 (B n)): 2 rounds to share (4 words and 1 value per row from each bank;
+    5 and 3 with min_banks > 1); sort 1 (n rows, two-word keys carrying two words and a
+    value) and sort 2 (B n rows, two-word keys carrying one or two weights, plus a bias in
+    group mode), whose rounds and bytes vary with the secret order (smpc/protocols/sort.py: the
     two-word sort measured ~136 rounds and ~1.3 kB per row at 1e5 rows); outside them,
     exactly 8 (comparison) + 1 (AND) rounds between the sorts, then 6 (adjacent
     equalities) + 2 (injection) + L1 (forward scan), and in row mode 3 (inverse shuffle)
     + 8 (signs) + 2 (injection) + 2 (cap, flag products) + 1 (opening), in group mode
-    8 (signs) + 2 + L1 (group totals) + 8 + 2 + 1 (count) + 3 + 1
-    (``window_distinct_cost_after_sorts``; stage by stage the most rounds any party takes
+    8 (signs) + 2 + L1 (group totals) + 8 + 2 + 1 (count) + 3 + 1, and 1 more (AND) in
+    either with min_banks > 1 (``window_distinct_cost_after_sorts``; stage by stage the most rounds any party takes
     part in). Bytes outside the sorts, per input row and party, do not depend on the
-    data; the scans (3 n rows, 16 bytes per row and round but the last) dominate, and
-    group mode adds sign tests and totals over all 3 n rows: measured at 3 x 1000 rows
-    835 / 811 / 811 bytes in row mode and 1874 / 1850 / 1850 in group mode
+    data; the scans (B n rows, 16 bytes per row and round but the last, 24 with two
+    weights) dominate, and group mode adds sign tests and totals over all B n rows:
+    measured at 3 x 1000 rows 835 / 811 / 811 bytes in row mode and 1874 / 1850 / 1850 in
+    group mode, with min_banks > 1 1591 / 1527 / 1527 and 3101 / 3069 / 3069
     (docs/costs.md: "distinct in window").
     ``tests/test_grouping.py`` checks rounds and bytes against the counters.
     Leakage: every bank's row count (to the compute parties); to each recipient, for each
@@ -592,11 +601,9 @@ def distinct_in_window(
     """
     meter = _Meter(ctx)
     rank = ctx.rank
-    if min_members < 1 or cap < 1:
-        raise InputError("distinct_in_window: min_members and cap must be at least 1")
-    if min_banks > 1:
-        raise InputError("distinct_in_window: min_banks above 1 is not supported (distinct banks within a sliding "
-                         "window are not counted); use distinct_threshold for banks without a window")
+    if min_members < 1 or cap < 1 or min_banks < 0:
+        raise InputError("distinct_in_window: min_members and cap must be at least 1, min_banks at least 0")
+    banks = min_banks > 1
     if not 0 <= window_days <= MAX_WINDOW_DAYS:
         raise InputError(f"distinct_in_window: window_days must lie in [0, {MAX_WINDOW_DAYS}], got {window_days}")
     words = values = None
@@ -617,9 +624,14 @@ def distinct_in_window(
         n_mine = len(g)
         time = d + DAY_OFFSET
         pair = _pair_words(g, m) | (p == 0).astype(np.int64)
-        words = np.stack([g, pair, _window_time_words(time), _window_time_words(time + window_days + 1)], axis=1)
+        columns = [g, pair, _window_time_words(time), _window_time_words(time + window_days + 1)]
         values = p.reshape(-1, 1)
-    shared, pred, counts = share_rows(ctx, owners, words, values, 4, 1)
+        if banks:
+            bank_start, bank_end, end_time = _bank_intervals(g, time, p, window_days)
+            columns.append(_window_time_words(end_time))
+            values = np.stack([p, bank_start, bank_end], axis=1)
+        words = np.stack(columns, axis=1)
+    shared, pred, counts = share_rows(ctx, owners, words, values, 5 if banks else 4, 3 if banks else 1)
     meter.mark("share")
     if recipients is None:
         recipients = list(owners)
@@ -633,13 +645,34 @@ def distinct_in_window(
                                        torch.zeros((0, width), dtype=torch.int64))
             total = _public_ring64(ctx, torch.zeros(1, dtype=torch.int64))
         else:
-            columns, total = _window_distinct(ctx, shared, pred, n, window_days, min_members, cap, per_group, meter)
+            columns, total = _window_distinct(ctx, shared, pred, n, min_members, min_banks, cap, per_group, meter)
     out, extra = _open_rows(ctx, owners, counts, n_mine, columns, width, total, recipients, "window-distinct-open")
     meter.mark("return")
     result = GroupResult(stages=meter.stages)
     if out is not None:
         result.rows, result.total = out, int(extra[0])
     return result
+
+
+def _bank_intervals(g: np.ndarray, time: np.ndarray, p: np.ndarray, window_days: int):
+    """One bank's own intervals, in the clear: per group, its predicate days s_1 < s_2 < ...
+    cover [s_j, min(s_{j+1} - 1, s_j + window_days)], disjoint, whose union is where the
+    bank has a predicate row in the window. Returns (bank_start, bank_end, end_time) per
+    row: 1, 1 and the interval's end + 1 on the first predicate row of each (group, day),
+    0, 0 and the row's own time (a valid time, weightless) elsewhere."""
+    n = len(g)
+    bank_start = np.zeros(n, dtype=np.int64)
+    end_time = time.astype(np.int64).copy()
+    rows = np.flatnonzero(p == 1)
+    firsts = rows[~pd.DataFrame({"g": g[rows], "t": time[rows]}).duplicated().to_numpy()]
+    order = firsts[np.lexsort((time[firsts], g[firsts]))]
+    if len(order):
+        same_next = np.append(g[order][1:] == g[order][:-1], False)
+        following = np.append(time[order][1:], 0)
+        ends = time[order] + window_days + 1
+        end_time[order] = np.where(same_next, np.minimum(following, ends), ends)
+        bank_start[order] = 1
+    return bank_start, bank_start.copy(), end_time
 
 
 def _words(x: BooleanShares, j: int) -> BooleanShares:
@@ -650,15 +683,18 @@ def _cat_words(parts: Sequence[BooleanShares]) -> BooleanShares:
     return BooleanShares(torch.cat([q.first for q in parts]), torch.cat([q.second for q in parts]))
 
 
-def _window_distinct(ctx, shared: BooleanShares, pred: ArithmeticShares, n: int, window_days: int, min_members: int,
+def _window_distinct(ctx, shared: BooleanShares, values: ArithmeticShares, n: int, min_members: int, min_banks: int,
                      cap: int, per_group: bool, meter: _Meter):
+    banks = min_banks > 1
+    blocks = 4 if banks else 3
     group, pair, start_time = _words(shared, 0), _words(shared, 1), _words(shared, 2)
+    pred = _stack([_column(values, 0)])
     index = _public(ctx, tree_order(torch.arange(n, dtype=torch.int64)))
     key1 = BooleanShares(torch.stack([pair.first, start_time.first ^ index.first], dim=1),
                          torch.stack([pair.second, start_time.second ^ index.second], dim=1))
     carried = BooleanShares(shared.first[:, [0, 3]].contiguous(), shared.second[:, [0, 3]].contiguous())
     rows = [key1, carried, pred]
-    del key1, carried, index
+    del key1, carried, index, pair
     first = sort_rows_from(ctx, rows)
     meter.mark("sort")
     # the end of each row's interval: the next row's time if it is of the same run and within the window
@@ -677,26 +713,33 @@ def _window_distinct(ctx, shared: BooleanShares, pred: ArithmeticShares, n: int,
     del nxt, mine
     end_time = own_end.xor(boolean.and_(ctx, mask, next_time.xor(own_end), "window-distinct-end"))
     meter.mark("ends")
-    # sort 2: starts and queries in input order, ends in the order of sort 1
-    kinds = torch.cat([torch.zeros(n, dtype=torch.int64), torch.ones(n, dtype=torch.int64),
-                       torch.zeros(n, dtype=torch.int64)])
-    tie = _public(ctx, tree_order((kinds << (WINDOW_TIME_SHIFT - 1)) | torch.arange(3 * n, dtype=torch.int64)))
+    # sort 2: starts and queries in input order, member ends in the order of sort 1, then
+    # (with min_banks) the banks' own interval ends in input order
+    kinds = torch.zeros(blocks * n, dtype=torch.int64)
+    kinds[n : 2 * n] = 1
+    tie = _public(ctx, tree_order((kinds << (WINDOW_TIME_SHIFT - 1)) | torch.arange(blocks * n, dtype=torch.int64)))
     sorted_group = _words(first.items[0], 0)
-    words2 = _cat_words([start_time, start_time, end_time]).xor(tie)
-    groups2 = _cat_words([group, group, sorted_group])
+    times = [start_time, start_time, end_time] + ([_words(shared, 4)] if banks else [])
+    words2 = _cat_words(times).xor(tie)
+    groups2 = _cat_words([group, group, sorted_group] + ([group] if banks else []))
     key2 = BooleanShares(torch.stack([groups2.first, words2.first], dim=1),
                          torch.stack([groups2.second, words2.second], dim=1))
-    p_in, p_sorted = _column(pred, 0), _column(first.items[1], 0)
+    p_in, p_sorted = _column(values, 0), _column(first.items[1], 0)
     zero = torch.zeros(n, dtype=torch.int64)
-    weight = ArithmeticShares(RING64, torch.cat([p_in.first, zero, -p_sorted.first]),
-                              torch.cat([p_in.second, zero.clone(), -p_sorted.second]))
-    columns = [weight]
+
+    def column(parts: list[ArithmeticShares | None]) -> ArithmeticShares:  # None: a block of zeros
+        return ArithmeticShares(RING64, torch.cat([zero if q is None else q.first for q in parts]),
+                                torch.cat([zero if q is None else q.second for q in parts]))
+
+    columns = [column([p_in, None, p_sorted.neg()] + ([None] if banks else []))]
+    if banks:
+        columns.append(column([_column(values, 1), None, None, _column(values, 2).neg()]))
     if per_group:  # event rows can never reach a threshold
-        bias = torch.cat([torch.full((n,), -(1 << 40), dtype=torch.int64), zero, torch.full((n,), -(1 << 40),
-                                                                                             dtype=torch.int64)])
+        bias = torch.full((blocks * n,), -(1 << 40), dtype=torch.int64)
+        bias[n : 2 * n] = 0
         columns.append(_public_ring64(ctx, bias))
     items2 = _stack(columns)
-    del first, groups2, words2, weight, columns, tie
+    del first, groups2, words2, columns, tie, times
     rows = [key2, items2]
     del key2, items2
     second = sort_rows_from(ctx, rows)
@@ -706,24 +749,40 @@ def _window_distinct(ctx, shared: BooleanShares, pred: ArithmeticShares, n: int,
                                    prefixes=1, step="window-distinct-adjacent")
     cont = _column(bits_to_arithmetic(ctx, [same_group], RING64), 0)
     meter.mark("adjacent")
-    prefix, _ = segmented_scans(ctx, _stack([_column(second.items[0], 0)]), cont, forward=True, backward=False,
-                                step="window-distinct-scan")
+    weights = 2 if banks else 1
+    scanned = ArithmeticShares(RING64, second.items[0].first[:, :weights].contiguous(),
+                               second.items[0].second[:, :weights].contiguous())
+    prefix, _ = segmented_scans(ctx, scanned, cont, forward=True, backward=False, step="window-distinct-scan")
     meter.mark("scans")
     if not per_group:
         (back,) = second.restore([prefix], "window-distinct-return")
         count = ArithmeticShares(RING64, back.first[n : 2 * n, 0].contiguous(), back.second[n : 2 * n, 0].contiguous())
+        tests = [_plus_public(ctx, count, -min_members), _plus_public(ctx, count.neg(), cap)]
+        if banks:
+            bank_count = ArithmeticShares(RING64, back.first[n : 2 * n, 1].contiguous(),
+                                          back.second[n : 2 * n, 1].contiguous())
+            tests.append(_plus_public(ctx, bank_count, -min_banks))
         meter.mark("restore")
-        below, over = _signs(ctx, [_plus_public(ctx, count, -min_members), _plus_public(ctx, count.neg(), cap)],
-                             "window-distinct-signs")
-        flag, over_a = _inject(ctx, [_not(ctx, below), over])
+        signs = _signs(ctx, tests, "window-distinct-signs")
+        below, over = signs[0], signs[1]
+        enough = _not(ctx, below)
+        if banks:
+            enough = boolean.and_(ctx, enough, _not(ctx, signs[2]), "window-distinct-both")
+        flag, over_a = _inject(ctx, [enough, over])
         meter.mark("thresholds")
         capped = count.add(mul(ctx, over_a, _plus_public(ctx, count.neg(), cap), "window-distinct-cap"))
         shown = mul(ctx, flag, capped, "window-distinct-out")
         meter.mark("outputs")
         return _stack([flag, shown]), flag.sum().reshape((1,))
-    reached = _column(prefix, 0).add(_column(second.items[0], 1))
-    (below,) = _signs(ctx, [_plus_public(ctx, reached, -min_members)], "window-distinct-signs")
-    (hit,) = _inject(ctx, [_not(ctx, below)])
+    bias = _column(second.items[0], weights)
+    tests = [_plus_public(ctx, _column(prefix, 0).add(bias), -min_members)]
+    if banks:
+        tests.append(_plus_public(ctx, _column(prefix, 1).add(bias), -min_banks))
+    signs = _signs(ctx, tests, "window-distinct-signs")
+    reach = _not(ctx, signs[0])
+    if banks:
+        reach = boolean.and_(ctx, reach, _not(ctx, signs[1]), "window-distinct-both")
+    (hit,) = _inject(ctx, [reach])
     meter.mark("thresholds")
     hits = group_totals(ctx, _stack([hit]), cont, "window-distinct-totals")
     meter.mark("group-totals")
@@ -739,14 +798,15 @@ def _window_distinct(ctx, shared: BooleanShares, pred: ArithmeticShares, n: int,
     return own, groups_flagged
 
 
-def window_distinct_cost_after_sorts(n: int, per_group: bool = False) -> int:
+def window_distinct_cost_after_sorts(n: int, per_group: bool = False, min_banks: int = 1) -> int:
     """Rounds of ``distinct_in_window`` outside its two sorts, from the end of sort 1 to
     the opening included, for n >= 1 rows in all, counted as ``cost_after_sort`` counts."""
-    scans = max(0, (3 * n - 1).bit_length())
+    both = 1 if min_banks > 1 else 0
+    scans = max(0, ((4 if both else 3) * n - 1).bit_length())
     ends, grouping = 8 + 1, 6 + 2 + scans
     if per_group:
-        return ends + grouping + 8 + 2 + scans + 8 + 2 + 1 + 3 + 1
-    return ends + grouping + 3 + 8 + 2 + 2 + 1
+        return ends + grouping + 8 + both + 2 + scans + 8 + 2 + 1 + 3 + 1
+    return ends + grouping + 3 + 8 + both + 2 + 2 + 1
 
 
 def _open_rows(ctx: Context, owners: Sequence[int], counts: list[int] | None, n_own: int | None,

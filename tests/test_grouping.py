@@ -170,22 +170,26 @@ def test_window_counts_cost_exactly_what_they_state_after_the_sort():
 
 
 # ----- distinct members within a sliding window -----------------------------------------------
-def _in_window_expected(frames, window, k, cap, per_group):
+def _in_window_expected(frames, window, k, cap, per_group, min_banks=1):
     rows = pd.concat([f.assign(b=b) for b, f in enumerate(frames)], ignore_index=True)
     counted = rows[rows["p"] == 1]
     days = {g: part for g, part in counted.groupby("g")}
 
-    def members(g, t):
+    def members_banks(g, t):
         part = days.get(g)
-        return 0 if part is None else part[(part["d"] >= t - window) & (part["d"] <= t)]["m"].nunique()
+        if part is None:
+            return 0, 0
+        inside = part[(part["d"] >= t - window) & (part["d"] <= t)]
+        return inside["m"].nunique(), inside["b"].nunique()
 
-    per_row = [[members(g, t) for g, t in zip(f["g"], f["d"], strict=True)] for f in frames]
+    per_row = [[members_banks(g, t) for g, t in zip(f["g"], f["d"], strict=True)] for f in frames]
+    hit = [[(c if c >= k and b >= min_banks else None) for c, b in counts] for counts in per_row]
     if not per_group:
-        out = [np.array([[int(c >= k), min(c, cap) if c >= k else 0] for c in counts], dtype=np.int64).reshape(-1, 2)
-               for counts in per_row]
-        return out, sum(int(c >= k) for counts in per_row for c in counts)
-    flagged = {g for f, counts in zip(frames, per_row, strict=True) for g, c in zip(f["g"], counts, strict=True)
-               if c >= k}
+        out = [np.array([[int(c is not None), min(c, cap) if c is not None else 0] for c in counts],
+                        dtype=np.int64).reshape(-1, 2) for counts in hit]
+        return out, sum(int(c is not None) for counts in hit for c in counts)
+    flagged = {g for f, counts in zip(frames, hit, strict=True) for g, c in zip(f["g"], counts, strict=True)
+               if c is not None}
     out = [np.array([[int(g in flagged)] for g in f["g"]], dtype=np.int64).reshape(-1, 1) for f in frames]
     return out, len(flagged)
 
@@ -209,27 +213,30 @@ def _window_frames(seed: int, window: int) -> list[pd.DataFrame]:
     return [f.reset_index(drop=True) for f in frames]
 
 
-def _run_in_window(frames, window, k, cap, per_group):
+def _run_in_window(frames, window, k, cap, per_group, min_banks=1):
     owners = list(range(3, 3 + len(frames)))
 
     def job(ctx):
         if ctx.rank not in owners:
             return distinct_in_window(ctx, owners, None, None, None, window_days=window, min_members=k, cap=cap,
-                                      per_group=per_group)
+                                      per_group=per_group, min_banks=min_banks)
         f = frames[owners.index(ctx.rank)]
         return distinct_in_window(ctx, owners, _keys(f["g"]), _keys(f["m"]), f["d"].to_numpy(), f["p"].to_numpy(),
-                                  window_days=window, min_members=k, cap=cap, per_group=per_group)
+                                  window_days=window, min_members=k, cap=cap, per_group=per_group,
+                                  min_banks=min_banks)
 
     results = smpc.simulate(job, ring=64, input_parties=len(frames))
     return [results[o] for o in owners], [results[r] for r in range(3)]
 
 
 @pytest.mark.parametrize("per_group", [False, True])
-@pytest.mark.parametrize("window, k, cap", [(0, 1, 5), (3, 2, 2), (6, 3, 100)])
-def test_distinct_in_window_equals_pandas_on_five_banks(window, k, cap, per_group):
+@pytest.mark.parametrize("window, k, cap, min_banks", [(0, 1, 5, 1), (3, 2, 2, 1), (6, 3, 100, 1), (0, 1, 5, 2),
+                                                       (4, 2, 3, 3)])
+def test_distinct_in_window_equals_pandas_on_five_banks(window, k, cap, min_banks, per_group):
     frames = _window_frames(window * 3 + k, window)
-    got, compute = _run_in_window(frames, window, k, cap, per_group)
-    expect, total = _in_window_expected(frames, window, k, cap, per_group)
+    got, compute = _run_in_window(frames, window, k, cap, per_group, min_banks)
+    expect, total = _in_window_expected(frames, window, k, cap, per_group, min_banks)
+    assert 0 < total
     for result, rows in zip(got, expect, strict=True):
         assert result.rows.tolist() == rows.tolist()
         assert result.total == total
@@ -250,7 +257,20 @@ def test_distinct_in_window_edges_repeats_and_single_members():
     assert got[4].rows.shape == (0, 2) and got[4].total == got[0].total
 
 
-def test_distinct_in_window_refuses_min_banks_and_bad_windows():
+def test_distinct_in_window_counts_banks_within_the_window():
+    # group 1 at day 10: members x and y at bank 0 (day 10), z at bank 1 (day 5): three
+    # members at two banks with a window of 5 (z exactly window days before), one bank with 4
+    frames = [pd.DataFrame({"g": [1, 1], "m": ["x", "y"], "d": [10, 10], "p": [1, 1]}),
+              pd.DataFrame({"g": [1], "m": ["z"], "d": [5], "p": [1]}),
+              pd.DataFrame({"g": [1, 1], "m": ["x", "w"], "d": [10, 9], "p": [0, 0]})]
+    got, _ = _run_in_window(frames, 4, 2, 10, False, min_banks=2)
+    assert [r.rows.tolist() for r in got] == [[[0, 0], [0, 0]], [[0, 0]], [[0, 0], [0, 0]]]
+    got, _ = _run_in_window(frames, 5, 2, 10, False, min_banks=2)
+    assert [r.rows.tolist() for r in got] == [[[1, 3], [1, 3]], [[0, 0]], [[1, 3], [0, 0]]]
+    assert got[0].total == 3
+
+
+def test_distinct_in_window_refuses_bad_parameters():
     frames = [pd.DataFrame({"g": [1], "m": ["x"], "d": [1], "p": [1]}) for _ in range(3)]
 
     def job(ctx, **kw):
@@ -258,15 +278,16 @@ def test_distinct_in_window_refuses_min_banks_and_bad_windows():
         return distinct_in_window(ctx, [0, 1, 2], _keys(f["g"]), _keys(f["m"]), f["d"].to_numpy(), f["p"].to_numpy(),
                                   min_members=1, cap=1, **kw)
 
-    with pytest.raises(InputError, match="min_banks above 1 is not supported"):
-        smpc.simulate(lambda ctx: job(ctx, window_days=1, min_banks=2), ring=64)
+    with pytest.raises(InputError, match="min_banks at least 0"):
+        smpc.simulate(lambda ctx: job(ctx, window_days=1, min_banks=-1), ring=64)
     with pytest.raises(InputError, match="window_days must lie in"):
         smpc.simulate(lambda ctx: job(ctx, window_days=-1), ring=64)
 
 
-@pytest.mark.parametrize("per_group, bytes_per_row", [(False, (764.09333, 740.09333, 740.09333)),
-                                                      (True, (1700.81333, 1676.81333, 1676.81333))])
-def test_distinct_in_window_costs_exactly_what_it_states_after_the_sorts(per_group, bytes_per_row):
+@pytest.mark.parametrize("per_group, min_banks, bytes_per_row", [
+    (False, 1, (764.09333, 740.09333, 740.09333)), (True, 1, (1700.81333, 1676.81333, 1676.81333)),
+    (False, 2, (1468.15333, 1404.15333, 1404.15333)), (True, 2, (2854.40667, 2822.40667, 2822.40667))])
+def test_distinct_in_window_costs_exactly_what_it_states_after_the_sorts(per_group, min_banks, bytes_per_row):
     per_bank = 400
     sent = []
     for seed in (1, 2):  # the costs outside the sorts do not depend on the data
@@ -276,12 +297,13 @@ def test_distinct_in_window_costs_exactly_what_it_states_after_the_sorts(per_gro
             return distinct_in_window(ctx, [0, 1, 2], _keys(rng.integers(0, 30, per_bank)),
                                       _keys(rng.integers(0, 20, per_bank)), rng.integers(0, 60, per_bank),
                                       rng.integers(0, 2, per_bank), window_days=5, min_members=2, cap=5,
-                                      per_group=per_group)
+                                      per_group=per_group, min_banks=min_banks)
 
         results = smpc.simulate(job, ring=64)
         rounds, by_party = _stage_costs(results)
-        assert rounds == window_distinct_cost_after_sorts(3 * per_bank, per_group)
-        assert all(r.stages["share"] == (2, 16 + 2 * 5 * 8 * per_bank) for r in results)
+        assert rounds == window_distinct_cost_after_sorts(3 * per_bank, per_group, min_banks)
+        width = 8 if min_banks > 1 else 5  # words and values per row
+        assert all(r.stages["share"] == (2, 16 + 2 * width * 8 * per_bank) for r in results)
         sent.append(by_party)
     assert sent[0] == sent[1]
     assert [b / (3 * per_bank) for b in sent[0]] == pytest.approx(bytes_per_row, abs=1e-4)
