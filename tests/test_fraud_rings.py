@@ -180,6 +180,19 @@ def test_mule_fan_in_window_slides_with_both_ends_included():
     assert sliding["by_bank"]["bank_c"]["flagged_accounts"] == ["N"]
 
 
+def test_mule_fan_in_window_refuses_bad_dates_and_missing_time():
+    tables, _ = datasets.synthetic_transfers(3, 20, seed=2)
+    broken = tables["bank_b"].copy()
+    broken.loc[broken.index[1], "date"] = "2024-02-30"
+    params = {**MULE, "time": "date", "window_days": 2}
+    with pytest.raises(InputError, match=r"bank_b, column 'date': row 2 is not a date"):
+        run_banks(mule_fan_in, {**tables, "bank_b": broken}, **params)
+    with pytest.raises(InputError, match=r"bank_b, column 'date': row 2 is not a date"):
+        analyses.get("mule_fan_in").run_plaintext({**tables, "bank_b": broken}, **params)
+    with pytest.raises(InputError, match="window_days and as_of need the time column"):
+        analyses.get("mule_fan_in").run_plaintext(tables, **MULE, window_days=2)
+
+
 def test_mule_fan_in_sliding_window_equals_its_twin_on_five_banks():
     tables, truth = datasets.synthetic_transfers(5, 60, seed=5)
     planted = {(b, a) for b, accounts in truth["mule_accounts"].items() for a in accounts}
