@@ -232,3 +232,13 @@ def test_the_party_service_types_and_checks_every_batch_naming_the_row(tmp_path,
     frame.to_csv(tmp_path / "bank.csv", index=False)
     with pytest.raises(InputError, match=rf"\(declared float\): row {_LATE} is not a number$"):
         scan_table(open_table(source, ["balance", "grade"], "bank_a"))
+
+
+def test_a_streamed_job_reads_no_more_rows_than_the_policy_allows(tmp_path):
+    from smpc.service.policy import _at_most
+
+    frame = pd.DataFrame({"x": np.arange(200, dtype=float)})
+    source = TableSource.of_frame(frame, batch_rows=64)
+    assert scan_table(source.replace(prepare=_at_most(lambda f, s: f, 200, "bank_a"))) == 200
+    with pytest.raises(InputError, match="^bank_a has more rows than the maximum of 150$"):
+        scan_table(source.replace(prepare=_at_most(lambda f, s: f, 150, "bank_a")))

@@ -241,6 +241,8 @@ def decide(config: PartyConfig, req: JobRequest) -> Decision:
     fingerprint = registry.secret_fingerprint(config.join_salt) if salt else ""
     if isinstance(table, TableSource):
         duplicates = table.duplicate_rows(columns)
+        # the job reads the file again when it runs: rows beyond the policy's maximum stop it then too
+        table = table.replace(prepare=_at_most(table.prepare, pol.max_rows, f"{party}, data source '{source.name}'"))
     else:
         duplicates = int(table.duplicated().sum()) if len(table.columns) else 0
     return Decision(True, party, min_cell_size=min_cell, min_contributors=min_contributors,
@@ -400,6 +402,15 @@ def open_table(source: DataSource, columns: Sequence[str], party: str) -> TableS
                                 text_columns=[c for c in columns if source.columns[c] in ("str", "bool")])
     return table.replace(select=columns,
                          prepare=lambda frame, start: typed_columns(frame, source, columns, where, start))
+
+
+def _at_most(prepare, max_rows: int, where: str):
+    def prepare_at_most(frame: pd.DataFrame, start: int) -> pd.DataFrame:
+        if start + len(frame) > max_rows:
+            raise InputError(f"{where} has more rows than the maximum of {max_rows}")
+        return prepare(frame, start)
+
+    return prepare_at_most
 
 
 def scan_table(table: TableSource) -> int:
