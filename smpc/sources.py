@@ -161,7 +161,7 @@ class TableSource:
             # a batch of zero rows carries the column types
             empty = next(iter(self.replace(batch_rows=1, prepare=None)._raw_batches(list(columns), limit=0)))
             return {c: "numeric" if pd.api.types.is_numeric_dtype(empty.frame[c]) else "text" for c in columns}
-        kinds = self._csv_kinds()
+        kinds = self._csv_kinds([c for c in columns if c in self._file_columns()])
         return {c: "numeric" if kinds.get(c, "text") in ("numeric", "bool") else "text" for c in columns}
 
     # ----- reading ----------------------------------------------------------------------
@@ -207,8 +207,9 @@ class TableSource:
         absent = [c for c in cols if c not in present]
 
         def complete(frame: pd.DataFrame) -> pd.DataFrame:
-            for c in absent:  # extra columns of a table without rows
-                frame[c] = pd.Series([], dtype=object) if not len(frame) else np.nan
+            if absent:  # extra columns of a table without rows
+                frame = frame.assign(**{c: pd.Series([np.nan] * len(frame), index=frame.index, dtype=object)
+                                        for c in absent})
             return frame[cols]
 
         if self._frame is not None:
@@ -216,7 +217,8 @@ class TableSource:
             start = 0
             while True:
                 stop = min(start + self.batch_rows, n)
-                yield Batch(start, complete(self._frame[present].iloc[start:stop]))
+                # rows first: a view, then the batch's columns only (never a copy of the table)
+                yield Batch(start, complete(self._frame.iloc[start:stop][present]))
                 start = stop
                 if start >= n:
                     return
@@ -319,33 +321,35 @@ class TableSource:
         for start, frame in self._arrow_batches(cols, limit):
             yield Batch(start, complete(frame[cols] if cols else frame.iloc[:, :0]))
 
-    def _csv_kinds(self) -> dict[str, str]:
-        """Per column of the file: 'numeric', 'bool' or 'text', decided on every row."""
+    def _csv_kinds(self, columns: Sequence[str]) -> dict[str, str]:
+        """Per column of ``columns``: 'numeric', 'bool' or 'text', decided on every row of
+        the file (one pass over the columns not decided before)."""
         if self._kinds is None:
-            cols = self._file_columns()
+            self._kinds = {}
+        cols = [c for c in dict.fromkeys(columns) if c not in self._kinds]
+        if cols:
             kinds = {c: None for c in cols}  # None: no filled field yet
-            if cols:
-                for _, frame in self._arrow_batches(cols, None):
-                    for c in cols:
-                        if kinds[c] == "text":
-                            continue
-                        text = _na_masked(frame[c])
-                        filled = text.dropna()
-                        if not len(filled):
-                            continue
-                        if kinds[c] in (None, "bool") and filled.isin(_TRUE_WORDS | _FALSE_WORDS).all():
-                            kinds[c] = "bool"
-                            continue
-                        if kinds[c] == "bool" or pd.to_numeric(filled, errors="coerce").isna().any():
-                            kinds[c] = "text"
-                        else:
-                            kinds[c] = "numeric"
+            for _, frame in self._arrow_batches(cols, None):
+                for c in cols:
+                    if kinds[c] == "text":
+                        continue
+                    text = _na_masked(frame[c])
+                    filled = text.dropna()
+                    if not len(filled):
+                        continue
+                    if kinds[c] in (None, "bool") and filled.isin(_TRUE_WORDS | _FALSE_WORDS).all():
+                        kinds[c] = "bool"
+                        continue
+                    if kinds[c] == "bool" or pd.to_numeric(filled, errors="coerce").isna().any():
+                        kinds[c] = "text"
+                    else:
+                        kinds[c] = "numeric"
             # a column with no filled field is float64 NaN in pandas
-            self._kinds = {c: k or "numeric" for c, k in kinds.items()}
+            self._kinds.update({c: k or "numeric" for c, k in kinds.items()})
         return self._kinds
 
     def _csv_batches(self, cols, complete, limit):
-        kinds = self._csv_kinds() if cols else {}
+        kinds = self._csv_kinds([c for c in cols if c not in self.text_columns])
         for start, frame in self._arrow_batches(cols, limit):
             out = {}
             for c in cols:
