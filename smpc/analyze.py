@@ -4,6 +4,11 @@ The three compute parties are simulated in this process (``smpc.simulate``); up 
 banks are the compute parties themselves, more banks are input parties. Everything a bank's
 file contains is checked on that bank before anything is shared; a bad file stops the job
 with one error naming the bank, the column and the problem, and nothing is revealed.
+
+An analysis that reads its table in batches (``Analysis.streams``: the statistics) gets each
+file as a ``smpc.sources.TableSource`` (DuckDB reads it in record batches), so a file of any
+length is aggregated in bounded memory; the others, and ``--check``'s plaintext twin, read
+the files whole.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from smpc.errors import InputError, SmpcError
+from smpc.sources import TableSource, as_frame
 from smpc.tables import read_table, table_format
 
 _BANK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
@@ -70,15 +76,50 @@ def load_table(bank: str, path: Path, text_columns: tuple[str, ...] = ()) -> pd.
     return read_table(path, bank, fmt=fmt, text_columns=text_columns)
 
 
-def with_columns(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+def open_table(bank: str, path: Path, text_columns: tuple[str, ...] = ()) -> TableSource:
+    """One bank's file as a ``TableSource`` (read in batches when an analysis reads it), with
+    ``load_table``'s refusals for a missing file or an unknown format."""
+    if not path.exists():
+        raise InputError(f"{bank}: file {path} does not exist")
+    try:
+        fmt = table_format(path)
+    except InputError as exc:
+        raise InputError(f"{bank}: {exc}") from None
+    return TableSource.of_file(path, bank, fmt=fmt, text_columns=text_columns)
+
+
+def _rows(table) -> int:
+    return table.rows if isinstance(table, TableSource) else len(table)
+
+
+def with_columns(table, columns: list[str]):
     """A zero-row table with every one of ``columns``: an empty file names no columns, a
     header-only file perhaps not all, and either holds nothing to contradict a schema."""
-    if len(table) or all(c in table.columns for c in columns):
+    if all(c in table.columns for c in columns) or _rows(table):
         return table
+    if isinstance(table, TableSource):
+        return table.replace(extra_columns=columns)
     return table.reindex(columns=[*table.columns, *(c for c in columns if c not in table.columns)])
 
 
-def check_schemas(tables: dict[str, pd.DataFrame], columns: list[str]) -> None:
+def _kind(table, column: str) -> str:
+    if isinstance(table, TableSource):
+        return table.kinds([column])[column]
+    return "numeric" if pd.api.types.is_numeric_dtype(table[column]) else "text"
+
+
+def _first_text_row(table, column: str) -> int | None:
+    """The 0-based row of the first filled entry of ``column`` that is not a number."""
+    batches = table.batches([column]) if isinstance(table, TableSource) else [None]
+    for batch in batches:
+        start, col = (0, table[column]) if batch is None else (batch.start, batch.frame[column])
+        bad = (pd.to_numeric(col, errors="coerce").isna() & col.notna()).to_numpy()
+        if bad.any():
+            return start + int(bad.argmax())
+    return None
+
+
+def check_schemas(tables: dict, columns: list[str]) -> None:
     """Every bank must have the analysis' columns, of the same kind (numeric or text); a bank
     with zero rows has no kind to disagree with."""
     for c in columns:
@@ -87,17 +128,16 @@ def check_schemas(tables: dict[str, pd.DataFrame], columns: list[str]) -> None:
             if c not in table.columns:
                 have = ", ".join(map(str, list(table.columns)[:20]))
                 raise InputError(f"{bank}: column '{c}' is missing from its data (it has: {have})")
-            if len(table):
-                kinds[bank] = "numeric" if pd.api.types.is_numeric_dtype(table[c]) else "text"
+            if _rows(table):
+                kinds[bank] = _kind(table, c)
         if len(set(kinds.values())) > 1:
             numeric = [b for b, k in kinds.items() if k == "numeric"]
             text = [b for b, k in kinds.items() if k == "text"]
             where = []
             for bank in text:  # the row that made it text, not its value (it goes to every bank)
-                col = tables[bank][c]
-                bad = (pd.to_numeric(col, errors="coerce").isna() & col.notna()).to_numpy()
-                if bad.any():
-                    where.append(f"{bank} row {int(bad.argmax()) + 1} is not a number")
+                row = _first_text_row(tables[bank], c)
+                if row is not None:
+                    where.append(f"{bank} row {row + 1} is not a number")
             detail = f" ({'; '.join(where)})" if where else ""
             raise InputError(
                 f"mismatched schemas: column '{c}' is numeric at {', '.join(numeric)} but text at {', '.join(text)}"
@@ -209,7 +249,8 @@ def main(args) -> int:
         # the fraud analyses' key columns: read as text, so that 00123 keeps its leading zeros
         ids = tuple(parsed[k] for k in KEY_PARAMS if isinstance(parsed.get(k), str))
         columns = analysis.columns(parsed)
-        tables = {bank: with_columns(load_table(bank, path, ids), columns) for bank, path in paths.items()}
+        read = open_table if analysis.streams else load_table
+        tables = {bank: with_columns(read(bank, path, ids), columns) for bank, path in paths.items()}
         check_schemas(tables, columns)
         for bank, table in tables.items():  # each bank's own checks, before any job starts
             analysis.check_input(table, bank, parsed)
@@ -219,7 +260,7 @@ def main(args) -> int:
             progress.close()
         output = {"analysis": analysis.name, "result": result, "leakage": leakage_items(analysis.leakage), "cost": cost}
         if args.check:
-            plain = analysis.plaintext(tables, **parsed)
+            plain = analysis.plaintext({bank: as_frame(t) for bank, t in tables.items()}, **parsed)
             diff, where = largest_difference(result, plain)
             output["check"] = {"largest_difference": diff, "where": where}
         if args.json:

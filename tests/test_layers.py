@@ -19,7 +19,7 @@ PACKAGE = ROOT / "smpc"
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
 
 LAYERS: list[tuple[str, list[str]]] = [
-    ("plain", ["smpc.errors", "smpc.tables", "smpc.datasets"]),
+    ("plain", ["smpc.errors", "smpc.tables", "smpc.sources", "smpc.datasets"]),
     ("sharing", ["smpc.allocator", "smpc.ring", "smpc._ringkernels", "smpc.prg", "smpc.fixedpoint", "smpc.sharing"]),
     ("party runtime", ["smpc.context", "smpc.transport.*", "smpc.v1.*"]),
     ("protocols", ["smpc.protocols.*"]),

@@ -4,11 +4,19 @@ what a bank contributes, bounded views of shared aggregates, and how a suppresse
 The checks run on a bank's own rows before anything is shared. A refusal travels to the
 coordinator, the other banks and the requester, so its message names the bank, the column,
 the row and the problem, but never the value in the cell.
+
+A bank's table is a pandas DataFrame or a ``smpc.sources.TableSource`` (a file read in
+batches); ``table_batches`` reads either in batches, and a check run inside
+``rows_from(start)`` names rows counted from the start of the table, not of the batch, so
+a refusal reads the same whichever way the rows arrived. ``exact_sum`` and ``exact_dot``
+add int64 units of a batch exactly (limbs of 18 bits, no float, no wrap), into Python ints.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextvars
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,6 +26,7 @@ import torch
 from smpc.errors import InputError, RangeError, SmpcError
 from smpc.fixedpoint import check_decimal_scale, decimal_units
 from smpc.secret import SecretTensor
+from smpc.sources import as_frame, as_source
 
 if TYPE_CHECKING:
     from smpc.analyses.disclosure import Rules
@@ -25,6 +34,103 @@ if TYPE_CHECKING:
 
 MAX_ROWS_PER_BANK = 2**30
 """Public cap on one bank's rows; it bounds the shared aggregates (sums of squares too)."""
+
+
+# ----- reading one bank's table in batches --------------------------------------------------
+_FIRST_ROW: contextvars.ContextVar[int] = contextvars.ContextVar("smpc_first_row", default=0)
+
+
+@contextmanager
+def rows_from(start: int):
+    """Inside: ``check_rows`` counts rows from ``start`` (0-based), the position of the
+    batch being checked in its table.
+
+    >>> import numpy as np
+    >>> with rows_from(1000):
+    ...     check_rows(np.array([False, True]), "bank_a", "x", "is bad")
+    Traceback (most recent call last):
+    smpc.errors.InputError: bank_a, column 'x': row 1002 is bad
+    """
+    token = _FIRST_ROW.set(int(start))
+    try:
+        yield
+    finally:
+        _FIRST_ROW.reset(token)
+
+
+def table_batches(table, party: str, columns: Sequence[str], *, batch_rows: int | None = None
+                  ) -> Iterator[tuple[int, pd.DataFrame]]:
+    """(start row, DataFrame of ``columns``) per batch of one bank's table (a DataFrame or a
+    ``TableSource``); ``InputError`` naming the party for a missing column, before any row
+    is read. At least one batch, empty for a table without rows.
+
+    >>> import pandas as pd
+    >>> [(s, f["x"].tolist()) for s, f in table_batches(pd.DataFrame({"x": [1, 2, 3]}), "b", ["x"], batch_rows=2)]
+    [(0, [1, 2]), (2, [3])]
+    """
+    source = as_source(table, batch_rows=batch_rows)
+    have = source.columns
+    for c in columns:
+        if c not in have:
+            raise InputError(f"{party}: column '{c}' is missing from its data (it has: {', '.join(have[:20])})")
+    for batch in source.batches(list(dict.fromkeys(columns))):
+        yield batch.start, batch.frame
+
+
+def whole_table(table, columns: Sequence[str]) -> pd.DataFrame:
+    """``columns`` of one bank's table as one DataFrame, for the steps that need every row at
+    once (a customer cap, a sort): their memory grows with the rows.
+
+    >>> import pandas as pd
+    >>> whole_table(pd.DataFrame({"x": [1], "y": [2]}), ["x"]).columns.tolist()
+    ['x', 'y']
+    """
+    if isinstance(table, pd.DataFrame):
+        return table
+    return as_frame(table, [c for c in dict.fromkeys(columns) if c in table.columns])
+
+
+_LIMB_BITS = 18
+_LIMB_MASK = (1 << _LIMB_BITS) - 1
+_EXACT_CHUNK = 1 << 24  # 2^24 products of two 19-bit limbs sum below 2^62
+_UNIT_LIMIT = 1 << 54
+
+
+def _limbs(x: np.ndarray) -> list[np.ndarray]:
+    x = np.asarray(x, dtype=np.int64)
+    if len(x) and int(np.abs(x).max()) >= _UNIT_LIMIT:
+        raise RangeError(f"a unit beyond 2^54 cannot be summed exactly in int64 limbs (got {int(np.abs(x).max())})")
+    return [x & _LIMB_MASK, (x >> _LIMB_BITS) & _LIMB_MASK, x >> (2 * _LIMB_BITS)]
+
+
+def exact_sum(x: np.ndarray) -> int:
+    """The exact sum of int64 values below 2^54 in magnitude, as a Python int.
+
+    >>> exact_sum(np.array([2**53 - 1] * 4, dtype=np.int64)) == 4 * (2**53 - 1)
+    True
+    """
+    total = 0
+    for at in range(0, len(x), _EXACT_CHUNK):
+        for k, limb in enumerate(_limbs(x[at : at + _EXACT_CHUNK])):
+            total += int(limb.sum(dtype=np.int64)) << (_LIMB_BITS * k)
+    return total
+
+
+def exact_dot(x: np.ndarray, y: np.ndarray) -> int:
+    """The exact sum of x_i * y_i for int64 values below 2^54 in magnitude, as a Python int
+    (products up to 2^108 and their sums never wrap).
+
+    >>> v = np.array([-(2**53 - 1), 3], dtype=np.int64)
+    >>> exact_dot(v, v) == (2**53 - 1) ** 2 + 9
+    True
+    """
+    total = 0
+    for at in range(0, len(x), _EXACT_CHUNK):
+        a, b = _limbs(x[at : at + _EXACT_CHUNK]), _limbs(y[at : at + _EXACT_CHUNK])
+        for i, la in enumerate(a):
+            for j, lb in enumerate(b):
+                total += int(np.dot(la, lb)) << (_LIMB_BITS * (i + j))
+    return total
 
 
 # ----- checks of one bank's table ---------------------------------------------------------
@@ -39,13 +145,14 @@ def table_column(table: pd.DataFrame, party: str, column: str) -> pd.Series:
 def check_rows(bad, party: str, column: str, problem: str | Callable[[int], str],
                error: type[SmpcError] = InputError) -> None:
     """Refuse the column if any row is ``bad`` (booleans, one per row): ``error`` naming the
-    party, the column and the first such row (counted from 1), with ``problem`` (or
-    ``problem(row)`` for the 0-based row) saying what is wrong with it."""
+    party, the column and the first such row (counted from 1, from the table's first row
+    inside ``rows_from``), with ``problem`` (or ``problem(row)`` for the 0-based row of
+    ``bad``) saying what is wrong with it."""
     bad = np.asarray(bad, dtype=bool)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         what = problem(row) if callable(problem) else problem
-        raise error(f"{party}, column '{column}': row {row + 1} {what}")
+        raise error(f"{party}, column '{column}': row {row + 1 + _FIRST_ROW.get()} {what}")
 
 
 def check_row_count(party: str, rows: int) -> None:

@@ -4,6 +4,9 @@ An analysis is ``fn(ctx, table, owners, **params) -> dict``:
 
 - ``ctx`` is this rank's ``smpc.Context``;
 - ``table`` is this rank's input as a pandas DataFrame, or None on a rank that holds no data;
+  an analysis registered with ``streams=True`` also takes a ``smpc.sources.TableSource`` (a
+  file read in batches), and the party service and ``smpc analyze`` hand it one, so that its
+  local aggregation holds a batch of rows at a time, not the table;
 - ``owners`` lists the ranks that hold data, in a fixed order every rank agrees on (in the
   party service the three banks are the three compute parties, ranks 0..2; in a local
   simulation banks may also be input parties, ranks >= 3);
@@ -56,6 +59,7 @@ from smpc import simulation
 from smpc.context import DEFAULT_TIMEOUT
 from smpc.errors import InputError, SmpcError
 from smpc.sharing import COMPUTE_RANKS, N_COMPUTE
+from smpc.sources import as_frame
 
 PARAM_TYPES = ("int", "float", "str", "bool", "column", "columns", "floats", "strs")
 """``column``: one column name; ``columns``/``strs``: a list of names (comma-separated on the
@@ -228,6 +232,8 @@ class Analysis:
     module: str = ""
     check: Callable | None = None
     releases_cells: bool = True
+    streams: bool = False
+    """It reads its table in batches (it takes a ``TableSource`` as well as a DataFrame)."""
     _by_name: dict = field(default_factory=dict, compare=False, repr=False)
 
     def param(self, name: str) -> Param | None:
@@ -325,8 +331,9 @@ class Analysis:
             self.check(table, party, **params)
 
     def run_plaintext(self, tables: Mapping[str, Any], **params) -> dict:
-        """The plaintext twin on {bank: DataFrame}, with the same parameter parsing."""
-        return self.plaintext(tables, **self.parse_params(params))
+        """The plaintext twin on {bank: DataFrame} (a ``TableSource`` is read whole), with the
+        same parameter parsing."""
+        return self.plaintext({bank: as_frame(t) for bank, t in tables.items()}, **self.parse_params(params))
 
     def run_simulated(self, tables: Mapping[str, Any], *, ring: int | None = None, timeout: float = DEFAULT_TIMEOUT,
                       result_ranks: Sequence[int] | None = None, **params) -> dict:
@@ -444,11 +451,14 @@ def audit_params(name: str, params: Mapping[str, Any]) -> dict:
 
 
 def register(name: str | None = None, *, params: Sequence[Param] = (), plaintext: Callable, ring: int = 128,
-             check: Callable | None = None, replace: bool = False, releases_cells: bool = True) -> Callable:
+             check: Callable | None = None, replace: bool = False, releases_cells: bool = True,
+             streams: bool = False) -> Callable:
     """Decorator: add ``fn`` to the catalogue under ``name`` (default: the function's name).
 
     ``releases_cells=False`` declares that the analysis releases no statistics over groups of
     records, so a policy's minimum cell size does not apply to it (see the module docstring).
+    ``streams=True`` declares that it reads its table in batches, so that it may be handed a
+    ``smpc.sources.TableSource`` rather than a DataFrame.
     Refuses a docstring without ``Leakage:`` and ``Cost:`` sections, parameters the function
     does not accept, and a second analysis of the same name (unless ``replace``).
     """
@@ -484,7 +494,7 @@ def register(name: str | None = None, *, params: Sequence[Param] = (), plaintext
         _REGISTRY[key] = Analysis(
             name=key, fn=fn, params=tuple(params), plaintext=plaintext, summary=summary,
             leakage=sections["Leakage"], cost=sections["Cost"], ring=ring, module=fn.__module__, check=check,
-            releases_cells=releases_cells, _by_name={p.name: p for p in params},
+            releases_cells=releases_cells, streams=streams, _by_name={p.name: p for p in params},
         )
         return fn
 

@@ -7,6 +7,13 @@ consortium-level outputs (plus the sufficient statistics they determine, named i
 ``Leakage:``), never a bank's own row count or aggregates, and the cost does not grow with
 the number of rows.
 
+A bank's table is a DataFrame or a ``smpc.sources.TableSource``; describe, histogram,
+default_rate and corr read it in batches (``common.table_batches``) and keep per batch only
+running aggregates (exact Python ints, ``common.exact_sum``/``exact_dot``), so a bank's peak
+memory does not grow with its rows; quantiles keeps one int64 per row of its one column for
+the selection, and a ``dp_customer`` cap reads the columns it needs whole (it counts rows
+per customer in file order).
+
 Amounts are shared as exact integers of 10^-decimals (``amount_units``): a value with more
 decimals than declared is refused, never rounded. No analysis here truncates a fixed-point
 value, so the rounding of probabilistic truncation, which correlates with party 0's share
@@ -40,9 +47,14 @@ from smpc.analyses.common import (
     count_view,
     default_flags,
     dp_params,
+    exact_dot,
+    exact_sum,
     inputs_checked,
+    rows_from,
     suppressed,
+    table_batches,
     table_column,
+    whole_table,
 )
 from smpc.analyses.disclosure import RULE_PARAMS
 from smpc.analyses.registry import Param, register, report_progress
@@ -50,6 +62,7 @@ from smpc.errors import InputError, RangeError
 from smpc.fixedpoint import MAX_DECIMALS
 from smpc.secret import SecretTensor, cat, share_each, stack, where
 from smpc.sharing import COMPUTE_RANKS, N_COMPUTE
+from smpc.sources import as_frame
 from smpc.stats import var_from_moments
 
 
@@ -72,7 +85,8 @@ def _check_scale(analysis: str, decimals: int, bound: float, squares: bool = Fal
 
 # ----- shared machinery ----------------------------------------------------------------
 def _units(table: pd.DataFrame, party: str, column: str, decimals: int, bound: float) -> tuple[np.ndarray, np.ndarray]:
-    """(present mask, exact integer units of the present values) of one column."""
+    """(present mask, exact integer units of the present values) of one column of a
+    DataFrame (a whole table or one batch of it)."""
     col = table_column(table, party, column)
     present = col.notna().to_numpy()
     # missing entries become 0 only to keep row numbers in error messages; they are dropped
@@ -80,6 +94,45 @@ def _units(table: pd.DataFrame, party: str, column: str, decimals: int, bound: f
     values = amount_units(filled, party, column, decimals, bound)[present]
     check_row_count(party, len(table))
     return present, values
+
+
+def _column_sums(table, party, columns, decimals, bound) -> list[dict]:
+    """Per column, over one bank's rows read in batches: count, sum, sum of squares and sum
+    of |units| of the present values (exact Python ints), their min and max (None without
+    values) and the number of missing entries. Refuses bad values naming the table's row."""
+    acc = [{"n": 0, "s1": 0, "s2": 0, "abs": 0, "lo": None, "hi": None, "missing": 0} for _ in columns]
+    rows = 0
+    for start, frame in table_batches(table, party, columns):
+        rows += len(frame)
+        with rows_from(start):
+            for a, c in zip(acc, columns, strict=True):
+                present, units = _units(frame, party, c, decimals, bound)
+                a["missing"] += int(len(present) - present.sum())
+                if not len(units):
+                    continue
+                a["n"] += len(units)
+                a["s1"] += exact_sum(units)
+                a["s2"] += exact_dot(units, units)
+                a["abs"] += exact_sum(np.abs(units))
+                lo, hi = int(units.min()), int(units.max())
+                a["lo"] = lo if a["lo"] is None else min(a["lo"], lo)
+                a["hi"] = hi if a["hi"] is None else max(a["hi"], hi)
+    check_row_count(party, rows)
+    return acc
+
+
+def _column_units(table, party, column, decimals, bound, keep: bool = True) -> np.ndarray | None:
+    """The exact units of one column's present values over one bank's rows (int64, file
+    order), read in batches; with ``keep=False`` only checked (None)."""
+    parts, rows = [], 0
+    for start, frame in table_batches(table, party, [column]):
+        rows += len(frame)
+        with rows_from(start):
+            units = _units(frame, party, column, decimals, bound)[1]
+        if keep:
+            parts.append(units)
+    check_row_count(party, rows)
+    return np.concatenate(parts) if keep else None
 
 
 def secure_total(ctx, owners, local, bound: float, name: str, length: int) -> SecretTensor:
@@ -118,13 +171,12 @@ def _describe_local(table, party, columns, decimals, bound, shift=None):
     (dominance), sum |units| (and that sum >> shift where shift > 0); and how many of its
     entries are missing (left out of everything else)."""
     moments, flags, extremes, magnitudes, highs, missing = [], [], [], [], [], []
-    for c in columns:
-        present, units = _units(table, party, c, decimals, bound)
-        missing.append(int(len(present) - present.sum()))
-        moments += [len(units), sum(int(v) for v in units), sum(int(v) * int(v) for v in units)]
-        flags.append(1 if len(units) else 0)
-        extremes += [int(units.min()), int(units.max())] if len(units) else [0, 0]
-        magnitude = sum(abs(int(v)) for v in units)
+    for a in _column_sums(table, party, columns, decimals, bound):
+        missing.append(a["missing"])
+        moments += [a["n"], a["s1"], a["s2"]]
+        flags.append(1 if a["n"] else 0)
+        extremes += [a["lo"], a["hi"]] if a["n"] else [0, 0]
+        magnitude = a["abs"]
         magnitudes.append(magnitude)
         highs.append(magnitude >> shift if shift else 0)
     if shift is None:
@@ -161,6 +213,7 @@ def _describe_plain(tables: Mapping[str, pd.DataFrame], *, columns, decimals=2, 
                                          for bank, t in tables.items()), strict=True)]
         return _describe_dp_result(columns, totals, decimals, bound, min_cell_size, dp_epsilon, dp_rows_per_customer)
     rules = disclosure.resolve("describe", len(tables), min_cell_size, min_contributors, max_dominance)
+    tables = {bank: as_frame(t) for bank, t in tables.items()}
     out = {}
     scale = 10**decimals
     per_bank = {c: [[int(v) for v in _units(t, bank, c, decimals, bound)[1]] for bank, t in tables.items()]
@@ -185,14 +238,14 @@ def _describe_check(table, party, *, columns, decimals=2, bound=1e12, min_cell_s
     _check_scale("describe", decimals, bound)
     check_dp("describe", dp_epsilon, dp_customer, dp_rows_per_customer)
     if dp_customer is not None:
-        cap_customer_rows(table, party, dp_customer, dp_rows_per_customer)
+        cap_customer_rows(whole_table(table, [dp_customer]), party, dp_customer, dp_rows_per_customer)
     disclosure.resolve("describe", 1, min_cell_size, min_contributors, max_dominance)
-    for c in columns:
-        _units(table, party, c, decimals, bound)
+    _column_sums(table, party, columns, decimals, bound)
 
 
 @register("describe", params=[Param("columns", "columns", required=True, description="numeric columns to describe"),
-                              *_AMOUNT_PARAMS, *dp_params()], plaintext=_describe_plain, check=_describe_check)
+                              *_AMOUNT_PARAMS, *dp_params()], plaintext=_describe_plain, check=_describe_check,
+          streams=True)
 def describe(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_size=1, min_contributors=None,
              max_dominance=100.0, dp_epsilon=None, dp_customer=None, dp_rows_per_customer=1) -> dict | None:
     """Per column: count, sum, mean, var (ddof=1, as pandas), std, min and max over all banks' rows,
@@ -287,11 +340,11 @@ def describe(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_si
 
 def _describe_dp_local(table, party, columns, decimals, bound, customer, cap) -> list[int]:
     """[count, sum of units] per column of one bank's rows, at most ``cap`` per customer."""
-    table = cap_customer_rows(table, party, customer, cap)
+    if customer is not None:
+        table = cap_customer_rows(whole_table(table, [*columns, customer]), party, customer, cap)
     out = []
-    for c in columns:
-        units = _units(table, party, c, decimals, bound)[1]
-        out += [len(units), sum(int(v) for v in units)]
+    for a in _column_sums(table, party, columns, decimals, bound):
+        out += [a["n"], a["s1"]]
     return out
 
 
@@ -360,11 +413,17 @@ def _describe_dp(ctx, table, owners, *, columns, decimals, bound, min_cell_size,
 
 # ----- histogram -------------------------------------------------------------------------
 def _histogram_local(table, party, column, edges):
-    col = table_column(table, party, column)
-    numeric = pd.to_numeric(col, errors="coerce")
-    check_rows(numeric.isna() & col.notna(), party, column, "is not numeric")
-    values = numeric.dropna().to_numpy(dtype=np.float64)
-    return np.histogram(values, bins=np.asarray(edges, dtype=np.float64))[0]
+    """Per-bin counts (int64) of one bank's rows, read in batches."""
+    bins = np.asarray(edges, dtype=np.float64)
+    counts = np.zeros(len(edges) - 1, dtype=np.int64)
+    for start, frame in table_batches(table, party, [column]):
+        with rows_from(start):
+            col = table_column(frame, party, column)
+            numeric = pd.to_numeric(col, errors="coerce")
+            check_rows(numeric.isna() & col.notna(), party, column, "is not numeric")
+        values = numeric.dropna().to_numpy(dtype=np.float64)
+        counts += np.histogram(values, bins=bins)[0]
+    return counts
 
 
 def _check_edges(edges):
@@ -381,8 +440,8 @@ def _histogram_plain(tables, *, column, edges, min_cell_size=1, min_contributors
     _check_edges(edges)
     check_dp("histogram", dp_epsilon, dp_customer, dp_rows_per_customer)
     if dp_epsilon is not None:
-        per_bank = [_histogram_local(cap_customer_rows(t, bank, dp_customer, dp_rows_per_customer), bank, column,
-                                     edges) for bank, t in tables.items()]
+        per_bank = [_histogram_local(cap_customer_rows(as_frame(t), bank, dp_customer, dp_rows_per_customer), bank,
+                                     column, edges) for bank, t in tables.items()]
         return _histogram_dp_result(edges, [int(v) for v in np.sum(per_bank, axis=0)], min_cell_size, dp_epsilon,
                                     dp_rows_per_customer)
     rules = disclosure.resolve("histogram", len(tables), min_cell_size, min_contributors, max_dominance)
@@ -397,7 +456,7 @@ def _histogram_check(table, party, *, column, edges, min_cell_size=1, min_contri
     _check_edges(edges)
     check_dp("histogram", dp_epsilon, dp_customer, dp_rows_per_customer)
     if dp_customer is not None:
-        cap_customer_rows(table, party, dp_customer, dp_rows_per_customer)
+        cap_customer_rows(whole_table(table, [dp_customer]), party, dp_customer, dp_rows_per_customer)
     disclosure.resolve("histogram", 1, min_cell_size, min_contributors, max_dominance)
     _histogram_local(table, party, column, edges)
 
@@ -408,7 +467,7 @@ def _histogram_check(table, party, *, column, edges, min_cell_size=1, min_contri
     Param("min_cell_size", "int", default=1, description="suppress bins with fewer (but more than zero) records"),
     *RULE_PARAMS,
     *dp_params(),
-], plaintext=_histogram_plain, check=_histogram_check)
+], plaintext=_histogram_plain, check=_histogram_check, streams=True)
 def histogram(ctx, table, owners, *, column, edges, min_cell_size=1, min_contributors=None,
               max_dominance=100.0, dp_epsilon=None, dp_customer=None, dp_rows_per_customer=1) -> dict | None:
     """Counts per public bin [e_k, e_k+1) (the last bin closed), as numpy.histogram, over all banks.
@@ -440,7 +499,10 @@ def histogram(ctx, table, owners, *, column, edges, min_cell_size=1, min_contrib
     local = None
     if table is not None and ctx.rank in owners:
         party = ctx.name_of(ctx.rank)
-        rows = cap_customer_rows(table, party, dp_customer, dp_rows_per_customer) if dp_epsilon is not None else table
+        rows = table
+        if dp_epsilon is not None and dp_customer is not None:
+            rows = cap_customer_rows(whole_table(table, [column, dp_customer]), party, dp_customer,
+                                     dp_rows_per_customer)
         local = [int(v) for v in _histogram_local(rows, party, column, edges)]
     parts = share_each(ctx, local, owners, shape=(bins,), bound=float(MAX_ROWS_PER_BANK), frac_bits=0,
                            name="bin counts")
@@ -492,7 +554,7 @@ def _quantiles_plain(tables, *, column, q, decimals=2, bound=1e12, min_contribut
     _check_q(q)
     _check_scale("quantiles", decimals, bound)
     rules = disclosure.resolve("quantiles", len(tables), 1, min_contributors, max_dominance)
-    per_bank = [[int(v) for v in _units(t, bank, column, decimals, bound)[1]] for bank, t in tables.items()]
+    per_bank = [[int(v) for v in _column_units(t, bank, column, decimals, bound)] for bank, t in tables.items()]
     if disclosure.suppressed_plain(rules, [[len(v)] for v in per_bank])[0]:
         return suppressed(rules, count=None)
     units = sorted(v for part in per_bank for v in part)
@@ -516,7 +578,7 @@ def _quantiles_check(table, party, *, column, q, decimals=2, bound=1e12, min_con
     _check_q(q)
     _check_scale("quantiles", decimals, bound)
     disclosure.resolve("quantiles", 1, 1, min_contributors, max_dominance)
-    _units(table, party, column, decimals, bound)
+    _column_units(table, party, column, decimals, bound, keep=False)
 
 
 def order_statistics(ctx, owners, searches) -> list[dict[int, int]]:
@@ -570,7 +632,7 @@ def order_statistics(ctx, owners, searches) -> list[dict[int, int]]:
     Param("q", "floats", required=True, description="quantile levels in [0, 1]"),
     *_amount_params("column"),
     *RULE_PARAMS,
-], plaintext=_quantiles_plain, check=_quantiles_check)
+], plaintext=_quantiles_plain, check=_quantiles_check, streams=True)
 def quantiles(ctx, table, owners, *, column, q, decimals=2, bound=1e12, min_contributors=None,
               max_dominance=100.0) -> dict | None:
     """Exact quantiles (numpy 'linear' interpolation) over all banks' rows, by secure selection.
@@ -606,7 +668,8 @@ def quantiles(ctx, table, owners, *, column, q, decimals=2, bound=1e12, min_cont
     bound_units = int(round(bound * scale))
     units = None
     if table is not None and ctx.rank in owners:
-        units = np.sort(_units(table, ctx.name_of(ctx.rank), column, decimals, bound)[1])
+        # the selection counts values below thresholds at every step: one int64 per row
+        units = np.sort(_column_units(table, ctx.name_of(ctx.rank), column, decimals, bound))
     rules = disclosure.resolve("quantiles", len(owners), 1, min_contributors, max_dominance)
     parts = share_each(ctx, [len(units)] if units is not None else None, owners, shape=(1,),
                            bound=float(MAX_ROWS_PER_BANK), frac_bits=0, name="count")
@@ -635,37 +698,37 @@ def quantiles(ctx, table, owners, *, column, q, decimals=2, bound=1e12, min_cont
 
 
 # ----- corr ------------------------------------------------------------------------------
-def _corr_columns(table, party, columns, decimals, bound):
-    """Per column (present mask, exact units with 0 where missing); refuses bad input."""
-    check_row_count(party, len(table))
-    data = []
-    for c in columns:
-        present, values = _units(table, party, c, decimals, bound)  # errors name the file's rows
-        units = np.zeros(len(present), dtype=object)
-        units[present] = [int(v) for v in values]
-        data.append((present, units))
-    return data
-
-
 def _corr_local(table, party, columns, decimals, bound, shift=None):
     """Per ordered pair (i, j), over this bank's rows where both are present: count, sum,
     sum of squares of x_i and sum of x_i x_j; with a ``shift`` (dominance) then per pair
-    sum |x_i| (and that sum >> shift where shift > 0)."""
+    sum |x_i| (and that sum >> shift where shift > 0). Read in batches, summed exactly."""
     d = len(columns)
-    data = _corr_columns(table, party, columns, decimals, bound)
-    stats, magnitudes, highs = [], [], []
-    for i in range(d):
-        for j in range(d):
-            both = data[i][0] & data[j][0]
-            xi, xj = data[i][1][both], data[j][1][both]
-            products = sum(a * b for a, b in zip(xi, xj, strict=True))
-            stats += [int(both.sum()), int(sum(xi)), int(sum(v * v for v in xi)), int(products)]
-            magnitude = int(sum(abs(v) for v in xi))
-            magnitudes.append(magnitude)
-            highs.append(magnitude >> shift if shift else 0)
+    stats = [0] * (4 * d * d)
+    magnitudes = [0] * (d * d)
+    rows = 0
+    for start, frame in table_batches(table, party, columns):
+        rows += len(frame)
+        data = []
+        with rows_from(start):
+            for c in columns:
+                present, values = _units(frame, party, c, decimals, bound)  # errors name the file's rows
+                units = np.zeros(len(present), dtype=np.int64)
+                units[present] = values
+                data.append((present, units))
+        for i in range(d):
+            for j in range(d):
+                both = data[i][0] & data[j][0]
+                xi, xj = data[i][1][both], data[j][1][both]
+                e = i * d + j
+                stats[4 * e] += int(both.sum())
+                stats[4 * e + 1] += exact_sum(xi)
+                stats[4 * e + 2] += exact_dot(xi, xi)
+                stats[4 * e + 3] += exact_dot(xi, xj)
+                magnitudes[e] += exact_sum(np.abs(xi))
+    check_row_count(party, rows)
     if shift is None:
         return stats
-    return stats + magnitudes + (highs if shift else [])
+    return stats + magnitudes + ([m >> shift for m in magnitudes] if shift else [])
 
 
 def _corr_pairs(d: int) -> list[tuple[int, int]]:
@@ -720,11 +783,11 @@ def _corr_check(table, party, *, columns, decimals=2, bound=1e12, min_cell_size=
                 max_dominance=100.0) -> None:
     _check_scale("corr", decimals, bound)
     _corr_rules(1, min_cell_size, min_contributors, max_dominance)
-    _corr_columns(table, party, columns, decimals, bound)
+    _corr_local(table, party, columns, decimals, bound)
 
 
 @register("corr", params=[Param("columns", "columns", required=True, description="numeric columns"), *_AMOUNT_PARAMS],
-          plaintext=_corr_plain, check=_corr_check)
+          plaintext=_corr_plain, check=_corr_check, streams=True)
 def corr(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_size=1, min_contributors=None,
          max_dominance=100.0) -> dict | None:
     """Pearson correlation matrix (pairwise-complete rows, as pandas.DataFrame.corr) and the covariance matrix.
@@ -795,28 +858,36 @@ def corr(ctx, table, owners, *, columns, decimals=2, bound=1e12, min_cell_size=1
 
 
 # ----- default rate by group ------------------------------------------------------------
-def _group_keys(table, party, by) -> pd.Series:
-    col = table_column(table, party, by)
-    check_rows(col.isna(), party, by, "has no group key")
-    return col.map(_key)
-
-
 def _key(v) -> str:
     if isinstance(v, float) and v.is_integer():
         v = int(v)
     return str(v)
 
 
-def _rate_inputs(table, party, label, positive, by, groups):
-    """(default flags, group keys) of one bank; refuses bad labels, missing keys and keys
-    outside the declared ``groups`` (when declared)."""
-    flags = default_flags(table, party, label, positive)
-    keys = _group_keys(table, party, by).to_numpy()
-    if groups is not None:
-        # the key itself may be a customer's identifier: name the row only
-        check_rows(~np.isin(keys, np.asarray(list(groups), dtype=object)), party, by,
-                   "has a group key not in the declared groups")
-    return flags, keys
+def _rate_counts(table, party, label, positive, by, groups) -> dict[str, list[int]]:
+    """{group key: [loans, defaults]} of one bank's rows, read in batches; refuses bad labels,
+    missing keys and keys outside the declared ``groups`` (when declared)."""
+    declared = None if groups is None else {str(g) for g in groups}
+    out: dict[str, list[int]] = {}
+    for start, frame in table_batches(table, party, [label, by]):
+        with rows_from(start):
+            flags = default_flags(frame, party, label, positive)
+            col = table_column(frame, party, by)
+            check_rows(col.isna(), party, by, "has no group key")
+            # the key of each distinct value once, not of every row
+            codes, uniques = pd.factorize(col, use_na_sentinel=False)
+            keys = [_key(u) for u in uniques]
+            if declared is not None:
+                # the key itself may be a customer's identifier: name the row only
+                outside = np.asarray([k not in declared for k in keys], dtype=bool)
+                check_rows(outside[codes], party, by, "has a group key not in the declared groups")
+        counts = np.bincount(codes, minlength=len(keys))
+        defaults = np.bincount(codes, weights=flags, minlength=len(keys))  # < 2^53 per batch: exact
+        for k, n, d in zip(keys, counts, defaults, strict=True):
+            acc = out.setdefault(k, [0, 0])
+            acc[0] += int(n)
+            acc[1] += int(d)
+    return out
 
 
 def _rate_check(table, party, *, label, by, positive=None, groups=None, min_cell_size=1, min_contributors=None,
@@ -824,19 +895,17 @@ def _rate_check(table, party, *, label, by, positive=None, groups=None, min_cell
     disclosure.resolve("default_rate", 1, min_cell_size, min_contributors, max_dominance)
     _rate_dp_check(groups, dp_epsilon, dp_customer, dp_rows_per_customer)
     if dp_customer is not None:
-        cap_customer_rows(table, party, dp_customer, dp_rows_per_customer)
-    _rate_inputs(table, party, label, positive, by, groups)
+        cap_customer_rows(whole_table(table, [dp_customer]), party, dp_customer, dp_rows_per_customer)
+    _rate_counts(table, party, label, positive, by, groups)
 
 
 def _rate_local(table, party, label, positive, by, groups):
-    flags, keys = _rate_inputs(table, party, label, positive, by, groups)
-    index = {g: i for i, g in enumerate(groups)}
-    counts = np.zeros(len(groups), dtype=np.int64)
-    defaults = np.zeros(len(groups), dtype=np.int64)
-    codes = np.array([index[k] for k in keys], dtype=np.int64)
-    np.add.at(counts, codes, 1)
-    np.add.at(defaults, codes, flags)
-    return [int(v) for pair in zip(counts, defaults, strict=True) for v in pair]
+    """[loans, defaults] per key of ``groups``, flattened."""
+    return _rate_vector(_rate_counts(table, party, label, positive, by, groups), groups)
+
+
+def _rate_vector(counts: dict, keys) -> list[int]:
+    return [v for k in keys for v in counts.get(k, (0, 0))]
 
 
 def _rate_groups(groups, counts, defaults, hidden) -> dict:
@@ -881,12 +950,13 @@ def _rate_plain(tables, *, label, by, positive=None, groups=None, min_cell_size=
     rules = disclosure.resolve("default_rate", len(tables), min_cell_size, min_contributors, max_dominance)
     _rate_dp_check(groups, dp_epsilon, dp_customer, dp_rows_per_customer)
     if dp_epsilon is not None:
-        totals = sum(np.asarray(_rate_local(cap_customer_rows(t, bank, dp_customer, dp_rows_per_customer), bank,
-                                            label, positive, by, groups), dtype=np.int64)
-                     for bank, t in tables.items())
+        capped = {bank: cap_customer_rows(as_frame(t), bank, dp_customer, dp_rows_per_customer)
+                  for bank, t in tables.items()}
+        totals = sum(np.asarray(_rate_local(t, bank, label, positive, by, groups), dtype=np.int64)
+                     for bank, t in capped.items())
         return _rate_dp_result(by, groups, [int(v) for v in totals], min_cell_size, dp_epsilon,
                                dp_rows_per_customer)
-    keys = groups or sorted({k for bank, t in tables.items() for k in _group_keys(t, bank, by)})
+    keys = groups or sorted({k for bank, t in tables.items() for k in _rate_counts(t, bank, label, positive, by, None)})
     totals = np.zeros(2 * len(keys), dtype=np.int64)
     per_bank = []
     for bank, t in tables.items():
@@ -908,7 +978,7 @@ def _rate_plain(tables, *, label, by, positive=None, groups=None, min_cell_size=
     Param("min_cell_size", "int", default=1, description="suppress groups with fewer (but more than zero) loans"),
     *RULE_PARAMS,
     *dp_params(),
-], plaintext=_rate_plain, check=_rate_check)
+], plaintext=_rate_plain, check=_rate_check, streams=True)
 def default_rate(ctx, table, owners, *, label, by, positive=None, groups=None, min_cell_size=1, min_contributors=None,
                  max_dominance=100.0, dp_epsilon=None, dp_customer=None, dp_rows_per_customer=1) -> dict | None:
     """Per group: number of loans, number of defaults and default rate, small groups suppressed.
@@ -946,15 +1016,19 @@ def default_rate(ctx, table, owners, *, label, by, positive=None, groups=None, m
     keys = groups
     mine_keys = None
     if table is not None and ctx.rank in owners:
-        if dp_epsilon is not None:
-            table = cap_customer_rows(table, ctx.name_of(ctx.rank), dp_customer, dp_rows_per_customer)
-        mine_keys = sorted(set(_rate_inputs(table, ctx.name_of(ctx.rank), label, positive, by, groups)[1]))
+        party = ctx.name_of(ctx.rank)
+        if dp_epsilon is not None and dp_customer is not None:
+            table = cap_customer_rows(whole_table(table, [label, by, dp_customer]), party, dp_customer,
+                                      dp_rows_per_customer)
+        # one pass over the rows: the keys it has and the counts per key
+        counts = _rate_counts(table, party, label, positive, by, groups)
+        mine_keys = sorted(counts)
     if keys is None:
         inputs_checked(ctx, owners)
         keys = sorted(set().union(*ctx.publish_each(mine_keys, owners)))
     local = None
     if mine_keys is not None:
-        local = _rate_local(table, ctx.name_of(ctx.rank), label, positive, by, keys)
+        local = _rate_vector(counts, keys)
     parts = share_each(ctx, local, owners, shape=(2 * len(keys),), bound=float(MAX_ROWS_PER_BANK), frac_bits=0,
                            name="group counts")
     if not ctx.is_compute and ctx.rank not in ctx.result_ranks:

@@ -6,6 +6,10 @@ size, minimum contributors and maximum dominance, maximum rows), parses the para
 the catalogue's schema, fills in the parameters its data configuration sets (``Param.owner``:
 bounds, decimals, categories from ``[data.NAME.columns]``, the join salt from ``[join]``),
 loads the input columns with their declared types and runs the analysis' own input check.
+An analysis that reads its table in batches (``Analysis.streams``: the statistics) gets a
+``smpc.sources.TableSource`` instead of a DataFrame: every batch is typed and checked as
+``load_table`` does a whole table, with the same row-precise messages, so the party holds a
+batch at a time, not its rows (DuckDB reads the file).
 
 A requester may not send a parameter a data owner sets: with a bound of its choosing, the
 refusals would tell it where another bank's values lie. Each party answers what it declared
@@ -47,6 +51,7 @@ from smpc.analyses.registry import (
 )
 from smpc.errors import InputError, SmpcError
 from smpc.service.config import DataSource, PartyConfig
+from smpc.sources import TableSource
 from smpc.tables import read_table
 
 DATA_SCHEMA = "data.schema"
@@ -217,10 +222,15 @@ def decide(config: PartyConfig, req: JobRequest) -> Decision:
         return refuse("params", str(exc), type(exc).__name__)
     schema_refusal = "its data does not match its declared schema"
     try:
-        table = load_table(source, columns, party)
+        if analysis.streams:
+            table = open_table(source, columns, party)
+            rows = scan_table(table)
+        else:
+            table = load_table(source, columns, party)
+            rows = len(table)
     except InputError as exc:
         return refuse(DATA_SCHEMA, schema_refusal, "InputError", detail=str(exc))
-    if len(table) > pol.max_rows:
+    if rows > pol.max_rows:
         return refuse("policy.max_rows",
                       f"data source '{source.name}' has more rows than the maximum of {pol.max_rows}")
     try:
@@ -229,10 +239,15 @@ def decide(config: PartyConfig, req: JobRequest) -> Decision:
         return refuse(DATA_SCHEMA, schema_refusal, "InputError",
                       detail=f"data source '{source.name}': {type(exc).__name__}: {exc}")
     fingerprint = registry.secret_fingerprint(config.join_salt) if salt else ""
+    if isinstance(table, TableSource):
+        duplicates = table.duplicate_rows(columns)
+        # the job reads the file again when it runs: rows beyond the policy's maximum stop it then too
+        table = table.replace(prepare=_at_most(table.prepare, pol.max_rows, f"{party}, data source '{source.name}'"))
+    else:
+        duplicates = int(table.duplicated().sum()) if len(table.columns) else 0
     return Decision(True, party, min_cell_size=min_cell, min_contributors=min_contributors,
                     max_dominance=max_dominance, declared=declared, salt_fingerprint=fingerprint, params=params,
-                    columns=columns, rows=len(table), table=table,
-                    duplicate_rows=int(table.duplicated().sum()) if len(table.columns) else 0)
+                    columns=columns, rows=rows, table=table, duplicate_rows=duplicates)
 
 
 # ----- parameters the data owner sets ------------------------------------------------------
@@ -375,6 +390,38 @@ def load_table(source: DataSource, columns: Sequence[str], party: str) -> pd.Dat
     where = f"{party}, data source '{source.name}'"
     frame = read_table(source.path, where, fmt=source.format, columns=columns,
                        text_columns=[c for c in columns if source.columns[c] in ("str", "bool")])
+    return typed_columns(frame, source, columns, where)
+
+
+def open_table(source: DataSource, columns: Sequence[str], party: str) -> TableSource:
+    """The named columns of a data source read in batches, each typed and checked as
+    ``load_table`` types and checks a whole table (its messages name the row of the file)."""
+    columns = list(columns)
+    where = f"{party}, data source '{source.name}'"
+    table = TableSource.of_file(source.path, where, fmt=source.format,
+                                text_columns=[c for c in columns if source.columns[c] in ("str", "bool")])
+    return table.replace(select=columns,
+                         prepare=lambda frame, start: typed_columns(frame, source, columns, where, start))
+
+
+def _at_most(prepare, max_rows: int, where: str):
+    def prepare_at_most(frame: pd.DataFrame, start: int) -> pd.DataFrame:
+        if start + len(frame) > max_rows:
+            raise InputError(f"{where} has more rows than the maximum of {max_rows}")
+        return prepare(frame, start)
+
+    return prepare_at_most
+
+
+def scan_table(table: TableSource) -> int:
+    """Read every batch once (its types and declarations checked); the number of rows."""
+    return sum(len(batch.frame) for batch in table.batches())
+
+
+def typed_columns(frame: pd.DataFrame, source: DataSource, columns: Sequence[str], where: str,
+                  start: int = 0) -> pd.DataFrame:
+    """``load_table``'s typing and checks of ``columns`` of ``frame``, which holds the table's
+    rows from ``start`` (0-based) on: messages count rows from the table's first."""
     # the message names rows, never values; decide() keeps it in this party's own log
     for col in columns:
         kind = source.columns[col]
@@ -385,7 +432,7 @@ def load_table(source: DataSource, columns: Sequence[str], party: str) -> pd.Dat
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
                 raise InputError(
-                    f"{where}, column '{col}' (declared {kind}): row {row + 1} is not a number"
+                    f"{where}, column '{col}' (declared {kind}): row {start + row + 1} is not a number"
                 )
             values = numeric.to_numpy(dtype=np.float64)
             if kind == "int":
@@ -393,7 +440,7 @@ def load_table(source: DataSource, columns: Sequence[str], party: str) -> pd.Dat
                 if frac.any():
                     row = int(np.flatnonzero(frac)[0])
                     raise InputError(
-                        f"{where}, column '{col}' (declared int): row {row + 1} is not a whole number"
+                        f"{where}, column '{col}' (declared int): row {start + row + 1} is not a whole number"
                     )
                 if not np.isnan(values).any():
                     numeric = numeric.astype(np.int64)
@@ -404,14 +451,14 @@ def load_table(source: DataSource, columns: Sequence[str], party: str) -> pd.Dat
             if not ok.all():
                 row = int(np.flatnonzero(~ok.to_numpy())[0])
                 raise InputError(
-                    f"{where}, column '{col}' (declared bool): row {row + 1} is not true/false"
+                    f"{where}, column '{col}' (declared bool): row {start + row + 1} is not true/false"
                 )
             frame[col] = text.isin(TRUE_WORDS).astype(np.int64).where(series.notna())
-        _check_declared(frame[col], source.column(col), f"{where}, column '{col}'")
+        _check_declared(frame[col], source.column(col), f"{where}, column '{col}'", start)
     return frame
 
 
-def _check_declared(series: pd.Series, declared, where: str) -> None:
+def _check_declared(series: pd.Series, declared, where: str, start: int = 0) -> None:
     """The column's values against its declaration: min <= value, |value| <= bound, at most
     ``decimals`` decimal places, keys among ``categories`` (empty cells are the analyses' concern). The
     message names the row, never the value."""
@@ -419,7 +466,7 @@ def _check_declared(series: pd.Series, declared, where: str) -> None:
 
     def refuse(bad: np.ndarray, what: str) -> None:
         if bad.any():
-            raise InputError(f"{where}: row {int(np.flatnonzero(bad)[0]) + 1} {what}")
+            raise InputError(f"{where}: row {start + int(np.flatnonzero(bad)[0]) + 1} {what}")
 
     if declared.bound is not None or declared.decimals is not None or declared.min is not None:
         values = np.where(present, series.to_numpy(dtype=np.float64, na_value=0.0), 0.0)
