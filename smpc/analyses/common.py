@@ -162,6 +162,16 @@ def check_dp(analysis: str, dp_epsilon, dp_customer, dp_rows_per_customer: int) 
         raise InputError(f"{analysis}: parameter 'dp_rows_per_customer' must be >= 1, got {dp_rows_per_customer}")
 
 
+def dp_metadata(epsilon: float, cap: int, min_cell_size: int) -> dict:
+    """What every differentially private result says of its release: the epsilon spent, the
+    mechanism, how many parties drew noise, the rows-per-customer cap the noise is scaled to
+    and the minimum cell size (applied to the noisy counts)."""
+    from smpc import dp
+
+    return {"epsilon_spent": float(epsilon), "mechanism": dp.MECHANISM, "noise_parties": len(dp.NOISE_RANKS),
+            "rows_per_customer": cap, "min_cell_size": min_cell_size}
+
+
 def cap_customer_rows(table: pd.DataFrame, party: str, customer: str | None, cap: int) -> pd.DataFrame:
     """One bank's rows with at most ``cap`` per customer (the first ones in file order), so one
     customer changes any statistic by at most ``cap`` rows' worth: the public sensitivity the
