@@ -138,11 +138,13 @@ def dp_params() -> list[Param]:
         Param("dp_epsilon", "float",
               description="release with epsilon-differential privacy: discrete Laplace noise drawn by two compute "
                           "parties and added on shares (docs/dp.md); every party debits it from its budget"),
-        Param("dp_customer", "column",
+        Param("dp_customer", "column", owner="dp_customer",
               description="with dp_epsilon: the customer id column; each bank keeps at most dp_rows_per_customer "
-                          "rows per customer (without it every row is taken to be its own customer)"),
-        Param("dp_rows_per_customer", "int", default=1,
-              description="with dp_epsilon: public cap on one customer's rows at one bank; the noise scales with it"),
+                          "rows per customer (without it every row is taken to be its own customer); in the party "
+                          "service each bank's own [data.NAME.dp] customer"),
+        Param("dp_rows_per_customer", "int", default=1, owner="dp_rows_per_customer",
+              description="with dp_epsilon: public cap on one customer's rows at one bank; the noise scales with it; "
+                          "in the party service the largest [data.NAME.dp] rows_per_customer of the banks"),
     ]
 
 
