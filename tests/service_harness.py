@@ -171,8 +171,9 @@ class Cluster:
                 lines += [f"[peers.{other}]", f'address = "127.0.0.1:{self.ports[other]}"', f'identity = "{other}"',
                           *([f'fingerprint = "{pin}"'] if pin else []), ""]
         lines += ["[data.loans]", f'path = "data/{bank}_loans.csv"', f"columns = {_toml_value(COLUMNS)}", ""]
-        for name, (path, columns) in extra_sources.items():
-            lines += [f"[data.{name}]", f"path = {_toml_value(str(path))}", f"columns = {_toml_value(columns)}", ""]
+        for name, (path, columns, *dp) in extra_sources.items():  # dp: the source's [data.NAME.dp], if any
+            lines += [f"[data.{name}]", f"path = {_toml_value(str(path))}", f"columns = {_toml_value(columns)}",
+                      *([f"dp = {_toml_value(dp[0])}"] if dp else []), ""]
         policy = dict(policy)  # kept for a rewrite: not to be changed here
         allowed_columns = policy.pop("allowed_columns")
         lines += ["[policy]"] + [f"{k} = {_toml_value(v)}" for k, v in policy.items()] + [""]

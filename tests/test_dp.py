@@ -233,3 +233,158 @@ def test_noisy_multi_lending_count_keeps_the_exact_own_flags(n_banks):
     assert noisy["by_bank"] == plain["by_bank"] and noisy["epsilon_spent"] == 1.0
     assert noisy["noise"]["scale"] == 1.0
     assert abs(noisy["flagged_count"] - plain["flagged_count"]) <= 2 * 70
+
+
+# ----- woe_iv and psi: bin counts noised before any merge -----------------------------------------
+def _seeded(fn, tables, seeds, **kwargs):
+    """``fn(ctx, table, owners, to, rng=..., **kwargs)`` on every bank, parties 1 and 2 drawing
+    their contributions from ``random.Random(seeds[rank])``; the result rank 0 received."""
+    from smpc import simulation
+
+    banks = list(tables)
+
+    def job(ctx, table=None, rng=None):
+        return fn(ctx, table, [0, 1, 2], [0, 1, 2], rng=rng, **kwargs)
+
+    inputs = {r: {"table": tables[b], "rng": random.Random(seeds[r]) if r in dp.NOISE_RANKS else None}
+              for r, b in enumerate(banks)}
+    return simulation.simulate(job, inputs=inputs, party_names=banks, result_ranks=[0, 1, 2])[0]
+
+
+def _binned_banks(columns: int, bins: int, rows: int, seed: int) -> dict[str, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for b in ("bank_a", "bank_b", "bank_c"):
+        frame = {f"x{i}": rng.integers(0, bins, rows) for i in range(columns)}
+        frame.update(default=rng.integers(0, 2, rows), period=rng.choice(["r", "c"], rows))
+        out[b] = pd.DataFrame(frame)
+    return out
+
+
+@pytest.mark.parametrize("analysis", ["woe_iv", "psi"])
+def test_noisy_bin_counts_of_woe_iv_and_psi_have_the_intended_distribution(analysis):
+    """10 columns of 1000 bins, ~100 rows per cell: at epsilon 10 each of the 20,000 cells gets
+    two contributions of scale 1 * 10 / 10 (one row per customer, epsilon split over the 10
+    columns), which never empty a cell, so no bin merges and every released count is one
+    cell's. noisy - exact must follow the pmf of Z_1 + Z_2 (chi-square, p > 1e-7) and its
+    variance must lie within 5 standard deviations of the sample variance of the intended one."""
+    from smpc.analyses import scorecards
+
+    columns, bins = 10, 1000
+    tables = _binned_banks(columns, bins, 67_000, seed=23)
+    cols = [f"x{i}" for i in range(columns)]
+    edges = {c: [k + 0.5 for k in range(bins - 1)] for c in cols}
+    epsilon = 10.0
+    if analysis == "woe_iv":
+        params = dict(label="default", columns=cols, edges=edges, dp_epsilon=epsilon)
+        noisy = _seeded(scorecards._woe_table, tables, {1: 31, 2: 32}, **params)
+        cells = ("good", "bad")
+    else:
+        params = dict(columns=cols, period="period", reference="r", current="c", edges=edges, dp_epsilon=epsilon)
+        specs = scorecards._specs("psi", cols, edges, None, None, None, None)
+        noisy = _seeded(scorecards._psi_dp, tables, {1: 41, 2: 42}, names=("r", "c"), specs=specs, bank=None,
+                        period="period", reference="r", current="c", min_cell_size=1, epsilon=epsilon, customer=None,
+                        cap=1)
+        cells = ("reference", "current")
+    exact = registry.get(analysis).run_plaintext(tables, **params)
+    assert noisy["epsilon_spent"] == epsilon and noisy["noise"]["scale"] == 1.0
+    diffs = []
+    for c in cols:
+        assert noisy["features"][c]["merged"] == [] and exact["features"][c]["merged"] == []
+        for got, want in zip(noisy["features"][c]["bins"], exact["features"][c]["bins"], strict=True):
+            diffs += [got[k] - want[k] for k in cells]
+    n = len(diffs)
+    assert n == 2 * columns * bins
+    noise = dp.Noise(Fraction(1))
+    assert goodness_of_fit(diffs, noise.pmf, n) > P_MIN
+    fourth = sum(z**4 * noise.pmf(z) for z in range(-2000, 2001))
+    assert abs(np.var(diffs) - noise.variance) <= 5 * math.sqrt((fourth - noise.variance**2) / n)
+
+
+def _replayed_noise(seeds, scale, m):
+    """The sum of the contributions parties 1 and 2 drew from their seeded sources."""
+    out = np.zeros(m, dtype=np.int64)
+    for r in dp.NOISE_RANKS:
+        replay = random.Random(seeds[r])
+        out += np.array([dp.discrete_laplace(scale, replay) for _ in range(m)], dtype=np.int64)
+    return out
+
+
+def test_woe_iv_merges_follow_the_noisy_counts_only():
+    """Small bins at epsilon 0.5 (contribution scale 2): the released bins are exactly the
+    documented post-processing of the noisy initial counts (replayed from the seeded
+    contributions), every final bin holds noisy goods and bads >= max(1, min_cell_size), and
+    the merges differ from those the exact counts would give."""
+    from smpc.analyses import scorecards
+
+    rng = np.random.default_rng(8)
+    tables = {b: pd.DataFrame({"age": rng.integers(18, 80, 40), "default": rng.integers(0, 2, 40)})
+              for b in ("bank_a", "bank_b", "bank_c")}
+    edges = {"age": [20.0 + 3 * k for k in range(20)]}
+    params = dict(label="default", columns=["age"], edges=edges, dp_epsilon=0.5, min_cell_size=3)
+    seeds = {1: 1701, 2: 1702}
+    got = _seeded(scorecards._woe_table, tables, seeds, **params)
+    pooled = pd.concat(list(tables.values()))
+    codes = np.searchsorted(edges["age"], pooled["age"].to_numpy(dtype=float), side="right")
+    exact = np.zeros((21, 2), dtype=np.int64)
+    np.add.at(exact, (codes, pooled["default"].to_numpy()), 1)  # [good, bad] per initial bin
+    noisy = exact.reshape(-1) + _replayed_noise(seeds, Fraction(2), exact.size)
+    specs = scorecards._specs("woe_iv", ["age"], edges, None, None, None, None)
+    assert got == scorecards._woe_dp_result("default", specs, [int(v) for v in noisy], 3, 0.5, 1)
+    initial = noisy.reshape(21, 2)
+    cuts = [-math.inf, *edges["age"], math.inf]
+    for b in got["features"]["age"]["bins"]:
+        lo = -math.inf if b["lower"] is None else b["lower"]
+        hi = math.inf if b["upper"] is None else b["upper"]
+        inside = [i for i in range(21) if lo <= cuts[i] and cuts[i + 1] <= hi]
+        assert [b["good"], b["bad"]] == initial[inside].sum(axis=0).tolist()
+        assert b["good"] >= 3 and b["bad"] >= 3
+        merged = dp.Noise(Fraction(2), 2 * len(inside)).half_width()
+        assert b["interval95"]["good"] == [b["good"] - merged, b["good"] + merged]
+    from_exact = scorecards._woe_dp_result("default", specs, [int(v) for v in exact.reshape(-1)], 3, 0.5, 1)
+    assert from_exact["features"]["age"]["merged"] != got["features"]["age"]["merged"]
+
+
+@pytest.mark.parametrize("analysis", ["woe_iv", "psi"])
+def test_noisy_woe_iv_and_psi_cost_a_noisy_histogram_of_their_cells(analysis):
+    """On shares, in 3 rounds (the banks share, parties 1 and 2 share their draws, one
+    opening: the noise adds one round to opening the counts), with exactly the bytes of a
+    noisy histogram of as many cells at the same contribution scale; the exact release's
+    merge verdicts take more rounds than that."""
+    tables = _binned_banks(1, 6, 200, seed=4)
+    edges = {"x0": [0.5, 1.5, 2.5, 3.5, 4.5]}
+    job = (dict(label="default", columns=["x0"], edges=edges) if analysis == "woe_iv" else
+           dict(columns=["x0"], period="period", reference="r", current="c", edges=edges))
+    a = registry.get(analysis)
+    _, noisy = a.run_local(tables, a.parse_params({**job, "dp_epsilon": 0.5}))
+    _, exact = a.run_local(tables, a.parse_params(job))
+    h = registry.get("histogram")
+    _, hist = h.run_local(tables, h.parse_params(dict(column="x0", edges=list(range(13)), dp_epsilon=0.5)))
+    assert noisy["rounds"] == hist["rounds"] == 3 and noisy["bytes"] == hist["bytes"]
+    assert noisy["bytes_per_party"] == hist["bytes_per_party"]
+    assert exact["rounds"] > 3
+
+
+def test_noisy_woe_iv_and_psi_refuse_quantile_bins_and_scorecard_has_no_noisy_release():
+    tables = _binned_banks(1, 6, 50, seed=2)
+    for analysis, job in (("woe_iv", dict(label="default")),
+                          ("psi", dict(period="period", reference="r", current="c"))):
+        with pytest.raises(InputError, match=rf"{analysis}: with dp_epsilon, column 'x0' needs public bins"):
+            registry.get(analysis).run_simulated(tables, columns=["x0"], bins={"x0": "quantile:4"}, bound={"x0": 10},
+                                                 decimals={"x0": 0}, dp_epsilon=1.0, **job)
+    with pytest.raises(InputError, match="scorecard: no differentially private release"):
+        registry.get("scorecard").run_simulated(tables, label="default", columns=["x0"], edges={"x0": [2.5]},
+                                                dp_epsilon=1.0)
+
+
+def test_noisy_woe_iv_caps_each_customers_rows():
+    """The twin's counts are over at most dp_rows_per_customer rows per customer at each bank,
+    and the noise scale is cap * columns / epsilon."""
+    tables = _banks()
+    job = dict(label="default", columns=["grade", "amount"], categories={"grade": ["A", "B", "C"]},
+               edges={"amount": [0.0]}, dp_epsilon=0.5, dp_customer="customer", dp_rows_per_customer=2)
+    plain = registry.get("woe_iv").run_plaintext(tables, **job)
+    capped = sum(len(t[t.groupby("customer").cumcount() < 2]) for t in tables.values())
+    assert sum(b["count"] for b in plain["features"]["grade"]["bins"]) == capped < 900
+    noisy = registry.get("woe_iv").run_simulated(tables, **job)
+    assert noisy["noise"]["scale"] == plain["noise"]["scale"] == 2 * 2 / 0.5 and noisy["rows_per_customer"] == 2

@@ -567,3 +567,58 @@ def test_every_column_a_job_reads_keeps_to_its_declaration(party_dir, csv, detai
         assert decision.accepted, decision
         return
     assert decision.rule == "data.schema" and detail in decision.detail and "row" not in decision.message
+
+
+# ----- the data owner's privacy cap ([data.NAME.dp]) ----------------------------------------------
+CAPPED = DECLARED.replace(
+    "decimals = 1 } }", 'decimals = 1 }, customer = "str" }\ndp = { customer = "customer", rows_per_customer = 2 }')
+
+
+def test_a_sources_privacy_cap_loads_and_a_bad_one_is_refused_naming_the_key(party_dir):
+    (party_dir / "loans.csv").write_text("creditability,credit_amount,extra,customer\ngood,100,1,c1\n")
+    source = load_config(write(party_dir, CAPPED)).data["loans"]
+    assert (source.dp_customer, source.dp_rows_per_customer) == ("customer", 2)
+    plain = load_config(write(party_dir, GOOD)).data["loans"]
+    assert (plain.dp_customer, plain.dp_rows_per_customer) == (None, 1)  # one row per customer
+    for before, after, message in (
+            ('customer = "customer", ', 'customer = "client", ',
+             r"key 'data\.loans\.dp\.customer': column 'client' is not declared in data\.loans\.columns"),
+            ("rows_per_customer = 2", "rows_per_customer = 0",
+             r"key 'data\.loans\.dp\.rows_per_customer' must be an integer >= 1"),
+            ("rows_per_customer = 2", "rows_per_customer = 20000",
+             r"key 'data\.loans\.dp\.rows_per_customer' must be at most 10000"),
+            ("rows_per_customer = 2", "rows_per_custmer = 2",
+             r"unknown key 'data\.loans\.dp\.rows_per_custmer' \(a typo of 'rows_per_customer'\?\)")):
+        with pytest.raises(ConfigError, match=message):
+            load_config(write(party_dir, CAPPED.replace(before, after)))
+
+
+def test_the_privacy_cap_and_customer_column_come_from_the_source_never_from_the_requester(party_dir):
+    (party_dir / "loans.csv").write_text("creditability,credit_amount,extra,customer\ngood,100,1,c1\nbad,250,2,c1\n")
+    params = {"label": "creditability", "positive": "bad", "amount": "credit_amount", "dp_epsilon": "1.0"}
+    decision = _decide(party_dir, CAPPED, params=params)
+    assert decision.accepted, decision.message
+    # the cap is merged with the other banks' (declared); the column stays here
+    assert decision.declared["dp_rows_per_customer"] == 2 and "dp_customer" not in decision.declared
+    assert decision.params["dp_customer"] == "customer" and decision.params["dp_rows_per_customer"] == 2
+    assert "customer" in decision.columns  # read to cap the rows, though no policy column names it
+    exact = _decide(party_dir, CAPPED, params={k: v for k, v in params.items() if k != "dp_epsilon"})
+    assert exact.accepted and "dp_rows_per_customer" not in exact.declared and exact.params["dp_customer"] is None
+    for key, value in (("dp_rows_per_customer", "1"), ("dp_customer", "customer")):
+        sent = _decide(party_dir, CAPPED, params={**params, key: value})
+        assert not sent.accepted and sent.rule == "params.owner" and sent.error_type == "PolicyError"
+        assert f"parameter '{key}' is set by each bank's data configuration, not by the requester" in sent.message
+
+
+def test_the_job_runs_with_the_largest_cap_and_no_customer_column_travels():
+    from smpc.analyses import registry
+    from smpc.service.policy import decode_declared, encode_declared, merge_declared, uncovered
+
+    rate = registry.get("default_rate_overall")
+    merged = merge_declared(rate, [{"dp_rows_per_customer": 1}, {"dp_rows_per_customer": 3}, {}])
+    assert merged == {"dp_rows_per_customer": 3}
+    assert uncovered(rate, merged, {"dp_rows_per_customer": 2}) is None
+    assert uncovered(rate, {"dp_rows_per_customer": 1}, {"dp_rows_per_customer": 2}) == "dp_rows_per_customer"
+    assert decode_declared(rate, encode_declared(merged), "bank_b") == merged
+    with pytest.raises(SmpcError, match="bank_b sent 'dp_customer', which is no owner-set parameter"):
+        decode_declared(rate, encode_declared({"dp_customer": "id"}), "bank_b")

@@ -245,11 +245,13 @@ def dp_params() -> list[Param]:
         Param("dp_epsilon", "float",
               description="release with epsilon-differential privacy: discrete Laplace noise drawn by two compute "
                           "parties and added on shares (docs/dp.md); every party debits it from its budget"),
-        Param("dp_customer", "column",
+        Param("dp_customer", "column", owner="dp_customer",
               description="with dp_epsilon: the customer id column; each bank keeps at most dp_rows_per_customer "
-                          "rows per customer (without it every row is taken to be its own customer)"),
-        Param("dp_rows_per_customer", "int", default=1,
-              description="with dp_epsilon: public cap on one customer's rows at one bank; the noise scales with it"),
+                          "rows per customer (without it every row is taken to be its own customer); in the party "
+                          "service each bank's own [data.NAME.dp] customer"),
+        Param("dp_rows_per_customer", "int", default=1, owner="dp_rows_per_customer",
+              description="with dp_epsilon: public cap on one customer's rows at one bank; the noise scales with it; "
+                          "in the party service the largest [data.NAME.dp] rows_per_customer of the banks"),
     ]
 
 
@@ -267,6 +269,16 @@ def check_dp(analysis: str, dp_epsilon, dp_customer, dp_rows_per_customer: int) 
         raise InputError(f"{analysis}: {e}") from None
     if dp_rows_per_customer < 1:
         raise InputError(f"{analysis}: parameter 'dp_rows_per_customer' must be >= 1, got {dp_rows_per_customer}")
+
+
+def dp_metadata(epsilon: float, cap: int, min_cell_size: int) -> dict:
+    """What every differentially private result says of its release: the epsilon spent, the
+    mechanism, how many parties drew noise, the rows-per-customer cap the noise is scaled to
+    and the minimum cell size (applied to the noisy counts)."""
+    from smpc import dp
+
+    return {"epsilon_spent": float(epsilon), "mechanism": dp.MECHANISM, "noise_parties": len(dp.NOISE_RANKS),
+            "rows_per_customer": cap, "min_cell_size": min_cell_size}
 
 
 def cap_customer_rows(table: pd.DataFrame, party: str, customer: str | None, cap: int) -> pd.DataFrame:

@@ -71,10 +71,18 @@ MIN_CONTRIBUTORS = "min_contributors"
 MAX_DOMINANCE = "max_dominance"
 DP_EPSILON = "dp_epsilon"
 
-OWNER_SETTINGS = ("bound", "decimals", "total_bound", "categories", "join_salt")
+COLUMN_SETTINGS = ("bound", "decimals", "total_bound", "categories")
+SOURCE_SETTINGS = ("dp_customer", "dp_rows_per_customer")
+OWNER_SETTINGS = (*COLUMN_SETTINGS, *SOURCE_SETTINGS, "join_salt")
 """Where a data owner declares a value-dependent parameter (``Param.owner``): a column
 setting in ``[data.NAME.columns]`` (``bound``, ``decimals``, ``total_bound``: the largest sum
-over one customer's rows, ``categories``), or the consortium's join salt (``join_salt``)."""
+over one customer's rows, ``categories``), a data source's privacy setting in
+``[data.NAME.dp]`` (``dp_customer``: its customer id column, ``dp_rows_per_customer``: the
+most rows of one customer a differentially private job keeps), or the consortium's join
+salt (``join_salt``)."""
+LOCAL_SETTINGS = ("join_salt", "dp_customer")
+"""Owner settings each party uses as its own and that never travel: the salt is a secret,
+and each bank caps its rows by its own customer column, whatever the others call theirs."""
 
 JOIN_SALT_LABEL = b"smpc join salt fingerprint v1"
 
@@ -115,7 +123,7 @@ class Param:
         if self.owner is not None and self.owner not in OWNER_SETTINGS:
             raise SmpcError(f"parameter '{self.name}': unknown owner setting '{self.owner}' "
                             f"(one of {', '.join(OWNER_SETTINGS)})")
-        if (self.owner not in (None, "join_salt")) != (self.owner_column is not None):
+        if (self.owner in COLUMN_SETTINGS) != (self.owner_column is not None):
             raise SmpcError(f"parameter '{self.name}': a column setting needs owner_column, and only it")
         if self.per_column is not None and self.owner is not None and self.owner_column != self.per_column:
             raise SmpcError(f"parameter '{self.name}': an owner setting per column comes from that column parameter")

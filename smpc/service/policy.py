@@ -4,7 +4,8 @@
 sources each may read, allowed columns per analysis, allowed result recipients, minimum cell
 size, minimum contributors and maximum dominance, maximum rows), parses the parameters against
 the catalogue's schema, fills in the parameters its data configuration sets (``Param.owner``:
-bounds, decimals, categories from ``[data.NAME.columns]``, the join salt from ``[join]``),
+bounds, decimals, categories from ``[data.NAME.columns]``, a differentially private job's
+customer column and rows-per-customer cap from ``[data.NAME.dp]``, the join salt from ``[join]``),
 loads the input columns with their declared types and runs the analysis' own input check.
 An analysis that reads its table in batches (``Analysis.streams``: the statistics) gets a
 ``smpc.sources.TableSource`` instead of a DataFrame: every batch is typed and checked as
@@ -14,8 +15,10 @@ batch at a time, not its rows (DuckDB reads the file).
 A requester may not send a parameter a data owner sets: with a bound of its choosing, the
 refusals would tell it where another bank's values lie. Each party answers what it declared
 (``Decision.declared``); the coordinator merges the answers (``merge_declared``: the largest
-bound and decimals, the union of categories) and every party checks that the merged values
-cover its own declaration (``uncovered``) before it runs with them.
+bound, decimals and rows-per-customer cap, the union of categories) and every party checks
+that the merged values cover its own declaration (``uncovered``) before it runs with them.
+The join salt and the customer column never travel: each party uses its own (a bank caps its
+rows by its own id column, which it reads for that only and never shares).
 
 What a refusal says travels to the coordinator, the other banks and the requester, so
 ``Decision.message`` depends only on the request and this party's configuration; where the
@@ -208,12 +211,14 @@ def decide(config: PartyConfig, req: JobRequest) -> Decision:
             return refuse(f"data.{source.name}.columns", f"data source '{source.name}' declares no column '{col}'",
                           "InputError")
     try:
-        declared, salt = owner_values(analysis, params, source, config)
+        declared, local = owner_values(analysis, params, source, config)
     except _Undeclared as exc:
         return refuse(exc.rule, str(exc))
     params.update(declared)
-    if salt is not None:
-        params.update(salt)
+    params.update(local)
+    customer = local.get("dp_customer")
+    if customer is not None and customer not in columns:  # read to cap its rows, never shared
+        columns = [*columns, customer]
     # the request and this party's configuration alone, on no rows: what fails here is the
     # request's doing, and may be said in full
     try:
@@ -238,7 +243,7 @@ def decide(config: PartyConfig, req: JobRequest) -> Decision:
     except SmpcError as exc:
         return refuse(DATA_SCHEMA, schema_refusal, "InputError",
                       detail=f"data source '{source.name}': {type(exc).__name__}: {exc}")
-    fingerprint = registry.secret_fingerprint(config.join_salt) if salt else ""
+    fingerprint = registry.secret_fingerprint(config.join_salt) if "join_salt" in _owners(analysis, local) else ""
     if isinstance(table, TableSource):
         duplicates = table.duplicate_rows(columns)
         # the job reads the file again when it runs: rows beyond the policy's maximum stop it then too
@@ -257,19 +262,33 @@ class _Undeclared(SmpcError):
         self.rule = rule
 
 
+def _owners(analysis: Analysis, values: Mapping[str, Any]) -> set[str]:
+    return {analysis.param(name).owner for name in values}
+
+
 def owner_values(analysis: Analysis, params: Mapping[str, Any], source: DataSource,
-                 config: PartyConfig) -> tuple[dict, dict | None]:
-    """(this party's values of the analysis' owner-set parameters for the job's columns, the
-    join salt parameter or None). Raises ``_Undeclared`` naming the configuration key a job
-    needs and this party lacks."""
+                 config: PartyConfig) -> tuple[dict, dict]:
+    """(this party's values of the analysis' owner-set parameters for the job's columns, to be
+    merged with the other parties'; the ones it keeps to itself: the join salt, and with
+    ``dp_epsilon`` its customer column). Raises ``_Undeclared`` naming the configuration key
+    a job needs and this party lacks."""
     declared: dict[str, Any] = {}
-    salt = None
+    local: dict[str, Any] = {}
     for p in analysis.owner_params:
         if p.owner == "join_salt":
             if config.join_salt is None:
                 raise _Undeclared(f"{analysis.name} joins on hashed ids and this party has no consortium join "
                                   "salt (key join.salt_file)", "join.salt_file")
-            salt = {p.name: config.join_salt}
+            local[p.name] = config.join_salt
+            continue
+        if p.owner in registry.SOURCE_SETTINGS:
+            if params.get(registry.DP_EPSILON) is None:
+                continue  # no noise, no cap
+            if p.owner == "dp_customer":
+                if source.dp_customer is not None:
+                    local[p.name] = source.dp_customer
+            else:
+                declared[p.name] = source.dp_rows_per_customer
             continue
         value = params.get(p.owner_column)
         cols = [value] if isinstance(value, str) else list(value or [])
@@ -293,7 +312,7 @@ def owner_values(analysis: Analysis, params: Mapping[str, Any], source: DataSour
             declared[p.name] = sorted({k for v in values for k in v})
         else:
             declared[p.name] = max(values)
-    return declared, salt
+    return declared, local
 
 
 def _mergeable(p, value):
@@ -307,8 +326,8 @@ def _merge(p, values: list):
 
 
 def merge_declared(analysis: Analysis, answers: Sequence[Mapping[str, Any]]) -> dict:
-    """What the job runs with: per owner-set parameter the largest bound, decimals or total
-    bound, or the sorted union of categories, over the parties' declarations (per column for
+    """What the job runs with: per owner-set parameter the largest bound, decimals, total
+    bound or rows-per-customer cap, or the sorted union of categories, over the parties' declarations (per column for
     a per-column parameter, over the parties that declare that column's)."""
     merged: dict[str, Any] = {}
     for p in analysis.owner_params:
@@ -356,7 +375,7 @@ def decode_declared(analysis: Analysis, wire: Mapping[str, str], who: str) -> di
     out = {}
     for name, text in wire.items():
         p = analysis.param(name)
-        if p is None or p.owner in (None, "join_salt"):
+        if p is None or p.owner is None or p.owner in registry.LOCAL_SETTINGS:
             raise InputError(f"{who} sent '{name}', which is no owner-set parameter of {analysis.name}")
         try:
             value = p.parse(json.loads(text), analysis.name)
