@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from smpc.protocols.fused import aes_kernels
+from smpc.protocols.fused import aes_kernels, xor_random2_
 from smpc.ring import broadcast_shape, c_kernels
 from smpc.sharing import N_COMPUTE, ArithmeticShares, BooleanShares
 
@@ -242,8 +242,7 @@ def _reshare_terms(ctx: Context, z: torch.Tensor, step: str) -> BooleanShares:
     """Turn this party's 3-out-of-3 term of an AND (contiguous int64, modified in place) into
     replicated shares: mask it with the zero-sharing of the pairwise streams, send it to the
     previous party. Cost: 1 round, one word per word."""
-    ctx.prg_next.xor_into(z)
-    ctx.prg_prev.xor_into(z)
+    xor_random2_(z, ctx.prg_next, ctx.prg_prev)
     prev, nxt = (ctx.rank - 1) % N_COMPUTE, (ctx.rank + 1) % N_COMPUTE
     other = ctx.exchange(step, sends={prev: z}, recv_from=[nxt])[nxt]
     return BooleanShares(z, other)

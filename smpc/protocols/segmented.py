@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from smpc.protocols import boolean
+from smpc.protocols.fused import add_random2_
 from smpc.protocols.sort import PackedBits, equal_words
 from smpc.sharing import ArithmeticShares, BooleanShares
 
@@ -89,9 +90,10 @@ def mul(ctx: Context, x: ArithmeticShares, y: ArithmeticShares, step: str = "mul
 
 def _product_term(ctx: Context, ring: Ring, x1, x2, y1, y2) -> torch.Tensor:
     """This party's masked term of x * y: the RSS product plus random(next) - random(prev),
-    the two streams added in place (the values ``ring.random`` would draw, in that order)."""
+    the two streams added in place (the values ``ring.random`` would draw, in that order),
+    computed with AES-NI where they are added (``fused.add_random2_``)."""
     z = ring.rss_product(x1, x2, y1, y2)
-    return ring.add_zero_sharing_(z, ctx.prg_next, ctx.prg_prev)
+    return add_random2_(ring, z, ctx.prg_next, 1, ctx.prg_prev, -1)
 
 
 def _ones_minus(ctx: Context, x: ArithmeticShares) -> ArithmeticShares:
@@ -160,15 +162,21 @@ def segmented_scans(
 def _scans_in_place(
     ctx: Context, values: ArithmeticShares, cont: ArithmeticShares, forward: bool, backward: bool, step: str
 ) -> tuple[ArithmeticShares | None, ArithmeticShares | None]:
-    """``segmented_scans`` for one-lane rings (ring64), the same messages and results with
-    less local work: the sums are updated in place, every round's operands are written into
-    one buffer, and C broadcasts in the product instead of being expanded."""
+    """``segmented_scans`` for one-lane rings (ring64), the same rounds, bytes and results
+    with less local work: the sums are updated in place, every round's operands are written
+    into one buffer, and C broadcasts in the product instead of being expanded. The columns
+    are held column-major ((k, n): every column one contiguous row), so copies are plain
+    runs of memory and C broadcasts along rows; the product term is computed in the
+    operand buffers (Z_2^64 is int64 arithmetic with wrap-around)."""
     ring = values.ring
     n, k = values.shape
     prev, nxt = (ctx.rank - 1) % 3, (ctx.rank + 1) % 3
-    fwd = [values.first.clone(), values.second.clone()] if forward else None
-    bwd = [values.first.clone(), values.second.clone()] if backward else None
-    c = [cont.first.reshape(n, 1), cont.second.reshape(n, 1)]
+    def columns(t: torch.Tensor) -> torch.Tensor:  # a fresh (k, n) copy: the sums are updated in place
+        return torch.empty((k, n), dtype=t.dtype).copy_(t.T)
+
+    fwd = [columns(values.first), columns(values.second)] if forward else None
+    bwd = [columns(values.first), columns(values.second)] if backward else None
+    c = [cont.first.reshape(1, n), cont.second.reshape(1, n)]
     d = 1
     level = 0
     while d < n:
@@ -176,40 +184,47 @@ def _scans_in_place(
         width = k * (int(forward) + int(backward)) + (0 if last else 1)
         ys = []
         for s in range(2):
-            y = torch.empty((n - d, width), dtype=values.first.dtype)
-            col = 0
+            y = torch.empty((width, n - d), dtype=values.first.dtype)
+            row = 0
             if forward:
-                y[:, col : col + k] = fwd[s][: n - d]
-                col += k
+                y[row : row + k] = fwd[s][:, : n - d]
+                row += k
             if backward:
-                y[:, col : col + k] = bwd[s][d:]
-                col += k
+                y[row : row + k] = bwd[s][:, d:]
+                row += k
             if not last:
-                y[:, col : col + 1] = c[s][: n - d]
+                y[row] = c[s][0, : n - d]
             ys.append(y)
-        z = _product_term(ctx, ring, c[0][d:], c[1][d:], ys[0], ys[1])
-        del ys
-        got = ctx.exchange(f"{step}{level}", sends={prev: z}, recv_from=[nxt])[nxt]
+        # this party's term x1 (y1 + y2) + x2 y1 with x = C (``ring.rss_product``), in place
+        z = ys[0] + ys[1]
+        z *= c[0][:, d:]
+        ys[1] = None
+        y1 = ys.pop(0)
+        y1 *= c[1][:, d:]
+        z += y1
+        del y1, ys
+        add_random2_(ring, z, ctx.prg_next, 1, ctx.prg_prev, -1)
+        got = ctx.exchange(f"{step}{level}", sends={prev: z.reshape(-1)}, recv_from=[nxt])[nxt]
         prod = [z, got.reshape(z.shape)]
         for s in range(2):
-            col = 0
+            row = 0
             if forward:
-                ring.add_(fwd[s][d:], prod[s][:, col : col + k])
-                col += k
+                fwd[s][:, d:] += prod[s][row : row + k]
+                row += k
             if backward:
-                ring.add_(bwd[s][: n - d], prod[s][:, col : col + k])
-                col += k
+                bwd[s][:, : n - d] += prod[s][row : row + k]
+                row += k
             if not last:
-                cs = torch.empty((n, 1), dtype=c[s].dtype)
-                cs[:d] = c[s][:d]
-                cs[d:] = prod[s][:, col : col + 1]
+                cs = torch.empty((1, n), dtype=c[s].dtype)
+                cs[:, :d] = c[s][:, :d]
+                cs[:, d:] = prod[s][row : row + 1]
                 c[s] = cs
         del prod, z, got
         d *= 2
         level += 1
     return (
-        ArithmeticShares(ring, fwd[0], fwd[1]) if forward else None,
-        ArithmeticShares(ring, bwd[0], bwd[1]) if backward else None,
+        ArithmeticShares(ring, fwd[0].T.contiguous(), fwd[1].T.contiguous()) if forward else None,
+        ArithmeticShares(ring, bwd[0].T.contiguous(), bwd[1].T.contiguous()) if backward else None,
     )
 
 

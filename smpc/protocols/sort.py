@@ -58,6 +58,7 @@ import torch
 
 from smpc.errors import ProtocolError
 from smpc.protocols import boolean
+from smpc.protocols.fused import xor_random2_
 from smpc.protocols.shuffle import Shares, Shuffle
 from smpc.sharing import N_COMPUTE, ArithmeticShares, BooleanShares
 
@@ -163,9 +164,7 @@ def _and_local(ctx: Context, x: BooleanShares, y: BooleanShares) -> torch.Tensor
     z = y.first ^ y.second
     z &= x.first
     z ^= x.second & y.first
-    words = z.view(torch.int64).reshape(-1)
-    ctx.prg_next.xor_into(words)
-    ctx.prg_prev.xor_into(words)
+    xor_random2_(z.view(torch.int64).reshape(-1), ctx.prg_next, ctx.prg_prev)  # both streams in one pass
     return z
 
 
@@ -298,8 +297,7 @@ def _lt_start(ctx: Context, size: int, get, step: str, column: int | None = None
         z ^= torch.bitwise_and(a2, b1)
         lo = hi
     z = s1[0]
-    ctx.prg_next.xor_into(z)
-    ctx.prg_prev.xor_into(z)
+    xor_random2_(z, ctx.prg_next, ctx.prg_prev)
     prev, nxt = (rank - 1) % N_COMPUTE, (rank + 1) % N_COMPUTE
     got = ctx.exchange(f"{step}-g", sends={prev: z}, recv_from=[nxt])[nxt]
     s2[0].copy_(got.reshape(-1))
