@@ -18,6 +18,7 @@ import pandas as pd
 from smpc import dp
 from smpc.analyses.common import amount_units, check_dp
 from smpc.analyses.registry import Param, register, report_progress
+from smpc.buckets import BankBuckets, BucketedAnalysis, open_shared, split_rows, sum_shares
 from smpc.errors import InputError, RangeError
 from smpc.fixedpoint import MAX_DECIMALS
 from smpc.join import DEFAULT_SALT, aggregate_by_id, hash_ids, private_join, table_ids
@@ -245,6 +246,110 @@ def merge_bank_results(results: Sequence[dict | None]) -> dict | None:
     for r in present:
         merged["by_bank"].update(r["by_bank"])
     return merged
+
+
+# ----- multi_lending in buckets ------------------------------------------------------------
+def _ml_public(n_banks: int, *, balance_threshold: float, min_lenders: int, balance_decimals: int = 2,
+               balance_bound: float = 1e10, **_) -> dict:
+    """The public settings of every bucket session, as ``multi_lending`` derives them."""
+    bound_units = round(balance_bound * 10**balance_decimals)
+    reach = n_banks * bound_units
+    return {
+        "count_bits": n_banks.bit_length(),
+        "bound_units": bound_units,
+        "threshold": min(max(threshold_units(balance_threshold, balance_decimals), -reach - 1), reach),
+        "min_lenders": min(min_lenders, n_banks + 1),
+    }
+
+
+def multi_lending_buckets(table, party: str, bank_index: int, n_banks: int, buckets: int, *, id, balance,
+                          balance_threshold, min_lenders, balance_decimals=2, balance_bound=1e10, salt=DEFAULT_SALT,
+                          dp_epsilon=None) -> tuple[list[str], BankBuckets]:
+    """One bank's side of a bucketed ``multi_lending``, in the clear before anything is
+    shared: its loans merged per customer and checked (as ``multi_lending`` does), keys
+    hashed, and the rows split into ``buckets`` padded buckets (``smpc.buckets.split_rows``).
+    A dummy row carries balance -(banks x bound + 1) and no lender: alone in its group (its
+    key is reserved), it is never over the threshold (clamped to at least that total) nor
+    over min_lenders >= 1, so it changes no flag and no count. Returns (distinct ids, the
+    buckets).
+
+    >>> import pandas as pd
+    >>> ids, b = multi_lending_buckets(pd.DataFrame({"c": ["x", "y", "x"], "b": [1.0, 2.0, 3.0]}), "bank_a", 0, 3, 2,
+    ...                                id="c", balance="b", balance_threshold=5, min_lenders=2)
+    >>> ids, b.pad, sorted(int(v) for k in b.values for v in k[:, 0] if v > 0)
+    (['x', 'y'], 2, [801, 1601])
+    """
+    _check_threshold_params(balance_threshold, min_lenders, balance_decimals)
+    check_dp("multi_lending", dp_epsilon, None, 1)
+    public = _ml_public(n_banks, balance_threshold=balance_threshold, min_lenders=min_lenders,
+                        balance_decimals=balance_decimals, balance_bound=balance_bound)
+    c = public["count_bits"]
+    ids, sums = _customer_balances(table, party, id, balance, balance_decimals, balance_bound)
+    keys = hash_ids(ids, salt)
+    packed = (sums << c) + 1
+    dummy = np.array([-((n_banks * public["bound_units"] + 1) << c)], dtype=np.int64)
+    return ids, split_rows(party, keys, packed, buckets, salt, bank_index, n_banks, dummy)
+
+
+def multi_lending_bucket(ctx, owners, keys, values, *, count_bits, bound_units, threshold, min_lenders) -> dict:
+    """One bucket's MPC session of a bucketed ``multi_lending``: the single session's join,
+    totals, thresholds and count on this bucket's padded rows, with the flags opened to each
+    recipient bank for its own rows and the flagged count left shared (it is summed over the
+    buckets and opened once, by ``multi_lending_merge``). Returns {"own": this bank's flags
+    (P,) or None, "shared": this compute party's (first, second) count components or None}.
+    Cost: ``multi_lending``'s at N = the bucket's padded rows, less its DP round, with 8
+    bytes less in every flag message (the count does not travel)."""
+    join = private_join(ctx, owners, keys, values, n_values=1, unique=True,
+                        value_bound=(bound_units << count_bits) + 1, bound_extra=(abs(threshold) + 1) << count_bits,
+                        what="multi_lending: balance totals")
+    flags = count = None
+    if ctx.is_compute:
+        n = join.total_rows
+        totals = join.totals(join.values).reshape((n,))
+        flags = join.over_thresholds(totals, threshold, min_lenders, count_bits, step="ml")
+        count = join.count_customers(flags, step="ml-count")
+        flags = flags.reshape((n, 1))
+    own, _ = join.to_owners(flags, 1, recipients=[o for o in owners if o in ctx.result_ranks])
+    return {"own": None if own is None else own[:, 0].copy(),
+            "shared": None if count is None else (count.first.clone(), count.second.clone())}
+
+
+def multi_lending_merge(ctx, owners, shared, *, dp_epsilon=None, **_) -> dict | None:
+    """The merge session: every compute party adds its count components over the buckets
+    (local), adds the DP noise if asked (one round), and the total is opened to the
+    recipient banks only (one round). Returns {"count": c[, "scale": s]} on recipients."""
+    total = sum_shares(shared) if ctx.is_compute else None
+    scale = None
+    if dp_epsilon is not None:
+        scale = dp.scales(dp_epsilon, [1])[0]
+        noise = dp.shared_noise(ctx, [scale])
+        if total is not None:
+            total = total.add(noise.shares)
+    recipients = [o for o in owners if o in ctx.result_ranks]
+    opened = open_shared(ctx, None if total is None else total.first, None if total is None else total.second,
+                         recipients)
+    return None if opened is None else {"count": int(opened[0]), "scale": scale}
+
+
+def multi_lending_finish(ids: list[str], buckets: BankBuckets, own: list[np.ndarray], opened: dict, party: str,
+                         *, dp_epsilon=None, **_) -> dict:
+    """A recipient bank's result from its flags per bucket (real rows first in each) and the
+    opened count: the dict ``multi_lending`` returns."""
+    flagged = sorted(ids[int(i)] for rows, f in zip(buckets.rows, own, strict=True)
+                     for i, bit in zip(rows, f[: len(rows)].tolist(), strict=True) if bit == 1)
+    out = {"flagged_count": opened["count"], "by_bank": {party: {"flagged_ids": flagged}}}
+    if opened["scale"] is not None:
+        stat = dp.statistic(opened["count"], opened["scale"])
+        out.update(interval95=stat["interval95"], noise={"scale": stat["noise_scale"], "std": stat["noise_std"]},
+                   epsilon_spent=float(dp_epsilon), mechanism=dp.MECHANISM)
+    return out
+
+
+MULTI_LENDING_BUCKETED = BucketedAnalysis(
+    prepare=multi_lending_buckets, public=_ml_public, session=multi_lending_bucket, merge=multi_lending_merge,
+    finish=multi_lending_finish,
+)
+"""``multi_lending`` as bucket sessions (``smpc.workers.run_bucketed``)."""
 
 
 # ----- blacklist_hits ------------------------------------------------------------------------
