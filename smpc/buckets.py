@@ -176,7 +176,8 @@ def split_rows(party: str, keys: np.ndarray, values: np.ndarray, buckets: int, s
     (6, [6, 6], 6)
     """
     keys = np.asarray(keys, dtype=np.int64).reshape(-1)
-    values = np.asarray(values, dtype=np.int64).reshape(len(keys), -1)
+    dummy_value = np.asarray(dummy_value, dtype=np.int64).reshape(-1)
+    values = np.asarray(values, dtype=np.int64).reshape(len(keys), dummy_value.size)
     n = len(keys)
     pad = pad_rows(n, buckets)
     which = bucket_of(keys, buckets, salt)

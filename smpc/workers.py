@@ -51,9 +51,11 @@ class SessionResult:
 @dataclass
 class EngineReport:
     """What an engine measured besides the results: peak RSS (bytes) of every worker process
-    (``peak_rss[(rank, worker)]``; empty for in-process engines)."""
+    (``peak_rss[(rank, worker)]``) and the CPU seconds it used (``cpu_seconds``, same keys);
+    both empty for in-process engines."""
 
     peak_rss: dict = field(default_factory=dict)
+    cpu_seconds: dict = field(default_factory=dict)
 
 
 class Engine(ABC):
@@ -111,8 +113,10 @@ class InProcessEngine(Engine):
         return out
 
 
-def _peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+def _usage() -> tuple[int, float]:
+    """(peak RSS in bytes, CPU seconds) of this process."""
+    use = resource.getrusage(resource.RUSAGE_SELF)
+    return use.ru_maxrss * 1024, use.ru_utime + use.ru_stime  # Linux reports KiB
 
 
 def _worker_main(rank: int, world: int, peers: dict, commands, options: dict) -> None:
@@ -138,7 +142,7 @@ def _worker_main(rank: int, world: int, peers: dict, commands, options: dict) ->
                               timeout=options["timeout"], party_names=options["party_names"],
                               result_ranks=options["result_ranks"])
                 result = fn(ctx, **kwargs)
-                commands.send(("done", b, result, ctx.comm_stats(), time.monotonic() - start, _peak_rss()))
+                commands.send(("done", b, result, ctx.comm_stats(), time.monotonic() - start, _usage()))
             except BaseException as exc:  # noqa: BLE001 - every failure must reach the peers and the driver
                 transport.abort(type(exc).__name__)
                 try:
@@ -152,24 +156,41 @@ def _worker_main(rank: int, world: int, peers: dict, commands, options: dict) ->
 
 class ProcessEngine(Engine):
     """``workers`` worker processes per rank, started per ``run`` and stopped after it (see
-    the module docstring). ``threads``: torch threads per worker.
+    the module docstring). ``threads``: torch threads per worker. With the default start
+    method every worker is forked from one server process that imported ``preload`` once
+    (the analyses, torch), so a worker starts in milliseconds and shares those pages.
 
     >>> ProcessEngine(workers=2).workers
     2
     """
 
-    def __init__(self, workers: int = 2, threads: int = 1, start_method: str = "forkserver"):
+    def __init__(self, workers: int = 2, threads: int = 1, start_method: str = "forkserver",
+                 preload: Sequence[str] = ("smpc.workers", "smpc.analyses")):
         if workers < 1:
             raise InputError(f"workers must be at least 1, got {workers}")
         self.workers = int(workers)
         self.threads = int(threads)
         self.start_method = start_method
+        self.preload = list(preload)
         self.report = EngineReport()
+        self.pids: dict[tuple[int, int], int] = {}
+        """{(rank, worker): process id} of the running job's workers (for operators and tests)."""
 
-    def run(self, fn, sessions, *, world, ring, party_names, result_ranks, timeout=DEFAULT_TIMEOUT, on_event=None):
+    def _context(self):
         mp = multiprocessing.get_context(self.start_method)
         if self.start_method == "forkserver":
-            mp.set_forkserver_preload(["smpc.workers"])
+            mp.set_forkserver_preload(self.preload)
+        return mp
+
+    def warm_up(self) -> None:
+        """Start the server the workers are forked from (and its imports) now, not in the
+        first ``run``: for timings that should not include it."""
+        p = self._context().Process(target=os.getpid, daemon=True)
+        p.start()
+        p.join()
+
+    def run(self, fn, sessions, *, world, ring, party_names, result_ranks, timeout=DEFAULT_TIMEOUT, on_event=None):
+        mp = self._context()
         slots = min(self.workers, max(1, len(sessions)))
         options = {"ring": ring, "timeout": timeout, "party_names": list(party_names),
                    "result_ranks": list(result_ranks), "threads": self.threads}
@@ -188,6 +209,7 @@ class ProcessEngine(Engine):
                     p.start()
                     theirs.close()
                     procs[(r, w)], commands[(r, w)] = p, mine
+                    self.pids[(r, w)] = p.pid
                 for conns in ends.values():  # only the workers may hold the pipes: a dead one must close them
                     for c in conns.values():
                         c.close()
@@ -205,6 +227,7 @@ class ProcessEngine(Engine):
                     p.join(timeout=5)
             for conn in commands.values():
                 conn.close()
+            self.pids = {}
 
     def _drive(self, fn, sessions, world, slots, procs, commands, timeout, on_event):
         results: list[SessionResult | None] = [None] * len(sessions)
@@ -219,7 +242,10 @@ class ProcessEngine(Engine):
             b = pending.pop(0)
             running[w] = {"bucket": b, "start": time.monotonic(), "got": {}}
             for r in range(world):
-                commands[(r, w)].send(("run", b, fn, dict(sessions[b].get(r, {}))))
+                try:
+                    commands[(r, w)].send(("run", b, fn, dict(sessions[b].get(r, {}))))
+                except (OSError, ValueError):
+                    self._died((r, w), running)
 
         for w in range(slots):
             assign(w)
@@ -244,8 +270,9 @@ class ProcessEngine(Engine):
                     continue
                 if msg[0] == "error":
                     self._failed(msg[2], procs, running)
-                _, b, result, stats, seconds, rss = msg
+                _, b, result, stats, seconds, (rss, cpu) = msg
                 self.report.peak_rss[key] = max(self.report.peak_rss.get(key, 0), rss)
+                self.report.cpu_seconds[key] = cpu
                 state = running[w]
                 state["got"][rank] = (result, stats)
                 if len(state["got"]) == world:
@@ -289,11 +316,13 @@ def bucketed_analyses() -> dict:
 
 def run_bucketed(name: str, tables: Mapping, params: Mapping, *, workers: int = 1, buckets: int | None = None,
                  engine: Engine | None = None, ring: int | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 result_ranks: Sequence[int] | None = None,
-                 progress: Callable[[float, str], None] | None = None) -> tuple[dict, dict]:
+                 result_ranks: Sequence[int] | None = None, progress: Callable[[float, str], None] | None = None,
+                 on_event: Callable[[str, int], None] | None = None) -> tuple[dict, dict]:
     """(result, cost) of analysis ``name`` over local ``tables`` ({bank: DataFrame}) as
     ``Analysis.run_local`` returns them, with its join split into ``buckets`` sessions run on
     ``workers`` worker processes per party (``ProcessEngine``; ``engine`` overrides).
+    ``progress(fraction, stage)`` hears every finished bucket; ``on_event("started" or
+    "done", bucket)`` every bucket's start and end.
 
     ``buckets`` defaults to ``smpc.buckets.choose_buckets(largest bank's rows, workers)``;
     with one bucket, or for an analysis without a bucketed form, this is ``run_local``: the
@@ -313,6 +342,8 @@ def run_bucketed(name: str, tables: Mapping, params: Mapping, *, workers: int = 
     from smpc.analyses.registry import COMPUTE_RANKS, bank_layout, merge_by_bank
     from smpc.buckets import choose_buckets
 
+    if workers < 1:
+        raise InputError(f"{name}: workers must be at least 1, got {workers}")
     analysis = get(name)
     spec = bucketed_analyses().get(analysis.name)
     rows = max((len(t) for t in tables.values()), default=0)
@@ -346,7 +377,9 @@ def run_bucketed(name: str, tables: Mapping, params: Mapping, *, workers: int = 
     engine = engine or (InProcessEngine() if workers == 1 else ProcessEngine(workers))
     done = [0]
 
-    def on_event(kind: str, b: int) -> None:
+    def events(kind: str, b: int) -> None:
+        if on_event is not None:
+            on_event(kind, b)
         if progress is not None and kind == "done":
             done[0] += 1
             progress(0.05 + 0.85 * done[0] / k, f"bucket {b + 1} of {k} done ({done[0]} of {k})")
@@ -354,7 +387,7 @@ def run_bucketed(name: str, tables: Mapping, params: Mapping, *, workers: int = 
     if progress is not None:
         progress(0.05, f"{k} buckets on {engine.workers} worker(s) per party")
     outcome = engine.run(spec.session, sessions, world=world, ring=ring or analysis.ring, party_names=names,
-                         result_ranks=result_ranks, timeout=timeout, on_event=on_event)
+                         result_ranks=result_ranks, timeout=timeout, on_event=events)
     network = InProcessNetwork(world)
     merged = run_parties(
         lambda ctx: (spec.merge(ctx, owners, [s.results[ctx.rank]["shared"] for s in outcome]
@@ -391,6 +424,7 @@ def run_bucketed(name: str, tables: Mapping, params: Mapping, *, workers: int = 
                       "seconds": s.seconds} for b, s in enumerate(outcome)],
         "merge": {"rounds": merge_rounds, "bytes": sum(st["bytes_sent"] for st in merge_stats)},
         "peak_rss_per_worker": {f"{names[r]}/{w}": v for (r, w), v in sorted(engine.report.peak_rss.items())},
+        "cpu_seconds_per_worker": {f"{names[r]}/{w}": v for (r, w), v in sorted(engine.report.cpu_seconds.items())},
     }
     return merge_by_bank(result, results), cost
 
