@@ -350,6 +350,8 @@ def run_bucketed(name: str, tables: Mapping, params: Mapping, *, workers: int = 
     k = choose_buckets(rows, workers) if buckets is None else int(buckets)
     if k < 1:
         raise InputError(f"{name}: buckets must be at least 1, got {k}")
+    if spec is None and k > 1 and buckets is not None:
+        raise InputError(f"{name} does not join rows, so it has no bucket sessions: run it without --buckets")
     if spec is None or k == 1:
         result, cost = analysis.run_local(tables, params, ring=ring, timeout=timeout, result_ranks=result_ranks,
                                           progress=progress)

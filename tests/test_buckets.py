@@ -247,3 +247,13 @@ def test_a_killed_worker_aborts_the_job_with_party_unavailable_and_leaves_no_pro
     for pid in killed[0].values():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_dp_noise_is_added_once_to_the_merged_count():
+    tables = books(seed=19)
+    params = dict(PARAMS, dp_epsilon=1.0)
+    plain = multi_lending_plain(tables, **params)
+    result, cost = run_bucketed("multi_lending", tables, params, buckets=3, engine=InProcessEngine())
+    assert result["by_bank"] == plain["by_bank"]
+    assert result["noise"] == plain["noise"] and result["epsilon_spent"] == 1.0
+    assert cost["merge"]["rounds"] == 2  # the noise is shared, then the noisy sum opened
