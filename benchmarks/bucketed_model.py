@@ -84,7 +84,7 @@ def main(argv=None) -> int:
              "bytes_per_party": k * one["bytes"]}
     print(f"fit: {model}")
     print(f"check, the measured run replayed ({w} workers per party on {args.cores:g} cores, no network): "
-          f"model {check['seconds']:.0f} s of sessions vs measured {run['seconds']['sessions']:.0f} s; "
+          f"model {check['seconds']:.0f} s of sessions vs measured {run['phase_seconds']['sessions']:.0f} s; "
           f"rounds {check['rounds']:.0f} vs {run['rounds']}; bytes per party {check['bytes_per_party'] / 1e9:.2f} GB "
           f"vs {max(run['bytes_per_party'].values()) / 1e9:.2f} GB")
     print()

@@ -328,7 +328,7 @@ def run_bucketed(name: str, tables: Mapping, params: Mapping, *, workers: int = 
     with one bucket, or for an analysis without a bucketed form, this is ``run_local``: the
     single session, unchanged. Cost adds "buckets", "workers", "sessions" (rounds, bytes and
     padded rows per bucket, and the worker it ran on), "merge" (the merge session),
-    "seconds" (wall time of the banks' preparation, the sessions and the merge),
+    "phase_seconds" (wall time of the banks' preparation, the sessions and the merge),
     "peak_rss_per_worker" and "cpu_seconds_per_worker"; "rounds" is the longest chain a worker ran (its sessions' rounds
     one after another) plus the merge, "bytes" all sessions' bytes.
 
@@ -430,7 +430,7 @@ def run_bucketed(name: str, tables: Mapping, params: Mapping, *, workers: int = 
                       "rows": sum(len(p[1].keys[b]) for p in prepared.values()), "worker": s.worker,
                       "seconds": s.seconds} for b, s in enumerate(outcome)],
         "merge": {"rounds": merge_rounds, "bytes": sum(st["bytes_sent"] for st in merge_stats)},
-        "seconds": {"prepare": prepare_seconds, "sessions": sessions_seconds, "merge": merge_seconds},
+        "phase_seconds": {"prepare": prepare_seconds, "sessions": sessions_seconds, "merge": merge_seconds},
         "peak_rss_per_worker": {f"{names[r]}/{w}": v for (r, w), v in sorted(engine.report.peak_rss.items())},
         "cpu_seconds_per_worker": {f"{names[r]}/{w}": v for (r, w), v in sorted(engine.report.cpu_seconds.items())},
     }

@@ -143,7 +143,7 @@ def test_bucketed_results_equal_the_single_session_and_the_plaintext_twin(k, emp
     assert cost["buckets"] == k
     if k > 1:  # the merge: every compute party sends its 8-byte count share to its successor, once
         assert len(cost["sessions"]) == k and cost["merge"] == {"rounds": 1, "bytes": 24}
-        assert set(cost["seconds"]) == {"prepare", "sessions", "merge"}
+        assert set(cost["phase_seconds"]) == {"prepare", "sessions", "merge"}
 
 
 def test_negative_thresholds_never_flag_a_dummy_and_four_banks_use_input_parties():
