@@ -227,6 +227,11 @@ def add_parser(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object: analysis, result, leakage, cost")
     p.add_argument("--check", action="store_true", help="also run the plaintext twin and print the largest difference")
     p.add_argument("--explain", action="store_true", help="print the leakage and cost without running anything")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="run a join analysis (multi_lending) as bucket sessions on N worker processes per party")
+    p.add_argument("--buckets", type=int, default=None, metavar="K",
+                   help="bucket sessions of a join analysis (default: chosen from the rows and --workers; 1 = one "
+                        "session)")
     p.set_defaults(func=main)
 
 
@@ -255,7 +260,13 @@ def main(args) -> int:
         for bank, table in tables.items():  # each bank's own checks, before any job starts
             analysis.check_input(table, bank, parsed)
         progress = None if args.json else _Progress()
-        result, cost = analysis.run_local(tables, parsed, progress=progress)
+        if args.workers != 1 or args.buckets is not None:
+            from smpc.workers import run_bucketed
+
+            result, cost = run_bucketed(analysis.name, tables, parsed, workers=args.workers, buckets=args.buckets,
+                                        progress=progress)
+        else:
+            result, cost = analysis.run_local(tables, parsed, progress=progress)
         if progress is not None:
             progress.close()
         output = {"analysis": analysis.name, "result": result, "leakage": leakage_items(analysis.leakage), "cost": cost}

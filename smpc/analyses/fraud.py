@@ -18,6 +18,7 @@ import pandas as pd
 from smpc import dp
 from smpc.analyses.common import amount_units, check_dp
 from smpc.analyses.registry import Param, register, report_progress
+from smpc.buckets import BankBuckets, BucketedAnalysis, open_shared, split_rows, sum_shares
 from smpc.errors import InputError, RangeError
 from smpc.fixedpoint import MAX_DECIMALS
 from smpc.join import DEFAULT_SALT, aggregate_by_id, hash_ids, private_join, table_ids
@@ -143,17 +144,30 @@ def multi_lending(ctx, table, owners, *, id, balance, balance_threshold, min_len
     repeated runs with other parameters add up (thresholds in a binary search give each
     customer's consortium total; min_lenders=2 with an unreachable threshold tells a bank
     which of its customers borrow elsewhere), so a policy should limit how often, and with
-    which parameters, a bank may run it.
+    which parameters, a bank may run it. In K > 1 bucket sessions (``smpc.workers.run_bucketed``,
+    ``smpc analyze --workers``) every bank pads each of its buckets to a public size
+    P(n, K) (``smpc.buckets.pad_rows``) with dummy rows that can never match nor be
+    flagged, so the compute parties learn P per bank, a function of its number of distinct
+    customers n and K, and nothing about how its customers spread over the buckets (the
+    bucket hash is keyed by a key derived from the join salt); the flagged count is summed
+    over the buckets on shares and opened once, so recipients learn the same as from one
+    session; a bank whose bucket would exceed P refuses before anything is shared, which
+    for distinct ids happens with probability at most 2^-40 per bank and job (a Chernoff
+    bound computed by ``smpc.buckets.overflow_bound``), and the refusal tells the other
+    parties only that it happened.
     Cost: for N customer rows in all (N = 2.2e5 for three banks of 1e5 loans, measured):
     ~165 rounds (the quicksort's depth varies with the secret shuffle) and ~1.3 kB per row
     and party (287 MB for party 0). That is 2 rounds to share (2 words per row); the sort
     (3 + ~110 rounds, ~660 bytes per row); 8 rounds for adjacent equalities and their
     conversion; ceil(log2 N) rounds of scans (24 bytes per row and round); 18 rounds for the
     thresholds (bit decomposition, two comparisons, OR, bit injection); 1 for the count; 4
-    to bring flags back (inverse shuffle, then open).
+    to bring flags back (inverse shuffle, then open). In K > 1 buckets: each bucket session
+    costs the same at N = its padded rows (the count's 8 bytes stay out of the flag
+    messages), plus one merge round (8 bytes per recipient message).
     Error: none: sums, counts and comparisons are exact (RangeError before the sort if a
     customer's total over all banks could exceed 2^62 units given balance_bound, which
-    bounds one customer's total balance at one bank).
+    bounds one customer's total balance at one bank). In K > 1 buckets, real keys give
+    their top bit to the dummies' reserved space: the collision bound doubles.
     Privacy: with ``dp_epsilon`` the flagged count gets discrete Laplace noise (``smpc.dp``)
     of scale 1/dp_epsilon per contribution: one customer's rows added at one bank change
     only that customer's flag, so the count moves by at most 1. One more round (the noise is
@@ -245,6 +259,110 @@ def merge_bank_results(results: Sequence[dict | None]) -> dict | None:
     for r in present:
         merged["by_bank"].update(r["by_bank"])
     return merged
+
+
+# ----- multi_lending in buckets ------------------------------------------------------------
+def _ml_public(n_banks: int, *, balance_threshold: float, min_lenders: int, balance_decimals: int = 2,
+               balance_bound: float = 1e10, **_) -> dict:
+    """The public settings of every bucket session, as ``multi_lending`` derives them."""
+    bound_units = round(balance_bound * 10**balance_decimals)
+    reach = n_banks * bound_units
+    return {
+        "count_bits": n_banks.bit_length(),
+        "bound_units": bound_units,
+        "threshold": min(max(threshold_units(balance_threshold, balance_decimals), -reach - 1), reach),
+        "min_lenders": min(min_lenders, n_banks + 1),
+    }
+
+
+def multi_lending_buckets(table, party: str, bank_index: int, n_banks: int, buckets: int, *, id, balance,
+                          balance_threshold, min_lenders, balance_decimals=2, balance_bound=1e10, salt=DEFAULT_SALT,
+                          dp_epsilon=None) -> tuple[list[str], BankBuckets]:
+    """One bank's side of a bucketed ``multi_lending``, in the clear before anything is
+    shared: its loans merged per customer and checked (as ``multi_lending`` does), keys
+    hashed, and the rows split into ``buckets`` padded buckets (``smpc.buckets.split_rows``).
+    A dummy row carries balance -(banks x bound + 1) and no lender: alone in its group (its
+    key is reserved), it is never over the threshold (clamped to at least that total) nor
+    over min_lenders >= 1, so it changes no flag and no count. Returns (distinct ids, the
+    buckets).
+
+    >>> import pandas as pd
+    >>> ids, b = multi_lending_buckets(pd.DataFrame({"c": ["x", "y", "x"], "b": [1.0, 2.0, 3.0]}), "bank_a", 0, 3, 2,
+    ...                                id="c", balance="b", balance_threshold=5, min_lenders=2)
+    >>> ids, b.pad, sorted(int(v) for k in b.values for v in k[:, 0] if v > 0)
+    (['x', 'y'], 2, [801, 1601])
+    """
+    _check_threshold_params(balance_threshold, min_lenders, balance_decimals)
+    check_dp("multi_lending", dp_epsilon, None, 1)
+    public = _ml_public(n_banks, balance_threshold=balance_threshold, min_lenders=min_lenders,
+                        balance_decimals=balance_decimals, balance_bound=balance_bound)
+    c = public["count_bits"]
+    ids, sums = _customer_balances(table, party, id, balance, balance_decimals, balance_bound)
+    keys = hash_ids(ids, salt)
+    packed = (sums << c) + 1
+    dummy = np.array([-((n_banks * public["bound_units"] + 1) << c)], dtype=np.int64)
+    return ids, split_rows(party, keys, packed, buckets, salt, bank_index, n_banks, dummy)
+
+
+def multi_lending_bucket(ctx, owners, keys, values, *, count_bits, bound_units, threshold, min_lenders) -> dict:
+    """One bucket's MPC session of a bucketed ``multi_lending``: the single session's join,
+    totals, thresholds and count on this bucket's padded rows, with the flags opened to each
+    recipient bank for its own rows and the flagged count left shared (it is summed over the
+    buckets and opened once, by ``multi_lending_merge``). Returns {"own": this bank's flags
+    (P,) or None, "shared": this compute party's (first, second) count components or None}.
+    Cost: ``multi_lending``'s at N = the bucket's padded rows, less its DP round, with 8
+    bytes less in every flag message (the count does not travel)."""
+    join = private_join(ctx, owners, keys, values, n_values=1, unique=True,
+                        value_bound=(bound_units << count_bits) + 1, bound_extra=(abs(threshold) + 1) << count_bits,
+                        what="multi_lending: balance totals")
+    flags = count = None
+    if ctx.is_compute:
+        n = join.total_rows
+        totals = join.totals(join.values).reshape((n,))
+        flags = join.over_thresholds(totals, threshold, min_lenders, count_bits, step="ml")
+        count = join.count_customers(flags, step="ml-count")
+        flags = flags.reshape((n, 1))
+    own, _ = join.to_owners(flags, 1, recipients=[o for o in owners if o in ctx.result_ranks])
+    return {"own": None if own is None else own[:, 0].copy(),
+            "shared": None if count is None else (count.first.clone(), count.second.clone())}
+
+
+def multi_lending_merge(ctx, owners, shared, *, dp_epsilon=None, **_) -> dict | None:
+    """The merge session: every compute party adds its count components over the buckets
+    (local), adds the DP noise if asked (one round), and the total is opened to the
+    recipient banks only (one round). Returns {"count": c[, "scale": s]} on recipients."""
+    total = sum_shares(shared) if ctx.is_compute else None
+    scale = None
+    if dp_epsilon is not None:
+        scale = dp.scales(dp_epsilon, [1])[0]
+        noise = dp.shared_noise(ctx, [scale])
+        if total is not None:
+            total = total.add(noise.shares)
+    recipients = [o for o in owners if o in ctx.result_ranks]
+    opened = open_shared(ctx, None if total is None else total.first, None if total is None else total.second,
+                         recipients)
+    return None if opened is None else {"count": int(opened[0]), "scale": scale}
+
+
+def multi_lending_finish(ids: list[str], buckets: BankBuckets, own: list[np.ndarray], opened: dict, party: str,
+                         *, dp_epsilon=None, **_) -> dict:
+    """A recipient bank's result from its flags per bucket (real rows first in each) and the
+    opened count: the dict ``multi_lending`` returns."""
+    flagged = sorted(ids[int(i)] for rows, f in zip(buckets.rows, own, strict=True)
+                     for i, bit in zip(rows, f[: len(rows)].tolist(), strict=True) if bit == 1)
+    out = {"flagged_count": opened["count"], "by_bank": {party: {"flagged_ids": flagged}}}
+    if opened["scale"] is not None:
+        stat = dp.statistic(opened["count"], opened["scale"])
+        out.update(interval95=stat["interval95"], noise={"scale": stat["noise_scale"], "std": stat["noise_std"]},
+                   epsilon_spent=float(dp_epsilon), mechanism=dp.MECHANISM)
+    return out
+
+
+MULTI_LENDING_BUCKETED = BucketedAnalysis(
+    prepare=multi_lending_buckets, public=_ml_public, session=multi_lending_bucket, merge=multi_lending_merge,
+    finish=multi_lending_finish,
+)
+"""``multi_lending`` as bucket sessions (``smpc.workers.run_bucketed``)."""
 
 
 # ----- blacklist_hits ------------------------------------------------------------------------
