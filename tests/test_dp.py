@@ -183,6 +183,13 @@ def test_dp_epsilon_on_an_analysis_without_it_is_refused_by_name():
         registry.get("quantiles").run_simulated(_banks(), column="amount", q=[0.5], bound=1e9, dp_epsilon=1.0)
 
 
+def test_dp_delta_is_refused_with_the_mechanism_on_offer():
+    """No Gaussian mechanism: a job asking for (epsilon, delta) is told what is offered
+    rather than only that the parameter is unknown."""
+    with pytest.raises(InputError, match="describe: no approximate .* discrete Laplace"):
+        registry.get("describe").run_simulated(_banks(), columns=["amount"], bound=1e9, dp_epsilon=1.0, dp_delta=1e-6)
+
+
 def test_default_rate_by_group_needs_declared_groups_and_a_valid_epsilon():
     rate = registry.get("default_rate")
     with pytest.raises(InputError, match="dp_epsilon needs declared groups"):

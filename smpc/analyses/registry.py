@@ -272,6 +272,10 @@ class Analysis:
             offer = ", ".join(a.name for a in analyses() if a.param(DP_EPSILON) is not None) or "none"
             raise InputError(f"{self.name}: no differentially private release (parameter 'dp_epsilon'): its outputs "
                              f"have no public bound on what one customer changes; the analyses that offer one: {offer}")
+        if "dp_delta" in unknown:
+            # the parameter a Gaussian mechanism would take: say what is offered instead
+            raise InputError(f"{self.name}: no approximate (epsilon, delta) release (parameter 'dp_delta'): smpc "
+                             "offers pure epsilon-DP with the discrete Laplace mechanism only (dp_epsilon; docs/dp.md)")
         if unknown:
             known = ", ".join(p.name for p in self.params) or "none"
             raise InputError(f"{self.name}: unknown parameter(s) {', '.join(unknown)} (it takes: {known})")
