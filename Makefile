@@ -60,7 +60,7 @@ test-latest:
 	$(LATEST)/bin/python -m pytest -q -p no:cacheprovider
 	touch $(LATEST)/.passed
 
-# Refresh requirements/dev.lock and crypten.lock to the releases `make test-latest` just
+# Refresh requirements/dev.lock, crypten.lock and runtime.lock to the releases `make test-latest` just
 # tested (run that first: the lock moves only after the suite passed on them).
 lock: $(STAMP)
 	@test -f $(LATEST)/.passed -a $(LATEST)/.passed -nt pyproject.toml || \
@@ -72,6 +72,11 @@ lock: $(STAMP)
 		-o requirements/dev.lock
 	UV_PYTHON_DOWNLOADS=never $(VENV)/bin/uv pip compile --quiet --generate-hashes $(LOCK_TARGET) --no-deps \
 		requirements/crypten.in -o requirements/crypten.lock
+	# the party image's lock (deploy/Dockerfile): the same releases, without the dev and bench extras
+	grep -E '^[A-Za-z0-9_.-]+==' requirements/dev.lock | cut -d' ' -f1 > $(LATEST)/dev-pins.txt
+	UV_PYTHON_DOWNLOADS=never $(VENV)/bin/uv pip compile --quiet --generate-hashes $(LOCK_TARGET) \
+		--find-links $(TORCH_FIND_LINKS) --constraint $(LATEST)/dev-pins.txt --no-emit-package torch \
+		pyproject.toml requirements/build.in requirements/torch-cpu.in -o requirements/runtime.lock
 	@echo "requirements/*.lock refreshed; 'make test' rebuilds .venv from them"
 
 bench: $(STAMP)

@@ -107,7 +107,6 @@ PyObject *mul128(PyObject *self, PyObject *args);
 PyObject *neg128(PyObject *self, PyObject *args);
 PyObject *sum128(PyObject *self, PyObject *args);
 PyObject *rss_product128(PyObject *self, PyObject *args);
-PyObject *rss_product64(PyObject *self, PyObject *args);
 PyObject *shift128(PyObject *self, PyObject *args);
 PyObject *shift64(PyObject *self, PyObject *args);
 PyObject *add_stream(PyObject *self, PyObject *args);

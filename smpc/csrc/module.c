@@ -8,7 +8,6 @@ static PyMethodDef methods[] = {
     {"neg128", neg128, METH_VARARGS, "out = -a mod 2^128"},
     {"sum128", sum128, METH_VARARGS, "(low, high) of the sum of all elements mod 2^128"},
     {"rss_product128", rss_product128, METH_VARARGS, "out = x1*(y1+y2) + x2*y1 mod 2^128"},
-    {"rss_product64", rss_product64, METH_VARARGS, "out = x1*(y1+y2) + x2*y1 mod 2^64"},
     {"shift128", shift128, METH_VARARGS, "shifts mod 2^128"},
     {"shift64", shift64, METH_VARARGS, "logical / negated logical right shifts mod 2^64"},
     {"add_stream", add_stream, METH_VARARGS, "add or subtract PRG stream words into a ring tensor"},

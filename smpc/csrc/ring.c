@@ -94,18 +94,6 @@ PyObject *sum128(PyObject *self, PyObject *args) {
 
 /* ----- elementwise Z_2^64 ------------------------------------------------------------- */
 
-PyObject *rss_product64(PyObject *self, PyObject *args) {
-    unsigned long long out_, x1_, x2_, y1_, y2_; Py_ssize_t n;
-    if (!PyArg_ParseTuple(args, "KKKKKn", &out_, &x1_, &x2_, &y1_, &y2_, &n)) return NULL;
-    uint64_t *out = PTR(uint64_t, out_);
-    const uint64_t *x1 = PTR(const uint64_t, x1_), *x2 = PTR(const uint64_t, x2_);
-    const uint64_t *y1 = PTR(const uint64_t, y1_), *y2 = PTR(const uint64_t, y2_);
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n; i++) out[i] = x1[i] * (y1[i] + y2[i]) + x2[i] * y1[i];
-    Py_END_ALLOW_THREADS
-    Py_RETURN_NONE;
-}
-
 /* kind: 1 logical right, 3 -((-a) >>> d); 0 <= d < 64. */
 PyObject *shift64(PyObject *self, PyObject *args) {
     unsigned long long out_, a_; Py_ssize_t n; int d, kind;

@@ -57,6 +57,10 @@ ABORT_LINGER_S = 1.0
 cancels them. A live peer ends its stream within milliseconds of the ABORT frame; one that
 hangs (stopped, or its machine frozen) never does, and waiting a step timeout for it would
 double the time a job takes to fail."""
+ABORT_GRACE_S = 0.5
+"""How long a receive that timed out still waits for another peer's ABORT naming the root
+cause before it blames the silent peer (at most an eighth of the step timeout)."""
+
 
 MAX_DIMS = 16
 MAX_TAG_CHARS = 256
@@ -709,6 +713,9 @@ class GrpcTransport(Transport):
         try:
             item = link.incoming.get(timeout=max(0.0, timeout))
         except queue.Empty:
+            reported = self._abort_reported(min(ABORT_GRACE_S, timeout / 8))
+            if reported is not None:
+                raise reported from None
             what = "message" if link.connected else "connection"
             error = ProtocolTimeout(
                 f"{self.me}: no {what} from {link.name} for step '{tag}' within {timeout:g} s (job {self.job_id})",
@@ -723,6 +730,21 @@ class GrpcTransport(Transport):
         if got_tag != tag:
             raise ProtocolError(f"{self.me}: expected step '{tag}' from {link.name}, got '{got_tag}'")
         return tensor
+
+    def _abort_reported(self, grace: float) -> PartyUnavailable | None:
+        """A peer's ABORT that arrived, or arrives within ``grace`` seconds, on any link. A
+        party stuck waiting on a peer that is itself stuck waiting on a hung third party times
+        out at about the same moment as that peer; the peer's abort names the hung party, and
+        reporting it rather than the silent peer blames the root cause."""
+        deadline = time.monotonic() + grace
+        while True:
+            for link in self._links.values():
+                failure = link.failure
+                if getattr(failure, "remote_error_type", None) is not None:
+                    return failure
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.02)
 
     def _local_abort_error(self) -> PartyUnavailable:
         error = PartyUnavailable(f"{self.me}: the job was aborted here ({self._aborted})", peer=self.me)
