@@ -114,11 +114,15 @@ def test_a_worker_killed_mid_job_fails_it_at_every_party_and_the_next_job_succee
         assert finished["state"] == "failed" and "result_keys" not in finished
     assert "worker 0 ended during bucket 1 of 2" in next(
         r for r in cluster.records("bank_c", job) if r["event"] == "job_finished")["error"]
-    # bank_c's workers were started afresh: the next job runs on them
+    # every party starts the workers of the failed job afresh, in the background: the next job runs on them
+    for bank in BANKS:
+        wait_for(lambda bank=bank: len([r for r in cluster.audit(bank) if r["event"] == "workers_started"]) >= 2,
+                 what=f"{bank}'s new workers")
     assert worker_pid(cluster, "bank_c", 0) != victim
     plain = multi_lending_plain(cluster.books, **ML)
     with cluster.client("bank_b", "bank_a") as client:
         job = client.submit("multi_lending", ML, source="book", job_id="ml-after", recipients=["bank_b", "bank_c"])
     with cluster.client("bank_a", "bank_a") as client:
         client.wait(job)
+        assert any(e.stage.startswith("bucket 2 of 2 done on worker 1") for e in client.events(job))
     assert merge_bank_results(list(each_banks_part(cluster, job).values())) == plain

@@ -506,9 +506,9 @@ class JobManager:
             job.emit(self.me, state=state, error=error, stage=stage or STATE_NAMES[state],
                      message=error.message if error else "")
             job.decision = None  # drop the input table
-            if self.pool is not None:
-                self.pool.release(job.id)
             refund = job.dp_debited and job.started is None and state != jobs_pb2.JOB_STATE_SUCCEEDED
+        if self.pool is not None:  # outside the job's lock: Get and Watch never wait on the pool
+            self.pool.release(job.id)
         if refund:  # nothing was computed or released: the epsilon goes back (smpc.service.budget)
             self.budget.refund(job.id, f"ended {STATE_NAMES[state]} before it started")
         return True
@@ -1074,9 +1074,17 @@ class JobManager:
                      stage=f"{text} ({len(done)} of {plan.buckets} done)", message=text)
 
         job.emit(self.me, stage=f"{plan.buckets} buckets on {plan.slots} workers per party", progress=0.05)
-        outcome = self.pool.run(job.id, self.rank, plan, spec.session, sessions, ring=analysis.ring,
-                                timeout=self.config.timeouts.step, result_ranks=result_ranks, on_event=event,
-                                failure=job.transport.failure)
+        try:
+            outcome = self.pool.run(job.id, self.rank, plan, spec.session, sessions, ring=analysis.ring,
+                                    timeout=self.config.timeouts.step, result_ranks=result_ranks, on_event=event,
+                                    failure=job.transport.failure)
+        except BaseException as exc:
+            # the peers hear the cause on the job's streams before they see this party's
+            # workers go (recycle), so that they blame the right party
+            error = _error_of(exc, self.me, self.config.ranks)
+            job.transport.abort(error.message, error_type=error.type, culprit=error.party)
+            self.pool.recycle()
+            raise
         chains: dict[int, int] = {}
         for _, stats, w in outcome:
             chains[w] = chains.get(w, 0) + int(stats["rounds"])

@@ -66,6 +66,9 @@ from smpc.v1 import peer_pb2_grpc
 
 READY_S = 120.0
 """How long a new worker may take to start and listen (a spawned interpreter imports torch)."""
+ABORT_GRACE_S = 0.5
+"""How long a party whose worker lost a peer's worker waits for that peer's word on the job's
+own streams (the cause, and who is at fault) before it blames the peer."""
 POLL_S = 0.2
 """How often the party checks, while its workers run, whether the job was aborted elsewhere."""
 STREAM_SEP = "~w"
@@ -172,8 +175,11 @@ class WorkerCore:
             return self._streams[stream]
 
     def run(self, stream: str, bucket: int, fn: Callable, kwargs: dict, settings: dict) -> tuple:
-        """One bucket session over the stream's transport: (result, comm stats)."""
-        transport = self._streams[stream]
+        """One bucket session over the stream's transport: (result, comm stats). (A Ray actor
+        may take a run before the ``open`` sent ahead of it: it waits for that.)"""
+        transport = self.transport(stream, self.connect)
+        if transport is None:
+            raise SmpcError(f"{self.label}: bucket {bucket} came without its streams ({stream})")
         ctx = Context(self.rank, len(self.ranks), PrefixedTransport(transport, f"b{bucket}/"), ring=settings["ring"],
                       timeout=settings["timeout"], party_names=self.ranks, result_ranks=settings["result_ranks"])
         return fn(ctx, **kwargs), ctx.comm_stats()
@@ -376,6 +382,9 @@ class WorkerPool:
         self._holder: str | None = None
         self._workers: list = []
         self._backend = None
+        self._stale: list[int] = []  # workers of a failed job, to be stopped and started afresh
+        self._renewing: threading.Thread | None = None
+        self._closed = False
 
     def _make_backend(self):
         if self.config.compute.engine == "ray":
@@ -394,14 +403,23 @@ class WorkerPool:
             self._renew_locked(range(self.size))
 
     def _renew_locked(self, which) -> None:
-        which = list(which)
-        for i in which:
-            self._workers[i] = self._backend.start(worker_options(self.config, self.insecure, i))
-        for i in which:
-            self._workers[i].wait_ready(READY_S)
-        if self.on_started is not None and which:
-            self.on_started([{"worker": i, "endpoint": self._workers[i].endpoint, "pid": self._workers[i].pid}
-                             for i in which])
+        for i, worker in self._started(which).items():
+            self._workers[i] = worker
+
+    def _started(self, which) -> dict:
+        """New workers ``which`` ({index: handle}), each listening; their start is audited."""
+        fresh = {i: self._backend.start(worker_options(self.config, self.insecure, i)) for i in which}
+        try:
+            for worker in fresh.values():
+                worker.wait_ready(READY_S)
+        except BaseException:
+            for worker in fresh.values():
+                worker.kill()
+            raise
+        if self.on_started is not None and fresh:
+            self.on_started([{"worker": i, "endpoint": w.endpoint, "pid": w.pid,
+                              **({"actor": w.name} if hasattr(w, "name") else {})} for i, w in fresh.items()])
+        return fresh
 
     def reserve(self, job_id: str) -> list[str]:
         """The workers' endpoints for ``job_id``, with the pool held for it until ``release``;
@@ -412,8 +430,8 @@ class WorkerPool:
         with self._lock:
             if self._holder is not None and self._holder != job_id:
                 return []
-            if self._backend is None:
-                return []
+            if self._backend is None or self._stale or self._renewing is not None:
+                return []  # workers being started afresh: this job runs in one session
             dead = [i for i, w in enumerate(self._workers) if w is None or not w.alive()]
             try:
                 for i in dead:
@@ -429,6 +447,40 @@ class WorkerPool:
         with self._lock:
             if self._holder == job_id:
                 self._holder = None
+        self.recycle()
+
+    def recycle(self) -> None:
+        """Stop the workers of a failed job now (their streams break at the peers' workers)
+        and start fresh ones in the background; ``reserve`` offers none until they listen.
+        The party calls it once it has told its peers why the job failed, so that they hear
+        the cause before they see the streams break."""
+        with self._lock:
+            stale, self._stale = self._stale, []
+            if not stale or self._backend is None:
+                return
+            old = [self._workers[i] for i in stale]
+            self._renewing = threading.Thread(target=self._renew, args=(stale,), name="smpc-pool-renew",
+                                              daemon=True)
+        for worker in old:
+            worker.kill()
+        self._renewing.start()
+
+    def _renew(self, which: list[int]) -> None:
+        """In the background, without the pool's lock (a Ray actor takes many seconds to start):
+        the new workers replace the old ones once they listen."""
+        try:
+            fresh = self._started(which)
+        except SmpcError:
+            fresh = {}  # reserve() finds the old ones dead and tries again before the next job
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                for i, worker in fresh.items():
+                    self._workers[i] = worker
+            self._renewing = None
+        if closed:  # the party stopped meanwhile
+            for worker in fresh.values():
+                worker.kill()
 
     def run(self, job_id: str, rank: int, plan: BucketPlan, fn: Callable, sessions: Sequence[dict], *, ring: int,
             timeout: float, result_ranks: Sequence[int], on_event: Callable[[str, int, int], None],
@@ -489,6 +541,18 @@ class WorkerPool:
                         next_bucket(w)
             ok = True
             return results
+        except PartyUnavailable as exc:
+            if exc.peer == me or getattr(exc, "remote_error_type", ""):
+                raise
+            # a peer's worker went away: usually because its party failed the job and said
+            # why on the job's own streams; that reason names the party at fault
+            deadline = time.monotonic() + ABORT_GRACE_S
+            while time.monotonic() < deadline:
+                cause = failure()
+                if cause is not None:
+                    raise cause from None
+                time.sleep(0.05)
+            raise
         finally:
             with self._lock:
                 if ok:
@@ -497,13 +561,8 @@ class WorkerPool:
                             workers[w].send(("close", WorkerCore.stream_id(job_id, w)))
                         except (OSError, ValueError):
                             pass
-                else:  # fresh workers for the next job: nothing of this one's streams survives
-                    for w in range(plan.slots):
-                        workers[w].kill()
-                    try:
-                        self._renew_locked(range(plan.slots))
-                    except SmpcError:
-                        pass  # reserve() tries again before the next job
+                else:  # fresh workers for the next job (``recycle``): nothing of this one's streams survives
+                    self._stale = sorted(set(self._stale) | set(range(plan.slots)))
 
     def pids(self) -> list[int]:
         with self._lock:
@@ -511,6 +570,7 @@ class WorkerPool:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             for w in self._workers:
                 if w is None:
                     continue
