@@ -64,4 +64,12 @@ assert merged(results) == analyses.get("mule_fan_in").run_plaintext(transfers, *
 side_by_side("\nmule_fan_in (accounts paid by >= 3 reported victims, over all banks):",
              {b: r["by_bank"][b]["flagged_accounts"] for b, r in zip(BANKS, results, strict=True)},
              mule_truth["mule_accounts"])
+
+# the same within a sliding window: 3 victims within some 3 consecutive days (window_days = 2)
+sliding = {**mule, "time": "date", "window_days": 2}
+results = run("mule_fan_in", transfers, **sliding)
+assert merged(results) == analyses.get("mule_fan_in").run_plaintext(transfers, **sliding)
+side_by_side("\nmule_fan_in (>= 3 reported victims within some 3 consecutive days, sliding):",
+             {b: r["by_bank"][b]["flagged_accounts"] for b, r in zip(BANKS, results, strict=True)},
+             mule_truth["mule_accounts"])
 print("\nevery secure result equals its plaintext twin exactly")

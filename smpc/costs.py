@@ -102,7 +102,7 @@ def measure_grouping() -> dict[str, tuple[int, list[float]]]:
     party takes part in."""
     import numpy as np
 
-    from smpc.grouping import distinct_threshold, window_counts
+    from smpc.grouping import distinct_in_window, distinct_threshold, window_counts
     from smpc.join import hash_ids
 
     def keys(values):
@@ -123,11 +123,23 @@ def measure_grouping() -> dict[str, tuple[int, list[float]]]:
                                  requester=0, window_days=3, cap=5, min_count=job_min)
         return job, 4 * GROUP_ROWS  # the requester's rows count twice (window start and end)
 
+    def in_window(per_group, min_banks=1):
+        def job(ctx):
+            rows = np.arange(GROUP_ROWS)
+            return distinct_in_window(ctx, [0, 1, 2], keys((rows * 7 + ctx.rank) % 50), keys((rows * 5) % 40),
+                                      (rows * 13 + ctx.rank) % 365, (rows * 3 + ctx.rank) % 2, window_days=3,
+                                      min_members=2, cap=5, per_group=per_group, min_banks=min_banks)
+        return job, 3 * GROUP_ROWS  # per input row: the second sort holds three rows per input row
+
     runs = {
         "group-by distinct threshold": distinct(1),
         "group-by distinct threshold, min_banks > 1": distinct(2),
         "window counts, capped": window(None),
         "window counts, threshold": window(2),
+        "distinct in window, per row": in_window(False),
+        "distinct in window, per group": in_window(True),
+        "distinct in window, per row, min_banks > 1": in_window(False, 2),
+        "distinct in window, per group, min_banks > 1": in_window(True, 2),
     }
     out = {}
     for name, (job, rows) in runs.items():
@@ -193,7 +205,11 @@ def render() -> str:
         "rounds and bytes vary with the secret order (~136 rounds and ~1.3 kB per row at 1e5 rows, "
         "see smpc/protocols/sort.py). Bytes are per sorted row (a window query is two rows); rounds are summed "
         "stage by stage as the most any party takes part in (`grouping.cost_after_sort`, "
-        "`grouping.window_cost_after_sort`).",
+        "`grouping.window_cost_after_sort`). `distinct_in_window` sorts twice (its n input rows by "
+        "(group, member) pair, then 3 n start, end and query rows by (group, time)): its rows leave out "
+        "both sorts and 2 rounds of input (4 words and 1 value per row; 5 and 3 with min_banks > 1, where sort 2 holds "
+        "4 n rows), and count bytes per input row "
+        "(`grouping.window_distinct_cost_after_sorts`).",
         "",
         "| primitive | rounds | bytes per row p0 / p1 / p2 |",
         "|---|---|---|",

@@ -1,6 +1,6 @@
 """Secure group-by with distinct counts and thresholds, over rows from many banks.
 
-Two primitives, both built on the join's input sharing (``smpc.join.share_rows``), the
+Three primitives, both built on the join's input sharing (``smpc.join.share_rows``), the
 oblivious sort (``smpc.protocols.sort``: secret shuffle, then quicksort with opened
 comparisons on distinct keys) and segmented scans (``smpc.protocols.segmented``); results
 go back to the bank that brought each row, opened to it alone.
@@ -21,6 +21,13 @@ query row: the number of data rows of its group whose day lies in [day - window,
 (both ends included), capped at a public maximum or tested against a threshold, opened to
 the requester only.
 
+``distinct_in_window``: every bank brings rows (group key, member key, day, secret 0/1
+predicate), repeats allowed. For every row dated t: the number of distinct members of its
+group with a predicate row dated in [t - window, t], and the flag [that >= min_members],
+per row or as "some row of the group is flagged"; results to each row's own bank. Two
+sorts: by (group, member) pair, to turn each member's predicate days into disjoint
+intervals, then by (group, time) over start, end and query events (see its docstring).
+
 Keys and layout. Group and member keys are 64-bit keyed hashes (``smpc.join.hash_ids``).
 The sort key is two words. ``distinct_threshold``: (group, member) where the member word's
 lowest-ranking ``bank_bits(banks) + 1`` bits are replaced by [not predicate] (secret, set by
@@ -32,13 +39,14 @@ a query's window start (day - window), 1 for data, 2 for a query's end (day), so
 window's start sorts before data of its first day and its end after data of its last.
 All words are in tree order (``sort.tree_order``).
 
-Leakage (both): every bank's row count, to the compute parties (the sort opens only
+Leakage (all three): every bank's row count, to the compute parties (the sort opens only
 outcomes of comparisons between distinct keys in secretly shuffled order). The outputs,
 to the banks named in each function.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -57,7 +65,7 @@ from smpc.protocols.segmented import (
     mul,
     segmented_scans,
 )
-from smpc.protocols.sort import PackedBits, pack_bits, sort_rows_from, tree_order
+from smpc.protocols.sort import PackedBits, less_than_words, pack_bits, sort_rows_from, tree_order
 from smpc.ring import RING64
 from smpc.sharing import N_COMPUTE, ArithmeticShares, BooleanShares
 
@@ -470,6 +478,373 @@ def _window_tail(ctx, ordered, counts: list[int], q_index: int, n: int, cap: int
     return capped
 
 
+# ----- distinct members within a sliding time window -----------------------------------------
+WINDOW_TIME_SHIFT = 35
+"""Both sorts of ``distinct_in_window`` hold a time (day + 2^24, or an interval's end + 1,
+below 2^26) at bit 35 of their second key word, above a kind bit (34) and a row index."""
+MAX_WINDOW_DAYS = 2**24 - 1
+_PAIR_PERSON = b"smpc-pair-v1"
+
+
+def _pair_words(g: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """A 64-bit BLAKE2b of every (group key, member key) pair, its lowest bit cleared (it
+    will hold [not predicate]): one word to sort and compare instead of two."""
+    raw = np.ascontiguousarray(np.stack([g, m], axis=1).astype("<i8")).tobytes()
+    new = hashlib.blake2b(digest_size=8, person=_PAIR_PERSON).copy
+    out = bytearray(8 * len(g))
+    for i in range(len(g)):
+        h = new()
+        h.update(raw[16 * i : 16 * i + 16])
+        out[8 * i : 8 * i + 8] = h.digest()
+    return np.frombuffer(bytes(out), dtype="<i8").astype(np.int64) & ~np.int64(1)
+
+
+def _window_time_words(times: np.ndarray) -> np.ndarray:
+    """Times (below 2^26) at bit 35 of a word, in tree order."""
+    shifted = torch.from_numpy(np.ascontiguousarray(times.astype(np.int64) << WINDOW_TIME_SHIFT))
+    return tree_order(shifted).numpy()
+
+
+def distinct_in_window(
+    ctx: Context,
+    owners: Sequence[int],
+    groups: np.ndarray | None,
+    members: np.ndarray | None,
+    days: np.ndarray | None,
+    predicate: np.ndarray | None = None,
+    *,
+    window_days: int,
+    min_members: int,
+    min_banks: int = 1,
+    cap: int,
+    per_group: bool = False,
+    recipients: Sequence[int] | None = None,
+) -> GroupResult:
+    """Per row r of group g dated t: members(r) = the number of distinct members of g with
+    a predicate row dated in [t - window_days, t] (both ends included; a member held by
+    several banks, or repeated at one bank or on one day, counts once), banks(r) = the
+    number of distinct banks holding such a row, and the secret flag [members(r) >=
+    min_members and banks(r) >= min_banks].
+
+    Every rank calls it; each owner passes its rows: ``groups`` and ``members`` (n,) int64
+    keys (``smpc.join.hash_ids``), ``days`` (n,) int64 days since 1970-01-01 within
+    +-(2^24 - 1), ``predicate`` (n,) 0/1 or None (all 1). Rows may repeat (group, member,
+    day) within a bank and across banks. Returns a ``GroupResult``: on every bank in
+    ``recipients`` (default: all owners), for its own rows in its input order,
+      ``per_group=False``: ``rows`` (n, 2) = (flag, flag * min(members, cap)), ``total`` =
+        the number of flagged rows over all banks' rows;
+      ``per_group=True``: ``rows`` (n, 1) = [some row of its group, at any bank, is
+        flagged], i.e. [at some day, a window of the group reaches min_members] (every
+        predicate row is a query, and a window's count peaks at a predicate row's day),
+        ``total`` = the number of groups so flagged.
+    Banks are counted only with ``min_banks`` > 1 (it costs a fourth block of sort 2).
+
+    Computation. Sort 1 (by pair word, time, row: the pair word is a 64-bit hash of
+    (group, member) with its lowest bit set to [not predicate], so a member's predicate
+    rows of a group are adjacent and ordered by day). A predicate row at day s covers
+    [s, e] with e = min(s' - 1, s + window_days), s' the day of the next row of the run
+    (none: infinity): these intervals are disjoint and their union is the union of the
+    member's [s, s + window_days], so the number of intervals covering t counts the
+    member at most once; a same-day repeat gives an empty interval. On the secret words:
+    cond = [(pair_{i+1}, time_{i+1}) < (pair_i, s_i + window_days + 1)] (one two-word
+    comparison: the first words are sorted, so this is [same run and s' <= s + window]),
+    and the end time e + 1 = cond ? time_{i+1} : s + window_days + 1 is one AND on the
+    boolean words (the bank brings s + window_days + 1 as a time word, so no arithmetic-
+    to-boolean conversion is needed). Sort 2 (by group, time, kind, row) of 3 n rows: a
+    start (+predicate at s, kind 0), an end (-predicate at e + 1, kind 0) and a query
+    (0 at t, kind 1) per row; a forward segmented scan over the group gives each query
+    #(starts <= t) - #(ends <= t) = members. Row mode: the scan goes back to input order
+    (inverse shuffle of sort 2, whose query rows are laid in input order), the sign tests
+    members - min_members and cap - members (one ``msb``), injection, cap and flag
+    products, opening. Group mode: in sorted order, [members + bias >= min_members] (bias
+    -2^40 on event rows), injected, group totals, [total >= 1], injected, the count of
+    flagged groups at group starts (one product), then back to input order and opened.
+    Banks (min_banks > 1): each bank knows all its own rows, so it cuts its own predicate
+    days per group into the same disjoint intervals in the clear ([s_j, min(s_{j+1} - 1,
+    s_j + window_days)] over its distinct days s_j) and brings a second weight column:
+    +1 on the first predicate row of each (group, day), and a fourth block of n end rows
+    (-1 at the interval's end + 1 on those rows, weight 0 at the row's own day on the
+    others, so the block's size says nothing); the scan then sums both columns, a
+    query's second sum being banks(r), tested with one more sign in the same ``msb``
+    call and one AND.
+
+    Keys and the collision bound: group and member keys are 64-bit keyed hashes
+    (probability of a collision <= N^2 / 2^65 each, N rows in all) and the pair word has 63
+    hash bits (<= N^2 / 2^64): all three below N^2 / 2^63 (3e6 rows: 1e-6). A collision
+    would merge two groups, members or (group, member) runs. Sort keys are distinct by
+    their public row index, so the sorts open nothing but comparison outcomes of distinct
+    keys in secretly shuffled order.
+
+    Cost, with n rows in all (n >= 1), B = 3 blocks (4 with min_banks > 1) and
+    L1 = ceil(log2 (B n)): 2 rounds to share (4 words and 1 value per row from each bank;
+    5 and 3 with min_banks > 1); sort 1 (n rows, two-word keys carrying two words and a
+    value) and sort 2 (B n rows, two-word keys carrying one or two weights, plus a bias in
+    group mode), whose rounds and bytes vary with the secret order (smpc/protocols/sort.py: the
+    two-word sort measured ~136 rounds and ~1.3 kB per row at 1e5 rows); outside them,
+    exactly 8 (comparison) + 1 (AND) rounds between the sorts, then 6 (adjacent
+    equalities) + 2 (injection) + L1 (forward scan), and in row mode 3 (inverse shuffle)
+    + 8 (signs) + 2 (injection) + 2 (cap, flag products) + 1 (opening), in group mode
+    8 (signs) + 2 + L1 (group totals) + 8 + 2 + 1 (count) + 3 + 1, and 1 more (AND) in
+    either with min_banks > 1 (``window_distinct_cost_after_sorts``; stage by stage the most rounds any party takes
+    part in). Bytes outside the sorts, per input row and party, do not depend on the
+    data; the scans (B n rows, 16 bytes per row and round but the last, 24 with two
+    weights) dominate, and group mode adds sign tests and totals over all B n rows:
+    measured at 3 x 1000 rows 835 / 811 / 811 bytes in row mode and 1874 / 1850 / 1850 in
+    group mode, with min_banks > 1 1591 / 1527 / 1527 and 3101 / 3069 / 3069
+    (docs/costs.md: "distinct in window").
+    ``tests/test_grouping.py`` checks rounds and bytes against the counters.
+    Leakage: every bank's row count (to the compute parties); to each recipient, for each
+    of its rows, the flag (row mode: and, when flagged, min(members, cap); group mode: its
+    group's flag); to every recipient, the total above. Nothing about other banks' rows,
+    unflagged windows, or which banks or days fill a window.
+    Error: exact (counts below 2^31).
+    """
+    meter = _Meter(ctx)
+    rank = ctx.rank
+    if min_members < 1 or cap < 1 or min_banks < 0:
+        raise InputError("distinct_in_window: min_members and cap must be at least 1, min_banks at least 0")
+    banks = min_banks > 1
+    if not 0 <= window_days <= MAX_WINDOW_DAYS:
+        raise InputError(f"distinct_in_window: window_days must lie in [0, {MAX_WINDOW_DAYS}], got {window_days}")
+    words = values = None
+    n_mine = None
+    if rank in owners:
+        party = ctx.name_of(rank)
+        g = np.zeros(0, dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64).reshape(-1)
+        m = np.zeros(0, dtype=np.int64) if members is None else np.asarray(members, dtype=np.int64).reshape(-1)
+        d = np.zeros(0, dtype=np.int64) if days is None else np.asarray(days, dtype=np.int64).reshape(-1)
+        p = np.ones(len(g), dtype=np.int64) if predicate is None else np.asarray(predicate, dtype=np.int64).reshape(-1)
+        if not len(g) == len(m) == len(d) == len(p):
+            raise InputError(f"{party}: {len(g)} group keys, {len(m)} member keys, {len(d)} days, "
+                             f"{len(p)} predicates")
+        if len(p) and not np.isin(p, (0, 1)).all():
+            raise InputError(f"{party}: the predicate must be 0 or 1")
+        if len(d) and (int(d.min()) < -MAX_DAY or int(d.max()) > MAX_DAY):
+            raise InputError(f"{party}: a date lies outside the range the window arithmetic holds")
+        n_mine = len(g)
+        time = d + DAY_OFFSET
+        pair = _pair_words(g, m) | (p == 0).astype(np.int64)
+        columns = [g, pair, _window_time_words(time), _window_time_words(time + window_days + 1)]
+        values = p.reshape(-1, 1)
+        if banks:
+            bank_start, bank_end, end_time = _bank_intervals(g, time, p, window_days)
+            columns.append(_window_time_words(end_time))
+            values = np.stack([p, bank_start, bank_end], axis=1)
+        words = np.stack(columns, axis=1)
+    shared, pred, counts = share_rows(ctx, owners, words, values, 5 if banks else 4, 3 if banks else 1)
+    meter.mark("share")
+    if recipients is None:
+        recipients = list(owners)
+    width = 1 if per_group else 2
+    columns = total = None
+    if ctx.is_compute:
+        n = sum(counts)
+        check_row_count(n, "distinct_in_window")
+        if n == 0:
+            columns = ArithmeticShares(RING64, torch.zeros((0, width), dtype=torch.int64),
+                                       torch.zeros((0, width), dtype=torch.int64))
+            total = _public_ring64(ctx, torch.zeros(1, dtype=torch.int64))
+        else:
+            columns, total = _window_distinct(ctx, shared, pred, n, min_members, min_banks, cap, per_group, meter)
+    out, extra = _open_rows(ctx, owners, counts, n_mine, columns, width, total, recipients, "window-distinct-open")
+    meter.mark("return")
+    result = GroupResult(stages=meter.stages)
+    if out is not None:
+        result.rows, result.total = out, int(extra[0])
+    return result
+
+
+def _bank_intervals(g: np.ndarray, time: np.ndarray, p: np.ndarray, window_days: int):
+    """One bank's own intervals, in the clear: per group, its predicate days s_1 < s_2 < ...
+    cover [s_j, min(s_{j+1} - 1, s_j + window_days)], disjoint, whose union is where the
+    bank has a predicate row in the window. Returns (bank_start, bank_end, end_time) per
+    row: 1, 1 and the interval's end + 1 on the first predicate row of each (group, day),
+    0, 0 and the row's own time (a valid time, weightless) elsewhere."""
+    n = len(g)
+    bank_start = np.zeros(n, dtype=np.int64)
+    end_time = time.astype(np.int64).copy()
+    rows = np.flatnonzero(p == 1)
+    firsts = rows[~pd.DataFrame({"g": g[rows], "t": time[rows]}).duplicated().to_numpy()]
+    order = firsts[np.lexsort((time[firsts], g[firsts]))]
+    if len(order):
+        same_next = np.append(g[order][1:] == g[order][:-1], False)
+        following = np.append(time[order][1:], 0)
+        ends = time[order] + window_days + 1
+        end_time[order] = np.where(same_next, np.minimum(following, ends), ends)
+        bank_start[order] = 1
+    return bank_start, bank_start.copy(), end_time
+
+
+def _words(x: BooleanShares, j: int) -> BooleanShares:
+    return BooleanShares(x.first[:, j].contiguous(), x.second[:, j].contiguous())
+
+
+def _cat_words(parts: Sequence[BooleanShares]) -> BooleanShares:
+    return BooleanShares(torch.cat([q.first for q in parts]), torch.cat([q.second for q in parts]))
+
+
+def _window_distinct(ctx, shared: BooleanShares, values: ArithmeticShares, n: int, min_members: int, min_banks: int,
+                     cap: int, per_group: bool, meter: _Meter):
+    banks = min_banks > 1
+    blocks = 4 if banks else 3
+    group, pair, start_time = _words(shared, 0), _words(shared, 1), _words(shared, 2)
+    pred = _stack([_column(values, 0)])
+    index = _public(ctx, tree_order(torch.arange(n, dtype=torch.int64)))
+    key1 = BooleanShares(torch.stack([pair.first, start_time.first ^ index.first], dim=1),
+                         torch.stack([pair.second, start_time.second ^ index.second], dim=1))
+    carried = BooleanShares(shared.first[:, [0, 3]].contiguous(), shared.second[:, [0, 3]].contiguous())
+    rows = [key1, carried, pred]
+    del key1, carried, index, pair
+    first = sort_rows_from(ctx, rows)
+    meter.mark("sort")
+    # the end of each row's interval: the next row's time if it is of the same run and within the window
+    sk = first.keys
+    time_mask = _tree(((1 << 26) - 1) << WINDOW_TIME_SHIFT)
+    own_end = _words(first.items[0], 1)
+    mine = BooleanShares(torch.stack([sk.first[:, 0], own_end.first], dim=1),
+                         torch.stack([sk.second[:, 0], own_end.second], dim=1))
+    # row i against row i + 1; the last row against itself ("not less": it keeps its own end)
+    nxt = BooleanShares(
+        torch.cat([torch.stack([sk.first[1:, 0], sk.first[1:, 1] & time_mask], dim=1), mine.first[-1:]]),
+        torch.cat([torch.stack([sk.second[1:, 0], sk.second[1:, 1] & time_mask], dim=1), mine.second[-1:]]))
+    cond = less_than_words(ctx, nxt, mine, "window-distinct-next").unpack()
+    mask = BooleanShares(-cond.first, -cond.second)  # a shared bit in bit 0 spread over the word: XOR-linear
+    next_time = BooleanShares(nxt.first[:, 1].contiguous(), nxt.second[:, 1].contiguous())
+    del nxt, mine
+    end_time = own_end.xor(boolean.and_(ctx, mask, next_time.xor(own_end), "window-distinct-end"))
+    meter.mark("ends")
+    # sort 2: starts and queries in input order, member ends in the order of sort 1, then
+    # (with min_banks) the banks' own interval ends in input order
+    kinds = torch.zeros(blocks * n, dtype=torch.int64)
+    kinds[n : 2 * n] = 1
+    tie = _public(ctx, tree_order((kinds << (WINDOW_TIME_SHIFT - 1)) | torch.arange(blocks * n, dtype=torch.int64)))
+    sorted_group = _words(first.items[0], 0)
+    times = [start_time, start_time, end_time] + ([_words(shared, 4)] if banks else [])
+    words2 = _cat_words(times).xor(tie)
+    groups2 = _cat_words([group, group, sorted_group] + ([group] if banks else []))
+    key2 = BooleanShares(torch.stack([groups2.first, words2.first], dim=1),
+                         torch.stack([groups2.second, words2.second], dim=1))
+    p_in, p_sorted = _column(values, 0), _column(first.items[1], 0)
+    zero = torch.zeros(n, dtype=torch.int64)
+
+    def column(parts: list[ArithmeticShares | None]) -> ArithmeticShares:  # None: a block of zeros
+        return ArithmeticShares(RING64, torch.cat([zero if q is None else q.first for q in parts]),
+                                torch.cat([zero if q is None else q.second for q in parts]))
+
+    columns = [column([p_in, None, p_sorted.neg()] + ([None] if banks else []))]
+    if banks:
+        columns.append(column([_column(values, 1), None, None, _column(values, 2).neg()]))
+    if per_group:  # event rows can never reach a threshold
+        bias = torch.full((blocks * n,), -(1 << 40), dtype=torch.int64)
+        bias[n : 2 * n] = 0
+        columns.append(_public_ring64(ctx, bias))
+    items2 = _stack(columns)
+    del first, groups2, words2, columns, tie, times
+    rows = [key2, items2]
+    del key2, items2
+    second = sort_rows_from(ctx, rows)
+    meter.mark("sort")
+    sk2 = second.keys
+    (same_group,) = adjacent_equal(ctx, BooleanShares(sk2.first[:, :1].contiguous(), sk2.second[:, :1].contiguous()),
+                                   prefixes=1, step="window-distinct-adjacent")
+    cont = _column(bits_to_arithmetic(ctx, [same_group], RING64), 0)
+    meter.mark("adjacent")
+    weights = 2 if banks else 1
+    scanned = ArithmeticShares(RING64, second.items[0].first[:, :weights].contiguous(),
+                               second.items[0].second[:, :weights].contiguous())
+    prefix, _ = segmented_scans(ctx, scanned, cont, forward=True, backward=False, step="window-distinct-scan")
+    meter.mark("scans")
+    if not per_group:
+        (back,) = second.restore([prefix], "window-distinct-return")
+        count = ArithmeticShares(RING64, back.first[n : 2 * n, 0].contiguous(), back.second[n : 2 * n, 0].contiguous())
+        tests = [_plus_public(ctx, count, -min_members), _plus_public(ctx, count.neg(), cap)]
+        if banks:
+            bank_count = ArithmeticShares(RING64, back.first[n : 2 * n, 1].contiguous(),
+                                          back.second[n : 2 * n, 1].contiguous())
+            tests.append(_plus_public(ctx, bank_count, -min_banks))
+        meter.mark("restore")
+        signs = _signs(ctx, tests, "window-distinct-signs")
+        below, over = signs[0], signs[1]
+        enough = _not(ctx, below)
+        if banks:
+            enough = boolean.and_(ctx, enough, _not(ctx, signs[2]), "window-distinct-both")
+        flag, over_a = _inject(ctx, [enough, over])
+        meter.mark("thresholds")
+        capped = count.add(mul(ctx, over_a, _plus_public(ctx, count.neg(), cap), "window-distinct-cap"))
+        shown = mul(ctx, flag, capped, "window-distinct-out")
+        meter.mark("outputs")
+        return _stack([flag, shown]), flag.sum().reshape((1,))
+    bias = _column(second.items[0], weights)
+    tests = [_plus_public(ctx, _column(prefix, 0).add(bias), -min_members)]
+    if banks:
+        tests.append(_plus_public(ctx, _column(prefix, 1).add(bias), -min_banks))
+    signs = _signs(ctx, tests, "window-distinct-signs")
+    reach = _not(ctx, signs[0])
+    if banks:
+        reach = boolean.and_(ctx, reach, _not(ctx, signs[1]), "window-distinct-both")
+    (hit,) = _inject(ctx, [reach])
+    meter.mark("thresholds")
+    hits = group_totals(ctx, _stack([hit]), cont, "window-distinct-totals")
+    meter.mark("group-totals")
+    (none,) = _signs(ctx, [_plus_public(ctx, _column(hits, 0), -1)], "window-distinct-any")
+    (flag,) = _inject(ctx, [_not(ctx, none)])
+    meter.mark("group-flags")
+    start = _plus_public(ctx, cont.neg(), 1)
+    groups_flagged = mul(ctx, start, flag, "window-distinct-groups").sum().reshape((1,))
+    meter.mark("outputs")
+    (back,) = second.restore([_stack([flag])], "window-distinct-return")
+    own = ArithmeticShares(RING64, back.first[n : 2 * n].contiguous(), back.second[n : 2 * n].contiguous())
+    meter.mark("restore")
+    return own, groups_flagged
+
+
+def window_distinct_cost_after_sorts(n: int, per_group: bool = False, min_banks: int = 1) -> int:
+    """Rounds of ``distinct_in_window`` outside its two sorts, from the end of sort 1 to
+    the opening included, for n >= 1 rows in all, counted as ``cost_after_sort`` counts."""
+    both = 1 if min_banks > 1 else 0
+    scans = max(0, ((4 if both else 3) * n - 1).bit_length())
+    ends, grouping = 8 + 1, 6 + 2 + scans
+    if per_group:
+        return ends + grouping + 8 + both + 2 + scans + 8 + 2 + 1 + 3 + 1
+    return ends + grouping + 3 + 8 + both + 2 + 2 + 1
+
+
+def _open_rows(ctx: Context, owners: Sequence[int], counts: list[int] | None, n_own: int | None,
+               columns: ArithmeticShares | None, width: int, extra: ArithmeticShares | None,
+               recipients: Sequence[int], step: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Open ``columns`` ((n, width), input order, given on the compute parties) to the
+    banks, each recipient its own rows plus ``extra`` (one value); as ``PrivateJoin.
+    to_owners`` without the way back. Cost: 1 round; 8 bytes per value to each recipient
+    input party from every compute party, to a compute-party recipient from its
+    predecessor."""
+    rank = ctx.rank
+    for r in recipients:
+        if r not in owners:
+            raise ProtocolError(f"rank {r} is not a bank of this run")
+    sends = {}
+    if ctx.is_compute:
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(int)
+        for r in recipients:
+            if r >= N_COMPUTE or r == (rank + 1) % N_COMPUTE:
+                k = owners.index(r)
+                sends[r] = torch.cat([columns.first[offsets[k] : offsets[k + 1]].reshape(-1), extra.first.reshape(-1)])
+    senders = [] if rank not in recipients else ([(rank - 1) % N_COMPUTE] if ctx.is_compute else
+                                                 list(range(N_COMPUTE)))
+    got = ctx.exchange(step, sends=sends, recv_from=senders)
+    if rank not in recipients:
+        return None, None
+    if ctx.is_compute:
+        k = owners.index(rank)
+        rows = slice(int(offsets[k]), int(offsets[k + 1]))
+        total = torch.cat([columns.first[rows].reshape(-1) + columns.second[rows].reshape(-1),
+                           extra.first.reshape(-1) + extra.second.reshape(-1)]) + got[senders[0]]
+    else:
+        total = got[0] + got[1] + got[2]
+    if total.numel() != n_own * width + 1:
+        raise ProtocolError(f"distinct_in_window: expected {n_own * width + 1} results, got {total.numel()}")
+    return total[: n_own * width].reshape(n_own, width).numpy().copy(), total[n_own * width :].numpy().copy()
+
+
 def _open_to(ctx: Context, shares: ArithmeticShares | None, to: int, n_own: int | None) -> np.ndarray | None:
     """Open a (q,) ring64 column to rank ``to`` alone: a compute party gets the missing
     component from its predecessor, an input party all three. Cost: 1 round; 8 bytes per
@@ -494,8 +869,10 @@ def _open_to(ctx: Context, shares: ArithmeticShares | None, to: int, n_own: int 
 __all__ = [
     "GroupResult",
     "cost_after_sort",
+    "distinct_in_window",
     "distinct_threshold",
     "member_field_mask",
     "window_cost_after_sort",
     "window_counts",
+    "window_distinct_cost_after_sorts",
 ]

@@ -327,8 +327,9 @@ def run_bucketed(name: str, tables: Mapping, params: Mapping, *, workers: int = 
     ``buckets`` defaults to ``smpc.buckets.choose_buckets(largest bank's rows, workers)``;
     with one bucket, or for an analysis without a bucketed form, this is ``run_local``: the
     single session, unchanged. Cost adds "buckets", "workers", "sessions" (rounds, bytes and
-    padded rows per bucket, and the worker it ran on), "merge" (the merge session) and
-    "peak_rss_per_worker"; "rounds" is the longest chain a worker ran (its sessions' rounds
+    padded rows per bucket, and the worker it ran on), "merge" (the merge session),
+    "phase_seconds" (wall time of the banks' preparation, the sessions and the merge),
+    "peak_rss_per_worker" and "cpu_seconds_per_worker"; "rounds" is the longest chain a worker ran (its sessions' rounds
     one after another) plus the merge, "bytes" all sessions' bytes.
 
     >>> import pandas as pd
@@ -350,6 +351,8 @@ def run_bucketed(name: str, tables: Mapping, params: Mapping, *, workers: int = 
     k = choose_buckets(rows, workers) if buckets is None else int(buckets)
     if k < 1:
         raise InputError(f"{name}: buckets must be at least 1, got {k}")
+    if spec is None and k > 1 and buckets is not None:
+        raise InputError(f"{name} does not join rows, so it has no bucket sessions: run it without --buckets")
     if spec is None or k == 1:
         result, cost = analysis.run_local(tables, params, ring=ring, timeout=timeout, result_ranks=result_ranks,
                                           progress=progress)
@@ -361,6 +364,7 @@ def run_bucketed(name: str, tables: Mapping, params: Mapping, *, workers: int = 
     world = len(names)
     if result_ranks is None:
         result_ranks = sorted(set(COMPUTE_RANKS) | set(owners))
+    clock = time.monotonic()
     prepared = {}
     for i, (rank, bank) in enumerate(zip(owners, banks, strict=True)):
         prepared[rank] = spec.prepare(tables[bank], bank, i, len(owners), k, **params)
@@ -384,16 +388,19 @@ def run_bucketed(name: str, tables: Mapping, params: Mapping, *, workers: int = 
             done[0] += 1
             progress(0.05 + 0.85 * done[0] / k, f"bucket {b + 1} of {k} done ({done[0]} of {k})")
 
+    prepare_seconds, clock = time.monotonic() - clock, time.monotonic()
     if progress is not None:
         progress(0.05, f"{k} buckets on {engine.workers} worker(s) per party")
     outcome = engine.run(spec.session, sessions, world=world, ring=ring or analysis.ring, party_names=names,
                          result_ranks=result_ranks, timeout=timeout, on_event=events)
+    sessions_seconds, clock = time.monotonic() - clock, time.monotonic()
     network = InProcessNetwork(world)
     merged = run_parties(
         lambda ctx: (spec.merge(ctx, owners, [s.results[ctx.rank]["shared"] for s in outcome]
                                 if ctx.is_compute else None, **params), ctx.comm_stats()),
         world, lambda rank: PrefixedTransport(network.endpoint(rank), "merge/"), ring=ring or analysis.ring,
         timeout=timeout, party_names=names, result_ranks=result_ranks)
+    merge_seconds = time.monotonic() - clock
     results = [None] * world
     for rank, bank in zip(owners, banks, strict=True):
         opened = merged[rank][0]
@@ -423,6 +430,7 @@ def run_bucketed(name: str, tables: Mapping, params: Mapping, *, workers: int = 
                       "rows": sum(len(p[1].keys[b]) for p in prepared.values()), "worker": s.worker,
                       "seconds": s.seconds} for b, s in enumerate(outcome)],
         "merge": {"rounds": merge_rounds, "bytes": sum(st["bytes_sent"] for st in merge_stats)},
+        "phase_seconds": {"prepare": prepare_seconds, "sessions": sessions_seconds, "merge": merge_seconds},
         "peak_rss_per_worker": {f"{names[r]}/{w}": v for (r, w), v in sorted(engine.report.peak_rss.items())},
         "cpu_seconds_per_worker": {f"{names[r]}/{w}": v for (r, w), v in sorted(engine.report.cpu_seconds.items())},
     }

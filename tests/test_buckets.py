@@ -143,6 +143,7 @@ def test_bucketed_results_equal_the_single_session_and_the_plaintext_twin(k, emp
     assert cost["buckets"] == k
     if k > 1:  # the merge: every compute party sends its 8-byte count share to its successor, once
         assert len(cost["sessions"]) == k and cost["merge"] == {"rounds": 1, "bytes": 24}
+        assert set(cost["phase_seconds"]) == {"prepare", "sessions", "merge"}
 
 
 def test_negative_thresholds_never_flag_a_dummy_and_four_banks_use_input_parties():
@@ -247,3 +248,31 @@ def test_a_killed_worker_aborts_the_job_with_party_unavailable_and_leaves_no_pro
     for pid in killed[0].values():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_dp_noise_is_added_once_to_the_merged_count():
+    tables = books(seed=19)
+    params = dict(PARAMS, dp_epsilon=1.0)
+    plain = multi_lending_plain(tables, **params)
+    result, cost = run_bucketed("multi_lending", tables, params, buckets=3, engine=InProcessEngine())
+    assert result["by_bank"] == plain["by_bank"]
+    assert result["noise"] == plain["noise"] and result["epsilon_spent"] == 1.0
+    assert cost["merge"]["rounds"] == 2  # the noise is shared, then the noisy sum opened
+
+
+@pytest.mark.parametrize("module", ["smpc.buckets", "smpc.workers", "smpc.transport.pipes"])
+def test_the_new_modules_examples_run(module):
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0
+
+
+def test_the_bank_side_example_runs():
+    import doctest
+
+    from smpc.analyses import fraud
+
+    (test,) = doctest.DocTestFinder().find(fraud.multi_lending_buckets, "multi_lending_buckets", globs=vars(fraud))
+    assert doctest.DocTestRunner().run(test).failed == 0

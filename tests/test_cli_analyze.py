@@ -233,3 +233,25 @@ def test_a_non_utf8_file_is_refused_alike_by_analyze_and_the_service_at_its_real
         service_load_table(source, ["credit_amount"], "bank_b")
     assert len(service_load_table(DataSource("loans", good, "csv", {"credit_amount": "int"}), ["credit_amount"],
                                   "bank_a")) == 40
+
+
+def test_multi_lending_in_buckets_on_worker_processes_matches_the_plaintext_twin(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    args = []
+    for bank in ("bank_a", "bank_b", "bank_c"):
+        ids = [f"00{int(i)}" for i in rng.integers(0, 30, 25)]
+        pd.DataFrame({"customer_id": ids, "balance": rng.integers(-10**6, 10**9, 25) / 100}).to_csv(
+            tmp_path / f"{bank}.csv", index=False)
+        args += ["--data", f"{bank}={tmp_path / f'{bank}.csv'}"]
+    params = ["--param", "id=customer_id", "--param", "balance=balance", "--param", "balance_threshold=6000000",
+              "--param", "min_lenders=3"]
+    code = cli_main(["analyze", "multi_lending", *args, *params, "--workers", "2", "--buckets", "3", "--json",
+                     "--check"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    got = json.loads(out.out)
+    assert got["check"]["largest_difference"] == 0
+    assert got["cost"]["buckets"] == 3 and got["cost"]["workers"] == 2
+    assert got["result"]["flagged_count"] > 0
+    code = cli_main(["analyze", "multi_lending", *args, *params, "--workers", "0"])
+    assert code == 2 and "workers must be at least 1" in capsys.readouterr().err

@@ -148,19 +148,61 @@ def test_mule_fan_in_equals_its_twin_and_finds_the_planted_mules(n_banks):
     assert plain["flagged_total"] == len(planted)
 
 
-def test_mule_fan_in_window_counts_only_transfers_inside_it():
+def test_mule_fan_in_window_slides_with_both_ends_included():
+    # M: victims on 03-01, 03-05 and twice on 03-10 (one victim); N: three victims in early
+    # February, before any fixed range ending at as_of; P: victims at three banks, 4 days apart
     rows = [("v1", "M", "bank_b", 1, "2024-03-01"), ("v2", "M", "bank_b", 1, "2024-03-05"),
-            ("v3", "M", "bank_b", 1, "2024-03-10"), ("v3", "M", "bank_b", 1, "2024-03-10")]
+            ("v3", "M", "bank_b", 1, "2024-03-10"), ("v3", "M", "bank_b", 1, "2024-03-10"),
+            ("v4", "N", "bank_c", 1, "2024-02-01"), ("v5", "N", "bank_c", 1, "2024-02-02"),
+            ("v6", "N", "bank_c", 1, "2024-02-03"), ("w1", "N", "bank_c", 0, "2024-03-09"),
+            ("v7", "P", "bank_b", 1, "2024-03-20")]
     frame = pd.DataFrame(rows, columns=["sender", "receiver", "receiver_bank", "victim", "date"])
-    forwards = pd.DataFrame({"sender": ["M"], "receiver": ["OUT"], "receiver_bank": ["bank_c"], "victim": [0],
-                             "date": ["2024-03-11"]})
-    tables = {"bank_a": frame, "bank_b": forwards,
-              "bank_c": frame.iloc[:0]}
-    for window, flagged in ((9, ["M"]), (8, [])):
-        params = {**MULE, "time": "date", "window_days": window, "as_of": "2024-03-10"}
+    forwards = pd.DataFrame({"sender": ["M", "u8"], "receiver": ["OUT", "P"], "receiver_bank": ["bank_c", "bank_b"],
+                             "victim": [0, 1], "date": ["2024-03-11", "2024-03-16"]})
+    others = pd.DataFrame({"sender": ["u9", "N"], "receiver": ["P", "OUT2"], "receiver_bank": ["bank_b", "bank_a"],
+                           "victim": [1, 0], "date": ["2024-03-24", "2024-03-12"]})
+    tables = {"bank_a": frame, "bank_b": forwards, "bank_c": others}
+    for window, as_of, flagged in ((9, None, {"M", "N", "P"}), (8, None, {"N", "P"}), (2, None, {"N"}),
+                                   (1, None, set()), (9, "2024-03-09", {"N"}), (0, None, set())):
+        params = {**MULE, "time": "date", "window_days": window, **({"as_of": as_of} if as_of else {})}
         results, _, _ = run_banks(mule_fan_in, tables, **params)
-        assert results["bank_b"]["by_bank"]["bank_b"]["flagged_accounts"] == flagged
-        assert merged(results) == analyses.get("mule_fan_in").run_plaintext(tables, **params)
+        got = merged(results)
+        assert got == analyses.get("mule_fan_in").run_plaintext(tables, **params)
+        assert {a for part in got["by_bank"].values() for a in part["flagged_accounts"]} == flagged
+        assert got["flagged_total"] == len(flagged)
+        assert got["by_bank"]["bank_c"]["flagged_accounts"] == (["N"] if "N" in flagged else [])
+    # the fixed range [as_of - 5, as_of] (each bank dropping other transfers) misses N's
+    # burst, which the sliding window of the same width finds
+    fixed = {b: t[pd.to_datetime(t["date"]).between("2024-03-05", "2024-03-10")] for b, t in tables.items()}
+    assert analyses.get("mule_fan_in").run_plaintext(fixed, **MULE)["flagged_total"] == 0
+    sliding = analyses.get("mule_fan_in").run_plaintext(tables, **MULE, time="date", window_days=5,
+                                                        as_of="2024-03-10")
+    assert sliding["by_bank"]["bank_c"]["flagged_accounts"] == ["N"]
+
+
+def test_mule_fan_in_window_refuses_bad_dates_and_missing_time():
+    tables, _ = datasets.synthetic_transfers(3, 20, seed=2)
+    broken = tables["bank_b"].copy()
+    broken.loc[broken.index[1], "date"] = "2024-02-30"
+    params = {**MULE, "time": "date", "window_days": 2}
+    with pytest.raises(InputError, match=r"bank_b, column 'date': row 2 is not a date"):
+        run_banks(mule_fan_in, {**tables, "bank_b": broken}, **params)
+    with pytest.raises(InputError, match=r"bank_b, column 'date': row 2 is not a date"):
+        analyses.get("mule_fan_in").run_plaintext({**tables, "bank_b": broken}, **params)
+    with pytest.raises(InputError, match="window_days and as_of need the time column"):
+        analyses.get("mule_fan_in").run_plaintext(tables, **MULE, window_days=2)
+
+
+def test_mule_fan_in_sliding_window_equals_its_twin_on_five_banks():
+    tables, truth = datasets.synthetic_transfers(5, 60, seed=5)
+    planted = {(b, a) for b, accounts in truth["mule_accounts"].items() for a in accounts}
+    # planted victims pay on consecutive days (40, 41, ...): any three days hold three of them
+    for window, found in ((2, planted), (1, set())):
+        params = {**MULE, "time": "date", "window_days": window}
+        results, _, _ = run_banks(mule_fan_in, tables, **params)
+        plain = analyses.get("mule_fan_in").run_plaintext(tables, **params)
+        assert merged(results) == plain
+        assert _flagged(plain, "flagged_accounts") == found
 
 
 # ----- bad input -------------------------------------------------------------------------------

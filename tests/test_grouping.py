@@ -1,7 +1,9 @@
 """The secure group-by primitives of smpc.grouping against numpy/pandas on random rows:
 distinct members with a predicate, duplicates across banks counting once, distinct banks,
 caps, empty banks and groups, five banks as input parties; windows with their exact edges;
-and the exact rounds and bytes of every stage after the sort."""
+distinct members within a sliding window (repeats within and across banks and days, window
+edges, single-member groups), per row and per group; and the exact rounds and bytes of
+every stage after the sorts."""
 
 from __future__ import annotations
 
@@ -11,7 +13,14 @@ import pytest
 
 import smpc
 from smpc.errors import InputError
-from smpc.grouping import cost_after_sort, distinct_threshold, window_cost_after_sort, window_counts
+from smpc.grouping import (
+    cost_after_sort,
+    distinct_in_window,
+    distinct_threshold,
+    window_cost_after_sort,
+    window_counts,
+    window_distinct_cost_after_sorts,
+)
 from smpc.join import hash_ids
 
 
@@ -158,3 +167,143 @@ def test_window_counts_cost_exactly_what_they_state_after_the_sort():
         results = smpc.simulate(job, ring=64)
         rounds, _ = _stage_costs(results)
         assert rounds == window_cost_after_sort(2 * 200 + 2 * 200, capped)
+
+
+# ----- distinct members within a sliding window -----------------------------------------------
+def _in_window_expected(frames, window, k, cap, per_group, min_banks=1):
+    rows = pd.concat([f.assign(b=b) for b, f in enumerate(frames)], ignore_index=True)
+    counted = rows[rows["p"] == 1]
+    days = {g: part for g, part in counted.groupby("g")}
+
+    def members_banks(g, t):
+        part = days.get(g)
+        if part is None:
+            return 0, 0
+        inside = part[(part["d"] >= t - window) & (part["d"] <= t)]
+        return inside["m"].nunique(), inside["b"].nunique()
+
+    per_row = [[members_banks(g, t) for g, t in zip(f["g"], f["d"], strict=True)] for f in frames]
+    hit = [[(c if c >= k and b >= min_banks else None) for c, b in counts] for counts in per_row]
+    if not per_group:
+        out = [np.array([[int(c is not None), min(c, cap) if c is not None else 0] for c in counts],
+                        dtype=np.int64).reshape(-1, 2) for counts in hit]
+        return out, sum(int(c is not None) for counts in hit for c in counts)
+    flagged = {g for f, counts in zip(frames, hit, strict=True) for g, c in zip(f["g"], counts, strict=True)
+               if c is not None}
+    out = [np.array([[int(g in flagged)] for g in f["g"]], dtype=np.int64).reshape(-1, 1) for f in frames]
+    return out, len(flagged)
+
+
+def _window_frames(seed: int, window: int) -> list[pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    frames = []
+    for b in range(5):
+        n = 0 if b == 4 else 30  # the last bank brings nothing
+        frames.append(pd.DataFrame({"g": rng.integers(0, 5, n), "m": rng.integers(0, 6, n),
+                                    "d": rng.integers(0, 20, n), "p": (rng.random(n) < 0.6).astype(np.int64)}))
+    # group 7: member "a" twice on one day at bank 0 and again at bank 1 (counts once), member "b"
+    # exactly `window` days before "a", member "c" window + 1 days before (outside); group 8 has one
+    # member; a non-predicate row of "d" inside the window counts for nothing
+    frames[0] = pd.concat([frames[0], pd.DataFrame({"g": [7, 7, 7, 8, 7], "m": ["a", "a", "b", "z", "d"],
+                                                    "d": [50, 50, 50 - window, 40, 49], "p": [1, 1, 1, 1, 0]})])
+    frames[1] = pd.concat([frames[1], pd.DataFrame({"g": [7, 7, 8], "m": ["a", "c", "z"],
+                                                    "d": [50, 49 - window, 40], "p": [1, 1, 1]})])
+    frames[2] = pd.concat([frames[2], pd.DataFrame({"g": [7, 7], "m": ["a", "e"], "d": [50 + window, 51 + window],
+                                                    "p": [0, 0]})])
+    return [f.reset_index(drop=True) for f in frames]
+
+
+def _run_in_window(frames, window, k, cap, per_group, min_banks=1):
+    owners = list(range(3, 3 + len(frames)))
+
+    def job(ctx):
+        if ctx.rank not in owners:
+            return distinct_in_window(ctx, owners, None, None, None, window_days=window, min_members=k, cap=cap,
+                                      per_group=per_group, min_banks=min_banks)
+        f = frames[owners.index(ctx.rank)]
+        return distinct_in_window(ctx, owners, _keys(f["g"]), _keys(f["m"]), f["d"].to_numpy(), f["p"].to_numpy(),
+                                  window_days=window, min_members=k, cap=cap, per_group=per_group,
+                                  min_banks=min_banks)
+
+    results = smpc.simulate(job, ring=64, input_parties=len(frames))
+    return [results[o] for o in owners], [results[r] for r in range(3)]
+
+
+@pytest.mark.parametrize("per_group", [False, True])
+@pytest.mark.parametrize("window, k, cap, min_banks", [(0, 1, 5, 1), (3, 2, 2, 1), (6, 3, 100, 1), (0, 1, 5, 2),
+                                                       (4, 2, 3, 3)])
+def test_distinct_in_window_equals_pandas_on_five_banks(window, k, cap, min_banks, per_group):
+    frames = _window_frames(window * 3 + k, window)
+    got, compute = _run_in_window(frames, window, k, cap, per_group, min_banks)
+    expect, total = _in_window_expected(frames, window, k, cap, per_group, min_banks)
+    assert 0 < total
+    for result, rows in zip(got, expect, strict=True):
+        assert result.rows.tolist() == rows.tolist()
+        assert result.total == total
+    assert all(r.rows is None and r.total is None for r in compute)
+
+
+def test_distinct_in_window_edges_repeats_and_single_members():
+    window = 4
+    frames = _window_frames(11, window)
+    got, _ = _run_in_window(frames, window, 1, 100, False)
+    # group 7 at day 50: "a" (three rows at two banks, one day) and "b" (exactly window days
+    # before) count once each, "c" (window + 1 days before) not; at b's day, b and c; at d's
+    # day (49, no predicate itself), b and c; group 8: its one member
+    assert got[0].rows[-5:, 1].tolist() == [2, 2, 2, 1, 2]
+    assert got[1].rows[-3:, 1].tolist() == [2, 1, 1]
+    # window days after "a"'s last predicate row it still counts, window + 1 days after not
+    assert got[2].rows[-2:].tolist() == [[1, 1], [0, 0]]
+    assert got[4].rows.shape == (0, 2) and got[4].total == got[0].total
+
+
+def test_distinct_in_window_counts_banks_within_the_window():
+    # group 1 at day 10: members x and y at bank 0 (day 10), z at bank 1 (day 5): three
+    # members at two banks with a window of 5 (z exactly window days before), one bank with 4
+    frames = [pd.DataFrame({"g": [1, 1], "m": ["x", "y"], "d": [10, 10], "p": [1, 1]}),
+              pd.DataFrame({"g": [1], "m": ["z"], "d": [5], "p": [1]}),
+              pd.DataFrame({"g": [1, 1], "m": ["x", "w"], "d": [10, 9], "p": [0, 0]})]
+    got, _ = _run_in_window(frames, 4, 2, 10, False, min_banks=2)
+    assert [r.rows.tolist() for r in got] == [[[0, 0], [0, 0]], [[0, 0]], [[0, 0], [0, 0]]]
+    got, _ = _run_in_window(frames, 5, 2, 10, False, min_banks=2)
+    assert [r.rows.tolist() for r in got] == [[[1, 3], [1, 3]], [[0, 0]], [[1, 3], [0, 0]]]
+    assert got[0].total == 3
+
+
+def test_distinct_in_window_refuses_bad_parameters():
+    frames = [pd.DataFrame({"g": [1], "m": ["x"], "d": [1], "p": [1]}) for _ in range(3)]
+
+    def job(ctx, **kw):
+        f = frames[ctx.rank]
+        return distinct_in_window(ctx, [0, 1, 2], _keys(f["g"]), _keys(f["m"]), f["d"].to_numpy(), f["p"].to_numpy(),
+                                  min_members=1, cap=1, **kw)
+
+    with pytest.raises(InputError, match="min_banks at least 0"):
+        smpc.simulate(lambda ctx: job(ctx, window_days=1, min_banks=-1), ring=64)
+    with pytest.raises(InputError, match="window_days must lie in"):
+        smpc.simulate(lambda ctx: job(ctx, window_days=-1), ring=64)
+
+
+@pytest.mark.parametrize("per_group, min_banks, bytes_per_row", [
+    (False, 1, (764.09333, 740.09333, 740.09333)), (True, 1, (1700.81333, 1676.81333, 1676.81333)),
+    (False, 2, (1468.15333, 1404.15333, 1404.15333)), (True, 2, (2854.40667, 2822.40667, 2822.40667))])
+def test_distinct_in_window_costs_exactly_what_it_states_after_the_sorts(per_group, min_banks, bytes_per_row):
+    per_bank = 400
+    sent = []
+    for seed in (1, 2):  # the costs outside the sorts do not depend on the data
+
+        def job(ctx, seed=seed):
+            rng = np.random.default_rng(seed * 7 + ctx.rank)
+            return distinct_in_window(ctx, [0, 1, 2], _keys(rng.integers(0, 30, per_bank)),
+                                      _keys(rng.integers(0, 20, per_bank)), rng.integers(0, 60, per_bank),
+                                      rng.integers(0, 2, per_bank), window_days=5, min_members=2, cap=5,
+                                      per_group=per_group, min_banks=min_banks)
+
+        results = smpc.simulate(job, ring=64)
+        rounds, by_party = _stage_costs(results)
+        assert rounds == window_distinct_cost_after_sorts(3 * per_bank, per_group, min_banks)
+        width = 8 if min_banks > 1 else 5  # words and values per row
+        assert all(r.stages["share"] == (2, 16 + 2 * width * 8 * per_bank) for r in results)
+        sent.append(by_party)
+    assert sent[0] == sent[1]
+    assert [b / (3 * per_bank) for b in sent[0]] == pytest.approx(bytes_per_row, abs=1e-4)

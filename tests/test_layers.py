@@ -24,9 +24,9 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("party runtime", ["smpc.context", "smpc.transport.*", "smpc.v1.*"]),
     ("protocols", ["smpc.protocols.*"]),
     ("value type", ["smpc.secret", "smpc.simulation", "smpc"]),
-    ("stats and join", ["smpc.stats.*", "smpc.join", "smpc.grouping", "smpc.dp"]),
+    ("stats and join", ["smpc.stats.*", "smpc.join", "smpc.grouping", "smpc.dp", "smpc.buckets"]),
     ("analyses", ["smpc.analyses.*"]),
-    ("applications", ["smpc.service.*", "smpc.analyze", "smpc.costs"]),
+    ("applications", ["smpc.service.*", "smpc.analyze", "smpc.costs", "smpc.workers"]),
     ("command line", ["smpc.cli", "smpc.bench_cli"]),
 ]
 """Bottom first. ``smpc.pkg.*`` is the package ``smpc.pkg`` and every module in it; ``smpc`` alone

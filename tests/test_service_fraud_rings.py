@@ -22,7 +22,8 @@ VELOCITY = {"id": "customer_id", "time": "date", "window_days": 3}
 MULE = {"receiver": "receiver", "receiver_bank": "receiver_bank", "sender": "sender", "victim": "victim",
         "min_senders": 3}
 ALLOWED = {"default_rate_overall": list(COLUMNS), "shared_attribute_links": ["customer_id", "phone", "device"],
-           "velocity": ["customer_id", "date"], "mule_fan_in": ["sender", "receiver", "receiver_bank", "victim"]}
+           "velocity": ["customer_id", "date"],
+           "mule_fan_in": ["sender", "receiver", "receiver_bank", "victim", "date"]}
 SOURCES = {"default_rate_overall": ["loans"], "shared_attribute_links": ["applications"],
            "velocity": ["applications"], "mule_fan_in": ["transfers"]}
 
@@ -93,6 +94,18 @@ def test_mule_fan_in_each_bank_receives_its_own_accounts(cluster):
     plain = analyses.get("mule_fan_in").run_plaintext(cluster.transfers, **MULE)
     for bank, part in parts.items():
         assert part == {"flagged_total": plain["flagged_total"], "by_bank": {bank: plain["by_bank"][bank]}}
+        assert part["by_bank"][bank]["flagged_accounts"] == cluster.mule_truth["mule_accounts"][bank]
+
+
+def test_mule_fan_in_with_a_sliding_window_through_the_services(cluster):
+    params = {**MULE, "time": "date", "window_days": 2}
+    with cluster.client("bank_a", identity="bank_a") as client:
+        client.run("mule_fan_in", params, source="transfers", job_id="mules-window", recipients=BANKS)
+    parts = each_banks_part(cluster, "bank_a/mules-window")
+    plain = analyses.get("mule_fan_in").run_plaintext(cluster.transfers, **params)
+    for bank, part in parts.items():
+        assert part == {"flagged_total": plain["flagged_total"], "by_bank": {bank: plain["by_bank"][bank]}}
+        # planted victims pay on consecutive days: three of them within any three days
         assert part["by_bank"][bank]["flagged_accounts"] == cluster.mule_truth["mule_accounts"][bank]
 
 

@@ -144,17 +144,30 @@ def multi_lending(ctx, table, owners, *, id, balance, balance_threshold, min_len
     repeated runs with other parameters add up (thresholds in a binary search give each
     customer's consortium total; min_lenders=2 with an unreachable threshold tells a bank
     which of its customers borrow elsewhere), so a policy should limit how often, and with
-    which parameters, a bank may run it.
+    which parameters, a bank may run it. In K > 1 bucket sessions (``smpc.workers.run_bucketed``,
+    ``smpc analyze --workers``) every bank pads each of its buckets to a public size
+    P(n, K) (``smpc.buckets.pad_rows``) with dummy rows that can never match nor be
+    flagged, so the compute parties learn P per bank, a function of its number of distinct
+    customers n and K, and nothing about how its customers spread over the buckets (the
+    bucket hash is keyed by a key derived from the join salt); the flagged count is summed
+    over the buckets on shares and opened once, so recipients learn the same as from one
+    session; a bank whose bucket would exceed P refuses before anything is shared, which
+    for distinct ids happens with probability at most 2^-40 per bank and job (a Chernoff
+    bound computed by ``smpc.buckets.overflow_bound``), and the refusal tells the other
+    parties only that it happened.
     Cost: for N customer rows in all (N = 2.2e5 for three banks of 1e5 loans, measured):
     ~165 rounds (the quicksort's depth varies with the secret shuffle) and ~1.3 kB per row
     and party (287 MB for party 0). That is 2 rounds to share (2 words per row); the sort
     (3 + ~110 rounds, ~660 bytes per row); 8 rounds for adjacent equalities and their
     conversion; ceil(log2 N) rounds of scans (24 bytes per row and round); 18 rounds for the
     thresholds (bit decomposition, two comparisons, OR, bit injection); 1 for the count; 4
-    to bring flags back (inverse shuffle, then open).
+    to bring flags back (inverse shuffle, then open). In K > 1 buckets: each bucket session
+    costs the same at N = its padded rows (the count's 8 bytes stay out of the flag
+    messages), plus one merge round (8 bytes per recipient message).
     Error: none: sums, counts and comparisons are exact (RangeError before the sort if a
     customer's total over all banks could exceed 2^62 units given balance_bound, which
-    bounds one customer's total balance at one bank).
+    bounds one customer's total balance at one bank). In K > 1 buckets, real keys give
+    their top bit to the dummies' reserved space: the collision bound doubles.
     Privacy: with ``dp_epsilon`` the flagged count gets discrete Laplace noise (``smpc.dp``)
     of scale 1/dp_epsilon per contribution: one customer's rows added at one bank change
     only that customer's flag, so the count moves by at most 1. One more round (the noise is

@@ -15,7 +15,7 @@ import pandas as pd
 
 from smpc.analyses.registry import Param, register, report_progress
 from smpc.errors import InputError
-from smpc.grouping import MAX_DAY, distinct_threshold, window_counts
+from smpc.grouping import MAX_DAY, MAX_WINDOW_DAYS, distinct_in_window, distinct_threshold, window_counts
 from smpc.join import DEFAULT_SALT, hash_ids, normalise_ids, table_ids
 
 EPOCH = pd.Timestamp("1970-01-01")
@@ -378,21 +378,50 @@ def velocity(ctx, table, owners, *, requester, id, time, window_days, min_applic
 def _transfers(table: pd.DataFrame, party: str, receiver: str, receiver_bank: str, sender: str, victim: str,
                time: str | None, window_days: int | None, as_of: str | None):
     """One bank's transfers merged per (receiving account, sender), victim = any, and its own
-    accounts: (groups, members, predicate, own accounts) as strings and 0/1."""
+    accounts: (groups, members, predicate, own accounts) as strings and 0/1; with ``as_of``,
+    only the transfers dated up to it."""
     receivers = table_ids(table, party, receiver)
     banks = table_ids(table, party, receiver_bank)
     senders = table_ids(table, party, sender)
     victims = _flags01(table, party, victim)
     keep = np.ones(len(receivers), dtype=bool)
-    if window_days is not None:
-        end = _as_of_day(as_of)
-        days = table_days(table, party, time)
-        keep = (days >= end - window_days) & (days <= end)
+    if as_of is not None:
+        keep = table_days(table, party, time) <= _as_of_day(as_of)
     frame = pd.DataFrame({"g": [b + _SEP + r for b, r in zip(banks, receivers, strict=True)],
                           "m": [party + _SEP + s for s in senders], "p": victims})[keep]
     merged = frame.groupby(["g", "m"], sort=False, as_index=False)["p"].max()
     own = list(dict.fromkeys(senders + [r for b, r in zip(banks, receivers, strict=True) if b == party]))
     return merged["g"].tolist(), merged["m"].tolist(), merged["p"].to_numpy(dtype=np.int64), own
+
+
+def _dated_transfers(table: pd.DataFrame, party: str, receiver: str, receiver_bank: str, sender: str, victim: str,
+                     time: str, as_of: str | None):
+    """One bank's transfers merged per (receiving account, sender, day), victim = any (a
+    repeat counts once in any window anyway), up to ``as_of`` if given, and its own
+    accounts: (groups, members, days, predicate, own accounts)."""
+    receivers = table_ids(table, party, receiver)
+    banks = table_ids(table, party, receiver_bank)
+    senders = table_ids(table, party, sender)
+    victims = _flags01(table, party, victim)
+    days = table_days(table, party, time)
+    keep = np.ones(len(receivers), dtype=bool) if as_of is None else days <= _as_of_day(as_of)
+    frame = pd.DataFrame({"g": [b + _SEP + r for b, r in zip(banks, receivers, strict=True)],
+                          "m": [party + _SEP + s for s in senders], "d": days, "p": victims})[keep]
+    merged = frame.groupby(["g", "m", "d"], sort=False, as_index=False)["p"].max()
+    own = list(dict.fromkeys(senders + [r for b, r in zip(banks, receivers, strict=True) if b == party]))
+    return (merged["g"].tolist(), merged["m"].tolist(), merged["d"].to_numpy(dtype=np.int64),
+            merged["p"].to_numpy(dtype=np.int64), own)
+
+
+def _peak_senders(rows: pd.DataFrame, window_days: int) -> pd.Series:
+    """Per group, the most distinct members with a predicate row in any [t - window_days, t]
+    (in the clear; the count can only rise at a predicate row's day, so those days suffice)."""
+    victims = rows[rows["p"] == 1]
+    peaks = {}
+    for g, part in victims.groupby("g"):
+        days = part["d"].to_numpy()
+        peaks[g] = max(part["m"][(days >= t - window_days) & (days <= t)].nunique() for t in np.unique(days))
+    return pd.Series(peaks, dtype=np.int64)
 
 
 def _as_of_day(as_of: str | None) -> int:
@@ -405,11 +434,11 @@ def _as_of_day(as_of: str | None) -> int:
 def _check_mule(min_senders: int, max_count: int, time: str | None, window_days: int | None,
                 as_of: str | None) -> None:
     _check_counts("mule_fan_in", min_senders=min_senders, max_count=max_count)
-    if window_days is not None:
-        if window_days < 0:
-            raise InputError(f"mule_fan_in: window_days must be at least 0, got {window_days}")
-        if not time or not as_of:
-            raise InputError("mule_fan_in: window_days needs the time column and the as_of date")
+    if window_days is not None and not 0 <= window_days <= MAX_WINDOW_DAYS:
+        raise InputError(f"mule_fan_in: window_days must lie in [0, {MAX_WINDOW_DAYS}], got {window_days}")
+    if (window_days is not None or as_of is not None) and not time:
+        raise InputError("mule_fan_in: window_days and as_of need the time column")
+    if as_of is not None:
         _as_of_day(as_of)
 
 
@@ -420,6 +449,16 @@ def mule_fan_in_plain(tables: Mapping[str, pd.DataFrame], *, receiver: str, rece
     _check_mule(min_senders, max_count, time, window_days, as_of)
     check_kinds({b: {receiver: id_kind(t, b, receiver), sender: id_kind(t, b, sender)} for b, t in tables.items()},
                 (receiver, sender))
+    if window_days is not None:
+        dated = {bank: _dated_transfers(t, bank, receiver, receiver_bank, sender, victim, time, as_of)
+                 for bank, t in tables.items()}
+        rows = pd.concat([pd.DataFrame({"g": pd.Series(g, dtype=object), "m": pd.Series(m, dtype=object), "d": d,
+                                        "p": p}) for g, m, d, p, _ in dated.values()], ignore_index=True)
+        peaks = _peak_senders(rows, window_days)
+        flagged = set(peaks[peaks >= min_senders].index)
+        by_bank = {bank: {"flagged_accounts": sorted(a for a in own if bank + _SEP + a in flagged)}
+                   for bank, (_, _, _, _, own) in dated.items()}
+        return {"flagged_total": len(flagged), "by_bank": by_bank}
     parts = {bank: _transfers(t, bank, receiver, receiver_bank, sender, victim, time, window_days, as_of)
              for bank, t in tables.items()}
     rows = pd.concat([pd.DataFrame({"g": pd.Series(g, dtype=object), "m": pd.Series(m, dtype=object), "p": p})
@@ -438,7 +477,10 @@ def mule_fan_in_check(table: pd.DataFrame, party: str, *, receiver: str, receive
                       as_of: str | None = None, max_count: int = DEFAULT_MAX_COUNT, salt: str = DEFAULT_SALT) -> None:
     """One bank's local input check: the columns present and well formed, victims 0/1, dates parseable."""
     _check_mule(min_senders, max_count, time, window_days, as_of)
-    _transfers(table, party, receiver, receiver_bank, sender, victim, time, window_days, as_of)
+    if window_days is not None:
+        _dated_transfers(table, party, receiver, receiver_bank, sender, victim, time, as_of)
+    else:
+        _transfers(table, party, receiver, receiver_bank, sender, victim, time, window_days, as_of)
 
 
 _MULE_PARAMS = [
@@ -448,9 +490,11 @@ _MULE_PARAMS = [
     Param("sender", "column", required=True, description="sending customer (this bank's) of each transfer"),
     Param("victim", "column", required=True, description="0/1: the sender's bank reported the transfer as fraud"),
     Param("min_senders", "int", required=True, description="flag accounts paid by at least this many victims"),
-    Param("time", "column", description="transfer date column (with window_days)"),
-    Param("window_days", "int", description="count only transfers dated from as_of - window_days to as_of"),
-    Param("as_of", "str", description="the window's last day (YYYY-MM-DD), with window_days"),
+    Param("time", "column", description="transfer date column (with window_days or as_of)"),
+    Param("window_days", "int",
+          description="sliding window: flag an account paid by min_senders victims within some window_days + 1 "
+                      "consecutive days (a transfer exactly window_days before another counts with it)"),
+    Param("as_of", "str", description="optional last day (YYYY-MM-DD): only transfers dated up to it count"),
     Param("max_count", "int", default=DEFAULT_MAX_COUNT, description="public cap on the sender counts revealed"),
     _SALT,
 ]
@@ -466,32 +510,49 @@ def mule_fan_in(ctx, table, owners, *, receiver, receiver_bank, sender, victim, 
     holding it by party name, sender, victim 0/1 as reported by the sender's bank, and
     optionally a date). A receiving account is flagged when at least ``min_senders``
     distinct reported victims (over all banks; a sender is its bank's customer, so senders
-    of different banks are different people) paid it, within [as_of - window_days, as_of]
-    when a window is given (each bank drops other transfers locally). A bank's own
-    accounts, which it learns about, are the senders of its file and the receivers its
-    file names at itself. Runs ``smpc.grouping.distinct_threshold`` with group =
-    (holding bank, receiving account), member = (sending bank, sender), predicate =
-    victim, plus one row per own account that only asks. Every bank among the job's
-    recipients returns {"flagged_total": flagged receiving accounts in the consortium,
-    "by_bank": {its name: {"flagged_accounts": [sorted], "victim_senders": {account:
-    min(victims, max_count)}}}}; merged over the banks this equals the plaintext twin's.
-    Leakage: each bank's number of distinct (account, sender) transfer pairs plus own
-    accounts, and whether it stores receiver and sender ids as text or numbers (to every
-    party); to every recipient bank, which of its own accounts are flagged with their
-    capped victim counts, and the number of flagged accounts in the consortium. Not who
-    paid them or at which banks. Repeated runs with other thresholds or windows add up;
-    a policy should limit them.
-    Cost: ``distinct_threshold`` over N rows (transfer pairs and own accounts): 1 round to
-    agree on id types, 2 to share (3 words per row), the two-word sort, then exactly 7 +
-    1 + 2 + ceil(log2 N) + 8 + 2 + 2 + 4 rounds and ~0.43 kB per row. Measured over gRPC
-    at 3 banks x 1e5 transfers (about 5e5 rows with the banks' own accounts): 202 rounds,
-    1.2 GB sent by party 0.
-    Error: none (exact counts).
+    of different banks are different people) paid it; with ``window_days``, within one
+    sliding window: on some day t, at least ``min_senders`` distinct victims paid it on
+    days t - window_days .. t (both ends included; a victim paying twice counts once).
+    With ``as_of`` only transfers dated up to it count (each bank drops later ones
+    locally). A bank's own accounts, which it learns about, are the senders of its file
+    and the receivers its file names at itself. Without a window it runs
+    ``smpc.grouping.distinct_threshold`` with group = (holding bank, receiving account),
+    member = (sending bank, sender), predicate = victim, plus one row per own account that
+    only asks; with one, ``smpc.grouping.distinct_in_window`` (per group) on the same keys
+    and the transfer date, each bank having merged its repeats of (account, sender, day).
+    Every bank among the job's recipients returns {"flagged_total": flagged receiving
+    accounts in the consortium, "by_bank": {its name: {"flagged_accounts": [sorted],
+    "victim_senders": {account: min(victims, max_count)}}}}, without "victim_senders" when
+    a window is given (the peak window's count is not computed); merged over the banks this
+    equals the plaintext twin's.
+    Leakage: each bank's number of distinct (account, sender) transfer pairs (with a
+    window: (account, sender, day) triples) plus own accounts, and whether it stores
+    receiver and sender ids as text or numbers (to every party); to every recipient bank,
+    which of its own accounts are flagged (without a window with their capped victim
+    counts), and the number of flagged accounts in the consortium. Not who paid them, at
+    which banks or on which days. Repeated runs with other thresholds or windows add up; a
+    policy should limit them.
+    Cost: without a window, ``distinct_threshold`` over N rows (transfer pairs and own
+    accounts): 1 round to agree on id types, 2 to share (3 words per row), the two-word
+    sort, then exactly 7 + 1 + 2 + ceil(log2 N) + 8 + 2 + 2 + 4 rounds and ~0.43 kB per
+    row. Measured over gRPC at 3 banks x 1e5 transfers (about 5e5 rows with the banks' own
+    accounts): 202 rounds, 1.2 GB sent by party 0. With a window, ``distinct_in_window``
+    over N rows (transfer triples and own accounts): 1 round to agree on id types, 2 to
+    share (4 words and 1 value per row), a two-word sort of N rows and one of 3 N rows,
+    and outside them exactly 9 + 6 + 2 + 2 ceil(log2 3N) + 8 + 2 + 8 + 2 + 1 + 3 + 1
+    rounds and ~1.9 kB per row (docs/costs.md: "distinct in window, per group"). Measured
+    over gRPC at 3 banks x 1e4 transfers (benchmarks/fraud_rings_grpc.py, window_days 2):
+    356 rounds and 444 MB sent by party 0, against 174 rounds and 101 MB without a window.
+    Error: none (exact counts; hash collisions, probability <= N^2 / 2^63, would merge
+    accounts or senders).
     """
     _check_mule(min_senders, max_count, time, window_days, as_of)
     rank = ctx.rank
     party = ctx.name_of(rank)
     _agree_on_kinds(ctx, owners, table, [receiver, sender], (receiver, sender))
+    if window_days is not None:
+        return _mule_in_window(ctx, table, owners, receiver, receiver_bank, sender, victim, min_senders, time,
+                               window_days, as_of, max_count, salt)
     own = groups = members = predicate = None
     if table is not None and rank in owners:
         report_progress(ctx, 0.02, "checking, merging and hashing transfers")
@@ -508,6 +569,33 @@ def mule_fan_in(ctx, table, owners, *, receiver, receiver_bank, sender, victim, 
     tail = out.rows[len(out.rows) - len(own):]
     accounts = {a: int(c) for a, (f, c) in zip(own, tail.tolist(), strict=True) if f == 1}
     part = {"flagged_accounts": sorted(accounts), "victim_senders": dict(sorted(accounts.items()))}
+    return {"flagged_total": out.total, "by_bank": {party: part}}
+
+
+def _mule_in_window(ctx, table, owners, receiver, receiver_bank, sender, victim, min_senders, time, window_days,
+                    as_of, max_count, salt) -> dict | None:
+    """``mule_fan_in`` with a sliding window, on ``distinct_in_window`` per group (the id
+    types already agreed)."""
+    rank = ctx.rank
+    party = ctx.name_of(rank)
+    own = groups = members = days = predicate = None
+    if table is not None and rank in owners:
+        report_progress(ctx, 0.02, "checking, merging and hashing dated transfers")
+        g, m, d, p, own = _dated_transfers(table, party, receiver, receiver_bank, sender, victim, time, as_of)
+        groups = hash_ids(g + [party + _SEP + a for a in own], salt)
+        members = hash_ids(m + [_ACCOUNT_ROW] * len(own), salt)
+        # an own account's row only asks: any day does, its window holds no more than the peak
+        days = np.concatenate([d, np.zeros(len(own), dtype=np.int64)])
+        predicate = np.concatenate([p, np.zeros(len(own), dtype=np.int64)])
+    report_progress(ctx, 0.05, "sharing dated transfers")
+    out = distinct_in_window(ctx, owners, groups, members, days, predicate, window_days=window_days,
+                             min_members=min_senders, cap=max_count, per_group=True,
+                             recipients=[o for o in owners if o in ctx.result_ranks])
+    if out.rows is None:
+        return None
+    report_progress(ctx, 1.0, "done")
+    tail = out.rows[len(out.rows) - len(own):, 0]
+    part = {"flagged_accounts": sorted(a for a, f in zip(own, tail.tolist(), strict=True) if f == 1)}
     return {"flagged_total": out.total, "by_bank": {party: part}}
 
 
