@@ -199,7 +199,7 @@ class Compute:
     """Ray only: ``ray://HOST:PORT`` (the bank's cluster), ``auto`` or ``local``."""
     listen: str = ""
     """HOST:PORT the workers bind: port 0 an ephemeral port each, else worker w on PORT + w;
-    empty: the host of ``party.listen``, ephemeral ports."""
+    empty: the host of ``party.listen`` (Ray: every address), ephemeral ports."""
     advertise: str = ""
     """The host the other parties' workers dial; empty: the host of ``listen``."""
 
@@ -552,7 +552,9 @@ def _read_compute(compute: _Reader, party_listen: str) -> Compute:
     if engine == "ray" and address is None:
         raise ConfigError("key 'compute.address' is required with compute.engine = \"ray\" (\"ray://HOST:PORT\", "
                           "\"auto\" or \"local\")")
-    listen = compute.str("listen", required=False, default="") or f"{party_listen.rpartition(':')[0]}:0"
+    # actors run on the cluster's nodes, not on the party's host: by default on every address
+    host = "0.0.0.0" if engine == "ray" else party_listen.rpartition(":")[0]
+    listen = compute.str("listen", required=False, default="") or f"{host}:0"
     _check_address("compute.listen", listen)
     if not 0 <= int(listen.rpartition(":")[2]) + workers - 1 <= 65535:
         raise ConfigError(f"key 'compute.listen': ports {listen.rpartition(':')[2]} + {workers} workers pass 65535")
