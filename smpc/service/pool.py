@@ -372,8 +372,12 @@ class WorkerPool:
     False
     """
 
-    def __init__(self, config, insecure: bool = False, on_started: Callable[[list], None] | None = None):
+    def __init__(self, config, insecure: bool = False, on_started: Callable[[list], None] | None = None,
+                 backend: Callable[[], object] | None = None):
+        """``backend()`` makes the engine's backend (``smpc.service.raypool.RayBackend`` for
+        Ray); default: worker processes (``ProcessBackend``)."""
         self.config = config
+        self._make_backend = backend or ProcessBackend
         self.insecure = insecure
         self.size = int(config.compute.workers)
         self.enabled = self.size >= 2
@@ -385,13 +389,6 @@ class WorkerPool:
         self._stale: list[int] = []  # workers of a failed job, to be stopped and started afresh
         self._renewing: threading.Thread | None = None
         self._closed = False
-
-    def _make_backend(self):
-        if self.config.compute.engine == "ray":
-            from smpc.service.raypool import RayBackend
-
-            return RayBackend(self.config.compute.address)
-        return ProcessBackend()
 
     def start(self) -> None:
         """Start every worker and wait until each listens."""

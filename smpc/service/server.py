@@ -359,6 +359,16 @@ def own_seal_check(config: PartyConfig):
     return check
 
 
+def _pool_backend(config: PartyConfig):
+    """The worker pool's engine: None for worker processes; Ray (an optional dependency)
+    only where the configuration asks for it."""
+    if config.compute.engine != "ray":
+        return None
+    from smpc.service.raypool import RayBackend
+
+    return lambda: RayBackend(config.compute.address)
+
+
 class PartyServer:
     """One party's gRPC server and job manager.
 
@@ -377,7 +387,7 @@ class PartyServer:
         self.audit = AuditLog(config.audit_path, config.name, check_seal=None if insecure else own_seal_check(config))
         self.store = JobStore(config.store_path, config.store_key, config.name)
         self.peers = PeerDirectory(config, insecure=insecure)
-        self.pool = WorkerPool(config, insecure, on_started=self._workers_started)
+        self.pool = WorkerPool(config, insecure, on_started=self._workers_started, backend=_pool_backend(config))
         self.manager = JobManager(config, self.audit, self.peers, self.store, self.pool)
         self.quotas = Quotas(config.name, config.limits)
         auth = _Auth(config, insecure, self.manager.crl)
