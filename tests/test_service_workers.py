@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -21,6 +22,7 @@ from smpc import datasets
 from smpc.analyses.fraud import merge_bank_results, multi_lending_plain
 from smpc.errors import ProtocolTimeout
 from smpc.service.audit import verify
+from smpc.service.jobs import MAX_BUCKETS, JobManager
 from smpc.service.states import STATE_NAMES
 from smpc.workers import run_bucketed
 
@@ -28,6 +30,42 @@ THRESHOLD = 40_000.0
 ML = {"id": "customer_id", "balance": "balance", "balance_threshold": THRESHOLD, "min_lenders": 3}
 LOAN_BOOK = {"customer_id": "str", "loan_id": "str", "grade": "str",
              "balance": {"type": "float", "bound": 1e7, "decimals": 2, "total_bound": 1e9}}
+
+
+ANNOUNCED = {"bank_a": ["10.0.0.1:50061", "10.0.0.1:50062"], "bank_b": ["10.0.0.2:50061", "10.0.0.2:50062"],
+             "bank_c": ["10.0.0.3:50061", "10.0.0.3:50062", "10.0.0.3:50063"]}
+
+
+def _start(workers: dict, buckets: int = 4):
+    from smpc.v1 import peer_pb2
+
+    req = peer_pb2.StartRequest(job_id="bank_a/j", buckets=buckets)
+    for name, endpoints in workers.items():
+        req.workers[name].endpoints.extend(endpoints)
+    return req
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({}, None),
+    ({"bank_b": ["10.0.0.9:50061", "10.0.0.2:50062"]}, "its worker endpoints are not the ones it announced"),
+    ({"bank_a": ["10.0.0.9:50061", "10.0.0.1:50062"]}, "bank_a's worker endpoints are not the ones it announced"),
+    ({"bank_c": ["10.0.0.3:50061"]}, "is not a bucketed job"),
+    ({"bank_c": ["10.0.0.3:50061", "not an endpoint"]}, "not HOST:PORT"),
+    ({"buckets": MAX_BUCKETS + 1}, "is not a bucketed job"),
+    ({"bank_c": None}, "not the job's parties"),
+])
+def test_a_party_starts_a_bucketed_job_only_on_the_worker_terms_announced(change, problem):
+    """bank_b's check of the coordinator's Start: its own endpoints and the coordinator's
+    must be what each announced at Prepare, the buckets within bounds."""
+    workers = {k: v for k, v in {**ANNOUNCED, **change}.items() if k != "buckets" and v is not None}
+    req = _start(workers, change.get("buckets", 4))
+    job = SimpleNamespace(request=SimpleNamespace(parties=BANKS, coordinator="bank_a"),
+                          workers=ANNOUNCED["bank_b"], coordinator_workers=ANNOUNCED["bank_a"])
+    found = JobManager._bad_worker_terms(SimpleNamespace(me="bank_b"), job, req)
+    if problem is None:
+        assert found is None
+    else:
+        assert found[0] == "compute.workers" and problem in found[1], found
 
 
 @pytest.fixture(scope="module")
