@@ -559,8 +559,8 @@ def _read_compute(compute: _Reader, party_listen: str) -> Compute:
     if not 0 <= int(listen.rpartition(":")[2]) + workers - 1 <= 65535:
         raise ConfigError(f"key 'compute.listen': ports {listen.rpartition(':')[2]} + {workers} workers pass 65535")
     advertise = compute.str("advertise", required=False, default="") or listen.rpartition(":")[0]
-    if advertise in ("0.0.0.0", "::", "[::]") and engine == "ray":
-        advertise = ""  # each actor announces its own node's address
+    if advertise in ("0.0.0.0", "::", "[::]") and (engine == "ray" or workers == 1):
+        advertise = ""  # each actor announces its own node's address; without a pool, nobody
     elif advertise in ("0.0.0.0", "::", "[::]"):
         raise ConfigError(f"key 'compute.advertise' is needed when compute.listen binds every address ({listen}): "
                           "the host name or address the other parties' workers dial")
