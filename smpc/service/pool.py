@@ -485,7 +485,8 @@ class WorkerPool:
         """This party's side of every bucket session: [(result, comm stats, worker)] per
         bucket. ``failure()`` says whether the job was aborted elsewhere (checked every
         ``POLL_S`` seconds); ``on_event("started" or "done", bucket, worker)``. Raises the
-        first error; then every worker of the job has been stopped and started afresh."""
+        first error; the job's workers are then stopped and started afresh by ``recycle``
+        (which the party calls once it told its peers, or ``release`` at the job's end)."""
         me = self.config.name
         with self._lock:
             if self._holder != job_id:
