@@ -68,7 +68,7 @@ lock: $(STAMP)
 	grep -v -e '^torch==' -e '^crypten==' -e '^smpc' $(LATEST)/tested.txt > $(LATEST)/constraints.txt
 	UV_PYTHON_DOWNLOADS=never $(VENV)/bin/uv pip compile --quiet --generate-hashes $(LOCK_TARGET) \
 		--find-links $(TORCH_FIND_LINKS) --constraint $(LATEST)/constraints.txt --no-emit-package torch \
-		pyproject.toml requirements/build.in requirements/torch-cpu.in --extra dev --extra bench \
+		pyproject.toml requirements/build.in requirements/torch-cpu.in --extra dev --extra bench --extra ray \
 		-o requirements/dev.lock
 	UV_PYTHON_DOWNLOADS=never $(VENV)/bin/uv pip compile --quiet --generate-hashes $(LOCK_TARGET) --no-deps \
 		requirements/crypten.in -o requirements/crypten.lock

@@ -107,10 +107,13 @@ class Cluster:
                  extra_sources: dict | None = None, analysis_modules: tuple[str, ...] = ("service_test_analyses",),
                  extra_allowed: tuple[str, ...] = ("test_endless_rounds",), certs_by_cli: bool = True,
                  join_salt: str = JOIN_SALT, crl: bool = False, pins: dict | None = None,
-                 limits: dict | None = None, bank_limits: dict | None = None, anchor_interval_s: float | None = None):
+                 limits: dict | None = None, bank_limits: dict | None = None, anchor_interval_s: float | None = None,
+                 compute: dict | None = None):
         """``crl``: every party checks the CA's revocation list ``certs/ca.crl``. ``pins``:
-        ``{bank: {peer: "sha256:..."}}``, written as ``[peers.PEER] fingerprint``."""
+        ``{bank: {peer: "sha256:..."}}``, written as ``[peers.PEER] fingerprint``. ``compute``:
+        more ``[compute]`` keys of every party (``workers``, ``engine``, ...)."""
         self.root = Path(root)
+        self.compute = dict(compute or {})
         self.anchor_interval_s = anchor_interval_s
         self.crl = crl
         self.pins = pins or {}
@@ -163,7 +166,8 @@ class Cluster:
             "[party]", f'name = "{bank}"', f'listen = "127.0.0.1:{self.ports[bank]}"', "",
             "[tls]", 'ca = "certs/ca.pem"', f'cert = "certs/{bank}.pem"', f'key = "certs/{bank}.key"',
             *(['crl = "certs/ca.crl"'] if self.crl else []), "",
-            "[compute]", f"ranks = {_toml_value(BANKS)}", "",
+            "[compute]", f"ranks = {_toml_value(BANKS)}",
+            *[f"{k} = {_toml_value(v)}" for k, v in self.compute.items()], "",
         ]
         for other in BANKS:
             if other != bank:

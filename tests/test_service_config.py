@@ -62,6 +62,9 @@ step = 30
 """
 
 
+RANKS = 'ranks = ["bank_a", "bank_b", "bank_c"]'
+
+
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory):
     out = tmp_path_factory.mktemp("pki") / "certs"
@@ -91,6 +94,18 @@ def test_a_complete_config_loads(party_dir):
     assert config.data["loans"].format == "csv" and config.data["loans"].columns["credit_amount"] == "int"
     assert config.policy.min_cell_size == 5 and config.timeouts.step == 30.0 and config.timeouts.connect == 10.0
     assert config.audit_path == (party_dir / "audit" / "bank_a.jsonl").resolve()
+    # no worker pool unless asked: every job one session in the party process
+    assert (config.compute.workers, config.compute.engine, config.compute.listen) == (1, "process", "127.0.0.1:0")
+
+
+def test_worker_pool_keys(party_dir):
+    pool = load_config(write(party_dir, GOOD.replace(RANKS, RANKS + '\nworkers = 3\nlisten = "0.0.0.0:50061"\n'
+                                                                  'advertise = "bank-a.example"'))).compute
+    assert (pool.workers, pool.engine, pool.listen, pool.advertise) == (3, "process", "0.0.0.0:50061", "bank-a.example")
+    ray = load_config(write(party_dir, GOOD.replace(RANKS, RANKS + '\nworkers = 2\nengine = "ray"\n'
+                                                                 'address = "auto"'))).compute
+    # actors run on the cluster's nodes: they listen everywhere and announce their own node
+    assert (ray.engine, ray.address, ray.listen, ray.advertise) == ("ray", "auto", "0.0.0.0:0", "")
 
 
 @pytest.mark.parametrize(("edit", "key"), [
@@ -118,6 +133,14 @@ def test_a_complete_config_loads(party_dir):
     (lambda t: t + '\n[analyses]\nmodules = ["no_such_module_here"]\n', "analyses.modules"),
     (lambda t: t.replace('cert = "certs/bank_a.pem"', 'cert = "certs/bank_b.pem"'), "tls.key"),
     (lambda t: t.replace("[party]", "[party\n"), "not valid TOML"),
+    (lambda t: t.replace(RANKS, RANKS + "\nworkers = 0"), "compute.workers"),
+    (lambda t: t.replace(RANKS, RANKS + "\nworkers = 65"), "compute.workers"),
+    (lambda t: t.replace(RANKS, RANKS + '\nengine = "dask"'), "compute.engine"),
+    (lambda t: t.replace(RANKS, RANKS + '\nengine = "ray"'), "compute.address"),
+    (lambda t: t.replace(RANKS, RANKS + '\naddress = "ray://head:10001"'), "compute.address"),
+    (lambda t: t.replace(RANKS, RANKS + '\nlisten = "nowhere"'), "compute.listen"),
+    (lambda t: t.replace(RANKS, RANKS + '\nworkers = 4\nlisten = "0.0.0.0:65534"'), "compute.listen"),
+    (lambda t: t.replace(RANKS, RANKS + '\nworkers = 2\nlisten = "0.0.0.0:50061"'), "compute.advertise"),
 ])
 def test_bad_or_incomplete_config_names_the_key(party_dir, edit, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

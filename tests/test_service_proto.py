@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GENERATED = ROOT / "smpc" / "v1"
 GRPC_ALLOWED = {
     "smpc/transport/grpc.py", "smpc/service/jobs.py", "smpc/service/server.py", "smpc/service/client.py",
+    "smpc/service/auth.py", "smpc/service/pool.py",
 }
 
 

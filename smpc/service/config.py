@@ -27,6 +27,11 @@ Example (services/bank_a.toml is a complete one)::
 
     [compute]
     ranks = ["bank_a", "bank_b", "bank_c"]   # rank order of the three compute parties
+    workers = 1                     # worker processes for bucketed joins (1: one session, in-process)
+    engine = "process"              # or "ray": the workers as actors on the bank's Ray cluster
+    address = "ray://head:10001"    # ray only: the cluster ("local": a Ray instance of this process)
+    listen = "0.0.0.0:50061"        # where workers listen: port 0 ephemeral, else worker w on port + w
+    advertise = "bank-a.example"    # the host the other parties' workers dial (default: listen's host)
 
     [peers.bank_b]
     address = "127.0.0.1:50052"
@@ -192,6 +197,27 @@ class Policy:
     """``[policy.dp] required``: refuse jobs without dp_epsilon on every source with a budget."""
 
 
+ENGINES = ("process", "ray")
+MAX_WORKERS = 64
+
+
+@dataclass(frozen=True)
+class Compute:
+    """``[compute]`` beyond the ranks: the worker pool that runs a bucketed join's sessions
+    (``smpc.service.pool``). ``workers`` = 1 runs every job as one session in the party
+    process, as without a pool."""
+
+    workers: int = 1
+    engine: str = "process"
+    address: str | None = None
+    """Ray only: ``ray://HOST:PORT`` (the bank's cluster), ``auto`` or ``local``."""
+    listen: str = ""
+    """HOST:PORT the workers bind: port 0 an ephemeral port each, else worker w on PORT + w;
+    empty: the host of ``party.listen`` (Ray: every address), ephemeral ports."""
+    advertise: str = ""
+    """The host the other parties' workers dial; empty: the host of ``listen``."""
+
+
 @dataclass(frozen=True)
 class Timeouts:
     step: float = 60.0
@@ -245,6 +271,7 @@ class PartyConfig:
     store_key: bytes | None = field(default=None, repr=False)
     """The key that seals the job store ([store] key_file); None when files were not checked."""
     store_key_path: Path | None = None
+    compute: Compute = field(default_factory=Compute)
 
     @property
     def rank(self) -> int:
@@ -374,8 +401,9 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
     tls_crl = tls.path("crl", must_exist=check_files) if "crl" in tls.table else None
     tls.done()
 
-    compute = root.sub("compute", keys=("ranks",))
+    compute = root.sub("compute", keys=("ranks", "workers", "engine", "address", "listen", "advertise"))
     ranks = compute.names("ranks")
+    pool = _read_compute(compute, listen)
     compute.done()
     if len(ranks) != N_COMPUTE or len(set(ranks)) != N_COMPUTE:
         raise ConfigError(f"key 'compute.ranks' must name {N_COMPUTE} different compute parties, got {list(ranks)}")
@@ -515,7 +543,7 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
         tls_cert=tls_cert, tls_key=tls_key, data=data, policy=policy, audit_path=audit_path,
         anchor_interval_s=anchor_interval,
         timeouts=timeouts, analysis_modules=modules, join_salt=join_salt, tls_crl=tls_crl, limits=limits,
-        store_path=store_path, store_key=store_key, store_key_path=store_key_path,
+        store_path=store_path, store_key=store_key, store_key_path=store_key_path, compute=pool,
     )
     _check_policy_names(config)
     if check_files:
@@ -525,6 +553,34 @@ def load_config(path: str | Path, check_files: bool = True) -> PartyConfig:
     # after the sources' own checks: a column misspelt in [data.NAME].columns is named there
     _check_policy_columns(policy, data)
     return config
+
+
+def _read_compute(compute: _Reader, party_listen: str) -> Compute:
+    workers = compute.number("workers", 1, integer=True, minimum=1)
+    if workers > MAX_WORKERS:
+        raise ConfigError(f"key 'compute.workers' must be at most {MAX_WORKERS}, got {workers}")
+    engine = compute.str("engine", required=False, default="process")
+    if engine not in ENGINES:
+        raise ConfigError(f"key 'compute.engine' must be one of {', '.join(ENGINES)}, got {engine!r}")
+    address = compute.str("address", required=False)
+    if address is not None and engine != "ray":
+        raise ConfigError("key 'compute.address' names a Ray cluster: it needs compute.engine = \"ray\"")
+    if engine == "ray" and address is None:
+        raise ConfigError("key 'compute.address' is required with compute.engine = \"ray\" (\"ray://HOST:PORT\", "
+                          "\"auto\" or \"local\")")
+    # actors run on the cluster's nodes, not on the party's host: by default on every address
+    host = "0.0.0.0" if engine == "ray" else party_listen.rpartition(":")[0]
+    listen = compute.str("listen", required=False, default="") or f"{host}:0"
+    _check_address("compute.listen", listen)
+    if not 0 <= int(listen.rpartition(":")[2]) + workers - 1 <= 65535:
+        raise ConfigError(f"key 'compute.listen': ports {listen.rpartition(':')[2]} + {workers} workers pass 65535")
+    advertise = compute.str("advertise", required=False, default="") or listen.rpartition(":")[0]
+    if advertise in ("0.0.0.0", "::", "[::]") and (engine == "ray" or workers == 1):
+        advertise = ""  # each actor announces its own node's address; without a pool, nobody
+    elif advertise in ("0.0.0.0", "::", "[::]"):
+        raise ConfigError(f"key 'compute.advertise' is needed when compute.listen binds every address ({listen}): "
+                          "the host name or address the other parties' workers dial")
+    return Compute(workers=workers, engine=engine, address=address, listen=listen, advertise=advertise)
 
 
 def _dp_policy(dp: _Reader | None, data: dict[str, DataSource]) -> tuple[dict[str, float], str, bool]:

@@ -92,6 +92,7 @@ from smpc.service.policy import (
     merge_declared,
     uncovered,
 )
+from smpc.service.pool import BucketPlan, WorkerPool
 from smpc.service.quotas import QuotaExceeded
 from smpc.service.states import STATE_BY_NAME, STATE_NAMES, TERMINAL
 from smpc.service.store import JobStore, StoredJob
@@ -166,6 +167,14 @@ class Job:
     stopped: JobError | None = None
     dp_debited: bool = False
     """This party debited the job's epsilon from its privacy ledger (refunded if it never starts)."""
+    workers: list = field(default_factory=list)
+    """Endpoints of this party's worker pool, reserved for the job at Prepare ([]: none)."""
+    coordinator_workers: list = field(default_factory=list)
+    """The endpoints the coordinator announced with its Prepare (participants check its Start)."""
+    plan: BucketPlan | None = None
+    """Set at the start of a bucketed job that runs on the worker pools."""
+    bucket_bytes: int = 0
+    bucket_rounds: int = 0
     """Why this party's shutdown ended the job (it ends failed, whatever the abort said)."""
     _last_event: float = 0.0
     _partial_shown: bool = False
@@ -315,8 +324,10 @@ def _error_of(exc: BaseException, me: str, parties: tuple[str, ...] = ()) -> Job
 class JobManager:
     """All jobs of this party: coordination, participation, execution and events."""
 
-    def __init__(self, config: PartyConfig, audit: AuditLog, peers: PeerDirectory, store: JobStore):
+    def __init__(self, config: PartyConfig, audit: AuditLog, peers: PeerDirectory, store: JobStore,
+                 pool: WorkerPool | None = None):
         self.config = config
+        self.pool = pool
         self.me = config.name
         self.rank = config.rank
         self.audit = audit
@@ -497,6 +508,8 @@ class JobManager:
                      message=error.message if error else "")
             job.decision = None  # drop the input table
             refund = job.dp_debited and job.started is None and state != jobs_pb2.JOB_STATE_SUCCEEDED
+        if self.pool is not None:  # outside the job's lock: Get and Watch never wait on the pool
+            self.pool.release(job.id)
         if refund:  # nothing was computed or released: the epsilon goes back (smpc.service.budget)
             self.budget.refund(job.id, f"ended {STATE_NAMES[state]} before it started")
         return True
@@ -552,7 +565,8 @@ class JobManager:
             return job
         job.emit(self.me, stage="waiting for the other parties to accept", progress=0.0)
         spec = _spec(job)
-        futures = self._call_peers(self._peer_names(), "Prepare", peer_pb2.PrepareRequest(spec=spec))
+        futures = self._call_peers(self._peer_names(), "Prepare",
+                                   peer_pb2.PrepareRequest(spec=spec, workers=self._reserve_workers(job, decision)))
         answers: dict[str, peer_pb2.PrepareResponse | Exception] = {n: f.result() for n, f in futures.items()}
         unreachable = {n: a for n, a in answers.items() if isinstance(a, Exception)}
         refusals = [(n, a) for n, a in answers.items() if not isinstance(a, Exception) and not a.accepted]
@@ -618,13 +632,22 @@ class JobManager:
             self.audit.record("job_refused", job_id=job.id, by=self.me, **refusal.audit())
             self._finish(job, jobs_pb2.JOB_STATE_REFUSED, refusal)
             return None
-        return peer_pb2.StartRequest(
+        start = peer_pb2.StartRequest(
             job_id=job.id,
             min_cell_size=max([decision.min_cell_size] + [a.min_cell_size for a in answers.values()]),
             declared=encode_declared(merge_declared(analysis, declared)),
             min_contributors=max([decision.min_contributors] + [a.min_contributors for a in answers.values()]),
             max_dominance=min([decision.max_dominance] + [a.max_dominance for a in answers.values()]),
         )
+        pools = {self.me: peer_pb2.WorkerPool(endpoints=job.workers, min_buckets=_min_buckets(decision.rows)),
+                 **{name: answer.workers for name, answer in answers.items()}}
+        slots = min(len(p.endpoints) for p in pools.values())
+        if slots >= 2:  # every party has a pool for this job: the buckets run there
+            wanted = max(max(p.min_buckets for p in pools.values()), 1)
+            start.buckets = min(slots * -(-wanted // slots), MAX_BUCKETS - MAX_BUCKETS % slots)
+            for name, pool in pools.items():
+                start.workers[name].CopyFrom(pool)
+        return start
 
     def _rejected(self, job_id: str, req, requester: str, error: JobError, record: bool = True) -> Job:
         """A job refused before it got an id of its own (bad id, bad signature, replay): its id
@@ -722,7 +745,8 @@ class JobManager:
         payload = spec_payload(job_id, analysis, sub.params, sub.source, recipients, requester, sub.signed_at)
         return self.verifier.verify(sub.certificate_pem, sub.signature, sub.signed_at, payload, requester, time.time())
 
-    def prepare(self, caller: str, spec: peer_pb2.JobSpec) -> peer_pb2.PrepareResponse:
+    def prepare(self, caller: str, spec: peer_pb2.JobSpec,
+                coordinator_workers: peer_pb2.WorkerPool | None = None) -> peer_pb2.PrepareResponse:
         """Phase one on a participant: check who asked, then decide under this party's own policy."""
         if self.stopping:
             raise ServiceStopping(f"{self.me} is shutting down")
@@ -774,10 +798,12 @@ class JobManager:
             self._refused_here(job, decision)
             return no(decision.rule, decision.message, decision.error_type)
         job.emit(self.me, stage="accepted; waiting for the start")
+        job.coordinator_workers = list(coordinator_workers.endpoints) if coordinator_workers is not None else []
         return peer_pb2.PrepareResponse(
             accepted=True, party=self.me, min_cell_size=decision.min_cell_size,
             declared=encode_declared(decision.declared), join_salt_fingerprint=decision.salt_fingerprint,
             min_contributors=decision.min_contributors, max_dominance=decision.max_dominance,
+            workers=self._reserve_workers(job, decision),
         )
 
     def start(self, caller: str, req: peer_pb2.StartRequest) -> peer_pb2.PeerAck:
@@ -787,7 +813,7 @@ class JobManager:
                                                        f"by {caller}")
         if job.state != jobs_pb2.JOB_STATE_PREPARED or job.decision is None:
             return peer_pb2.PeerAck(ok=False, message=f"{self.me}: job {req.job_id} is {STATE_NAMES[job.state]}")
-        weaker = self._weaker_than_decided(job, req)
+        weaker = self._weaker_than_decided(job, req) or self._bad_worker_terms(job, req)
         if weaker is not None:
             rule, what = weaker
             reason = f"{self.me} refuses to start job {job.id}: {what} (rule {rule})"
@@ -796,6 +822,36 @@ class JobManager:
         if not self._start_local(job, req):
             return peer_pb2.PeerAck(ok=False, message=f"{self.me}: job {req.job_id} ended before it could start")
         return peer_pb2.PeerAck(ok=True)
+
+    def _bad_worker_terms(self, job: Job, req: peer_pb2.StartRequest) -> tuple[str, str] | None:
+        """(rule, what) when the coordinator's worker terms are not the ones announced: this
+        party's own endpoints and the coordinator's must be what each announced at Prepare
+        (a third party's reach this party only through the coordinator; its certificate,
+        pinned at every dial, is what proves them), and the buckets within bounds."""
+        if not req.workers:
+            return None
+        parties = set(job.request.parties)
+        if set(req.workers) != parties:
+            return "compute.workers", "the worker pools named are not the job's parties"
+        if list(req.workers[self.me].endpoints) != job.workers:
+            return "compute.workers", "its worker endpoints are not the ones it announced"
+        coordinator = job.request.coordinator
+        if coordinator != self.me and list(req.workers[coordinator].endpoints) != job.coordinator_workers:
+            return "compute.workers", f"{coordinator}'s worker endpoints are not the ones it announced at Prepare"
+        slots = min(len(p.endpoints) for p in req.workers.values())
+        if slots < 2 or not 1 <= req.buckets <= MAX_BUCKETS:
+            return "compute.workers", f"{req.buckets} buckets on {slots} workers is not a bucketed job"
+        if any(not ENDPOINT.fullmatch(e) for p in req.workers.values() for e in p.endpoints):
+            return "compute.workers", "a worker endpoint is not HOST:PORT"
+        return None
+
+    def _reserve_workers(self, job: Job, decision: Decision) -> peer_pb2.WorkerPool:
+        """This party's worker pool for a bucketed job (its endpoints; none for another job,
+        without a pool, or while the pool serves another job)."""
+        if self.pool is None or not self.pool.enabled or job.request.analysis not in _bucketed():
+            return peer_pb2.WorkerPool()
+        job.workers = self.pool.reserve(job.id)
+        return peer_pb2.WorkerPool(endpoints=job.workers, min_buckets=_min_buckets(decision.rows))
 
     def _weaker_than_decided(self, job: Job, req: peer_pb2.StartRequest) -> tuple[str, str] | None:
         """(rule, what) when the coordinator's terms are looser than this party decided: a
@@ -896,6 +952,11 @@ class JobManager:
             params[registry.MIN_CONTRIBUTORS] = max(start.min_contributors, decision.min_contributors)
         if analysis.param(registry.MAX_DOMINANCE) is not None:
             params[registry.MAX_DOMINANCE] = min(start.max_dominance, decision.max_dominance)
+        if start.workers and start.buckets:
+            ranks = list(self.config.ranks)
+            slots = min(len(p.endpoints) for p in start.workers.values())
+            job.plan = BucketPlan(int(start.buckets), slots,
+                                  {ranks.index(n): list(p.endpoints) for n, p in start.workers.items()})
         with job.cond:  # shutdown reads transport and thread under this lock: it sees both or neither
             if job.terminal:
                 return False
@@ -940,7 +1001,10 @@ class JobManager:
             ctx = Context(self.rank, len(ranks), transport, ring=analysis.ring, timeout=timeouts.step,
                           party_names=ranks, result_ranks=result_ranks)
             registry.set_progress_hook(ctx, lambda f, s: job.emit(self.me, progress=f, stage=s))
-            result = analysis.fn(ctx, decision.table, list(range(len(self.config.ranks))), **params)
+            if job.plan is not None:
+                result = self._run_buckets(job, ctx, analysis, params, decision, result_ranks)
+            else:
+                result = analysis.fn(ctx, decision.table, list(range(len(self.config.ranks))), **params)
             if result is None:  # nothing was revealed to this party (blacklist_hits at another bank)
                 result = {}
             if not isinstance(result, dict):
@@ -972,7 +1036,8 @@ class JobManager:
                                   by=error.party if error else "")
             if ctx is not None:
                 stats = ctx.comm_stats()
-                job.bytes_sent, job.rounds = int(stats["bytes_sent"]), int(stats["rounds"])
+                job.bytes_sent = int(stats["bytes_sent"]) + job.bucket_bytes
+                job.rounds = int(stats["rounds"]) + job.bucket_rounds
                 registry.set_progress_hook(ctx, None)
             transport.close(timeout=timeouts.step)
             self.audit.record(
@@ -985,6 +1050,53 @@ class JobManager:
             self._finish(job, state, error)
             job.transport = None
             self._send_head(job.id)
+
+    def _run_buckets(self, job: Job, ctx: Context, analysis, params: dict, decision: Decision,
+                     result_ranks: set) -> dict | None:
+        """A bucketed job (``smpc.service.pool``): this bank's rows split into the agreed
+        buckets, the bucket sessions on the worker pool, then the merge on this job's own
+        streams, which opens the merged outputs only."""
+        spec = _bucketed()[analysis.name]
+        plan = job.plan
+        owners = list(range(len(self.config.ranks)))
+        job.emit(self.me, stage=f"splitting the rows into {plan.buckets} buckets", progress=0.02)
+        state, buckets = spec.prepare(decision.table, self.me, self.rank, len(owners), plan.buckets, **params)
+        public = spec.public(len(owners), **params)
+        sessions = [{"owners": owners, "keys": buckets.keys[b], "values": buckets.values[b], **public}
+                    for b in range(plan.buckets)]
+        done: list[int] = []
+
+        def event(kind: str, b: int, w: int) -> None:
+            if kind == "done":
+                done.append(b)
+            what = "done" if kind == "done" else "running"
+            text = f"bucket {b + 1} of {plan.buckets} {what} on worker {w}"
+            job.emit(self.me, progress=0.05 + 0.85 * len(done) / plan.buckets,
+                     stage=f"{text} ({len(done)} of {plan.buckets} done)", message=text)
+
+        job.emit(self.me, stage=f"{plan.buckets} buckets on {plan.slots} workers per party", progress=0.05)
+        try:
+            outcome = self.pool.run(job.id, self.rank, plan, spec.session, sessions, ring=analysis.ring,
+                                    timeout=self.config.timeouts.step, result_ranks=result_ranks, on_event=event,
+                                    failure=job.transport.failure)
+        except BaseException as exc:
+            # the peers hear the cause on the job's streams before they see this party's
+            # workers go (recycle), so that they blame the right party
+            error = _error_of(exc, self.me, self.config.ranks)
+            job.transport.abort(error.message, error_type=error.type, culprit=error.party)
+            self.pool.recycle()
+            raise
+        chains: dict[int, int] = {}
+        for _, stats, w in outcome:
+            chains[w] = chains.get(w, 0) + int(stats["rounds"])
+        job.bucket_bytes = sum(int(stats["bytes_sent"]) for _, stats, _ in outcome)
+        job.bucket_rounds = max(chains.values())  # the workers run side by side
+        job.emit(self.me, stage="merging the buckets", progress=0.92)
+        shared = [r["shared"] for r, _, _ in outcome] if ctx.is_compute else None
+        opened = spec.merge(ctx, owners, shared, **params)
+        if opened is None:
+            return None
+        return spec.finish(state, buckets, [r["own"] for r, _, _ in outcome], opened, self.me, **params)
 
     # ----- audit anchoring ----------------------------------------------------------------
     def _send_head(self, job_id: str) -> None:
@@ -1159,6 +1271,24 @@ class JobManager:
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._anchors.shutdown(wait=False, cancel_futures=True)
         self._janitor.join(1.0)
+
+
+MAX_BUCKETS = 4096
+"""The most buckets a job may be split into (a coordinator asking for more is refused)."""
+ENDPOINT = re.compile(r"[A-Za-z0-9_.:\[\]-]{1,253}:[0-9]{1,5}")
+
+
+def _bucketed() -> dict:
+    """{analysis name: its bucketed form} (``smpc.workers.bucketed_analyses``)."""
+    from smpc.workers import bucketed_analyses
+
+    return bucketed_analyses()
+
+
+def _min_buckets(rows: int) -> int:
+    from smpc.buckets import BUCKET_ROWS
+
+    return max(1, -(-int(rows) // BUCKET_ROWS))
 
 
 def request_size_problem(req: jobs_pb2.SubmitRequest, limits) -> tuple[str, str] | None:

@@ -33,18 +33,18 @@ from grpc_reflection.v1alpha import reflection
 from smpc.analyses import registry
 from smpc.errors import SmpcError
 from smpc.service.audit import AuditError, AuditLog
+from smpc.service.auth import CallerAuth as _Auth
+from smpc.service.auth import read_hello
 from smpc.service.config import PartyConfig, load_config
 from smpc.service.identity import (
-    CLIENT,
-    PARTY,
     CertIdentity,
     IdentityError,
     RevocationList,
-    identity_of_pem,
     load_certificate,
     verify_party_signature,
 )
 from smpc.service.jobs import Job, JobManager, PeerDirectory, ServiceStopping
+from smpc.service.pool import WorkerPool
 from smpc.service.quotas import QuotaExceeded, Quotas
 from smpc.service.store import JobStore
 from smpc.transport.grpc import (
@@ -52,7 +52,6 @@ from smpc.transport.grpc import (
     add_peer_servicer,
     is_loopback,
     lenient,
-    peer_certificate,
     server_credentials,
     server_options,
 )
@@ -97,66 +96,12 @@ def _version() -> str:
 def check_plaintext_loopback(config: PartyConfig) -> None:
     """Plaintext mode carries shares and identities in the clear: it may only listen on, and
     dial, this machine's loopback addresses."""
-    for key, address in [("party.listen", config.listen)] + [
+    pool = [("compute.listen", config.compute.listen)] if config.compute.workers > 1 else []
+    for key, address in [("party.listen", config.listen), *pool] + [
             (f"peers.{p.name}.address", p.address) for p in config.peers.values()]:
         if not is_loopback(address):
             raise SmpcError(f"{config.name}: --insecure-dev-plaintext works on loopback addresses only (127.0.0.1, "
                             f"::1, localhost); key {key} is {address!r}. Use mutual TLS for anything else")
-
-
-class _Auth:
-    """The caller's identity: its certificate's (name and role), or (plaintext mode) what it
-    claims."""
-
-    def __init__(self, config: PartyConfig, insecure: bool, crl: RevocationList | None = None):
-        self.config = config
-        self.insecure = insecure
-        self.crl = crl
-        self.peer_by_identity = {p.identity: p.name for p in config.peers.values()}
-        self.pins = {p.name: p.fingerprint for p in config.peers.values() if p.fingerprint}
-
-    def caller(self, context: grpc.ServicerContext) -> CertIdentity:
-        me = self.config.name
-        if self.insecure:
-            metadata = dict(context.invocation_metadata())
-            claimed = metadata.get("x-smpc-party") or metadata.get("x-smpc-identity")
-            if not claimed:
-                context.abort(grpc.StatusCode.UNAUTHENTICATED, "plaintext mode: send x-smpc-identity metadata")
-            role = PARTY if "x-smpc-party" in metadata else CLIENT
-            return CertIdentity(str(claimed)[:64], role, 0, "")
-        pem = peer_certificate(context)
-        if not pem:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, f"{me}: no client certificate")
-        try:
-            who = identity_of_pem(pem)
-            if self.crl is not None:
-                self.crl.check(who)
-        except IdentityError as exc:
-            context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{me} refuses the caller: {exc}")
-        return who
-
-    def identity(self, context: grpc.ServicerContext) -> str:
-        """The job service's caller: a client, or a party acting as its own bank."""
-        return self.caller(context).name
-
-    def is_peer(self, who: CertIdentity) -> bool:
-        return who.role == PARTY and who.name in self.peer_by_identity
-
-    def peer(self, context: grpc.ServicerContext) -> str:
-        """The configured peer calling, by its party certificate; PERMISSION_DENIED for anyone
-        else (a client certificate with a party's name included)."""
-        who = self.caller(context)
-        me = self.config.name
-        if not self.is_peer(who):
-            context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                          f"{me}: the peer service is for the configured compute parties' party certificates; "
-                          f"the caller is {who.role} {who.name!r}")
-        name = self.peer_by_identity[who.name]
-        pin = self.pins.get(name)
-        if pin is not None and not self.insecure and who.fingerprint != pin:
-            context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                          f"{me}: {name}'s certificate is not the one pinned by peers.{name}.fingerprint")
-        return name
 
 
 class PeerServicer(peer_pb2_grpc.PartyPeerServicer):
@@ -167,7 +112,7 @@ class PeerServicer(peer_pb2_grpc.PartyPeerServicer):
     def Prepare(self, request, context):  # noqa: N802 - gRPC method name
         caller = self.auth.peer(context)
         try:
-            return self.manager.prepare(caller, request.spec)
+            return self.manager.prepare(caller, request.spec, request.workers)
         except ServiceStopping as exc:
             context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
 
@@ -183,18 +128,7 @@ class PeerServicer(peer_pb2_grpc.PartyPeerServicer):
     def Exchange(self, request_iterator, context):  # noqa: N802
         caller = self.auth.peer(context)
         me = self.manager.me
-        try:
-            first = next(request_iterator)
-        except StopIteration:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{me}: the stream ended before its HELLO frame")
-        if isinstance(first, MalformedMessage):
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{me}: the first message is not a frame ({first})")
-        hello, _ = first
-        if hello.kind != peer_pb2.Frame.HELLO:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{me}: a stream must start with a HELLO frame")
-        if hello.party != caller:
-            context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                          f"{me}: HELLO names {hello.party!r} but the certificate is {caller!r}")
+        hello = read_hello(request_iterator, context, me, caller)
         job = self.manager.get(hello.job_id)
         if job is None or job.terminal:
             context.abort(grpc.StatusCode.NOT_FOUND, f"{me}: no running job {hello.job_id[:128]!r}")
@@ -425,6 +359,16 @@ def own_seal_check(config: PartyConfig):
     return check
 
 
+def _pool_backend(config: PartyConfig):
+    """The worker pool's engine: None for worker processes; Ray (an optional dependency)
+    only where the configuration asks for it."""
+    if config.compute.engine != "ray":
+        return None
+    from smpc.service.raypool import RayBackend
+
+    return lambda: RayBackend(config.compute.address)
+
+
 class PartyServer:
     """One party's gRPC server and job manager.
 
@@ -443,7 +387,8 @@ class PartyServer:
         self.audit = AuditLog(config.audit_path, config.name, check_seal=None if insecure else own_seal_check(config))
         self.store = JobStore(config.store_path, config.store_key, config.name)
         self.peers = PeerDirectory(config, insecure=insecure)
-        self.manager = JobManager(config, self.audit, self.peers, self.store)
+        self.pool = WorkerPool(config, insecure, on_started=self._workers_started, backend=_pool_backend(config))
+        self.manager = JobManager(config, self.audit, self.peers, self.store, self.pool)
         self.quotas = Quotas(config.name, config.limits)
         auth = _Auth(config, insecure, self.manager.crl)
         limits = config.limits
@@ -465,7 +410,12 @@ class PartyServer:
         self.port: int | None = None
         self._stopped = False
 
+    def _workers_started(self, workers: list) -> None:
+        """Where the pool's workers listen, for the operator (their ports change with each start)."""
+        self.audit.record("workers_started", engine=self.config.compute.engine, workers=workers)
+
     def start(self) -> int:
+        self.pool.start()  # before the party serves: a bucketed job may come at once
         try:
             if self.insecure:
                 port = self.server.add_insecure_port(self.config.listen)
@@ -500,6 +450,7 @@ class PartyServer:
         self._stopped = True
         self.health.enter_graceful_shutdown()
         self.manager.shutdown(timeout=grace)
+        self.pool.close()
         if not self.server.stop(grace).wait(timeout=grace + 5):
             print(f"smpc party {self.config.name}: gRPC server shutdown did not finish; leaving anyway",
                   file=sys.stderr, flush=True)

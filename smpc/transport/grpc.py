@@ -746,6 +746,18 @@ class GrpcTransport(Transport):
                 return None
             time.sleep(0.02)
 
+    def failure(self) -> Exception | None:
+        """Why this transport can carry the job no longer -- aborted here, or a peer aborted,
+        went away or sent a malformed frame --, without waiting; None while it can. For a
+        party whose job runs elsewhere for a while (its worker pool) and must stop at once
+        when the job fails at a peer."""
+        if self._aborted is not None:
+            return self._local_abort_error()
+        for link in self._links.values():
+            if link.failure is not None:
+                return link.failure
+        return None
+
     def _local_abort_error(self) -> PartyUnavailable:
         error = PartyUnavailable(f"{self.me}: the job was aborted here ({self._aborted})", peer=self.me)
         error.peer_rank = self.rank

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12smpc/v1/peer.proto\x12\x07smpc.v1\"\xd6\x02\n\x05\x46rame\x12!\n\x04kind\x18\x01 \x01(\x0e\x32\x13.smpc.v1.Frame.Kind\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0b\n\x03tag\x18\x03 \x01(\t\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\x1d\n\x05\x64type\x18\x05 \x01(\x0e\x32\x0e.smpc.v1.DType\x12\r\n\x05shape\x18\x06 \x03(\x04\x12\x13\n\x0btotal_bytes\x18\x07 \x01(\x04\x12\r\n\x05\x63hunk\x18\x08 \x01(\r\x12\x0e\n\x06\x63hunks\x18\t \x01(\r\x12\x0f\n\x07payload\x18\n \x01(\x0c\x12\r\n\x05party\x18\x0b \x01(\t\x12\x12\n\nerror_type\x18\x0c \x01(\t\x12\x0e\n\x06reason\x18\r \x01(\t\x12\x0f\n\x07\x63ulprit\x18\x0e \x01(\t\x12\x0b\n\x03pad\x18\x0f \x01(\x0c\"<\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\t\n\x05HELLO\x10\x01\x12\x08\n\x04\x44\x41TA\x10\x02\x12\t\n\x05\x41\x42ORT\x10\x03\"\xbb\x02\n\x07JobSpec\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08\x61nalysis\x18\x02 \x01(\t\x12,\n\x06params\x18\x03 \x03(\x0b\x32\x1c.smpc.v1.JobSpec.ParamsEntry\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x11\n\trequester\x18\x05 \x01(\t\x12\x12\n\nrecipients\x18\x06 \x03(\t\x12\x13\n\x0b\x63oordinator\x18\x07 \x01(\t\x12\x0f\n\x07parties\x18\x08 \x03(\t\x12\x11\n\tsignature\x18\t \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\n \x01(\t\x12\x11\n\tsigned_at\x18\x0b \x01(\x03\x12\x15\n\rsigned_source\x18\x0c \x01(\t\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"0\n\x0ePrepareRequest\x12\x1e\n\x04spec\x18\x01 \x01(\x0b\x32\x10.smpc.v1.JobSpec\"\xb7\x02\n\x0fPrepareResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\r\n\x05party\x18\x02 \x01(\t\x12\x0c\n\x04rule\x18\x03 \x01(\t\x12\x12\n\nerror_type\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x15\n\rmin_cell_size\x18\x06 \x01(\r\x12\x38\n\x08\x64\x65\x63lared\x18\x07 \x03(\x0b\x32&.smpc.v1.PrepareResponse.DeclaredEntry\x12\x1d\n\x15join_salt_fingerprint\x18\x08 \x01(\t\x12\x18\n\x10min_contributors\x18\t \x01(\r\x12\x15\n\rmax_dominance\x18\n \x01(\x01\x1a/\n\rDeclaredEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xce\x01\n\x0cStartRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x15\n\rmin_cell_size\x18\x02 \x01(\r\x12\x35\n\x08\x64\x65\x63lared\x18\x03 \x03(\x0b\x32#.smpc.v1.StartRequest.DeclaredEntry\x12\x18\n\x10min_contributors\x18\x04 \x01(\r\x12\x15\n\rmax_dominance\x18\x05 \x01(\x01\x1a/\n\rDeclaredEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"q\n\x11PeerCancelRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0b\n\x03why\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\r\n\x05party\x18\x04 \x01(\t\x12\x0c\n\x04rule\x18\x05 \x01(\t\x12\x12\n\nerror_type\x18\x06 \x01(\t\"&\n\x07PeerAck\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x83\x01\n\tAuditHead\x12\r\n\x05party\x18\x01 \x01(\t\x12\x0f\n\x07records\x18\x02 \x01(\x04\x12\x0c\n\x04head\x18\x03 \x01(\t\x12\x0c\n\x04time\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x06 \x01(\t\x12\x0e\n\x06job_id\x18\x07 \x01(\t*\xa8\x01\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x44TYPE_INT64\x10\x01\x12\x0f\n\x0b\x44TYPE_UINT8\x10\x02\x12\x0f\n\x0b\x44TYPE_INT32\x10\x03\x12\x11\n\rDTYPE_FLOAT64\x10\x04\x12\x11\n\rDTYPE_FLOAT32\x10\x05\x12\x0e\n\nDTYPE_BOOL\x10\x06\x12\x0e\n\nDTYPE_INT8\x10\x07\x12\x0f\n\x0b\x44TYPE_INT16\x10\x08\x32\x97\x02\n\tPartyPeer\x12<\n\x07Prepare\x12\x17.smpc.v1.PrepareRequest\x1a\x18.smpc.v1.PrepareResponse\x12\x30\n\x05Start\x12\x15.smpc.v1.StartRequest\x1a\x10.smpc.v1.PeerAck\x12\x36\n\x06\x43\x61ncel\x12\x1a.smpc.v1.PeerCancelRequest\x1a\x10.smpc.v1.PeerAck\x12.\n\x08\x45xchange\x12\x0e.smpc.v1.Frame\x1a\x0e.smpc.v1.Frame(\x01\x30\x01\x12\x32\n\nRecordHead\x12\x12.smpc.v1.AuditHead\x1a\x10.smpc.v1.PeerAckb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12smpc/v1/peer.proto\x12\x07smpc.v1\"\xd6\x02\n\x05\x46rame\x12!\n\x04kind\x18\x01 \x01(\x0e\x32\x13.smpc.v1.Frame.Kind\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0b\n\x03tag\x18\x03 \x01(\t\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\x1d\n\x05\x64type\x18\x05 \x01(\x0e\x32\x0e.smpc.v1.DType\x12\r\n\x05shape\x18\x06 \x03(\x04\x12\x13\n\x0btotal_bytes\x18\x07 \x01(\x04\x12\r\n\x05\x63hunk\x18\x08 \x01(\r\x12\x0e\n\x06\x63hunks\x18\t \x01(\r\x12\x0f\n\x07payload\x18\n \x01(\x0c\x12\r\n\x05party\x18\x0b \x01(\t\x12\x12\n\nerror_type\x18\x0c \x01(\t\x12\x0e\n\x06reason\x18\r \x01(\t\x12\x0f\n\x07\x63ulprit\x18\x0e \x01(\t\x12\x0b\n\x03pad\x18\x0f \x01(\x0c\"<\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\t\n\x05HELLO\x10\x01\x12\x08\n\x04\x44\x41TA\x10\x02\x12\t\n\x05\x41\x42ORT\x10\x03\"\xbb\x02\n\x07JobSpec\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08\x61nalysis\x18\x02 \x01(\t\x12,\n\x06params\x18\x03 \x03(\x0b\x32\x1c.smpc.v1.JobSpec.ParamsEntry\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x11\n\trequester\x18\x05 \x01(\t\x12\x12\n\nrecipients\x18\x06 \x03(\t\x12\x13\n\x0b\x63oordinator\x18\x07 \x01(\t\x12\x0f\n\x07parties\x18\x08 \x03(\t\x12\x11\n\tsignature\x18\t \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\n \x01(\t\x12\x11\n\tsigned_at\x18\x0b \x01(\x03\x12\x15\n\rsigned_source\x18\x0c \x01(\t\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"4\n\nWorkerPool\x12\x11\n\tendpoints\x18\x01 \x03(\t\x12\x13\n\x0bmin_buckets\x18\x02 \x01(\r\"V\n\x0ePrepareRequest\x12\x1e\n\x04spec\x18\x01 \x01(\x0b\x32\x10.smpc.v1.JobSpec\x12$\n\x07workers\x18\x02 \x01(\x0b\x32\x13.smpc.v1.WorkerPool\"\xdd\x02\n\x0fPrepareResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\r\n\x05party\x18\x02 \x01(\t\x12\x0c\n\x04rule\x18\x03 \x01(\t\x12\x12\n\nerror_type\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x15\n\rmin_cell_size\x18\x06 \x01(\r\x12\x38\n\x08\x64\x65\x63lared\x18\x07 \x03(\x0b\x32&.smpc.v1.PrepareResponse.DeclaredEntry\x12\x1d\n\x15join_salt_fingerprint\x18\x08 \x01(\t\x12\x18\n\x10min_contributors\x18\t \x01(\r\x12\x15\n\rmax_dominance\x18\n \x01(\x01\x12$\n\x07workers\x18\x0b \x01(\x0b\x32\x13.smpc.v1.WorkerPool\x1a/\n\rDeclaredEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd9\x02\n\x0cStartRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x15\n\rmin_cell_size\x18\x02 \x01(\r\x12\x35\n\x08\x64\x65\x63lared\x18\x03 \x03(\x0b\x32#.smpc.v1.StartRequest.DeclaredEntry\x12\x18\n\x10min_contributors\x18\x04 \x01(\r\x12\x15\n\rmax_dominance\x18\x05 \x01(\x01\x12\x33\n\x07workers\x18\x06 \x03(\x0b\x32\".smpc.v1.StartRequest.WorkersEntry\x12\x0f\n\x07\x62uckets\x18\x07 \x01(\r\x1a/\n\rDeclaredEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x43\n\x0cWorkersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\"\n\x05value\x18\x02 \x01(\x0b\x32\x13.smpc.v1.WorkerPool:\x02\x38\x01\"q\n\x11PeerCancelRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0b\n\x03why\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\r\n\x05party\x18\x04 \x01(\t\x12\x0c\n\x04rule\x18\x05 \x01(\t\x12\x12\n\nerror_type\x18\x06 \x01(\t\"&\n\x07PeerAck\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x83\x01\n\tAuditHead\x12\r\n\x05party\x18\x01 \x01(\t\x12\x0f\n\x07records\x18\x02 \x01(\x04\x12\x0c\n\x04head\x18\x03 \x01(\t\x12\x0c\n\x04time\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\x0c\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x06 \x01(\t\x12\x0e\n\x06job_id\x18\x07 \x01(\t*\xa8\x01\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x44TYPE_INT64\x10\x01\x12\x0f\n\x0b\x44TYPE_UINT8\x10\x02\x12\x0f\n\x0b\x44TYPE_INT32\x10\x03\x12\x11\n\rDTYPE_FLOAT64\x10\x04\x12\x11\n\rDTYPE_FLOAT32\x10\x05\x12\x0e\n\nDTYPE_BOOL\x10\x06\x12\x0e\n\nDTYPE_INT8\x10\x07\x12\x0f\n\x0b\x44TYPE_INT16\x10\x08\x32\x97\x02\n\tPartyPeer\x12<\n\x07Prepare\x12\x17.smpc.v1.PrepareRequest\x1a\x18.smpc.v1.PrepareResponse\x12\x30\n\x05Start\x12\x15.smpc.v1.StartRequest\x1a\x10.smpc.v1.PeerAck\x12\x36\n\x06\x43\x61ncel\x12\x1a.smpc.v1.PeerCancelRequest\x1a\x10.smpc.v1.PeerAck\x12.\n\x08\x45xchange\x12\x0e.smpc.v1.Frame\x1a\x0e.smpc.v1.Frame(\x01\x30\x01\x12\x32\n\nRecordHead\x12\x12.smpc.v1.AuditHead\x1a\x10.smpc.v1.PeerAckb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,8 +37,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREPARERESPONSE_DECLAREDENTRY']._serialized_options = b'8\001'
   _globals['_STARTREQUEST_DECLAREDENTRY']._loaded_options = None
   _globals['_STARTREQUEST_DECLAREDENTRY']._serialized_options = b'8\001'
-  _globals['_DTYPE']._serialized_start=1557
-  _globals['_DTYPE']._serialized_end=1725
+  _globals['_STARTREQUEST_WORKERSENTRY']._loaded_options = None
+  _globals['_STARTREQUEST_WORKERSENTRY']._serialized_options = b'8\001'
+  _globals['_DTYPE']._serialized_start=1826
+  _globals['_DTYPE']._serialized_end=1994
   _globals['_FRAME']._serialized_start=32
   _globals['_FRAME']._serialized_end=374
   _globals['_FRAME_KIND']._serialized_start=314
@@ -47,22 +49,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBSPEC']._serialized_end=692
   _globals['_JOBSPEC_PARAMSENTRY']._serialized_start=647
   _globals['_JOBSPEC_PARAMSENTRY']._serialized_end=692
-  _globals['_PREPAREREQUEST']._serialized_start=694
-  _globals['_PREPAREREQUEST']._serialized_end=742
-  _globals['_PREPARERESPONSE']._serialized_start=745
-  _globals['_PREPARERESPONSE']._serialized_end=1056
-  _globals['_PREPARERESPONSE_DECLAREDENTRY']._serialized_start=1009
-  _globals['_PREPARERESPONSE_DECLAREDENTRY']._serialized_end=1056
-  _globals['_STARTREQUEST']._serialized_start=1059
-  _globals['_STARTREQUEST']._serialized_end=1265
-  _globals['_STARTREQUEST_DECLAREDENTRY']._serialized_start=1009
-  _globals['_STARTREQUEST_DECLAREDENTRY']._serialized_end=1056
-  _globals['_PEERCANCELREQUEST']._serialized_start=1267
-  _globals['_PEERCANCELREQUEST']._serialized_end=1380
-  _globals['_PEERACK']._serialized_start=1382
-  _globals['_PEERACK']._serialized_end=1420
-  _globals['_AUDITHEAD']._serialized_start=1423
-  _globals['_AUDITHEAD']._serialized_end=1554
-  _globals['_PARTYPEER']._serialized_start=1728
-  _globals['_PARTYPEER']._serialized_end=2007
+  _globals['_WORKERPOOL']._serialized_start=694
+  _globals['_WORKERPOOL']._serialized_end=746
+  _globals['_PREPAREREQUEST']._serialized_start=748
+  _globals['_PREPAREREQUEST']._serialized_end=834
+  _globals['_PREPARERESPONSE']._serialized_start=837
+  _globals['_PREPARERESPONSE']._serialized_end=1186
+  _globals['_PREPARERESPONSE_DECLAREDENTRY']._serialized_start=1139
+  _globals['_PREPARERESPONSE_DECLAREDENTRY']._serialized_end=1186
+  _globals['_STARTREQUEST']._serialized_start=1189
+  _globals['_STARTREQUEST']._serialized_end=1534
+  _globals['_STARTREQUEST_DECLAREDENTRY']._serialized_start=1139
+  _globals['_STARTREQUEST_DECLAREDENTRY']._serialized_end=1186
+  _globals['_STARTREQUEST_WORKERSENTRY']._serialized_start=1467
+  _globals['_STARTREQUEST_WORKERSENTRY']._serialized_end=1534
+  _globals['_PEERCANCELREQUEST']._serialized_start=1536
+  _globals['_PEERCANCELREQUEST']._serialized_end=1649
+  _globals['_PEERACK']._serialized_start=1651
+  _globals['_PEERACK']._serialized_end=1689
+  _globals['_AUDITHEAD']._serialized_start=1692
+  _globals['_AUDITHEAD']._serialized_end=1823
+  _globals['_PARTYPEER']._serialized_start=1997
+  _globals['_PARTYPEER']._serialized_end=2276
 # @@protoc_insertion_point(module_scope)

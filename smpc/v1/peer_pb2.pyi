@@ -107,14 +107,24 @@ class JobSpec(_message.Message):
     signed_source: str
     def __init__(self, job_id: _Optional[str] = ..., analysis: _Optional[str] = ..., params: _Optional[_Mapping[str, str]] = ..., source: _Optional[str] = ..., requester: _Optional[str] = ..., recipients: _Optional[_Iterable[str]] = ..., coordinator: _Optional[str] = ..., parties: _Optional[_Iterable[str]] = ..., signature: _Optional[bytes] = ..., certificate_pem: _Optional[str] = ..., signed_at: _Optional[int] = ..., signed_source: _Optional[str] = ...) -> None: ...
 
+class WorkerPool(_message.Message):
+    __slots__ = ("endpoints", "min_buckets")
+    ENDPOINTS_FIELD_NUMBER: _ClassVar[int]
+    MIN_BUCKETS_FIELD_NUMBER: _ClassVar[int]
+    endpoints: _containers.RepeatedScalarFieldContainer[str]
+    min_buckets: int
+    def __init__(self, endpoints: _Optional[_Iterable[str]] = ..., min_buckets: _Optional[int] = ...) -> None: ...
+
 class PrepareRequest(_message.Message):
-    __slots__ = ("spec",)
+    __slots__ = ("spec", "workers")
     SPEC_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
     spec: JobSpec
-    def __init__(self, spec: _Optional[_Union[JobSpec, _Mapping]] = ...) -> None: ...
+    workers: WorkerPool
+    def __init__(self, spec: _Optional[_Union[JobSpec, _Mapping]] = ..., workers: _Optional[_Union[WorkerPool, _Mapping]] = ...) -> None: ...
 
 class PrepareResponse(_message.Message):
-    __slots__ = ("accepted", "party", "rule", "error_type", "message", "min_cell_size", "declared", "join_salt_fingerprint", "min_contributors", "max_dominance")
+    __slots__ = ("accepted", "party", "rule", "error_type", "message", "min_cell_size", "declared", "join_salt_fingerprint", "min_contributors", "max_dominance", "workers")
     class DeclaredEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -132,6 +142,7 @@ class PrepareResponse(_message.Message):
     JOIN_SALT_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     MIN_CONTRIBUTORS_FIELD_NUMBER: _ClassVar[int]
     MAX_DOMINANCE_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
     accepted: bool
     party: str
     rule: str
@@ -142,10 +153,11 @@ class PrepareResponse(_message.Message):
     join_salt_fingerprint: str
     min_contributors: int
     max_dominance: float
-    def __init__(self, accepted: _Optional[bool] = ..., party: _Optional[str] = ..., rule: _Optional[str] = ..., error_type: _Optional[str] = ..., message: _Optional[str] = ..., min_cell_size: _Optional[int] = ..., declared: _Optional[_Mapping[str, str]] = ..., join_salt_fingerprint: _Optional[str] = ..., min_contributors: _Optional[int] = ..., max_dominance: _Optional[float] = ...) -> None: ...
+    workers: WorkerPool
+    def __init__(self, accepted: _Optional[bool] = ..., party: _Optional[str] = ..., rule: _Optional[str] = ..., error_type: _Optional[str] = ..., message: _Optional[str] = ..., min_cell_size: _Optional[int] = ..., declared: _Optional[_Mapping[str, str]] = ..., join_salt_fingerprint: _Optional[str] = ..., min_contributors: _Optional[int] = ..., max_dominance: _Optional[float] = ..., workers: _Optional[_Union[WorkerPool, _Mapping]] = ...) -> None: ...
 
 class StartRequest(_message.Message):
-    __slots__ = ("job_id", "min_cell_size", "declared", "min_contributors", "max_dominance")
+    __slots__ = ("job_id", "min_cell_size", "declared", "min_contributors", "max_dominance", "workers", "buckets")
     class DeclaredEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -153,17 +165,28 @@ class StartRequest(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class WorkersEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: WorkerPool
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[WorkerPool, _Mapping]] = ...) -> None: ...
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     MIN_CELL_SIZE_FIELD_NUMBER: _ClassVar[int]
     DECLARED_FIELD_NUMBER: _ClassVar[int]
     MIN_CONTRIBUTORS_FIELD_NUMBER: _ClassVar[int]
     MAX_DOMINANCE_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    BUCKETS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     min_cell_size: int
     declared: _containers.ScalarMap[str, str]
     min_contributors: int
     max_dominance: float
-    def __init__(self, job_id: _Optional[str] = ..., min_cell_size: _Optional[int] = ..., declared: _Optional[_Mapping[str, str]] = ..., min_contributors: _Optional[int] = ..., max_dominance: _Optional[float] = ...) -> None: ...
+    workers: _containers.MessageMap[str, WorkerPool]
+    buckets: int
+    def __init__(self, job_id: _Optional[str] = ..., min_cell_size: _Optional[int] = ..., declared: _Optional[_Mapping[str, str]] = ..., min_contributors: _Optional[int] = ..., max_dominance: _Optional[float] = ..., workers: _Optional[_Mapping[str, WorkerPool]] = ..., buckets: _Optional[int] = ...) -> None: ...
 
 class PeerCancelRequest(_message.Message):
     __slots__ = ("job_id", "why", "reason", "party", "rule", "error_type")
