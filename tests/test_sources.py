@@ -106,7 +106,7 @@ def test_local_aggregates_read_in_batches_equal_the_whole_tables(tmp_path):
         frame.to_csv(tmp_path / f"{bank}.csv", index=False)
         for source in (TableSource.of_file(tmp_path / f"{bank}.parquet", bank, batch_rows=50),
                        TableSource.of_file(tmp_path / f"{bank}.csv", bank, batch_rows=64),
-                       TableSource.of_frame(frame, batch_rows=1)):
+                       TableSource.of_frame(frame, batch_rows=7)):
             cols = ["balance", "limit"]
             assert (statistics._describe_local(source, bank, cols, 2, 1e9, shift=3)
                     == statistics._describe_local(frame, bank, cols, 2, 1e9, shift=3))
@@ -123,6 +123,10 @@ def test_local_aggregates_read_in_batches_equal_the_whole_tables(tmp_path):
                     == statistics._corr_local(frame, bank, cols, 2, 1e9, shift=0))
             assert (statistics._column_units(source, bank, "balance", 2, 1e9).tolist()
                     == np.round(whole.to_numpy() * 100).astype(np.int64).tolist())
+        head = frame.head(40)  # batches of one row: every boundary a batch boundary
+        assert (statistics._describe_local(TableSource.of_frame(head, batch_rows=1), bank, ["balance", "limit"], 2,
+                                           1e9, shift=3)
+                == statistics._describe_local(head, bank, ["balance", "limit"], 2, 1e9, shift=3))
 
 
 @pytest.mark.parametrize(("name", "params"), [
