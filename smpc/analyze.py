@@ -60,6 +60,17 @@ KEY_PARAMS = ("id", "attribute", "receiver", "receiver_bank", "sender")
 """Parameters naming identifier columns, which a CSV holds as text."""
 
 
+def _file_format(bank: str, path: Path) -> str:
+    """The format of one bank's file; InputError naming the bank for a missing file or an
+    unknown format."""
+    if not path.exists():
+        raise InputError(f"{bank}: file {path} does not exist")
+    try:
+        return table_format(path)
+    except InputError as exc:
+        raise InputError(f"{bank}: {exc}") from None
+
+
 def load_table(bank: str, path: Path, text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
     """One bank's file as a DataFrame (``smpc.tables.read_table``, as the party service reads
     it); InputError naming the bank for anything unusable. ``text_columns`` (ids) are read
@@ -67,24 +78,14 @@ def load_table(bank: str, path: Path, text_columns: tuple[str, ...] = ()) -> pd.
     another, and the two would never match. An empty file and a file with a header only are
     both a bank with zero rows (the disclosure rules decide what such a job may release),
     not an error."""
-    if not path.exists():
-        raise InputError(f"{bank}: file {path} does not exist")
-    try:
-        fmt = table_format(path)
-    except InputError as exc:
-        raise InputError(f"{bank}: {exc}") from None
+    fmt = _file_format(bank, path)
     return read_table(path, bank, fmt=fmt, text_columns=text_columns)
 
 
 def open_table(bank: str, path: Path, text_columns: tuple[str, ...] = ()) -> TableSource:
     """One bank's file as a ``TableSource`` (read in batches when an analysis reads it), with
     ``load_table``'s refusals for a missing file or an unknown format."""
-    if not path.exists():
-        raise InputError(f"{bank}: file {path} does not exist")
-    try:
-        fmt = table_format(path)
-    except InputError as exc:
-        raise InputError(f"{bank}: {exc}") from None
+    fmt = _file_format(bank, path)
     return TableSource.of_file(path, bank, fmt=fmt, text_columns=text_columns)
 
 

@@ -187,16 +187,7 @@ class Noise:
         return min(1.0, 2 * math.exp(min(exponent(lo), 0.0)))
 
     def _chernoff_width(self, level: float) -> int:
-        lo, hi = 0, max(1, math.ceil(float(self.scale)))
-        while self._chernoff_tail(hi) > 1 - level:
-            lo, hi = hi, 2 * hi
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self._chernoff_tail(mid) > 1 - level:
-                lo = mid + 1
-            else:
-                hi = mid
-        return hi
+        return _least_width(self._chernoff_tail, self.scale, level)
 
     def half_width(self, level: float = 0.95) -> int:
         """The least q with P(|noise| <= q) >= level: [noisy - q, noisy + q] holds the true
@@ -208,16 +199,22 @@ class Noise:
         Chernoff half width itself (wider, still at least ``level``)."""
         if self.draws != 2:
             return _summed_half_width(Fraction(self.scale), self.draws, level)
-        lo, hi = 0, max(1, math.ceil(float(self.scale)))
-        while self.tail(hi) > 1 - level:
-            lo, hi = hi, 2 * hi
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if self.tail(mid) > 1 - level:
-                lo = mid + 1
-            else:
-                hi = mid
-        return hi
+        return _least_width(self.tail, self.scale, level)
+
+
+def _least_width(tail, scale, level: float) -> int:
+    """The least q >= 0 with tail(q) <= 1 - level, for a tail that falls with q: doubling
+    from the scale, then bisection."""
+    lo, hi = 0, max(1, math.ceil(float(scale)))
+    while tail(hi) > 1 - level:
+        lo, hi = hi, 2 * hi
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if tail(mid) > 1 - level:
+            lo = mid + 1
+        else:
+            hi = mid
+    return hi
 
 
 MAX_FFT_POINTS = 2**22

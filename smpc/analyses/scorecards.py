@@ -387,10 +387,11 @@ def _woe_dp_local(table, party, label, positive, label_values, specs, customer, 
     return [v for count, bad in zip(counts[0::2], counts[1::2], strict=True) for v in (count - bad, bad)]
 
 
-def _woe_dp_result(label, specs, cells: list[int], min_cell_size, epsilon, cap) -> dict:
-    """woe_iv's result from noisy (or, in the twin, exact) [good, bad] per initial bin: the
-    merges, WOE and IV are post-processing of these counts only."""
-    scale = _dp_scale(epsilon, cap, len(specs))
+def _dp_features(specs, cells: list[int], min_cell_size, scale, cell_names: tuple[str, str], build) -> dict:
+    """Each column's feature from its noisy (or, in a twin, exact) pair of counts per initial
+    bin, two cells per bin in ``cells``: the bins merged on those counts (``_dp_merges``),
+    ``build(bins, first, second, merged)`` over the merged sums, and each bin's intervals;
+    a column with nothing left to release is suppressed."""
     features, offset = {}, 0
     for s in specs:
         b = s.bins()
@@ -400,10 +401,19 @@ def _woe_dp_result(label, specs, cells: list[int], min_cell_size, epsilon, cap) 
         if sums is None:
             features[s.column] = {"suppressed": True, "merged": merged}
             continue
-        feature = _feature(b, sums[:, 0], sums[:, 1], merged, None)
-        for entry, extra in zip(feature["bins"], _dp_intervals(b, sums, scale, ("good", "bad")), strict=True):
+        feature = build(b, sums[:, 0], sums[:, 1], merged)
+        for entry, extra in zip(feature["bins"], _dp_intervals(b, sums, scale, cell_names), strict=True):
             entry.update(extra)
         features[s.column] = feature
+    return features
+
+
+def _woe_dp_result(label, specs, cells: list[int], min_cell_size, epsilon, cap) -> dict:
+    """woe_iv's result from noisy (or, in the twin, exact) [good, bad] per initial bin: the
+    merges, WOE and IV are post-processing of these counts only."""
+    scale = _dp_scale(epsilon, cap, len(specs))
+    features = _dp_features(specs, cells, min_cell_size, scale, ("good", "bad"),
+                            lambda b, first, second, merged: _feature(b, first, second, merged, None))
     noise = dp.Noise(scale)
     return {"label": label, "features": features, "noise": {"scale": float(scale), "std": noise.std},
             **dp_metadata(epsilon, cap, min_cell_size)}
@@ -818,20 +828,8 @@ def _psi_dp_result(names, specs, cells: list[int], min_cell_size, epsilon, cap) 
     """psi's result from noisy (or, in the twin, exact) [reference, current] per initial
     bin: merges, shares and PSI are post-processing of these counts only."""
     scale = _dp_scale(epsilon, cap, len(specs))
-    features, offset = {}, 0
-    for s in specs:
-        b = s.bins()
-        column = np.asarray(cells[offset : offset + 2 * b.initial], dtype=np.int64).reshape(b.initial, 2)
-        offset += 2 * b.initial
-        sums, merged = _dp_merges(b, column, max(1, min_cell_size))
-        if sums is None:
-            features[s.column] = {"suppressed": True, "merged": merged}
-            continue
-        feature = _psi_feature(b, sums[:, 0], sums[:, 1], merged, None, names)
-        for entry, extra in zip(feature["bins"], _dp_intervals(b, sums, scale, ("reference", "current")),
-                                strict=True):
-            entry.update(extra)
-        features[s.column] = feature
+    features = _dp_features(specs, cells, min_cell_size, scale, ("reference", "current"),
+                            lambda b, first, second, merged: _psi_feature(b, first, second, merged, None, names))
     return {"reference": names[0], "current": names[1], "features": features,
             "noise": {"scale": float(scale), "std": dp.Noise(scale).std}, **dp_metadata(epsilon, cap, min_cell_size)}
 
