@@ -12,7 +12,7 @@ import pytest
 import recording
 
 from smpc import analyses, datasets
-from smpc.analyses.fraud_rings import mule_fan_in, shared_attribute_links, velocity
+from smpc.analyses.fraud_rings import _own_account_rows, _transfers, mule_fan_in, shared_attribute_links, velocity
 from smpc.cli import main as cli_main
 from smpc.errors import InputError
 
@@ -146,6 +146,37 @@ def test_mule_fan_in_equals_its_twin_and_finds_the_planted_mules(n_banks):
     planted = {(b, a) for b, accounts in truth["mule_accounts"].items() for a in accounts}
     assert datasets.precision_recall(_flagged(plain, "flagged_accounts"), planted) == (1.0, 1.0)
     assert plain["flagged_total"] == len(planted)
+
+
+def test_mule_fan_in_answers_own_accounts_from_own_transfers_or_from_an_asking_row():
+    """bank_a's account "PAID" gets a transfer from bank_a's own victim, so that transfer's row
+    answers for it; "ASKED" (a customer of bank_a: it sends) is paid only by other banks'
+    victims, so bank_a brings a row that only asks; "QUIET" is paid by nobody."""
+    def transfers(sender, receiver, bank, victim):
+        return pd.DataFrame({"sender": sender, "receiver": receiver, "receiver_bank": bank, "victim": victim})
+
+    tables = {
+        "bank_a": transfers(["a1", "a2", "ASKED", "QUIET"], ["PAID", "PAID", "shop", "shop"],
+                            ["bank_a", "bank_a", "bank_b", "bank_b"], [1, 0, 0, 0]),
+        "bank_b": transfers(["b1", "b2", "b3", "b1"], ["PAID", "ASKED", "ASKED", "PAID"], ["bank_a"] * 4,
+                            [1, 1, 1, 1]),
+        "bank_c": transfers(["c1", "c2"], ["PAID", "ASKED"], ["bank_a", "bank_a"], [1, 1]),
+    }
+    params = {**MULE, "min_senders": 3}
+    results, _, _ = run_banks(mule_fan_in, tables, **params)
+    plain = analyses.get("mule_fan_in").run_plaintext(tables, **params)
+    assert merged(results) == plain
+    assert plain["by_bank"]["bank_a"]["victim_senders"] == {"ASKED": 3, "PAID": 3}
+    assert plain["by_bank"]["bank_b"]["flagged_accounts"] == []
+    # bank_a's rows: its 4 distinct transfer pairs plus asking rows for a1, a2, ASKED and QUIET
+    # (PAID is answered by its own transfers' rows)
+    g, _, _, own = _transfers(tables["bank_a"], "bank_a", "receiver", "receiver_bank", "sender", "victim",
+                              None, None, None)
+    asking, rows = _own_account_rows(g, own, "bank_a")
+    assert len(g) == 4 and sorted(asking) == ["ASKED", "QUIET", "a1", "a2"]
+    answered_by = [g[i] if i < len(g) else "asks " + asking[i - len(g)] for i in rows]
+    assert dict(zip(own, answered_by, strict=True)) == {
+        "a1": "asks a1", "a2": "asks a2", "ASKED": "asks ASKED", "QUIET": "asks QUIET", "PAID": "bank_a\x1fPAID"}
 
 
 def test_mule_fan_in_window_slides_with_both_ends_included():
