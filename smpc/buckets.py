@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from smpc.errors import InputError
-from smpc.join import ROW_BITS, _salt_key, bank_bits
+from smpc.join import ROW_BITS, bank_bits, salt_key
 from smpc.ring import RING64
 from smpc.sharing import N_COMPUTE, ArithmeticShares
 
@@ -63,7 +63,7 @@ def bucket_key(salt: str | bytes) -> bytes:
     >>> bucket_key("s") == bucket_key(b"s") and len(bucket_key("s")) == 32
     True
     """
-    return hmac.new(_salt_key(salt), _LABEL, hashlib.sha256).digest()
+    return hmac.new(salt_key(salt), _LABEL, hashlib.sha256).digest()
 
 
 def bucket_of(keys: np.ndarray, buckets: int, salt: str | bytes) -> np.ndarray:

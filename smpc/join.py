@@ -140,7 +140,13 @@ def table_ids(table: pd.DataFrame, party: str, column: str) -> list[str]:
     return normalise_ids(table[column], party, column)
 
 
-def _salt_key(salt: str | bytes) -> bytes:
+def salt_key(salt: str | bytes) -> bytes:
+    """The consortium's join salt as a key (at most 64 bytes, BLAKE2b's limit; a longer
+    salt is hashed down), refused when empty. ``smpc.buckets`` derives its bucket key from it.
+
+    >>> salt_key("consortium-salt")
+    b'consortium-salt'
+    """
     key = salt.encode("utf-8") if isinstance(salt, str) else bytes(salt)
     if not key:
         raise InputError("the join salt is empty; every bank must use the same non-empty salt")
@@ -153,7 +159,7 @@ def hash_ids(ids: Sequence[str], salt: str | bytes = DEFAULT_SALT) -> np.ndarray
     """64-bit keyed BLAKE2b of normalised ids (int64 bit patterns). Every bank must use the
     same salt; keep it secret from the compute parties as defence in depth (keys are never
     opened anyway). Collision bound: N distinct ids collide with probability <= N^2 / 2^65."""
-    copy = hashlib.blake2b(digest_size=8, key=_salt_key(salt), person=_PERSON).copy
+    copy = hashlib.blake2b(digest_size=8, key=salt_key(salt), person=_PERSON).copy
 
     def digest(ident: str) -> bytes:
         h = copy()  # the keyed state, without re-absorbing the key block
@@ -619,6 +625,7 @@ __all__ = [
     "normalise_id",
     "normalise_ids",
     "private_join",
+    "salt_key",
     "share_rows",
     "table_ids",
     "tie_breakers",

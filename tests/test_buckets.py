@@ -32,7 +32,7 @@ from smpc.buckets import (
     split_rows,
 )
 from smpc.errors import InputError, PartyUnavailable
-from smpc.join import _salt_key, hash_ids
+from smpc.join import hash_ids, salt_key
 from smpc.workers import InProcessEngine, ProcessEngine, run_bucketed
 
 PARAMS = dict(id="id", balance="bal", balance_threshold=2.5e9, min_lenders=3, balance_bound=1e10)
@@ -55,7 +55,7 @@ def books(seed: int = 7, rows: int = 40, empty: str | None = None) -> dict[str, 
 # ----- the bucket hash and the pad ------------------------------------------------------------
 def test_bucket_key_is_derived_from_the_salt_with_its_own_label():
     assert bucket_key("salt-1") != bucket_key("salt-2")
-    assert bucket_key("salt-1") != _salt_key("salt-1")
+    assert bucket_key("salt-1") != salt_key("salt-1")
     keys = hash_ids([f"id{i}" for i in range(400)], "salt-1")
     a, b = bucket_of(keys, 4, "salt-1"), bucket_of(keys, 4, "salt-2")
     assert np.array_equal(a, bucket_of(keys.copy(), 4, "salt-1"))  # the same at every bank
