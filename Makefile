@@ -53,7 +53,7 @@ test-latest:
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip install -q --upgrade pip
 	$(LATEST)/bin/python -m pip install -q --upgrade --upgrade-strategy eager --find-links $(TORCH_FIND_LINKS) \
-		-e '.[dev,bench]' "$$(grep -m1 '^torch==' requirements/torch-cpu.lock | cut -d' ' -f1)"
+		-e '.[dev,bench,ray]' "$$(grep -m1 '^torch==' requirements/torch-cpu.lock | cut -d' ' -f1)"
 	$(LATEST)/bin/python -m pip install -q --no-deps crypten
 	@echo "== newest releases under test (pyproject.toml ranges) =="
 	$(LATEST)/bin/python -m pip freeze --exclude-editable | tee $(LATEST)/tested.txt
