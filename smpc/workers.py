@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 
+from smpc.allocator import release_freed
 from smpc.context import DEFAULT_TIMEOUT, Context
 from smpc.errors import InputError, PartyUnavailable, ProtocolTimeout, SmpcError
 from smpc.simulation import run_parties
@@ -143,6 +144,8 @@ def _worker_main(rank: int, world: int, peers: dict, commands, options: dict) ->
                               result_ranks=options["result_ranks"])
                 result = fn(ctx, **kwargs)
                 commands.send(("done", b, result, ctx.comm_stats(), time.monotonic() - start, _usage()))
+                del result
+                release_freed()
             except BaseException as exc:  # noqa: BLE001 - every failure must reach the peers and the driver
                 transport.abort(type(exc).__name__)
                 try:

@@ -49,6 +49,7 @@ from types import SimpleNamespace
 
 import grpc
 
+from smpc.allocator import release_freed
 from smpc.context import Context
 from smpc.errors import PartyUnavailable, SmpcError
 from smpc.service.auth import CallerAuth, read_hello
@@ -182,7 +183,10 @@ class WorkerCore:
             raise SmpcError(f"{self.label}: bucket {bucket} came without its streams ({stream})")
         ctx = Context(self.rank, len(self.ranks), PrefixedTransport(transport, f"b{bucket}/"), ring=settings["ring"],
                       timeout=settings["timeout"], party_names=self.ranks, result_ranks=settings["result_ranks"])
-        return fn(ctx, **kwargs), ctx.comm_stats()
+        try:
+            return fn(ctx, **kwargs), ctx.comm_stats()
+        finally:
+            release_freed()
 
     def abort(self, stream: str, reason: str, error_type: str = "", culprit: str = "") -> None:
         transport = self._streams.get(stream)
