@@ -129,7 +129,7 @@ def measure_grouping() -> dict[str, tuple[int, list[float]]]:
             return distinct_in_window(ctx, [0, 1, 2], keys((rows * 7 + ctx.rank) % 50), keys((rows * 5) % 40),
                                       (rows * 13 + ctx.rank) % 365, (rows * 3 + ctx.rank) % 2, window_days=3,
                                       min_members=2, cap=5, per_group=per_group, min_banks=min_banks)
-        return job, 3 * GROUP_ROWS  # per input row: the second sort holds three rows per input row
+        return job, 3 * GROUP_ROWS  # bytes per input row (each is 2 to 4 rows of the second sort)
 
     runs = {
         "group-by distinct threshold": distinct(1),
@@ -206,9 +206,10 @@ def render() -> str:
         "see smpc/protocols/sort.py). Bytes are per sorted row (a window query is two rows); rounds are summed "
         "stage by stage as the most any party takes part in (`grouping.cost_after_sort`, "
         "`grouping.window_cost_after_sort`). `distinct_in_window` sorts twice (its n input rows by "
-        "(group, member) pair, then 3 n start, end and query rows by (group, time)): its rows leave out "
-        "both sorts and 2 rounds of input (4 words and 1 value per row; 5 and 3 with min_banks > 1, where sort 2 holds "
-        "4 n rows), and count bytes per input row "
+        "(group, member) pair, then by (group, time) a start and an end event per input row, plus a query "
+        "per row in row mode: 3 n rows per row, 2 n per group, n more with min_banks > 1): its rows leave "
+        "out both sorts and 2 rounds of input (4 words and 1 value per row; 5 and 3 with min_banks > 1), "
+        "and count bytes per input row "
         "(`grouping.window_distinct_cost_after_sorts`).",
         "",
         "| primitive | rounds | bytes per row p0 / p1 / p2 |",

@@ -26,7 +26,8 @@ predicate), repeats allowed. For every row dated t: the number of distinct membe
 group with a predicate row dated in [t - window, t], and the flag [that >= min_members],
 per row or as "some row of the group is flagged"; results to each row's own bank. Two
 sorts: by (group, member) pair, to turn each member's predicate days into disjoint
-intervals, then by (group, time) over start, end and query events (see its docstring).
+intervals, then by (group, time) over start and end events, plus query events per row (see
+its docstring).
 
 Keys and layout. Group and member keys are 64-bit keyed hashes (``smpc.join.hash_ids``).
 The sort key is two words. ``distinct_threshold``: (group, member) where the member word's
@@ -533,11 +534,11 @@ def distinct_in_window(
     ``recipients`` (default: all owners), for its own rows in its input order,
       ``per_group=False``: ``rows`` (n, 2) = (flag, flag * min(members, cap)), ``total`` =
         the number of flagged rows over all banks' rows;
-      ``per_group=True``: ``rows`` (n, 1) = [some row of its group, at any bank, is
-        flagged], i.e. [at some day, a window of the group reaches min_members] (every
-        predicate row is a query, and a window's count peaks at a predicate row's day),
+      ``per_group=True``: ``rows`` (n, 1) = [on some day t, the group's window [t -
+        window_days, t] reaches min_members (and min_banks)], the same as [some row of its
+        group, at any bank, is flagged] (a window's counts peak at a predicate row's day),
         ``total`` = the number of groups so flagged.
-    Banks are counted only with ``min_banks`` > 1 (it costs a fourth block of sort 2).
+    Banks are counted only with ``min_banks`` > 1 (it costs one more block of sort 2).
 
     Computation. Sort 1 (by pair word, time, row: the pair word is a 64-bit hash of
     (group, member) with its lowest bit set to [not predicate], so a member's predicate
@@ -550,23 +551,38 @@ def distinct_in_window(
     comparison: the first words are sorted, so this is [same run and s' <= s + window]),
     and the end time e + 1 = cond ? time_{i+1} : s + window_days + 1 is one AND on the
     boolean words (the bank brings s + window_days + 1 as a time word, so no arithmetic-
-    to-boolean conversion is needed). Sort 2 (by group, time, kind, row) of 3 n rows: a
-    start (+predicate at s, kind 0), an end (-predicate at e + 1, kind 0) and a query
-    (0 at t, kind 1) per row; a forward segmented scan over the group gives each query
-    #(starts <= t) - #(ends <= t) = members. Row mode: the scan goes back to input order
-    (inverse shuffle of sort 2, whose query rows are laid in input order), the sign tests
-    members - min_members and cap - members (one ``msb``), injection, cap and flag
-    products, opening. Group mode: in sorted order, [members + bias >= min_members] (bias
-    -2^40 on event rows), injected, group totals, [total >= 1], injected, the count of
-    flagged groups at group starts (one product), then back to input order and opened.
+    to-boolean conversion is needed). Sort 2 (by group, time, kind, row) of B n rows: a
+    start (+predicate at s) and an end (-predicate at e + 1) per row, and in row mode a
+    query (0 at t) per row; a forward segmented scan over the group sums the weights up
+    to each row. Let count(t) = #(starts <= t) - #(ends <= t), the number of intervals
+    covering t, i.e. the members of day t's window: constant between event times, 0
+    before the group's first. Row mode: starts and ends are kind 0, queries kind 1 (after
+    every event of their day), so a query's sum is count(t) = members. The sums go back
+    to input order (inverse shuffle of sort 2, whose query rows are laid in input order),
+    the sign tests members - min_members and cap - members (one ``msb``), injection, cap
+    and flag products, opening. Group mode: no queries, and at equal (group, time) every
+    end (kind 0) sorts before every start (kind 1). A row's sum then counts all events
+    before its time T plus part of T's: at an end, some of T's ends, so the sum is <=
+    count(T - 1); at a start, all of T's ends and some of T's starts, so <= count(T); at
+    T's last event, exactly count(T). So [some row's sum >= min_members] is exactly [some
+    day's window reaches min_members] (with starts first, a start's sum would still count
+    the members whose intervals end on its day: too many). In sorted order [sum >=
+    min_members], injected, group totals, [total >= 1], injected, the count of flagged
+    groups at group starts (one product), then back to input order through the start
+    rows (laid in input order) and opened. The end block holds one row per input row
+    whatever the predicate, so block sizes say nothing.
     Banks (min_banks > 1): each bank knows all its own rows, so it cuts its own predicate
     days per group into the same disjoint intervals in the clear ([s_j, min(s_{j+1} - 1,
     s_j + window_days)] over its distinct days s_j) and brings a second weight column:
-    +1 on the first predicate row of each (group, day), and a fourth block of n end rows
-    (-1 at the interval's end + 1 on those rows, weight 0 at the row's own day on the
-    others, so the block's size says nothing); the scan then sums both columns, a
-    query's second sum being banks(r), tested with one more sign in the same ``msb``
-    call and one AND.
+    +1 on the first predicate row of each (group, day), and one more block of n end rows
+    of kind 0 (-1 at the interval's end + 1 on those rows, weight 0 at the row's own day
+    on the others, so the block's size says nothing); the scan then sums both columns,
+    the second sum counting the banks as the first counts members (row mode: a query's
+    second sum is banks(r)), tested with one more sign in the same ``msb`` call and one
+    AND. In group mode a row's two sums count the same events, so both are <= the counts
+    of the same day (T - 1 or T): [both reach their thresholds] at a row implies it on
+    that day, and the last event of a day where both are reached reads that day's exact
+    pair.
 
     Keys and the collision bound: group and member keys are 64-bit keyed hashes
     (probability of a collision <= N^2 / 2^65 each, N rows in all) and the pair word has 63
@@ -575,12 +591,13 @@ def distinct_in_window(
     their public row index, so the sorts open nothing but comparison outcomes of distinct
     keys in secretly shuffled order.
 
-    Cost, with n rows in all (n >= 1), B = 3 blocks (4 with min_banks > 1) and
-    L1 = ceil(log2 (B n)): 2 rounds to share (4 words and 1 value per row from each bank;
-    5 and 3 with min_banks > 1); sort 1 (n rows, two-word keys carrying two words and a
-    value) and sort 2 (B n rows, two-word keys carrying one or two weights, plus a bias in
-    group mode), whose rounds and bytes vary with the secret order (smpc/protocols/sort.py: the
-    two-word sort measured ~136 rounds and ~1.3 kB per row at 1e5 rows); outside them,
+    Cost, with n rows in all (n >= 1), B = 3 blocks in row mode and 2 in group mode (one
+    more with min_banks > 1) and L1 = ceil(log2 (B n)): 2 rounds to share (4 words and 1
+    value per row from each bank; 5 and 3 with min_banks > 1); sort 1 (n rows, two-word
+    keys carrying two words and a value) and sort 2 (B n rows, two-word keys carrying one
+    or two weights), whose rounds and bytes vary with the secret order
+    (smpc/protocols/sort.py: the two-word sort measured ~136 rounds and ~1.3 kB per row at
+    1e5 rows); outside them,
     exactly 8 (comparison) + 1 (AND) rounds between the sorts, then 6 (adjacent
     equalities) + 2 (injection) + L1 (forward scan), and in row mode 3 (inverse shuffle)
     + 8 (signs) + 2 (injection) + 2 (cap, flag products) + 1 (opening), in group mode
@@ -589,8 +606,8 @@ def distinct_in_window(
     part in). Bytes outside the sorts, per input row and party, do not depend on the
     data; the scans (B n rows, 16 bytes per row and round but the last, 24 with two
     weights) dominate, and group mode adds sign tests and totals over all B n rows:
-    measured at 3 x 1000 rows 835 / 811 / 811 bytes in row mode and 1874 / 1850 / 1850 in
-    group mode, with min_banks > 1 1591 / 1527 / 1527 and 3101 / 3069 / 3069
+    measured at 3 x 1000 rows 835 / 811 / 811 bytes in row mode and 1218 / 1202 / 1202 in
+    group mode, with min_banks > 1 1591 / 1527 / 1527 and 2286 / 2262 / 2262
     (docs/costs.md: "distinct in window").
     ``tests/test_grouping.py`` checks rounds and bytes against the counters.
     Leakage: every bank's row count (to the compute parties); to each recipient, for each
@@ -686,7 +703,7 @@ def _cat_words(parts: Sequence[BooleanShares]) -> BooleanShares:
 def _window_distinct(ctx, shared: BooleanShares, values: ArithmeticShares, n: int, min_members: int, min_banks: int,
                      cap: int, per_group: bool, meter: _Meter):
     banks = min_banks > 1
-    blocks = 4 if banks else 3
+    blocks = (2 if per_group else 3) + banks
     group, pair, start_time = _words(shared, 0), _words(shared, 1), _words(shared, 2)
     pred = _stack([_column(values, 0)])
     index = _public(ctx, tree_order(torch.arange(n, dtype=torch.int64)))
@@ -713,31 +730,33 @@ def _window_distinct(ctx, shared: BooleanShares, values: ArithmeticShares, n: in
     del nxt, mine
     end_time = own_end.xor(boolean.and_(ctx, mask, next_time.xor(own_end), "window-distinct-end"))
     meter.mark("ends")
-    # sort 2: starts and queries in input order, member ends in the order of sort 1, then
-    # (with min_banks) the banks' own interval ends in input order
-    kinds = torch.zeros(blocks * n, dtype=torch.int64)
-    kinds[n : 2 * n] = 1
-    tie = _public(ctx, tree_order((kinds << (WINDOW_TIME_SHIFT - 1)) | torch.arange(blocks * n, dtype=torch.int64)))
-    sorted_group = _words(first.items[0], 0)
-    times = [start_time, start_time, end_time] + ([_words(shared, 4)] if banks else [])
-    words2 = _cat_words(times).xor(tie)
-    groups2 = _cat_words([group, group, sorted_group] + ([group] if banks else []))
-    key2 = BooleanShares(torch.stack([groups2.first, words2.first], dim=1),
-                         torch.stack([groups2.second, words2.second], dim=1))
+    # sort 2. Row mode: starts and queries in input order, member ends in the order of sort 1,
+    # then (with min_banks) the banks' own interval ends in input order; at equal (group,
+    # time) events (kind 0) before queries (kind 1), so a query sees every event of its day.
+    # Group mode: no queries; starts (kind 1) in input order, so the way back brings each row
+    # its own start, and ends (kind 0) before starts at equal (group, time), so that no
+    # running sum counts a start before the ends of its time (see the docstring).
     p_in, p_sorted = _column(values, 0), _column(first.items[1], 0)
+    sorted_group = _words(first.items[0], 0)
+    bank_end = [_words(shared, 4)] if banks else []
+    kinds = torch.zeros(blocks * n, dtype=torch.int64)
+    kinds[(0 if per_group else n) : (1 if per_group else 2) * n] = 1  # group mode's starts, row mode's queries
+    tie = _public(ctx, tree_order((kinds << (WINDOW_TIME_SHIFT - 1)) | torch.arange(blocks * n, dtype=torch.int64)))
     zero = torch.zeros(n, dtype=torch.int64)
 
     def column(parts: list[ArithmeticShares | None]) -> ArithmeticShares:  # None: a block of zeros
         return ArithmeticShares(RING64, torch.cat([zero if q is None else q.first for q in parts]),
                                 torch.cat([zero if q is None else q.second for q in parts]))
 
-    columns = [column([p_in, None, p_sorted.neg()] + ([None] if banks else []))]
+    query = [] if per_group else [None]  # the query block's weights
+    times = [start_time] + ([] if per_group else [start_time]) + [end_time] + bank_end
+    words2 = _cat_words(times).xor(tie)
+    groups2 = _cat_words([group] + ([] if per_group else [group]) + [sorted_group] + ([group] if banks else []))
+    key2 = BooleanShares(torch.stack([groups2.first, words2.first], dim=1),
+                         torch.stack([groups2.second, words2.second], dim=1))
+    columns = [column([p_in, *query, p_sorted.neg()] + ([None] if banks else []))]
     if banks:
-        columns.append(column([_column(values, 1), None, None, _column(values, 2).neg()]))
-    if per_group:  # event rows can never reach a threshold
-        bias = torch.full((blocks * n,), -(1 << 40), dtype=torch.int64)
-        bias[n : 2 * n] = 0
-        columns.append(_public_ring64(ctx, bias))
+        columns.append(column([_column(values, 1), *query, None, _column(values, 2).neg()]))
     items2 = _stack(columns)
     del first, groups2, words2, columns, tie, times
     rows = [key2, items2]
@@ -774,10 +793,11 @@ def _window_distinct(ctx, shared: BooleanShares, values: ArithmeticShares, n: in
         shown = mul(ctx, flag, capped, "window-distinct-out")
         meter.mark("outputs")
         return _stack([flag, shown]), flag.sum().reshape((1,))
-    bias = _column(second.items[0], weights)
-    tests = [_plus_public(ctx, _column(prefix, 0).add(bias), -min_members)]
+    # every running sum undercounts (or equals) the counts of one time, and the last event of
+    # each time reads them exactly: the group reaches the thresholds at some time iff some row does
+    tests = [_plus_public(ctx, _column(prefix, 0), -min_members)]
     if banks:
-        tests.append(_plus_public(ctx, _column(prefix, 1).add(bias), -min_banks))
+        tests.append(_plus_public(ctx, _column(prefix, 1), -min_banks))
     signs = _signs(ctx, tests, "window-distinct-signs")
     reach = _not(ctx, signs[0])
     if banks:
@@ -793,7 +813,7 @@ def _window_distinct(ctx, shared: BooleanShares, values: ArithmeticShares, n: in
     groups_flagged = mul(ctx, start, flag, "window-distinct-groups").sum().reshape((1,))
     meter.mark("outputs")
     (back,) = second.restore([_stack([flag])], "window-distinct-return")
-    own = ArithmeticShares(RING64, back.first[n : 2 * n].contiguous(), back.second[n : 2 * n].contiguous())
+    own = ArithmeticShares(RING64, back.first[:n].contiguous(), back.second[:n].contiguous())
     meter.mark("restore")
     return own, groups_flagged
 
@@ -802,7 +822,7 @@ def window_distinct_cost_after_sorts(n: int, per_group: bool = False, min_banks:
     """Rounds of ``distinct_in_window`` outside its two sorts, from the end of sort 1 to
     the opening included, for n >= 1 rows in all, counted as ``cost_after_sort`` counts."""
     both = 1 if min_banks > 1 else 0
-    scans = max(0, ((4 if both else 3) * n - 1).bit_length())
+    scans = max(0, ((2 if per_group else 3) * n + both * n - 1).bit_length())
     ends, grouping = 8 + 1, 6 + 2 + scans
     if per_group:
         return ends + grouping + 8 + both + 2 + scans + 8 + 2 + 1 + 3 + 1

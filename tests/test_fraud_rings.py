@@ -211,6 +211,40 @@ def test_mule_fan_in_window_slides_with_both_ends_included():
     assert sliding["by_bank"]["bank_c"]["flagged_accounts"] == ["N"]
 
 
+def test_mule_fan_in_window_counts_no_victim_whose_window_ended_the_day_another_starts():
+    # T (held by bank_a): v1 on 03-01, v2 and v3 (two banks) on 03-04: with a window of 2
+    # days v1's ends as theirs start. U (held by bank_b): u1 on 03-10, x on 03-11, d and e
+    # (bank_c) on 03-12; with window 1 its only peak is 03-12 (x, d, e) as u1's window ends.
+    rows = [("bank_a", "v1", "T", "bank_a", "2024-03-01"), ("bank_b", "v2", "T", "bank_a", "2024-03-04"),
+            ("bank_c", "v3", "T", "bank_a", "2024-03-04"), ("bank_a", "u1", "U", "bank_b", "2024-03-10"),
+            ("bank_b", "x", "U", "bank_b", "2024-03-11"), ("bank_c", "d", "U", "bank_b", "2024-03-12"),
+            ("bank_c", "e", "U", "bank_b", "2024-03-12"), ("bank_c", "e", "U", "bank_b", "2024-03-12"),
+            ("bank_a", "w", "U", "bank_b", "2024-03-12")]
+    frame = pd.DataFrame(rows, columns=["bank", "sender", "receiver", "receiver_bank", "date"])
+    frame["victim"] = (frame["sender"] != "w").astype(int)
+    tables = {b: frame[frame["bank"] == b].drop(columns="bank").reset_index(drop=True)
+              for b in ("bank_a", "bank_b", "bank_c")}
+    victims = frame[frame["victim"] == 1].assign(day=pd.to_datetime(frame["date"]))
+
+    def brute_force(window, k):  # every day of every window, counted in pandas
+        out = set()
+        for account, part in victims.groupby("receiver"):
+            for t in pd.date_range(part["day"].min(), part["day"].max()):
+                inside = part[(part["day"] >= t - pd.Timedelta(days=window)) & (part["day"] <= t)]
+                if len(inside[["bank", "sender"]].drop_duplicates()) >= k:
+                    out.add(account)
+        return out
+
+    for window, k, flagged in ((1, 3, {"U"}), (1, 4, set()), (2, 3, {"U"}), (2, 4, {"U"}), (2, 5, set()),
+                               (3, 3, {"T", "U"})):
+        params = {**MULE, "min_senders": k, "time": "date", "window_days": window}
+        results, _, _ = run_banks(mule_fan_in, tables, **params)
+        got = merged(results)
+        assert got == analyses.get("mule_fan_in").run_plaintext(tables, **params)
+        assert {a for part in got["by_bank"].values() for a in part["flagged_accounts"]} == flagged
+        assert brute_force(window, k) == flagged and got["flagged_total"] == len(flagged)
+
+
 def test_mule_fan_in_window_refuses_bad_dates_and_missing_time():
     tables, _ = datasets.synthetic_transfers(3, 20, seed=2)
     broken = tables["bank_b"].copy()

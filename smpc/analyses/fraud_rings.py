@@ -564,11 +564,12 @@ def mule_fan_in(ctx, table, owners, *, receiver, receiver_bank, sender, victim, 
     row. Measured over gRPC at 3 banks x 1e5 transfers (about 5e5 rows with the banks' own
     accounts): 202 rounds, 1.2 GB sent by party 0. With a window, ``distinct_in_window``
     over N rows (transfer triples and asking rows): 1 round to agree on id types, 2 to
-    share (4 words and 1 value per row), a two-word sort of N rows and one of 3 N rows,
-    and outside them exactly 9 + 6 + 2 + 2 ceil(log2 3N) + 8 + 2 + 8 + 2 + 1 + 3 + 1
-    rounds and ~1.9 kB per row (docs/costs.md: "distinct in window, per group"). Measured
-    over gRPC at 3 banks x 1e4 transfers (benchmarks/fraud_rings_grpc.py, window_days 2):
-    356 rounds and 444 MB sent by party 0, against 174 rounds and 101 MB without a window.
+    share (4 words and 1 value per row), a two-word sort of N rows and one of 2 N rows
+    (a start and an end event per row), and outside them exactly 9 + 6 + 2 + 2 ceil(log2
+    2N) + 8 + 2 + 8 + 2 + 1 + 3 + 1 rounds and ~1.2 kB per row (docs/costs.md: "distinct
+    in window, per group"). Measured over gRPC at 3 banks x 1e4 transfers
+    (benchmarks/fraud_rings_grpc.py, window_days 2, one run): 346 rounds and 279 MB sent
+    by party 0, against 190 rounds and 95 MB without a window.
     Error: none (exact counts; hash collisions, probability <= N^2 / 2^63, would merge
     accounts or senders).
     """
