@@ -1,5 +1,5 @@
-"""Oblivious sort of secret-shared rows by a secret key: shuffle, then a multi-pivot quicksort
-with opened comparisons (Hamada et al., ICISC 2012), on keys held as boolean (XOR) words.
+"""Oblivious sort of secret-shared rows by a secret key: shuffle, then a quicksort with
+sample-median pivots and opened comparisons (Hamada et al., ICISC 2012), on keys held as boolean (XOR) words.
 
 Why this design. The rows are first shuffled by a permutation no party knows
 (``smpc.protocols.shuffle``), and the keys are distinct (the caller appends tie-breaker
@@ -31,16 +31,19 @@ bytes) per comparison per party; opened results cost no extra round (``less_than
 fuses the opening into the last AND).
 
 Sort (``sort_permutation``): each level splits every unfinished segment of more than
-``SMALL`` rows by its first ``PIVOTS`` rows (3: four ways) and finishes smaller segments by
-comparing all their pairs, all in one batched, opened comparison. Measured at n = 1e5
-random keys: W = 1, 119 rounds (17 levels of 7) and 659 bytes per row and party; W = 2,
-136 rounds and 1344 bytes (n = 1e4: 84 rounds, 529 bytes for W = 1). Plain quicksort
-(``PIVOTS = 1``) takes ~2.5x the levels for ~25% fewer bytes. Local work per level: the
-compared rows' key words are gathered piece by piece straight into the circuit's state
-(``_lt_start``: no full-size operand copies; the level's first AND still travels as one
-message per peer), int32 row indices, and a linear (counting) move of rows to their buckets.
-Memory: a level of M comparisons (M ~ 3n for the big levels) holds about 4M words of circuit
-state plus its messages (the state, messages and indices, not the operands, bound the peak).
+``SMALL`` rows in two by one pivot, the median of a sample whose order the previous level
+learnt in the same batched call, and finishes smaller segments by comparing all their pairs,
+all in one batched, opened comparison. ~1.1 n log2 n comparisons, in 19, 23, 28, 30 levels
+at n = 1e4, 1e5, 1e6, 5.5e6 (plaintext count, ``benchmarks/sort_pivots.py``; the former 3
+random pivots per segment took ~1.6-1.7 n log2 n in 13, 16, 21, 23 levels). Measured at
+n = 1e5 random keys: W = 1, 161-168 rounds (23-24 levels of 7) and ~440 bytes per row and
+party; W = 2, 192 rounds and ~890 bytes (n = 1e4: 133-140 rounds, ~355 bytes for W = 1).
+Local work per level: the compared rows' key words are gathered piece by piece straight into
+the circuit's state (``_lt_start``: no full-size operand copies; the level's first AND still
+travels as one message per peer), int32 row indices, and a linear (counting) move of rows
+to their children. Memory: a level of M comparisons (M ~ 1.1n at most: each row against
+its pivot, plus the samples' pairs) holds about 4M words of circuit state plus its messages
+(the state, messages and indices, not the operands, bound the peak).
 Leakage: none beyond n, provided the keys are distinct and the rows were shuffled by a
 secret uniformly random permutation first (``sort_rows`` shuffles; distinct keys are the
 caller's duty). With duplicate keys the opened outcomes would reveal equalities.
@@ -541,10 +544,12 @@ def sort_permutation(ctx: Context, keys: BooleanShares, step: str = "qsort", sam
     (and the root) takes its first row, a random row as the input is shuffled. A segment of
     at most ``small`` rows compares all its pairs and is finished. All comparisons of a level
     run in ONE batched ``less_than_words`` call, and are opened together (packed bits).
-    Measured on random keys (``benchmarks/sort_pivots.py``, 1e4 to 5.5e6 rows): ~1.15 n log2 n
-    comparisons (3 pivots and 4-way splits, as before, took ~1.9 n log2 n; one random pivot
-    ~1.45 n log2 n with all-pairs finishing) in ~1.3 log2 n levels (the 3 pivots took ~1.1
-    log2 n: 26 levels at 5.5e6 rows against ~30 now).
+    The shortest segments of a late level are finished with all their pairs within a budget
+    (``TAIL``), which cuts the deep tail of the last levels. Counted on random keys
+    (``benchmarks/sort_pivots.py``, medians of 3 orders): 1.10, 1.10, 1.12, 1.10 n log2 n
+    comparisons in 19, 23, 28, 30 levels at n = 1e4, 1e5, 1e6, 5.5e6; the former 3 random
+    pivots per segment (4-way splits) took 1.61, 1.67, 1.74, 1.70 n log2 n in 13, 16, 21, 23
+    levels, one random pivot 1.17, 1.24, 1.29, 1.26 n log2 n in 26, 35, 46, 50 levels.
 
     Precondition (not checked, it cannot be without leaking): the keys are distinct and in a
     uniformly random order unknown to every party — shuffle first (``sort_rows`` does).
@@ -738,7 +743,7 @@ def sort_rows(ctx: Context, keys: BooleanShares, items: Sequence[Shares] = ()) -
     (``sort_permutation``), gather. The caller guarantees distinct keys (e.g. a tie-breaker
     word of bank and row index). The returned ``SortedRows`` brings result columns back to
     the input order (``restore``).
-    Cost: 3 rounds (shuffle) + the quicksort (~120 rounds and ~660 bytes per row and party
+    Cost: 3 rounds (shuffle) + the quicksort (~165 rounds and ~440 bytes per row and party
     for W = 1 at n = 1e5). Leakage: none beyond n.
     """
     return sort_rows_from(ctx, [keys, *items])
