@@ -368,14 +368,18 @@ def test_sort_values_sorts_signed_values(ring):
     assert got == sorted(values.tolist())
 
 
-@pytest.mark.parametrize("sample, small, tail", [(0, 1, 0), (0, 2, 0), (2, 2, 0), (3, 5, 1 / 32), (15, 6, 1 / 32),
-                                                 (15, 6, 0), (40, 3, 1.0), (5, 8, 1 / 8)])
-def test_sort_permutation_is_right_for_every_pivot_setting(sample, small, tail, monkeypatch):
+@pytest.mark.parametrize("sample, small, tail, root", [(0, 1, 0, None), (0, 2, 0, 64), (2, 2, 0, None),
+                                                       (3, 5, 1 / 32, 400), (15, 6, 1 / 32, 64), (15, 6, 0, None),
+                                                       (40, 3, 1.0, 64), (5, 8, 1 / 8, 401)])
+def test_sort_permutation_is_right_for_every_pivot_setting(sample, small, tail, root, monkeypatch):
     """Plain random pivots (sample 0), tiny and oversized samples (capped at L - 1), no tail
-    rule and one that finishes everything it may: all sort."""
+    rule and one that finishes everything it may, a root pivot of its own level or not
+    (n = 400 against ROOT_FROM = 64, 400, 401): all sort."""
     import smpc.protocols.sort as sort_mod
 
     monkeypatch.setattr(sort_mod, "TAIL", tail)
+    if root is not None:
+        monkeypatch.setattr(sort_mod, "ROOT_FROM", root)
     g = np.random.default_rng(sample * 10 + small)
     n = 400
     keys = torch.from_numpy(g.integers(-(2**63), 2**63 - 1, size=(n, 1), dtype=np.int64))
@@ -427,9 +431,9 @@ def test_sort_permutation_orders_two_word_keys_by_their_low_word_when_high_words
 def test_sort_permutation_compares_about_1_1_n_log2_n_pairs(monkeypatch):
     """The sample-median pivots' comparison count, counted as the real circuit runs, and the
     rounds: 7 per level (W = 1), one message per peer per round (two for the fused opening).
-    Random keys at n = 2e4 take ~1.10 n log2 n comparisons; 1.3 leaves room for unlucky
-    orders, while the former 3-pivot rule (~1.6 n log2 n measured, ~1.9 in theory) or plain
-    random pivots (~1.4) would fail."""
+    Random keys at n = 2e4 take ~1.1 n log2 n comparisons (the root pivot a median too, as
+    from ``ROOT_FROM`` rows on); 1.3 leaves room for unlucky orders, while the former 3-pivot
+    rule (~1.6 n log2 n measured, ~1.9 in theory) or plain random pivots (~1.4) would fail."""
     import smpc.protocols.sort as sort_mod
 
     real = sort_mod._less_than_flat
@@ -440,6 +444,7 @@ def test_sort_permutation_compares_about_1_1_n_log2_n_pairs(monkeypatch):
         return real(ctx, state, w, m, step, open_result=open_result)
 
     monkeypatch.setattr(sort_mod, "_less_than_flat", counting)
+    monkeypatch.setattr(sort_mod, "ROOT_FROM", 10_000)
     n = 20_000
     keys = torch.from_numpy(np.random.default_rng(2).permutation(n).astype(np.int64)).reshape(n, 1)
 
@@ -451,6 +456,7 @@ def test_sort_permutation_compares_about_1_1_n_log2_n_pairs(monkeypatch):
 
     results = smpc.simulate(job, ring=64)
     assert sizes[0] == sizes[1] == sizes[2]
+    assert sizes[0][0] == 63 * 62 // 2  # the root's own level: the pairs of its sample
     levels, total = len(sizes[0]), sum(sizes[0])
     assert total <= 1.3 * n * math.log2(n)
     assert levels <= 2 * math.log2(n)

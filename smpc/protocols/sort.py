@@ -34,7 +34,7 @@ fuses the opening into the last AND).
 Sort (``sort_permutation``): each level splits every unfinished segment of more than
 ``SMALL`` rows in two by one pivot, the median of a sample whose order the previous level
 learnt in the same batched call, and finishes smaller segments by comparing all their pairs,
-all in one batched, opened comparison. ~1.1 n log2 n comparisons, in 19, 23, 28, 30 levels
+all in one batched, opened comparison. ~1.1 n log2 n comparisons, in 19, 24, 28, 31 levels
 at n = 1e4, 1e5, 1e6, 5.5e6 (plaintext count, ``benchmarks/sort_pivots.py``; the former 3
 random pivots per segment took ~1.6-1.7 n log2 n in 13, 16, 21, 23 levels). Measured at
 n = 1e5 random keys: W = 1, 161-168 rounds (23-24 levels of 7) and ~440 bytes per row and
@@ -521,6 +521,13 @@ paths of unlucky pivots in short segments, whose samples are small) for ~1% more
 comparisons and 5 (1e6 rows) to 7 (5.5e6) fewer levels."""
 TAIL_LONGEST = 64
 """Longest segment the tail rule (``TAIL``) finishes with all its pairs."""
+ROOT_SAMPLE = 63
+"""Rows whose pairs a sort of at least ``ROOT_FROM`` rows compares in a level of its own
+first, to start with their median as the root pivot (no level before it learns a sample).
+A random root pivot costs ~1-2% more comparisons from 1e5 rows up and about the level that
+this takes; under 3e4 rows its 1953 pairs cost more than they save."""
+ROOT_FROM = 1 << 15
+"""Fewest rows for which the root pivot is a median (``ROOT_SAMPLE``)."""
 
 
 def _sample_sizes(lengths: np.ndarray, sample: int) -> np.ndarray:
@@ -542,13 +549,15 @@ def sort_permutation(ctx: Context, keys: BooleanShares, step: str = "qsort", sam
     position order, so a child's first rows are the sample rows that fell into it, and of
     these the one of median rank (known from the pairs) is moved to the child's first
     position: the next level's pivot, free of an extra round. A child without sample rows
-    (and the root) takes its first row, a random row as the input is shuffled. A segment of
+    takes its first row, a random row as the input is shuffled; so does the root, unless
+    n >= ``ROOT_FROM``: then a first level of its own compares the pairs of the first
+    ``ROOT_SAMPLE`` rows and moves their median first. A segment of
     at most ``small`` rows compares all its pairs and is finished. All comparisons of a level
     run in ONE batched ``less_than_words`` call, and are opened together (packed bits).
     The shortest segments of a late level are finished with all their pairs within a budget
     (``TAIL``), which cuts the deep tail of the last levels. Counted on random keys
-    (``benchmarks/sort_pivots.py``, medians of 3 orders): 1.10, 1.10, 1.12, 1.10 n log2 n
-    comparisons in 19, 23, 28, 30 levels at n = 1e4, 1e5, 1e6, 5.5e6; the former 3 random
+    (``benchmarks/sort_pivots.py``, medians of 3 orders): 1.10, 1.09, 1.10, 1.10 n log2 n
+    comparisons in 19, 24, 28, 31 levels at n = 1e4, 1e5, 1e6, 5.5e6; the former 3 random
     pivots per segment (4-way splits) took 1.61, 1.67, 1.74, 1.70 n log2 n in 13, 16, 21, 23
     levels, one random pivot 1.17, 1.24, 1.29, 1.26 n log2 n in 26, 35, 46, 50 levels.
 
@@ -582,6 +591,16 @@ def sort_permutation(ctx: Context, keys: BooleanShares, step: str = "qsort", sam
     starts = np.zeros(1 if n > 1 else 0, dtype=np.int64)
     lengths = np.full(starts.shape, n, dtype=np.int64)
     key_first, key_second = keys.first.T.contiguous(), keys.second.T.contiguous()  # (W, n)
+    if n >= max(ROOT_FROM, ROOT_SAMPLE):  # a level more: the root pivot is a median too
+        i, j = _pairs_upper(ROOT_SAMPLE)
+        get, mp = _gather_chunks(key_first, key_second, torch.from_numpy(i.astype(idt)),
+                                 torch.from_numpy(j.astype(idt)))
+        state = _lt_start(ctx, w * mp, get, f"{step}-root", column=mp)
+        lt = _less_than_flat(ctx, state, w, i.size, f"{step}-root", open_result=True)
+        del state, get
+        rank = np.bincount(j, weights=lt, minlength=ROOT_SAMPLE) + np.bincount(i, weights=~lt, minlength=ROOT_SAMPLE)
+        q = int(np.flatnonzero(rank == ROOT_SAMPLE // 2)[0])
+        perm[[0, q]] = perm[[q, 0]]
     level = 0
     while starts.size:
         big = lengths > small
