@@ -37,8 +37,9 @@ learnt in the same batched call, and finishes smaller segments by comparing all 
 all in one batched, opened comparison. ~1.1 n log2 n comparisons, in 19, 24, 28, 31 levels
 at n = 1e4, 1e5, 1e6, 5.5e6 (plaintext count, ``benchmarks/sort_pivots.py``; the former 3
 random pivots per segment took ~1.6-1.7 n log2 n in 13, 16, 21, 23 levels). Measured at
-n = 1e5 random keys: W = 1, 161-168 rounds (23-24 levels of 7) and ~440 bytes per row and
-party; W = 2, 192 rounds and ~890 bytes (n = 1e4: 133-140 rounds, ~355 bytes for W = 1).
+n = 1e5 random keys (3 orders): W = 1, 168 rounds (24 levels of 7) and 430-436 bytes per row
+and party; W = 2, 192 rounds and 866-869 bytes (n = 1e4: 133-140 rounds, ~355 bytes for
+W = 1). Before, with 3 random pivots: 119 and 659, 136 and 1344, 84 and 529.
 Local work per level: the compared rows' key words are gathered piece by piece straight into
 the circuit's state (``_lt_start``: no full-size operand copies; the level's first AND still
 travels as one message per peer), int32 row indices, and a linear (counting) move of rows
@@ -762,7 +763,7 @@ def sort_rows(ctx: Context, keys: BooleanShares, items: Sequence[Shares] = ()) -
     (``sort_permutation``), gather. The caller guarantees distinct keys (e.g. a tie-breaker
     word of bank and row index). The returned ``SortedRows`` brings result columns back to
     the input order (``restore``).
-    Cost: 3 rounds (shuffle) + the quicksort (~165 rounds and ~440 bytes per row and party
+    Cost: 3 rounds (shuffle) + the quicksort (~170 rounds and ~435 bytes per row and party
     for W = 1 at n = 1e5). Leakage: none beyond n.
     """
     return sort_rows_from(ctx, [keys, *items])
