@@ -9,8 +9,15 @@ result is checked to be sorted. Runs in plaintext and in seconds, so pivot rules
 parameters can be tuned on 1e4 to 5.5e6 rows before any secure run.
 
     PYTHONPATH=. python benchmarks/sort_pivots.py --n 1e4 1e5 1e6 5.5e6 --seeds 3
-    PYTHONPATH=. python benchmarks/sort_pivots.py --params '{"sample": 0, "small": 8}'
-    PYTHONPATH=/work/main python benchmarks/sort_pivots.py --params '{"pivots": 3, "small": 8}'
+    PYTHONPATH=. python benchmarks/sort_pivots.py --params '{"sample": 0, "small": 8}' --set TAIL=0
+    PYTHONPATH=. python benchmarks/sort_pivots.py --spread 6 --set SAMPLE=21 ROOT_FROM=4096
+
+(``--params``: keyword arguments of ``sort_permutation``; ``--set``: module constants. The
+former 3-pivot rule is counted by pointing PYTHONPATH at a checkout that has it, with
+--params '{"pivots": 3, "small": 8}'.) Medians of 3 orders, this checkout's defaults:
+1.10, 1.09, 1.10, 1.10 n log2 n in 19, 24, 28, 31 levels at 1e4, 1e5, 1e6, 5.5e6 rows;
+3 random pivots 1.61, 1.67, 1.74, 1.70 in 13, 16, 21, 23 levels; one random pivot with
+all-pairs finishing at 8 rows 1.17, 1.24, 1.29, 1.26 in 26, 35, 46, 50 levels.
 
 Output: one line per n with the medians over the seeds of comparisons / (n log2 n) and of
 the levels (rounds = levels x (7 + ceil(log2 W))).
