@@ -176,8 +176,8 @@ def render() -> str:
         "party), then the sum opens with the bound widened by the draws' public bound (70 "
         "scales each).",
         "The oblivious sort is not listed: its quicksort opens comparison outcomes of shuffled "
-        "distinct keys, so its rounds and bytes vary with the random order (expected ~120 "
-        "rounds and ~700 bytes per row for 1e5 one-word keys; see smpc/protocols/sort.py).",
+        "distinct keys, so its rounds and bytes vary with the random order (168 rounds and "
+        "~435 bytes per row measured for 1e5 one-word keys; see smpc/protocols/sort.py).",
         "",
         "| protocol | measures | ring64 rounds | ring64 bytes p0 / p1 / p2 "
         "| ring128 rounds | ring128 bytes p0 / p1 / p2 |",
@@ -202,7 +202,7 @@ def render() -> str:
         "results opened to their banks: the adjacent equalities, injections, segmented scans, sign "
         "tests, products and the way back. Before this come 2 rounds of input (3 words per row for "
         "`distinct_threshold`, 2 per sorted row for `window_counts`) and the two-word sort, whose "
-        "rounds and bytes vary with the secret order (~136 rounds and ~1.3 kB per row at 1e5 rows, "
+        "rounds and bytes vary with the secret order (~192 rounds and ~870 bytes per row at 1e5 rows, "
         "see smpc/protocols/sort.py). Bytes are per sorted row (a window query is two rows); rounds are summed "
         "stage by stage as the most any party takes part in (`grouping.cost_after_sort`, "
         "`grouping.window_cost_after_sort`). `distinct_in_window` sorts twice (its n input rows by "

@@ -536,7 +536,7 @@ def private_join(
     unique mode, all N rows otherwise) plus ``bound_extra`` stays below 2^62
     (``check_total_bound``), and raise ``RangeError`` otherwise.
     Cost: 2 rounds to share; the sort (``sort_rows``: 3 rounds of shuffle, then 7 or 8
-    rounds per quicksort level: ~120 rounds and ~660 bytes per row for unique keys at
+    rounds per quicksort level: ~170 rounds and ~435 bytes per row for unique keys at
     N = 1e5, about twice the bytes with two words); 6 (unique) or 7 rounds and ~1 or ~2
     words per row for the adjacent equalities; 2 rounds for their conversion to arithmetic.
     Leakage: every bank's row count, to the compute parties.

@@ -99,8 +99,8 @@ def roc_sums(scores: SecretTensor, positive: SecretTensor, negative: SecretTenso
     2U = sum_i pos_i (2 C_i + B_i) needs only the backward segmented scan.
     Leakage: none (nothing is opened; the sort opens comparisons of distinct keys in a
     secretly shuffled order, which depend on n only).
-    Cost: 8 rounds to form the keys, the sort (3 rounds of shuffle + the quicksort: ~120
-    rounds and ~660 bytes per row and party for n = 1e5 with a one-word key, which every
+    Cost: 8 rounds to form the keys, the sort (3 rounds of shuffle + the quicksort: ~170
+    rounds and ~435 bytes per row and party for n = 1e5 with a one-word key, which every
     score of under 2^(62 - log2 n) encoded units gets), 8 rounds for the tie groups,
     ceil(log2 n) for the segmented scan (G + 1 ring elements per row and round), 1 for 2U,
     2 for the gaps (3G elements per row), and ceil(log2 2n) x 11 for the tournament (2 n G
