@@ -596,8 +596,8 @@ def distinct_in_window(
     value per row from each bank; 5 and 3 with min_banks > 1); sort 1 (n rows, two-word
     keys carrying two words and a value) and sort 2 (B n rows, two-word keys carrying one
     or two weights), whose rounds and bytes vary with the secret order
-    (smpc/protocols/sort.py: the two-word sort measured ~136 rounds and ~1.3 kB per row at
-    1e5 rows); outside them,
+    (smpc/protocols/sort.py: the two-word sort measured ~192 rounds and ~870 bytes per row
+    at 1e5 rows); outside them,
     exactly 8 (comparison) + 1 (AND) rounds between the sorts, then 6 (adjacent
     equalities) + 2 (injection) + L1 (forward scan), and in row mode 3 (inverse shuffle)
     + 8 (signs) + 2 (injection) + 2 (cap, flag products) + 1 (opening), in group mode

@@ -217,7 +217,7 @@ def auc_ks(ctx, table, owners, *, score, label, positive=None, negative=None, by
     populations are suppressed. No score, rank or label is opened. The group keys: the
     declared ``groups``, or each bank's own set of keys (to every party).
     Cost: 4 rounds of input (counts, rows, per-population counts; 2 more without declared
-    groups), the secure sort of the n pooled rows (~8 + 3 + 120 rounds; ~1300 bytes per row
+    groups), the secure sort of the n pooled rows (~8 + 3 + 190 rounds; ~870 bytes per row
     and party at n = 1e5), 8 rounds for the tie groups, ceil(log2 n) for the segmented
     scan, 3 for the sums and gaps, ceil(log2 2n) x 11 for the largest gap, then the
     disclosure rules (11 + ceil(log2 L)) and 2 to open. Per row and party, about 1 + 2G

@@ -156,9 +156,9 @@ def multi_lending(ctx, table, owners, *, id, balance, balance_threshold, min_len
     bound computed by ``smpc.buckets.overflow_bound``), and the refusal tells the other
     parties only that it happened.
     Cost: for N customer rows in all (N = 2.2e5 for three banks of 1e5 loans, measured):
-    ~165 rounds (the quicksort's depth varies with the secret shuffle) and ~1.3 kB per row
-    and party (287 MB for party 0). That is 2 rounds to share (2 words per row); the sort
-    (3 + ~110 rounds, ~660 bytes per row); 8 rounds for adjacent equalities and their
+    ~225 rounds (the quicksort's depth varies with the secret shuffle) and ~1.05 kB per row
+    and party (237 MB for party 0, in-process). That is 2 rounds to share (2 words per row);
+    the sort (3 + ~170 rounds, ~435 bytes per row); 8 rounds for adjacent equalities and their
     conversion; ceil(log2 N) rounds of scans (24 bytes per row and round); 18 rounds for the
     thresholds (bit decomposition, two comparisons, OR, bit injection); 1 for the count; 4
     to bring flags back (inverse shuffle, then open). In K > 1 buckets: each bucket session
@@ -407,11 +407,11 @@ def blacklist_hits(ctx, table, owners, *, requester, id, salt=DEFAULT_SALT) -> d
     hashed ids are never opened (the hash is keyed by the consortium's secret join salt,
     which in the party service comes from each bank's own configuration, never from a
     requester).
-    Cost: for N distinct ids in all (N = 3e5: three files of 1e5, measured): 168 rounds and
-    ~1.2 kB per id and party. That is 2 rounds to share (1 word per id); the sort (3 + ~120
-    rounds, ~660 bytes per id); 7 rounds for adjacent equalities and their conversion;
-    ceil(log2 N) rounds of scans (24 bytes per id and round); 4 rounds to return the counts
-    (inverse shuffle, then open to the requester).
+    Cost: for N distinct ids in all (N = 3e5: three files of 1e5, measured in-process):
+    214-217 rounds and ~0.93 kB per id and party. That is 2 rounds to share (1 word per
+    id); the sort (3 + ~175 rounds, ~435 bytes per id); 7 rounds for adjacent equalities
+    and their conversion; ceil(log2 N) rounds of scans (24 bytes per id and round); 4
+    rounds to return the counts (inverse shuffle, then open to the requester).
     Error: none (exact counts).
     """
     rank = ctx.rank

@@ -40,6 +40,11 @@ random pivots per segment took ~1.6-1.7 n log2 n in 13, 16, 21, 23 levels). Meas
 n = 1e5 random keys (3 orders): W = 1, 168 rounds (24 levels of 7) and 430-436 bytes per row
 and party; W = 2, 192 rounds and 866-869 bytes (n = 1e4: 133-140 rounds, ~355 bytes for
 W = 1). Before, with 3 random pivots: 119 and 659, 136 and 1344, 84 and 529.
+The trade is bytes and CPU for rounds: about a third fewer comparisons for about 1.4x the
+levels. On the 2-core benchmark machine, where the joins are CPU- and byte-bound, that is
+the faster side at every size measured; over a 1 Gbit/s link with 20 ms RTT, 1e5 one-word
+keys save ~23 MB per party (~0.2 s) and pay ~49 more rounds (~1 s), while 1e6 two-word keys
+save ~590 MB (~4.7 s) for ~48 rounds (~1 s): the crossover lies between.
 Local work per level: the compared rows' key words are gathered piece by piece straight into
 the circuit's state (``_lt_start``: no full-size operand copies; the level's first AND still
 travels as one message per peer), int32 row indices, and a linear (counting) move of rows
