@@ -219,7 +219,8 @@ def fit_logistic(
     independent of n (``iteration_rounds``); the per-row messages of an iteration are the
     linear predictor, the sigmoid and the weights (n elements each).
     Error: the sigmoid's 3e-10 + 2^-30 per row; coefficients land within about 1e-6 of the
-    exact maximum-likelihood estimate for well-conditioned designs (tests/test_logistic.py)."""
+    exact maximum-likelihood estimate, relative to max(1, |coefficient|), for
+    well-conditioned designs (tests/test_logistic.py)."""
     ctx = x.ctx
     n = _rows(x) if x.shape is not None else int(rows or 0)
     if x.shape is not None and rows is not None and int(rows) != n:
