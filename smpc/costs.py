@@ -123,12 +123,15 @@ def measure_grouping() -> dict[str, tuple[int, list[float]]]:
                                  requester=0, window_days=3, cap=5, min_count=job_min)
         return job, 4 * GROUP_ROWS  # the requester's rows count twice (window start and end)
 
-    def in_window(per_group, min_banks=1):
+    def in_window(per_group, min_banks=1, local=False):
         def job(ctx):
             rows = np.arange(GROUP_ROWS)
-            return distinct_in_window(ctx, [0, 1, 2], keys((rows * 7 + ctx.rank) % 50), keys((rows * 5) % 40),
+            # members_at_one_bank: every bank's member keys its own (the caller's promise)
+            members = keys([f"{ctx.rank}-{v}" for v in (rows * 5) % 40] if local else (rows * 5) % 40)
+            return distinct_in_window(ctx, [0, 1, 2], keys((rows * 7 + ctx.rank) % 50), members,
                                       (rows * 13 + ctx.rank) % 365, (rows * 3 + ctx.rank) % 2, window_days=3,
-                                      min_members=2, cap=5, per_group=per_group, min_banks=min_banks)
+                                      min_members=2, cap=5, per_group=per_group, min_banks=min_banks,
+                                      members_at_one_bank=local)
         return job, 3 * GROUP_ROWS  # bytes per input row (each is 2 to 4 rows of the second sort)
 
     runs = {
@@ -138,6 +141,7 @@ def measure_grouping() -> dict[str, tuple[int, list[float]]]:
         "window counts, threshold": window(2),
         "distinct in window, per row": in_window(False),
         "distinct in window, per group": in_window(True),
+        "distinct in window, per group, members at one bank": in_window(True, local=True),
         "distinct in window, per row, min_banks > 1": in_window(False, 2),
         "distinct in window, per group, min_banks > 1": in_window(True, 2),
     }
@@ -210,7 +214,9 @@ def render() -> str:
         "per row in row mode: 3 n rows per row, 2 n per group, n more with min_banks > 1): its rows leave "
         "out both sorts and 2 rounds of input (4 words and 1 value per row; 5 and 3 with min_banks > 1), "
         "and count bytes per input row "
-        "(`grouping.window_distinct_cost_after_sorts`).",
+        "(`grouping.window_distinct_cost_after_sorts`). With `members_at_one_bank` (every member's rows "
+        "at one bank, as `mule_fan_in` keys them) each bank cuts its members' intervals itself: no "
+        "sort 1 and no comparison and AND after it, 3 words and 1 value per row to share.",
         "",
         "| primitive | rounds | bytes per row p0 / p1 / p2 |",
         "|---|---|---|",

@@ -27,7 +27,8 @@ group with a predicate row dated in [t - window, t], and the flag [that >= min_m
 per row or as "some row of the group is flagged"; results to each row's own bank. Two
 sorts: by (group, member) pair, to turn each member's predicate days into disjoint
 intervals, then by (group, time) over start and end events, plus query events per row (see
-its docstring).
+its docstring); one, the second, where every member's rows are at one bank
+(``members_at_one_bank``: the banks cut the intervals themselves).
 
 Keys and layout. Group and member keys are 64-bit keyed hashes (``smpc.join.hash_ids``).
 The sort key is two words. ``distinct_threshold``: (group, member) where the member word's
@@ -520,6 +521,7 @@ def distinct_in_window(
     cap: int,
     per_group: bool = False,
     recipients: Sequence[int] | None = None,
+    members_at_one_bank: bool = False,
 ) -> GroupResult:
     """Per row r of group g dated t: members(r) = the number of distinct members of g with
     a predicate row dated in [t - window_days, t] (both ends included; a member held by
@@ -539,6 +541,11 @@ def distinct_in_window(
         group, at any bank, is flagged] (a window's counts peak at a predicate row's day),
         ``total`` = the number of groups so flagged.
     Banks are counted only with ``min_banks`` > 1 (it costs one more block of sort 2).
+    ``members_at_one_bank=True`` (every rank passes the same): the caller's promise that
+    every member's rows all come from one bank (e.g. the member key includes the bank's
+    name); each bank then cuts its own members' intervals in the clear and sort 1 is
+    skipped. The compute parties cannot check it: a member held by two banks would count
+    twice, as distinct keys are the caller's duty elsewhere.
 
     Computation. Sort 1 (by pair word, time, row: the pair word is a 64-bit hash of
     (group, member) with its lowest bit set to [not predicate], so a member's predicate
@@ -584,6 +591,18 @@ def distinct_in_window(
     that day, and the last event of a day where both are reached reads that day's exact
     pair.
 
+    Members at one bank (``members_at_one_bank``): each bank cuts its own rows' predicate
+    days per (group, member) into the same intervals in the clear, as it does per group
+    for the banks: weight 1 on the first predicate row of each (group, member, day) with
+    the end time e + 1 = min(next predicate day of that (group, member), s + window_days +
+    1), weight 0 and its own time on every other row (a valid, weightless event). It shares
+    words (group, start time, end time) and the weight (plus the banks' end word and two
+    weights); no pair word, no sort 1 and no comparison or AND: sort 2's end block is the
+    input rows' own ends, -weight at the end time, in input order, and all from sort 2 on
+    is as above. A member that stays at one bank has the same intervals either way (a
+    same-day repeat now weighs 0 instead of an empty interval), so the results are the
+    same.
+
     Keys and the collision bound: group and member keys are 64-bit keyed hashes
     (probability of a collision <= N^2 / 2^65 each, N rows in all) and the pair word has 63
     hash bits (<= N^2 / 2^64): all three below N^2 / 2^63 (3e6 rows: 1e-6). A collision
@@ -603,17 +622,23 @@ def distinct_in_window(
     + 8 (signs) + 2 (injection) + 2 (cap, flag products) + 1 (opening), in group mode
     8 (signs) + 2 + L1 (group totals) + 8 + 2 + 1 (count) + 3 + 1, and 1 more (AND) in
     either with min_banks > 1 (``window_distinct_cost_after_sorts``; stage by stage the most rounds any party takes
-    part in). Bytes outside the sorts, per input row and party, do not depend on the
+    part in). With ``members_at_one_bank``: 3 words and 1 value per row to share (4 and 3
+    with min_banks > 1), no sort 1 and no 8 + 1 rounds between the sorts; the rest as
+    above. Bytes outside the sorts, per input row and party, do not depend on the
     data; the scans (B n rows, 16 bytes per row and round but the last, 24 with two
     weights) dominate, and group mode adds sign tests and totals over all B n rows:
     measured at 3 x 1000 rows 835 / 811 / 811 bytes in row mode and 1218 / 1202 / 1202 in
-    group mode, with min_banks > 1 1591 / 1527 / 1527 and 2286 / 2262 / 2262
-    (docs/costs.md: "distinct in window").
+    group mode, with min_banks > 1 1591 / 1527 / 1527 and 2286 / 2262 / 2262, and with
+    ``members_at_one_bank`` in group mode 1162 / 1146 / 1146 (docs/costs.md: "distinct in window").
     ``tests/test_grouping.py`` checks rounds and bytes against the counters.
     Leakage: every bank's row count (to the compute parties); to each recipient, for each
     of its rows, the flag (row mode: and, when flagged, min(members, cap); group mode: its
     group's flag); to every recipient, the total above. Nothing about other banks' rows,
-    unflagged windows, or which banks or days fill a window.
+    unflagged windows, or which banks or days fill a window. With ``members_at_one_bank``
+    the same or less: the compute parties see sort 2's comparison outcomes only (no sort
+    1, no opened comparison of its rows), every bank still brings one end row per input
+    row (weight 0 where nothing ends, so block sizes say nothing), and the number of words
+    shared per row follows the public flag, not the data.
     Error: exact (counts below 2^31).
     """
     meter = _Meter(ctx)
@@ -640,15 +665,22 @@ def distinct_in_window(
             raise InputError(f"{party}: a date lies outside the range the window arithmetic holds")
         n_mine = len(g)
         time = d + DAY_OFFSET
-        pair = _pair_words(g, m) | (p == 0).astype(np.int64)
-        columns = [g, pair, _window_time_words(time), _window_time_words(time + window_days + 1)]
-        values = p.reshape(-1, 1)
+        if members_at_one_bank:
+            # the bank cuts its own members' intervals in the clear, as it cuts its own for the banks column
+            weight, end_time = _own_intervals([g, m], time, p, window_days)
+            columns = [g, _window_time_words(time), _window_time_words(end_time)]
+            values = weight.reshape(-1, 1)
+        else:
+            pair = _pair_words(g, m) | (p == 0).astype(np.int64)
+            columns = [g, pair, _window_time_words(time), _window_time_words(time + window_days + 1)]
+            values = p.reshape(-1, 1)
         if banks:
             bank_start, bank_end, end_time = _bank_intervals(g, time, p, window_days)
             columns.append(_window_time_words(end_time))
-            values = np.stack([p, bank_start, bank_end], axis=1)
+            values = np.stack([values[:, 0], bank_start, bank_end], axis=1)
         words = np.stack(columns, axis=1)
-    shared, pred, counts = share_rows(ctx, owners, words, values, 5 if banks else 4, 3 if banks else 1)
+    n_words = (3 if members_at_one_bank else 4) + banks
+    shared, pred, counts = share_rows(ctx, owners, words, values, n_words, 3 if banks else 1)
     meter.mark("share")
     if recipients is None:
         recipients = list(owners)
@@ -662,7 +694,14 @@ def distinct_in_window(
                                        torch.zeros((0, width), dtype=torch.int64))
             total = _public_ring64(ctx, torch.zeros(1, dtype=torch.int64))
         else:
-            columns, total = _window_distinct(ctx, shared, pred, n, min_members, min_banks, cap, per_group, meter)
+            if members_at_one_bank:
+                ends = (_words(shared, 0), _words(shared, 2), _column(pred, 0))
+                bank_end = _words(shared, 3) if banks else None
+            else:
+                ends = _member_ends(ctx, shared, pred, n, meter)
+                bank_end = _words(shared, 4) if banks else None
+            columns, total = _window_distinct(ctx, _words(shared, 0), _words(shared, 1 if members_at_one_bank else 2),
+                                              pred, ends, bank_end, n, min_members, min_banks, cap, per_group, meter)
     out, extra = _open_rows(ctx, owners, counts, n_mine, columns, width, total, recipients, "window-distinct-open")
     meter.mark("return")
     result = GroupResult(stages=meter.stages)
@@ -672,24 +711,35 @@ def distinct_in_window(
 
 
 def _bank_intervals(g: np.ndarray, time: np.ndarray, p: np.ndarray, window_days: int):
-    """One bank's own intervals, in the clear: per group, its predicate days s_1 < s_2 < ...
-    cover [s_j, min(s_{j+1} - 1, s_j + window_days)], disjoint, whose union is where the
-    bank has a predicate row in the window. Returns (bank_start, bank_end, end_time) per
-    row: 1, 1 and the interval's end + 1 on the first predicate row of each (group, day),
-    0, 0 and the row's own time (a valid time, weightless) elsewhere."""
-    n = len(g)
-    bank_start = np.zeros(n, dtype=np.int64)
+    """One bank's own intervals per group (``_own_intervals`` keyed by the group): returns
+    (bank_start, bank_end, end_time) per row."""
+    bank_start, end_time = _own_intervals([g], time, p, window_days)
+    return bank_start, bank_start.copy(), end_time
+
+
+def _own_intervals(keys: Sequence[np.ndarray], time: np.ndarray, p: np.ndarray, window_days: int):
+    """One bank's own intervals, in the clear: per key (the group, or (group, member)), its
+    predicate days s_1 < s_2 < ... cover [s_j, min(s_{j+1} - 1, s_j + window_days)],
+    disjoint, whose union is where the key has a predicate row of this bank in the window.
+    Returns (weight, end_time) per row: 1 and the interval's end + 1 on the first predicate
+    row of each (key, day), 0 and the row's own time (a valid time, weightless) elsewhere."""
+    n = len(time)
+    weight = np.zeros(n, dtype=np.int64)
     end_time = time.astype(np.int64).copy()
     rows = np.flatnonzero(p == 1)
-    firsts = rows[~pd.DataFrame({"g": g[rows], "t": time[rows]}).duplicated().to_numpy()]
-    order = firsts[np.lexsort((time[firsts], g[firsts]))]
+    frame = pd.DataFrame({**{f"k{j}": k[rows] for j, k in enumerate(keys)}, "t": time[rows]})
+    firsts = rows[~frame.duplicated().to_numpy()]
+    order = firsts[np.lexsort((time[firsts], *(k[firsts] for k in reversed(keys))))]
     if len(order):
-        same_next = np.append(g[order][1:] == g[order][:-1], False)
+        same_next = np.ones(len(order) - 1, dtype=bool)
+        for k in keys:
+            same_next &= k[order][1:] == k[order][:-1]
+        same_next = np.append(same_next, False)
         following = np.append(time[order][1:], 0)
         ends = time[order] + window_days + 1
         end_time[order] = np.where(same_next, np.minimum(following, ends), ends)
-        bank_start[order] = 1
-    return bank_start, bank_start.copy(), end_time
+        weight[order] = 1
+    return weight, end_time
 
 
 def _words(x: BooleanShares, j: int) -> BooleanShares:
@@ -700,11 +750,10 @@ def _cat_words(parts: Sequence[BooleanShares]) -> BooleanShares:
     return BooleanShares(torch.cat([q.first for q in parts]), torch.cat([q.second for q in parts]))
 
 
-def _window_distinct(ctx, shared: BooleanShares, values: ArithmeticShares, n: int, min_members: int, min_banks: int,
-                     cap: int, per_group: bool, meter: _Meter):
-    banks = min_banks > 1
-    blocks = (2 if per_group else 3) + banks
-    group, pair, start_time = _words(shared, 0), _words(shared, 1), _words(shared, 2)
+def _member_ends(ctx, shared: BooleanShares, values: ArithmeticShares, n: int, meter: _Meter):
+    """Sort 1 and the ends of the members' intervals on secret data (members may span
+    banks): (group, end time + 1, predicate) per row, in the order of sort 1."""
+    pair, start_time = _words(shared, 1), _words(shared, 2)
     pred = _stack([_column(values, 0)])
     index = _public(ctx, tree_order(torch.arange(n, dtype=torch.int64)))
     key1 = BooleanShares(torch.stack([pair.first, start_time.first ^ index.first], dim=1),
@@ -730,15 +779,26 @@ def _window_distinct(ctx, shared: BooleanShares, values: ArithmeticShares, n: in
     del nxt, mine
     end_time = own_end.xor(boolean.and_(ctx, mask, next_time.xor(own_end), "window-distinct-end"))
     meter.mark("ends")
-    # sort 2. Row mode: starts and queries in input order, member ends in the order of sort 1,
-    # then (with min_banks) the banks' own interval ends in input order; at equal (group,
-    # time) events (kind 0) before queries (kind 1), so a query sees every event of its day.
+    return _words(first.items[0], 0), end_time, _column(first.items[1], 0)
+
+
+def _window_distinct(ctx, group: BooleanShares, start_time: BooleanShares, values: ArithmeticShares,
+                     ends: tuple[BooleanShares, BooleanShares, ArithmeticShares], bank_end: BooleanShares | None,
+                     n: int, min_members: int, min_banks: int, cap: int, per_group: bool, meter: _Meter):
+    """Sort 2 and all after it. ``values`` (n, 1 or 3): start weight (+ the banks' start and
+    end weights), input order; ``ends``: (group, end time + 1, weight) of the members'
+    interval ends, one per input row in any order (sort 1's, or input order)."""
+    banks = min_banks > 1
+    blocks = (2 if per_group else 3) + banks
+    end_group, end_time, end_weight = ends
+    # sort 2. Row mode: starts and queries in input order, member ends as given, then (with
+    # min_banks) the banks' own interval ends in input order; at equal (group, time) events
+    # (kind 0) before queries (kind 1), so a query sees every event of its day.
     # Group mode: no queries; starts (kind 1) in input order, so the way back brings each row
     # its own start, and ends (kind 0) before starts at equal (group, time), so that no
     # running sum counts a start before the ends of its time (see the docstring).
-    p_in, p_sorted = _column(values, 0), _column(first.items[1], 0)
-    sorted_group = _words(first.items[0], 0)
-    bank_end = [_words(shared, 4)] if banks else []
+    p_in = _column(values, 0)
+    bank_end = [] if bank_end is None else [bank_end]
     kinds = torch.zeros(blocks * n, dtype=torch.int64)
     kinds[(0 if per_group else n) : (1 if per_group else 2) * n] = 1  # group mode's starts, row mode's queries
     tie = _public(ctx, tree_order((kinds << (WINDOW_TIME_SHIFT - 1)) | torch.arange(blocks * n, dtype=torch.int64)))
@@ -751,14 +811,14 @@ def _window_distinct(ctx, shared: BooleanShares, values: ArithmeticShares, n: in
     query = [] if per_group else [None]  # the query block's weights
     times = [start_time] + ([] if per_group else [start_time]) + [end_time] + bank_end
     words2 = _cat_words(times).xor(tie)
-    groups2 = _cat_words([group] + ([] if per_group else [group]) + [sorted_group] + ([group] if banks else []))
+    groups2 = _cat_words([group] + ([] if per_group else [group]) + [end_group] + ([group] if banks else []))
     key2 = BooleanShares(torch.stack([groups2.first, words2.first], dim=1),
                          torch.stack([groups2.second, words2.second], dim=1))
-    columns = [column([p_in, *query, p_sorted.neg()] + ([None] if banks else []))]
+    columns = [column([p_in, *query, end_weight.neg()] + ([None] if banks else []))]
     if banks:
         columns.append(column([_column(values, 1), *query, None, _column(values, 2).neg()]))
     items2 = _stack(columns)
-    del first, groups2, words2, columns, tie, times
+    del ends, end_group, end_time, end_weight, groups2, words2, columns, tie, times
     rows = [key2, items2]
     del key2, items2
     second = sort_rows_from(ctx, rows)
@@ -818,12 +878,19 @@ def _window_distinct(ctx, shared: BooleanShares, values: ArithmeticShares, n: in
     return own, groups_flagged
 
 
-def window_distinct_cost_after_sorts(n: int, per_group: bool = False, min_banks: int = 1) -> int:
-    """Rounds of ``distinct_in_window`` outside its two sorts, from the end of sort 1 to
-    the opening included, for n >= 1 rows in all, counted as ``cost_after_sort`` counts."""
+def window_distinct_cost_after_sorts(n: int, per_group: bool = False, min_banks: int = 1,
+                                     members_at_one_bank: bool = False) -> int:
+    """Rounds of ``distinct_in_window`` outside its sorts (two, or one with
+    ``members_at_one_bank``), from the end of sort 1 (or the sharing) to the opening
+    included, for n >= 1 rows in all, counted as ``cost_after_sort`` counts.
+
+    >>> window_distinct_cost_after_sorts(1000, per_group=True) - window_distinct_cost_after_sorts(
+    ...     1000, per_group=True, members_at_one_bank=True)
+    9
+    """
     both = 1 if min_banks > 1 else 0
     scans = max(0, ((2 if per_group else 3) * n + both * n - 1).bit_length())
-    ends, grouping = 8 + 1, 6 + 2 + scans
+    ends, grouping = (0 if members_at_one_bank else 8 + 1), 6 + 2 + scans
     if per_group:
         return ends + grouping + 8 + both + 2 + scans + 8 + 2 + 1 + 3 + 1
     return ends + grouping + 3 + 8 + both + 2 + 2 + 1

@@ -213,17 +213,17 @@ def _window_frames(seed: int, window: int) -> list[pd.DataFrame]:
     return [f.reset_index(drop=True) for f in frames]
 
 
-def _run_in_window(frames, window, k, cap, per_group, min_banks=1):
+def _run_in_window(frames, window, k, cap, per_group, min_banks=1, local=False):
     owners = list(range(3, 3 + len(frames)))
 
     def job(ctx):
         if ctx.rank not in owners:
             return distinct_in_window(ctx, owners, None, None, None, window_days=window, min_members=k, cap=cap,
-                                      per_group=per_group, min_banks=min_banks)
+                                      per_group=per_group, min_banks=min_banks, members_at_one_bank=local)
         f = frames[owners.index(ctx.rank)]
         return distinct_in_window(ctx, owners, _keys(f["g"]), _keys(f["m"]), f["d"].to_numpy(), f["p"].to_numpy(),
                                   window_days=window, min_members=k, cap=cap, per_group=per_group,
-                                  min_banks=min_banks)
+                                  min_banks=min_banks, members_at_one_bank=local)
 
     results = smpc.simulate(job, ring=64, input_parties=len(frames))
     return [results[o] for o in owners], [results[r] for r in range(3)]
@@ -270,9 +270,10 @@ def test_distinct_in_window_counts_banks_within_the_window():
     assert got[0].total == 3
 
 
-def _ties_frames() -> list[pd.DataFrame]:
+def _ties_frames(local: bool = False) -> list[pd.DataFrame]:
     """Windows of 3 days that touch without overlapping, and a peak on a day of several starts
-    and ends, at three banks."""
+    and ends, at three banks; ``local``: without bank 2's repeat of d and with member keys
+    prefixed by their bank (no member spans banks; the same groups flagged)."""
     rows = [  # (bank, group, member, day, predicate)
         # group 1: a's window [10, 13] ends the day before b's starts: never two at once
         (0, 1, "a", 10, 1), (1, 1, "b", 14, 1),
@@ -289,19 +290,24 @@ def _ties_frames() -> list[pd.DataFrame]:
         (0, 5, "d", 34, 1), (0, 5, "d", 34, 1), (2, 5, "d", 34, 1), (0, 5, "e", 34, 1), (1, 5, "f", 34, 1),
         (2, 5, "g", 34, 0),
     ]
+    if local:
+        rows.remove((2, 5, "d", 34, 1))
     frame = pd.DataFrame(rows, columns=["b", "g", "m", "d", "p"])
-    return [frame[frame["b"] == b].drop(columns="b").reset_index(drop=True) for b in range(3)]
+    frames = [frame[frame["b"] == b].drop(columns="b").reset_index(drop=True) for b in range(3)]
+    return _at_one_bank(frames) if local else frames
 
 
 @pytest.mark.parametrize("k, min_banks, flagged", [
     (2, 1, {3, 2, 5}), (3, 1, {5}), (5, 1, {5}), (6, 1, set()), (2, 2, {3, 5}), (5, 3, {5}), (3, 3, {5}),
     (4, 2, {5}), (6, 3, set())])
-def test_distinct_in_window_ends_leave_before_starts_arrive_on_one_day(k, min_banks, flagged):
+@pytest.mark.parametrize("local", [False, True])
+def test_distinct_in_window_ends_leave_before_starts_arrive_on_one_day(k, min_banks, flagged, local):
     """A window that ends the day before another starts never meets it: a group's count at a
-    start must not include members (or banks) whose windows ended that day, in either mode."""
-    frames = _ties_frames()
+    start must not include members (or banks) whose windows ended that day, in either mode,
+    with members cut on shares or (``members_at_one_bank``) by their bank."""
+    frames = _ties_frames(local)
     for per_group in (True, False):
-        got, _ = _run_in_window(frames, 3, k, 100, per_group, min_banks)
+        got, _ = _run_in_window(frames, 3, k, 100, per_group, min_banks, local=local)
         expect, total = _in_window_expected(frames, 3, k, 100, per_group, min_banks)
         for result, rows in zip(got, expect, strict=True):
             assert result.rows.tolist() == rows.tolist()
@@ -310,6 +316,53 @@ def test_distinct_in_window_ends_leave_before_starts_arrive_on_one_day(k, min_ba
             assert {g for f, r in zip(frames, got, strict=True) for g, x in zip(f["g"], r.rows[:, 0], strict=True)
                     if x == 1} == flagged
             assert total == len(flagged)
+
+
+def _at_one_bank(frames: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """The same rows with every member key prefixed by its bank: no member spans banks."""
+    return [f.assign(m=[f"{b}:{m}" for m in f["m"]]) for b, f in enumerate(frames)]
+
+
+def _local_frames(seed: int, window: int) -> list[pd.DataFrame]:
+    frames = _at_one_bank(_window_frames(seed, window))
+    # group 9 at bank 0: q's predicate days 10, 12 (twice) and 12 + window + 1 cut its intervals
+    # at its next day; r repeats day 10 + window; q's day-11 row has no predicate; bank 1's s
+    # exactly window days after q's second day
+    extra = pd.DataFrame({"g": [9, 9, 9, 9, 9, 9, 9], "m": ["q", "q", "q", "q", "r", "r", "q"],
+                          "d": [10, 12, 12, 13 + window, 10 + window, 10 + window, 11], "p": [1, 1, 1, 1, 1, 1, 0]})
+    frames[0] = pd.concat([frames[0], extra.assign(m="0:" + extra["m"])], ignore_index=True)
+    frames[1] = pd.concat([frames[1], pd.DataFrame({"g": [9], "m": ["1:s"], "d": [12 + window], "p": [1]})],
+                          ignore_index=True)
+    return frames
+
+
+@pytest.mark.parametrize("per_group", [False, True])
+@pytest.mark.parametrize("window, k, cap, min_banks", [(0, 1, 5, 1), (3, 2, 2, 2), (4, 2, 3, 3), (2, 3, 100, 1)])
+def test_distinct_in_window_members_at_one_bank_equals_pandas_and_the_two_sort_mode(window, k, cap, min_banks,
+                                                                                      per_group):
+    frames = _local_frames(window * 5 + k, window)
+    expect, total = _in_window_expected(frames, window, k, cap, per_group, min_banks)
+    assert 0 < total
+    local, compute = _run_in_window(frames, window, k, cap, per_group, min_banks, local=True)
+    spanning, compute_two = _run_in_window(frames, window, k, cap, per_group, min_banks)
+    for one, two, rows in zip(local, spanning, expect, strict=True):
+        assert one.rows.tolist() == two.rows.tolist() == rows.tolist()
+        assert one.total == two.total == total
+    # one sort and no ends stage against two sorts and the ends between them
+    assert all("ends" not in r.stages and "ends" in s.stages for r, s in zip(compute, compute_two, strict=True))
+    assert local[4].rows.shape == (0, 1 if per_group else 2)  # the empty bank
+    assert all(r.rows is None and r.total is None for r in compute)
+
+
+def test_distinct_in_window_members_at_one_bank_cuts_intervals_at_the_next_day():
+    window = 4
+    got, _ = _run_in_window(_local_frames(3, window), window, 1, 100, False, local=True)
+    # group 9: q's intervals [10, 11], [12, 16], [17, 21]; r's [14, 18]; s's [16, 20]. q at 10
+    # and 12 (twice): q alone; q at 17: q, r, s (q's 12 is window + 1 days before: already
+    # counted as q); r at 14 (twice): q (exactly window days before) and r; q's day-11 row (no
+    # predicate): q; s at 16: q (12, window days before), r and s
+    assert got[0].rows[-7:, 1].tolist() == [1, 1, 1, 3, 2, 2, 1]
+    assert got[1].rows[-1:, 1].tolist() == [3]
 
 
 def test_distinct_in_window_refuses_bad_parameters():
@@ -326,25 +379,32 @@ def test_distinct_in_window_refuses_bad_parameters():
         smpc.simulate(lambda ctx: job(ctx, window_days=-1), ring=64)
 
 
-@pytest.mark.parametrize("per_group, min_banks, bytes_per_row", [
-    (False, 1, (764.09333, 740.09333, 740.09333)), (True, 1, (1116.7, 1100.7, 1100.7)),
-    (False, 2, (1468.15333, 1404.15333, 1404.15333)), (True, 2, (2080.44667, 2056.44667, 2056.44667))])
-def test_distinct_in_window_costs_exactly_what_it_states_after_the_sorts(per_group, min_banks, bytes_per_row):
+@pytest.mark.parametrize("per_group, min_banks, local, bytes_per_row", [
+    (False, 1, False, (764.09333, 740.09333, 740.09333)), (True, 1, False, (1116.7, 1100.7, 1100.7)),
+    (False, 2, False, (1468.15333, 1404.15333, 1404.15333)), (True, 2, False, (2080.44667, 2056.44667, 2056.44667)),
+    (False, 1, True, (707.83333, 683.83333, 683.83333)), (True, 1, True, (1060.44, 1044.44, 1044.44)),
+    (False, 2, True, (1411.89333, 1347.89333, 1347.89333)), (True, 2, True, (2024.18667, 2000.18667, 2000.18667))])
+def test_distinct_in_window_costs_exactly_what_it_states_after_the_sorts(per_group, min_banks, local, bytes_per_row):
     per_bank = 400
     sent = []
     for seed in (1, 2):  # the costs outside the sorts do not depend on the data
 
         def job(ctx, seed=seed):
             rng = np.random.default_rng(seed * 7 + ctx.rank)
+            # with members_at_one_bank, member keys of one bank only (bank-local data)
             return distinct_in_window(ctx, [0, 1, 2], _keys(rng.integers(0, 30, per_bank)),
-                                      _keys(rng.integers(0, 20, per_bank)), rng.integers(0, 60, per_bank),
-                                      rng.integers(0, 2, per_bank), window_days=5, min_members=2, cap=5,
-                                      per_group=per_group, min_banks=min_banks)
+                                      _keys(rng.integers(0, 20, per_bank) + (100 * ctx.rank if local else 0)),
+                                      rng.integers(0, 60, per_bank), rng.integers(0, 2, per_bank), window_days=5,
+                                      min_members=2, cap=5, per_group=per_group, min_banks=min_banks,
+                                      members_at_one_bank=local)
 
         results = smpc.simulate(job, ring=64)
         rounds, by_party = _stage_costs(results)
-        assert rounds == window_distinct_cost_after_sorts(3 * per_bank, per_group, min_banks)
-        width = 8 if min_banks > 1 else 5  # words and values per row
+        assert rounds == window_distinct_cost_after_sorts(3 * per_bank, per_group, min_banks, local)
+        assert ("ends" in results[0].stages) != local
+        # words and values per row: group, pair, start, start + window + 1 (own end with
+        # members_at_one_bank: no pair), predicate; the banks' end word and two weights
+        width = (4 if local else 5) + (3 if min_banks > 1 else 0)
         assert all(r.stages["share"] == (2, 16 + 2 * width * 8 * per_bank) for r in results)
         sent.append(by_party)
     assert sent[0] == sent[1]
