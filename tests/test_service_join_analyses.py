@@ -73,8 +73,9 @@ def tls(cluster, identity):
 
 def fetch(cluster, party, identity, job_id):
     """What ``identity`` receives of a job's result from ``party``'s job service."""
+    # the submitter's wait ends when its own party is done; another party may still be finishing
     with cluster.client(party, identity) as client:
-        return client.result(job_id)
+        return client.wait(job_id)
 
 
 def cli_json(capsys, args):

@@ -76,10 +76,11 @@ def actor(cluster, bank: str, worker: int) -> dict:
 
 
 def merged_result(cluster, job_id: str) -> dict:
+    # the submitter's wait ends when its own party is done; another party may still be finishing
     parts = []
     for bank in BANKS:
         with cluster.client(bank, bank) as client:
-            parts.append(client.result(job_id))
+            parts.append(client.wait(job_id))
     return merge_bank_results(parts)
 
 

@@ -97,10 +97,11 @@ def worker_pid(cluster, bank: str, worker: int) -> int:
 
 
 def each_banks_part(cluster, job_id: str) -> dict:
+    # the submitter's wait ends when its own party is done; another party may still be finishing
     received = {}
     for bank in BANKS:  # each bank fetches its own part from its own party
         with cluster.client(bank, bank) as client:
-            received[bank] = client.result(job_id)
+            received[bank] = client.wait(job_id)
     return received
 
 
