@@ -237,11 +237,11 @@ def shared_attribute_links(ctx, table, owners, *, attribute, id, min_ids, min_ba
     unflagged groups. Repeated runs with other thresholds add up (min_ids = 2 tells a bank
     which of its values another id uses): a policy should limit them.
     Cost: ``distinct_threshold`` over N distinct (attribute, id) pairs in all: 1 round to
-    agree on column types, 2 to share (3 words per pair), the two-word sort (~145 rounds,
-    ~1.45 kB per pair at N = 3e5), then exactly 7 + 1 + 2 + ceil(log2 N) + 8 (+1 with
+    agree on column types, 2 to share (3 words per pair), the two-word sort (~195 rounds,
+    ~0.9 kB per pair at N = 1e5, smpc/protocols/sort.py), then exactly 7 + 1 + 2 + ceil(log2 N) + 8 (+1 with
     min_banks > 1) + 2 + 2 + 4 rounds and 0.4 to 0.64 kB per pair (docs/costs.md:
     "group-by distinct threshold"). Measured over gRPC at 3 banks x 1e5 applications
-    (benchmarks/fraud_rings_grpc.py, min_banks = 2): 194 rounds, 641 MB sent by party 0.
+    (benchmarks/fraud_rings_grpc.py, min_banks = 2): 258 rounds, 503 MB sent by party 0.
     Error: none (exact counts; hash collisions, probability <= N^2 / 2^(64 - bank bits),
     would merge two values or ids).
     """
@@ -354,7 +354,7 @@ def velocity(ctx, table, owners, *, requester, id, time, window_days, min_applic
     1 round to agree on id types, 2 to share, the two-word sort (varies with the secret
     order), then exactly 6 + 2 + ceil(log2(2q + d)) + 3 + 8 + 2 + 1 (+1 for the cap)
     rounds and ~0.21 kB per sorted row (docs/costs.md: "window counts"). Measured over
-    gRPC at 3 banks x 1e5 applications (4e5 sorted rows): 190 rounds, 748 MB sent by
+    gRPC at 3 banks x 1e5 applications (4e5 sorted rows): 262 rounds, 545 MB sent by
     party 0.
     Error: none (exact counts).
     """
@@ -561,8 +561,9 @@ def mule_fan_in(ctx, table, owners, *, receiver, receiver_bank, sender, victim, 
     Cost: without a window, ``distinct_threshold`` over N rows (transfer pairs and asking
     rows): 1 round to agree on id types, 2 to share (3 words per row), the two-word
     sort, then exactly 7 + 1 + 2 + ceil(log2 N) + 8 + 2 + 2 + 4 rounds and ~0.43 kB per
-    row. Measured over gRPC at 3 banks x 1e5 transfers (about 5e5 rows with the banks' own
-    accounts): 202 rounds, 1.2 GB sent by party 0. With a window, ``distinct_in_window``
+    row. Measured over gRPC at 3 banks x 1e5 transfers (4.9e5 rows with the banks' asking
+    rows): 265 rounds, 809 MB sent by party 0; with window_days 2, 300 rounds and 1.92 GB.
+    With a window, ``distinct_in_window``
     (per group, ``members_at_one_bank``: a member is one bank's sender, so each bank cuts
     its senders' day intervals itself and there is no first sort) over N rows (transfer
     triples and asking rows): 1 round to agree on id types, 2 to share (3 words and 1
