@@ -602,15 +602,28 @@ def aggregate_by_id(ids: Sequence[str], values: np.ndarray | None = None,
     """A bank's rows merged per id, in the clear before sharing: (distinct ids in first-seen
     order, per-id column sums of ``values`` (``dtype``, int64 by default) or None). Used by
     unique-mode joins."""
-    inverse, uniques = pd.factorize(np.asarray(list(ids), dtype=object), sort=False)
-    distinct = [str(u) for u in uniques]
+    distinct, inverse = factorize_ids(ids)
     if values is None:
         return distinct, None
+    return distinct, sums_by_code(inverse, len(distinct), values, dtype)
+
+
+def factorize_ids(ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """(distinct ids in first-seen order, every row's index into them): the grouping step of
+    ``aggregate_by_id``, for callers that sum more than one column over the same ids."""
+    inverse, uniques = pd.factorize(np.asarray(ids, dtype=object), sort=False)
+    return uniques.tolist(), inverse
+
+
+def sums_by_code(inverse: np.ndarray, groups: int, values: np.ndarray, dtype=np.int64) -> np.ndarray:
+    """Per-group column sums (groups, k) of ``values`` (one row per entry of ``inverse``),
+    exact in int64 (wrapping modulo 2^64, as ``np.add`` does)."""
     values = np.asarray(values, dtype=dtype)
-    values = values.reshape(len(ids), values.size // len(ids) if len(ids) else max(1, values.shape[-1]))
-    sums = np.zeros((len(distinct), values.shape[1]), dtype=dtype)
+    n = len(inverse)
+    values = values.reshape(n, values.size // n if n else max(1, values.shape[-1]))
+    sums = np.zeros((groups, values.shape[1]), dtype=dtype)
     np.add.at(sums, inverse, values)
-    return distinct, sums
+    return sums
 
 
 __all__ = [
@@ -621,12 +634,14 @@ __all__ = [
     "bank_bits",
     "bank_field_mask",
     "check_total_bound",
+    "factorize_ids",
     "hash_ids",
     "normalise_id",
     "normalise_ids",
     "private_join",
     "salt_key",
     "share_rows",
+    "sums_by_code",
     "table_ids",
     "tie_breakers",
     "unique_keys",

@@ -21,7 +21,7 @@ from smpc.analyses.registry import Param, register, report_progress
 from smpc.buckets import BankBuckets, BucketedAnalysis, open_shared, split_rows, sum_shares
 from smpc.errors import InputError, RangeError
 from smpc.fixedpoint import MAX_DECIMALS
-from smpc.join import DEFAULT_SALT, aggregate_by_id, hash_ids, private_join, table_ids
+from smpc.join import DEFAULT_SALT, aggregate_by_id, factorize_ids, hash_ids, private_join, sums_by_code, table_ids
 
 
 # ----- shared helpers ----------------------------------------------------------------------
@@ -231,13 +231,14 @@ def _customer_balances(table, party: str, id_column: str, balance: str, decimals
     a bank's loans merged per customer in the clear, before anything is shared."""
     ids = table_ids(table, party, id_column)
     units = amount_units(table, party, balance, decimals, bound)
-    distinct, sums = aggregate_by_id(ids, units)
+    distinct, inverse = factorize_ids(ids)
+    sums = sums_by_code(inverse, len(distinct), units)
     limit = round(bound * 10**decimals)
     wrapped = False
     if len(ids) * limit >= 2**63:
         # the int64 sums may have wrapped (2049 loans of 9e15 units make -5.7e15): the same sums
         # in float64 (units < 2^53 are exact; relative error ~ rows x 2^-53) decide
-        _, approx = aggregate_by_id(ids, units.astype(np.float64), dtype=np.float64)
+        approx = sums_by_code(inverse, len(distinct), units, np.float64)
         wrapped = float(np.abs(approx).max()) > limit * (1 + 1e-9) + 1
     if sums.size and (wrapped or int(np.abs(sums).max()) > limit):
         raise RangeError(
