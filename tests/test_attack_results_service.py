@@ -5,10 +5,8 @@ under a bound it exceeds is refused at every recipient instead of arriving wrapp
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from service_harness import BANKS, COLUMNS, LOAN_PARAMS, Cluster, wait_for
+from service_harness import BANKS, COLUMNS, LOAN_PARAMS, Cluster
 
 from smpc import analyses
 from smpc.v1.jobs_pb2 import JOB_STATE_SUCCEEDED
@@ -36,10 +34,12 @@ def cluster(tmp_path_factory):
 
 def _finished(cluster, bank, job_id):
     job_id = f"bank_a/{job_id}"  # every job here is bank_a's: the service namespaces ids by requester
-    # the requester's run ends when its own party is done; another party may still be finishing
-    return wait_for(lambda: next((r for r in cluster.audit(bank)
-                                  if r.get("job_id") == job_id and r["event"] == "job_finished"), None),
-                    what=f"{job_id} finished at {bank}", poll=lambda: time.sleep(0.05))
+    # the requester's run ends when its own party is done; another party may still be finishing:
+    # its event stream ends with the job's final state, after its job_finished record
+    with cluster.client(bank, identity="bank_a") as client:
+        for _ in client.events(job_id, timeout=120):
+            pass
+    return next(r for r in cluster.audit(bank) if r.get("job_id") == job_id and r["event"] == "job_finished")
 
 
 def test_a_header_only_bank_makes_every_statistic_release_nothing_but_suppression(cluster):

@@ -85,7 +85,7 @@ def test_velocity_answers_its_authenticated_requester_only(cluster):
         assert info.value.rule == "params.requester"
     for bank in ("bank_b", "bank_c"):
         with cluster.client(bank, identity=bank) as client, pytest.raises(SmpcError):
-            client.result("bank_a/burst")
+            client.wait("bank_a/burst")
 
 
 def test_mule_fan_in_each_bank_receives_its_own_accounts(cluster):

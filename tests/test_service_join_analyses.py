@@ -189,7 +189,7 @@ def test_blacklist_hits_reach_the_requester_only(cluster, capsys):
         "Q-HIT0": 0, "Q-HIT1": 1, "Q-HIT2": 2, "Q-DUP": 1, "Q-NONE": 0}
     assert "Q-ELSE" not in hits["hits"] and sum(v > 0 for v in hits["hits"].values()) >= 5
     with cluster.client("bank_c", identity="bank_a") as client:  # bank_c never held the hits
-        assert client.result("bank_a/bl-cli") == {}
+        assert client.wait("bank_a/bl-cli") == {}
     for bank in ("bank_b", "bank_c"):  # not recipients: refused by every party, their own included
         for party in BANKS:
             with pytest.raises(SmpcError, match=NOT_YOURS):
