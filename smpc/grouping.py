@@ -65,6 +65,7 @@ from smpc.protocols.segmented import (
     bits_to_arithmetic,
     group_totals,
     mul,
+    segmented_any,
     segmented_scans,
 )
 from smpc.protocols.sort import PackedBits, less_than_words, pack_bits, sort_rows_from, tree_order
@@ -574,8 +575,8 @@ def distinct_in_window(
     T's last event, exactly count(T). So [some row's sum >= min_members] is exactly [some
     day's window reaches min_members] (with starts first, a start's sum would still count
     the members whose intervals end on its day: too many). In sorted order [sum >=
-    min_members], injected, group totals, [total >= 1], injected, the count of flagged
-    groups at group starts (one product), then back to input order through the start
+    min_members], its group's OR (``segmented_any``: a scan of one bit per row, packed),
+    injected, the count of flagged groups at group starts (one product), then back to input order through the start
     rows (laid in input order) and opened. The end block holds one row per input row
     whatever the predicate, so block sizes say nothing.
     Banks (min_banks > 1): each bank knows all its own rows, so it cuts its own predicate
@@ -620,16 +621,16 @@ def distinct_in_window(
     exactly 8 (comparison) + 1 (AND) rounds between the sorts, then 6 (adjacent
     equalities) + 2 (injection) + L1 (forward scan), and in row mode 3 (inverse shuffle)
     + 8 (signs) + 2 (injection) + 2 (cap, flag products) + 1 (opening), in group mode
-    8 (signs) + 2 + L1 (group totals) + 8 + 2 + 1 (count) + 3 + 1, and 1 more (AND) in
+    8 (signs) + L1 + 2 (the group OR) + 2 (injection) + 1 (count) + 3 + 1, and 1 more (AND) in
     either with min_banks > 1 (``window_distinct_cost_after_sorts``; stage by stage the most rounds any party takes
     part in). With ``members_at_one_bank``: 3 words and 1 value per row to share (4 and 3
     with min_banks > 1), no sort 1 and no 8 + 1 rounds between the sorts; the rest as
     above. Bytes outside the sorts, per input row and party, do not depend on the
     data; the scans (B n rows, 16 bytes per row and round but the last, 24 with two
-    weights) dominate, and group mode adds sign tests and totals over all B n rows:
-    measured at 3 x 1000 rows 835 / 811 / 811 bytes in row mode and 1218 / 1202 / 1202 in
-    group mode, with min_banks > 1 1591 / 1527 / 1527 and 2286 / 2262 / 2262, and with
-    ``members_at_one_bank`` in group mode 1162 / 1146 / 1146 (docs/costs.md: "distinct in window").
+    weights) dominate, and group mode adds a sign test over all B n rows:
+    measured at 3 x 1000 rows 835 / 811 / 811 bytes in row mode and 598 / 582 / 582 in
+    group mode, with min_banks > 1 1591 / 1527 / 1527 and 1313 / 1289 / 1289, and with
+    ``members_at_one_bank`` in group mode 543 / 527 / 527 (docs/costs.md: "distinct in window").
     ``tests/test_grouping.py`` checks rounds and bytes against the counters.
     Leakage: every bank's row count (to the compute parties); to each recipient, for each
     of its rows, the flag (row mode: and, when flagged, min(members, cap); group mode: its
@@ -862,12 +863,11 @@ def _window_distinct(ctx, group: BooleanShares, start_time: BooleanShares, value
     reach = _not(ctx, signs[0])
     if banks:
         reach = boolean.and_(ctx, reach, _not(ctx, signs[1]), "window-distinct-both")
-    (hit,) = _inject(ctx, [reach])
     meter.mark("thresholds")
-    hits = group_totals(ctx, _stack([hit]), cont, "window-distinct-totals")
-    meter.mark("group-totals")
-    (none,) = _signs(ctx, [_plus_public(ctx, _column(hits, 0), -1)], "window-distinct-any")
-    (flag,) = _inject(ctx, [_not(ctx, none)])
+    # the group's flag is the OR of its rows' bits: a boolean scan, a bit per row on the wire
+    reached = segmented_any(ctx, reach, same_group.unpack(), "window-distinct-any")
+    meter.mark("group-any")
+    (flag,) = _inject(ctx, [reached])
     meter.mark("group-flags")
     start = _plus_public(ctx, cont.neg(), 1)
     groups_flagged = mul(ctx, start, flag, "window-distinct-groups").sum().reshape((1,))
@@ -892,7 +892,7 @@ def window_distinct_cost_after_sorts(n: int, per_group: bool = False, min_banks:
     scans = max(0, ((2 if per_group else 3) * n + both * n - 1).bit_length())
     ends, grouping = (0 if members_at_one_bank else 8 + 1), 6 + 2 + scans
     if per_group:
-        return ends + grouping + 8 + both + 2 + scans + 8 + 2 + 1 + 3 + 1
+        return ends + grouping + 8 + both + scans + 2 + 2 + 1 + 3 + 1
     return ends + grouping + 3 + 8 + both + 2 + 2 + 1
 
 

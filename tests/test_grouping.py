@@ -380,10 +380,10 @@ def test_distinct_in_window_refuses_bad_parameters():
 
 
 @pytest.mark.parametrize("per_group, min_banks, local, bytes_per_row", [
-    (False, 1, False, (764.09333, 740.09333, 740.09333)), (True, 1, False, (1116.7, 1100.7, 1100.7)),
-    (False, 2, False, (1468.15333, 1404.15333, 1404.15333)), (True, 2, False, (2080.44667, 2056.44667, 2056.44667)),
-    (False, 1, True, (707.83333, 683.83333, 683.83333)), (True, 1, True, (1060.44, 1044.44, 1044.44)),
-    (False, 2, True, (1411.89333, 1347.89333, 1347.89333)), (True, 2, True, (2024.18667, 2000.18667, 2000.18667))])
+    (False, 1, False, (764.09333, 740.09333, 740.09333)), (True, 1, False, (557.86, 541.86, 541.86)),
+    (False, 2, False, (1468.15333, 1404.15333, 1404.15333)), (True, 2, False, (1207.74667, 1183.74667, 1183.74667)),
+    (False, 1, True, (707.83333, 683.83333, 683.83333)), (True, 1, True, (501.6, 485.6, 485.6)),
+    (False, 2, True, (1411.89333, 1347.89333, 1347.89333)), (True, 2, True, (1151.48667, 1127.48667, 1127.48667))])
 def test_distinct_in_window_costs_exactly_what_it_states_after_the_sorts(per_group, min_banks, local, bytes_per_row):
     per_bank = 400
     sent = []

@@ -21,6 +21,7 @@ from smpc.protocols.segmented import (
     bits_to_arithmetic,
     group_counts,
     group_totals,
+    segmented_any,
     segmented_scans,
 )
 from smpc.protocols.shuffle import Shuffle, shuffle, unshuffle
@@ -520,6 +521,34 @@ def test_segmented_scans_and_adjacent_equality_match_pandas(ring):
     # per level 2k + 1 = 5 ring elements per row (4 in the last), fewer rows as d grows
     per_element = ring.element_bytes
     assert stats["bytes_sent"] <= 5 * n * levels * per_element
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 64, 65, 777])
+def test_segmented_any_is_every_rows_group_or_at_its_stated_cost(n):
+    g = np.random.default_rng(n)
+    cont = (g.random(n) < 0.85).astype(np.int64)
+    cont[0] = 0
+    cont[n // 2 :: 7] = 1  # long groups too, over many steps of the scan
+    group = np.cumsum(1 - cont)
+    hits = (g.random(n) < 0.03).astype(np.int64)
+    hits[-1] = n > 2  # the last group has a hit at its end, other groups none
+    noise = g.integers(0, 2**62, n) << 1  # bits above bit 0 are not part of the input
+
+    def job(ctx):
+        h, c = share_words(ctx, torch.from_numpy(hits | noise)), share_words(ctx, torch.from_numpy(cont))
+        ctx.reset_comm_stats()
+        out = segmented_any(ctx, h, c)
+        stats = ctx.comm_stats()
+        return open_words(ctx, out).tolist(), stats
+
+    got, stats = smpc.simulate(job, ring=64)[0]
+    want = pd.Series(hits).groupby(group).transform("max").tolist()
+    assert got == want
+    assert n < 64 or 0 < sum(want) < n  # both answers occur
+    levels = math.ceil(math.log2(n)) if n > 1 else 0
+    assert stats["rounds"] == levels + 2
+    words = -(-n // 64)
+    assert stats["bytes_sent"] == 8 * words * (4 * levels + 1 if levels else 3)
 
 
 def test_adjacent_equal_on_a_single_row_is_false():

@@ -568,12 +568,12 @@ def mule_fan_in(ctx, table, owners, *, receiver, receiver_bank, sender, victim, 
     its senders' day intervals itself and there is no first sort) over N rows (transfer
     triples and asking rows): 1 round to agree on id types, 2 to share (3 words and 1
     value per row), one two-word sort of 2 N rows (a start and an end event per row), and
-    outside it exactly 6 + 2 + 2 ceil(log2 2N) + 8 + 2 + 8 + 2 + 1 + 3 + 1 rounds and
-    ~1.16 kB per row (docs/costs.md: "distinct in window, per group, members at one
+    outside it exactly 6 + 2 + 2 ceil(log2 2N) + 8 + 2 + 2 + 1 + 3 + 1 rounds and
+    ~0.54 kB per row (docs/costs.md: "distinct in window, per group, members at one
     bank"). Measured in-process at 3 banks x 1e4 transfers (``synthetic_transfers(3,
-    10000, seed=0)``, N = 49 042, window_days 2, one run): 270 rounds and 164 MB sent by
-    party 0 (3.3 kB per row, the sort included), against 466 rounds and 211 MB with the
-    first sort.
+    10000, seed=0)``, N = 49 042, window_days 2, one run): 255 rounds and 124 MB sent by
+    party 0 (2.5 kB per row, the sort included); 270 rounds and 164 MB when the group's
+    flag took ring64 totals and a sign test, 466 rounds and 211 MB with a first sort too.
     Error: none (exact counts; hash collisions, probability <= N^2 / 2^63, would merge
     accounts or senders).
     """

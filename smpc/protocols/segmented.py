@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from smpc.protocols import boolean
@@ -238,6 +239,79 @@ def group_totals(
     return prefix.add(suffix).sub(values)
 
 
+def segmented_any(ctx: Context, hits: BooleanShares, cont: BooleanShares, step: str = "segment-any") -> BooleanShares:
+    """Every row's group OR of the secret bits ``hits`` (shape (n,), bit 0; other bits
+    ignored) over sorted rows, groups given by the secret bits ``cont`` (bit 0: row i is in
+    the group of row i-1; cont[0] must be 0): "some row of my group has a hit".
+
+    The Hillis-Steele scan of ``segmented_scans`` with OR for +, kept at one AND per
+    update: besides H_i (a hit among the rows its window covers) each direction carries
+    K_i = not H_i and C_i (no hit yet, and the window lies inside the group), and a step of
+    distance d does H_i <- H_i xor (K_i and H_{i-d}), K_i <- K_i and K_{i-d} (backward:
+    i+d); the OR of the two directions ends it. All bits travel packed, 64 to a word.
+    Cost: ceil(log2 n) + 2 rounds; per party, (4 ceil(log2 n) + 1) words of 64 bits per 64
+    rows (3 for n = 1). Error: exact. Leakage: none.
+    """
+    n = hits.shape[0]
+    if n == 0:
+        return BooleanShares(hits.first & 1, hits.second & 1)
+
+    def bits(x: BooleanShares) -> BooleanShares:
+        return BooleanShares((x.first & 1).to(torch.uint8), (x.second & 1).to(torch.uint8))
+
+    def down(x: BooleanShares, d: int) -> BooleanShares:  # row i gets row i - d's bit, 0 before the first
+        return _map_bits(x, lambda t: torch.cat([torch.zeros(d, dtype=t.dtype), t[: n - d]]))
+
+    def up(x: BooleanShares, d: int) -> BooleanShares:  # row i gets row i + d's bit, 0 after the last
+        return _map_bits(x, lambda t: torch.cat([t[d:], torch.zeros(d, dtype=t.dtype)]))
+
+    h, c = bits(hits), bits(cont)
+    none = h.xor_public(ctx.rank, 1)
+    k_fwd, k_bwd = _and_bits(ctx, [(none, c), (none, up(c, 1))], f"{step}-start")
+    h_fwd, h_bwd = h, h
+    d = 1
+    level = 0
+    while d < n:
+        pairs = [(k_fwd, down(h_fwd, d)), (k_bwd, up(h_bwd, d))]
+        last = 2 * d >= n
+        if not last:
+            pairs += [(k_fwd, down(k_fwd, d)), (k_bwd, up(k_bwd, d))]
+        got = _and_bits(ctx, pairs, f"{step}{level}")
+        h_fwd, h_bwd = h_fwd.xor(got[0]), h_bwd.xor(got[1])
+        if not last:
+            k_fwd, k_bwd = got[2], got[3]
+        d *= 2
+        level += 1
+    (neither,) = _and_bits(ctx, [(h_fwd.xor_public(ctx.rank, 1), h_bwd.xor_public(ctx.rank, 1))], f"{step}-or")
+    either = neither.xor_public(ctx.rank, 1)
+    return BooleanShares(either.first.to(torch.int64), either.second.to(torch.int64))
+
+
+def _map_bits(x: BooleanShares, fn) -> BooleanShares:
+    return BooleanShares(fn(x.first), fn(x.second))
+
+
+def _pack(bits: torch.Tensor) -> torch.Tensor:
+    """0/1 bytes (n,) as int64 words, 64 bits to a word; any fixed layout serves, since
+    AND and XOR act bit by bit."""
+    packed = np.packbits(bits.numpy(), bitorder="little")
+    words = np.zeros(-(-packed.size // 8) * 8, dtype=np.uint8)
+    words[: packed.size] = packed
+    return torch.from_numpy(words.view(np.int64))
+
+
+def _unpack(words: torch.Tensor, n: int) -> torch.Tensor:
+    return torch.from_numpy(np.unpackbits(words.numpy().view(np.uint8), count=n, bitorder="little"))
+
+
+def _and_bits(ctx: Context, pairs: list[tuple[BooleanShares, BooleanShares]], step: str) -> list[BooleanShares]:
+    """x and y of every pair of 0/1-byte shares (each (n,)), packed for the wire: one
+    round, one message per peer, ceil(n / 64) words per pair."""
+    n = pairs[0][0].shape[0]
+    packed = [(_map_bits(x, _pack), _map_bits(y, _pack)) for x, y in pairs]
+    return [_map_bits(z, lambda t: _unpack(t, n)) for z in boolean.and_many(ctx, packed, step)]
+
+
 def group_counts(ctx: Context, cont: ArithmeticShares, step: str = "group-counts") -> ArithmeticShares:
     """Every row's group size (shape (n,)), the group total of a public column of ones.
     Cost: ceil(log2 n) rounds; 3 ring elements per row and round per party (2 in the last).
@@ -262,5 +336,6 @@ __all__ = [
     "group_starts",
     "group_totals",
     "mul",
+    "segmented_any",
     "segmented_scans",
 ]
