@@ -562,7 +562,7 @@ def mule_fan_in(ctx, table, owners, *, receiver, receiver_bank, sender, victim, 
     rows): 1 round to agree on id types, 2 to share (3 words per row), the two-word
     sort, then exactly 7 + 1 + 2 + ceil(log2 N) + 8 + 2 + 2 + 4 rounds and ~0.43 kB per
     row. Measured over gRPC at 3 banks x 1e5 transfers (4.9e5 rows with the banks' asking
-    rows): 265 rounds, 809 MB sent by party 0; with window_days 2, 300 rounds and 1.92 GB.
+    rows): 265 rounds, 809 MB sent by party 0; with window_days 2, 293 rounds and 1.46 GB.
     With a window, ``distinct_in_window``
     (per group, ``members_at_one_bank``: a member is one bank's sender, so each bank cuts
     its senders' day intervals itself and there is no first sort) over N rows (transfer
