@@ -576,8 +576,8 @@ def distinct_in_window(
     day's window reaches min_members] (with starts first, a start's sum would still count
     the members whose intervals end on its day: too many). In sorted order [sum >=
     min_members], its group's OR (``segmented_any``: a scan of one bit per row, packed),
-    injected, the count of flagged groups at group starts (one product), then back to input order through the start
-    rows (laid in input order) and opened. The end block holds one row per input row
+    injected, the count of flagged groups at group starts (one product), then back to
+    input order through the start rows (laid in input order) and opened. The end block holds one row per input row
     whatever the predicate, so block sizes say nothing.
     Banks (min_banks > 1): each bank knows all its own rows, so it cuts its own predicate
     days per group into the same disjoint intervals in the clear ([s_j, min(s_{j+1} - 1,

@@ -257,17 +257,17 @@ def segmented_any(ctx: Context, hits: BooleanShares, cont: BooleanShares, step: 
         return BooleanShares(hits.first & 1, hits.second & 1)
 
     def bits(x: BooleanShares) -> BooleanShares:
-        return BooleanShares((x.first & 1).to(torch.uint8), (x.second & 1).to(torch.uint8))
+        return x._map(lambda t: (t & 1).to(torch.uint8))
 
     def down(x: BooleanShares, d: int) -> BooleanShares:  # row i gets row i - d's bit, 0 before the first
-        return _map_bits(x, lambda t: torch.cat([torch.zeros(d, dtype=t.dtype), t[: n - d]]))
+        return x._map(lambda t: torch.cat([torch.zeros(d, dtype=t.dtype), t[: n - d]]))
 
     def up(x: BooleanShares, d: int) -> BooleanShares:  # row i gets row i + d's bit, 0 after the last
-        return _map_bits(x, lambda t: torch.cat([t[d:], torch.zeros(d, dtype=t.dtype)]))
+        return x._map(lambda t: torch.cat([t[d:], torch.zeros(d, dtype=t.dtype)]))
 
     h, c = bits(hits), bits(cont)
-    none = h.xor_public(ctx.rank, 1)
-    k_fwd, k_bwd = _and_bits(ctx, [(none, c), (none, up(c, 1))], f"{step}-start")
+    no_hit = h.xor_public(ctx.rank, 1)
+    k_fwd, k_bwd = _and_bits(ctx, [(no_hit, c), (no_hit, up(c, 1))], f"{step}-start")
     h_fwd, h_bwd = h, h
     d = 1
     level = 0
@@ -284,11 +284,7 @@ def segmented_any(ctx: Context, hits: BooleanShares, cont: BooleanShares, step: 
         level += 1
     (neither,) = _and_bits(ctx, [(h_fwd.xor_public(ctx.rank, 1), h_bwd.xor_public(ctx.rank, 1))], f"{step}-or")
     either = neither.xor_public(ctx.rank, 1)
-    return BooleanShares(either.first.to(torch.int64), either.second.to(torch.int64))
-
-
-def _map_bits(x: BooleanShares, fn) -> BooleanShares:
-    return BooleanShares(fn(x.first), fn(x.second))
+    return either._map(lambda t: t.to(torch.int64))
 
 
 def _pack(bits: torch.Tensor) -> torch.Tensor:
@@ -308,8 +304,8 @@ def _and_bits(ctx: Context, pairs: list[tuple[BooleanShares, BooleanShares]], st
     """x and y of every pair of 0/1-byte shares (each (n,)), packed for the wire: one
     round, one message per peer, ceil(n / 64) words per pair."""
     n = pairs[0][0].shape[0]
-    packed = [(_map_bits(x, _pack), _map_bits(y, _pack)) for x, y in pairs]
-    return [_map_bits(z, lambda t: _unpack(t, n)) for z in boolean.and_many(ctx, packed, step)]
+    packed = [(x._map(_pack), y._map(_pack)) for x, y in pairs]
+    return [z._map(lambda t: _unpack(t, n)) for z in boolean.and_many(ctx, packed, step)]
 
 
 def group_counts(ctx: Context, cont: ArithmeticShares, step: str = "group-counts") -> ArithmeticShares:

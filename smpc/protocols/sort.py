@@ -163,10 +163,6 @@ def pack_bits(bits: torch.Tensor) -> torch.Tensor:
     return (padded.reshape(words, 64) << POSITION).sum(dim=1)  # disjoint bits: sum == OR
 
 
-def _map(x: BooleanShares, fn) -> BooleanShares:
-    return BooleanShares(fn(x.first), fn(x.second))
-
-
 def _and_local(ctx: Context, x: BooleanShares, y: BooleanShares) -> torch.Tensor:
     """This party's term z_i = x_i & (y_i ^ y_{i+1}) ^ x_{i+1} & y_i ^ alpha_i of a
     3-out-of-3 XOR sharing of x & y (alpha: a zero-sharing from the pairwise streams). x may
@@ -225,14 +221,14 @@ def _column_major(x: BooleanShares) -> BooleanShares:
     m, w = x.shape
     mp = _padded_rows(m)
     if w == 1 and m == mp:  # already the layout: a view where possible (the circuits never write to it)
-        return _map(x, lambda t: t.reshape(-1))
+        return x._map(lambda t: t.reshape(-1))
 
     def lay(t: torch.Tensor) -> torch.Tensor:
         out = torch.zeros((w, mp), dtype=torch.int64)
         out[:, :m] = t.T
         return out.reshape(-1)
 
-    return _map(x, lay)
+    return x._map(lay)
 
 
 _CHUNK_ROWS = 1 << 16
@@ -383,12 +379,12 @@ def _eq_tree(ctx: Context, a: BooleanShares, b: BooleanShares, step: str) -> Boo
     for level in range(3):  # 64 -> 32 -> 16 -> 8 bits per word: low half & high half
         h1, h2 = _split(z.first), _split(z.second)
         z = _and(ctx, BooleanShares(h1[:, 1], h2[:, 1]), BooleanShares(h1[:, 0], h2[:, 0]), f"{step}-h{level}")
-    z = _map(z, lambda t: t.view(torch.int64))
+    z = z._map(lambda t: t.view(torch.int64))
     for f in _TAIL_FIELDS:
         h = f // 2
         mlo = _LOW[f]
-        x = _map(z, lambda t, h=h, mlo=mlo: _compact((t >> h) & mlo, h))
-        y = _map(z, lambda t, h=h, mlo=mlo: _compact(t & mlo, h))
+        x = z._map(lambda t, h=h, mlo=mlo: _compact((t >> h) & mlo, h))
+        y = z._map(lambda t, h=h, mlo=mlo: _compact(t & mlo, h))
         z = _and(ctx, x, y, f"{step}-f{f}")
     return z
 
@@ -798,7 +794,7 @@ def sort_values(ctx: Context, x: ArithmeticShares, items: Sequence[Shares] = ())
         raise ProtocolError("sort_values: x must be a vector of values")
     n = x.shape[0]
     bits = boolean.bit_decompose(ctx, x).xor_public(ctx.rank, -(1 << 63))
-    bits = _map(bits, tree_order)
+    bits = bits._map(tree_order)
     index = _public_words(ctx, tree_order(torch.arange(n, dtype=torch.int64)))
     keys = BooleanShares(
         torch.stack([bits.first, index.first], dim=1), torch.stack([bits.second, index.second], dim=1)
